@@ -1,0 +1,415 @@
+//! The HTTP API agencies call: routes, request limits, decoding, and the mapping of every
+//! error to a problem+json response.
+//!
+//! Architecture invariants, enforced here:
+//! - Only this module knows about HTTP.
+//! - The caller's identity is the [`Peer`] fixed at the TLS handshake; no field of a request
+//!   can change it.
+//! - A request body is read only up to the configured limit; larger bodies get 413 before
+//!   anything is parsed.
+
+pub mod problem;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::config::{Limits, LocalDirectory};
+use crate::identity::{AgencyId, Anonymous, Identity, Peer};
+use crate::inbox::{Inbox, InboxError};
+use crate::ledger::{self, Ledger, LedgerError};
+use crate::message::{Envelope, MessageId};
+use crate::schema::{Schemas, Violation};
+use crate::store::{Store, StoreError};
+
+pub use problem::Problem;
+
+/// The OpenAPI document kept in the repository.
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// Most ids one ack may carry.
+pub const ACK_IDS_MAX: usize = 1000;
+
+/// Everything a request handler needs. Built once by the node.
+pub struct Api {
+    /// Compiled schemas.
+    pub schemas: Schemas,
+    /// The single writer.
+    pub ledger: Ledger,
+    /// Pull and ack.
+    pub inbox: Inbox,
+    /// Read access to the store.
+    pub store: Store,
+    /// Who is known here.
+    pub directory: LocalDirectory,
+    /// Limits.
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
+    }
+}
+
+type Resp = Response<Full<Bytes>>;
+
+impl Api {
+    /// Handles one request from `peer`. Never fails: every error is a problem response.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: Arc<Peer>) -> Resp {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let result = self.route(req, &peer, &method, &path).await;
+        let resp = result.unwrap_or_else(Problem::into_response);
+        tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
+        resp
+    }
+
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        peer: &Peer,
+        method: &Method,
+        path: &str,
+    ) -> Result<Resp, Problem> {
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match (segments.as_slice(), method) {
+            (["healthz"], &Method::GET) => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+            (["readyz"], &Method::GET) => Ok(self.readyz()),
+            (["v1", "openapi.json"], &Method::GET) => Ok(raw_json(StatusCode::OK, OPENAPI)),
+            (["v1", "messages"], &Method::POST) => {
+                let sender = self.agency(peer)?;
+                self.push(req, sender).await
+            }
+            (["v1", "messages", id], &Method::GET) => {
+                let sender = self.agency(peer)?;
+                self.status(sender, id)
+            }
+            (["v1", "inbox"], &Method::GET) => {
+                let recipient = self.agency(peer)?;
+                self.pull(req.uri().query(), recipient, peer).await
+            }
+            (["v1", "inbox", "ack"], &Method::POST) => {
+                let recipient = self.agency(peer)?;
+                self.ack(req, recipient, peer).await
+            }
+            (["healthz"] | ["readyz"] | ["v1", "openapi.json"] | ["v1", "inbox"], _)
+            | (["v1", "messages", _], _) => Err(method_not_allowed("GET")),
+            (["v1", "messages"] | ["v1", "inbox", "ack"], _) => Err(method_not_allowed("POST")),
+            _ => Err(Problem::not_found(format!("no endpoint {path}"))),
+        }
+    }
+
+    /// The agency behind the connection, if this node knows it.
+    fn agency<'p>(&self, peer: &'p Peer) -> Result<&'p AgencyId, Problem> {
+        match peer {
+            Ok(Identity::Agency(a)) if self.directory.agencies.contains_key(a) => Ok(a),
+            Ok(Identity::Agency(a)) => Err(Problem::forbidden(
+                "unknown-identity",
+                format!("agency {a} is not registered at this node"),
+            )),
+            Ok(other) => Err(Problem::forbidden(
+                "wrong-role",
+                format!("{other} may not use the agency API"),
+            )),
+            Err(Anonymous::NoPlusgateUri | Anonymous::Unparseable) => Err(Problem::forbidden(
+                "unknown-identity",
+                "the client certificate carries no plusgate identity (SAN URI urn:plusgate:…)",
+            )),
+        }
+    }
+
+    fn readyz(&self) -> Resp {
+        match self.ledger.failure() {
+            None => json_response(StatusCode::OK, &json!({"status": "ready"})),
+            Some(reason) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-ready",
+                "Not ready",
+                format!("the node does not accept writes: {reason}"),
+            )
+            .into_response(),
+        }
+    }
+
+    async fn push(&self, req: Request<Incoming>, sender: &AgencyId) -> Result<Resp, Problem> {
+        let body = self.read_json(req).await?;
+        self.schemas.validate(&body).map_err(Problem::invalid)?;
+        let envelope = Envelope::from_validated(&body, sender).map_err(|rules| {
+            Problem::invalid(
+                rules
+                    .into_iter()
+                    .map(|r| Violation {
+                        pointer: r.pointer,
+                        message: r.message,
+                    })
+                    .collect(),
+            )
+        })?;
+        let allowed = self
+            .directory
+            .agencies
+            .get(sender)
+            .is_some_and(|types| types.contains(&envelope.message_type));
+        if !allowed {
+            return Err(Problem::forbidden(
+                "type-not-allowed",
+                format!("{sender} may not send {} messages", envelope.message_type),
+            ));
+        }
+        if !self.directory.agencies.contains_key(&envelope.to) {
+            let detail = if envelope.to.center() == sender.center() {
+                format!("no agency {} at this center", envelope.to)
+            } else {
+                format!(
+                    "{} is at center {}; this node delivers only within its own center",
+                    envelope.to,
+                    envelope.to.center()
+                )
+            };
+            return Err(Problem::new(StatusCode::NOT_FOUND, "unknown-recipient", "Unknown recipient", detail));
+        }
+        let digest = ledger::body_sha256(&body);
+        let actor = Identity::Agency(sender.clone()).uri();
+        match self.ledger.accept(actor, sender.clone(), envelope, digest).await {
+            Ok(accepted) => Ok(json_response(
+                StatusCode::ACCEPTED,
+                &json!({"id": accepted.id.as_str(), "status": "accepted", "accepted_at": accepted.accepted_at}),
+            )),
+            Err(e) => Err(ledger_problem(e)),
+        }
+    }
+
+    fn status(&self, sender: &AgencyId, id: &str) -> Result<Resp, Problem> {
+        let not_found = || Problem::not_found(format!("you sent no message {id}"));
+        let id = MessageId::parse(id).ok_or_else(not_found)?;
+        let record = self
+            .store
+            .message(&id)
+            .map_err(store_problem)?
+            .filter(|m| m.from == sender.as_str())
+            .ok_or_else(not_found)?;
+        let delivery = self.store.delivery(&id).map_err(store_problem)?;
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "id": record.id,
+                "type": record.message_type,
+                "version": record.version,
+                "to": record.to,
+                "subject": record.subject,
+                "consent_id": record.consent_id,
+                "accepted_at": record.accepted_at,
+                "state": delivery.as_ref().map(|d| d.state),
+                "first_pulled_at": delivery.as_ref().and_then(|d| d.first_pulled_at.clone()),
+                "acked_at": delivery.as_ref().and_then(|d| d.acked_at.clone()),
+            }),
+        ))
+    }
+
+    async fn pull(&self, query: Option<&str>, recipient: &AgencyId, peer: &Peer) -> Result<Resp, Problem> {
+        let mut max = 10usize.min(self.limits.inbox_pull_max);
+        let mut wait = Duration::ZERO;
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match k.as_ref() {
+                "max" => {
+                    max = v
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=self.limits.inbox_pull_max).contains(n))
+                        .ok_or_else(|| {
+                            Problem::bad_request(format!(
+                                "max must be an integer from 1 to {}",
+                                self.limits.inbox_pull_max
+                            ))
+                        })?;
+                }
+                "wait" => {
+                    let secs = v.parse::<u64>().map_err(|_| {
+                        Problem::bad_request("wait must be a whole number of seconds")
+                    })?;
+                    // Longer waits are shortened, not refused: a client asking for more
+                    // than the node allows still gets a useful long poll.
+                    wait = Duration::from_secs(secs).min(self.limits.inbox_wait_max);
+                }
+                other => return Err(Problem::bad_request(format!("unknown query parameter `{other}`"))),
+            }
+        }
+        let actor = peer.as_ref().map(Identity::uri).unwrap_or_default();
+        let messages = self
+            .inbox
+            .pull(&actor, recipient, max, wait)
+            .await
+            .map_err(|e| match e {
+                InboxError::Store(e) => store_problem(e),
+                InboxError::Ledger(e) => ledger_problem(e),
+            })?;
+        let messages: Vec<Value> = messages
+            .into_iter()
+            .map(|m| {
+                json!({
+                    "id": m.id,
+                    "from": m.from,
+                    "type": m.message_type,
+                    "version": m.version,
+                    "subject": m.subject,
+                    "consent_id": m.consent_id,
+                    "payload": m.payload,
+                    "received_at": m.accepted_at,
+                })
+            })
+            .collect();
+        Ok(json_response(StatusCode::OK, &json!({"messages": messages})))
+    }
+
+    async fn ack(&self, req: Request<Incoming>, recipient: &AgencyId, peer: &Peer) -> Result<Resp, Problem> {
+        let body = self.read_json(req).await?;
+        let ids = parse_ack(&body).map_err(Problem::invalid)?;
+        let actor = peer.as_ref().map(Identity::uri).unwrap_or_default();
+        match self.inbox.ack(&actor, recipient, ids).await {
+            Ok(acked) => {
+                let acked: Vec<&str> = acked.iter().map(MessageId::as_str).collect();
+                Ok(json_response(StatusCode::OK, &json!({ "acked": acked })))
+            }
+            Err(e) => Err(ledger_problem(e)),
+        }
+    }
+
+    /// Reads a JSON body: content type checked (415), size bounded (413), duplicate keys
+    /// refused (400).
+    async fn read_json(&self, req: Request<Incoming>) -> Result<Value, Problem> {
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if essence != "application/json" && !essence.ends_with("+json") {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                format!("send application/json, not `{content_type}`"),
+            ));
+        }
+        let limit = self.limits.body_bytes_max;
+        let too_large = || {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Request body too large",
+                format!("the body limit is {limit} bytes"),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let bytes = Limited::new(req.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    too_large()
+                } else {
+                    Problem::bad_request(format!("could not read the body: {e}"))
+                }
+            })?
+            .to_bytes();
+        crate::json::parse_strict(&bytes).map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))
+    }
+}
+
+/// `{"ids": [...]}` → ids, or the violations.
+fn parse_ack(body: &Value) -> Result<Vec<MessageId>, Vec<Violation>> {
+    let violation = |pointer: &str, message: &str| Violation {
+        pointer: pointer.into(),
+        message: message.into(),
+    };
+    let obj = body
+        .as_object()
+        .ok_or_else(|| vec![violation("", "must be an object {\"ids\": [...]}")])?;
+    if let Some(k) = obj.keys().find(|k| *k != "ids") {
+        return Err(vec![violation(&format!("/{k}"), "unknown property")]);
+    }
+    let ids = obj
+        .get("ids")
+        .and_then(Value::as_array)
+        .ok_or_else(|| vec![violation("/ids", "must be an array of message ids")])?;
+    if ids.is_empty() || ids.len() > ACK_IDS_MAX {
+        return Err(vec![violation("/ids", "must hold 1 to 1000 ids")]);
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    let mut bad = Vec::new();
+    for (i, v) in ids.iter().enumerate() {
+        match v.as_str().and_then(MessageId::parse) {
+            Some(id) => out.push(id),
+            None => bad.push(violation(&format!("/ids/{i}"), "is not a message id")),
+        }
+    }
+    if bad.is_empty() {
+        Ok(out)
+    } else {
+        Err(bad)
+    }
+}
+
+fn method_not_allowed(allow: &'static str) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("use {allow}"),
+    )
+    .allow(allow)
+}
+
+fn ledger_problem(e: LedgerError) -> Problem {
+    match e {
+        LedgerError::IdConflict(id) => Problem::new(
+            StatusCode::CONFLICT,
+            "id-conflict",
+            "Message id already used",
+            format!("id {id} was already used for a different message; choose a new id"),
+        ),
+        LedgerError::NotYours(id) => Problem::forbidden(
+            "not-your-message",
+            format!("message {id} is not in your inbox; nothing was acknowledged"),
+        ),
+        LedgerError::NoSuchMessage(id) => Problem::not_found(format!(
+            "no message {id} in your inbox; nothing was acknowledged"
+        )),
+        LedgerError::Storage(e) => store_problem(e),
+        LedgerError::Unavailable(_) => Problem::unavailable(&e),
+    }
+}
+
+fn store_problem(e: StoreError) -> Problem {
+    match e {
+        StoreError::Corrupt { .. } => Problem::internal("corrupt-record", &e),
+        _ => Problem::unavailable(&e),
+    }
+}
+
+fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Resp {
+    raw_json(status, &serde_json::to_string(body).unwrap_or_default())
+}
+
+fn raw_json(status: StatusCode, body: &str) -> Resp {
+    let mut resp = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}

@@ -1,0 +1,183 @@
+//! The command line: `serve`, `dev-init`, `check-config`, `bench`. Parses arguments, calls
+//! into the library, maps failures to exit codes. `anyhow` lives here and nowhere deeper.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::bench::BenchArgs;
+use crate::config::Config;
+use crate::devinit::{self, DevInitArgs};
+use crate::node::Node;
+
+/// Exit code for a configuration the operator must fix (sysexits' EX_CONFIG).
+pub const EXIT_CONFIG: u8 = 78;
+/// Exit code for a failure while running.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Where `serve --dev` keeps its development federation.
+pub const DEV_DIR: &str = "plusgate-dev";
+
+/// plusgate: the data-exchange gateway of an Employment-Welfare Plus Center.
+#[derive(Debug, Parser)]
+#[command(name = "plusgate", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node.
+    Serve(ServeArgs),
+    /// Create a development federation: CA, node and agency certificates, configs, examples.
+    DevInit(DevInitArgs),
+    /// Validate a config file (and the files it names) and exit.
+    CheckConfig {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Measure a node's push throughput and latency.
+    Bench(BenchArgs),
+}
+
+/// `plusgate serve`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["config", "dev"])))]
+pub struct ServeArgs {
+    /// The node's config file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Create (first run) or reuse a development federation in ./plusgate-dev/ and serve its
+    /// first center.
+    #[arg(long)]
+    pub dev: bool,
+    /// Listen here instead of the config's `node.listen` (e.g. 127.0.0.1:0 for a free port).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::DevInit(args) => match devinit::run(&args) {
+            Ok(manifest) => {
+                println!("{}", devinit::summary(&manifest));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(EXIT_CONFIG, &e),
+        },
+        Command::CheckConfig { config } => match check_config(&config) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(EXIT_CONFIG, &*e),
+        },
+        Command::Bench(args) => match runtime().and_then(|rt| rt.block_on(crate::bench::run(args))) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(EXIT_FAILURE, &*e),
+        },
+    }
+}
+
+fn fail(code: u8, e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("plusgate: {e}");
+    ExitCode::from(code)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Everything `serve` checks before binding, without binding: the config, the schemas,
+/// the TLS material.
+fn check_config(path: &Path) -> Result<String, Box<dyn std::error::Error>> {
+    let config = Config::load(path)?;
+    crate::schema::Schemas::load(&config.schemas)?;
+    crate::tls::server_config(&config.tls)?;
+    Ok(format!(
+        "{}: ok (node {}, {} agencies, {} officers, listen {}, data {})",
+        path.display(),
+        config.center,
+        config.directory.agencies.len(),
+        config.directory.officers.len(),
+        config.listen,
+        config.data_dir.display()
+    ))
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let (config_path, dev_hint) = match (&args.config, args.dev) {
+        (Some(path), _) => (path.clone(), None),
+        (None, _) => match devinit::ensure(Path::new(DEV_DIR)) {
+            Ok(manifest) => match manifest.centers_in_order().first() {
+                Some((_, center)) => (
+                    manifest.resolve(&center.config),
+                    Some(devinit::summary(&manifest)),
+                ),
+                None => return fail(EXIT_CONFIG, &"the development federation has no center"),
+            },
+            Err(e) => return fail(EXIT_CONFIG, &e),
+        },
+    };
+    let mut config = match Config::load(&config_path) {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_CONFIG, &e),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    let node = match Node::build(&config) {
+        Ok(n) => n,
+        Err(e) => return fail(EXIT_CONFIG, &e),
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(EXIT_FAILURE, &e),
+    };
+    rt.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+            Ok(l) => l,
+            Err(e) => return fail(EXIT_CONFIG, &format!("cannot listen on {}: {e}", config.listen)),
+        };
+        let addr = listener.local_addr().unwrap_or(config.listen);
+        // Scripts and tests read this line to learn the bound address.
+        println!("plusgate listening on https://{addr} (node {})", config.center);
+        if let Some(hint) = dev_hint {
+            println!("{hint}");
+        }
+        tracing::info!(node = %config.center, %addr, data_dir = %config.data_dir.display(), "serving");
+        node.run(listener, shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

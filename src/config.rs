@@ -1,0 +1,334 @@
+//! Node configuration: the TOML file as written by operators ([`RawConfig`], serde, unknown
+//! fields refused) and the validated [`Config`] built from it, with resolved paths and units
+//! in the names. `plusgate check-config` runs exactly [`Config::load`] and nothing else.
+//!
+//! Architecture invariant: nothing outside this module reads the TOML; every other module
+//! receives its own validated sub-config.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::identity::{AgencyId, CenterId, OfficerId};
+use crate::message::MessageType;
+
+/// Largest accepted `limits.body_bytes_max`. sled writes values larger than a quarter of its
+/// segment into separate blob files that its flush does not fsync; keeping every record well
+/// below that threshold keeps the whole commit inside the one file we fsync (see `store`).
+pub const BODY_BYTES_MAX_LIMIT: usize = 1 << 20;
+
+/// Why a configuration is unusable. Always the operator's to fix; the message names the
+/// file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown/missing keys.
+    #[error("config file {path} is not valid: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// What the TOML parser said, with line and column.
+        message: String,
+    },
+    /// A value parsed but makes no sense.
+    #[error("config file {path}: `{key}` {problem}")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// The offending key, e.g. `agencies[2].id`.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// The file as written. Serde lives only here, on the boundary.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node: RawNode,
+    tls: RawTls,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    schemas: RawSchemas,
+    #[serde(default)]
+    agencies: Vec<RawAgency>,
+    #[serde(default)]
+    officers: Vec<RawOfficer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    id: String,
+    listen: String,
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default = "default_body_bytes_max")]
+    body_bytes_max: usize,
+    #[serde(default = "default_connections_max")]
+    connections_max: usize,
+    #[serde(default = "default_inbox_lease_ms")]
+    inbox_lease_ms: u64,
+    #[serde(default = "default_inbox_wait_s_max")]
+    inbox_wait_s_max: u64,
+    #[serde(default = "default_inbox_pull_max")]
+    inbox_pull_max: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            body_bytes_max: default_body_bytes_max(),
+            connections_max: default_connections_max(),
+            inbox_lease_ms: default_inbox_lease_ms(),
+            inbox_wait_s_max: default_inbox_wait_s_max(),
+            inbox_pull_max: default_inbox_pull_max(),
+        }
+    }
+}
+
+fn default_body_bytes_max() -> usize {
+    1 << 20
+}
+fn default_connections_max() -> usize {
+    4096
+}
+fn default_inbox_lease_ms() -> u64 {
+    30_000
+}
+fn default_inbox_wait_s_max() -> u64 {
+    30
+}
+fn default_inbox_pull_max() -> usize {
+    100
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchemas {
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgency {
+    id: String,
+    sends: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOfficer {
+    id: String,
+}
+
+/// A validated node configuration: the composition root's only input.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (for messages).
+    pub path: PathBuf,
+    /// This node's center.
+    pub center: CenterId,
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// sled data directory (absolute or relative to the working directory, resolved).
+    pub data_dir: PathBuf,
+    /// TLS material.
+    pub tls: TlsConfig,
+    /// Request and inbox limits.
+    pub limits: Limits,
+    /// Where the JSON Schemas come from.
+    pub schemas: SchemaSource,
+    /// Who may connect and what they may send.
+    pub directory: LocalDirectory,
+}
+
+/// Paths of the node's TLS material.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Node certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Node private key (PKCS#8 PEM).
+    pub key: PathBuf,
+    /// CA bundle client certificates must chain to (PEM).
+    pub client_ca: PathBuf,
+}
+
+/// Bounds on everything a client can make the node hold.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest accepted request body.
+    pub body_bytes_max: usize,
+    /// Concurrent connections; more wait in the accept queue.
+    pub connections_max: usize,
+    /// How long a pulled message stays invisible to other pulls.
+    pub inbox_lease: Duration,
+    /// Longest long-poll a pull may ask for.
+    pub inbox_wait_max: Duration,
+    /// Most messages one pull returns.
+    pub inbox_pull_max: usize,
+}
+
+/// Where the message schemas are read from.
+#[derive(Debug, Clone)]
+pub enum SchemaSource {
+    /// The schemas compiled into the binary (the repository's `schemas/`).
+    Embedded,
+    /// A folder of `*.json` schema files.
+    Dir(PathBuf),
+}
+
+/// The agencies and officers of this center, as the node knows them.
+#[derive(Debug, Clone, Default)]
+pub struct LocalDirectory {
+    /// Agency → message types it may send.
+    pub agencies: BTreeMap<AgencyId, Vec<MessageType>>,
+    /// Privacy officers.
+    pub officers: Vec<OfficerId>,
+}
+
+impl Config {
+    /// Reads, parses and validates `path`. Relative paths in the file are resolved against
+    /// the file's folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and validates config text that claims to come from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let invalid = |key: &str, problem: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            problem,
+        };
+
+        let center = CenterId::parse(&raw.node.id).map_err(|e| invalid("node.id", e.to_string()))?;
+        let listen: SocketAddr = raw.node.listen.parse().map_err(|e| {
+            invalid(
+                "node.listen",
+                format!("is not an address like 127.0.0.1:7443 ({e})"),
+            )
+        })?;
+        let limits = &raw.limits;
+        if limits.body_bytes_max == 0 || limits.body_bytes_max > BODY_BYTES_MAX_LIMIT {
+            return Err(invalid(
+                "limits.body_bytes_max",
+                format!("must be between 1 and {BODY_BYTES_MAX_LIMIT}"),
+            ));
+        }
+        if limits.connections_max == 0 {
+            return Err(invalid("limits.connections_max", "must be at least 1".into()));
+        }
+        if limits.inbox_lease_ms == 0 {
+            return Err(invalid("limits.inbox_lease_ms", "must be at least 1".into()));
+        }
+        if limits.inbox_wait_s_max > 300 {
+            return Err(invalid(
+                "limits.inbox_wait_s_max",
+                "must be at most 300 seconds".into(),
+            ));
+        }
+        if limits.inbox_pull_max == 0 || limits.inbox_pull_max > 1000 {
+            return Err(invalid(
+                "limits.inbox_pull_max",
+                "must be between 1 and 1000".into(),
+            ));
+        }
+
+        let mut directory = LocalDirectory::default();
+        for (i, agency) in raw.agencies.iter().enumerate() {
+            let key = format!("agencies[{i}].id");
+            let id = AgencyId::parse(&agency.id).map_err(|e| invalid(&key, e.to_string()))?;
+            if id.center() != &center {
+                return Err(invalid(
+                    &key,
+                    format!("names center `{}`, but this node is `{center}`", id.center()),
+                ));
+            }
+            let mut sends = Vec::new();
+            for (j, t) in agency.sends.iter().enumerate() {
+                let ty = MessageType::parse(t).ok_or_else(|| {
+                    invalid(
+                        &format!("agencies[{i}].sends[{j}]"),
+                        format!("`{t}` is not a message type ({})", MessageType::ALL_NAMES),
+                    )
+                })?;
+                sends.push(ty);
+            }
+            if directory.agencies.insert(id, sends).is_some() {
+                return Err(invalid(&key, "is listed twice".into()));
+            }
+        }
+        for (i, officer) in raw.officers.iter().enumerate() {
+            let key = format!("officers[{i}].id");
+            let id = OfficerId::parse(&officer.id).map_err(|e| invalid(&key, e.to_string()))?;
+            if id.center() != &center {
+                return Err(invalid(
+                    &key,
+                    format!("names center `{}`, but this node is `{center}`", id.center()),
+                ));
+            }
+            directory.officers.push(id);
+        }
+
+        Ok(Config {
+            path: path.to_owned(),
+            center,
+            listen,
+            data_dir: base.join(&raw.node.data_dir),
+            tls: TlsConfig {
+                cert: base.join(&raw.tls.cert),
+                key: base.join(&raw.tls.key),
+                client_ca: base.join(&raw.tls.client_ca),
+            },
+            limits: Limits {
+                body_bytes_max: limits.body_bytes_max,
+                connections_max: limits.connections_max,
+                inbox_lease: Duration::from_millis(limits.inbox_lease_ms),
+                inbox_wait_max: Duration::from_secs(limits.inbox_wait_s_max),
+                inbox_pull_max: limits.inbox_pull_max,
+            },
+            schemas: match &raw.schemas.dir {
+                Some(dir) => SchemaSource::Dir(base.join(dir)),
+                None => SchemaSource::Embedded,
+            },
+            directory,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

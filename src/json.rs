@@ -1,0 +1,126 @@
+//! Strict JSON decoding for request bodies.
+//!
+//! `serde_json` silently keeps the last of two equal keys in an object. For a message whose
+//! parts decide where personal data goes, `{"to": "a", "to": "b"}` must be an error, not a
+//! guess, so bodies are decoded with a visitor that refuses duplicate keys.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+/// Largest nesting depth accepted (serde_json's own recursion limit is 128).
+const DEPTH_MAX: usize = 64;
+
+/// Parses `bytes` as one JSON value, refusing duplicate object keys and trailing data.
+pub fn parse_strict(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = StrictValue { depth: 0 }.deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+#[derive(Clone, Copy)]
+struct StrictValue {
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for StrictValue {
+    type Value = Value;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictValue {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let inner = self.nested::<A::Error>()?;
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element_seed(inner)? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let inner = self.nested::<A::Error>()?;
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+            }
+            let v = map.next_value_seed(inner)?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+impl StrictValue {
+    fn nested<E: de::Error>(self) -> Result<StrictValue, E> {
+        if self.depth >= DEPTH_MAX {
+            return Err(E::custom(format_args!("nested deeper than {DEPTH_MAX} levels")));
+        }
+        Ok(StrictValue {
+            depth: self.depth + 1,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_strict;
+
+    #[test]
+    fn accepts_ordinary_json() {
+        let v = parse_strict(br#"{"a": [1, 2.5, "x", null, true, {"b": {}}]}"#).expect("valid");
+        assert_eq!(v["a"][2], "x");
+    }
+
+    #[test]
+    fn refuses_duplicate_keys_at_any_depth() {
+        for body in [
+            r#"{"to": "a", "to": "b"}"#,
+            r#"{"payload": {"x": 1, "x": 1}}"#,
+            r#"[{"k": 1, "k": 2}]"#,
+        ] {
+            let err = parse_strict(body.as_bytes()).expect_err(body);
+            assert!(err.to_string().contains("duplicate key"), "{err}");
+        }
+    }
+
+    #[test]
+    fn refuses_trailing_data_and_deep_nesting() {
+        assert!(parse_strict(b"{} {}").is_err());
+        let deep = "[".repeat(100) + &"]".repeat(100);
+        assert!(parse_strict(deep.as_bytes()).is_err());
+    }
+}

@@ -1,0 +1,720 @@
+//! Certificate generation for plusgate federations: a CA, node certificates and client
+//! certificates for agencies and privacy officers.
+//!
+//! Everything is ECDSA P-256 signed with SHA-256 (rcgen on `ring`). Identities travel as
+//! one SAN URI per certificate (`urn:plusgate:agency:<center>:<agency>` and friends, see
+//! [`Role::san_uri`]); the node reads them back out of verified certificates in `identity`.
+//!
+//! Architecture Invariant: the running node never calls this module. It is used by
+//! `dev-init` and by tests, which is why the CA key lives in memory and in plain PEM files.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use rcgen::string::Ia5String;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, SanType,
+    PKCS_ECDSA_P256_SHA256,
+};
+use time::{Duration, OffsetDateTime};
+use x509_parser::asn1_rs::Tag;
+use x509_parser::extensions::ParsedExtension;
+
+/// Longest center, agency or officer name, in bytes (`[a-z0-9][a-z0-9-]{0,62}`).
+pub const NAME_LEN_MAX: usize = 63;
+
+/// How far back `not_before` is set by [`Validity::days_from_now`], so that a peer whose
+/// clock is a little behind ours still accepts a certificate issued a moment ago.
+pub const CLOCK_SKEW_TOLERANCE: Duration = Duration::hours(1);
+
+/// Whether `name` is a valid center, agency or officer name: `[a-z0-9][a-z0-9-]{0,62}`.
+///
+/// These names end up in SAN URIs, file names and TOML strings, so the narrow alphabet
+/// is what keeps all three free of quoting problems.
+pub fn is_valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    match bytes.first() {
+        Some(first) if bytes.len() <= NAME_LEN_MAX => {
+            (first.is_ascii_lowercase() || first.is_ascii_digit())
+                && bytes[1..]
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        }
+        _ => false,
+    }
+}
+
+/// Who a certificate identifies, and therefore which SAN URI and key usages it gets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// An agency at a center (client certificate), agency id `<center>/<agency>`.
+    Agency {
+        /// Center id, e.g. `suwon`.
+        center: String,
+        /// Agency name within the center, e.g. `employment`.
+        agency: String,
+    },
+    /// A privacy officer at a center (client certificate), officer id `<center>/<name>`.
+    Officer {
+        /// Center id, e.g. `suwon`.
+        center: String,
+        /// Officer name within the center, e.g. `privacy-officer`.
+        name: String,
+    },
+    /// A center's node (server certificate, also usable as a client towards other nodes).
+    Node {
+        /// Center id, e.g. `suwon`.
+        center: String,
+    },
+}
+
+impl Role {
+    /// The identity URI carried as the certificate's SAN, e.g.
+    /// `urn:plusgate:agency:suwon:employment`.
+    pub fn san_uri(&self) -> String {
+        match self {
+            Role::Agency { center, agency } => format!("urn:plusgate:agency:{center}:{agency}"),
+            Role::Officer { center, name } => format!("urn:plusgate:officer:{center}:{name}"),
+            Role::Node { center } => format!("urn:plusgate:node:{center}"),
+        }
+    }
+
+    /// The identity as written in configs and messages: `suwon/employment` for an agency,
+    /// `suwon/privacy-officer` for an officer, `suwon` for a node. Also used as the CN.
+    pub fn id(&self) -> String {
+        match self {
+            Role::Agency { center, agency } => format!("{center}/{agency}"),
+            Role::Officer { center, name } => format!("{center}/{name}"),
+            Role::Node { center } => center.clone(),
+        }
+    }
+
+    /// Checks every name in the role against [`is_valid_name`].
+    pub fn validate(&self) -> Result<(), PkiError> {
+        let names: &[&String] = match self {
+            Role::Agency { center, agency } => &[center, agency],
+            Role::Officer { center, name } => &[center, name],
+            Role::Node { center } => &[center],
+        };
+        match names.iter().find(|name| !is_valid_name(name)) {
+            Some(bad) => Err(PkiError::InvalidName {
+                name: (*bad).clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self {
+            Role::Agency { .. } => "agency",
+            Role::Officer { .. } => "officer",
+            Role::Node { .. } => "node",
+        };
+        write!(f, "{kind} {}", self.id())
+    }
+}
+
+/// The period in which a certificate is valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// First instant the certificate is valid.
+    pub not_before: OffsetDateTime,
+    /// Last instant the certificate is valid.
+    pub not_after: OffsetDateTime,
+}
+
+impl Validity {
+    /// Valid from an hour ago ([`CLOCK_SKEW_TOLERANCE`]) until `days` days from now.
+    pub fn days_from_now(days: i64) -> Validity {
+        let now = OffsetDateTime::now_utc();
+        Validity {
+            not_before: now - CLOCK_SKEW_TOLERANCE,
+            not_after: now + Duration::days(days),
+        }
+    }
+
+    /// A period that ended yesterday (for testing that expired certificates are refused).
+    pub fn expired() -> Validity {
+        let now = OffsetDateTime::now_utc();
+        Validity {
+            not_before: now - Duration::days(30),
+            not_after: now - Duration::days(1),
+        }
+    }
+
+    /// A period that starts tomorrow (for testing that premature certificates are refused).
+    pub fn not_yet_valid() -> Validity {
+        let now = OffsetDateTime::now_utc();
+        Validity {
+            not_before: now + Duration::days(1),
+            not_after: now + Duration::days(30),
+        }
+    }
+
+    fn check(&self) -> Result<(), PkiError> {
+        if self.not_before < self.not_after {
+            Ok(())
+        } else {
+            Err(PkiError::EmptyValidity {
+                not_before: self.not_before,
+                not_after: self.not_after,
+            })
+        }
+    }
+}
+
+/// A certificate and its private key, both PEM (the key as PKCS#8 `PRIVATE KEY`).
+#[derive(Clone)]
+pub struct IssuedCert {
+    /// The certificate, PEM `CERTIFICATE`.
+    pub cert_pem: String,
+    /// The private key, PEM PKCS#8 `PRIVATE KEY`.
+    pub key_pem: String,
+}
+
+impl fmt::Debug for IssuedCert {
+    /// Leaves the private key out, so a stray `{:?}` cannot leak it into logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedCert")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"[elided]")
+            .finish()
+    }
+}
+
+/// A certificate authority that can issue node, agency and officer certificates.
+#[derive(Debug)]
+pub struct CertificateAuthority {
+    cert_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl CertificateAuthority {
+    /// Generates a new self-signed CA with a fresh P-256 key.
+    ///
+    /// The CA may sign end-entity certificates only (path length 0): a development
+    /// federation has no intermediate CAs.
+    pub fn generate(common_name: &str, validity: Validity) -> Result<Self, PkiError> {
+        validity.check()?;
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_before = validity.not_before;
+        params.not_after = validity.not_after;
+        let cert = params.self_signed(&key)?;
+        Ok(CertificateAuthority {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// Loads a CA from its certificate and PKCS#8 key (both PEM), e.g. to issue more
+    /// certificates into an existing development federation.
+    ///
+    /// Refuses a certificate that is not a CA and a key that does not belong to it.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+            .map_err(|e| PkiError::BadCaCert(e.to_string()))?;
+        let x509 = pem
+            .parse_x509()
+            .map_err(|e| PkiError::BadCaCert(e.to_string()))?;
+        if !x509.is_ca() {
+            return Err(PkiError::NotACa);
+        }
+        let key = KeyPair::from_pem(key_pem).map_err(PkiError::BadCaKey)?;
+        if x509.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            return Err(PkiError::KeyMismatch);
+        }
+
+        // Issued certificates must carry the CA's subject as their issuer and its key
+        // identifier as their authority key identifier, so both are copied verbatim.
+        let mut params = CertificateParams::default();
+        params.distinguished_name = distinguished_name_from_x509(x509.subject())?;
+        params.key_identifier_method = x509
+            .iter_extensions()
+            .find_map(|ext| match ext.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => {
+                    Some(KeyIdMethod::PreSpecified(id.0.to_vec()))
+                }
+                _ => None,
+            })
+            .unwrap_or(KeyIdMethod::Sha256);
+        if let Ok(Some(usage)) = x509.key_usage() {
+            let usage = usage.value;
+            let flags = [
+                (usage.key_cert_sign(), KeyUsagePurpose::KeyCertSign),
+                (usage.crl_sign(), KeyUsagePurpose::CrlSign),
+                (usage.digital_signature(), KeyUsagePurpose::DigitalSignature),
+            ];
+            params.key_usages = flags
+                .into_iter()
+                .filter_map(|(set, purpose)| set.then_some(purpose))
+                .collect();
+        }
+        Ok(CertificateAuthority {
+            cert_pem: cert_pem.to_owned(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The CA private key, PEM PKCS#8.
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
+    }
+
+    /// The CA's own certificate and key in the shape [`write_pem_pair`] takes.
+    pub fn pem_pair(&self) -> IssuedCert {
+        IssuedCert {
+            cert_pem: self.cert_pem.clone(),
+            key_pem: self.key_pem(),
+        }
+    }
+
+    /// Issues a certificate with a fresh P-256 key for `role`.
+    ///
+    /// Every certificate has CN = [`Role::id`] and one SAN URI = [`Role::san_uri`].
+    /// Node certificates also name `localhost` and `127.0.0.1` and allow both serverAuth
+    /// and clientAuth (nodes will connect to each other); agency and officer
+    /// certificates allow clientAuth only.
+    pub fn issue(&self, role: &Role, validity: Validity) -> Result<IssuedCert, PkiError> {
+        role.validate()?;
+        validity.check()?;
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, role.id());
+        params.subject_alt_names = vec![SanType::URI(Ia5String::try_from(role.san_uri())?)];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if let Role::Node { .. } = role {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName(Ia5String::try_from("localhost")?));
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+            params
+                .extended_key_usages
+                .insert(0, ExtendedKeyUsagePurpose::ServerAuth);
+        }
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = validity.not_before;
+        params.not_after = validity.not_after;
+
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// Rebuilds an rcgen distinguished name from a parsed one, keeping each value's ASN.1
+/// string type so that the issuer name of new certificates matches the CA's subject
+/// byte for byte (chain building compares them exactly).
+fn distinguished_name_from_x509(
+    name: &x509_parser::x509::X509Name<'_>,
+) -> Result<DistinguishedName, PkiError> {
+    let mut dn = DistinguishedName::new();
+    for attr in name.iter_attributes() {
+        let oid: Vec<u64> = attr
+            .attr_type()
+            .iter()
+            .ok_or_else(|| PkiError::BadCaCert("subject attribute OID too large".into()))?
+            .collect();
+        let value = attr.attr_value();
+        let text = std::str::from_utf8(value.data)
+            .map_err(|_| PkiError::BadCaCert("subject attribute is not UTF-8".into()))?;
+        let value = match value.header.tag() {
+            Tag::Utf8String => DnValue::Utf8String(text.to_owned()),
+            Tag::PrintableString => DnValue::PrintableString(text.try_into()?),
+            Tag::Ia5String => DnValue::Ia5String(text.try_into()?),
+            Tag::T61String => DnValue::TeletexString(text.try_into()?),
+            other => {
+                return Err(PkiError::BadCaCert(format!(
+                    "unsupported string type {other} in the CA subject"
+                )))
+            }
+        };
+        dn.push(DnType::from_oid(&oid), value);
+    }
+    Ok(dn)
+}
+
+/// Writes `<dir>/<stem>.crt` and `<dir>/<stem>.key` and returns their paths.
+///
+/// The key file is readable by its owner only (mode 0600 on unix). Neither file may
+/// exist yet: silently replacing a key is never what the caller meant.
+pub fn write_pem_pair(
+    dir: &Path,
+    stem: &str,
+    pair: &IssuedCert,
+) -> Result<(PathBuf, PathBuf), PkiError> {
+    let cert_path = dir.join(format!("{stem}.crt"));
+    let key_path = dir.join(format!("{stem}.key"));
+    write_new_file(&cert_path, pair.cert_pem.as_bytes(), false)?;
+    write_new_file(&key_path, pair.key_pem.as_bytes(), true)?;
+    Ok((cert_path, key_path))
+}
+
+fn write_new_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), PkiError> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(if secret { 0o600 } else { 0o644 });
+    }
+    #[cfg(not(unix))]
+    let _ = secret;
+    let result = options
+        .open(path)
+        .and_then(|mut file| file.write_all(contents));
+    result.map_err(|source| PkiError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// What went wrong while generating, loading or writing certificates.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// A center, agency or officer name is outside the allowed alphabet (caller's input).
+    #[error("invalid name {name:?}: names must match [a-z0-9][a-z0-9-]{{0,62}}")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+    },
+    /// The validity period is empty or reversed (caller's input).
+    #[error("certificate validity is empty: not_before {not_before} is not before not_after {not_after}")]
+    EmptyValidity {
+        /// Requested start.
+        not_before: OffsetDateTime,
+        /// Requested end.
+        not_after: OffsetDateTime,
+    },
+    /// The CA certificate PEM could not be parsed.
+    #[error("CA certificate is not a valid PEM X.509 certificate: {0}")]
+    BadCaCert(String),
+    /// The CA key PEM could not be parsed.
+    #[error("CA key is not a usable PKCS#8 PEM private key: {0}")]
+    BadCaKey(rcgen::Error),
+    /// The certificate given as CA lacks `basicConstraints cA=TRUE`.
+    #[error("the CA certificate is not a CA (basicConstraints cA is not set)")]
+    NotACa,
+    /// The CA key does not belong to the CA certificate.
+    #[error("the CA key does not match the CA certificate's public key")]
+    KeyMismatch,
+    /// rcgen refused to build the certificate or key (a bug here, or an unusable input).
+    #[error("certificate generation failed: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    /// A certificate or key file could not be written (the file may already exist).
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+    use x509_parser::extensions::GeneralName;
+
+    use super::*;
+
+    fn agency() -> Role {
+        Role::Agency {
+            center: "suwon".into(),
+            agency: "employment".into(),
+        }
+    }
+
+    fn node() -> Role {
+        Role::Node {
+            center: "suwon".into(),
+        }
+    }
+
+    fn ca() -> CertificateAuthority {
+        CertificateAuthority::generate("plusgate test CA", Validity::days_from_now(30))
+            .expect("CA generation")
+    }
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(pem.as_bytes()).expect("certificate PEM")
+    }
+
+    /// Runs `f` on the parsed certificate.
+    fn with_x509<T>(
+        pem: &str,
+        f: impl FnOnce(&x509_parser::certificate::X509Certificate) -> T,
+    ) -> T {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("PEM");
+        let x509 = pem.parse_x509().expect("X.509");
+        f(&x509)
+    }
+
+    fn san_uris(pem: &str) -> Vec<String> {
+        with_x509(pem, |x509| {
+            let san = x509
+                .subject_alternative_name()
+                .expect("SAN")
+                .expect("SAN present");
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    GeneralName::URI(uri) => Some(uri.to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
+    fn roots(ca: &CertificateAuthority) -> Arc<rustls::RootCertStore> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der(ca.cert_pem())).expect("CA is a valid root");
+        Arc::new(roots)
+    }
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    fn verify_as_client(ca: &CertificateAuthority, cert: &IssuedCert) -> Result<(), rustls::Error> {
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(roots(ca), provider())
+                .build()
+                .expect("client verifier");
+        verifier
+            .verify_client_cert(&der(&cert.cert_pem), &[], UnixTime::now())
+            .map(|_| ())
+    }
+
+    fn verify_as_server(
+        ca: &CertificateAuthority,
+        cert: &IssuedCert,
+        name: &str,
+    ) -> Result<(), rustls::Error> {
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(roots(ca), provider())
+                .build()
+                .expect("server verifier");
+        let name = ServerName::try_from(name.to_owned()).expect("server name");
+        verifier
+            .verify_server_cert(&der(&cert.cert_pem), &[], &name, &[], UnixTime::now())
+            .map(|_| ())
+    }
+
+    #[test]
+    fn san_uris_follow_the_contract() {
+        let officer = Role::Officer {
+            center: "gangseo".into(),
+            name: "privacy-officer".into(),
+        };
+        assert_eq!(agency().san_uri(), "urn:plusgate:agency:suwon:employment");
+        assert_eq!(
+            officer.san_uri(),
+            "urn:plusgate:officer:gangseo:privacy-officer"
+        );
+        assert_eq!(node().san_uri(), "urn:plusgate:node:suwon");
+        assert_eq!(agency().id(), "suwon/employment");
+        assert_eq!(officer.id(), "gangseo/privacy-officer");
+    }
+
+    #[test]
+    fn names_are_checked() {
+        for good in ["a", "suwon", "privacy-officer", "0x", &"a".repeat(63)] {
+            assert!(is_valid_name(good), "{good:?} should be valid");
+        }
+        for bad in [
+            "",
+            "-a",
+            "Suwon",
+            "su_won",
+            "su won",
+            "a/b",
+            "한국",
+            &"a".repeat(64),
+        ] {
+            assert!(!is_valid_name(bad), "{bad:?} should be invalid");
+        }
+        let role = Role::Agency {
+            center: "suwon".into(),
+            agency: "Bad".into(),
+        };
+        assert!(matches!(
+            ca().issue(&role, Validity::days_from_now(1)),
+            Err(PkiError::InvalidName { name }) if name == "Bad"
+        ));
+    }
+
+    #[test]
+    fn agency_certificate_carries_identity_and_client_usage_only() {
+        let ca = ca();
+        let cert = ca
+            .issue(&agency(), Validity::days_from_now(10))
+            .expect("issue");
+        assert_eq!(
+            san_uris(&cert.cert_pem),
+            ["urn:plusgate:agency:suwon:employment"]
+        );
+        with_x509(&cert.cert_pem, |x509| {
+            let cn = x509.subject().iter_common_name().next().expect("CN");
+            assert_eq!(cn.as_str().expect("CN string"), "suwon/employment");
+            let eku = x509
+                .extended_key_usage()
+                .expect("EKU")
+                .expect("EKU present")
+                .value;
+            assert!(eku.client_auth && !eku.server_auth);
+            assert!(!x509.is_ca());
+        });
+        assert!(cert.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        verify_as_client(&ca, &cert).expect("rustls accepts the agency as a client");
+        assert!(verify_as_server(&ca, &cert, "localhost").is_err());
+    }
+
+    #[test]
+    fn node_certificate_serves_localhost_and_is_also_a_client() {
+        let ca = ca();
+        let cert = ca
+            .issue(&node(), Validity::days_from_now(10))
+            .expect("issue");
+        assert_eq!(san_uris(&cert.cert_pem), ["urn:plusgate:node:suwon"]);
+        verify_as_server(&ca, &cert, "localhost").expect("valid for localhost");
+        verify_as_server(&ca, &cert, "127.0.0.1").expect("valid for 127.0.0.1");
+        assert!(verify_as_server(&ca, &cert, "example.org").is_err());
+        verify_as_client(&ca, &cert).expect("valid as a client");
+    }
+
+    #[test]
+    fn validity_dates_are_written() {
+        let validity = Validity::days_from_now(10);
+        let cert = ca().issue(&agency(), validity).expect("issue");
+        with_x509(&cert.cert_pem, |x509| {
+            let v = x509.validity();
+            // X.509 times have whole seconds; rcgen drops the fraction.
+            assert!((v.not_before.timestamp() - validity.not_before.unix_timestamp()).abs() <= 1);
+            assert!((v.not_after.timestamp() - validity.not_after.unix_timestamp()).abs() <= 1);
+            assert!(v.is_valid());
+        });
+    }
+
+    #[test]
+    fn expired_and_premature_certificates_are_refused_by_rustls() {
+        let ca = ca();
+        let expired = ca.issue(&agency(), Validity::expired()).expect("issue");
+        let premature = ca
+            .issue(&agency(), Validity::not_yet_valid())
+            .expect("issue");
+        assert!(verify_as_client(&ca, &expired).is_err());
+        assert!(verify_as_client(&ca, &premature).is_err());
+    }
+
+    #[test]
+    fn empty_validity_is_refused() {
+        let now = OffsetDateTime::now_utc();
+        let validity = Validity {
+            not_before: now,
+            not_after: now,
+        };
+        assert!(matches!(
+            ca().issue(&agency(), validity),
+            Err(PkiError::EmptyValidity { .. })
+        ));
+    }
+
+    #[test]
+    fn ca_reloaded_from_pem_issues_certificates_that_chain() {
+        let original = ca();
+        let reloaded = CertificateAuthority::from_pem(original.cert_pem(), &original.key_pem())
+            .expect("reload");
+        let cert = reloaded
+            .issue(&agency(), Validity::days_from_now(1))
+            .expect("issue");
+        verify_as_client(&original, &cert).expect("chains to the original CA");
+    }
+
+    #[test]
+    fn from_pem_refuses_leaf_certificates_and_foreign_keys() {
+        let ca = ca();
+        let leaf = ca
+            .issue(&agency(), Validity::days_from_now(1))
+            .expect("issue");
+        assert!(matches!(
+            CertificateAuthority::from_pem(&leaf.cert_pem, &leaf.key_pem),
+            Err(PkiError::NotACa)
+        ));
+        assert!(matches!(
+            CertificateAuthority::from_pem(ca.cert_pem(), &leaf.key_pem),
+            Err(PkiError::KeyMismatch)
+        ));
+        assert!(matches!(
+            CertificateAuthority::from_pem("not a certificate", &leaf.key_pem),
+            Err(PkiError::BadCaCert(_))
+        ));
+    }
+
+    #[test]
+    fn pem_pair_files_are_written_once_with_a_private_key_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cert = ca()
+            .issue(&agency(), Validity::days_from_now(1))
+            .expect("issue");
+        let (crt, key) = write_pem_pair(dir.path(), "employment", &cert).expect("write");
+        assert_eq!(fs::read_to_string(&crt).expect("read crt"), cert.cert_pem);
+        assert_eq!(fs::read_to_string(&key).expect("read key"), cert.key_pem);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&key).expect("metadata").permissions().mode();
+            assert_eq!(mode & 0o077, 0, "key file must not be readable by others");
+        }
+        assert!(matches!(
+            write_pem_pair(dir.path(), "employment", &cert),
+            Err(PkiError::Write { .. })
+        ));
+    }
+
+    #[test]
+    fn debug_output_does_not_contain_private_keys() {
+        let ca = ca();
+        let cert = ca
+            .issue(&agency(), Validity::days_from_now(1))
+            .expect("issue");
+        assert!(!format!("{cert:?}").contains("PRIVATE KEY"));
+        assert!(!format!("{ca:?}").contains("PRIVATE KEY"));
+    }
+}

@@ -1,0 +1,367 @@
+//! The node's durable state, behind an interface of our own so that sled can later be
+//! replaced by a replicated engine without touching the rest of the node.
+//!
+//! Layout: one sled tree, key families separated by a one-byte prefix. One tree because a
+//! sled `Batch` is atomic within a tree, which is exactly the guarantee a push needs (message,
+//! delivery state, inbox entry and audit entry land together or not at all), and it is far
+//! cheaper than sled's cross-tree transactions.
+//!
+//! | prefix | key                                  | value                 |
+//! |--------|--------------------------------------|-----------------------|
+//! | `m`    | message id                           | [`MessageRecord`]     |
+//! | `d`    | message id                           | [`DeliveryRecord`]    |
+//! | `i`    | recipient agency, `0x00`, seq (BE)   | message id            |
+//! | `a`    | audit seq (BE)                       | [`AuditEntry`]        |
+//!
+//! Every value except inbox entries (which only point at a message) is a versioned,
+//! checksummed [`record`], verified on read.
+//!
+//! Durability: [`Store::apply`] makes a write set visible atomically but not durable;
+//! [`Store::sync`] makes everything applied so far durable. sled's own `flush` ends in
+//! `sync_file_range` on Linux, which does not persist file metadata (e.g. the file's new
+//! length), so `sync` follows it with an explicit `fsync` of sled's data file. Values stay
+//! below sled's blob threshold (the body limit in `config` is capped for that), so no part of
+//! a commit lives in a separate blob file that this fsync would miss.
+//!
+//! Architecture invariant: only this module knows sled exists.
+
+pub mod record;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::audit::AuditEntry;
+use crate::identity::AgencyId;
+use crate::message::MessageId;
+
+pub use record::RecordError;
+
+/// sled's segment size. Its blob threshold is a quarter of this (2 MiB), above the largest
+/// accepted body ([`crate::config::BODY_BYTES_MAX_LIMIT`]) plus record overhead.
+const SEGMENT_BYTES: usize = 8 << 20;
+
+const MESSAGE: u8 = b'm';
+const DELIVERY: u8 = b'd';
+const INBOX: u8 = b'i';
+const AUDIT: u8 = b'a';
+
+/// What went wrong in the store. None of these is the client's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory could not be opened.
+    #[error("cannot open data directory {path}: {source}")]
+    Open {
+        /// The directory.
+        path: PathBuf,
+        /// sled's error.
+        source: sled::Error,
+    },
+    /// sled failed during operation (I/O error, or sled found its own log corrupt).
+    #[error("storage engine error: {0}")]
+    Engine(#[from] sled::Error),
+    /// fsync of the data file failed: nothing applied since the last sync may be durable.
+    #[error("fsync of {path} failed: {source}")]
+    Sync {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A stored record failed verification: it is not served.
+    #[error("stored {family} record {key} is corrupt: {source}")]
+    Corrupt {
+        /// Which key family.
+        family: &'static str,
+        /// The key, printable.
+        key: String,
+        /// What failed.
+        source: RecordError,
+    },
+}
+
+/// A message as accepted. Written once, never changed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MessageRecord {
+    /// Message id.
+    pub id: String,
+    /// True when the sender chose the id (the record is then also its idempotency record).
+    pub sender_chose_id: bool,
+    /// Sending agency (from its certificate).
+    pub from: String,
+    /// Recipient agency.
+    pub to: String,
+    /// Message type.
+    #[serde(rename = "type")]
+    pub message_type: String,
+    /// Payload schema version.
+    pub version: u32,
+    /// Pseudonymous subject reference.
+    pub subject: String,
+    /// Consent the message travels under.
+    pub consent_id: String,
+    /// The payload.
+    pub payload: Value,
+    /// SHA-256 (hex) of the canonical request body: an identical retry has the same digest.
+    pub body_sha256: String,
+    /// When the node accepted it (RFC 3339, UTC).
+    pub accepted_at: String,
+    /// Sequence number of its `accepted` audit entry; also orders the inbox.
+    pub seq: u64,
+}
+
+/// Where a message is in its local delivery.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeliveryState {
+    /// Durable, in the recipient's inbox, not yet pulled.
+    Accepted,
+    /// Pulled at least once, not yet acknowledged.
+    Pulled,
+    /// Acknowledged by the recipient: gone from the inbox for good.
+    Acked,
+}
+
+/// The mutable part of a message's life, kept apart from the (larger) message record so a
+/// lease or an ack rewrites a few dozen bytes, not the payload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeliveryRecord {
+    /// Current state.
+    pub state: DeliveryState,
+    /// First time the recipient pulled it.
+    pub first_pulled_at: Option<String>,
+    /// How many times it was leased.
+    pub lease_count: u32,
+    /// When the recipient acknowledged it.
+    pub acked_at: Option<String>,
+}
+
+/// An inbox entry as scanned: the order key and the message it points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxEntry {
+    /// Sequence number (acceptance order).
+    pub seq: u64,
+    /// The message.
+    pub id: MessageId,
+}
+
+/// A set of writes applied atomically by [`Store::apply`].
+#[derive(Default)]
+pub struct WriteSet {
+    batch: sled::Batch,
+    len: usize,
+}
+
+impl WriteSet {
+    /// An empty write set.
+    pub fn new() -> WriteSet {
+        WriteSet::default()
+    }
+    /// Number of writes queued.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Stores a message record.
+    pub fn put_message(&mut self, record: &MessageRecord) {
+        self.put(key(MESSAGE, record.id.as_bytes()), record::encode(record));
+    }
+    /// Stores a delivery record.
+    pub fn put_delivery(&mut self, id: &MessageId, record: &DeliveryRecord) {
+        self.put(key(DELIVERY, id.as_str().as_bytes()), record::encode(record));
+    }
+    /// Puts a message into `recipient`'s inbox at position `seq`.
+    pub fn put_inbox(&mut self, recipient: &AgencyId, seq: u64, id: &MessageId) {
+        self.put(inbox_key(recipient, seq), id.as_str().as_bytes().to_vec());
+    }
+    /// Removes an inbox entry.
+    pub fn remove_inbox(&mut self, recipient: &AgencyId, seq: u64) {
+        self.batch.remove(inbox_key(recipient, seq));
+        self.len += 1;
+    }
+    /// Appends an audit entry.
+    pub fn put_audit(&mut self, entry: &AuditEntry) {
+        self.put(key(AUDIT, &entry.seq.to_be_bytes()), record::encode(entry));
+    }
+    fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
+        self.batch.insert(k, v);
+        self.len += 1;
+    }
+}
+
+/// The store. Cheap to clone; all clones share one database.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    data_file: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("data_file", &self.data_file).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: dir.to_owned(),
+            source,
+        };
+        let db = sled::Config::new()
+            .path(dir)
+            .segment_size(SEGMENT_BYTES)
+            // We make commits durable ourselves (group commit + fsync); sled's background
+            // flusher would only add unsynchronised writes.
+            .flush_every_ms(None)
+            .open()
+            .map_err(open_err)?;
+        Ok(Store {
+            db,
+            data_file: dir.join("db"),
+        })
+    }
+
+    /// Applies a write set atomically. Visible to readers at once, durable only after
+    /// [`Store::sync`].
+    pub fn apply(&self, writes: WriteSet) -> Result<(), StoreError> {
+        self.db.apply_batch(writes.batch)?;
+        Ok(())
+    }
+
+    /// Makes everything applied so far durable: sled's flush, then an fsync of its data file.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        let sync_err = |source| StoreError::Sync {
+            path: self.data_file.clone(),
+            source,
+        };
+        File::open(&self.data_file)
+            .and_then(|f| f.sync_all())
+            .map_err(sync_err)
+    }
+
+    /// Reads and verifies a message record.
+    pub fn message(&self, id: &MessageId) -> Result<Option<MessageRecord>, StoreError> {
+        self.get(MESSAGE, "message", id.as_str())
+    }
+
+    /// Reads and verifies a delivery record.
+    pub fn delivery(&self, id: &MessageId) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.get(DELIVERY, "delivery", id.as_str())
+    }
+
+    /// The inbox of `recipient` in acceptance order, starting after `after_seq`.
+    pub fn inbox(
+        &self,
+        recipient: &AgencyId,
+        after_seq: Option<u64>,
+    ) -> impl Iterator<Item = Result<InboxEntry, StoreError>> + '_ {
+        let prefix = inbox_prefix(recipient);
+        let start = match after_seq {
+            Some(seq) => inbox_key(recipient, seq.saturating_add(1)),
+            None => prefix.clone(),
+        };
+        let prefix_len = prefix.len();
+        self.db
+            .range(start..)
+            .take_while(move |item| match item {
+                Ok((k, _)) => k.starts_with(&prefix),
+                Err(_) => true,
+            })
+            .map(move |item| {
+                let (k, v) = item?;
+                let corrupt = |what: &str| StoreError::Corrupt {
+                    family: "inbox",
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    source: RecordError::Body(what.to_owned()),
+                };
+                let seq_bytes: [u8; 8] = k[prefix_len..]
+                    .try_into()
+                    .map_err(|_| corrupt("key has no sequence number"))?;
+                let id = std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(MessageId::parse)
+                    .ok_or_else(|| corrupt("value is not a message id"))?;
+                Ok(InboxEntry {
+                    seq: u64::from_be_bytes(seq_bytes),
+                    id,
+                })
+            })
+    }
+
+    /// The last audit entry, if any (the head of the chain).
+    pub fn audit_head(&self) -> Result<Option<AuditEntry>, StoreError> {
+        match self.db.scan_prefix([AUDIT]).next_back() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item?;
+                decode_at("audit", &k, &v).map(Some)
+            }
+        }
+    }
+
+    /// Every audit entry in chain order.
+    pub fn audit_entries(&self) -> impl Iterator<Item = Result<AuditEntry, StoreError>> + '_ {
+        self.db.scan_prefix([AUDIT]).map(|item| {
+            let (k, v) = item?;
+            decode_at("audit", &k, &v)
+        })
+    }
+
+    fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        family_byte: u8,
+        family: &'static str,
+        id: &str,
+    ) -> Result<Option<T>, StoreError> {
+        match self.db.get(key(family_byte, id.as_bytes()))? {
+            None => Ok(None),
+            Some(v) => record::decode(&v)
+                .map(Some)
+                .map_err(|source| StoreError::Corrupt {
+                    family,
+                    key: id.to_owned(),
+                    source,
+                }),
+        }
+    }
+}
+
+fn decode_at<T: serde::de::DeserializeOwned>(
+    family: &'static str,
+    k: &[u8],
+    v: &[u8],
+) -> Result<T, StoreError> {
+    record::decode(v).map_err(|source| StoreError::Corrupt {
+        family,
+        key: format!("{:02x?}", &k[1..]),
+        source,
+    })
+}
+
+fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn inbox_prefix(recipient: &AgencyId) -> Vec<u8> {
+    let mut k = key(INBOX, recipient.as_str().as_bytes());
+    // Agency ids never contain NUL, so `suwon/a` can never be a prefix-match of `suwon/ab`.
+    k.push(0);
+    k
+}
+
+fn inbox_key(recipient: &AgencyId, seq: u64) -> Vec<u8> {
+    let mut k = inbox_prefix(recipient);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
