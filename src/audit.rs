@@ -149,7 +149,9 @@ pub fn verify<I: IntoIterator<Item = AuditEntry>>(entries: I) -> Result<Head, Ch
             problem,
         };
         if entry.seq != head.next_seq {
-            return Err(bad("sequence number out of order (entry missing, inserted or moved)"));
+            return Err(bad(
+                "sequence number out of order (entry missing, inserted or moved)",
+            ));
         }
         if entry.prev != hex(&head.hash) {
             return Err(bad("does not link to the previous entry"));

@@ -29,7 +29,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{anyhow, bail};
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde::Serialize;
@@ -151,7 +151,10 @@ async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
         Some(path) => Manifest::load(path)?,
         None => {
             let scratch = ScratchDir::create()?;
-            eprintln!("bench: creating a dev federation in {}", scratch.0.display());
+            eprintln!(
+                "bench: creating a dev federation in {}",
+                scratch.0.display()
+            );
             let manifest = create_federation(&scratch.0)?;
             _scratch = Some(scratch);
             manifest
@@ -220,7 +223,7 @@ fn create_federation(dir: &Path) -> anyhow::Result<LoadedManifest> {
         centers: vec!["suwon".to_owned()],
         base_port: 7443,
     };
-    crate::devinit::run(&args).context("creating the dev federation")
+    crate::devinit::run(&args).map_err(doing("creating the dev federation"))
 }
 
 /// Everything the bench needs from the manifest, resolved.
@@ -241,10 +244,13 @@ impl Setup {
     fn from_manifest(manifest: &LoadedManifest, args: &BenchArgs) -> anyhow::Result<Setup> {
         let (example_path, example_sender) = manifest.example("referral")?;
         let text = std::fs::read_to_string(&example_path)
-            .with_context(|| format!("reading {}", example_path.display()))?;
+            .map_err(doing(format!("reading {}", example_path.display())))?;
         let mut envelope: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("parsing {}", example_path.display()))?;
-        let sender = args.sender.clone().unwrap_or_else(|| example_sender.to_owned());
+            .map_err(doing(format!("parsing {}", example_path.display())))?;
+        let sender = args
+            .sender
+            .clone()
+            .unwrap_or_else(|| example_sender.to_owned());
         let recipient = match &args.recipient {
             Some(r) => r.clone(),
             None => envelope
@@ -357,7 +363,7 @@ async fn preflight(target: &Target, template: &BodyTemplate, run_tag: &str) -> a
     let mut conn = target
         .connect()
         .await
-        .with_context(|| format!("connecting to the node at {}", target.addr))?;
+        .map_err(doing("the node is not reachable"))?;
     let response = conn
         .send(
             Method::POST,
@@ -365,7 +371,7 @@ async fn preflight(target: &Target, template: &BodyTemplate, run_tag: &str) -> a
             Some((template.body(&id), "application/json")),
         )
         .await
-        .context("sending the first referral")?;
+        .map_err(doing("sending the first referral"))?;
     if response.status != StatusCode::ACCEPTED {
         bail!(
             "the node answered the first referral with {}: {}",
@@ -437,7 +443,7 @@ async fn load(
         .await
         .map_err(|_| anyhow!("bench workers did not stop in time"))?
     {
-        total.merge(joined.context("a bench worker panicked")?);
+        total.merge(joined.map_err(doing("a bench worker panicked"))?);
     }
 
     let measured_s = window.end.duration_since(window.start).as_secs_f64();
@@ -508,7 +514,11 @@ async fn run_worker(
         let body = shared.template.body(&id);
         let sent_at = Instant::now();
         let result = c
-            .send(Method::POST, "/v1/messages", Some((body, "application/json")))
+            .send(
+                Method::POST,
+                "/v1/messages",
+                Some((body, "application/json")),
+            )
             .await;
         let done_at = Instant::now();
         let broken = result.is_err() && c.is_closed();
@@ -534,6 +544,12 @@ async fn run_worker(
     stats
 }
 
+/// Adds what was being done to an error, keeping the cause on the same line (the CLI
+/// prints only the outermost message of an `anyhow::Error`).
+fn doing<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> anyhow::Error {
+    move |e| anyhow!("{what}: {e}")
+}
+
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
@@ -542,9 +558,7 @@ fn micros(d: Duration) -> u64 {
 fn error_kind(e: &ClientError) -> &'static str {
     match e {
         ClientError::Connect { .. } => "connect",
-        ClientError::Tls { .. } | ClientError::Handshake { .. } | ClientError::Alpn { .. } => {
-            "tls"
-        }
+        ClientError::Tls { .. } | ClientError::Handshake { .. } | ClientError::Alpn { .. } => "tls",
         ClientError::Timeout { .. } => "timeout",
         ClientError::Http { .. } => "http",
         ClientError::BodyTooLarge { .. } => "body too large",
@@ -815,12 +829,21 @@ impl Report {
                     .collect(),
             ),
             ("accepted", self.column(|r| r.accepted.to_string())),
-            ("accepted/s", self.column(|r| format!("{:.1}", r.accepted_per_s))),
-            ("latency mean ms", self.column(|r| fmt_ms(r.latency_ms.mean))),
+            (
+                "accepted/s",
+                self.column(|r| format!("{:.1}", r.accepted_per_s)),
+            ),
+            (
+                "latency mean ms",
+                self.column(|r| fmt_ms(r.latency_ms.mean)),
+            ),
             ("latency p50 ms", self.column(|r| fmt_ms(r.latency_ms.p50))),
             ("latency p90 ms", self.column(|r| fmt_ms(r.latency_ms.p90))),
             ("latency p99 ms", self.column(|r| fmt_ms(r.latency_ms.p99))),
-            ("latency p99.9 ms", self.column(|r| fmt_ms(r.latency_ms.p99_9))),
+            (
+                "latency p99.9 ms",
+                self.column(|r| fmt_ms(r.latency_ms.p99_9)),
+            ),
             ("latency max ms", self.column(|r| fmt_ms(r.latency_ms.max))),
             ("errors", self.column(|r| r.errors_total.to_string())),
             ("reconnects", self.column(|r| r.reconnects.to_string())),
@@ -837,7 +860,10 @@ impl Report {
                         .map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"))
                 }),
             ));
-            rows.push(("node peak RSS MiB", node(|n| format!("{:.1}", n.peak_rss_mib))));
+            rows.push((
+                "node peak RSS MiB",
+                node(|n| format!("{:.1}", n.peak_rss_mib)),
+            ));
         }
         if self.runs.iter().any(|r| r.pull.is_some()) {
             let pull = |f: fn(&PullReport) -> String| {
@@ -855,7 +881,11 @@ impl Report {
                 }),
             ));
         }
-        let label_width = rows.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0);
+        let label_width = rows
+            .iter()
+            .map(|(l, _)| l.chars().count())
+            .max()
+            .unwrap_or(0);
         let cell_width = rows
             .iter()
             .flat_map(|(_, cells)| cells.iter().map(|c| c.chars().count()))
@@ -902,7 +932,7 @@ async fn drain_inbox(
     let mut conn = Agent::from_url(&url, config, HttpVersion::Http2)?
         .connect()
         .await
-        .with_context(|| format!("connecting to {url} as {}", setup.recipient))?;
+        .map_err(doing(format!("connecting to {url} as {}", setup.recipient)))?;
     conn.set_timeout(REQUEST_TIMEOUT);
 
     let started = Instant::now();
@@ -977,8 +1007,7 @@ impl ScratchDir {
             uuid::Uuid::now_v7().simple()
         );
         let path = std::env::temp_dir().join(name);
-        std::fs::create_dir_all(&path)
-            .with_context(|| format!("creating {}", path.display()))?;
+        std::fs::create_dir_all(&path).map_err(doing(format!("creating {}", path.display())))?;
         Ok(ScratchDir(path))
     }
 }
@@ -1008,10 +1037,10 @@ impl SpawnedNode {
     /// Starts `plusgate serve --config <config> --listen 127.0.0.1:0` (this same
     /// executable), logging to `<log_dir>/node.log`, and waits for its listening line.
     fn start(config: &Path, log_dir: &Path) -> anyhow::Result<SpawnedNode> {
-        let exe = std::env::current_exe().context("finding the plusgate executable")?;
+        let exe = std::env::current_exe().map_err(doing("finding the plusgate executable"))?;
         let log_path = log_dir.join("node.log");
         let log = std::fs::File::create(&log_path)
-            .with_context(|| format!("creating {}", log_path.display()))?;
+            .map_err(doing(format!("creating {}", log_path.display())))?;
         let mut child = Command::new(&exe)
             .arg("serve")
             .arg("--config")
@@ -1021,7 +1050,7 @@ impl SpawnedNode {
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
-            .with_context(|| format!("starting {} serve", exe.display()))?;
+            .map_err(doing(format!("starting {} serve", exe.display())))?;
         let stdout = child
             .stdout
             .take()
@@ -1165,7 +1194,12 @@ mod tests {
         check_quantiles(&[7], &[(0.5, Some(7)), (0.999, Some(7))]);
         check_quantiles(
             &(1..=100).collect::<Vec<_>>(),
-            &[(0.5, Some(50)), (0.9, Some(90)), (0.99, Some(99)), (1.0, Some(100))],
+            &[
+                (0.5, Some(50)),
+                (0.9, Some(90)),
+                (0.99, Some(99)),
+                (1.0, Some(100)),
+            ],
         );
         // 1000 and 5000 are not bucket edges: reported as their bucket's upper bound,
         // except the maximum, which is exact.
@@ -1213,7 +1247,10 @@ mod tests {
             "plusgate listening on https://127.0.0.1:40123 (node suwon)",
             Some("127.0.0.1:40123"),
         );
-        check("plusgate listening on https://[::1]:7443", Some("[::1]:7443"));
+        check(
+            "plusgate listening on https://[::1]:7443",
+            Some("[::1]:7443"),
+        );
         check("plusgate listening on http://127.0.0.1:1", None);
         check("starting", None);
     }

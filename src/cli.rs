@@ -80,9 +80,11 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Err(e) => fail(EXIT_CONFIG, &*e),
         },
-        Command::Bench(args) => match runtime().and_then(|rt| rt.block_on(crate::bench::run(args))) {
+        Command::Bench(args) => match runtime().and_then(|rt| rt.block_on(crate::bench::run(args)))
+        {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(EXIT_FAILURE, &*e),
+            // `{:#}` prints anyhow's whole chain of causes on one line.
+            Err(e) => fail(EXIT_FAILURE, &format!("{e:#}")),
         },
     }
 }
@@ -93,7 +95,9 @@ fn fail(code: u8, e: &dyn std::fmt::Display) -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Everything `serve` checks before binding, without binding: the config, the schemas,

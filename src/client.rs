@@ -188,7 +188,10 @@ impl ClientError {
     /// True when the failure is the TLS layer refusing the connection: a TLS error
     /// (handshake failure or fatal alert) or the connection dropped mid-handshake.
     pub fn is_tls_refusal(&self) -> bool {
-        matches!(self, ClientError::Tls { .. } | ClientError::Handshake { .. })
+        matches!(
+            self,
+            ClientError::Tls { .. } | ClientError::Handshake { .. }
+        )
     }
 }
 
@@ -219,11 +222,12 @@ pub fn client_config(
     let mut config = match identity {
         Some((cert_path, key_path)) => {
             let chain = read_certs(cert_path, "client certificate")?;
-            let key = PrivateKeyDer::from_pem_file(key_path).map_err(|source| ClientError::Pem {
-                path: key_path.to_owned(),
-                what: "private key",
-                source,
-            })?;
+            let key =
+                PrivateKeyDer::from_pem_file(key_path).map_err(|source| ClientError::Pem {
+                    path: key_path.to_owned(),
+                    what: "private key",
+                    source,
+                })?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| ClientError::Config {
@@ -771,7 +775,6 @@ impl Agent {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -953,12 +956,8 @@ mod tests {
         let addr = serve(&pki).await;
         for version in [HttpVersion::Http1, HttpVersion::Http2] {
             let client = (pki.path("client.crt"), pki.path("client.key"));
-            let config = client_config(
-                &pki.path("ca.crt"),
-                Some((&client.0, &client.1)),
-                version,
-            )
-            .expect("config");
+            let config = client_config(&pki.path("ca.crt"), Some((&client.0, &client.1)), version)
+                .expect("config");
             let response = request(addr, config, version).await.expect("response");
             assert_eq!(response.status, StatusCode::OK);
             assert_eq!(
@@ -982,8 +981,12 @@ mod tests {
         for i in 0..8 {
             let mut c = conn.try_clone().expect("h2 clones");
             tasks.push(tokio::spawn(async move {
-                c.send(Method::POST, &format!("/n/{i}"), Some((Bytes::new(), "text/plain")))
-                    .await
+                c.send(
+                    Method::POST,
+                    &format!("/n/{i}"),
+                    Some((Bytes::new(), "text/plain")),
+                )
+                .await
             }));
         }
         for (i, task) in tasks.into_iter().enumerate() {
@@ -1020,8 +1023,8 @@ mod tests {
     async fn untrusted_server_is_refused_in_the_handshake() {
         let pki = pki();
         let addr = serve(&pki).await;
-        let config = client_config(&pki.path("other-ca.crt"), None, HttpVersion::Http1)
-            .expect("config");
+        let config =
+            client_config(&pki.path("other-ca.crt"), None, HttpVersion::Http1).expect("config");
         let err = Connection::connect(addr, "localhost", config, HttpVersion::Http1)
             .await
             .expect_err("must not trust the server");

@@ -235,7 +235,8 @@ impl Config {
             problem,
         };
 
-        let center = CenterId::parse(&raw.node.id).map_err(|e| invalid("node.id", e.to_string()))?;
+        let center =
+            CenterId::parse(&raw.node.id).map_err(|e| invalid("node.id", e.to_string()))?;
         let listen: SocketAddr = raw.node.listen.parse().map_err(|e| {
             invalid(
                 "node.listen",
@@ -250,10 +251,16 @@ impl Config {
             ));
         }
         if limits.connections_max == 0 {
-            return Err(invalid("limits.connections_max", "must be at least 1".into()));
+            return Err(invalid(
+                "limits.connections_max",
+                "must be at least 1".into(),
+            ));
         }
         if limits.inbox_lease_ms == 0 {
-            return Err(invalid("limits.inbox_lease_ms", "must be at least 1".into()));
+            return Err(invalid(
+                "limits.inbox_lease_ms",
+                "must be at least 1".into(),
+            ));
         }
         if limits.inbox_wait_s_max > 300 {
             return Err(invalid(
@@ -275,7 +282,10 @@ impl Config {
             if id.center() != &center {
                 return Err(invalid(
                     &key,
-                    format!("names center `{}`, but this node is `{center}`", id.center()),
+                    format!(
+                        "names center `{}`, but this node is `{center}`",
+                        id.center()
+                    ),
                 ));
             }
             let mut sends = Vec::new();
@@ -298,7 +308,10 @@ impl Config {
             if id.center() != &center {
                 return Err(invalid(
                     &key,
-                    format!("names center `{}`, but this node is `{center}`", id.center()),
+                    format!(
+                        "names center `{}`, but this node is `{center}`",
+                        id.center()
+                    ),
                 ));
             }
             directory.officers.push(id);

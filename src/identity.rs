@@ -15,7 +15,9 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdError {
     /// A name segment breaks the naming rule.
-    #[error("`{0}` is not a valid name: use 1-63 of a-z, 0-9 and '-', starting with a letter or digit")]
+    #[error(
+        "`{0}` is not a valid name: use 1-63 of a-z, 0-9 and '-', starting with a letter or digit"
+    )]
     BadName(String),
     /// The id is not `<center>/<name>`.
     #[error("`{0}` is not of the form <center>/<name>")]

@@ -87,7 +87,9 @@ impl<'de> Visitor<'de> for StrictValue {
 impl StrictValue {
     fn nested<E: de::Error>(self) -> Result<StrictValue, E> {
         if self.depth >= DEPTH_MAX {
-            return Err(E::custom(format_args!("nested deeper than {DEPTH_MAX} levels")));
+            return Err(E::custom(format_args!(
+                "nested deeper than {DEPTH_MAX} levels"
+            )));
         }
         Ok(StrictValue {
             depth: self.depth + 1,

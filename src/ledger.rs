@@ -35,7 +35,7 @@ use crate::audit::{self, Action, Event, Head};
 use crate::identity::AgencyId;
 use crate::message::{Envelope, MessageId};
 use crate::store::{
-    DeliveryRecord, DeliveryState, MessageRecord, Store, StoreError, WriteSet,
+    DeliveryRecord, DeliveryState, EncodedMessage, MessageRecord, Store, StoreError, WriteSet,
 };
 
 /// Most commands committed by one flush+fsync.
@@ -72,6 +72,55 @@ pub struct Accepted {
     pub accepted_at: String,
 }
 
+/// A message prepared for the ledger: its record already encoded, on the caller's thread.
+#[derive(Debug)]
+pub struct Submission {
+    id: MessageId,
+    sender_chose_id: bool,
+    from: AgencyId,
+    to: AgencyId,
+    subject: String,
+    consent_id: String,
+    body_sha256: String,
+    accepted_at: String,
+    record: EncodedMessage,
+}
+
+impl Submission {
+    /// Prepares `envelope` from `sender`; `body_sha256` identifies the request body for
+    /// idempotent retries (see [`body_sha256`]). Assigns an id if the sender chose none.
+    pub fn new(sender: &AgencyId, envelope: Envelope, body_sha256: String) -> Submission {
+        let sender_chose_id = envelope.id.is_some();
+        let id = envelope.id.unwrap_or_else(MessageId::generate);
+        let accepted_at = now_rfc3339();
+        let record = MessageRecord {
+            id: id.to_string(),
+            sender_chose_id,
+            from: sender.to_string(),
+            to: envelope.to.to_string(),
+            message_type: envelope.message_type.to_string(),
+            version: envelope.version,
+            subject: envelope.subject,
+            consent_id: envelope.consent_id,
+            payload: envelope.payload,
+            body_sha256,
+            accepted_at,
+        };
+        let encoded = record.encode();
+        Submission {
+            id,
+            sender_chose_id,
+            from: sender.clone(),
+            to: envelope.to,
+            subject: record.subject,
+            consent_id: record.consent_id,
+            body_sha256: record.body_sha256,
+            accepted_at: record.accepted_at,
+            record: encoded,
+        }
+    }
+}
+
 /// A message being handed out by a pull, as the ledger needs it for the audit entry.
 #[derive(Debug, Clone)]
 pub struct LeaseItem {
@@ -91,9 +140,7 @@ type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
 enum Command {
     Accept {
         actor: String,
-        sender: AgencyId,
-        envelope: Box<Envelope>,
-        body_sha256: String,
+        submission: Box<Submission>,
         reply: Reply<Accepted>,
     },
     Lease {
@@ -156,20 +203,15 @@ impl Ledger {
         ))
     }
 
-    /// Accepts a validated message from `sender`. `body_sha256` identifies the request body
-    /// for idempotent retries.
+    /// Accepts a prepared submission; `actor` is the SAN URI recorded in the audit log.
     pub async fn accept(
         &self,
         actor: String,
-        sender: AgencyId,
-        envelope: Envelope,
-        body_sha256: String,
+        submission: Submission,
     ) -> Result<Accepted, LedgerError> {
         self.call(|reply| Command::Accept {
             actor,
-            sender,
-            envelope: Box::new(envelope),
-            body_sha256,
+            submission: Box::new(submission),
             reply,
         })
         .await
@@ -331,7 +373,9 @@ impl Writer {
                 if applied {
                     // Applied but maybe not durable: from here on we cannot tell what a
                     // restart will find, so stop writing.
-                    let _ = self.failed.set(format!("fsync failed: {e}; restart the node"));
+                    let _ = self
+                        .failed
+                        .set(format!("fsync failed: {e}; restart the node"));
                 } else {
                     self.head = head_before;
                 }
@@ -347,24 +391,28 @@ impl Writer {
         }
     }
 
-    fn apply(&mut self, cmd: Command, writes: &mut WriteSet, view: &mut GroupView, now: &str) -> Pending {
+    fn apply(
+        &mut self,
+        cmd: Command,
+        writes: &mut WriteSet,
+        view: &mut GroupView,
+        now: &str,
+    ) -> Pending {
         match cmd {
             Command::Accept {
                 actor,
-                sender,
-                envelope,
-                body_sha256,
+                submission,
                 reply,
-            } => {
-                let r = self.accept(actor, sender, *envelope, body_sha256, writes, view, now);
-                Pending::Accept(reply, r)
-            }
+            } => Pending::Accept(reply, self.accept(actor, *submission, writes, view)),
             Command::Lease {
                 actor,
                 recipient,
                 items,
                 reply,
-            } => Pending::Ids(reply, self.lease(actor, recipient, items, writes, view, now)),
+            } => Pending::Ids(
+                reply,
+                self.lease(actor, recipient, items, writes, view, now),
+            ),
             Command::Ack {
                 actor,
                 recipient,
@@ -374,83 +422,72 @@ impl Writer {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn accept(
         &mut self,
         actor: String,
-        sender: AgencyId,
-        envelope: Envelope,
-        body_sha256: String,
+        m: Submission,
         writes: &mut WriteSet,
         view: &mut GroupView,
-        now: &str,
     ) -> Result<Accepted, LedgerError> {
-        if let Some(id) = &envelope.id {
-            let earlier = match view.messages.get(id) {
-                Some((from, sha, at)) => Some((from.clone(), sha.clone(), at.clone())),
+        if m.sender_chose_id {
+            let earlier = match view.messages.get(&m.id) {
+                Some(seen) => Some(seen.clone()),
                 None => self
                     .store
-                    .message(id)?
-                    .map(|m| (m.from, m.body_sha256, m.accepted_at)),
+                    .message(&m.id)?
+                    .map(|r| (r.from, r.body_sha256, r.accepted_at)),
             };
             if let Some((from, sha, at)) = earlier {
-                return if from == sender.as_str() && sha == body_sha256 {
+                return if from == m.from.as_str() && sha == m.body_sha256 {
                     Ok(Accepted {
-                        id: id.clone(),
+                        id: m.id,
                         accepted_at: at,
                     })
                 } else {
-                    Err(LedgerError::IdConflict(id.clone()))
+                    Err(LedgerError::IdConflict(m.id))
                 };
             }
         }
-        let sender_chose_id = envelope.id.is_some();
-        let id = envelope.id.clone().unwrap_or_else(MessageId::generate);
         let entry = self.head.append(Event {
-            at: now.to_owned(),
+            at: m.accepted_at.clone(),
             actor,
             action: Action::Accepted,
-            message_id: id.to_string(),
-            from: sender.to_string(),
-            to: envelope.to.to_string(),
-            subject: envelope.subject.clone(),
-            consent_id: envelope.consent_id.clone(),
+            message_id: m.id.to_string(),
+            from: m.from.to_string(),
+            to: m.to.to_string(),
+            subject: m.subject,
+            consent_id: m.consent_id,
         });
-        let record = MessageRecord {
-            id: id.to_string(),
-            sender_chose_id,
-            from: sender.to_string(),
-            to: envelope.to.to_string(),
-            message_type: envelope.message_type.to_string(),
-            version: envelope.version,
-            subject: envelope.subject,
-            consent_id: envelope.consent_id,
-            payload: envelope.payload,
-            body_sha256: body_sha256.clone(),
-            accepted_at: now.to_owned(),
-            seq: entry.seq,
-        };
-        writes.put_message(&record);
+        writes.put_message(m.record);
         writes.put_delivery(
-            &id,
+            &m.id,
             &DeliveryRecord {
+                seq: entry.seq,
                 state: DeliveryState::Accepted,
                 first_pulled_at: None,
                 lease_count: 0,
                 acked_at: None,
             },
         );
-        writes.put_inbox(&envelope.to, entry.seq, &id);
+        writes.put_inbox(&m.to, entry.seq, &m.id);
         writes.put_audit(&entry);
-        view.messages
-            .insert(id.clone(), (record.from, body_sha256, now.to_owned()));
+        if m.sender_chose_id {
+            view.messages.insert(
+                m.id.clone(),
+                (m.from.to_string(), m.body_sha256, m.accepted_at.clone()),
+            );
+        }
         Ok(Accepted {
-            id,
-            accepted_at: now.to_owned(),
+            id: m.id,
+            accepted_at: m.accepted_at,
         })
     }
 
-    fn delivery(&self, view: &GroupView, id: &MessageId) -> Result<Option<DeliveryRecord>, LedgerError> {
+    fn delivery(
+        &self,
+        view: &GroupView,
+        id: &MessageId,
+    ) -> Result<Option<DeliveryRecord>, LedgerError> {
         match view.deliveries.get(id) {
             Some(d) => Ok(Some(d.clone())),
             None => Ok(self.store.delivery(id)?),
@@ -538,7 +575,7 @@ impl Writer {
                     subject: message.subject,
                     consent_id: message.consent_id,
                 });
-                writes.remove_inbox(&recipient, message.seq);
+                writes.remove_inbox(&recipient, d.seq);
                 writes.put_delivery(&id, &d);
                 writes.put_audit(&entry);
                 view.deliveries.insert(id.clone(), d);
@@ -555,7 +592,8 @@ pub fn now_rfc3339() -> String {
     let now = now
         .replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
         .unwrap_or(now);
-    now.format(&Rfc3339).unwrap_or_else(|_| now.unix_timestamp().to_string())
+    now.format(&Rfc3339)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
 /// SHA-256 (hex) of a JSON value in canonical form (object keys sorted, no whitespace):

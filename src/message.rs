@@ -125,7 +125,15 @@ pub struct RuleViolation {
 impl Envelope {
     /// Builds the typed envelope from a schema-valid body. Returns the violations of the
     /// cross-field rules if any.
-    pub fn from_validated(body: &Value, sender: &AgencyId) -> Result<Envelope, Vec<RuleViolation>> {
+    pub fn from_validated(
+        mut body: Value,
+        sender: &AgencyId,
+    ) -> Result<Envelope, Vec<RuleViolation>> {
+        // Moved out, not cloned: payloads are the bulk of a message.
+        let payload = body
+            .get_mut("payload")
+            .map(Value::take)
+            .unwrap_or(Value::Null);
         let field = |name: &str| body.get(name).and_then(Value::as_str);
         let violation = |pointer: &str, message: String| RuleViolation {
             pointer: pointer.to_owned(),
@@ -146,7 +154,10 @@ impl Envelope {
         };
         let message_type = field("type").and_then(MessageType::parse);
         if message_type.is_none() {
-            errors.push(violation("/type", format!("must be one of {}", MessageType::ALL_NAMES)));
+            errors.push(violation(
+                "/type",
+                format!("must be one of {}", MessageType::ALL_NAMES),
+            ));
         }
         let version = body
             .get("version")
@@ -157,13 +168,21 @@ impl Envelope {
         }
         let to = field("to").and_then(|s| AgencyId::parse(s).ok());
         if to.is_none() {
-            errors.push(violation("/to", "must be an agency id <center>/<agency>".into()));
+            errors.push(violation(
+                "/to",
+                "must be an agency id <center>/<agency>".into(),
+            ));
         }
-        let payload = body.get("payload").cloned().unwrap_or(Value::Null);
         if let (Some(ty), Some(to)) = (message_type, &to) {
             errors.extend(cross_checks(ty, &payload, sender, to));
         }
-        match (message_type, version, to, field("subject"), field("consent_id")) {
+        match (
+            message_type,
+            version,
+            to,
+            field("subject"),
+            field("consent_id"),
+        ) {
             (Some(message_type), Some(version), Some(to), Some(subject), Some(consent_id))
                 if errors.is_empty() =>
             {
@@ -207,14 +226,26 @@ fn cross_checks(
     };
     match ty {
         MessageType::Referral => {
-            expect("/referrer/agency", sender, "agency of the sending certificate");
+            expect(
+                "/referrer/agency",
+                sender,
+                "agency of the sending certificate",
+            );
             expect("/recipient/agency", to, "envelope's `to`");
         }
         MessageType::CaseSummary => {
-            expect("/author/agency", sender, "agency of the sending certificate");
+            expect(
+                "/author/agency",
+                sender,
+                "agency of the sending certificate",
+            );
         }
         MessageType::ReferralStatus => {
-            expect("/changed_by/agency", sender, "agency of the sending certificate");
+            expect(
+                "/changed_by/agency",
+                sender,
+                "agency of the sending certificate",
+            );
         }
         MessageType::Consent => {}
     }

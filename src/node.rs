@@ -64,7 +64,9 @@ pub struct Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("center", &self.center).finish()
+        f.debug_struct("Node")
+            .field("center", &self.center)
+            .finish()
     }
 }
 
@@ -138,7 +140,8 @@ impl Node {
             let watcher = graceful.watcher();
             tokio::spawn(async move {
                 let _permit = permit;
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
                         tracing::info!(%remote, error = %e, "TLS handshake refused");
@@ -154,7 +157,9 @@ impl Node {
                         .1
                         .peer_certificates()
                         .and_then(|c| c.first())
-                        .map_or(Err(Anonymous::NoPlusgateUri), |c| identity::from_certificate(c)),
+                        .map_or(Err(Anonymous::NoPlusgateUri), |c| {
+                            identity::from_certificate(c)
+                        }),
                 );
                 tracing::debug!(%remote, peer = ?peer, "connection");
                 let service = service_fn(move |req| {
@@ -171,7 +176,10 @@ impl Node {
 
         tracing::info!(node = %center, "shutting down: draining connections");
         drop(listener);
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+            .await
+            .is_err()
+        {
             tracing::warn!("some connections did not finish within the drain timeout");
         }
         // Everything acknowledged is already durable; this only tidies sled's buffers.

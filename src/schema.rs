@@ -24,8 +24,14 @@ use crate::message::MessageType;
 /// the folder).
 pub const EMBEDDED: &[(&str, &str)] = &[
     ("common.v1.json", include_str!("../schemas/common.v1.json")),
-    ("envelope.v1.json", include_str!("../schemas/envelope.v1.json")),
-    ("referral.v1.json", include_str!("../schemas/referral.v1.json")),
+    (
+        "envelope.v1.json",
+        include_str!("../schemas/envelope.v1.json"),
+    ),
+    (
+        "referral.v1.json",
+        include_str!("../schemas/referral.v1.json"),
+    ),
     (
         "referral-status.v1.json",
         include_str!("../schemas/referral-status.v1.json"),
@@ -34,7 +40,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "case-summary.v1.json",
         include_str!("../schemas/case-summary.v1.json"),
     ),
-    ("consent.v1.json", include_str!("../schemas/consent.v1.json")),
+    (
+        "consent.v1.json",
+        include_str!("../schemas/consent.v1.json"),
+    ),
 ];
 
 /// The file holding the envelope schema.
@@ -314,7 +323,10 @@ fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, SchemaError> {
             continue;
         }
         let text = std::fs::read_to_string(&path).map_err(read_err(&path))?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         files.push((name, text));
     }
     files.sort();

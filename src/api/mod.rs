@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use crate::config::{Limits, LocalDirectory};
 use crate::identity::{AgencyId, Anonymous, Identity, Peer};
 use crate::inbox::{Inbox, InboxError};
-use crate::ledger::{self, Ledger, LedgerError};
+use crate::ledger::{self, Ledger, LedgerError, Submission};
 use crate::message::{Envelope, MessageId};
 use crate::schema::{Schemas, Violation};
 use crate::store::{Store, StoreError};
@@ -81,7 +81,9 @@ impl Api {
     ) -> Result<Resp, Problem> {
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match (segments.as_slice(), method) {
-            (["healthz"], &Method::GET) => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+            (["healthz"], &Method::GET) => {
+                Ok(json_response(StatusCode::OK, &json!({"status": "ok"})))
+            }
             (["readyz"], &Method::GET) => Ok(self.readyz()),
             (["v1", "openapi.json"], &Method::GET) => Ok(raw_json(StatusCode::OK, OPENAPI)),
             (["v1", "messages"], &Method::POST) => {
@@ -142,7 +144,8 @@ impl Api {
     async fn push(&self, req: Request<Incoming>, sender: &AgencyId) -> Result<Resp, Problem> {
         let body = self.read_json(req).await?;
         self.schemas.validate(&body).map_err(Problem::invalid)?;
-        let envelope = Envelope::from_validated(&body, sender).map_err(|rules| {
+        let digest = ledger::body_sha256(&body);
+        let envelope = Envelope::from_validated(body, sender).map_err(|rules| {
             Problem::invalid(
                 rules
                     .into_iter()
@@ -174,11 +177,16 @@ impl Api {
                     envelope.to.center()
                 )
             };
-            return Err(Problem::new(StatusCode::NOT_FOUND, "unknown-recipient", "Unknown recipient", detail));
+            return Err(Problem::new(
+                StatusCode::NOT_FOUND,
+                "unknown-recipient",
+                "Unknown recipient",
+                detail,
+            ));
         }
-        let digest = ledger::body_sha256(&body);
         let actor = Identity::Agency(sender.clone()).uri();
-        match self.ledger.accept(actor, sender.clone(), envelope, digest).await {
+        let submission = Submission::new(sender, envelope, digest);
+        match self.ledger.accept(actor, submission).await {
             Ok(accepted) => Ok(json_response(
                 StatusCode::ACCEPTED,
                 &json!({"id": accepted.id.as_str(), "status": "accepted", "accepted_at": accepted.accepted_at}),
@@ -196,7 +204,15 @@ impl Api {
             .map_err(store_problem)?
             .filter(|m| m.from == sender.as_str())
             .ok_or_else(not_found)?;
-        let delivery = self.store.delivery(&id).map_err(store_problem)?;
+        // Not yet durable (its group is still being fsynced): the sender has not been told
+        // it was accepted, and a crash could still undo it, so it does not exist yet.
+        let durable_seq = self.ledger.durable_seq();
+        let delivery = self
+            .store
+            .delivery(&id)
+            .map_err(store_problem)?
+            .filter(|d| d.seq < durable_seq)
+            .ok_or_else(not_found)?;
         Ok(json_response(
             StatusCode::OK,
             &json!({
@@ -207,14 +223,19 @@ impl Api {
                 "subject": record.subject,
                 "consent_id": record.consent_id,
                 "accepted_at": record.accepted_at,
-                "state": delivery.as_ref().map(|d| d.state),
-                "first_pulled_at": delivery.as_ref().and_then(|d| d.first_pulled_at.clone()),
-                "acked_at": delivery.as_ref().and_then(|d| d.acked_at.clone()),
+                "state": delivery.state,
+                "first_pulled_at": delivery.first_pulled_at,
+                "acked_at": delivery.acked_at,
             }),
         ))
     }
 
-    async fn pull(&self, query: Option<&str>, recipient: &AgencyId, peer: &Peer) -> Result<Resp, Problem> {
+    async fn pull(
+        &self,
+        query: Option<&str>,
+        recipient: &AgencyId,
+        peer: &Peer,
+    ) -> Result<Resp, Problem> {
         let mut max = 10usize.min(self.limits.inbox_pull_max);
         let mut wait = Duration::ZERO;
         for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -239,7 +260,11 @@ impl Api {
                     // than the node allows still gets a useful long poll.
                     wait = Duration::from_secs(secs).min(self.limits.inbox_wait_max);
                 }
-                other => return Err(Problem::bad_request(format!("unknown query parameter `{other}`"))),
+                other => {
+                    return Err(Problem::bad_request(format!(
+                        "unknown query parameter `{other}`"
+                    )))
+                }
             }
         }
         let actor = peer.as_ref().map(Identity::uri).unwrap_or_default();
@@ -266,10 +291,18 @@ impl Api {
                 })
             })
             .collect();
-        Ok(json_response(StatusCode::OK, &json!({"messages": messages})))
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"messages": messages}),
+        ))
     }
 
-    async fn ack(&self, req: Request<Incoming>, recipient: &AgencyId, peer: &Peer) -> Result<Resp, Problem> {
+    async fn ack(
+        &self,
+        req: Request<Incoming>,
+        recipient: &AgencyId,
+        peer: &Peer,
+    ) -> Result<Resp, Problem> {
         let body = self.read_json(req).await?;
         let ids = parse_ack(&body).map_err(Problem::invalid)?;
         let actor = peer.as_ref().map(Identity::uri).unwrap_or_default();
@@ -290,7 +323,12 @@ impl Api {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if essence != "application/json" && !essence.ends_with("+json") {
             return Err(Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -327,7 +365,8 @@ impl Api {
                 }
             })?
             .to_bytes();
-        crate::json::parse_strict(&bytes).map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))
+        crate::json::parse_strict(&bytes)
+            .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))
     }
 }
 

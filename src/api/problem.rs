@@ -34,7 +34,12 @@ pub struct Problem {
 
 impl Problem {
     /// A problem of kind `slug`.
-    pub fn new(status: StatusCode, slug: &str, title: &'static str, detail: impl Into<String>) -> Problem {
+    pub fn new(
+        status: StatusCode,
+        slug: &str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Problem {
         Problem {
             kind: format!("urn:plusgate:problem:{slug}"),
             title,
@@ -66,7 +71,12 @@ impl Problem {
 
     /// 400: the body is not the JSON it should be.
     pub fn bad_request(detail: impl Into<String>) -> Problem {
-        Problem::new(StatusCode::BAD_REQUEST, "bad-request", "Malformed request", detail)
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Malformed request",
+            detail,
+        )
     }
 
     /// 403.
@@ -125,7 +135,8 @@ impl Problem {
             HeaderValue::from_static("application/problem+json"),
         );
         if let Some(methods) = self.allow {
-            resp.headers_mut().insert(ALLOW, HeaderValue::from_static(methods));
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(methods));
         }
         if let Some(s) = self.retry_after_s {
             resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(s));

@@ -39,7 +39,10 @@ fn a_good_file_resolves_paths_against_its_folder_and_fills_defaults() {
     assert_eq!(c.limits.inbox_lease, Duration::from_secs(30));
     assert_eq!(c.limits.body_bytes_max, 1 << 20);
     let sends = &c.directory.agencies[&AgencyId::parse("suwon/employment").expect("id")];
-    assert_eq!(sends, &vec![MessageType::Referral, MessageType::CaseSummary]);
+    assert_eq!(
+        sends,
+        &vec![MessageType::Referral, MessageType::CaseSummary]
+    );
     assert!(matches!(c.schemas, SchemaSource::Embedded));
 }
 
@@ -47,13 +50,34 @@ fn a_good_file_resolves_paths_against_its_folder_and_fills_defaults() {
 fn each_mistake_names_its_key() {
     check_err(&GOOD.replace("id = \"suwon\"", "id = \"Suwon\""), "node.id");
     check_err(&GOOD.replace("127.0.0.1:7443", "localhost"), "node.listen");
-    check_err(&GOOD.replace("\"case-summary\"", "\"gossip\""), "agencies[0].sends[1]");
-    check_err(&GOOD.replace("suwon/employment", "gangseo/employment"), "agencies[0].id");
-    check_err(&GOOD.replace("suwon/privacy-officer", "privacy-officer"), "officers[0].id");
-    check_err(&format!("{GOOD}\n[limits]\nbody_bytes_max = 0\n"), "limits.body_bytes_max");
-    check_err(&format!("{GOOD}\n[limits]\nbody_bytes_max = 99999999\n"), "limits.body_bytes_max");
-    check_err(&format!("{GOOD}\n[limits]\ninbox_pull_max = 5000\n"), "limits.inbox_pull_max");
-    check_err(&format!("{GOOD}\n[[agencies]]\nid = \"suwon/employment\"\nsends = []\n"), "listed twice");
+    check_err(
+        &GOOD.replace("\"case-summary\"", "\"gossip\""),
+        "agencies[0].sends[1]",
+    );
+    check_err(
+        &GOOD.replace("suwon/employment", "gangseo/employment"),
+        "agencies[0].id",
+    );
+    check_err(
+        &GOOD.replace("suwon/privacy-officer", "privacy-officer"),
+        "officers[0].id",
+    );
+    check_err(
+        &format!("{GOOD}\n[limits]\nbody_bytes_max = 0\n"),
+        "limits.body_bytes_max",
+    );
+    check_err(
+        &format!("{GOOD}\n[limits]\nbody_bytes_max = 99999999\n"),
+        "limits.body_bytes_max",
+    );
+    check_err(
+        &format!("{GOOD}\n[limits]\ninbox_pull_max = 5000\n"),
+        "limits.inbox_pull_max",
+    );
+    check_err(
+        &format!("{GOOD}\n[[agencies]]\nid = \"suwon/employment\"\nsends = []\n"),
+        "listed twice",
+    );
 }
 
 #[test]

@@ -33,7 +33,10 @@ fn embedded_list_matches_the_schemas_folder() {
     on_disk.sort();
     let mut embedded: Vec<String> = EMBEDDED.iter().map(|(n, _)| (*n).to_owned()).collect();
     embedded.sort();
-    assert_eq!(on_disk, embedded, "add new schema files to schema::EMBEDDED");
+    assert_eq!(
+        on_disk, embedded,
+        "add new schema files to schema::EMBEDDED"
+    );
     // And the folder form loads the same set.
     Schemas::load(&SchemaSource::Dir(dir.to_owned())).expect("folder schemas compile");
 }
@@ -70,7 +73,11 @@ fn every_invalid_case_fails_where_it_says() {
         let got: Vec<&str> = violations.iter().map(|v| v.pointer.as_str()).collect();
         for want in case["pointers"].as_array().expect("pointers") {
             let want = want.as_str().expect("pointer string");
-            assert!(got.contains(&want), "{}: expected a violation at {want}, got {got:?}", path.display());
+            assert!(
+                got.contains(&want),
+                "{}: expected a violation at {want}, got {got:?}",
+                path.display()
+            );
         }
         n += 1;
     }
@@ -94,8 +101,15 @@ fn a_dangling_ref_is_named() {
         .iter()
         .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
         .collect();
-    let i = files.iter().position(|(n, _)| n == "referral.v1.json").expect("referral");
-    files[i].1 = files[i].1.replacen('{', "{ \"$defs\": {\"x\": {\"$ref\": \"missing.v1.json\"}}, ", 1);
+    let i = files
+        .iter()
+        .position(|(n, _)| n == "referral.v1.json")
+        .expect("referral");
+    files[i].1 = files[i].1.replacen(
+        '{',
+        "{ \"$defs\": {\"x\": {\"$ref\": \"missing.v1.json\"}}, ",
+        1,
+    );
     let err = Schemas::compile(files).expect_err("dangling ref");
     assert!(err.to_string().contains("referral.v1.json"), "{err}");
 }

@@ -108,8 +108,25 @@ pub struct MessageRecord {
     pub body_sha256: String,
     /// When the node accepted it (RFC 3339, UTC).
     pub accepted_at: String,
-    /// Sequence number of its `accepted` audit entry; also orders the inbox.
-    pub seq: u64,
+}
+
+impl MessageRecord {
+    /// Encodes the record for [`WriteSet::put_message`]. Separate from the write so that the
+    /// (comparatively expensive) encoding of the payload can run on the caller's thread, in
+    /// parallel, rather than on the single writer's.
+    pub fn encode(&self) -> EncodedMessage {
+        EncodedMessage {
+            key: key(MESSAGE, self.id.as_bytes()),
+            bytes: record::encode(self),
+        }
+    }
+}
+
+/// A message record encoded and ready to store.
+#[derive(Debug, Clone)]
+pub struct EncodedMessage {
+    key: Vec<u8>,
+    bytes: Vec<u8>,
 }
 
 /// Where a message is in its local delivery.
@@ -128,6 +145,8 @@ pub enum DeliveryState {
 /// lease or an ack rewrites a few dozen bytes, not the payload.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DeliveryRecord {
+    /// Position in the recipient's inbox: the sequence number of the `accepted` audit entry.
+    pub seq: u64,
     /// Current state.
     pub state: DeliveryState,
     /// First time the recipient pulled it.
@@ -167,13 +186,16 @@ impl WriteSet {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
-    /// Stores a message record.
-    pub fn put_message(&mut self, record: &MessageRecord) {
-        self.put(key(MESSAGE, record.id.as_bytes()), record::encode(record));
+    /// Stores an encoded message record.
+    pub fn put_message(&mut self, message: EncodedMessage) {
+        self.put(message.key, message.bytes);
     }
     /// Stores a delivery record.
     pub fn put_delivery(&mut self, id: &MessageId, record: &DeliveryRecord) {
-        self.put(key(DELIVERY, id.as_str().as_bytes()), record::encode(record));
+        self.put(
+            key(DELIVERY, id.as_str().as_bytes()),
+            record::encode(record),
+        );
     }
     /// Puts a message into `recipient`'s inbox at position `seq`.
     pub fn put_inbox(&mut self, recipient: &AgencyId, seq: u64, id: &MessageId) {
@@ -203,7 +225,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("data_file", &self.data_file).finish()
+        f.debug_struct("Store")
+            .field("data_file", &self.data_file)
+            .finish()
     }
 }
 

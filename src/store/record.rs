@@ -97,7 +97,10 @@ mod tests {
         for i in 0..good.len() {
             let mut bad = good.clone();
             bad[i] ^= 0x01;
-            assert!(decode::<R>(&bad).is_err(), "flip at byte {i} went unnoticed");
+            assert!(
+                decode::<R>(&bad).is_err(),
+                "flip at byte {i} went unnoticed"
+            );
         }
     }
 
