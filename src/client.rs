@@ -13,8 +13,11 @@
 //! TLS 1.3 and client certificates: the server checks the client certificate after the
 //! client has already sent its `Finished`, so a rejected (or missing) certificate shows up
 //! as a fatal alert on the *first request*, not in [`connect`](Connection::connect). The
-//! connection records the first rustls error it sees, so that such a request fails with
-//! [`ClientError::Tls`] carrying the alert, whichever HTTP version is in use.
+//! connection records the first rustls error it sees, so that such a request usually fails
+//! with [`ClientError::Tls`] carrying the alert. Not always: when the server closes the socket
+//! right after its alert, the client may see the closed socket before it reads the alert,
+//! and the request fails as [`ClientError::Http`] ("connection closed") instead. Callers
+//! that must tell the two apart can only rely on "no HTTP response was received".
 
 use std::fmt;
 use std::io;

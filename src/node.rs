@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -30,6 +30,8 @@ use crate::tls::{self, TlsError};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for open requests (long polls included) to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// An HTTP/1.1 client must send a request's headers within this time (slowloris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most concurrent HTTP/2 streams per connection.
 const H2_STREAMS_MAX: u32 = 256;
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
@@ -110,7 +112,14 @@ impl Node {
         let limit = Arc::new(Semaphore::new(connections_max));
         let graceful = GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http2().max_concurrent_streams(H2_STREAMS_MAX);
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(H2_STREAMS_MAX);
         let builder = Arc::new(builder);
         tokio::pin!(shutdown);
 

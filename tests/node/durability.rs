@@ -1,0 +1,283 @@
+//! What survives a stop, a SIGKILL under load, and damage to a stored record.
+//!
+//! The crash test follows sled's own crash tests: kill a child process mid-write, restart
+//! it on the same data directory, and check that everything acknowledged is still there.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::Method;
+use plusgate::client::HttpVersion;
+use serde_json::{json, Value};
+
+use crate::support::{
+    ack, assert_problem, drain_inbox, ids_of, pull, push, push_accepted, push_referrals, status,
+    with_id, Federation,
+};
+
+/// Each id exactly once, as a set; panics naming the first duplicate.
+fn once_each(ids: &[String]) -> BTreeSet<String> {
+    let mut set = BTreeSet::new();
+    for id in ids {
+        assert!(set.insert(id.clone()), "{id} was delivered twice");
+    }
+    set
+}
+
+fn numbered(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i:04}")).collect()
+}
+
+#[tokio::test]
+async fn restart_after_sigterm_keeps_every_accepted_message() {
+    let fed = Federation::new();
+    let mut node = fed.start("suwon");
+    let ids = numbered("ref-term", 200);
+    push_referrals(&fed, &node, &ids, 8).await;
+    let status = node.stop();
+    assert!(status.success(), "SIGTERM is a clean exit: {status:?}");
+    node.restart();
+    let delivered = drain_inbox(&node.agent("suwon/welfare", HttpVersion::Http2)).await;
+    assert_eq!(once_each(&delivered), ids.into_iter().collect());
+}
+
+#[tokio::test]
+async fn restart_after_sigkill_keeps_every_accepted_message() {
+    let fed = Federation::new();
+    let mut node = fed.start("suwon");
+    let ids = numbered("ref-kill", 200);
+    push_referrals(&fed, &node, &ids, 8).await;
+    node.kill_hard();
+    node.restart();
+    let delivered = drain_inbox(&node.agent("suwon/welfare", HttpVersion::Http1)).await;
+    assert_eq!(once_each(&delivered), ids.into_iter().collect());
+}
+
+#[tokio::test]
+async fn acknowledgements_survive_a_restart_and_leases_do_not() {
+    let fed = Federation::new();
+    let mut node = fed.start("suwon");
+    let ids = numbered("ref-ack", 10);
+    push_referrals(&fed, &node, &ids, 1).await;
+    let welfare = node.agent("suwon/welfare", HttpVersion::Http2);
+    assert_eq!(ids_of(&pull(&welfare, "max=4").await), ids[..4]);
+    let response = ack(&welfare, &[&ids[0], &ids[1]]).await;
+    assert_eq!(response.status.as_u16(), 200, "{}", response.text());
+    node.kill_hard();
+    node.restart();
+    // Leases live in memory and die with the process, so the two pulled but unacknowledged
+    // messages come back (at-least-once); acknowledgements are durable.
+    let welfare = node.agent("suwon/welfare", HttpVersion::Http2);
+    assert_eq!(drain_inbox(&welfare).await, ids[2..]);
+    let sender = node.agent("suwon/employment", HttpVersion::Http1);
+    let seen: Value = status(&sender, &ids[0]).await.json().expect("JSON");
+    assert_eq!(seen["state"], json!("acked"));
+    let seen: Value = status(&sender, &ids[2]).await.json().expect("JSON");
+    assert_eq!(
+        seen["state"],
+        json!("acked"),
+        "acked after the restart by the drain"
+    );
+}
+
+#[tokio::test]
+async fn idempotency_survives_a_restart() {
+    let fed = Federation::new();
+    let mut node = fed.start("suwon");
+    let body = fed.referral("ref-across-restart");
+    let agent = node.agent("suwon/employment", HttpVersion::Http1);
+    let first = push_accepted(&agent, &body).await;
+    node.kill_hard();
+    node.restart();
+    let agent = node.agent("suwon/employment", HttpVersion::Http1);
+    let retry = push_accepted(&agent, &body).await;
+    assert_eq!(retry["accepted_at"], first["accepted_at"]);
+    let mut different = body.clone();
+    different["payload"]["urgency"] = json!("routine");
+    assert_problem(&push(&agent, &different).await, 409, "id-conflict");
+    let welfare = node.agent("suwon/welfare", HttpVersion::Http1);
+    assert_eq!(drain_inbox(&welfare).await, ["ref-across-restart"]);
+}
+
+/// What the load of one crash cycle did: ids sent, and ids that got a 202.
+#[derive(Default)]
+struct Sent {
+    attempted: HashSet<String>,
+    accepted: HashSet<String>,
+}
+
+/// One client pushing unique ids over one connection until the connection breaks.
+async fn push_until_failure(
+    template: Value,
+    agent: plusgate::client::Agent,
+    prefix: String,
+    sent: Arc<Mutex<Sent>>,
+) {
+    let Ok(mut conn) = agent.connect().await else {
+        return;
+    };
+    for n in 0..1_000_000u32 {
+        let id = format!("{prefix}-{n}");
+        let body = Bytes::from(with_id(template.clone(), &id).to_string());
+        sent.lock().expect("lock").attempted.insert(id.clone());
+        match conn
+            .send(
+                Method::POST,
+                "/v1/messages",
+                Some((body, "application/json")),
+            )
+            .await
+        {
+            Ok(response) => {
+                // Whatever answer arrives before the kill must be an acceptance.
+                assert_eq!(response.status.as_u16(), 202, "{}", response.text());
+                sent.lock().expect("lock").accepted.insert(id);
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_concurrent_load_loses_no_accepted_message() {
+    const CYCLES: usize = 3;
+    const CLIENTS: usize = 8;
+    let fed = Federation::new();
+    let mut node = fed.start("suwon");
+    let referral = fed.example("referral");
+    let mut attempted = HashSet::new();
+    let mut accepted = HashSet::new();
+    let mut delivered = Vec::new();
+
+    for cycle in 0..CYCLES {
+        let sent = Arc::new(Mutex::new(Sent::default()));
+        let mut clients = Vec::new();
+        for c in 0..CLIENTS {
+            let version = if c % 2 == 0 {
+                HttpVersion::Http1
+            } else {
+                HttpVersion::Http2
+            };
+            let agent = node.agent("suwon/employment", version);
+            clients.push(tokio::spawn(push_until_failure(
+                referral.clone(),
+                agent,
+                format!("crash-{cycle}-{c}"),
+                sent.clone(),
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        node.kill_hard();
+        for client in clients {
+            client.await.expect("client task");
+        }
+        let sent = std::mem::take(&mut *sent.lock().expect("lock"));
+        assert!(
+            sent.accepted.len() >= CLIENTS,
+            "cycle {cycle}: the load must have been accepted before the kill ({} accepted)",
+            sent.accepted.len()
+        );
+        attempted.extend(sent.attempted);
+        accepted.extend(sent.accepted);
+
+        node.restart();
+        let welfare = node.agent("suwon/welfare", HttpVersion::Http2);
+        delivered.extend(drain_inbox(&welfare).await);
+        let delivered = once_each(&delivered);
+        let lost: Vec<_> = accepted
+            .iter()
+            .filter(|id| !delivered.contains(*id))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "cycle {cycle}: {} accepted messages lost, e.g. {:?}\n{}",
+            lost.len(),
+            lost.iter().take(5).collect::<Vec<_>>(),
+            node.log()
+        );
+        let invented: Vec<_> = delivered
+            .iter()
+            .filter(|id| !attempted.contains(*id))
+            .collect();
+        assert!(invented.is_empty(), "never sent: {invented:?}");
+    }
+}
+
+#[tokio::test]
+async fn corrupt_message_record_is_reported_and_not_served() {
+    let fed = Federation::new();
+    let mut node = fed.start("suwon");
+    let sender = node.agent("suwon/employment", HttpVersion::Http1);
+    push_accepted(&sender, &fed.referral("ref-damaged")).await;
+    push_accepted(&sender, &fed.referral("ref-intact")).await;
+    assert!(node.stop().success());
+
+    damage_record(&fed.data_dir("suwon"), b'm', "ref-damaged");
+
+    node.restart();
+    let sender = node.agent("suwon/employment", HttpVersion::Http2);
+    assert_problem(&status(&sender, "ref-damaged").await, 500, "corrupt-record");
+    let intact: Value = status(&sender, "ref-intact").await.json().expect("JSON");
+    assert_eq!(intact["state"], json!("accepted"));
+
+    let welfare = node.agent("suwon/welfare", HttpVersion::Http1);
+    assert_eq!(ids_of(&pull(&welfare, "max=10").await), ["ref-intact"]);
+    assert_eq!(ack(&welfare, &["ref-intact"]).await.status.as_u16(), 200);
+    assert!(pull(&welfare, "max=10").await.is_empty());
+    assert!(
+        node.log().contains("corrupt"),
+        "the damage is logged for the operator"
+    );
+}
+
+#[tokio::test]
+#[ignore = "bug: a corrupt delivery record fails the ledger's Lease command as a whole \
+            (src/ledger.rs Writer::lease, `self.delivery(view, &item.id)?`), so every pull \
+            of that inbox answers 500 and no other message can be delivered"]
+async fn corrupt_delivery_record_does_not_block_the_rest_of_the_inbox() {
+    let fed = Federation::new();
+    let mut node = fed.start("suwon");
+    let sender = node.agent("suwon/employment", HttpVersion::Http1);
+    push_accepted(&sender, &fed.referral("ref-damaged")).await;
+    push_accepted(&sender, &fed.referral("ref-intact")).await;
+    assert!(node.stop().success());
+
+    damage_record(&fed.data_dir("suwon"), b'd', "ref-damaged");
+
+    node.restart();
+    let sender = node.agent("suwon/employment", HttpVersion::Http2);
+    assert_problem(&status(&sender, "ref-damaged").await, 500, "corrupt-record");
+    let welfare = node.agent("suwon/welfare", HttpVersion::Http1);
+    let response = crate::support::pull_response(&welfare, "max=10").await;
+    assert_eq!(
+        response.status.as_u16(),
+        200,
+        "one damaged record must not make the whole inbox fail: {}",
+        response.text()
+    );
+    assert_eq!(
+        ids_of(&crate::support::messages_of(&response)),
+        ["ref-intact"]
+    );
+}
+
+/// Flips one byte in the body of a stored record, directly in sled: the message record
+/// (`family` `b'm'`) or the delivery record (`b'd'`) of message `id`. Keys are the family
+/// byte followed by the id; values are `[version][crc32][JSON]`.
+fn damage_record(data_dir: &std::path::Path, family: u8, id: &str) {
+    // The node opens sled with 8 MiB segments, and sled refuses a different setting.
+    let db = sled::Config::new()
+        .path(data_dir)
+        .segment_size(8 << 20)
+        .open()
+        .expect("open the node's sled directory");
+    let key = [&[family], id.as_bytes()].concat();
+    let mut value = db.get(&key).expect("read").expect("record exists").to_vec();
+    assert!(value.len() > 10, "record has a body");
+    let middle = 5 + (value.len() - 5) / 2;
+    value[middle] ^= 0x01;
+    db.insert(&key, value).expect("write");
+    db.flush().expect("flush");
+}

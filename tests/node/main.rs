@@ -1,0 +1,21 @@
+//! Black-box tests of a plusgate node: the real `plusgate` binary as a child process,
+//! real mutual TLS with certificates from `dev-init`, a real sled data directory and real
+//! signals. Each test module is one part of the specification:
+//!
+//! - `push`: `POST /v1/messages` and every status code it can answer;
+//! - `status`: `GET /v1/messages/{id}`;
+//! - `inbox`: pull, leases, long poll and acknowledgement;
+//! - `tls`: who may connect, and who may use the agency API;
+//! - `endpoints`: health, readiness, OpenAPI, unknown paths and methods;
+//! - `durability`: restart, crash under load, and corrupt records;
+//! - `startup`: configurations and schemas that must stop a node, and `serve --dev`.
+
+mod support;
+
+mod durability;
+mod endpoints;
+mod inbox;
+mod push;
+mod startup;
+mod status;
+mod tls;
