@@ -140,32 +140,64 @@ pub struct ChainError {
     pub problem: &'static str,
 }
 
-/// Verifies a whole chain from its first entry; returns its head.
-pub fn verify<I: IntoIterator<Item = AuditEntry>>(entries: I) -> Result<Head, ChainError> {
-    let mut head = Head::GENESIS;
-    for entry in entries {
+/// Checks a chain entry by entry, from its first entry, without holding it in memory.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    head: Head,
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Verifier::new()
+    }
+}
+
+impl Verifier {
+    /// A verifier expecting entry 0.
+    pub fn new() -> Verifier {
+        Verifier {
+            head: Head::GENESIS,
+        }
+    }
+
+    /// Checks the next entry; the error names the first bad one.
+    pub fn push(&mut self, entry: &AuditEntry) -> Result<(), ChainError> {
         let bad = |problem| ChainError {
-            seq: head.next_seq,
+            seq: self.head.next_seq,
             problem,
         };
-        if entry.seq != head.next_seq {
+        if entry.seq != self.head.next_seq {
             return Err(bad(
                 "sequence number out of order (entry missing, inserted or moved)",
             ));
         }
-        if entry.prev != hex(&head.hash) {
+        if entry.prev != hex(&self.head.hash) {
             return Err(bad("does not link to the previous entry"));
         }
-        let hash = entry_hash(&head.hash, &entry);
+        let hash = entry_hash(&self.head.hash, entry);
         if entry.hash != hex(&hash) {
             return Err(bad("content does not match its hash (altered)"));
         }
-        head = Head {
-            next_seq: head.next_seq + 1,
+        self.head = Head {
+            next_seq: self.head.next_seq + 1,
             hash,
         };
+        Ok(())
     }
-    Ok(head)
+
+    /// The head after the entries pushed so far.
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+}
+
+/// Verifies a whole chain from its first entry; returns its head.
+pub fn verify<I: IntoIterator<Item = AuditEntry>>(entries: I) -> Result<Head, ChainError> {
+    let mut verifier = Verifier::new();
+    for entry in entries {
+        verifier.push(&entry)?;
+    }
+    Ok(verifier.head)
 }
 
 fn entry_hash(prev: &[u8; 32], entry: &AuditEntry) -> [u8; 32] {

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `dev-init`, `check-config`, `bench`. Parses arguments, calls
+//! The command line: `serve`, `dev-init`, `check-config`, `audit verify`, `bench`. Parses arguments, calls
 //! into the library, maps failures to exit codes. `anyhow` lives here and nowhere deeper.
 
 use std::net::SocketAddr;
@@ -7,10 +7,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::audit::{hex, Verifier};
 use crate::bench::BenchArgs;
 use crate::config::Config;
 use crate::devinit::{self, DevInitArgs};
 use crate::node::Node;
+use crate::store::Store;
 
 /// Exit code for a configuration the operator must fix (sysexits' EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
@@ -44,6 +46,20 @@ pub enum Command {
     },
     /// Measure a node's push throughput and latency.
     Bench(BenchArgs),
+    /// Inspect a node's audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `plusgate audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check a (stopped) node's audit chain end to end; exit 1 naming the first bad entry.
+    Verify {
+        /// The node's config file (its data directory is read).
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 /// `plusgate serve`.
@@ -80,6 +96,13 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Err(e) => fail(EXIT_CONFIG, &*e),
         },
+        Command::Audit(AuditCommand::Verify { config }) => match audit_verify(&config) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(EXIT_FAILURE, &e),
+        },
         Command::Bench(args) => match runtime().and_then(|rt| rt.block_on(crate::bench::run(args)))
         {
             Ok(()) => ExitCode::SUCCESS,
@@ -114,6 +137,27 @@ fn check_config(path: &Path) -> Result<String, Box<dyn std::error::Error>> {
         config.directory.officers.len(),
         config.listen,
         config.data_dir.display()
+    ))
+}
+
+/// Walks the whole audit chain of the node configured in `path`.
+fn audit_verify(path: &Path) -> Result<String, String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let store = Store::open(&config.data_dir).map_err(|e| {
+        format!("{e} (the data directory can be read only while the node is stopped)")
+    })?;
+    let mut verifier = Verifier::new();
+    for entry in store.audit_entries() {
+        let entry = entry
+            .map_err(|e| format!("audit entry {}: unreadable: {e}", verifier.head().next_seq))?;
+        verifier.push(&entry).map_err(|e| e.to_string())?;
+    }
+    let head = verifier.head();
+    Ok(format!(
+        "audit chain of node {} ok: {} entries, head {}",
+        config.center,
+        head.next_seq,
+        hex(&head.hash)
     ))
 }
 

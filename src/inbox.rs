@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::identity::AgencyId;
@@ -45,6 +46,7 @@ pub struct Inbox {
     ledger: Ledger,
     lease: Duration,
     leases: Mutex<HashMap<MessageId, Instant>>,
+    closing: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for Inbox {
@@ -54,13 +56,21 @@ impl std::fmt::Debug for Inbox {
 }
 
 impl Inbox {
-    /// An inbox over `store`, leasing for `lease`.
-    pub fn new(store: Store, ledger: Ledger, lease: Duration) -> Inbox {
+    /// An inbox over `store`, leasing for `lease`. When `closing` turns true (the node is
+    /// shutting down), waiting long polls answer at once with what they have (nothing),
+    /// instead of holding the shutdown until their deadline.
+    pub fn new(
+        store: Store,
+        ledger: Ledger,
+        lease: Duration,
+        closing: watch::Receiver<bool>,
+    ) -> Inbox {
         Inbox {
             store,
             ledger,
             lease,
             leases: Mutex::new(HashMap::new()),
+            closing,
         }
     }
 
@@ -75,6 +85,7 @@ impl Inbox {
     ) -> Result<Vec<MessageRecord>, InboxError> {
         let deadline = Instant::now() + wait;
         let mut durable = self.ledger.subscribe();
+        let mut closing = self.closing.clone();
         loop {
             durable.borrow_and_update();
             let taken = self.take(recipient, max)?;
@@ -82,7 +93,7 @@ impl Inbox {
                 return self.record_lease(actor, recipient, taken).await;
             }
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || *closing.borrow_and_update() {
                 return Ok(Vec::new());
             }
             let recheck = (now + EXPIRY_RECHECK).min(deadline);
@@ -93,6 +104,7 @@ impl Inbox {
                     }
                 }
                 _ = tokio::time::sleep_until(recheck) => {}
+                _ = closing.changed() => {}
             }
         }
     }
@@ -130,7 +142,13 @@ impl Inbox {
                 Some(until) if *until > now => continue,
                 _ => {}
             }
-            match self.store.message(&entry.id) {
+            // Both records must verify; a damaged one is logged and skipped, never served,
+            // and never allowed to block the rest of the inbox.
+            let record = self
+                .store
+                .delivery(&entry.id)
+                .and_then(|_| self.store.message(&entry.id));
+            match record {
                 Ok(Some(record)) => {
                     leases.insert(entry.id, now + self.lease);
                     taken.push(record);
@@ -139,7 +157,7 @@ impl Inbox {
                     tracing::error!(message_id = %entry.id, "inbox entry points at a missing message; skipped");
                 }
                 Err(e) => {
-                    tracing::error!(message_id = %entry.id, error = %e, "corrupt message record not served");
+                    tracing::error!(message_id = %entry.id, error = %e, "corrupt record not served");
                 }
             }
             if taken.len() >= max {

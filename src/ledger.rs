@@ -281,7 +281,9 @@ pub enum StartError {
     #[error("cannot read the audit log: {0}")]
     Store(#[from] StoreError),
     /// The last audit entry does not match its hash.
-    #[error("the audit log is damaged: {0}; run `plusgate audit verify` for details")]
+    #[error(
+        "the audit log is damaged: {0}; run `plusgate audit verify --config FILE` for details"
+    )]
     Chain(#[from] audit::ChainError),
     /// The OS refused a thread.
     #[error("cannot start the ledger thread: {0}")]
@@ -505,8 +507,15 @@ impl Writer {
     ) -> Result<Vec<MessageId>, LedgerError> {
         let mut leased = Vec::with_capacity(items.len());
         for item in items {
-            let Some(mut d) = self.delivery(view, &item.id)? else {
-                continue;
+            // A record that went bad since the inbox read it is skipped (and logged), not an
+            // error for the whole pull: one damaged record must not block an inbox.
+            let mut d = match self.delivery(view, &item.id) {
+                Ok(Some(d)) => d,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(message_id = %item.id, error = %e, "not leased");
+                    continue;
+                }
             };
             if d.state == DeliveryState::Acked {
                 continue;

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::Api;
@@ -62,6 +62,7 @@ pub struct Node {
     connections_max: usize,
     store: Store,
     ledger_thread: JoinHandle<()>,
+    closing: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Node {
@@ -80,7 +81,13 @@ impl Node {
         let server_config = tls::server_config(&config.tls)?;
         let store = Store::open(&config.data_dir)?;
         let (ledger, ledger_thread) = Ledger::start(store.clone())?;
-        let inbox = Inbox::new(store.clone(), ledger.clone(), config.limits.inbox_lease);
+        let (closing, closing_rx) = watch::channel(false);
+        let inbox = Inbox::new(
+            store.clone(),
+            ledger.clone(),
+            config.limits.inbox_lease,
+            closing_rx,
+        );
         let api = Api {
             schemas,
             ledger,
@@ -96,6 +103,7 @@ impl Node {
             connections_max: config.limits.connections_max,
             store,
             ledger_thread,
+            closing,
         })
     }
 
@@ -108,6 +116,7 @@ impl Node {
             connections_max,
             store,
             ledger_thread,
+            closing,
         } = self;
         let limit = Arc::new(Semaphore::new(connections_max));
         let graceful = GracefulShutdown::new();
@@ -185,6 +194,8 @@ impl Node {
 
         tracing::info!(node = %center, "shutting down: draining connections");
         drop(listener);
+        // Long polls answer now rather than at their deadline.
+        closing.send_replace(true);
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
             .await
             .is_err()

@@ -8,10 +8,12 @@
 //! - `tls`: who may connect, and who may use the agency API;
 //! - `endpoints`: health, readiness, OpenAPI, unknown paths and methods;
 //! - `durability`: restart, crash under load, and corrupt records;
+//! - `audit`: the audit chain on disk and `plusgate audit verify`;
 //! - `startup`: configurations and schemas that must stop a node, and `serve --dev`.
 
 mod support;
 
+mod audit;
 mod durability;
 mod endpoints;
 mod inbox;

@@ -203,9 +203,6 @@ async fn sigterm_with_an_idle_node_exits_promptly_and_cleanly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: shutdown does not end waiting long polls (src/inbox.rs Inbox::pull only \
-            wakes on new messages or its deadline), so SIGTERM waits the whole 10 s \
-            DRAIN_TIMEOUT of src/node.rs and then cuts the pulls without a response"]
 async fn sigterm_answers_waiting_long_polls_and_exits_promptly() {
     let fed = Federation::new();
     let mut node = fed.start("suwon");
