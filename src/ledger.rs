@@ -26,7 +26,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
-use ring::digest::{digest, SHA256};
+use ring::digest::{Context, SHA256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -87,12 +87,18 @@ pub struct Submission {
 }
 
 impl Submission {
-    /// Prepares `envelope` from `sender`; `body_sha256` identifies the request body for
-    /// idempotent retries (see [`body_sha256`]). Assigns an id if the sender chose none.
-    pub fn new(sender: &AgencyId, envelope: Envelope, body_sha256: String) -> Submission {
+    /// Prepares `envelope` from `sender`, assigning an id if the sender chose none.
+    ///
+    /// The payload is serialised once, canonically (keys sorted, no whitespace); those bytes
+    /// are both what is stored and, with the envelope's other fields, the request's
+    /// fingerprint for idempotent retries. Two bodies that differ only in key order or
+    /// spacing are the same message.
+    pub fn new(sender: &AgencyId, envelope: Envelope) -> Submission {
+        let payload = serde_json::value::to_raw_value(&envelope.payload)
+            .expect("JSON values always serialize");
+        let fingerprint = fingerprint(&envelope, payload.get());
         let sender_chose_id = envelope.id.is_some();
         let id = envelope.id.unwrap_or_else(MessageId::generate);
-        let accepted_at = now_rfc3339();
         let record = MessageRecord {
             id: id.to_string(),
             sender_chose_id,
@@ -102,9 +108,9 @@ impl Submission {
             version: envelope.version,
             subject: envelope.subject,
             consent_id: envelope.consent_id,
-            payload: envelope.payload,
-            body_sha256,
-            accepted_at,
+            payload,
+            body_sha256: fingerprint,
+            accepted_at: now_rfc3339(),
         };
         let encoded = record.encode();
         Submission {
@@ -119,6 +125,24 @@ impl Submission {
             record: encoded,
         }
     }
+}
+
+/// SHA-256 (hex) over the envelope's fields in canonical JSON, a NUL, and the canonical
+/// payload.
+fn fingerprint(envelope: &Envelope, canonical_payload: &str) -> String {
+    let head = serde_json::json!({
+        "id": envelope.id.as_ref().map(MessageId::as_str),
+        "type": envelope.message_type.as_str(),
+        "version": envelope.version,
+        "to": envelope.to.as_str(),
+        "subject": envelope.subject,
+        "consent_id": envelope.consent_id,
+    });
+    let mut ctx = Context::new(&SHA256);
+    ctx.update(&serde_json::to_vec(&head).expect("JSON values always serialize"));
+    ctx.update(&[0]);
+    ctx.update(canonical_payload.as_bytes());
+    audit::hex(ctx.finish().as_ref())
 }
 
 /// A message being handed out by a pull, as the ledger needs it for the audit entry.
@@ -603,11 +627,4 @@ pub fn now_rfc3339() -> String {
         .unwrap_or(now);
     now.format(&Rfc3339)
         .unwrap_or_else(|_| now.unix_timestamp().to_string())
-}
-
-/// SHA-256 (hex) of a JSON value in canonical form (object keys sorted, no whitespace):
-/// two bodies that differ only in key order or spacing are the same message.
-pub fn body_sha256(body: &serde_json::Value) -> String {
-    let canonical = serde_json::to_vec(body).expect("JSON values always serialize");
-    audit::hex(digest(&SHA256, &canonical).as_ref())
 }

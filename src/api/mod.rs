@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use crate::config::{Limits, LocalDirectory};
 use crate::identity::{AgencyId, Anonymous, Identity, Peer};
 use crate::inbox::{Inbox, InboxError};
-use crate::ledger::{self, Ledger, LedgerError, Submission};
+use crate::ledger::{Ledger, LedgerError, Submission};
 use crate::message::{Envelope, MessageId};
 use crate::schema::{Schemas, Violation};
 use crate::store::{Store, StoreError};
@@ -144,7 +144,6 @@ impl Api {
     async fn push(&self, req: Request<Incoming>, sender: &AgencyId) -> Result<Resp, Problem> {
         let body = self.read_json(req).await?;
         self.schemas.validate(&body).map_err(Problem::invalid)?;
-        let digest = ledger::body_sha256(&body);
         let envelope = Envelope::from_validated(body, sender).map_err(|rules| {
             Problem::invalid(
                 rules
@@ -185,7 +184,7 @@ impl Api {
             ));
         }
         let actor = Identity::Agency(sender.clone()).uri();
-        let submission = Submission::new(sender, envelope, digest);
+        let submission = Submission::new(sender, envelope);
         match self.ledger.accept(actor, submission).await {
             Ok(accepted) => Ok(json_response(
                 StatusCode::ACCEPTED,

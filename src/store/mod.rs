@@ -31,7 +31,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::audit::AuditEntry;
 use crate::identity::AgencyId;
@@ -42,6 +42,10 @@ pub use record::RecordError;
 /// sled's segment size. Its blob threshold is a quarter of this (2 MiB), above the largest
 /// accepted body ([`crate::config::BODY_BYTES_MAX_LIMIT`]) plus record overhead.
 const SEGMENT_BYTES: usize = 8 << 20;
+
+/// sled's page cache. Bounded so a node's memory stays predictable on small hardware; the
+/// working set (recent messages, inbox heads, the audit tail) is far smaller.
+const CACHE_BYTES: u64 = 256 << 20;
 
 const MESSAGE: u8 = b'm';
 const DELIVERY: u8 = b'd';
@@ -83,7 +87,7 @@ pub enum StoreError {
 }
 
 /// A message as accepted. Written once, never changed.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MessageRecord {
     /// Message id.
     pub id: String,
@@ -102,9 +106,9 @@ pub struct MessageRecord {
     pub subject: String,
     /// Consent the message travels under.
     pub consent_id: String,
-    /// The payload.
-    pub payload: Value,
-    /// SHA-256 (hex) of the canonical request body: an identical retry has the same digest.
+    /// The payload as canonical JSON, kept raw: written and served without re-encoding.
+    pub payload: Box<RawValue>,
+    /// Fingerprint of the request (see `ledger::Submission`): an identical retry has the same.
     pub body_sha256: String,
     /// When the node accepted it (RFC 3339, UTC).
     pub accepted_at: String,
@@ -241,6 +245,8 @@ impl Store {
         let db = sled::Config::new()
             .path(dir)
             .segment_size(SEGMENT_BYTES)
+            .cache_capacity(CACHE_BYTES)
+            .mode(sled::Mode::HighThroughput)
             // We make commits durable ourselves (group commit + fsync); sled's background
             // flusher would only add unsynchronised writes.
             .flush_every_ms(None)
