@@ -23,6 +23,16 @@ pub enum Action {
     Leased,
     /// The recipient acknowledged the message.
     Acked,
+    /// Another center's node handed the message over and this node took it into the
+    /// recipient's inbox (actor: that node; detail: the receipt this node signed).
+    Received,
+    /// The recipient's center returned a signed receipt for a forwarded message (actor: that
+    /// node; detail: its receipt signature).
+    Delivered,
+    /// A message for another center left the outbox undelivered (detail: why).
+    DeadLettered,
+    /// An operator put a dead-lettered message back into its outbox.
+    Requeued,
 }
 
 /// One entry of the chain.
@@ -46,6 +56,10 @@ pub struct AuditEntry {
     pub subject: String,
     /// Consent the message travels under.
     pub consent_id: String,
+    /// What else matters for this action (a receipt signature, a dead-letter reason).
+    /// Absent when empty, so entries of actions without detail hash as they always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// Hash of the previous entry (hex).
     pub prev: String,
     /// Hash of this entry (hex).
@@ -71,6 +85,8 @@ pub struct Event {
     pub subject: String,
     /// Consent.
     pub consent_id: String,
+    /// Detail (see [`AuditEntry::detail`]).
+    pub detail: Option<String>,
 }
 
 /// The head of a chain: what the next entry links to.
@@ -119,6 +135,7 @@ impl Head {
             to: event.to,
             subject: event.subject,
             consent_id: event.consent_id,
+            detail: event.detail,
             prev: hex(&self.hash),
             hash: String::new(),
         };
@@ -249,6 +266,7 @@ mod tests {
             to: "suwon/welfare".into(),
             subject: "ps-0123456789abcdef".into(),
             consent_id: "cns-1".into(),
+            detail: None,
         }
     }
 

@@ -1,4 +1,5 @@
-//! The command line: `serve`, `dev-init`, `check-config`, `audit verify`, `bench`. Parses arguments, calls
+//! The command line: `serve`, `dev-init`, `check-config`, `audit verify`, `outbox`,
+//! `directory`, `bench`. Parses arguments, calls
 //! into the library, maps failures to exit codes. `anyhow` lives here and nowhere deeper.
 
 use std::net::SocketAddr;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::admin::OutboxAction;
 use crate::audit::{hex, Verifier};
 use crate::bench::BenchArgs;
 use crate::config::Config;
@@ -49,6 +51,46 @@ pub enum Command {
     /// Inspect a node's audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Inspect and repair a running node's outboxes (messages for other centers).
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+    /// Sign or verify the federation directory.
+    #[command(subcommand)]
+    Directory(crate::directory::DirectoryCommand),
+}
+
+/// `plusgate outbox …`: talks to the running node as the node itself (its certificate).
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// List messages waiting for other centers, and dead-lettered ones, with the reasons.
+    List {
+        /// The node's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print the node's JSON answer instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead-lettered messages back at the end of their outbox (their time to live
+    /// starts again).
+    Retry {
+        /// The node's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Message ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Take waiting messages out of their outbox for good (dead-lettered, "dropped by the
+    /// operator").
+    Drop {
+        /// The node's config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Message ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
 }
 
 /// `plusgate audit …`.
@@ -103,11 +145,40 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Err(e) => fail(EXIT_FAILURE, &e),
         },
+        Command::Outbox(command) => {
+            let (config, action, json) = match command {
+                OutboxCommand::List { config, json } => (config, OutboxAction::List, json),
+                OutboxCommand::Retry { config, ids } => (config, OutboxAction::Retry(ids), false),
+                OutboxCommand::Drop { config, ids } => (config, OutboxAction::Drop(ids), false),
+            };
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => return fail(EXIT_CONFIG, &e),
+            };
+            let result = match runtime() {
+                Ok(rt) => rt.block_on(crate::admin::outbox(&config, action, json)),
+                Err(e) => return fail(EXIT_FAILURE, &format!("{e:#}")),
+            };
+            match result {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(EXIT_FAILURE, &e),
+            }
+        }
         Command::Bench(args) => match runtime().and_then(|rt| rt.block_on(crate::bench::run(args)))
         {
             Ok(()) => ExitCode::SUCCESS,
             // `{:#}` prints anyhow's whole chain of causes on one line.
             Err(e) => fail(EXIT_FAILURE, &format!("{e:#}")),
+        },
+        Command::Directory(command) => match crate::directory::run_command(&command) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(EXIT_FAILURE, &e),
         },
     }
 }
@@ -129,11 +200,25 @@ fn check_config(path: &Path) -> Result<String, Box<dyn std::error::Error>> {
     let config = Config::load(path)?;
     crate::schema::Schemas::load(&config.schemas)?;
     crate::tls::server_config(&config.tls)?;
+    let (agencies, federation) = match &config.federation {
+        None => (config.directory.agencies.len(), String::new()),
+        Some(f) => {
+            let key = crate::keys::SigningKey::load(&f.signing_key)?;
+            let directory = crate::node::load_directory_for(f, &config.center, &key)?;
+            (
+                directory.local_agencies(&config.center).len(),
+                format!(
+                    ", federation directory version {} with {} centers",
+                    directory.version,
+                    directory.centers.len()
+                ),
+            )
+        }
+    };
     Ok(format!(
-        "{}: ok (node {}, {} agencies, {} officers, listen {}, data {})",
+        "{}: ok (node {}, {agencies} agencies, {} officers, listen {}, data {}{federation})",
         path.display(),
         config.center,
-        config.directory.agencies.len(),
         config.directory.officers.len(),
         config.listen,
         config.data_dir.display()
@@ -196,36 +281,56 @@ fn serve(args: ServeArgs) -> ExitCode {
             Err(e) => return fail(EXIT_CONFIG, &format!("cannot listen on {}: {e}", config.listen)),
         };
         let addr = listener.local_addr().unwrap_or(config.listen);
+        let shutdown = shutdown_signal();
+        let reload = reload_requests();
         // Scripts and tests read this line to learn the bound address.
         println!("plusgate listening on https://{addr} (node {})", config.center);
         if let Some(hint) = dev_hint {
             println!("{hint}");
         }
         tracing::info!(node = %config.center, %addr, data_dir = %config.data_dir.display(), "serving");
-        node.run(listener, shutdown_signal()).await;
+        node.run(listener, shutdown, reload).await;
         ExitCode::SUCCESS
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM or Ctrl-C. The handlers are registered when this is called, not when the
+/// future is first polled, so a signal sent right after the listening line is not lost (or
+/// fatal, as an unhandled SIGTERM would be).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        if let Some(mut term) = term {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
             }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
         let _ = ctrl_c.await;
     }
+}
+
+/// Directory reload requests: one per SIGHUP. Registered at once, for the same reason as
+/// [`shutdown_signal`] (an unhandled SIGHUP would kill the node).
+fn reload_requests() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    // A reload already pending covers this one too.
+                    let _ = tx.try_send(());
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP; directory reload disabled"),
+    }
+    #[cfg(not(unix))]
+    drop(tx);
+    rx
 }

@@ -352,6 +352,8 @@ pub struct Connection {
     /// The first rustls error seen on this connection's socket, if any.
     tls_error: Arc<OnceLock<rustls::Error>>,
     timeout: Duration,
+    /// The plusgate identity in the server's (verified) certificate.
+    server_identity: Arc<crate::identity::Peer>,
 }
 
 impl fmt::Debug for Connection {
@@ -387,6 +389,15 @@ impl Connection {
                 after: CONNECT_TIMEOUT,
             })??;
         let chosen = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        let server_identity = Arc::new(
+            tls.get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map_or(Err(crate::identity::Anonymous::NoPlusgateUri), |c| {
+                    crate::identity::from_certificate(c)
+                }),
+        );
         // A server without ALPN implies HTTP/1.1; HTTP/2 must be agreed explicitly.
         let agreed = match (&chosen, version) {
             (Some(p), v) => p.as_slice() == v.alpn(),
@@ -433,7 +444,14 @@ impl Connection {
             authority: authority(server_name, addr.port()).into(),
             tls_error,
             timeout: REQUEST_TIMEOUT,
+            server_identity,
         })
+    }
+
+    /// The plusgate identity (SAN URI) of the server's verified certificate: a forwarding
+    /// node checks it is talking to the center it means to reach.
+    pub fn server_identity(&self) -> &crate::identity::Peer {
+        &self.server_identity
     }
 
     /// The HTTP version of this connection.
@@ -465,6 +483,7 @@ impl Connection {
                 authority: Arc::clone(&self.authority),
                 tls_error: Arc::clone(&self.tls_error),
                 timeout: self.timeout,
+                server_identity: Arc::clone(&self.server_identity),
             }),
         }
     }

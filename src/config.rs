@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::identity::{AgencyId, CenterId, OfficerId};
+use crate::keys::PublicKey;
 use crate::message::MessageType;
 
 /// Largest accepted `limits.body_bytes_max`. sled writes values larger than a quarter of its
@@ -66,6 +67,7 @@ struct RawConfig {
     agencies: Vec<RawAgency>,
     #[serde(default)]
     officers: Vec<RawOfficer>,
+    federation: Option<RawFederation>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,6 +148,43 @@ struct RawOfficer {
     id: String,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFederation {
+    directory: PathBuf,
+    authority_key: String,
+    signing_key: PathBuf,
+    #[serde(default = "default_outbox_max")]
+    outbox_max: usize,
+    #[serde(default = "default_retry_initial_ms")]
+    retry_initial_ms: u64,
+    #[serde(default = "default_retry_max_ms")]
+    retry_max_ms: u64,
+    #[serde(default = "default_message_ttl_s")]
+    message_ttl_s: u64,
+    #[serde(default = "default_batch_max")]
+    batch_max: usize,
+}
+
+fn default_outbox_max() -> usize {
+    100_000
+}
+fn default_retry_initial_ms() -> u64 {
+    200
+}
+fn default_retry_max_ms() -> u64 {
+    60_000
+}
+fn default_message_ttl_s() -> u64 {
+    86_400
+}
+fn default_batch_max() -> usize {
+    256
+}
+
+/// Largest accepted `federation.batch_max`.
+pub const BATCH_MAX_LIMIT: usize = 1000;
+
 /// A validated node configuration: the composition root's only input.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -163,8 +202,35 @@ pub struct Config {
     pub limits: Limits,
     /// Where the JSON Schemas come from.
     pub schemas: SchemaSource,
-    /// Who may connect and what they may send.
+    /// Who may connect and what they may send. With `[federation]`, `agencies` is empty
+    /// here: the node fills it from the signed federation directory.
     pub directory: LocalDirectory,
+    /// Forwarding between centers, when the node belongs to a federation.
+    pub federation: Option<FederationConfig>,
+}
+
+/// The `[federation]` section: where the signed directory is, whom to trust for it, this
+/// node's signing key, and how messages for other centers are forwarded. [`Config::load`]
+/// checks these values only; it reads neither the directory nor the key file.
+#[derive(Debug, Clone)]
+pub struct FederationConfig {
+    /// The signed federation directory (`directory.json`), resolved.
+    pub directory: PathBuf,
+    /// The federation authority's Ed25519 public key, pinned here; the directory must be
+    /// signed with it.
+    pub authority_key: PublicKey,
+    /// This node's Ed25519 private key (PKCS#8 PEM) for receipts and checkpoints, resolved.
+    pub signing_key: PathBuf,
+    /// Most messages waiting in the outbox of one peer center.
+    pub outbox_max: usize,
+    /// First delay before retrying a failed forward.
+    pub retry_initial: Duration,
+    /// Longest delay between retries (the backoff stops growing here).
+    pub retry_max: Duration,
+    /// How long a message may wait for delivery before it is dead-lettered.
+    pub message_ttl: Duration,
+    /// Most messages in one forwarded batch.
+    pub batch_max: usize,
 }
 
 /// Paths of the node's TLS material.
@@ -275,6 +341,20 @@ impl Config {
             ));
         }
 
+        let federation = match &raw.federation {
+            Some(f) => Some(federation(f, base, &invalid)?),
+            None => None,
+        };
+        if federation.is_some() && !raw.agencies.is_empty() {
+            return Err(invalid(
+                "agencies",
+                "must not be given together with [federation]: the agencies then come from \
+                 the signed federation directory (federation.directory); remove the \
+                 [[agencies]] blocks"
+                    .into(),
+            ));
+        }
+
         let mut directory = LocalDirectory::default();
         for (i, agency) in raw.agencies.iter().enumerate() {
             let key = format!("agencies[{i}].id");
@@ -339,8 +419,66 @@ impl Config {
                 None => SchemaSource::Embedded,
             },
             directory,
+            federation,
         })
     }
+}
+
+/// Validates the `[federation]` section; `base` is the config file's folder.
+fn federation(
+    raw: &RawFederation,
+    base: &Path,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<FederationConfig, ConfigError> {
+    let authority_key = PublicKey::from_hex(&raw.authority_key).map_err(|e| {
+        invalid(
+            "federation.authority_key",
+            format!("is {e}; it is the federation authority's key, as its operators publish it"),
+        )
+    })?;
+    if raw.outbox_max == 0 {
+        return Err(invalid(
+            "federation.outbox_max",
+            "must be at least 1".into(),
+        ));
+    }
+    if raw.retry_initial_ms == 0 {
+        return Err(invalid(
+            "federation.retry_initial_ms",
+            "must be at least 1".into(),
+        ));
+    }
+    if raw.retry_max_ms < raw.retry_initial_ms {
+        return Err(invalid(
+            "federation.retry_max_ms",
+            format!(
+                "must be at least federation.retry_initial_ms ({})",
+                raw.retry_initial_ms
+            ),
+        ));
+    }
+    if raw.message_ttl_s == 0 {
+        return Err(invalid(
+            "federation.message_ttl_s",
+            "must be at least 1".into(),
+        ));
+    }
+    if raw.batch_max == 0 || raw.batch_max > BATCH_MAX_LIMIT {
+        return Err(invalid(
+            "federation.batch_max",
+            format!("must be between 1 and {BATCH_MAX_LIMIT}"),
+        ));
+    }
+    Ok(FederationConfig {
+        directory: base.join(&raw.directory),
+        authority_key,
+        signing_key: base.join(&raw.signing_key),
+        outbox_max: raw.outbox_max,
+        retry_initial: Duration::from_millis(raw.retry_initial_ms),
+        retry_max: Duration::from_millis(raw.retry_max_ms),
+        message_ttl: Duration::from_secs(raw.message_ttl_s),
+        batch_max: raw.batch_max,
+    })
 }
 
 #[cfg(test)]

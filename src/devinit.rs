@@ -1,9 +1,11 @@
 //! `plusgate dev-init`: writes a complete development federation into one folder.
 //!
-//! The folder holds a CA, one node per center (certificate, key and `plusgate.toml`),
-//! client certificates for each center's agencies and privacy officer, example request
-//! bodies, and `manifest.json` indexing all of it (see [`crate::manifest`]). Center `i`
-//! of `--centers` listens on `127.0.0.1:(base_port + i)`.
+//! The folder holds a CA, the federation authority's Ed25519 key (`authority.key`; in
+//! production it lives offline) and the `directory.json` it signed, one node per center
+//! (certificate, key, Ed25519 signing key `node-signing.key` and `plusgate.toml` with a
+//! `[federation]` section), client certificates for each center's agencies and privacy
+//! officer, example request bodies, and `manifest.json` indexing all of it (see
+//! [`crate::manifest`]). Center `i` of `--centers` listens on `127.0.0.1:(base_port + i)`.
 //!
 //! Architecture Invariant: `manifest.json` is written last and atomically, so its
 //! presence means the federation is complete; [`ensure`] relies on that. This module
@@ -16,8 +18,11 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::directory::{self, DirectoryError, DIRECTORY_FILE};
+use crate::keys::{KeyError, PublicKey, SigningKey};
 use crate::manifest::{
     CenterEntry, ExampleEntry, KeyPairPaths, LoadedManifest, Manifest, ManifestError, MANIFEST_FILE,
 };
@@ -29,7 +34,7 @@ pub const DEFAULT_CENTERS: &str = "suwon,gangseo,jeongeup";
 /// Port of the first center when `--base-port` is not given.
 pub const DEFAULT_BASE_PORT: u16 = 7443;
 
-/// Agencies created at every center (client certificates and `[[agencies]]` entries).
+/// Agencies created at every center (client certificates and directory entries).
 pub const AGENCIES: [&str; 5] = ["employment", "jobs", "welfare", "saeil", "finance"];
 
 /// Officers created at every center (client certificates and `[[officers]]` entries).
@@ -38,6 +43,20 @@ pub const OFFICERS: [&str; 1] = ["privacy-officer"];
 /// Message types every development agency may send. `consent` is absent on purpose:
 /// consents are not messages and get their own endpoint.
 pub const AGENCY_SENDS: [&str; 3] = ["referral", "referral-status", "case-summary"];
+
+/// Message types every development agency accepts (its `receives` in the directory).
+pub const AGENCY_RECEIVES: [&str; 3] = ["referral", "referral-status", "case-summary"];
+
+/// File (in the federation folder) holding the federation authority's Ed25519 private key,
+/// which signs `directory.json`. A development convenience: in production it lives offline.
+pub const AUTHORITY_KEY_FILE: &str = "authority.key";
+
+/// File (in each center's folder) holding the node's Ed25519 private key for receipts and
+/// checkpoints.
+pub const NODE_SIGNING_KEY_FILE: &str = "node-signing.key";
+
+/// Version of the directory `dev-init` writes.
+pub const DEV_DIRECTORY_VERSION: u64 = 1;
 
 /// How long development certificates are valid.
 pub const DEV_CERT_VALIDITY_DAYS: i64 = 365;
@@ -122,7 +141,14 @@ pub fn run(args: &DevInitArgs) -> Result<LoadedManifest, DevInitError> {
 pub fn ensure(dir: &Path) -> Result<LoadedManifest, DevInitError> {
     let manifest = dir.join(MANIFEST_FILE);
     if manifest.is_file() {
-        return Ok(Manifest::load(manifest)?);
+        return Manifest::load(manifest).map_err(|source| match source {
+            // Most likely written by an older plusgate (e.g. before the signed directory).
+            ManifestError::Parse { .. } => DevInitError::Outdated {
+                path: dir.to_owned(),
+                source,
+            },
+            other => other.into(),
+        });
     }
     run(&DevInitArgs::with_defaults(dir))
 }
@@ -261,17 +287,26 @@ fn write_federation(out: &Path, centers: &[PlannedCenter]) -> Result<LoadedManif
         }
     })?;
     write_pair(out, "ca", &ca.pem_pair(), "the CA")?;
+    let authority = write_signing_key(&out.join(AUTHORITY_KEY_FILE), "the federation authority")?;
 
     let mut center_entries = BTreeMap::new();
+    let mut directory_centers = BTreeMap::new();
     for center in centers {
-        let entry = write_center(out, &ca, center, validity)?;
+        let (entry, signing_key) =
+            write_center(out, &ca, &authority.public_key(), center, validity)?;
+        directory_centers.insert(
+            center.id.clone(),
+            directory_center(&center.id, &entry.url, &signing_key),
+        );
         center_entries.insert(center.id.clone(), entry);
     }
+    write_directory(&out.join(DIRECTORY_FILE), directory_centers, &authority)?;
     let ids: Vec<&str> = centers.iter().map(|c| c.id.as_str()).collect();
     let examples = write_examples(out, &ids)?;
 
     let manifest = Manifest {
         ca_cert: "ca.crt".into(),
+        directory: DIRECTORY_FILE.into(),
         centers: center_entries,
         examples,
     };
@@ -280,12 +315,14 @@ fn write_federation(out: &Path, centers: &[PlannedCenter]) -> Result<LoadedManif
     Ok(Manifest::load(path)?)
 }
 
+/// Writes one center's folder; returns its manifest entry and its node's signing key.
 fn write_center(
     out: &Path,
     ca: &CertificateAuthority,
+    authority: &PublicKey,
     center: &PlannedCenter,
     validity: Validity,
-) -> Result<CenterEntry, DevInitError> {
+) -> Result<(CenterEntry, PublicKey), DevInitError> {
     let id = &center.id;
     let center_dir = out.join(id);
     create_dir(&center_dir)?;
@@ -294,6 +331,8 @@ fn write_center(
 
     let node = Role::Node { center: id.clone() };
     write_pair(&center_dir, "node", &issue(ca, &node, validity)?, &node)?;
+    let signing_key =
+        write_signing_key(&center_dir.join(NODE_SIGNING_KEY_FILE), &node)?.public_key();
 
     let mut agencies = BTreeMap::new();
     for agency in AGENCIES {
@@ -325,17 +364,116 @@ fn write_center(
     }
 
     let config_path = center_dir.join("plusgate.toml");
-    write_file(&config_path, config_toml(id, center.port).as_bytes())?;
-    Ok(CenterEntry {
+    write_file(
+        &config_path,
+        config_toml(id, center.port, authority).as_bytes(),
+    )?;
+    let entry = CenterEntry {
         config: format!("{id}/plusgate.toml"),
         url: format!("https://127.0.0.1:{}", center.port),
         agencies,
         officers,
-    })
+    };
+    Ok((entry, signing_key))
+}
+
+/// The bare directory object as `dev-init` writes it (field order as documented).
+#[derive(Serialize)]
+struct UnsignedDirectory {
+    version: u64,
+    issued_at: String,
+    centers: BTreeMap<String, DirectoryCenter>,
+}
+
+#[derive(Serialize)]
+struct DirectoryCenter {
+    url: String,
+    node: String,
+    signing_key: String,
+    agencies: BTreeMap<String, DirectoryAgency>,
+}
+
+#[derive(Serialize)]
+struct DirectoryAgency {
+    sends: Vec<&'static str>,
+    receives: Vec<&'static str>,
+}
+
+/// The directory entry of one development center: every agency of [`AGENCIES`].
+fn directory_center(id: &str, url: &str, signing_key: &PublicKey) -> DirectoryCenter {
+    DirectoryCenter {
+        url: url.to_owned(),
+        node: format!("urn:plusgate:node:{id}"),
+        signing_key: signing_key.to_hex(),
+        agencies: AGENCIES
+            .iter()
+            .map(|agency| {
+                let entry = DirectoryAgency {
+                    sends: AGENCY_SENDS.to_vec(),
+                    receives: AGENCY_RECEIVES.to_vec(),
+                };
+                (format!("{id}/{agency}"), entry)
+            })
+            .collect(),
+    }
+}
+
+/// Signs the directory listing `centers` with the authority's key and writes it to `path`.
+fn write_directory(
+    path: &Path,
+    centers: BTreeMap<String, DirectoryCenter>,
+    authority: &SigningKey,
+) -> Result<(), DevInitError> {
+    let now = time::OffsetDateTime::now_utc();
+    let issued_at = now
+        .replace_nanosecond(0)
+        .unwrap_or(now)
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| DevInitError::Directory {
+            source: DirectoryError::Malformed(format!("cannot format the issue time: {e}")),
+        })?;
+    let unsigned = UnsignedDirectory {
+        version: DEV_DIRECTORY_VERSION,
+        issued_at,
+        centers,
+    };
+    let text = serde_json::to_string_pretty(&unsigned).map_err(|e| DevInitError::Directory {
+        source: DirectoryError::Malformed(e.to_string()),
+    })?;
+    // Indented one level more, so it lines up under "directory" in the signed file. JSON
+    // strings hold no raw newlines, so this changes only whitespace between tokens.
+    let text = text.replace('\n', "\n  ");
+    let signed = directory::sign(text.as_bytes(), authority)
+        .map_err(|source| DevInitError::Directory { source })?;
+    write_file(path, &signed)
+}
+
+/// Generates an Ed25519 key and writes it as PKCS#8 PEM to a new file only its owner can
+/// read.
+fn write_signing_key(path: &Path, whose: impl ToString) -> Result<SigningKey, DevInitError> {
+    let (key, pem) = SigningKey::generate().map_err(|source| DevInitError::Key {
+        what: whose.to_string(),
+        source,
+    })?;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let result = options
+        .open(path)
+        .and_then(|mut file| io::Write::write_all(&mut file, pem.as_bytes()));
+    result.map_err(|source| DevInitError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(key)
 }
 
 /// The node configuration of one development center, in the documented format.
-fn config_toml(center: &str, port: u16) -> String {
+fn config_toml(center: &str, port: u16, authority: &PublicKey) -> String {
     // Names were checked against `[a-z0-9][a-z0-9-]*`, so they need no TOML escaping.
     let mut toml = format!(
         r#"# plusgate node configuration for center "{center}", written by `plusgate dev-init`.
@@ -357,20 +495,19 @@ connections_max = 4096
 inbox_lease_ms = 30000
 inbox_wait_s_max = 30
 inbox_pull_max = 100
+
+[federation]                      # agencies come from the signed directory
+directory = "../directory.json"   # signed by the federation authority, whose
+                                  # Ed25519 public key is pinned here:
+authority_key = "{authority}"
+signing_key = "node-signing.key"  # this node's Ed25519 key (PKCS#8 PEM)
+outbox_max = 100000               # optional keys from here on; defaults shown
+retry_initial_ms = 200
+retry_max_ms = 60000
+message_ttl_s = 86400
+batch_max = 256
 "#
     );
-    let sends = AGENCY_SENDS.map(|t| format!("\"{t}\"")).join(", ");
-    for (i, agency) in AGENCIES.iter().enumerate() {
-        let comment = if i == 0 {
-            "                     # agencies at this center"
-        } else {
-            ""
-        };
-        let _ = write!(
-            toml,
-            "\n[[agencies]]{comment}\nid = \"{center}/{agency}\"\nsends = [{sends}]\n"
-        );
-    }
     for officer in OFFICERS {
         let _ = write!(toml, "\n[[officers]]\nid = \"{center}/{officer}\"\n");
     }
@@ -682,9 +819,32 @@ pub enum DevInitError {
         /// What is wrong with it.
         detail: String,
     },
+    /// An Ed25519 signing key could not be generated.
+    #[error("cannot create the signing key of {what}: {source}")]
+    Key {
+        /// Whose key, e.g. `the federation authority`.
+        what: String,
+        /// The underlying error.
+        source: KeyError,
+    },
+    /// The federation directory could not be built or signed (a bug in plusgate).
+    #[error("cannot create the federation directory: {source}")]
+    Directory {
+        /// The underlying error.
+        source: DirectoryError,
+    },
     /// The manifest could not be written or read back.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// The folder holds a federation whose manifest this version cannot read (written by an
+    /// older plusgate); it has to be recreated.
+    #[error("{path} holds a development federation this version of plusgate cannot use; delete the folder and run again to recreate it ({source})")]
+    Outdated {
+        /// The federation folder.
+        path: PathBuf,
+        /// Why its manifest does not load.
+        source: ManifestError,
+    },
     /// Writing failed half-way; the folder has no manifest and should be deleted.
     #[error("dev-init failed, leaving {path} incomplete (it has no manifest.json; delete it before retrying): {source}")]
     Incomplete {
@@ -735,11 +895,17 @@ mod tests {
             "jeongeup/agencies/saeil.key",
             "gangseo/officers/privacy-officer.crt",
             "examples/referral-remote.json",
+            "authority.key",
+            "directory.json",
+            "suwon/node-signing.key",
+            "jeongeup/node-signing.key",
         ] {
             assert!(fed.join(file).is_file(), "{file} missing");
         }
         let manifest = m.manifest();
         assert_eq!(manifest.ca_cert, "ca.crt");
+        assert_eq!(manifest.directory, "directory.json");
+        assert_eq!(m.directory_path(), fed.join("directory.json"));
         assert_eq!(manifest.centers.len(), 3);
         let suwon = m.center("suwon").expect("suwon");
         assert_eq!(suwon.config, "suwon/plusgate.toml");
@@ -792,7 +958,7 @@ mod tests {
     }
 
     #[test]
-    fn configs_parse_as_toml_and_list_this_centers_agencies() {
+    fn configs_parse_as_toml_and_name_the_federation_instead_of_agencies() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let m = init(tmp.path(), "suwon,gangseo", 7443);
         for (id, center) in m.centers_in_order() {
@@ -802,19 +968,18 @@ mod tests {
             assert_eq!(config["node"]["data_dir"].as_str(), Some("data"));
             assert_eq!(config["tls"]["client_ca"].as_str(), Some("../ca.crt"));
             assert_eq!(config["tls"]["cert"].as_str(), Some("node.crt"));
-            let agencies = config["agencies"].as_array().expect("agencies");
-            let ids: Vec<&str> = agencies.iter().filter_map(|a| a["id"].as_str()).collect();
-            let expected: Vec<String> = AGENCIES.iter().map(|a| format!("{id}/{a}")).collect();
-            assert_eq!(ids, expected);
-            for agency in agencies {
-                let sends: Vec<&str> = agency["sends"]
-                    .as_array()
-                    .expect("sends")
-                    .iter()
-                    .filter_map(|t| t.as_str())
-                    .collect();
-                assert_eq!(sends, AGENCY_SENDS);
-            }
+            assert!(
+                config.get("agencies").is_none(),
+                "agencies come from the directory"
+            );
+            let federation = &config["federation"];
+            assert_eq!(federation["directory"].as_str(), Some("../directory.json"));
+            assert_eq!(federation["signing_key"].as_str(), Some("node-signing.key"));
+            let authority = SigningKey::load(&m.resolve(AUTHORITY_KEY_FILE)).expect("authority");
+            assert_eq!(
+                federation["authority_key"].as_str(),
+                Some(authority.public_key().to_hex().as_str())
+            );
             let officers = config["officers"].as_array().expect("officers");
             assert_eq!(
                 officers[0]["id"].as_str(),
@@ -824,6 +989,8 @@ mod tests {
             let center_dir = m.resolve(id);
             assert!(center_dir.join("node.key").is_file());
             assert!(center_dir.join("../ca.crt").is_file());
+            assert!(center_dir.join("../directory.json").is_file());
+            assert!(center_dir.join("node-signing.key").is_file());
         }
     }
 
@@ -833,9 +1000,101 @@ mod tests {
         let m = init(tmp.path(), "suwon,gangseo", 7443);
         for (id, center) in m.centers_in_order() {
             let path = m.resolve(&center.config);
-            if let Err(e) = crate::config::Config::load(&path) {
-                panic!("config of {id} does not load: {e}");
+            let config = match crate::config::Config::load(&path) {
+                Ok(c) => c,
+                Err(e) => panic!("config of {id} does not load: {e}"),
+            };
+            assert!(config.directory.agencies.is_empty());
+            assert_eq!(config.directory.officers.len(), OFFICERS.len());
+            // What the node will do at start: load its key and the directory it points at.
+            let federation = config.federation.expect("[federation]");
+            assert_eq!(federation.batch_max, 256);
+            let key = SigningKey::load(&federation.signing_key).expect("node signing key");
+            let directory =
+                crate::directory::Directory::load(&federation.directory, &federation.authority_key)
+                    .expect("directory verifies against the pinned authority key");
+            let center_id = crate::identity::CenterId::parse(id).expect("center id");
+            let entry = directory.center(&center_id).expect("center listed");
+            assert_eq!(entry.signing_key, key.public_key());
+            assert_eq!(entry.url, center.url);
+            assert_eq!(directory.local_agencies(&center_id).len(), AGENCIES.len());
+        }
+    }
+
+    #[test]
+    fn the_directory_lists_every_center_and_agency_signed_by_the_authority() {
+        use crate::directory::Directory;
+        use crate::identity::{AgencyId, CenterId};
+        use crate::message::MessageType;
+
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let m = init(tmp.path(), "north,south,east", 9000);
+        let authority = SigningKey::load(&m.resolve(AUTHORITY_KEY_FILE)).expect("authority");
+        let directory =
+            Directory::load(&m.directory_path(), &authority.public_key()).expect("verifies");
+        assert_eq!(directory.version, DEV_DIRECTORY_VERSION);
+        assert!(
+            directory.issued_at.ends_with('Z'),
+            "{}",
+            directory.issued_at
+        );
+        assert_eq!(directory.centers.len(), 3);
+        let all = [
+            MessageType::Referral,
+            MessageType::ReferralStatus,
+            MessageType::CaseSummary,
+        ];
+        for (id, center) in m.centers_in_order() {
+            let entry = directory
+                .center(&CenterId::parse(id).expect("id"))
+                .expect("listed");
+            assert_eq!(entry.url, center.url);
+            let node_key = SigningKey::load(&m.resolve(&format!("{id}/{NODE_SIGNING_KEY_FILE}")))
+                .expect("node key");
+            assert_eq!(entry.signing_key, node_key.public_key());
+            assert_eq!(entry.agencies.len(), AGENCIES.len());
+            for agency in AGENCIES {
+                let a = directory
+                    .agency(&AgencyId::from_parts(id, agency).expect("agency id"))
+                    .expect("agency listed");
+                assert_eq!(a.sends, all);
+                assert_eq!(a.receives, all);
             }
+        }
+        // Every node signs with its own key, and none with the authority's.
+        let keys: HashSet<String> = directory
+            .centers
+            .values()
+            .map(|c| c.signing_key.to_hex())
+            .chain([authority.public_key().to_hex()])
+            .collect();
+        assert_eq!(keys.len(), 4);
+
+        // Readable: the directory is indented under its member, and the file ends in a newline.
+        let text = fs::read_to_string(m.directory_path()).expect("read");
+        assert!(
+            text.starts_with("{\n  \"directory\": {\n    \"version\": 1,\n    \"issued_at\": "),
+            "{text}"
+        );
+        assert!(text.ends_with("\"\n}\n"), "{text}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_keys_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let m = init(tmp.path(), "suwon", 7443);
+        for file in [
+            AUTHORITY_KEY_FILE,
+            "suwon/node-signing.key",
+            "suwon/node.key",
+        ] {
+            let mode = fs::metadata(m.resolve(file))
+                .expect("key")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
         }
     }
 
@@ -1015,14 +1274,39 @@ mod tests {
         let dir = tmp.path().join("dev");
         let first = ensure(&dir).expect("create");
         assert_eq!(first.manifest().centers.len(), 3);
-        let ca = fs::read(dir.join("ca.crt")).expect("ca");
+        let files = [
+            "ca.crt",
+            "authority.key",
+            "directory.json",
+            "suwon/node-signing.key",
+        ];
+        let before: Vec<Vec<u8>> = files
+            .iter()
+            .map(|f| fs::read(dir.join(f)).expect("file"))
+            .collect();
         let second = ensure(&dir).expect("load");
         assert_eq!(first, second);
-        assert_eq!(
-            fs::read(dir.join("ca.crt")).expect("ca"),
-            ca,
-            "the CA must not be regenerated"
-        );
+        for (file, contents) in files.iter().zip(&before) {
+            assert_eq!(
+                &fs::read(dir.join(file)).expect("file"),
+                contents,
+                "{file} must not be regenerated"
+            );
+        }
+    }
+
+    #[test]
+    fn ensure_refuses_a_federation_written_before_the_signed_directory() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("dev");
+        ensure(&dir).expect("create");
+        let path = dir.join(MANIFEST_FILE);
+        let mut old: Value = read_json(&path);
+        old.as_object_mut().expect("object").remove("directory");
+        fs::write(&path, old.to_string()).expect("write");
+        let err = ensure(&dir).expect_err("old manifest");
+        assert!(matches!(err, DevInitError::Outdated { .. }), "{err}");
+        assert!(err.to_string().contains("delete the folder"), "{err}");
     }
 
     #[test]

@@ -59,6 +59,19 @@ impl fmt::Display for CenterId {
     }
 }
 
+impl serde::Serialize for CenterId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CenterId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        CenterId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 macro_rules! scoped_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

@@ -1,5 +1,6 @@
 //! The ledger: the node's single writer. Every change to durable state (accepting a message,
-//! leasing it, acknowledging it) is a [`Command`] sent to one thread that owns the audit
+//! leasing it, acknowledging it, taking one over from another node, recording a peer's
+//! receipt, dead-lettering) is a [`Command`] sent to one thread that owns the audit
 //! chain's head, turns commands into one atomic write set per group, makes the group durable
 //! with one flush+fsync, and only then answers every command of the group (group commit).
 //!
@@ -15,14 +16,18 @@
 //!
 //! Architecture invariants, enforced here:
 //! - A command is answered with success only after its writes are durable.
-//! - A message, its delivery record, its inbox entry and its audit entry are in one write set.
+//! - A message, its delivery record, its inbox or outbox entry and its audit entry are in one
+//!   write set; a message taken over from another node is in the same write set as the
+//!   receipt this node signed for it.
+//! - An outbox never holds more than `outbox_max` messages: beyond that, pushes for that
+//!   center are refused (the caller answers 503) instead of growing without bound.
 //! - Audit sequence numbers are dense and ordered: only this thread appends to the chain.
 //! - Readers see an inbox entry only when its sequence number is below the published durable
 //!   sequence number (see `inbox`), so nobody can pull a message that a crash could still undo.
 //! - After a failed fsync the ledger refuses all further writes: what is on disk is then
 //!   unknown, and the only safe recovery is a restart, which re-reads what sled persisted.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
@@ -32,10 +37,13 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::audit::{self, Action, Event, Head};
-use crate::identity::AgencyId;
-use crate::message::{Envelope, MessageId};
+use crate::federation::Receipt;
+use crate::identity::{AgencyId, CenterId};
+use crate::message::{Envelope, MessageId, MessageType};
+use crate::routing::Route;
 use crate::store::{
-    DeliveryRecord, DeliveryState, EncodedMessage, MessageRecord, Store, StoreError, WriteSet,
+    DeliveryRecord, DeliveryState, DirectorySeen, EncodedMessage, Lifecycle, MessageRecord, Store,
+    StoreError, WriteSet,
 };
 
 /// Most commands committed by one flush+fsync.
@@ -55,6 +63,20 @@ pub enum LedgerError {
     /// An ack named a message that does not exist.
     #[error("no message {0}")]
     NoSuchMessage(MessageId),
+    /// The outbox to this center is full: the center has been unreachable for a while.
+    /// Nothing was written; retry later.
+    #[error("the outbox to center {0} is full; retry later")]
+    OutboxFull(CenterId),
+    /// The message is not in a state the operation applies to.
+    #[error("message {id} is {state}: {what}")]
+    WrongState {
+        /// The message.
+        id: MessageId,
+        /// Its state.
+        state: &'static str,
+        /// What was expected.
+        what: &'static str,
+    },
     /// Storage failed; the command had no effect that was acknowledged. Retry later.
     #[error("storage failure: {0}")]
     Storage(#[from] StoreError),
@@ -79,24 +101,36 @@ pub struct Submission {
     sender_chose_id: bool,
     from: AgencyId,
     to: AgencyId,
+    route: Route,
     subject: String,
     consent_id: String,
     body_sha256: String,
     accepted_at: String,
+    status_update: Option<StatusUpdate>,
     record: EncodedMessage,
 }
 
+/// What a `referral-status` message says about the referral it answers.
+#[derive(Debug, Clone)]
+struct StatusUpdate {
+    referral_id: MessageId,
+    status: String,
+    changed_at: String,
+}
+
 impl Submission {
-    /// Prepares `envelope` from `sender`, assigning an id if the sender chose none.
+    /// Prepares `envelope` from `sender`, going `route`, assigning an id if the sender chose
+    /// none.
     ///
     /// The payload is serialised once, canonically (keys sorted, no whitespace); those bytes
     /// are both what is stored and, with the envelope's other fields, the request's
     /// fingerprint for idempotent retries. Two bodies that differ only in key order or
-    /// spacing are the same message.
-    pub fn new(sender: &AgencyId, envelope: Envelope) -> Submission {
+    /// spacing are the same message, and two nodes compute the same fingerprint for it.
+    pub fn new(sender: &AgencyId, envelope: Envelope, route: Route) -> Submission {
         let payload = serde_json::value::to_raw_value(&envelope.payload)
             .expect("JSON values always serialize");
         let fingerprint = fingerprint(&envelope, payload.get());
+        let status_update = status_update(envelope.message_type, &envelope.payload);
         let sender_chose_id = envelope.id.is_some();
         let id = envelope.id.unwrap_or_else(MessageId::generate);
         let record = MessageRecord {
@@ -118,13 +152,42 @@ impl Submission {
             sender_chose_id,
             from: sender.clone(),
             to: envelope.to,
+            route,
             subject: record.subject,
             consent_id: record.consent_id,
             body_sha256: record.body_sha256,
             accepted_at: record.accepted_at,
+            status_update,
             record: encoded,
         }
     }
+
+    /// The message id.
+    pub fn id(&self) -> &MessageId {
+        &self.id
+    }
+
+    /// The fingerprint (hex SHA-256) that receipts sign.
+    pub fn digest(&self) -> &str {
+        &self.body_sha256
+    }
+
+    /// When this node took the message.
+    pub fn accepted_at(&self) -> &str {
+        &self.accepted_at
+    }
+}
+
+fn status_update(t: MessageType, payload: &serde_json::Value) -> Option<StatusUpdate> {
+    if t != MessageType::ReferralStatus {
+        return None;
+    }
+    let field = |name: &str| payload.get(name).and_then(serde_json::Value::as_str);
+    Some(StatusUpdate {
+        referral_id: MessageId::parse(field("referral_id")?)?,
+        status: field("status")?.to_owned(),
+        changed_at: field("changed_at")?.to_owned(),
+    })
 }
 
 /// SHA-256 (hex) over the envelope's fields in canonical JSON, a NUL, and the canonical
@@ -160,12 +223,48 @@ pub struct LeaseItem {
 
 type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
 
+/// A message taken over from another node, with the receipt this node signed for it.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The message, validated again here.
+    pub submission: Submission,
+    /// This node's receipt, stored with it (unless the message was already here).
+    pub receipt: Receipt,
+}
+
 /// A request to change durable state.
 enum Command {
     Accept {
         actor: String,
         submission: Box<Submission>,
         reply: Reply<Accepted>,
+    },
+    Receive {
+        actor: String,
+        items: Vec<Incoming>,
+        reply: Reply<Vec<Result<Receipt, LedgerError>>>,
+    },
+    Delivered {
+        actor: String,
+        peer: CenterId,
+        receipts: Vec<Receipt>,
+        reply: Reply<usize>,
+    },
+    AttemptFailed {
+        peer: CenterId,
+        ids: Vec<MessageId>,
+        error: String,
+        reply: Reply<usize>,
+    },
+    DeadLetter {
+        actor: String,
+        items: Vec<(MessageId, String)>,
+        reply: Reply<usize>,
+    },
+    Requeue {
+        actor: String,
+        id: MessageId,
+        reply: Reply<usize>,
     },
     Lease {
         actor: String,
@@ -179,6 +278,10 @@ enum Command {
         ids: Vec<MessageId>,
         reply: Reply<Vec<MessageId>>,
     },
+    RecordDirectory {
+        seen: DirectorySeen,
+        reply: Reply<usize>,
+    },
 }
 
 /// A handle to the ledger. Cheap to clone; the ledger thread stops when every handle is gone.
@@ -187,6 +290,21 @@ pub struct Ledger {
     tx: mpsc::Sender<Command>,
     durable: watch::Receiver<u64>,
     failed: Arc<OnceLock<String>>,
+}
+
+/// How the ledger bounds what it holds.
+#[derive(Debug, Clone, Copy)]
+pub struct LedgerOptions {
+    /// Most messages one outbox (to one center) may hold.
+    pub outbox_max: usize,
+}
+
+impl Default for LedgerOptions {
+    fn default() -> Self {
+        LedgerOptions {
+            outbox_max: 100_000,
+        }
+    }
 }
 
 impl std::fmt::Debug for Ledger {
@@ -199,11 +317,15 @@ impl std::fmt::Debug for Ledger {
 
 impl Ledger {
     /// Starts the ledger thread over `store`, resuming the audit chain from its last entry.
-    pub fn start(store: Store) -> Result<(Ledger, JoinHandle<()>), StartError> {
+    pub fn start(
+        store: Store,
+        options: LedgerOptions,
+    ) -> Result<(Ledger, JoinHandle<()>), StartError> {
         let head = match store.audit_head()? {
             None => Head::GENESIS,
             Some(last) => Head::after(&last)?,
         };
+        let outbox_len = store.outbox_lengths()?;
         let (tx, rx) = mpsc::channel(QUEUE_LEN_MAX);
         let (durable_tx, durable) = watch::channel(head.next_seq);
         let failed = Arc::new(OnceLock::new());
@@ -212,6 +334,8 @@ impl Ledger {
             head,
             durable: durable_tx,
             failed: failed.clone(),
+            outbox_len,
+            outbox_max: options.outbox_max,
         };
         let thread = std::thread::Builder::new()
             .name("plusgate-ledger".into())
@@ -239,6 +363,83 @@ impl Ledger {
             reply,
         })
         .await
+    }
+
+    /// Takes over messages another node hands over (`actor`: its SAN URI), in order. Each
+    /// gets its own result: the receipt to return (the original one for a message already
+    /// here), or why it cannot be taken.
+    pub async fn receive(
+        &self,
+        actor: String,
+        items: Vec<Incoming>,
+    ) -> Result<Vec<Result<Receipt, LedgerError>>, LedgerError> {
+        self.call(|reply| Command::Receive {
+            actor,
+            items,
+            reply,
+        })
+        .await
+    }
+
+    /// Records receipts `peer` returned for messages in its outbox (already checked against
+    /// the directory): those messages leave the outbox as delivered. Returns how many did.
+    pub async fn delivered(
+        &self,
+        actor: String,
+        peer: CenterId,
+        receipts: Vec<Receipt>,
+    ) -> Result<usize, LedgerError> {
+        self.call(|reply| Command::Delivered {
+            actor,
+            peer,
+            receipts,
+            reply,
+        })
+        .await
+    }
+
+    /// Records a forwarding attempt to `peer` that got no receipt for `ids`.
+    pub async fn attempt_failed(
+        &self,
+        peer: CenterId,
+        ids: Vec<MessageId>,
+        error: String,
+    ) -> Result<usize, LedgerError> {
+        self.call(|reply| Command::AttemptFailed {
+            peer,
+            ids,
+            error,
+            reply,
+        })
+        .await
+    }
+
+    /// Takes messages out of their outbox undelivered, each with the reason. Messages no
+    /// longer in an outbox are skipped. Returns how many were dead-lettered.
+    pub async fn dead_letter(
+        &self,
+        actor: String,
+        items: Vec<(MessageId, String)>,
+    ) -> Result<usize, LedgerError> {
+        self.call(|reply| Command::DeadLetter {
+            actor,
+            items,
+            reply,
+        })
+        .await
+    }
+
+    /// Puts a dead-lettered message back at the end of its outbox (an operator's retry).
+    pub async fn requeue(&self, actor: String, id: MessageId) -> Result<usize, LedgerError> {
+        self.call(|reply| Command::Requeue { actor, id, reply })
+            .await
+    }
+
+    /// Records the newest federation directory loaded (rollback protection).
+    pub async fn record_directory(&self, seen: DirectorySeen) -> Result<(), LedgerError> {
+        self.call(|reply| Command::RecordDirectory { seen, reply })
+            .await
+            .map(|_| ())
     }
 
     /// Records that `recipient` leased `items`; returns the ids actually leased (those not
@@ -320,12 +521,22 @@ struct Writer {
     head: Head,
     durable: watch::Sender<u64>,
     failed: Arc<OnceLock<String>>,
+    /// Messages waiting in each outbox (counted at start, kept here).
+    outbox_len: BTreeMap<CenterId, usize>,
+    outbox_max: usize,
 }
 
-/// One reply, held until the group is durable.
-enum Pending {
-    Accept(Reply<Accepted>, Result<Accepted, LedgerError>),
-    Ids(Reply<Vec<MessageId>>, Result<Vec<MessageId>, LedgerError>),
+/// One reply, held until the group is durable: called with `Ok` to send the command's
+/// result, or with the reason the group's commit failed.
+type Pending = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+fn pending<T: Send + 'static>(reply: Reply<T>, result: Result<T, LedgerError>) -> Pending {
+    Box::new(move |commit: Result<(), String>| {
+        let _ = reply.send(match commit {
+            Ok(()) => result,
+            Err(reason) => Err(LedgerError::Unavailable(reason)),
+        });
+    })
 }
 
 /// What the commands of the current group have written so far, so later commands of the
@@ -334,6 +545,9 @@ enum Pending {
 struct GroupView {
     messages: HashMap<MessageId, (String, String, String)>, // id -> (from, body_sha256, accepted_at)
     deliveries: HashMap<MessageId, DeliveryRecord>,
+    receipts: HashMap<MessageId, Receipt>,
+    /// Outbox lengths before this group, to restore if its commit fails.
+    outbox_len_before: Option<BTreeMap<CenterId, usize>>,
 }
 
 impl Writer {
@@ -355,19 +569,16 @@ impl Writer {
     fn commit_group(&mut self, group: &mut Vec<Command>) {
         if let Some(reason) = self.failed.get() {
             for cmd in group.drain(..) {
-                let err = || LedgerError::Unavailable(reason.clone());
-                match cmd {
-                    Command::Accept { reply, .. } => drop(reply.send(Err(err()))),
-                    Command::Lease { reply, .. } | Command::Ack { reply, .. } => {
-                        drop(reply.send(Err(err())))
-                    }
-                }
+                cmd.refuse(reason);
             }
             return;
         }
         let head_before = self.head.clone();
         let mut writes = WriteSet::new();
-        let mut view = GroupView::default();
+        let mut view = GroupView {
+            outbox_len_before: Some(self.outbox_len.clone()),
+            ..GroupView::default()
+        };
         let now = now_rfc3339();
         let pending: Vec<Pending> = group
             .drain(..)
@@ -388,10 +599,7 @@ impl Writer {
                 // immediately asks the recipient to pull finds the message visible.
                 self.durable.send_replace(self.head.next_seq);
                 for p in pending {
-                    match p {
-                        Pending::Accept(reply, r) => drop(reply.send(r)),
-                        Pending::Ids(reply, r) => drop(reply.send(r)),
-                    }
+                    p(Ok(()));
                 }
             }
             Err((e, applied)) => {
@@ -404,14 +612,13 @@ impl Writer {
                         .set(format!("fsync failed: {e}; restart the node"));
                 } else {
                     self.head = head_before;
+                    if let Some(before) = view.outbox_len_before.take() {
+                        self.outbox_len = before;
+                    }
                 }
                 let reason = e.to_string();
                 for p in pending {
-                    let err = || LedgerError::Unavailable(reason.clone());
-                    match p {
-                        Pending::Accept(reply, _) => drop(reply.send(Err(err()))),
-                        Pending::Ids(reply, _) => drop(reply.send(Err(err()))),
-                    }
+                    p(Err(reason.clone()));
                 }
             }
         }
@@ -429,13 +636,47 @@ impl Writer {
                 actor,
                 submission,
                 reply,
-            } => Pending::Accept(reply, self.accept(actor, *submission, writes, view)),
+            } => pending(reply, self.accept(actor, *submission, writes, view)),
+            Command::Receive {
+                actor,
+                items,
+                reply,
+            } => {
+                let results = items
+                    .into_iter()
+                    .map(|item| self.receive(&actor, item, writes, view))
+                    .collect();
+                pending(reply, Ok(results))
+            }
+            Command::Delivered {
+                actor,
+                peer,
+                receipts,
+                reply,
+            } => pending(
+                reply,
+                self.delivered(&actor, &peer, receipts, writes, view, now),
+            ),
+            Command::AttemptFailed {
+                peer,
+                ids,
+                error,
+                reply,
+            } => pending(reply, self.attempt_failed(&peer, ids, &error, writes, view)),
+            Command::DeadLetter {
+                actor,
+                items,
+                reply,
+            } => pending(reply, self.dead_letter(&actor, items, writes, view, now)),
+            Command::Requeue { actor, id, reply } => {
+                pending(reply, self.requeue(&actor, &id, writes, view, now))
+            }
             Command::Lease {
                 actor,
                 recipient,
                 items,
                 reply,
-            } => Pending::Ids(
+            } => pending(
                 reply,
                 self.lease(actor, recipient, items, writes, view, now),
             ),
@@ -444,7 +685,11 @@ impl Writer {
                 recipient,
                 ids,
                 reply,
-            } => Pending::Ids(reply, self.ack(actor, recipient, ids, writes, view, now)),
+            } => pending(reply, self.ack(actor, recipient, ids, writes, view, now)),
+            Command::RecordDirectory { seen, reply } => {
+                writes.put_directory_seen(&seen);
+                pending(reply, Ok(1))
+            }
         }
     }
 
@@ -456,14 +701,7 @@ impl Writer {
         view: &mut GroupView,
     ) -> Result<Accepted, LedgerError> {
         if m.sender_chose_id {
-            let earlier = match view.messages.get(&m.id) {
-                Some(seen) => Some(seen.clone()),
-                None => self
-                    .store
-                    .message(&m.id)?
-                    .map(|r| (r.from, r.body_sha256, r.accepted_at)),
-            };
-            if let Some((from, sha, at)) = earlier {
+            if let Some((from, sha, at)) = self.earlier(view, &m.id)? {
                 return if from == m.from.as_str() && sha == m.body_sha256 {
                     Ok(Accepted {
                         id: m.id,
@@ -474,39 +712,355 @@ impl Writer {
                 };
             }
         }
+        if let Route::Remote(peer) = &m.route {
+            let len = self.outbox_len.get(peer).copied().unwrap_or(0);
+            if len >= self.outbox_max {
+                return Err(LedgerError::OutboxFull(peer.clone()));
+            }
+        }
+        let id = m.id.clone();
+        let accepted_at = m.accepted_at.clone();
+        self.take(actor, Action::Accepted, m, None, writes, view)?;
+        Ok(Accepted { id, accepted_at })
+    }
+
+    /// An earlier message with this id: (from, fingerprint, accepted_at).
+    fn earlier(
+        &self,
+        view: &GroupView,
+        id: &MessageId,
+    ) -> Result<Option<(String, String, String)>, LedgerError> {
+        Ok(match view.messages.get(id) {
+            Some(seen) => Some(seen.clone()),
+            None => self
+                .store
+                .message(id)?
+                .map(|r| (r.from, r.body_sha256, r.accepted_at)),
+        })
+    }
+
+    /// Writes a new message: record, delivery record, inbox or outbox entry, audit entry,
+    /// and the referral's lifecycle if it is a status update.
+    fn take(
+        &mut self,
+        actor: String,
+        action: Action,
+        m: Submission,
+        detail: Option<String>,
+        writes: &mut WriteSet,
+        view: &mut GroupView,
+    ) -> Result<(), LedgerError> {
         let entry = self.head.append(Event {
             at: m.accepted_at.clone(),
             actor,
-            action: Action::Accepted,
+            action,
             message_id: m.id.to_string(),
             from: m.from.to_string(),
             to: m.to.to_string(),
             subject: m.subject,
             consent_id: m.consent_id,
+            detail,
         });
+        let peer = match m.route {
+            Route::Local => {
+                writes.put_inbox(&m.to, entry.seq, &m.id);
+                None
+            }
+            Route::Remote(peer) => {
+                writes.put_outbox(&peer, entry.seq, &m.id);
+                *self.outbox_len.entry(peer.clone()).or_insert(0) += 1;
+                Some(peer)
+            }
+        };
+        let delivery = DeliveryRecord::new(entry.seq, peer);
         writes.put_message(m.record);
-        writes.put_delivery(
-            &m.id,
-            &DeliveryRecord {
-                seq: entry.seq,
-                state: DeliveryState::Accepted,
-                first_pulled_at: None,
-                lease_count: 0,
-                acked_at: None,
-            },
-        );
-        writes.put_inbox(&m.to, entry.seq, &m.id);
+        writes.put_delivery(&m.id, &delivery);
         writes.put_audit(&entry);
-        if m.sender_chose_id {
-            view.messages.insert(
-                m.id.clone(),
-                (m.from.to_string(), m.body_sha256, m.accepted_at.clone()),
-            );
+        view.deliveries.insert(m.id.clone(), delivery);
+        view.messages.insert(
+            m.id.clone(),
+            (m.from.to_string(), m.body_sha256, m.accepted_at),
+        );
+        if let Some(update) = m.status_update {
+            self.update_lifecycle(&m.id, &m.from, &m.to, update, writes, view)?;
         }
-        Ok(Accepted {
-            id: m.id,
-            accepted_at: m.accepted_at,
-        })
+        Ok(())
+    }
+
+    /// A `referral-status` from `status_from` to `status_to` updates the referral it names,
+    /// if that referral went the other way (from `status_to` to `status_from`) and the
+    /// status is not older than the one recorded. Anything else is left alone: a status
+    /// cannot change a referral its sender did not receive.
+    fn update_lifecycle(
+        &mut self,
+        status_id: &MessageId,
+        status_from: &AgencyId,
+        status_to: &AgencyId,
+        update: StatusUpdate,
+        writes: &mut WriteSet,
+        view: &mut GroupView,
+    ) -> Result<(), LedgerError> {
+        let Some(referral) = self.store.message(&update.referral_id)? else {
+            return Ok(());
+        };
+        if referral.message_type != MessageType::Referral.as_str()
+            || referral.from != status_to.as_str()
+            || referral.to != status_from.as_str()
+        {
+            return Ok(());
+        }
+        let Some(mut d) = self.delivery(view, &update.referral_id)? else {
+            return Ok(());
+        };
+        let newer = d
+            .lifecycle
+            .as_ref()
+            .is_none_or(|l| !is_before(&update.changed_at, &l.changed_at));
+        if newer {
+            d.lifecycle = Some(Lifecycle {
+                status: update.status,
+                changed_at: update.changed_at,
+                message_id: status_id.to_string(),
+            });
+            writes.put_delivery(&update.referral_id, &d);
+            view.deliveries.insert(update.referral_id, d);
+        }
+        Ok(())
+    }
+
+    fn receive(
+        &mut self,
+        actor: &str,
+        item: Incoming,
+        writes: &mut WriteSet,
+        view: &mut GroupView,
+    ) -> Result<Receipt, LedgerError> {
+        let Incoming {
+            submission: m,
+            receipt,
+        } = item;
+        if let Some((from, sha, _)) = self.earlier(view, &m.id)? {
+            if from != m.from.as_str() || sha != m.body_sha256 {
+                return Err(LedgerError::IdConflict(m.id));
+            }
+            // Already here: a retry after a lost answer. The original receipt, so the
+            // message is in the inbox once and the sender holds one consistent receipt.
+            let original = match view.receipts.get(&m.id) {
+                Some(r) => Some(r.clone()),
+                None => self.store.receipt(&m.id)?,
+            };
+            return original.ok_or(LedgerError::IdConflict(m.id));
+        }
+        let detail = Some(format!("receipt {}", receipt.signature));
+        self.take(actor.to_owned(), Action::Received, m, detail, writes, view)?;
+        writes.put_receipt(&receipt);
+        view.receipts.insert(
+            MessageId::parse(&receipt.message_id).expect("checked id"),
+            receipt.clone(),
+        );
+        Ok(receipt)
+    }
+
+    /// Takes `id` out of the outbox to `peer` (or any outbox when `peer` is `None`), writing
+    /// the new delivery record and an audit entry. `None` if it is not in an outbox.
+    #[allow(clippy::too_many_arguments)]
+    fn leave_outbox(
+        &mut self,
+        id: &MessageId,
+        peer: Option<&CenterId>,
+        actor: &str,
+        action: Action,
+        detail: String,
+        now: &str,
+        writes: &mut WriteSet,
+        view: &mut GroupView,
+        change: impl FnOnce(&mut DeliveryRecord),
+    ) -> Result<bool, LedgerError> {
+        let Some(mut d) = self.delivery(view, id)? else {
+            return Ok(false);
+        };
+        let Some(current_peer) = d.peer.clone() else {
+            return Ok(false);
+        };
+        if !d.state.in_outbox() || peer.is_some_and(|p| p != &current_peer) {
+            return Ok(false);
+        }
+        let Some(message) = self.store.message(id)? else {
+            return Ok(false);
+        };
+        writes.remove_outbox(&current_peer, d.seq);
+        if let Some(n) = self.outbox_len.get_mut(&current_peer) {
+            *n = n.saturating_sub(1);
+        }
+        change(&mut d);
+        let entry = self.head.append(Event {
+            at: now.to_owned(),
+            actor: actor.to_owned(),
+            action,
+            message_id: id.to_string(),
+            from: message.from,
+            to: message.to,
+            subject: message.subject,
+            consent_id: message.consent_id,
+            detail: Some(detail),
+        });
+        writes.put_delivery(id, &d);
+        writes.put_audit(&entry);
+        view.deliveries.insert(id.clone(), d);
+        Ok(true)
+    }
+
+    fn delivered(
+        &mut self,
+        actor: &str,
+        peer: &CenterId,
+        receipts: Vec<Receipt>,
+        writes: &mut WriteSet,
+        view: &mut GroupView,
+        now: &str,
+    ) -> Result<usize, LedgerError> {
+        let mut n = 0;
+        for receipt in receipts {
+            let Some(id) = MessageId::parse(&receipt.message_id) else {
+                continue;
+            };
+            let detail = format!("receipt {}", receipt.signature);
+            let at = receipt.received_at.clone();
+            let left = self.leave_outbox(
+                &id,
+                Some(peer),
+                actor,
+                Action::Delivered,
+                detail,
+                now,
+                writes,
+                view,
+                |d| {
+                    d.state = DeliveryState::Delivered;
+                    d.delivered_at = Some(at);
+                    d.last_error = None;
+                },
+            )?;
+            if left {
+                writes.put_receipt(&receipt);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn attempt_failed(
+        &mut self,
+        peer: &CenterId,
+        ids: Vec<MessageId>,
+        error: &str,
+        writes: &mut WriteSet,
+        view: &mut GroupView,
+    ) -> Result<usize, LedgerError> {
+        let mut n = 0;
+        for id in ids {
+            let Some(mut d) = self.delivery(view, &id)? else {
+                continue;
+            };
+            if !d.state.in_outbox() || d.peer.as_ref() != Some(peer) {
+                continue;
+            }
+            d.state = DeliveryState::Forwarded;
+            d.failed_attempts = d.failed_attempts.saturating_add(1);
+            d.last_error = Some(error.to_owned());
+            writes.put_delivery(&id, &d);
+            view.deliveries.insert(id, d);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn dead_letter(
+        &mut self,
+        actor: &str,
+        items: Vec<(MessageId, String)>,
+        writes: &mut WriteSet,
+        view: &mut GroupView,
+        now: &str,
+    ) -> Result<usize, LedgerError> {
+        let mut n = 0;
+        for (id, reason) in items {
+            let why = reason.clone();
+            let left = self.leave_outbox(
+                &id,
+                None,
+                actor,
+                Action::DeadLettered,
+                reason,
+                now,
+                writes,
+                view,
+                |d| {
+                    d.state = DeliveryState::DeadLettered;
+                    d.last_error = Some(why);
+                },
+            )?;
+            if left {
+                writes.put_dead_letter(&id);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn requeue(
+        &mut self,
+        actor: &str,
+        id: &MessageId,
+        writes: &mut WriteSet,
+        view: &mut GroupView,
+        now: &str,
+    ) -> Result<usize, LedgerError> {
+        let mut d = self
+            .delivery(view, id)?
+            .ok_or_else(|| LedgerError::NoSuchMessage(id.clone()))?;
+        let peer = match (&d.peer, d.state) {
+            (Some(peer), DeliveryState::DeadLettered) => peer.clone(),
+            _ => {
+                return Err(LedgerError::WrongState {
+                    id: id.clone(),
+                    state: state_name(d.state),
+                    what: "only a dead-lettered message for another center can be retried",
+                })
+            }
+        };
+        if self.outbox_len.get(&peer).copied().unwrap_or(0) >= self.outbox_max {
+            return Err(LedgerError::OutboxFull(peer));
+        }
+        let message = self
+            .store
+            .message(id)?
+            .ok_or_else(|| LedgerError::NoSuchMessage(id.clone()))?;
+        let entry = self.head.append(Event {
+            at: now.to_owned(),
+            actor: actor.to_owned(),
+            action: Action::Requeued,
+            message_id: id.to_string(),
+            from: message.from,
+            to: message.to,
+            subject: message.subject,
+            consent_id: message.consent_id,
+            detail: d.last_error.clone(),
+        });
+        // A new position at the end of the outbox: the message goes after everything
+        // accepted meanwhile (an operator's retry does not keep the original order).
+        d.seq = entry.seq;
+        d.requeued_at = Some(now.to_owned());
+        d.state = DeliveryState::Accepted;
+        d.failed_attempts = 0;
+        d.last_error = None;
+        writes.put_outbox(&peer, entry.seq, id);
+        writes.remove_dead_letter(id);
+        *self.outbox_len.entry(peer).or_insert(0) += 1;
+        writes.put_delivery(id, &d);
+        writes.put_audit(&entry);
+        view.deliveries.insert(id.clone(), d);
+        Ok(1)
     }
 
     fn delivery(
@@ -556,6 +1110,7 @@ impl Writer {
                 to: recipient.to_string(),
                 subject: item.subject,
                 consent_id: item.consent_id,
+                detail: None,
             });
             writes.put_delivery(&item.id, &d);
             writes.put_audit(&entry);
@@ -607,6 +1162,7 @@ impl Writer {
                     to: message.to,
                     subject: message.subject,
                     consent_id: message.consent_id,
+                    detail: None,
                 });
                 writes.remove_inbox(&recipient, d.seq);
                 writes.put_delivery(&id, &d);
@@ -616,6 +1172,47 @@ impl Writer {
             acked.push(id);
         }
         Ok(acked)
+    }
+}
+
+impl Command {
+    /// Answers the command with "unavailable" without doing it.
+    fn refuse(self, reason: &str) {
+        let err = LedgerError::Unavailable(reason.to_owned());
+        match self {
+            Command::Accept { reply, .. } => drop(reply.send(Err(err))),
+            Command::Receive { reply, .. } => drop(reply.send(Err(err))),
+            Command::Delivered { reply, .. }
+            | Command::AttemptFailed { reply, .. }
+            | Command::DeadLetter { reply, .. }
+            | Command::Requeue { reply, .. }
+            | Command::RecordDirectory { reply, .. } => drop(reply.send(Err(err))),
+            Command::Lease { reply, .. } | Command::Ack { reply, .. } => drop(reply.send(Err(err))),
+        }
+    }
+}
+
+/// The wire name of a delivery state.
+pub fn state_name(state: DeliveryState) -> &'static str {
+    match state {
+        DeliveryState::Accepted => "accepted",
+        DeliveryState::Forwarded => "forwarded",
+        DeliveryState::Delivered => "delivered",
+        DeliveryState::DeadLettered => "dead-lettered",
+        DeliveryState::Pulled => "pulled",
+        DeliveryState::Acked => "acked",
+    }
+}
+
+/// True if RFC 3339 time `a` is strictly before `b`; unparseable times compare as equal
+/// (the schema has already checked the format, so that does not happen in practice).
+fn is_before(a: &str, b: &str) -> bool {
+    match (
+        OffsetDateTime::parse(a, &Rfc3339),
+        OffsetDateTime::parse(b, &Rfc3339),
+    ) {
+        (Ok(a), Ok(b)) => a < b,
+        _ => false,
     }
 }
 

@@ -4,6 +4,7 @@
 //! `config` → `node` (composition root) → `tls`/`identity` → `api` → `schema`/`message`
 //! → `ledger` (the single writer) → `store` (sled behind its own interface) and `audit`.
 
+pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod bench;
@@ -11,14 +12,19 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod devinit;
+pub mod directory;
+pub mod federation;
 pub mod identity;
 pub mod inbox;
 pub mod json;
+pub mod keys;
 pub mod ledger;
 pub mod manifest;
 pub mod message;
 pub mod node;
+pub mod outbox;
 pub mod pki;
+pub mod routing;
 pub mod schema;
 pub mod store;
 pub mod tls;

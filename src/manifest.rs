@@ -24,6 +24,8 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub struct Manifest {
     /// The federation's CA certificate (PEM), relative path.
     pub ca_cert: String,
+    /// The signed federation directory (`directory.json`), relative path.
+    pub directory: String,
     /// Centers by center id.
     pub centers: BTreeMap<String, CenterEntry>,
     /// Example request bodies by example name (`referral`, `referral-remote`, …).
@@ -142,6 +144,11 @@ impl LoadedManifest {
         self.resolve(&self.manifest.ca_cert)
     }
 
+    /// The signed federation directory's path.
+    pub fn directory_path(&self) -> PathBuf {
+        self.resolve(&self.manifest.directory)
+    }
+
     /// The center with id `id`.
     pub fn center(&self, id: &str) -> Result<&CenterEntry, ManifestError> {
         self.manifest
@@ -216,7 +223,7 @@ impl LoadedManifest {
     /// order. Empty for a complete federation.
     pub fn missing_files(&self) -> Vec<PathBuf> {
         let m = &self.manifest;
-        let mut rels = vec![m.ca_cert.as_str()];
+        let mut rels = vec![m.ca_cert.as_str(), m.directory.as_str()];
         for center in m.centers.values() {
             rels.push(&center.config);
             for pair in center.agencies.values().chain(center.officers.values()) {
@@ -296,6 +303,7 @@ mod tests {
 
     const SAMPLE: &str = r#"{
       "ca_cert": "ca.crt",
+      "directory": "directory.json",
       "centers": {
         "suwon": {"config": "suwon/plusgate.toml", "url": "https://127.0.0.1:9999",
                   "agencies": {"suwon/employment": {"cert": "suwon/agencies/employment.crt",
@@ -320,6 +328,7 @@ mod tests {
     fn paths_resolve_against_the_manifest_folder() {
         let (dir, m) = load_sample();
         assert_eq!(m.ca_path(), dir.path().join("ca.crt"));
+        assert_eq!(m.directory_path(), dir.path().join("directory.json"));
         let (cert, key) = m.agency_identity("suwon/employment").expect("agency");
         assert_eq!(cert, dir.path().join("suwon/agencies/employment.crt"));
         assert_eq!(key, dir.path().join("suwon/agencies/employment.key"));
@@ -367,12 +376,21 @@ mod tests {
 
         fs::write(
             &path,
-            r#"{"ca_cert": "ca.crt", "centers": {}, "examples": {}, "extra": 1}"#,
+            r#"{"ca_cert": "ca.crt", "directory": "directory.json", "centers": {}, "examples": {}, "extra": 1}"#,
         )
         .expect("write");
         let err = Manifest::load(&path).expect_err("unknown field");
         assert!(matches!(err, ManifestError::Parse { .. }));
         assert!(err.to_string().contains(MANIFEST_FILE));
+
+        // A manifest from before the signed directory existed does not load.
+        fs::write(
+            &path,
+            r#"{"ca_cert": "ca.crt", "centers": {}, "examples": {}}"#,
+        )
+        .expect("write");
+        let err = Manifest::load(&path).expect_err("no directory");
+        assert!(err.to_string().contains("directory"), "{err}");
     }
 
     #[test]
@@ -384,8 +402,12 @@ mod tests {
         let loaded = Manifest::load(&path).expect("reload");
         assert_eq!(loaded.manifest(), sample.manifest());
         // Nothing but the manifest exists: every named file is missing.
-        assert_eq!(loaded.missing_files().len(), 8);
+        assert_eq!(loaded.missing_files().len(), 9);
+        assert!(loaded
+            .missing_files()
+            .contains(&dir.path().join("directory.json")));
         fs::write(dir.path().join("ca.crt"), "").expect("touch");
+        fs::write(dir.path().join("directory.json"), "").expect("touch");
         assert_eq!(loaded.missing_files().len(), 7);
     }
 

@@ -1,9 +1,16 @@
 //! The composition root: builds a node from a validated [`Config`] (schemas, TLS, store,
-//! ledger, inbox, API) and serves it on a listener until a shutdown signal.
+//! ledger, inbox, routing, API, forwarders) and serves it on a listener until a shutdown
+//! signal.
+//!
+//! With `[federation]` configured, the node loads the signed directory at build time and
+//! refuses one whose signature fails or that is older than the newest it ever loaded
+//! (rollback protection; the newest is recorded in the store). On request (SIGHUP, see `cli`) it
+//! reloads the directory file under the same rules and, if it is newer, replaces the routing whole.
 //!
 //! `run(listener, shutdown)` takes the socket and the signal from the caller, so tests bind
 //! port 0 and stop the node when they like.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -18,12 +25,18 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::Api;
-use crate::config::Config;
-use crate::identity::{self, Anonymous, CenterId, Peer};
+use crate::audit::hex;
+use crate::client::{self, HttpVersion};
+use crate::config::{Config, FederationConfig};
+use crate::directory::{Directory, DirectoryError};
+use crate::identity::{self, Anonymous, CenterId, OfficerId, Peer};
 use crate::inbox::Inbox;
-use crate::ledger::{self, Ledger};
+use crate::keys::{KeyError, SigningKey};
+use crate::ledger::{self, Ledger, LedgerOptions};
+use crate::outbox::{self, ForwardOptions, Forwarding};
+use crate::routing::Routing;
 use crate::schema::{SchemaError, Schemas};
-use crate::store::{Store, StoreError};
+use crate::store::{DirectorySeen, Store, StoreError};
 use crate::tls::{self, TlsError};
 
 /// A TLS handshake that takes longer than this is dropped (slowloris guard).
@@ -52,12 +65,40 @@ pub enum NodeError {
     /// The ledger could not start.
     #[error(transparent)]
     Ledger(#[from] ledger::StartError),
+    /// The federation directory is unusable (unreadable, badly signed, invalid).
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    /// The node's signing key is unusable.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The directory is usable but wrong for this node (older than one loaded before, does
+    /// not list this node, lists another key for it).
+    #[error("federation directory {path}: {problem}")]
+    Federation {
+        /// The directory file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The client side of node-to-node TLS could not be set up.
+    #[error("node-to-node TLS: {0}")]
+    Client(#[from] client::ClientError),
+}
+
+/// The federated part of a node.
+struct Federated {
+    config: FederationConfig,
+    officers: Vec<OfficerId>,
+    seen: DirectorySeen,
+    forwarding_tls: Arc<rustls::ClientConfig>,
 }
 
 /// A node ready to serve.
 pub struct Node {
     center: CenterId,
     api: Arc<Api>,
+    routing: watch::Sender<Arc<Routing>>,
+    federated: Option<Federated>,
     acceptor: TlsAcceptor,
     connections_max: usize,
     store: Store,
@@ -80,7 +121,48 @@ impl Node {
         let schemas = Schemas::load(&config.schemas)?;
         let server_config = tls::server_config(&config.tls)?;
         let store = Store::open(&config.data_dir)?;
-        let (ledger, ledger_thread) = Ledger::start(store.clone())?;
+        let (routing, signing_key, federated) = match &config.federation {
+            None => (
+                Routing::standalone(config.center.clone(), &config.directory),
+                None,
+                None,
+            ),
+            Some(f) => {
+                let key = SigningKey::load(&f.signing_key)?;
+                let directory = load_directory(f, &config.center, &key, &store)?;
+                let seen = DirectorySeen {
+                    version: directory.version,
+                    digest: hex(&directory.digest()),
+                };
+                let routing = Routing::federated(
+                    config.center.clone(),
+                    config.directory.officers.clone(),
+                    Arc::new(directory),
+                );
+                let forwarding_tls = client::client_config(
+                    &config.tls.client_ca,
+                    Some((&config.tls.cert, &config.tls.key)),
+                    HttpVersion::Http2,
+                )?;
+                (
+                    routing,
+                    Some(Arc::new(key)),
+                    Some(Federated {
+                        config: f.clone(),
+                        officers: config.directory.officers.clone(),
+                        seen,
+                        forwarding_tls,
+                    }),
+                )
+            }
+        };
+        let options = LedgerOptions {
+            outbox_max: config
+                .federation
+                .as_ref()
+                .map_or(LedgerOptions::default().outbox_max, |f| f.outbox_max),
+        };
+        let (ledger, ledger_thread) = Ledger::start(store.clone(), options)?;
         let (closing, closing_rx) = watch::channel(false);
         let inbox = Inbox::new(
             store.clone(),
@@ -88,17 +170,22 @@ impl Node {
             config.limits.inbox_lease,
             closing_rx,
         );
+        let (routing_tx, routing_rx) = watch::channel(Arc::new(routing));
         let api = Api {
             schemas,
             ledger,
             inbox,
             store: store.clone(),
-            directory: config.directory.clone(),
+            routing: routing_rx,
+            signing_key,
+            center: config.center.clone(),
             limits: config.limits.clone(),
         };
         Ok(Node {
             center: config.center.clone(),
             api: Arc::new(api),
+            routing: routing_tx,
+            federated,
             acceptor: TlsAcceptor::from(server_config),
             connections_max: config.limits.connections_max,
             store,
@@ -107,11 +194,19 @@ impl Node {
         })
     }
 
-    /// Serves on `listener` until `shutdown` completes, then drains open connections.
-    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    /// Serves on `listener` until `shutdown` completes, then drains open connections. Each
+    /// message on `reload` (the CLI sends one per SIGHUP) reloads the federation directory.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        mut reload: tokio::sync::mpsc::Receiver<()>,
+    ) {
         let Node {
             center,
             api,
+            routing,
+            federated,
             acceptor,
             connections_max,
             store,
@@ -131,6 +226,39 @@ impl Node {
             .max_concurrent_streams(H2_STREAMS_MAX);
         let builder = Arc::new(builder);
         tokio::pin!(shutdown);
+
+        let federation = match federated {
+            None => None,
+            Some(f) => match FederationRuntime::start(&center, &api, routing, f, &closing).await {
+                Ok(rt) => Some(rt),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start forwarding: messages for other centers stay in their outboxes until a restart");
+                    None
+                }
+            },
+        };
+        // Reloads run on their own task, so a request is handled at once, not whenever the
+        // accept loop next comes round. The task hands the runtime back at shutdown.
+        let reloader = {
+            let api = api.clone();
+            let mut closing = closing.subscribe();
+            tokio::spawn(async move {
+                let mut federation = federation;
+                loop {
+                    tokio::select! {
+                        request = reload.recv() => match (request, &mut federation) {
+                            (None, _) => break,
+                            (Some(()), Some(f)) => f.reload(&api).await,
+                            (Some(()), None) => {
+                                tracing::info!("reload ignored: this node is not federated");
+                            }
+                        },
+                        _ = closing.changed() => break,
+                    }
+                }
+                federation
+            })
+        };
 
         loop {
             let permit = tokio::select! {
@@ -202,6 +330,11 @@ impl Node {
         {
             tracing::warn!("some connections did not finish within the drain timeout");
         }
+        if let Ok(Some(f)) = reloader.await {
+            for task in f.forwarders {
+                let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+            }
+        }
         // Everything acknowledged is already durable; this only tidies sled's buffers.
         if let Err(e) = store.sync() {
             tracing::warn!(error = %e, "final sync failed");
@@ -211,5 +344,165 @@ impl Node {
             let _ = ledger_thread.join();
         }
         tracing::info!(node = %center, "stopped");
+    }
+}
+
+/// Loads the signed directory and checks it is right for this node: listing this node
+/// with this node's signing key. `check-config` runs exactly this.
+pub fn load_directory_for(
+    f: &FederationConfig,
+    center: &CenterId,
+    key: &SigningKey,
+) -> Result<Directory, NodeError> {
+    let directory = Directory::load(&f.directory, &f.authority_key)?;
+    let wrong = |problem: String| NodeError::Federation {
+        path: f.directory.clone(),
+        problem,
+    };
+    let own = directory
+        .center(center)
+        .ok_or_else(|| wrong(format!("does not list this node's center `{center}`")))?;
+    if own.signing_key != key.public_key() {
+        return Err(wrong(format!(
+            "lists signing key {} for center {center}, but this node's key is {}",
+            own.signing_key,
+            key.public_key()
+        )));
+    }
+    Ok(directory)
+}
+
+/// [`load_directory_for`], and not older than the newest this node loaded before.
+fn load_directory(
+    f: &FederationConfig,
+    center: &CenterId,
+    key: &SigningKey,
+    store: &Store,
+) -> Result<Directory, NodeError> {
+    let directory = load_directory_for(f, center, key)?;
+    if let Some(seen) = store.directory_seen()? {
+        check_not_older(&directory, &seen).map_err(|problem| NodeError::Federation {
+            path: f.directory.clone(),
+            problem,
+        })?;
+    }
+    Ok(directory)
+}
+
+/// Rollback protection: a directory older than `seen`, or a different one with the same
+/// version, is refused.
+fn check_not_older(directory: &Directory, seen: &DirectorySeen) -> Result<(), String> {
+    if directory.version < seen.version {
+        return Err(format!(
+            "is version {}, older than version {} which this node already loaded; \
+             refusing to roll back",
+            directory.version, seen.version
+        ));
+    }
+    if directory.version == seen.version && hex(&directory.digest()) != seen.digest {
+        return Err(format!(
+            "is version {} but differs from the version {} this node already loaded; \
+             a changed directory needs a higher version",
+            directory.version, seen.version
+        ));
+    }
+    Ok(())
+}
+
+/// The running federation side of a node: the forwarders and the directory reload.
+struct FederationRuntime {
+    ctx: Arc<Forwarding>,
+    routing: watch::Sender<Arc<Routing>>,
+    federated: Federated,
+    started: BTreeSet<CenterId>,
+    forwarders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl FederationRuntime {
+    async fn start(
+        center: &CenterId,
+        api: &Api,
+        routing: watch::Sender<Arc<Routing>>,
+        federated: Federated,
+        closing: &watch::Sender<bool>,
+    ) -> Result<FederationRuntime, ledger::LedgerError> {
+        api.ledger.record_directory(federated.seen.clone()).await?;
+        let f = &federated.config;
+        let ctx = Arc::new(Forwarding {
+            center: center.clone(),
+            store: api.store.clone(),
+            ledger: api.ledger.clone(),
+            routing: routing.subscribe(),
+            tls: federated.forwarding_tls.clone(),
+            options: ForwardOptions {
+                batch_max: f.batch_max,
+                retry_initial: f.retry_initial,
+                retry_max: f.retry_max,
+                message_ttl: f.message_ttl,
+            },
+            closing: closing.subscribe(),
+            clock: outbox::system_clock(),
+        });
+        let mut rt = FederationRuntime {
+            ctx,
+            routing,
+            federated,
+            started: BTreeSet::new(),
+            forwarders: Vec::new(),
+        };
+        // Every center in the directory, and any center an outbox still holds messages for
+        // (a center dropped from the directory: its messages then dead-letter at their TTL).
+        let mut peers: BTreeSet<CenterId> = rt.routing.borrow().peers().into_iter().collect();
+        if let Ok(lengths) = api.store.outbox_lengths() {
+            peers.extend(lengths.into_keys());
+        }
+        for peer in peers {
+            rt.spawn(peer);
+        }
+        Ok(rt)
+    }
+
+    fn spawn(&mut self, peer: CenterId) {
+        if self.started.insert(peer.clone()) {
+            self.forwarders
+                .push(tokio::spawn(outbox::forward(self.ctx.clone(), peer)));
+        }
+    }
+
+    /// SIGHUP: load the directory file again; take it only if it verifies and is newer.
+    async fn reload(&mut self, api: &Api) {
+        let f = &self.federated.config;
+        let center = self.ctx.center.clone();
+        let loaded = SigningKey::load(&f.signing_key)
+            .map_err(NodeError::from)
+            .and_then(|key| load_directory(f, &center, &key, &api.store));
+        let directory = match loaded {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "directory reload refused; keeping the current one");
+                return;
+            }
+        };
+        let seen = DirectorySeen {
+            version: directory.version,
+            digest: hex(&directory.digest()),
+        };
+        if seen == self.federated.seen {
+            tracing::info!(version = seen.version, "directory reload: unchanged");
+            return;
+        }
+        if let Err(e) = api.ledger.record_directory(seen.clone()).await {
+            tracing::error!(error = %e, "directory reload: cannot record it; keeping the current one");
+            return;
+        }
+        let routing =
+            Routing::federated(center, self.federated.officers.clone(), Arc::new(directory));
+        let peers = routing.peers();
+        self.routing.send_replace(Arc::new(routing));
+        tracing::info!(version = seen.version, "directory reloaded");
+        self.federated.seen = seen;
+        for peer in peers {
+            self.spawn(peer);
+        }
     }
 }

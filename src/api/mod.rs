@@ -1,13 +1,19 @@
-//! The HTTP API agencies call: routes, request limits, decoding, and the mapping of every
-//! error to a problem+json response.
+//! The HTTP API: the agency endpoints (`/v1/…`), the node-to-node endpoint
+//! (`/federation/v1/batches`, in [`federation`]), the operator endpoints of this node's own
+//! certificate (`/admin/v1/…`, in [`admin`]), request limits, decoding, and the mapping of
+//! every error to a problem+json response.
 //!
 //! Architecture invariants, enforced here:
 //! - Only this module knows about HTTP.
 //! - The caller's identity is the [`Peer`] fixed at the TLS handshake; no field of a request
-//!   can change it.
+//!   can change it. Each endpoint family admits one role: agency endpoints only agencies
+//!   registered here, the federation endpoint only other centers' nodes listed in the signed
+//!   directory, the admin endpoints only this node's own certificate.
 //! - A request body is read only up to the configured limit; larger bodies get 413 before
 //!   anything is parsed.
 
+pub mod admin;
+pub mod federation;
 pub mod problem;
 
 use std::sync::Arc;
@@ -21,11 +27,15 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::config::{Limits, LocalDirectory};
-use crate::identity::{AgencyId, Anonymous, Identity, Peer};
+use tokio::sync::watch;
+
+use crate::config::Limits;
+use crate::identity::{AgencyId, Anonymous, CenterId, Identity, Peer};
 use crate::inbox::{Inbox, InboxError};
-use crate::ledger::{Ledger, LedgerError, Submission};
+use crate::keys::SigningKey;
+use crate::ledger::{state_name, Ledger, LedgerError, Submission};
 use crate::message::{Envelope, MessageId};
+use crate::routing::{RouteError, Routing};
 use crate::schema::{Schemas, Violation};
 use crate::store::{Store, StoreError};
 
@@ -47,8 +57,12 @@ pub struct Api {
     pub inbox: Inbox,
     /// Read access to the store.
     pub store: Store,
-    /// Who is known here.
-    pub directory: LocalDirectory,
+    /// Who is where (replaced whole when a newer signed directory is loaded).
+    pub routing: watch::Receiver<Arc<Routing>>,
+    /// This node's key for signing receipts (federated nodes only).
+    pub signing_key: Option<Arc<SigningKey>>,
+    /// This node's center.
+    pub center: CenterId,
     /// Limits.
     pub limits: Limits,
 }
@@ -102,6 +116,22 @@ impl Api {
                 let recipient = self.agency(peer)?;
                 self.ack(req, recipient, peer).await
             }
+            (["federation", "v1", "batches"], &Method::POST) => {
+                let node = self.peer_node(peer)?;
+                self.receive_batch(req, node).await
+            }
+            (["admin", "v1", "outbox"], &Method::GET) => {
+                self.operator(peer)?;
+                self.outbox_list()
+            }
+            (["admin", "v1", "outbox", action], &Method::POST) => {
+                let actor = self.operator(peer)?;
+                self.outbox_action(req, actor, action).await
+            }
+            (["federation", "v1", "batches"] | ["admin", "v1", "outbox", _], _) => {
+                Err(method_not_allowed("POST"))
+            }
+            (["admin", "v1", "outbox"], _) => Err(method_not_allowed("GET")),
             (["healthz"] | ["readyz"] | ["v1", "openapi.json"] | ["v1", "inbox"], _)
             | (["v1", "messages", _], _) => Err(method_not_allowed("GET")),
             (["v1", "messages"] | ["v1", "inbox", "ack"], _) => Err(method_not_allowed("POST")),
@@ -109,10 +139,15 @@ impl Api {
         }
     }
 
+    /// The current directory view.
+    fn routing(&self) -> Arc<Routing> {
+        self.routing.borrow().clone()
+    }
+
     /// The agency behind the connection, if this node knows it.
     fn agency<'p>(&self, peer: &'p Peer) -> Result<&'p AgencyId, Problem> {
         match peer {
-            Ok(Identity::Agency(a)) if self.directory.agencies.contains_key(a) => Ok(a),
+            Ok(Identity::Agency(a)) if self.routing().is_local_agency(a) => Ok(a),
             Ok(Identity::Agency(a)) => Err(Problem::forbidden(
                 "unknown-identity",
                 format!("agency {a} is not registered at this node"),
@@ -143,48 +178,29 @@ impl Api {
 
     async fn push(&self, req: Request<Incoming>, sender: &AgencyId) -> Result<Resp, Problem> {
         let body = self.read_json(req).await?;
-        self.schemas.validate(&body).map_err(Problem::invalid)?;
-        let envelope = Envelope::from_validated(body, sender).map_err(|rules| {
-            Problem::invalid(
-                rules
-                    .into_iter()
-                    .map(|r| Violation {
-                        pointer: r.pointer,
-                        message: r.message,
-                    })
-                    .collect(),
-            )
-        })?;
-        let allowed = self
-            .directory
-            .agencies
-            .get(sender)
-            .is_some_and(|types| types.contains(&envelope.message_type));
-        if !allowed {
+        let envelope = self.envelope(body, sender).map_err(Problem::invalid)?;
+        let routing = self.routing();
+        if !routing.may_send(sender, envelope.message_type) {
             return Err(Problem::forbidden(
                 "type-not-allowed",
                 format!("{sender} may not send {} messages", envelope.message_type),
             ));
         }
-        if !self.directory.agencies.contains_key(&envelope.to) {
-            let detail = if envelope.to.center() == sender.center() {
-                format!("no agency {} at this center", envelope.to)
-            } else {
-                format!(
-                    "{} is at center {}; this node delivers only within its own center",
-                    envelope.to,
-                    envelope.to.center()
-                )
-            };
-            return Err(Problem::new(
-                StatusCode::NOT_FOUND,
-                "unknown-recipient",
-                "Unknown recipient",
-                detail,
-            ));
-        }
+        let route = routing
+            .route(&envelope.to, envelope.message_type)
+            .map_err(|e| match e {
+                RouteError::UnknownRecipient(detail) => Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown-recipient",
+                    "Unknown recipient",
+                    detail,
+                ),
+                RouteError::NotReceived { .. } => {
+                    Problem::forbidden("type-not-received", e.to_string())
+                }
+            })?;
         let actor = Identity::Agency(sender.clone()).uri();
-        let submission = Submission::new(sender, envelope);
+        let submission = Submission::new(sender, envelope, route);
         match self.ledger.accept(actor, submission).await {
             Ok(accepted) => Ok(json_response(
                 StatusCode::ACCEPTED,
@@ -192,6 +208,21 @@ impl Api {
             )),
             Err(e) => Err(ledger_problem(e)),
         }
+    }
+
+    /// Validates a body against the envelope and payload schemas and the cross-field rules,
+    /// for `sender`; every violation found.
+    fn envelope(&self, body: Value, sender: &AgencyId) -> Result<Envelope, Vec<Violation>> {
+        self.schemas.validate(&body)?;
+        Envelope::from_validated(body, sender).map_err(|rules| {
+            rules
+                .into_iter()
+                .map(|r| Violation {
+                    pointer: r.pointer,
+                    message: r.message,
+                })
+                .collect()
+        })
     }
 
     fn status(&self, sender: &AgencyId, id: &str) -> Result<Resp, Problem> {
@@ -212,21 +243,35 @@ impl Api {
             .map_err(store_problem)?
             .filter(|d| d.seq < durable_seq)
             .ok_or_else(not_found)?;
-        Ok(json_response(
-            StatusCode::OK,
-            &json!({
-                "id": record.id,
-                "type": record.message_type,
-                "version": record.version,
-                "to": record.to,
-                "subject": record.subject,
-                "consent_id": record.consent_id,
-                "accepted_at": record.accepted_at,
-                "state": delivery.state,
-                "first_pulled_at": delivery.first_pulled_at,
-                "acked_at": delivery.acked_at,
-            }),
-        ))
+        let mut body = json!({
+            "id": record.id,
+            "type": record.message_type,
+            "version": record.version,
+            "to": record.to,
+            "subject": record.subject,
+            "consent_id": record.consent_id,
+            "accepted_at": record.accepted_at,
+            "state": state_name(delivery.state),
+            "first_pulled_at": delivery.first_pulled_at,
+            "acked_at": delivery.acked_at,
+        });
+        if let Some(peer) = &delivery.peer {
+            body["forwarding"] = json!({
+                "center": peer,
+                "failed_attempts": delivery.failed_attempts,
+                "last_error": delivery.last_error,
+                "delivered_at": delivery.delivered_at,
+                "receipt": match delivery.state {
+                    crate::store::DeliveryState::Delivered =>
+                        self.store.receipt(&id).map_err(store_problem)?,
+                    _ => None,
+                },
+            });
+        }
+        if let Some(lifecycle) = &delivery.lifecycle {
+            body["lifecycle"] = json!(lifecycle);
+        }
+        Ok(json_response(StatusCode::OK, &body))
     }
 
     async fn pull(
@@ -317,6 +362,15 @@ impl Api {
     /// Reads a JSON body: content type checked (415), size bounded (413), duplicate keys
     /// refused (400).
     async fn read_json(&self, req: Request<Incoming>) -> Result<Value, Problem> {
+        self.read_json_up_to(req, self.limits.body_bytes_max).await
+    }
+
+    /// [`Self::read_json`] with another size limit (node-to-node batches are larger).
+    async fn read_json_up_to(
+        &self,
+        req: Request<Incoming>,
+        limit: usize,
+    ) -> Result<Value, Problem> {
         let content_type = req
             .headers()
             .get(CONTENT_TYPE)
@@ -336,7 +390,6 @@ impl Api {
                 format!("send application/json, not `{content_type}`"),
             ));
         }
-        let limit = self.limits.body_bytes_max;
         let too_large = || {
             Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -428,6 +481,22 @@ fn ledger_problem(e: LedgerError) -> Problem {
         LedgerError::NoSuchMessage(id) => Problem::not_found(format!(
             "no message {id} in your inbox; nothing was acknowledged"
         )),
+        LedgerError::OutboxFull(center) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "outbox-full",
+            "Outbox full",
+            format!(
+                "too many messages wait for center {center}, which has not been reachable; \
+                 nothing was accepted, retry later"
+            ),
+        )
+        .retry_after(60),
+        LedgerError::WrongState { .. } => Problem::new(
+            StatusCode::CONFLICT,
+            "wrong-state",
+            "Not possible in this state",
+            e.to_string(),
+        ),
         LedgerError::Storage(e) => store_problem(e),
         LedgerError::Unavailable(_) => Problem::unavailable(&e),
     }

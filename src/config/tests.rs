@@ -86,3 +86,114 @@ fn unknown_and_missing_keys_are_refused() {
     check_err(&GOOD.replace("[tls]", "[tls]\nverify = false"), "verify");
     check_err("[node]\nid = \"x\"\n", "missing field");
 }
+
+const AUTHORITY_KEY: &str = "19bf44096984cdfe8541bac167dc3b96c85086aa30b6b6cb0c5c38ad703166e1";
+
+/// GOOD with `[federation]` instead of `[[agencies]]`.
+fn federated(extra: &str) -> String {
+    let without_agencies = GOOD.replace(
+        "[[agencies]]\nid = \"suwon/employment\"\nsends = [\"referral\", \"case-summary\"]\n",
+        "",
+    );
+    assert!(!without_agencies.contains("[[agencies]]"));
+    format!(
+        "{without_agencies}\n[federation]\ndirectory = \"../directory.json\"\n\
+         authority_key = \"{AUTHORITY_KEY}\"\nsigning_key = \"node-signing.key\"\n{extra}"
+    )
+}
+
+#[test]
+fn without_a_federation_section_there_is_no_federation() {
+    assert!(parse(GOOD).expect("valid").federation.is_none());
+}
+
+#[test]
+fn a_federation_section_resolves_paths_and_fills_defaults() {
+    let c = parse(&federated("")).expect("valid");
+    let f = c.federation.expect("federation");
+    assert_eq!(
+        f.directory,
+        Path::new("/etc/plusgate/suwon/../directory.json")
+    );
+    assert_eq!(
+        f.signing_key,
+        Path::new("/etc/plusgate/suwon/node-signing.key")
+    );
+    assert_eq!(f.authority_key.to_hex(), AUTHORITY_KEY);
+    assert_eq!(f.outbox_max, 100_000);
+    assert_eq!(f.retry_initial, Duration::from_millis(200));
+    assert_eq!(f.retry_max, Duration::from_secs(60));
+    assert_eq!(f.message_ttl, Duration::from_secs(86_400));
+    assert_eq!(f.batch_max, 256);
+    // The agencies come from the directory, which the node reads; officers stay here.
+    assert!(c.directory.agencies.is_empty());
+    assert_eq!(c.directory.officers.len(), 1);
+}
+
+#[test]
+fn federation_values_given_explicitly_are_used() {
+    let c = parse(&federated(
+        "outbox_max = 5\nretry_initial_ms = 10\nretry_max_ms = 10\nmessage_ttl_s = 60\nbatch_max = 1000\n",
+    ))
+    .expect("valid");
+    let f = c.federation.expect("federation");
+    assert_eq!(f.outbox_max, 5);
+    assert_eq!(f.retry_initial, Duration::from_millis(10));
+    assert_eq!(f.retry_max, Duration::from_millis(10));
+    assert_eq!(f.message_ttl, Duration::from_secs(60));
+    assert_eq!(f.batch_max, 1000);
+}
+
+#[test]
+fn each_federation_mistake_names_its_key() {
+    check_err(
+        &federated("").replace(AUTHORITY_KEY, &AUTHORITY_KEY[..60]),
+        "federation.authority_key",
+    );
+    check_err(
+        &federated("").replace(AUTHORITY_KEY, &AUTHORITY_KEY.replace('e', "x")),
+        "federation.authority_key",
+    );
+    check_err(&federated("outbox_max = 0\n"), "federation.outbox_max");
+    check_err(
+        &federated("retry_initial_ms = 0\n"),
+        "federation.retry_initial_ms",
+    );
+    check_err(
+        &federated("retry_initial_ms = 500\nretry_max_ms = 499\n"),
+        "federation.retry_max_ms",
+    );
+    check_err(
+        &federated("message_ttl_s = 0\n"),
+        "federation.message_ttl_s",
+    );
+    check_err(&federated("batch_max = 0\n"), "federation.batch_max");
+    check_err(&federated("batch_max = 1001\n"), "federation.batch_max");
+    check_err(&federated("outbox_max = -1\n"), "outbox_max");
+    check_err(&federated("relay = true\n"), "relay");
+    check_err(
+        &federated("").replace("directory = \"../directory.json\"\n", ""),
+        "missing field `directory`",
+    );
+    check_err(
+        &federated("").replace("signing_key = \"node-signing.key\"\n", ""),
+        "missing field `signing_key`",
+    );
+    check_err(
+        &federated("").replace(&format!("authority_key = \"{AUTHORITY_KEY}\"\n"), ""),
+        "missing field `authority_key`",
+    );
+}
+
+#[test]
+fn agencies_and_a_federation_exclude_each_other() {
+    let text = format!(
+        "{}\n[[agencies]]\nid = \"suwon/employment\"\nsends = [\"referral\"]\n",
+        federated("")
+    );
+    let err = parse(&text).expect_err("both").to_string();
+    assert!(
+        err.contains("`agencies`") && err.contains("signed federation directory"),
+        "{err}"
+    );
+}

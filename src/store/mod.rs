@@ -12,8 +12,16 @@
 //! | `d`    | message id                           | [`DeliveryRecord`]    |
 //! | `i`    | recipient agency, `0x00`, seq (BE)   | message id            |
 //! | `a`    | audit seq (BE)                       | [`AuditEntry`]        |
+//! | `o`    | peer center, `0x00`, seq (BE)        | message id            |
+//! | `r`    | message id                           | [`Receipt`]           |
+//! | `s`    | setting name                         | e.g. [`DirectorySeen`]|
+//! | `x`    | message id                           | empty: dead-lettered  |
 //!
-//! Every value except inbox entries (which only point at a message) is a versioned,
+//! `i` and `o` are queues: a message for an agency at this center waits in its recipient's
+//! inbox (`i`), a message for another center in that center's outbox (`o`), both ordered by
+//! the sequence number of the audit entry that put it there.
+//!
+//! Every value except queue entries (which only point at a message) is a versioned,
 //! checksummed [`record`], verified on read.
 //!
 //! Durability: [`Store::apply`] makes a write set visible atomically but not durable;
@@ -34,7 +42,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::audit::AuditEntry;
-use crate::identity::AgencyId;
+use crate::federation::Receipt;
+use crate::identity::{AgencyId, CenterId};
 use crate::message::MessageId;
 
 pub use record::RecordError;
@@ -51,6 +60,11 @@ const MESSAGE: u8 = b'm';
 const DELIVERY: u8 = b'd';
 const INBOX: u8 = b'i';
 const AUDIT: u8 = b'a';
+const OUTBOX: u8 = b'o';
+const RECEIPT: u8 = b'r';
+const SETTING: u8 = b's';
+const DIRECTORY_SEEN: &[u8] = b"directory";
+const DEAD: u8 = b'x';
 
 /// What went wrong in the store. None of these is the client's fault.
 #[derive(Debug, thiserror::Error)]
@@ -133,16 +147,46 @@ pub struct EncodedMessage {
     bytes: Vec<u8>,
 }
 
-/// Where a message is in its local delivery.
+/// Where a message is in its delivery, as this node knows it.
+///
+/// A message for an agency at this center goes `accepted → pulled → acked`; one for another
+/// center goes `accepted → (forwarded) → delivered`, or ends `dead-lettered`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum DeliveryState {
-    /// Durable, in the recipient's inbox, not yet pulled.
+    /// Durable, in the recipient's inbox or in the outbox to its center.
     Accepted,
+    /// Sent to the recipient's center at least once without a receipt yet (the last attempt
+    /// failed); still in the outbox, retried with backoff.
+    Forwarded,
+    /// The recipient's center returned a signed receipt: it holds the message durably.
+    Delivered,
+    /// Not delivered within its time to live, refused by the recipient's center, or dropped
+    /// by an operator: out of the outbox, kept with the reason.
+    DeadLettered,
     /// Pulled at least once, not yet acknowledged.
     Pulled,
     /// Acknowledged by the recipient: gone from the inbox for good.
     Acked,
+}
+
+impl DeliveryState {
+    /// True while the message waits in an outbox.
+    pub fn in_outbox(self) -> bool {
+        matches!(self, DeliveryState::Accepted | DeliveryState::Forwarded)
+    }
+}
+
+/// The latest lifecycle status the recipient of a referral reported for it (from the
+/// `referral-status` messages that answer it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// `requested`, `accepted`, `declined`, `in-progress`, `on-hold`, `completed`, `cancelled`.
+    pub status: String,
+    /// When the recipient says it changed (the status message's `changed_at`).
+    pub changed_at: String,
+    /// The `referral-status` message that reported it.
+    pub message_id: String,
 }
 
 /// The mutable part of a message's life, kept apart from the (larger) message record so a
@@ -159,11 +203,63 @@ pub struct DeliveryRecord {
     pub lease_count: u32,
     /// When the recipient acknowledged it.
     pub acked_at: Option<String>,
+    /// For a message to another center: that center (the outbox it waits in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<CenterId>,
+    /// Forwarding attempts that got no receipt.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_attempts: u32,
+    /// What went wrong last (forwarding) or why it was dead-lettered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the recipient's center signed its receipt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<String>,
+    /// For a referral: the latest status its recipient reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<Lifecycle>,
+    /// When an operator last put it back into its outbox: its time to live counts from
+    /// then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requeued_at: Option<String>,
 }
 
-/// An inbox entry as scanned: the order key and the message it points at.
+impl DeliveryRecord {
+    /// A fresh record for a message just accepted at queue position `seq`.
+    pub fn new(seq: u64, peer: Option<CenterId>) -> DeliveryRecord {
+        DeliveryRecord {
+            seq,
+            state: DeliveryState::Accepted,
+            first_pulled_at: None,
+            lease_count: 0,
+            acked_at: None,
+            peer,
+            failed_attempts: 0,
+            last_error: None,
+            delivered_at: None,
+            lifecycle: None,
+            requeued_at: None,
+        }
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The newest federation directory this node has ever loaded: an older one is refused
+/// (rollback protection), as is a different one with the same version.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DirectorySeen {
+    /// Its version.
+    pub version: u64,
+    /// SHA-256 of the signed file (hex).
+    pub digest: String,
+}
+
+/// A queue entry (inbox or outbox) as scanned: the order key and the message it points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboxEntry {
+pub struct QueueEntry {
     /// Sequence number (acceptance order).
     pub seq: u64,
     /// The message.
@@ -209,6 +305,36 @@ impl WriteSet {
     pub fn remove_inbox(&mut self, recipient: &AgencyId, seq: u64) {
         self.batch.remove(inbox_key(recipient, seq));
         self.len += 1;
+    }
+    /// Puts a message into the outbox to `peer` at position `seq`.
+    pub fn put_outbox(&mut self, peer: &CenterId, seq: u64, id: &MessageId) {
+        self.put(outbox_key(peer, seq), id.as_str().as_bytes().to_vec());
+    }
+    /// Removes an outbox entry.
+    pub fn remove_outbox(&mut self, peer: &CenterId, seq: u64) {
+        self.batch.remove(outbox_key(peer, seq));
+        self.len += 1;
+    }
+    /// Stores a delivery receipt (the one this node signed for a message it received, or
+    /// the one a peer signed for a message this node forwarded).
+    pub fn put_receipt(&mut self, receipt: &Receipt) {
+        self.put(
+            key(RECEIPT, receipt.message_id.as_bytes()),
+            record::encode(receipt),
+        );
+    }
+    /// Marks a message dead-lettered (an index for operators).
+    pub fn put_dead_letter(&mut self, id: &MessageId) {
+        self.put(key(DEAD, id.as_str().as_bytes()), Vec::new());
+    }
+    /// Unmarks a dead-lettered message (requeued).
+    pub fn remove_dead_letter(&mut self, id: &MessageId) {
+        self.batch.remove(key(DEAD, id.as_str().as_bytes()));
+        self.len += 1;
+    }
+    /// Records the newest directory loaded.
+    pub fn put_directory_seen(&mut self, seen: &DirectorySeen) {
+        self.put(key(SETTING, DIRECTORY_SEEN), record::encode(seen));
     }
     /// Appends an audit entry.
     pub fn put_audit(&mut self, entry: &AuditEntry) {
@@ -292,10 +418,77 @@ impl Store {
         &self,
         recipient: &AgencyId,
         after_seq: Option<u64>,
-    ) -> impl Iterator<Item = Result<InboxEntry, StoreError>> + '_ {
-        let prefix = inbox_prefix(recipient);
+    ) -> impl Iterator<Item = Result<QueueEntry, StoreError>> + '_ {
+        self.queue("inbox", queue_prefix(INBOX, recipient.as_str()), after_seq)
+    }
+
+    /// The outbox to `peer` in acceptance order, starting after `after_seq`.
+    pub fn outbox(
+        &self,
+        peer: &CenterId,
+        after_seq: Option<u64>,
+    ) -> impl Iterator<Item = Result<QueueEntry, StoreError>> + '_ {
+        self.queue("outbox", queue_prefix(OUTBOX, peer.as_str()), after_seq)
+    }
+
+    /// How many messages wait in each outbox.
+    pub fn outbox_lengths(
+        &self,
+    ) -> Result<std::collections::BTreeMap<CenterId, usize>, StoreError> {
+        let mut lengths = std::collections::BTreeMap::new();
+        for item in self.db.scan_prefix([OUTBOX]) {
+            let (k, _) = item?;
+            let peer = k[1..]
+                .split(|b| *b == 0)
+                .next()
+                .and_then(|p| std::str::from_utf8(p).ok())
+                .and_then(|p| CenterId::parse(p).ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    family: "outbox",
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    source: RecordError::Body("key names no center".into()),
+                })?;
+            *lengths.entry(peer).or_insert(0) += 1;
+        }
+        Ok(lengths)
+    }
+
+    /// Every dead-lettered message, in id order.
+    pub fn dead_letters(&self) -> impl Iterator<Item = Result<MessageId, StoreError>> + '_ {
+        self.db.scan_prefix([DEAD]).map(|item| {
+            let (k, _) = item?;
+            std::str::from_utf8(&k[1..])
+                .ok()
+                .and_then(MessageId::parse)
+                .ok_or_else(|| StoreError::Corrupt {
+                    family: "dead-letter",
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    source: RecordError::Body("key is not a message id".into()),
+                })
+        })
+    }
+
+    /// Reads and verifies a stored receipt.
+    pub fn receipt(&self, id: &MessageId) -> Result<Option<Receipt>, StoreError> {
+        self.get(RECEIPT, "receipt", id.as_str())
+    }
+
+    /// The newest directory this node has loaded, if any.
+    pub fn directory_seen(&self) -> Result<Option<DirectorySeen>, StoreError> {
+        match self.db.get(key(SETTING, DIRECTORY_SEEN))? {
+            None => Ok(None),
+            Some(v) => decode_at("setting", &key(SETTING, DIRECTORY_SEEN), &v).map(Some),
+        }
+    }
+
+    fn queue(
+        &self,
+        family: &'static str,
+        prefix: Vec<u8>,
+        after_seq: Option<u64>,
+    ) -> impl Iterator<Item = Result<QueueEntry, StoreError>> + '_ {
         let start = match after_seq {
-            Some(seq) => inbox_key(recipient, seq.saturating_add(1)),
+            Some(seq) => queue_key(&prefix, seq.saturating_add(1)),
             None => prefix.clone(),
         };
         let prefix_len = prefix.len();
@@ -308,7 +501,7 @@ impl Store {
             .map(move |item| {
                 let (k, v) = item?;
                 let corrupt = |what: &str| StoreError::Corrupt {
-                    family: "inbox",
+                    family,
                     key: String::from_utf8_lossy(&k).into_owned(),
                     source: RecordError::Body(what.to_owned()),
                 };
@@ -319,7 +512,7 @@ impl Store {
                     .ok()
                     .and_then(MessageId::parse)
                     .ok_or_else(|| corrupt("value is not a message id"))?;
-                Ok(InboxEntry {
+                Ok(QueueEntry {
                     seq: u64::from_be_bytes(seq_bytes),
                     id,
                 })
@@ -383,15 +576,25 @@ fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
     k
 }
 
-fn inbox_prefix(recipient: &AgencyId) -> Vec<u8> {
-    let mut k = key(INBOX, recipient.as_str().as_bytes());
-    // Agency ids never contain NUL, so `suwon/a` can never be a prefix-match of `suwon/ab`.
+/// `family`, the queue owner (agency or center id), NUL. Ids never contain NUL, so one
+/// owner's prefix is never a prefix of another's (`suwon/a` vs `suwon/ab`).
+fn queue_prefix(family: u8, owner: &str) -> Vec<u8> {
+    let mut k = key(family, owner.as_bytes());
     k.push(0);
     k
 }
 
-fn inbox_key(recipient: &AgencyId, seq: u64) -> Vec<u8> {
-    let mut k = inbox_prefix(recipient);
+fn queue_key(prefix: &[u8], seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 8);
+    k.extend_from_slice(prefix);
     k.extend_from_slice(&seq.to_be_bytes());
     k
+}
+
+fn inbox_key(recipient: &AgencyId, seq: u64) -> Vec<u8> {
+    queue_key(&queue_prefix(INBOX, recipient.as_str()), seq)
+}
+
+fn outbox_key(peer: &CenterId, seq: u64) -> Vec<u8> {
+    queue_key(&queue_prefix(OUTBOX, peer.as_str()), seq)
 }

@@ -9,13 +9,16 @@
 //! - `endpoints`: health, readiness, OpenAPI, unknown paths and methods;
 //! - `durability`: restart, crash under load, and corrupt records;
 //! - `audit`: the audit chain on disk and `plusgate audit verify`;
-//! - `startup`: configurations and schemas that must stop a node, and `serve --dev`.
+//! - `startup`: configurations and schemas that must stop a node, and `serve --dev`;
+//! - `federation`: delivery between centers, crashes and outages on the way, dead letters,
+//!   the operator's outbox commands and the signed directory.
 
 mod support;
 
 mod audit;
 mod durability;
 mod endpoints;
+mod federation;
 mod inbox;
 mod push;
 mod startup;

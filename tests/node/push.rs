@@ -357,17 +357,22 @@ async fn unknown_recipient_is_404() {
 }
 
 #[tokio::test]
-async fn recipient_at_another_center_is_404_until_forwarding_exists() {
+async fn recipient_unknown_to_the_federation_is_404() {
     let fed = Federation::new();
     let node = fed.start("suwon");
     let agent = node.agent("suwon/employment", HttpVersion::Http1);
-    let body = fed.example("referral-remote");
-    assert_eq!(body["to"], json!("gangseo/welfare"));
-    let problem = assert_problem(&push(&agent, &body).await, 404, "unknown-recipient");
-    assert!(
-        problem["detail"].as_str().unwrap_or("").contains("gangseo"),
-        "{problem}"
-    );
+    // A center the signed directory does not list, and an agency it does not list at a
+    // center it does.
+    for to in ["busan/welfare", "gangseo/nobody"] {
+        let mut body = fed.example("referral-remote");
+        body["to"] = json!(to);
+        body["payload"]["recipient"]["agency"] = json!(to);
+        let problem = assert_problem(&push(&agent, &body).await, 404, "unknown-recipient");
+        assert!(
+            problem["detail"].as_str().unwrap_or("").contains(to),
+            "{problem}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -58,11 +58,17 @@ impl Federation {
     /// Writes a two-center federation (`suwon`, then `gangseo`): enough for a local
     /// recipient, a recipient at another center and a certificate of another center.
     pub fn new() -> Federation {
+        Federation::with_centers(&["suwon", "gangseo"])
+    }
+
+    /// Writes a federation of `centers`, listening on free loopback ports (the signed
+    /// directory names each node's address, so nodes listen where their config says).
+    pub fn with_centers(centers: &[&str]) -> Federation {
         let dir = tempfile::tempdir().expect("temporary folder");
         let args = DevInitArgs {
             out: dir.path().join("fed"),
-            centers: vec!["suwon".into(), "gangseo".into()],
-            base_port: devinit::DEFAULT_BASE_PORT,
+            centers: centers.iter().map(|c| (*c).to_owned()).collect(),
+            base_port: free_port_range(centers.len() as u16),
         };
         let manifest = devinit::run(&args).expect("dev-init");
         Federation { dir, manifest }
@@ -121,29 +127,69 @@ impl Federation {
         });
     }
 
-    /// Replaces what `agency` may send in its center's config.
-    pub fn set_sends(&self, agency: &str, sends: &[&str]) {
-        let center = agency.split('/').next().expect("agency id has a center");
-        let list = sends
-            .iter()
-            .map(|s| format!("{s:?}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+    /// Sets `key = value` in `[section]` of `center`'s config, adding the key if the
+    /// section does not have it yet (`value` is TOML, e.g. `"2000"` or `"\"x\""`).
+    pub fn set_option(&self, center: &str, section: &str, key: &str, value: &str) {
         self.edit_config(center, |text| {
             let mut out = Vec::new();
-            let mut in_agency = false;
+            let mut in_section = false;
+            let mut done = false;
             for line in text.lines() {
-                if line.starts_with("id = ") {
-                    in_agency = line == format!("id = {agency:?}");
+                if line.starts_with('[') {
+                    if in_section && !done {
+                        out.push(format!("{key} = {value}"));
+                        done = true;
+                    }
+                    let header = line.split('#').next().unwrap_or_default().trim();
+                    in_section = header == format!("[{section}]");
                 }
-                if in_agency && line.starts_with("sends = ") {
-                    out.push(format!("sends = [{list}]"));
-                    in_agency = false;
-                } else {
-                    out.push(line.to_owned());
+                if in_section && !done && line.starts_with(&format!("{key} =")) {
+                    out.push(format!("{key} = {value}"));
+                    done = true;
+                    continue;
                 }
+                out.push(line.to_owned());
             }
+            if in_section && !done {
+                out.push(format!("{key} = {value}"));
+                done = true;
+            }
+            assert!(done, "no [{section}] in the config of {center}");
             out.join("\n") + "\n"
+        });
+    }
+
+    /// The signed directory file.
+    pub fn directory_path(&self) -> PathBuf {
+        self.manifest.directory_path()
+    }
+
+    /// The directory's content (what the signature covers).
+    pub fn directory(&self) -> Value {
+        let text = std::fs::read_to_string(self.directory_path()).expect("read directory");
+        let signed: Value = serde_json::from_str(&text).expect("directory is JSON");
+        signed["directory"].clone()
+    }
+
+    /// Changes the directory with `edit`, raises its version by one and signs it again with
+    /// the federation authority's key, as the authority would for a real change.
+    pub fn resign_directory(&self, edit: impl FnOnce(&mut Value)) {
+        let mut directory = self.directory();
+        edit(&mut directory);
+        let version = directory["version"].as_u64().expect("version") + 1;
+        directory["version"] = json!(version);
+        let key = plusgate::keys::SigningKey::load(&self.dir().join("authority.key"))
+            .expect("authority key");
+        let unsigned = serde_json::to_vec_pretty(&directory).expect("directory JSON");
+        let signed = plusgate::directory::sign(&unsigned, &key).expect("sign directory");
+        std::fs::write(self.directory_path(), signed).expect("write directory");
+    }
+
+    /// Replaces what `agency` may send, in the signed directory.
+    pub fn set_sends(&self, agency: &str, sends: &[&str]) {
+        let center = agency.split('/').next().expect("agency id has a center");
+        self.resign_directory(|d| {
+            d["centers"][center]["agencies"][agency]["sends"] = json!(sends);
         });
     }
 
@@ -209,15 +255,13 @@ impl Federation {
         ClientCert { cert, key }
     }
 
-    /// Starts the node of `center` on an ephemeral port.
+    /// Starts the node of `center` on the port its config (and the directory) names.
     pub fn start(&self, center: &str) -> Node {
         Node::start(NodeSpec {
             args: vec![
                 "serve".into(),
                 "--config".into(),
                 self.config_path(center).display().to_string(),
-                "--listen".into(),
-                "127.0.0.1:0".into(),
             ],
             cwd: self.dir().to_owned(),
             log: self.dir().join(format!("{center}.log")),
@@ -296,6 +340,16 @@ impl Node {
         }
     }
 
+    /// SIGHUP: the node reloads its federation directory.
+    pub fn hangup(&self) {
+        let child = self.child.as_ref().expect("node is running");
+        let status = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP failed");
+    }
+
     /// SIGTERM, then waits for the node to drain and exit; returns its exit status.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("node is running");
@@ -332,6 +386,24 @@ impl Drop for Node {
             let _ = child.wait();
         }
     }
+}
+
+/// A base port such that `base .. base + n` are free on loopback now. Below Linux's
+/// ephemeral range (32768–60999), so no outgoing connection takes one meanwhile, and
+/// spread by process id and a counter, so parallel tests do not pick the same range.
+fn free_port_range(n: u16) -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let offset = (std::process::id() % 200) as u16 * 50;
+    for _ in 0..1000 {
+        let step = NEXT.fetch_add(n + 1, Ordering::Relaxed) % 10_000;
+        let base = 20_000 + (offset + step) % 12_000;
+        let free = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no {n} free consecutive ports on 127.0.0.1");
 }
 
 /// The path of the binary under test.

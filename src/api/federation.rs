@@ -1,0 +1,208 @@
+//! `POST /federation/v1/batches`: another center's node hands over messages for agencies at
+//! this center.
+//!
+//! Architecture invariants, enforced here:
+//! - Only a node certificate of another center listed in the signed directory gets in.
+//! - Every message is validated again from scratch (schemas, cross-field rules, the
+//!   directory's send/receive rights, the sender's center being the calling node's): a
+//!   node never trusts another node's validation.
+//! - A message is answered with a receipt only by the ledger, after the message, its inbox
+//!   entry, the receipt and the audit entry are durable together.
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde_json::{json, Map, Value};
+
+use super::{json_response, ledger_problem, Api, Problem, Resp};
+use crate::federation::{ItemResult, Receipt, BATCH_LEN_MAX};
+use crate::identity::{AgencyId, Anonymous, CenterId, Identity, Peer};
+use crate::ledger::{Incoming as Handover, LedgerError, Submission};
+use crate::routing::Route;
+
+/// Largest batch body accepted (a forwarder builds at most `outbox::BATCH_BYTES_MAX`).
+pub const BATCH_BODY_BYTES_MAX: usize = 32 << 20;
+
+impl Api {
+    /// The other center's node behind the connection, if the directory lists it.
+    pub(super) fn peer_node<'p>(&self, peer: &'p Peer) -> Result<&'p CenterId, Problem> {
+        match peer {
+            Ok(Identity::Node(c)) if self.routing().peer(c).is_some() => Ok(c),
+            Ok(Identity::Node(c)) if c == &self.center => Err(Problem::forbidden(
+                "wrong-role",
+                "a node does not hand messages over to itself",
+            )),
+            Ok(Identity::Node(c)) => Err(Problem::forbidden(
+                "unknown-node",
+                format!("node {c} is not in this node's federation directory"),
+            )),
+            Ok(other) => Err(Problem::forbidden(
+                "wrong-role",
+                format!("{other} may not use the federation API"),
+            )),
+            Err(Anonymous::NoPlusgateUri | Anonymous::Unparseable) => Err(Problem::forbidden(
+                "unknown-identity",
+                "the client certificate carries no plusgate identity (SAN URI urn:plusgate:…)",
+            )),
+        }
+    }
+
+    pub(super) async fn receive_batch(
+        &self,
+        req: Request<Incoming>,
+        node: &CenterId,
+    ) -> Result<Resp, Problem> {
+        let Some(key) = self.signing_key.clone() else {
+            return Err(Problem::forbidden(
+                "not-federated",
+                "this node is not part of a federation",
+            ));
+        };
+        let body = self.read_json_up_to(req, BATCH_BODY_BYTES_MAX).await?;
+        let messages = match body {
+            Value::Object(mut obj) if obj.len() == 1 => match obj.remove("messages") {
+                Some(Value::Array(messages)) => messages,
+                _ => return Err(Problem::bad_request("expected {\"messages\": [...]}")),
+            },
+            _ => return Err(Problem::bad_request("expected {\"messages\": [...]}")),
+        };
+        if messages.len() > BATCH_LEN_MAX {
+            return Err(Problem::bad_request(format!(
+                "a batch holds at most {BATCH_LEN_MAX} messages"
+            )));
+        }
+        // Check every message on this task; only the valid ones go to the ledger, as one
+        // command, so they enter the inboxes in batch order.
+        let mut results: Vec<(String, Option<String>)> = Vec::with_capacity(messages.len());
+        let mut handovers = Vec::new();
+        for (i, m) in messages.into_iter().enumerate() {
+            match self.check_handover(node, m, &key) {
+                Ok(h) => {
+                    results.push((h.submission.id().to_string(), None));
+                    handovers.push(h);
+                }
+                Err((id, reason)) => {
+                    tracing::warn!(%node, index = i, message_id = %id, %reason,
+                        "refused a handed-over message");
+                    results.push((id, Some(reason)));
+                }
+            }
+        }
+        let actor = Identity::Node(node.clone()).uri();
+        let mut outcomes = if handovers.is_empty() {
+            Vec::new()
+        } else {
+            self.ledger
+                .receive(actor, handovers)
+                .await
+                .map_err(ledger_problem)?
+        }
+        .into_iter();
+        let items: Vec<ItemResult> = results
+            .into_iter()
+            .map(|(id, refused)| match refused {
+                Some(reason) => ItemResult {
+                    id,
+                    receipt: None,
+                    refused: Some(reason),
+                },
+                None => match outcomes.next() {
+                    Some(Ok(receipt)) => ItemResult {
+                        id,
+                        receipt: Some(receipt),
+                        refused: None,
+                    },
+                    Some(Err(LedgerError::IdConflict(_))) => ItemResult {
+                        id,
+                        receipt: None,
+                        refused: Some(
+                            "the id is already used at this node for a different message".into(),
+                        ),
+                    },
+                    // Anything else is not the message's fault: no receipt, the sender
+                    // retries.
+                    Some(Err(e)) => {
+                        tracing::error!(message_id = %id, error = %e, "could not take over");
+                        ItemResult {
+                            id,
+                            receipt: None,
+                            refused: None,
+                        }
+                    }
+                    None => ItemResult {
+                        id,
+                        receipt: None,
+                        refused: None,
+                    },
+                },
+            })
+            .collect();
+        Ok(json_response(StatusCode::OK, &json!({ "results": items })))
+    }
+
+    /// Validates one handed-over message and signs its receipt. The error is the message's
+    /// id (as far as readable) and why it is refused for good.
+    fn check_handover(
+        &self,
+        node: &CenterId,
+        m: Value,
+        key: &crate::keys::SigningKey,
+    ) -> Result<Handover, (String, String)> {
+        let Value::Object(mut obj) = m else {
+            return Err((String::new(), "not an object".into()));
+        };
+        let id = obj
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let refuse = |reason: String| (id.clone(), reason);
+        let take_str = |name: &str, obj: &mut Map<String, Value>| match obj.remove(name) {
+            Some(Value::String(s)) => Ok(s),
+            _ => Err(refuse(format!("`{name}` missing or not a string"))),
+        };
+        let from = take_str("from", &mut obj)?;
+        let digest = take_str("digest", &mut obj)?;
+        let _origin_accepted_at = take_str("accepted_at", &mut obj)?;
+        let from = AgencyId::parse(&from)
+            .map_err(|e| refuse(format!("`from` is not an agency id: {e}")))?;
+        if id.is_empty() {
+            return Err(refuse("a handed-over message must carry its id".into()));
+        }
+        // Checked before anything else: a node speaks only for its own center's agencies.
+        if from.center() != node {
+            return Err(refuse(format!(
+                "node {node} may only hand over messages of its own agencies, not of {from}"
+            )));
+        }
+        // What remains is exactly the envelope the origin's agency sent.
+        let envelope = self.envelope(Value::Object(obj), &from).map_err(|v| {
+            let list: Vec<String> = v
+                .iter()
+                .take(10)
+                .map(|v| format!("{}: {}", v.pointer, v.message))
+                .collect();
+            refuse(format!("invalid message: {}", list.join("; ")))
+        })?;
+        self.routing()
+            .check_incoming(node, &from, &envelope.to, envelope.message_type)
+            .map_err(refuse)?;
+        let submission = Submission::new(&from, envelope, Route::Local);
+        if submission.digest() != digest {
+            return Err(refuse(format!(
+                "digest {digest} differs from this node's {} for the same message",
+                submission.digest()
+            )));
+        }
+        let receipt = Receipt::sign(
+            key,
+            &self.center,
+            submission.id().as_str(),
+            submission.digest(),
+            submission.accepted_at(),
+        );
+        Ok(Handover {
+            submission,
+            receipt,
+        })
+    }
+}

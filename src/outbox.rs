@@ -1,0 +1,472 @@
+//! Forwarding: one task per peer center drains that center's outbox to its node.
+//!
+//! ```text
+//!  outbox o/<peer>/<seq>  ──▶ forwarder(peer): read ≤ batch_max in order (durable only)
+//!                                 │ older than the time to live → ledger.dead_letter
+//!                                 │ POST /federation/v1/batches (HTTP/2, mTLS as this node)
+//!                                 │   server certificate must be urn:plusgate:node:<peer>
+//!                                 ├─ receipts: check against the peer's key in the signed
+//!                                 │  directory → ledger.delivered (leaves the outbox)
+//!                                 ├─ refusals (permanent) → ledger.dead_letter
+//!                                 └─ transport failure → ledger.attempt_failed, back off
+//! ```
+//!
+//! Architecture invariants, enforced here:
+//! - One batch in flight per peer, taken in outbox (= acceptance) order, and the receiver
+//!   takes a batch in order: messages reach the peer in the order they were accepted.
+//! - A message leaves the outbox only through the ledger, after a verified receipt or with
+//!   a recorded reason; a crash at any point leaves it in the outbox, and the receiver's
+//!   deduplication by id (answering with the original receipt) makes the resend harmless.
+//! - Each peer has its own task and backoff: a peer that is down or slow delays only its own
+//!   outbox.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
+use rustls::ClientConfig;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::client::{self, Connection, HttpVersion};
+use crate::federation::{Batch, BatchResult, WireMessage, BATCHES_PATH};
+use crate::identity::{CenterId, Identity};
+use crate::ledger::Ledger;
+use crate::message::MessageId;
+use crate::routing::Routing;
+use crate::store::{MessageRecord, Store, StoreError};
+
+/// Largest batch body a forwarder builds (messages beyond it wait for the next batch).
+pub const BATCH_BYTES_MAX: usize = 8 << 20;
+
+/// How forwarding behaves; from the config's `[federation]` section.
+#[derive(Debug, Clone)]
+pub struct ForwardOptions {
+    /// Most messages per batch.
+    pub batch_max: usize,
+    /// First retry delay after a failed attempt.
+    pub retry_initial: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// A message not delivered within this time after acceptance is dead-lettered.
+    pub message_ttl: Duration,
+}
+
+/// Where "now" comes from: the wall clock in a node, a virtual one in tests.
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(OffsetDateTime::now_utc)
+}
+
+/// Everything a forwarder needs. Shared by all forwarders of a node.
+pub struct Forwarding {
+    /// This node.
+    pub center: CenterId,
+    /// Read access to outboxes and messages.
+    pub store: Store,
+    /// The single writer.
+    pub ledger: Ledger,
+    /// The current directory.
+    pub routing: watch::Receiver<Arc<Routing>>,
+    /// TLS as this node (node certificate as client certificate), HTTP/2.
+    pub tls: Arc<ClientConfig>,
+    /// Batching, retries, time to live.
+    pub options: ForwardOptions,
+    /// Turns true when the node shuts down.
+    pub closing: watch::Receiver<bool>,
+    /// Time source for the time to live.
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for Forwarding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarding")
+            .field("center", &self.center)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Exponential backoff with jitter and a cap.
+///
+/// After the n-th consecutive failure the delay is drawn uniformly from
+/// `[d/2, d]` with `d = min(max, initial · 2^(n-1))`: doubling spreads retries out while a
+/// peer is down, the cap bounds how late a recovered peer is noticed, and the jitter keeps
+/// many nodes from retrying in lockstep after a shared outage.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    failures: u32,
+}
+
+impl Backoff {
+    /// A backoff with no failures yet.
+    pub fn new(initial: Duration, max: Duration) -> Backoff {
+        Backoff {
+            initial,
+            max: max.max(initial),
+            failures: 0,
+        }
+    }
+
+    /// Records a failure and returns the delay before the next attempt. `jitter` in
+    /// `[0, 1]` picks the point in `[d/2, d]` (the caller supplies randomness, so tests can
+    /// fix it).
+    pub fn fail(&mut self, jitter: f64) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let exp = self.failures.saturating_sub(1).min(32);
+        let ceiling = self
+            .initial
+            .checked_mul(1u32 << exp.min(31))
+            .unwrap_or(self.max)
+            .min(self.max);
+        let jitter = jitter.clamp(0.0, 1.0);
+        ceiling.mul_f64(0.5 + 0.5 * jitter)
+    }
+
+    /// A success: the next failure starts from `initial` again.
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    /// Consecutive failures so far.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+}
+
+/// True if a message accepted at `accepted_at` (RFC 3339) has outlived `ttl` at `now`.
+/// An unreadable time counts as expired: such a record cannot be trusted to ever leave.
+pub fn expired(accepted_at: &str, now: OffsetDateTime, ttl: Duration) -> bool {
+    match OffsetDateTime::parse(accepted_at, &Rfc3339) {
+        Ok(at) => now - at > ttl,
+        Err(_) => true,
+    }
+}
+
+/// A random number in `[0, 1]` for jitter.
+fn jitter() -> f64 {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 4];
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+        return 0.5;
+    }
+    f64::from(u32::from_be_bytes(b)) / f64::from(u32::MAX)
+}
+
+/// Why one forwarding round could not hand the batch over.
+#[derive(Debug, thiserror::Error)]
+enum RoundError {
+    #[error("reading the outbox failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("center {0} is not in the federation directory")]
+    UnknownPeer(CenterId),
+    #[error("{0}")]
+    Client(#[from] client::ClientError),
+    #[error("the server at {url} is {found}, not the node of center {peer}")]
+    WrongServer {
+        url: String,
+        peer: CenterId,
+        found: String,
+    },
+    #[error("{peer} answered {status}: {detail}")]
+    Refused {
+        peer: CenterId,
+        status: StatusCode,
+        detail: String,
+    },
+    #[error("the ledger refused: {0}")]
+    Ledger(#[from] crate::ledger::LedgerError),
+}
+
+/// Drains the outbox to `peer` until the node shuts down.
+pub async fn forward(ctx: Arc<Forwarding>, peer: CenterId) {
+    let mut backoff = Backoff::new(ctx.options.retry_initial, ctx.options.retry_max);
+    let mut conn: Option<Connection> = None;
+    let mut durable = ctx.ledger.subscribe();
+    let mut closing = ctx.closing.clone();
+    tracing::debug!(%peer, "forwarder started");
+    loop {
+        if *closing.borrow() {
+            break;
+        }
+        match round(&ctx, &peer, &mut conn).await {
+            Ok(0) => {
+                // Nothing to send: wait for something new to become durable.
+                tokio::select! {
+                    _ = durable.changed() => {}
+                    _ = closing.changed() => {}
+                }
+            }
+            Ok(_) => backoff.reset(),
+            Err(e) => {
+                conn = None;
+                let delay = backoff.fail(jitter());
+                tracing::warn!(%peer, error = %e, failures = backoff.failures(),
+                    retry_in_ms = delay.as_millis() as u64, "forwarding failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = closing.changed() => {}
+                }
+            }
+        }
+    }
+    tracing::debug!(%peer, "forwarder stopped");
+}
+
+/// One round: dead-letter what expired, send one batch, record the outcome. Returns how
+/// many messages left the outbox (0: the outbox is empty).
+async fn round(
+    ctx: &Forwarding,
+    peer: &CenterId,
+    conn: &mut Option<Connection>,
+) -> Result<usize, RoundError> {
+    let durable_seq = ctx.ledger.durable_seq();
+    let now = (ctx.clock)();
+    let mut batch = Vec::new();
+    let mut expired_ids = Vec::new();
+    let mut bytes = 0usize;
+    for entry in ctx.store.outbox(peer, None) {
+        let entry = entry?;
+        if entry.seq >= durable_seq {
+            break;
+        }
+        let Some(record) = ctx.store.message(&entry.id)? else {
+            continue;
+        };
+        // The time to live counts from acceptance, or from an operator's retry.
+        let since = match ctx.store.delivery(&entry.id)? {
+            Some(d) => d.requeued_at.unwrap_or_else(|| record.accepted_at.clone()),
+            None => record.accepted_at.clone(),
+        };
+        if expired(&since, now, ctx.options.message_ttl) {
+            expired_ids.push((
+                entry.id,
+                format!(
+                    "not delivered to center {peer} within its time to live ({} s)",
+                    ctx.options.message_ttl.as_secs()
+                ),
+            ));
+            continue;
+        }
+        bytes += record.payload.get().len() + 512;
+        batch.push(record);
+        if batch.len() >= ctx.options.batch_max || bytes >= BATCH_BYTES_MAX {
+            break;
+        }
+    }
+    let actor = Identity::Node(ctx.center.clone()).uri();
+    let mut done = 0;
+    if !expired_ids.is_empty() {
+        done += ctx.ledger.dead_letter(actor.clone(), expired_ids).await?;
+    }
+    if batch.is_empty() {
+        return Ok(done);
+    }
+    let ids: Vec<MessageId> = batch
+        .iter()
+        .filter_map(|m| MessageId::parse(&m.id))
+        .collect();
+    match hand_over(ctx, peer, conn, &batch).await {
+        Ok(n) => Ok(done + n),
+        Err(e) => {
+            if let Err(le) = ctx
+                .ledger
+                .attempt_failed(peer.clone(), ids, e.to_string())
+                .await
+            {
+                tracing::error!(%peer, error = %le, "could not record the failed attempt");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Sends `batch` to `peer` and records each result. Returns how many left the outbox.
+async fn hand_over(
+    ctx: &Forwarding,
+    peer: &CenterId,
+    conn: &mut Option<Connection>,
+    batch: &[MessageRecord],
+) -> Result<usize, RoundError> {
+    let (url, key) = {
+        let routing = ctx.routing.borrow();
+        let entry = routing
+            .peer(peer)
+            .ok_or_else(|| RoundError::UnknownPeer(peer.clone()))?;
+        (entry.url.clone(), entry.signing_key.clone())
+    };
+    if conn.as_ref().is_none_or(Connection::is_closed) {
+        let (addr, host) = client::parse_https_url(&url)?;
+        let c = Connection::connect(addr, &host, ctx.tls.clone(), HttpVersion::Http2).await?;
+        match c.server_identity() {
+            Ok(Identity::Node(c)) if c == peer => {}
+            other => {
+                return Err(RoundError::WrongServer {
+                    url,
+                    peer: peer.clone(),
+                    found: match other {
+                        Ok(i) => i.to_string(),
+                        Err(_) => "a server without a plusgate identity".into(),
+                    },
+                })
+            }
+        }
+        *conn = Some(c);
+    }
+    let c = conn.as_mut().expect("connected above");
+    let body = Batch {
+        messages: batch
+            .iter()
+            .map(|m| WireMessage {
+                id: m.id.clone(),
+                from: m.from.clone(),
+                to: m.to.clone(),
+                message_type: m.message_type.clone(),
+                version: m.version,
+                subject: m.subject.clone(),
+                consent_id: m.consent_id.clone(),
+                payload: m.payload.clone(),
+                accepted_at: m.accepted_at.clone(),
+                digest: m.body_sha256.clone(),
+            })
+            .collect(),
+    };
+    let bytes = Bytes::from(serde_json::to_vec(&body).expect("batches always serialize"));
+    let resp = c
+        .send(
+            Method::POST,
+            BATCHES_PATH,
+            Some((bytes, "application/json")),
+        )
+        .await?;
+    if resp.status != StatusCode::OK {
+        return Err(RoundError::Refused {
+            peer: peer.clone(),
+            status: resp.status,
+            detail: resp.text(),
+        });
+    }
+    let answer: BatchResult = resp.json()?;
+    let mut receipts = Vec::new();
+    let mut refused = Vec::new();
+    let mut unanswered = Vec::new();
+    for m in batch {
+        let Some(id) = MessageId::parse(&m.id) else {
+            continue;
+        };
+        match answer.results.iter().find(|r| r.id == m.id) {
+            Some(r) => match (&r.receipt, &r.refused) {
+                (Some(receipt), _) => match receipt.check(peer, &key, &m.id, &m.body_sha256) {
+                    Ok(()) => receipts.push(receipt.clone()),
+                    Err(problem) => {
+                        tracing::error!(%peer, message_id = %m.id, %problem, "bad receipt");
+                        unanswered.push(id);
+                    }
+                },
+                (None, Some(reason)) => {
+                    refused.push((id, format!("refused by center {peer}: {reason}")))
+                }
+                (None, None) => unanswered.push(id),
+            },
+            None => unanswered.push(id),
+        }
+    }
+    let actor = Identity::Node(peer.clone()).uri();
+    let mut done = ctx.ledger.delivered(actor, peer.clone(), receipts).await?;
+    if !refused.is_empty() {
+        done += ctx
+            .ledger
+            .dead_letter(Identity::Node(ctx.center.clone()).uri(), refused)
+            .await?;
+    }
+    if !unanswered.is_empty() {
+        let n = unanswered.len();
+        ctx.ledger
+            .attempt_failed(
+                peer.clone(),
+                unanswered,
+                "no valid receipt in the answer".into(),
+            )
+            .await?;
+        if done == 0 {
+            return Err(RoundError::Refused {
+                peer: peer.clone(),
+                status: StatusCode::OK,
+                detail: format!("{n} messages came back without a valid receipt"),
+            });
+        }
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_initial_delay_up_to_the_cap() {
+        let mut b = Backoff::new(Duration::from_millis(200), Duration::from_secs(60));
+        let ceilings: Vec<u128> = (0..12).map(|_| b.fail(1.0).as_millis()).collect();
+        assert_eq!(
+            ceilings,
+            [200, 400, 800, 1600, 3200, 6400, 12800, 25600, 51200, 60000, 60000, 60000]
+        );
+    }
+
+    #[test]
+    fn jitter_spreads_each_delay_over_its_upper_half() {
+        let mut low = Backoff::new(Duration::from_millis(200), Duration::from_secs(60));
+        let mut high = low.clone();
+        for _ in 0..5 {
+            let (l, h) = (low.fail(0.0), high.fail(1.0));
+            assert_eq!(l * 2, h);
+        }
+    }
+
+    #[test]
+    fn a_success_starts_the_backoff_again() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        for _ in 0..20 {
+            b.fail(1.0);
+        }
+        assert_eq!(
+            b.fail(1.0),
+            Duration::from_secs(10),
+            "capped, never overflows"
+        );
+        b.reset();
+        assert_eq!(b.fail(1.0), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_peer_down_for_an_hour_is_retried_about_a_hundred_times_not_thousands() {
+        // Virtual clock: add up the delays instead of sleeping through them.
+        let mut b = Backoff::new(Duration::from_millis(200), Duration::from_secs(60));
+        let (mut elapsed, mut attempts) = (Duration::ZERO, 0);
+        while elapsed < Duration::from_secs(3600) {
+            elapsed += b.fail(0.5);
+            attempts += 1;
+        }
+        assert!(
+            (70..=90).contains(&attempts),
+            "{attempts} attempts in an hour"
+        );
+    }
+
+    #[test]
+    fn a_message_expires_exactly_after_its_time_to_live() {
+        let accepted = "2026-11-26T03:00:00.000Z";
+        let at = |s: &str| OffsetDateTime::parse(s, &Rfc3339).expect("time");
+        let ttl = Duration::from_secs(3600);
+        assert!(!expired(accepted, at("2026-11-26T03:59:59Z"), ttl));
+        assert!(!expired(accepted, at("2026-11-26T04:00:00Z"), ttl));
+        assert!(expired(accepted, at("2026-11-26T04:00:00.001Z"), ttl));
+        assert!(expired("garbage", at("2026-11-26T03:00:00Z"), ttl));
+    }
+}

@@ -1,0 +1,196 @@
+//! Who is where: which agencies this node serves, which message types each may send and
+//! receive, and which center's node holds every other agency.
+//!
+//! A node runs either standalone (its agencies listed in its own config, every other center
+//! unknown) or federated (every center, its node and its agencies listed in the signed
+//! federation directory). [`Routing`] answers the same questions in both cases, so the API
+//! and the forwarders never ask which.
+//!
+//! Architecture invariant: a `Routing` is immutable. The node owns the current one behind a
+//! `watch` channel and replaces it whole when a newer signed directory is loaded, so a
+//! request sees one consistent directory from start to end.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::config::LocalDirectory;
+use crate::directory::{CenterEntry, Directory};
+use crate::identity::{AgencyId, CenterId, OfficerId};
+use crate::message::MessageType;
+
+/// Where a message for a recipient goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Into the inbox of an agency at this center.
+    Local,
+    /// Into the outbox to the node of this other center.
+    Remote(CenterId),
+}
+
+/// Why a message cannot be routed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// Nobody in the directory has this id.
+    #[error("{0}")]
+    UnknownRecipient(String),
+    /// The recipient exists but does not take this type of message.
+    #[error("{to} does not receive {message_type} messages")]
+    NotReceived {
+        /// The recipient.
+        to: AgencyId,
+        /// The type.
+        message_type: MessageType,
+    },
+}
+
+/// The node's view of the federation at one moment.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    center: CenterId,
+    /// This center's agencies → the types each may send.
+    local: BTreeMap<AgencyId, Vec<MessageType>>,
+    officers: Vec<OfficerId>,
+    federation: Option<Arc<Directory>>,
+}
+
+impl Routing {
+    /// A node that knows only its own center (no `[federation]` in its config).
+    pub fn standalone(center: CenterId, local: &LocalDirectory) -> Routing {
+        Routing {
+            center,
+            local: local.agencies.clone(),
+            officers: local.officers.clone(),
+            federation: None,
+        }
+    }
+
+    /// A node in a federation: its agencies are those the directory lists for its center.
+    pub fn federated(
+        center: CenterId,
+        officers: Vec<OfficerId>,
+        directory: Arc<Directory>,
+    ) -> Routing {
+        Routing {
+            local: directory.local_agencies(&center),
+            center,
+            officers,
+            federation: Some(directory),
+        }
+    }
+
+    /// This node's center.
+    pub fn center(&self) -> &CenterId {
+        &self.center
+    }
+
+    /// The signed directory, when federated.
+    pub fn directory(&self) -> Option<&Arc<Directory>> {
+        self.federation.as_ref()
+    }
+
+    /// True if `agency` is served by this node.
+    pub fn is_local_agency(&self, agency: &AgencyId) -> bool {
+        self.local.contains_key(agency)
+    }
+
+    /// True if `officer` is registered at this node.
+    pub fn is_officer(&self, officer: &OfficerId) -> bool {
+        self.officers.contains(officer)
+    }
+
+    /// True if the local agency `sender` may send messages of type `t`.
+    pub fn may_send(&self, sender: &AgencyId, t: MessageType) -> bool {
+        self.local
+            .get(sender)
+            .is_some_and(|types| types.contains(&t))
+    }
+
+    /// Where a message of type `t` for `to` goes. Standalone nodes know only their own
+    /// center; federated nodes also check that the recipient takes messages of type `t`.
+    pub fn route(&self, to: &AgencyId, t: MessageType) -> Result<Route, RouteError> {
+        let Some(directory) = &self.federation else {
+            if self.local.contains_key(to) {
+                return Ok(Route::Local);
+            }
+            return Err(RouteError::UnknownRecipient(
+                if to.center() == &self.center {
+                    format!("no agency {to} at this center")
+                } else {
+                    format!(
+                        "{to} is at center {}; this node is not part of a federation and delivers \
+                     only within its own center",
+                        to.center()
+                    )
+                },
+            ));
+        };
+        let entry = directory.agency(to).ok_or_else(|| {
+            RouteError::UnknownRecipient(format!("no agency {to} in the federation directory"))
+        })?;
+        if !entry.receives.contains(&t) {
+            return Err(RouteError::NotReceived {
+                to: to.clone(),
+                message_type: t,
+            });
+        }
+        if to.center() == &self.center {
+            Ok(Route::Local)
+        } else {
+            Ok(Route::Remote(to.center().clone()))
+        }
+    }
+
+    /// Another center's directory entry (never this node's own).
+    pub fn peer(&self, center: &CenterId) -> Option<&CenterEntry> {
+        if center == &self.center {
+            return None;
+        }
+        self.federation.as_ref()?.center(center)
+    }
+
+    /// Every other center in the directory.
+    pub fn peers(&self) -> Vec<CenterId> {
+        match &self.federation {
+            None => Vec::new(),
+            Some(d) => d
+                .centers
+                .keys()
+                .filter(|c| *c != &self.center)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Checks a message another center's node hands over: its sender must be an agency of
+    /// that center allowed to send `t`, and its recipient an agency here that receives `t`.
+    pub fn check_incoming(
+        &self,
+        node: &CenterId,
+        from: &AgencyId,
+        to: &AgencyId,
+        t: MessageType,
+    ) -> Result<(), String> {
+        let directory = self
+            .federation
+            .as_ref()
+            .ok_or("this node is not part of a federation")?;
+        if from.center() != node {
+            return Err(format!(
+                "node {node} may only hand over messages of its own agencies, not of {from}"
+            ));
+        }
+        let sender = directory
+            .agency(from)
+            .ok_or_else(|| format!("{from} is not in the federation directory"))?;
+        if !sender.sends.contains(&t) {
+            return Err(format!("{from} may not send {t} messages"));
+        }
+        if to.center() != &self.center || !self.local.contains_key(to) {
+            return Err(format!("{to} is not an agency of center {}", self.center));
+        }
+        match self.route(to, t) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,623 @@
+//! Federation: messages for an agency at another center travel from the sender's node to
+//! the recipient's node exactly once, in order, with signed receipts, whatever crashes or
+//! outages happen on the way; statuses travel back; the directory decides who is who.
+//!
+//! Every test runs real node processes on loopback ports named in a real signed directory.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use plusgate::client::{Agent, HttpVersion};
+use plusgate::pki::{Role, Validity};
+use serde_json::{json, Value};
+
+use crate::support::{
+    assert_problem, ids_of, pull, push, push_accepted, run_to_exit, status, with_id, Federation,
+    Node,
+};
+
+/// Longest a test waits for forwarding to catch up.
+const CATCH_UP: Duration = Duration::from_secs(120);
+
+/// A three-center federation whose forwarders retry quickly (tests must not wait a minute
+/// for a backoff to expire).
+fn three_centers() -> Federation {
+    let fed = Federation::with_centers(&["suwon", "gangseo", "jeongeup"]);
+    for center in ["suwon", "gangseo", "jeongeup"] {
+        fed.set_option(center, "federation", "retry_initial_ms", "50");
+        fed.set_option(center, "federation", "retry_max_ms", "1000");
+    }
+    fed
+}
+
+/// The `referral-remote` example (first center's employment agency → an agency at another
+/// center) with envelope id `id`.
+fn remote_referral(fed: &Federation, id: &str) -> Value {
+    with_id(fed.example("referral-remote"), id)
+}
+
+/// The remote recipient of the `referral-remote` example and its center.
+fn remote_recipient(fed: &Federation) -> (String, String) {
+    let to = fed.example("referral-remote")["to"]
+        .as_str()
+        .expect("to")
+        .to_owned();
+    let center = to.split('/').next().expect("center").to_owned();
+    (to, center)
+}
+
+/// A `referral-status` from the referral's recipient back to its sender.
+fn status_answer(fed: &Federation, referral: &Value, id: &str, status: &str) -> Value {
+    let mut body = with_id(fed.example("referral-status"), id);
+    let recipient = referral["to"].as_str().expect("to");
+    body["to"] = json!("suwon/employment");
+    body["subject"] = referral["subject"].clone();
+    body["consent_id"] = referral["consent_id"].clone();
+    body["payload"]["referral_id"] = referral["id"].clone();
+    body["payload"]["status"] = json!(status);
+    body["payload"]["changed_by"]["agency"] = json!(recipient);
+    if status != "completed" {
+        body["payload"]
+            .as_object_mut()
+            .expect("payload")
+            .remove("outcome");
+    }
+    body
+}
+
+/// Pulls (long-polling) and acknowledges until `want` messages arrived or `CATCH_UP`
+/// passes; returns every id seen, duplicates included.
+async fn collect(agent: &Agent, want: usize) -> Vec<String> {
+    let deadline = Instant::now() + CATCH_UP;
+    let mut seen = Vec::new();
+    while seen.len() < want && Instant::now() < deadline {
+        let Ok(response) = agent.get("/v1/inbox?max=100&wait=2").await else {
+            // The node is restarting; try again.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        if response.status.as_u16() != 200 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let body: Value = response.json().expect("pull body");
+        let ids = ids_of(body["messages"].as_array().expect("messages"));
+        if ids.is_empty() {
+            continue;
+        }
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let acked = agent
+            .post_json("/v1/inbox/ack", &json!({ "ids": refs }))
+            .await
+            .expect("ack");
+        assert_eq!(acked.status.as_u16(), 200, "{}", acked.text());
+        seen.extend(ids);
+    }
+    seen
+}
+
+/// Each id at most once; panics naming the first duplicate.
+fn once_each(ids: &[String]) -> BTreeSet<String> {
+    let mut set = BTreeSet::new();
+    for id in ids {
+        assert!(set.insert(id.clone()), "{id} was delivered twice");
+    }
+    set
+}
+
+/// Polls the sender's view of message `id` at `node` until `done` holds.
+async fn wait_for_status(node: &Node, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let agent = node.agent("suwon/employment", HttpVersion::Http1);
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        let seen: Value = status(&agent, id).await.json().expect("status JSON");
+        if done(&seen) {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting; last: {seen}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `plusgate audit verify` on a stopped node.
+fn assert_audit_verifies(fed: &Federation, center: &str) {
+    let config = fed.config_path(center).display().to_string();
+    let done = run_to_exit(
+        &["audit", "verify", "--config", &config],
+        fed.dir(),
+        Duration::from_secs(60),
+    );
+    assert!(done.status.success(), "{center}: {done:?}");
+}
+
+/// Pushes `ids` as remote referrals at `node`, `streams` at a time; returns those accepted.
+async fn push_remote(fed: &Federation, node: &Node, ids: &[String], streams: usize) -> Vec<String> {
+    let agent = node.agent("suwon/employment", HttpVersion::Http2);
+    let conn = agent.connect().await.expect("connect");
+    let template = fed.example("referral-remote");
+    let mut tasks = Vec::new();
+    for chunk in ids.chunks(ids.len().div_ceil(streams).max(1)) {
+        let mut conn = conn.try_clone().expect("HTTP/2");
+        let bodies: Vec<(String, Value)> = chunk
+            .iter()
+            .map(|id| (id.clone(), with_id(template.clone(), id)))
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            for (id, body) in bodies {
+                let bytes = bytes::Bytes::from(body.to_string());
+                let response = conn
+                    .send(
+                        hyper::Method::POST,
+                        "/v1/messages",
+                        Some((bytes, "application/json")),
+                    )
+                    .await
+                    .expect("push gets a response");
+                assert_eq!(response.status.as_u16(), 202, "{}", response.text());
+                accepted.push(id);
+            }
+            accepted
+        }));
+    }
+    let mut accepted = Vec::new();
+    for task in tasks {
+        accepted.extend(task.await.expect("push task"));
+    }
+    accepted
+}
+
+fn numbered(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i:05}")).collect()
+}
+
+#[tokio::test]
+async fn a_referral_to_another_center_arrives_once_and_its_status_comes_back() {
+    let fed = three_centers();
+    let (recipient, center) = remote_recipient(&fed);
+    let a = fed.start("suwon");
+    let b = fed.start(&center);
+    let referral = remote_referral(&fed, "ref-remote-loop");
+    let accepted = push_accepted(&a.agent("suwon/employment", HttpVersion::Http2), &referral).await;
+    assert_eq!(accepted["status"], json!("accepted"));
+
+    // It is pullable at B, exactly once, as sent by A's agency.
+    let b_agency = b.agent(&recipient, HttpVersion::Http2);
+    let pulled = pull(&b_agency, "max=10&wait=20").await;
+    assert_eq!(ids_of(&pulled), ["ref-remote-loop"]);
+    assert_eq!(pulled[0]["from"], json!("suwon/employment"));
+    assert_eq!(pulled[0]["payload"], referral["payload"]);
+    let acked = b_agency
+        .post_json("/v1/inbox/ack", &json!({"ids": ["ref-remote-loop"]}))
+        .await
+        .expect("ack");
+    assert_eq!(acked.status.as_u16(), 200);
+    assert!(pull(&b_agency, "max=10&wait=1").await.is_empty());
+
+    // A shows it delivered, with B's signed receipt.
+    let seen = wait_for_status(&a, "ref-remote-loop", |s| s["state"] == "delivered").await;
+    assert_eq!(seen["forwarding"]["center"], json!(center));
+    let receipt = &seen["forwarding"]["receipt"];
+    assert_eq!(receipt["node"], json!(center));
+    assert_eq!(receipt["message_id"], json!("ref-remote-loop"));
+    assert_eq!(receipt["signature"].as_str().map(str::len), Some(128));
+
+    // B's agency accepts it: the status travels back and closes the loop at A.
+    let answer = status_answer(&fed, &referral, "st-remote-loop-1", "accepted");
+    push_accepted(&b_agency, &answer).await;
+    let seen = wait_for_status(&a, "ref-remote-loop", |s| {
+        s["lifecycle"]["status"] == "accepted"
+    })
+    .await;
+    assert_eq!(seen["lifecycle"]["message_id"], json!("st-remote-loop-1"));
+    // … and the status message itself is in the sender's inbox at A.
+    let employment = a.agent("suwon/employment", HttpVersion::Http1);
+    let back = pull(&employment, "max=10&wait=20").await;
+    assert_eq!(ids_of(&back), ["st-remote-loop-1"]);
+    assert_eq!(back[0]["from"], json!(recipient));
+    let acked = employment
+        .post_json("/v1/inbox/ack", &json!({"ids": ["st-remote-loop-1"]}))
+        .await
+        .expect("ack");
+    assert_eq!(acked.status.as_u16(), 200);
+
+    // A later, older status does not overwrite a newer one.
+    let mut later = status_answer(&fed, &referral, "st-remote-loop-2", "completed");
+    later["payload"]["changed_at"] = json!("2099-01-01T00:00:00+09:00");
+    push_accepted(&b_agency, &later).await;
+    wait_for_status(&a, "ref-remote-loop", |s| {
+        s["lifecycle"]["status"] == "completed"
+    })
+    .await;
+    let mut stale = status_answer(&fed, &referral, "st-remote-loop-3", "on-hold");
+    stale["payload"]["reason"] = json!("stale update");
+    push_accepted(&b_agency, &stale).await;
+    // The stale status reached A (it is in the inbox) but the referral stays completed.
+    assert_eq!(
+        collect(&employment, 2).await,
+        ["st-remote-loop-2", "st-remote-loop-3"]
+    );
+    let seen: Value = status(&employment, "ref-remote-loop")
+        .await
+        .json()
+        .expect("JSON");
+    assert_eq!(seen["lifecycle"]["status"], json!("completed"), "{seen}");
+}
+
+#[tokio::test]
+async fn messages_from_one_sender_arrive_in_the_order_they_were_accepted() {
+    let fed = three_centers();
+    let (recipient, center) = remote_recipient(&fed);
+    let a = fed.start("suwon");
+    let ids = numbered("ref-order", 300);
+    // B is down while they are accepted, so they all wait in the outbox and go in batches.
+    let agent = a.agent("suwon/employment", HttpVersion::Http2);
+    for id in &ids[..150] {
+        push_accepted(&agent, &remote_referral(&fed, id)).await;
+    }
+    let b = fed.start(&center);
+    for id in &ids[150..] {
+        push_accepted(&agent, &remote_referral(&fed, id)).await;
+    }
+    let got = collect(&b.agent(&recipient, HttpVersion::Http2), ids.len()).await;
+    assert_eq!(got, ids);
+}
+
+#[tokio::test]
+async fn crashes_of_either_node_lose_nothing_and_duplicate_nothing() {
+    let fed = three_centers();
+    let (recipient, center) = remote_recipient(&fed);
+    let mut a = fed.start("suwon");
+    let mut b = fed.start(&center);
+    let ids = numbered("ref-crash", 10_000);
+
+    // B is SIGKILLed while A forwards the stream, then restarted.
+    let pushing = {
+        let fed_ids = ids.clone();
+        let agent_node = &a;
+        let push = push_remote(&fed, agent_node, &fed_ids, 8);
+        let crash_b = async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            b.kill_hard();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            b.restart();
+        };
+        let (accepted, ()) = tokio::join!(push, crash_b);
+        accepted
+    };
+    assert_eq!(pushing.len(), ids.len());
+
+    // A is SIGKILLed while still forwarding, then restarted.
+    a.kill_hard();
+    a.restart();
+
+    let got = collect(&b.agent(&recipient, HttpVersion::Http2), ids.len()).await;
+    let got = once_each(&got);
+    let want: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{} of {} arrived",
+        got.len(),
+        want.len()
+    );
+    assert_eq!(got, want);
+
+    // Every message ends delivered at A, and both audit chains verify.
+    wait_for_status(&a, &ids[ids.len() - 1], |s| s["state"] == "delivered").await;
+    assert!(a.stop().success());
+    assert!(b.stop().success());
+    assert_audit_verifies(&fed, "suwon");
+    assert_audit_verifies(&fed, &center);
+}
+
+#[tokio::test]
+async fn a_peer_unreachable_for_a_minute_gets_everything_once_it_is_back() {
+    let fed = three_centers();
+    let (recipient, center) = remote_recipient(&fed);
+    let a = fed.start("suwon");
+    let agent = a.agent("suwon/employment", HttpVersion::Http2);
+    // B is down for a minute while A keeps accepting.
+    let mut ids = Vec::new();
+    let outage = Instant::now();
+    let mut i = 0;
+    while outage.elapsed() < Duration::from_secs(60) {
+        let id = format!("ref-outage-{i:04}");
+        push_accepted(&agent, &remote_referral(&fed, &id)).await;
+        ids.push(id);
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let waiting = wait_for_status(&a, &ids[0], |s| s["state"] == "forwarded").await;
+    assert!(
+        waiting["forwarding"]["failed_attempts"].as_u64() > Some(0),
+        "{waiting}"
+    );
+    assert!(waiting["forwarding"]["last_error"].is_string(), "{waiting}");
+
+    let b = fed.start(&center);
+    let got = collect(&b.agent(&recipient, HttpVersion::Http2), ids.len()).await;
+    assert_eq!(got, ids, "all of them, once, in order");
+}
+
+#[tokio::test]
+async fn an_undeliverable_message_is_dead_lettered_and_an_operator_can_retry_it() {
+    let fed = three_centers();
+    let (recipient, center) = remote_recipient(&fed);
+    fed.set_option("suwon", "federation", "message_ttl_s", "2");
+    let a = fed.start("suwon");
+    let agent = a.agent("suwon/employment", HttpVersion::Http1);
+    push_accepted(&agent, &remote_referral(&fed, "ref-dead")).await;
+    push_accepted(&agent, &remote_referral(&fed, "ref-dropped")).await;
+
+    let seen = wait_for_status(&a, "ref-dead", |s| s["state"] == "dead-lettered").await;
+    let reason = seen["forwarding"]["last_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("time to live"), "{seen}");
+
+    // The operator sees it, and retries it once the peer is back.
+    let config = fed.config_path("suwon").display().to_string();
+    let listed = run_to_exit(
+        &["outbox", "list", "--config", &config],
+        fed.dir(),
+        Duration::from_secs(30),
+    );
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(listed.stdout.contains("ref-dead"), "{}", listed.stdout);
+    assert!(listed.stdout.contains("dead-lettered"), "{}", listed.stdout);
+
+    let b = fed.start(&center);
+    let retried = run_to_exit(
+        &["outbox", "retry", "--config", &config, "ref-dead"],
+        fed.dir(),
+        Duration::from_secs(30),
+    );
+    assert!(retried.status.success(), "{retried:?}");
+    let got = collect(&b.agent(&recipient, HttpVersion::Http2), 1).await;
+    assert_eq!(got, ["ref-dead"]);
+    wait_for_status(&a, "ref-dead", |s| s["state"] == "delivered").await;
+
+    // Retrying what is not dead-lettered is refused and says why.
+    let again = run_to_exit(
+        &["outbox", "retry", "--config", &config, "ref-dead"],
+        fed.dir(),
+        Duration::from_secs(30),
+    );
+    assert!(!again.status.success(), "{again:?}");
+    assert!(again.stderr.contains("delivered"), "{}", again.stderr);
+}
+
+#[tokio::test]
+async fn an_operator_can_drop_a_waiting_message() {
+    let fed = three_centers();
+    let (_, center) = remote_recipient(&fed);
+    let a = fed.start("suwon");
+    let agent = a.agent("suwon/employment", HttpVersion::Http1);
+    push_accepted(&agent, &remote_referral(&fed, "ref-drop-me")).await;
+    let config = fed.config_path("suwon").display().to_string();
+    let dropped = run_to_exit(
+        &["outbox", "drop", "--config", &config, "ref-drop-me"],
+        fed.dir(),
+        Duration::from_secs(30),
+    );
+    assert!(dropped.status.success(), "{dropped:?}");
+    let seen = wait_for_status(&a, "ref-drop-me", |s| s["state"] == "dead-lettered").await;
+    assert!(
+        seen["forwarding"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("operator")),
+        "{seen}"
+    );
+    // It is never delivered, even when the peer comes up.
+    let _b = fed.start(&center);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seen: Value = status(&agent, "ref-drop-me").await.json().expect("JSON");
+    assert_eq!(seen["state"], json!("dead-lettered"));
+}
+
+#[tokio::test]
+async fn a_full_outbox_refuses_new_pushes_for_that_center_only() {
+    let fed = three_centers();
+    fed.set_option("suwon", "federation", "outbox_max", "3");
+    let a = fed.start("suwon");
+    let agent = a.agent("suwon/employment", HttpVersion::Http1);
+    for i in 0..3 {
+        push_accepted(&agent, &remote_referral(&fed, &format!("ref-full-{i}"))).await;
+    }
+    let response = push(&agent, &remote_referral(&fed, "ref-full-3")).await;
+    let problem = assert_problem(&response, 503, "outbox-full");
+    assert!(response.headers.get("retry-after").is_some(), "{problem}");
+    // Local delivery is not affected.
+    push_accepted(&agent, &fed.referral("ref-local-while-full")).await;
+}
+
+#[tokio::test]
+async fn only_nodes_in_the_directory_may_hand_over_messages() {
+    let fed = three_centers();
+    let a = fed.start("suwon");
+    let batch = json!({"messages": []});
+    // An agency certificate.
+    for version in [HttpVersion::Http1, HttpVersion::Http2] {
+        let agency = a.agent("suwon/employment", version);
+        let response = agency
+            .post_json("/federation/v1/batches", &batch)
+            .await
+            .expect("response");
+        assert_problem(&response, 403, "wrong-role");
+    }
+    // A node certificate from the federation's CA for a center the directory does not list.
+    let rogue = fed.issue(
+        "rogue-node",
+        &Role::Node {
+            center: "rogue".into(),
+        },
+        Validity::days_from_now(30),
+    );
+    let response = a
+        .agent_as(Some(&rogue), HttpVersion::Http2)
+        .post_json("/federation/v1/batches", &batch)
+        .await
+        .expect("response");
+    assert_problem(&response, 403, "unknown-node");
+    // A listed node may (an empty batch gets an empty answer).
+    let peer = fed.node_identity("gangseo");
+    let response = a
+        .agent_as(Some(&peer), HttpVersion::Http2)
+        .post_json("/federation/v1/batches", &batch)
+        .await
+        .expect("response");
+    assert_eq!(response.status.as_u16(), 200, "{}", response.text());
+    // … but not the operator API, which only this node's own certificate may use.
+    let response = a
+        .agent_as(Some(&peer), HttpVersion::Http1)
+        .get("/admin/v1/outbox")
+        .await
+        .expect("response");
+    assert_problem(&response, 403, "wrong-role");
+}
+
+#[tokio::test]
+async fn a_node_revalidates_what_another_node_hands_over() {
+    let fed = three_centers();
+    let (recipient, center) = remote_recipient(&fed);
+    let b = fed.start(&center);
+    let suwon = fed.node_identity("suwon");
+    let agent = b.agent_as(Some(&suwon), HttpVersion::Http2);
+    let referral = remote_referral(&fed, "ref-forged");
+    let wire = |from: &str, mutate: &dyn Fn(&mut Value)| {
+        let mut m = referral.clone();
+        m["from"] = json!(from);
+        m["accepted_at"] = json!("2026-11-26T00:00:00Z");
+        m["digest"] = json!("00");
+        mutate(&mut m);
+        m
+    };
+    let batch = json!({"messages": [
+        // Not suwon's agency: a node speaks only for its own center.
+        wire("gangseo/employment", &|_| {}),
+        // Schema violation.
+        wire("suwon/employment", &|m| m["payload"]["urgency"] = json!("whenever")),
+        // Digest that does not match the content.
+        wire("suwon/employment", &|_| {}),
+    ]});
+    let response = agent
+        .post_json("/federation/v1/batches", &batch)
+        .await
+        .expect("response");
+    assert_eq!(response.status.as_u16(), 200, "{}", response.text());
+    let body: Value = response.json().expect("JSON");
+    let results = body["results"].as_array().expect("results");
+    assert_eq!(results.len(), 3);
+    for r in results {
+        assert!(r["refused"].is_string(), "{r}");
+        assert!(r.get("receipt").is_none(), "{r}");
+    }
+    assert!(results[0]["refused"].as_str().unwrap_or("").contains("own"));
+    assert!(results[1]["refused"]
+        .as_str()
+        .unwrap_or("")
+        .contains("urgency"));
+    assert!(results[2]["refused"]
+        .as_str()
+        .unwrap_or("")
+        .contains("digest"));
+    assert!(pull(&b.agent(&recipient, HttpVersion::Http1), "max=10")
+        .await
+        .is_empty());
+}
+
+#[test]
+fn a_tampered_or_unsigned_directory_stops_the_node() {
+    let fed = three_centers();
+    let path = fed.directory_path();
+    let good = std::fs::read_to_string(&path).expect("directory");
+    let config = fed.config_path("suwon").display().to_string();
+    let serve = || {
+        run_to_exit(
+            &["serve", "--config", &config, "--listen", "127.0.0.1:0"],
+            fed.dir(),
+            Duration::from_secs(20),
+        )
+    };
+
+    // One changed character inside the signed content.
+    let tampered = good.replacen("\"receives\"", "\"receives\" ", 1);
+    assert_ne!(tampered, good);
+    std::fs::write(
+        &path,
+        tampered.replacen("referral-status", "referral-statuz", 1),
+    )
+    .expect("write");
+    let done = serve();
+    assert_eq!(done.status.code(), Some(78), "{done:?}");
+    assert!(done.stderr.contains("directory"), "{}", done.stderr);
+
+    // No signature at all.
+    let mut unsigned: Value = serde_json::from_str(&good).expect("JSON");
+    unsigned
+        .as_object_mut()
+        .expect("object")
+        .remove("signature");
+    std::fs::write(&path, unsigned.to_string()).expect("write");
+    let done = serve();
+    assert_eq!(done.status.code(), Some(78), "{done:?}");
+    assert!(done.stderr.contains("directory"), "{}", done.stderr);
+}
+
+#[tokio::test]
+async fn an_older_directory_is_refused_and_a_newer_one_is_taken_on_sighup() {
+    let fed = three_centers();
+    let original = std::fs::read(fed.directory_path()).expect("directory");
+    // Version + 1: suwon/employment may no longer send referrals.
+    fed.set_sends("suwon/employment", &["case-summary"]);
+    let newer = std::fs::read(fed.directory_path()).expect("directory");
+    let mut a = fed.start("suwon");
+    let agent = a.agent("suwon/employment", HttpVersion::Http1);
+    assert_problem(
+        &push(&agent, &fed.referral("ref-not-allowed")).await,
+        403,
+        "type-not-allowed",
+    );
+    assert!(a.stop().success());
+
+    // Rolling back to the original (older) directory is refused at start …
+    std::fs::write(fed.directory_path(), &original).expect("write");
+    let config = fed.config_path("suwon").display().to_string();
+    let done = run_to_exit(
+        &["serve", "--config", &config, "--listen", "127.0.0.1:0"],
+        fed.dir(),
+        Duration::from_secs(20),
+    );
+    assert_eq!(done.status.code(), Some(78), "{done:?}");
+    assert!(done.stderr.contains("older"), "{}", done.stderr);
+
+    // … and on reload. A newer one (version + 2: referrals allowed again) is taken.
+    std::fs::write(fed.directory_path(), &newer).expect("write");
+    a.restart();
+    std::fs::write(fed.directory_path(), &original).expect("write");
+    a.hangup();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let agent = a.agent("suwon/employment", HttpVersion::Http1);
+    assert_problem(
+        &push(&agent, &fed.referral("ref-still-not-allowed")).await,
+        403,
+        "type-not-allowed",
+    );
+    std::fs::write(fed.directory_path(), &newer).expect("write");
+    fed.set_sends(
+        "suwon/employment",
+        &["referral", "referral-status", "case-summary"],
+    );
+    a.hangup();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = push(&agent, &fed.referral("ref-allowed-again")).await;
+        if response.status.as_u16() == 202 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", response.text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(a.log().contains("refusing to roll back"), "{}", a.log());
+}
