@@ -441,7 +441,7 @@ impl FederationRuntime {
                 message_ttl: f.message_ttl,
             },
             closing: closing.subscribe(),
-            clock: outbox::system_clock(),
+            clock: Arc::new(outbox::SystemClock),
         });
         let mut rt = FederationRuntime {
             ctx,

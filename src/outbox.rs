@@ -54,12 +54,30 @@ pub struct ForwardOptions {
     pub message_ttl: Duration,
 }
 
-/// Where "now" comes from: the wall clock in a node, a virtual one in tests.
-pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+/// Time as the forwarders see it: the wall clock and tokio's timers in a node, a virtual
+/// clock in tests (hours of retries and a time to live run in milliseconds).
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> OffsetDateTime;
+    /// Waits `d`.
+    fn sleep(&self, d: Duration)
+        -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+}
 
-/// The wall clock.
-pub fn system_clock() -> Clock {
-    Arc::new(OffsetDateTime::now_utc)
+/// The wall clock and tokio's timers.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+    fn sleep(
+        &self,
+        d: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(tokio::time::sleep(d))
+    }
 }
 
 /// Everything a forwarder needs. Shared by all forwarders of a node.
@@ -78,8 +96,8 @@ pub struct Forwarding {
     pub options: ForwardOptions,
     /// Turns true when the node shuts down.
     pub closing: watch::Receiver<bool>,
-    /// Time source for the time to live.
-    pub clock: Clock,
+    /// Time source for the time to live and the retry delays.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Forwarding {
@@ -210,7 +228,7 @@ pub async fn forward(ctx: Arc<Forwarding>, peer: CenterId) {
                 tracing::warn!(%peer, error = %e, failures = backoff.failures(),
                     retry_in_ms = delay.as_millis() as u64, "forwarding failed");
                 tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
+                    _ = ctx.clock.sleep(delay) => {}
                     _ = closing.changed() => {}
                 }
             }
@@ -227,7 +245,7 @@ async fn round(
     conn: &mut Option<Connection>,
 ) -> Result<usize, RoundError> {
     let durable_seq = ctx.ledger.durable_seq();
-    let now = (ctx.clock)();
+    let now = ctx.clock.now();
     let mut batch = Vec::new();
     let mut expired_ids = Vec::new();
     let mut bytes = 0usize;
@@ -457,6 +475,168 @@ mod tests {
             (70..=90).contains(&attempts),
             "{attempts} attempts in an hour"
         );
+    }
+
+    /// A clock whose sleeps return at once, moving virtual time forward.
+    struct VirtualClock {
+        start: OffsetDateTime,
+        elapsed: std::sync::Mutex<Duration>,
+    }
+
+    impl VirtualClock {
+        fn elapsed(&self) -> Duration {
+            *self.elapsed.lock().expect("clock")
+        }
+    }
+
+    impl Clock for VirtualClock {
+        fn now(&self) -> OffsetDateTime {
+            self.start + self.elapsed()
+        }
+        fn sleep(
+            &self,
+            d: Duration,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+            *self.elapsed.lock().expect("clock") += d;
+            Box::pin(tokio::task::yield_now())
+        }
+    }
+
+    /// A sending node whose peer never answers, under a virtual clock. Everything else is
+    /// real: a dev-init federation, a sled store, the ledger, TLS configuration, and
+    /// connection attempts to a loopback port nobody listens on.
+    #[tokio::test]
+    async fn a_peer_that_never_answers_is_retried_with_backoff_until_the_message_dead_letters() {
+        use crate::config::Config;
+        use crate::directory::Directory;
+        use crate::ledger::{LedgerOptions, Submission};
+        use crate::message::Envelope;
+        use crate::routing::Route;
+        use crate::store::DeliveryState;
+
+        let tmp = tempfile::tempdir().expect("tempdir");
+        // A port that was free a moment ago: nobody listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let args = crate::devinit::DevInitArgs {
+            out: tmp.path().join("fed"),
+            centers: vec!["suwon".into(), "gangseo".into()],
+            base_port: port - 1,
+        };
+        let manifest = crate::devinit::run(&args).expect("dev-init");
+        let config = Config::load(&manifest.config_path("suwon").expect("suwon")).expect("config");
+        let f = config.federation.clone().expect("federated");
+        let directory = Directory::load(&f.directory, &f.authority_key).expect("directory");
+        let routing = Arc::new(Routing::federated(
+            config.center.clone(),
+            Vec::new(),
+            Arc::new(directory),
+        ));
+        let store = Store::open(&tmp.path().join("data")).expect("store");
+        let (ledger, _thread) =
+            Ledger::start(store.clone(), LedgerOptions::default()).expect("ledger");
+
+        let (example, sender) = manifest.example("referral-remote").expect("example");
+        let body = crate::json::parse_strict(&std::fs::read(example).expect("read"))
+            .expect("example JSON");
+        let sender = crate::identity::AgencyId::parse(sender).expect("sender");
+        let envelope = Envelope::from_validated(body, &sender).expect("envelope");
+        let peer = envelope.to.center().clone();
+        let submission = Submission::new(&sender, envelope, Route::Remote(peer.clone()));
+        let id = submission.id().clone();
+        ledger
+            .accept("test".into(), submission)
+            .await
+            .expect("accepted");
+
+        let clock = Arc::new(VirtualClock {
+            start: OffsetDateTime::now_utc(),
+            elapsed: std::sync::Mutex::new(Duration::ZERO),
+        });
+        let (_routing_tx, routing_rx) = watch::channel(routing);
+        let (closing_tx, closing_rx) = watch::channel(false);
+        let tls = client::client_config(
+            &config.tls.client_ca,
+            Some((&config.tls.cert, &config.tls.key)),
+            HttpVersion::Http2,
+        )
+        .expect("tls");
+        let ctx = Arc::new(Forwarding {
+            center: config.center.clone(),
+            store: store.clone(),
+            ledger: ledger.clone(),
+            routing: routing_rx,
+            tls,
+            options: ForwardOptions {
+                batch_max: 256,
+                retry_initial: Duration::from_millis(200),
+                retry_max: Duration::from_secs(60),
+                message_ttl: Duration::from_secs(3600),
+            },
+            closing: closing_rx,
+            clock: clock.clone(),
+        });
+        let task = tokio::spawn(forward(ctx, peer.clone()));
+
+        // Real time only for the attempts themselves; virtual time for everything else.
+        let wait_until = |virtual_time: Duration| {
+            let clock = clock.clone();
+            let store_for_wait = store.clone();
+            let id_for_wait = id.clone();
+            async move {
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                while clock.elapsed() < virtual_time {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "forwarder stalled at {:?}: {:?}",
+                        clock.elapsed(),
+                        store_for_wait.delivery(&id_for_wait)
+                    );
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        };
+
+        // Half an hour in: still waiting, retried with growing delays up to the 60 s cap
+        // (a few dozen attempts, not thousands).
+        wait_until(Duration::from_secs(1800)).await;
+        let d = store.delivery(&id).expect("read").expect("record");
+        assert_eq!(d.state, DeliveryState::Forwarded, "{d:?}");
+        assert!(
+            (25..=60).contains(&d.failed_attempts),
+            "{} attempts in 30 virtual minutes",
+            d.failed_attempts
+        );
+        assert!(d
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("127.0.0.1")));
+
+        // Past the time to live (one virtual hour), and not before: dead-lettered with the
+        // reason, out of the outbox; the forwarder then has nothing left to try.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let d = loop {
+            let d = store.delivery(&id).expect("read").expect("record");
+            if d.state == DeliveryState::DeadLettered || std::time::Instant::now() > deadline {
+                break d;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let at = clock.elapsed();
+        assert!(
+            at >= Duration::from_secs(3600) && at <= Duration::from_secs(3600 + 61),
+            "dead-lettered at virtual {at:?}"
+        );
+        assert_eq!(d.state, DeliveryState::DeadLettered, "{d:?}");
+        assert!(d
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("time to live")));
+        assert_eq!(store.outbox(&peer, None).count(), 0);
+        closing_tx.send_replace(true);
+        task.await.expect("forwarder stops on closing");
     }
 
     #[test]
