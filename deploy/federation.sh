@@ -18,7 +18,11 @@
 #                       target/release/plusgate, else target/debug/plusgate of this repository
 #   PLUSGATE_BASE_PORT  port of the first center when DIR is written (default 7443);
 #                       center i listens on 127.0.0.1:(base + i)
-#   PLUSGATE_LOG        passed on to the nodes (e.g. debug)
+#   PLUSGATE_LOG        passed on to the nodes (e.g. debug); their logs are written without
+#                       colours (NO_COLOR=1)
+#
+# `start` is all or nothing: it starts no node if any center already runs, and stops the
+# nodes it started if one of them does not come up.
 #
 # Exit codes: 0 done; 1 failed; 2 wrong usage; `status`: 3 if any center is not running.
 #
@@ -224,7 +228,7 @@ cmd_start() {
         die "nothing started: already running:$running. Stop the federation first: $me stop $(quote "$dir_arg")"
     fi
 
-    say "Starting $(printf '%s' "$centers" | tr '\n' ' ')with $bin"
+    say "Starting $(printf '%s' "$centers" | tr '\n' ' ' | sed 's/ $//') with $bin"
     launched=""
     trap 'err "interrupted; stopping the nodes started so far"; stop_nodes "$launched" >&2; exit 130' INT TERM
     for center in $centers; do
@@ -235,7 +239,7 @@ cmd_start() {
             die "cannot write $log"
         # Only what the node writes from now on counts when looking for its listening line.
         offset=$(wc -c <"$log" | tr -d ' ')
-        "$bin" serve --config "$cdir/plusgate.toml" </dev/null >>"$log" 2>&1 &
+        NO_COLOR=1 "$bin" serve --config "$cdir/plusgate.toml" </dev/null >>"$log" 2>&1 &
         pid=$!
         printf '%s\n' "$pid" >"$cdir/node.pid"
         launched="$launched $center:$pid:$offset"
@@ -257,7 +261,16 @@ cmd_start() {
             [ -n "$url" ] && break
             if ! pid_running "$pid"; then
                 wait "$pid"
-                problem="exited with code $? before listening (78: configuration error)"
+                code=$?
+                problem="exited with code $code before listening"
+                [ "$code" -ne 78 ] || problem="$problem (78: a configuration error)"
+                # It is gone and reaped: nothing to signal, and its pid may be reused.
+                rm -f "$dir/$center/node.pid"
+                others=""
+                for other in $launched; do
+                    [ "${other%%:*}" = "$center" ] || others="$others $other"
+                done
+                launched=$others
                 break
             fi
             if [ "$(now)" -ge "$deadline" ]; then
@@ -268,7 +281,7 @@ cmd_start() {
         done
         if [ -n "$problem" ]; then
             err "$center: the node $problem. Last lines of $log:"
-            tail -n 25 "$log" >&2
+            tail -c +"$((offset + 1))" "$log" | tail -n 25 >&2
             err "stopping the nodes this command started"
             stop_nodes "$launched" >&2
             exit 1

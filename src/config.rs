@@ -179,7 +179,7 @@ fn default_message_ttl_s() -> u64 {
     86_400
 }
 fn default_batch_max() -> usize {
-    256
+    1000
 }
 
 /// Largest accepted `federation.batch_max`.

@@ -505,7 +505,7 @@ outbox_max = 100000               # optional keys from here on; defaults shown
 retry_initial_ms = 200
 retry_max_ms = 60000
 message_ttl_s = 86400
-batch_max = 256
+batch_max = 1000
 "#
     );
     for officer in OFFICERS {
@@ -1008,7 +1008,7 @@ mod tests {
             assert_eq!(config.directory.officers.len(), OFFICERS.len());
             // What the node will do at start: load its key and the directory it points at.
             let federation = config.federation.expect("[federation]");
-            assert_eq!(federation.batch_max, 256);
+            assert_eq!(federation.batch_max, 1000);
             let key = SigningKey::load(&federation.signing_key).expect("node signing key");
             let directory =
                 crate::directory::Directory::load(&federation.directory, &federation.authority_key)

@@ -4,8 +4,8 @@
 //! ```text
 //!  node A (outbox to B)                          node B
 //!  POST /federation/v1/batches {"messages": […]} ─▶ validate each again, from scratch
-//!                                                   ledger: message + inbox + receipt + audit
-//!                                                   (one atomic, fsynced write)
+//!                                                   ledger: message + inbox + audit
+//!                                                   (one atomic, fsynced write), then sign
 //!       ◀─ 200 {"results": [{"id", "receipt"} | {"id", "refused"}]}
 //!  verify each receipt against B's key in the signed directory,
 //!  ledger: delivered + receipt + audit
@@ -16,8 +16,9 @@
 //! `ledger::Submission`), B's center id and the time B took the message. It proves to A (and
 //! to anyone holding the directory) that B held exactly that message from that time on.
 //!
-//! Architecture invariant: a receipt is signed only for a message that is in the same
-//! durable write as the receipt itself; a retried hand-over gets the original receipt.
+//! Architecture invariant: a receipt is signed only for a message already durable at the
+//! receiving node; a retried hand-over gets the original receipt (the same facts signed
+//! again: Ed25519 signatures are deterministic).
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;

@@ -17,8 +17,8 @@
 //! Architecture invariants, enforced here:
 //! - A command is answered with success only after its writes are durable.
 //! - A message, its delivery record, its inbox or outbox entry and its audit entry are in one
-//!   write set; a message taken over from another node is in the same write set as the
-//!   receipt this node signed for it.
+//!   write set; a peer's receipt for a forwarded message is in the same write set as the
+//!   message's move from `accepted` to `delivered`.
 //! - An outbox never holds more than `outbox_max` messages: beyond that, pushes for that
 //!   center are refused (the caller answers 503) instead of growing without bound.
 //! - Audit sequence numbers are dense and ordered: only this thread appends to the chain.
@@ -223,13 +223,54 @@ pub struct LeaseItem {
 
 type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
 
-/// A message taken over from another node, with the receipt this node signed for it.
-#[derive(Debug)]
-pub struct Incoming {
-    /// The message, validated again here.
-    pub submission: Submission,
-    /// This node's receipt, stored with it (unless the message was already here).
-    pub receipt: Receipt,
+/// Who a message is from, to and about: what an audit entry records of it. Callers that
+/// hold the message already pass it along, so the writer need not read the record again.
+#[derive(Debug, Clone)]
+pub struct Parties {
+    /// Sending agency.
+    pub from: String,
+    /// Recipient agency.
+    pub to: String,
+    /// Pseudonymous subject.
+    pub subject: String,
+    /// Consent.
+    pub consent_id: String,
+}
+
+impl Parties {
+    /// For a message whose record cannot be read.
+    pub fn unknown() -> Parties {
+        let unknown = || "unknown (record damaged)".to_owned();
+        Parties {
+            from: unknown(),
+            to: unknown(),
+            subject: unknown(),
+            consent_id: unknown(),
+        }
+    }
+
+    /// The parties of a stored message.
+    pub fn of(m: &MessageRecord) -> Parties {
+        Parties {
+            from: m.from.clone(),
+            to: m.to.clone(),
+            subject: m.subject.clone(),
+            consent_id: m.consent_id.clone(),
+        }
+    }
+}
+
+/// A message another node handed over, as this node now durably holds it: what its receipt
+/// states. For a message held already (a resend), the original time, so the receipt signed
+/// again is the original one (Ed25519 signatures are deterministic).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// The message.
+    pub id: MessageId,
+    /// Its digest.
+    pub digest: String,
+    /// When this node took it first.
+    pub received_at: String,
 }
 
 /// A request to change durable state.
@@ -241,13 +282,13 @@ enum Command {
     },
     Receive {
         actor: String,
-        items: Vec<Incoming>,
-        reply: Reply<Vec<Result<Receipt, LedgerError>>>,
+        items: Vec<Submission>,
+        reply: Reply<Vec<Result<Received, LedgerError>>>,
     },
     Delivered {
         actor: String,
         peer: CenterId,
-        receipts: Vec<Receipt>,
+        receipts: Vec<(Receipt, Parties)>,
         reply: Reply<usize>,
     },
     AttemptFailed {
@@ -366,13 +407,14 @@ impl Ledger {
     }
 
     /// Takes over messages another node hands over (`actor`: its SAN URI), in order. Each
-    /// gets its own result: the receipt to return (the original one for a message already
-    /// here), or why it cannot be taken.
+    /// gets its own result: what this node now durably holds (the original for a message
+    /// already here), or why it cannot be taken. Receipts are signed from these results,
+    /// so only for messages that are durable.
     pub async fn receive(
         &self,
         actor: String,
-        items: Vec<Incoming>,
-    ) -> Result<Vec<Result<Receipt, LedgerError>>, LedgerError> {
+        items: Vec<Submission>,
+    ) -> Result<Vec<Result<Received, LedgerError>>, LedgerError> {
         self.call(|reply| Command::Receive {
             actor,
             items,
@@ -387,7 +429,7 @@ impl Ledger {
         &self,
         actor: String,
         peer: CenterId,
-        receipts: Vec<Receipt>,
+        receipts: Vec<(Receipt, Parties)>,
     ) -> Result<usize, LedgerError> {
         self.call(|reply| Command::Delivered {
             actor,
@@ -545,7 +587,6 @@ fn pending<T: Send + 'static>(reply: Reply<T>, result: Result<T, LedgerError>) -
 struct GroupView {
     messages: HashMap<MessageId, (String, String, String)>, // id -> (from, body_sha256, accepted_at)
     deliveries: HashMap<MessageId, DeliveryRecord>,
-    receipts: HashMap<MessageId, Receipt>,
     /// Outbox lengths before this group, to restore if its commit fails.
     outbox_len_before: Option<BTreeMap<CenterId, usize>>,
 }
@@ -831,34 +872,30 @@ impl Writer {
     fn receive(
         &mut self,
         actor: &str,
-        item: Incoming,
+        m: Submission,
         writes: &mut WriteSet,
         view: &mut GroupView,
-    ) -> Result<Receipt, LedgerError> {
-        let Incoming {
-            submission: m,
-            receipt,
-        } = item;
-        if let Some((from, sha, _)) = self.earlier(view, &m.id)? {
+    ) -> Result<Received, LedgerError> {
+        if let Some((from, sha, at)) = self.earlier(view, &m.id)? {
             if from != m.from.as_str() || sha != m.body_sha256 {
                 return Err(LedgerError::IdConflict(m.id));
             }
-            // Already here: a retry after a lost answer. The original receipt, so the
-            // message is in the inbox once and the sender holds one consistent receipt.
-            let original = match view.receipts.get(&m.id) {
-                Some(r) => Some(r.clone()),
-                None => self.store.receipt(&m.id)?,
-            };
-            return original.ok_or(LedgerError::IdConflict(m.id));
+            // Already here: a resend after a lost answer. Same facts, same receipt, and the
+            // message stays in the inbox once.
+            return Ok(Received {
+                id: m.id,
+                digest: sha,
+                received_at: at,
+            });
         }
-        let detail = Some(format!("receipt {}", receipt.signature));
+        let received = Received {
+            id: m.id.clone(),
+            digest: m.body_sha256.clone(),
+            received_at: m.accepted_at.clone(),
+        };
+        let detail = Some(format!("digest {}", m.body_sha256));
         self.take(actor.to_owned(), Action::Received, m, detail, writes, view)?;
-        writes.put_receipt(&receipt);
-        view.receipts.insert(
-            MessageId::parse(&receipt.message_id).expect("checked id"),
-            receipt.clone(),
-        );
-        Ok(receipt)
+        Ok(received)
     }
 
     /// Takes `id` out of the outbox to `peer` (or any outbox when `peer` is `None`), writing
@@ -871,6 +908,7 @@ impl Writer {
         actor: &str,
         action: Action,
         detail: String,
+        parties: Option<Parties>,
         now: &str,
         writes: &mut WriteSet,
         view: &mut GroupView,
@@ -885,8 +923,16 @@ impl Writer {
         if !d.state.in_outbox() || peer.is_some_and(|p| p != &current_peer) {
             return Ok(false);
         }
-        let Some(message) = self.store.message(id)? else {
-            return Ok(false);
+        let parties = match parties {
+            Some(p) => p,
+            None => match self.store.message(id) {
+                Ok(Some(m)) => Parties::of(&m),
+                Ok(None) => return Ok(false),
+                // A damaged record must still be able to leave its outbox (dead-lettered),
+                // or it would block the outbox for good; the audit entry says what is known.
+                Err(StoreError::Corrupt { .. }) => Parties::unknown(),
+                Err(e) => return Err(e.into()),
+            },
         };
         writes.remove_outbox(&current_peer, d.seq);
         if let Some(n) = self.outbox_len.get_mut(&current_peer) {
@@ -898,10 +944,10 @@ impl Writer {
             actor: actor.to_owned(),
             action,
             message_id: id.to_string(),
-            from: message.from,
-            to: message.to,
-            subject: message.subject,
-            consent_id: message.consent_id,
+            from: parties.from,
+            to: parties.to,
+            subject: parties.subject,
+            consent_id: parties.consent_id,
             detail: Some(detail),
         });
         writes.put_delivery(id, &d);
@@ -914,13 +960,13 @@ impl Writer {
         &mut self,
         actor: &str,
         peer: &CenterId,
-        receipts: Vec<Receipt>,
+        receipts: Vec<(Receipt, Parties)>,
         writes: &mut WriteSet,
         view: &mut GroupView,
         now: &str,
     ) -> Result<usize, LedgerError> {
         let mut n = 0;
-        for receipt in receipts {
+        for (receipt, parties) in receipts {
             let Some(id) = MessageId::parse(&receipt.message_id) else {
                 continue;
             };
@@ -932,6 +978,7 @@ impl Writer {
                 actor,
                 Action::Delivered,
                 detail,
+                Some(parties),
                 now,
                 writes,
                 view,
@@ -992,6 +1039,7 @@ impl Writer {
                 actor,
                 Action::DeadLettered,
                 reason,
+                None,
                 now,
                 writes,
                 view,

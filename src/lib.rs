@@ -23,6 +23,7 @@ pub mod manifest;
 pub mod message;
 pub mod node;
 pub mod outbox;
+pub mod parallel;
 pub mod pki;
 pub mod routing;
 pub mod schema;

@@ -11,8 +11,9 @@ use serde_json::{json, Value};
 
 use super::{json_response, ledger_problem, parse_ack, store_problem, Api, Problem, Resp};
 use crate::identity::{Identity, Peer};
-use crate::ledger::state_name;
+use crate::ledger::{state_name, LedgerError};
 use crate::message::MessageId;
+use crate::store::StoreError;
 
 /// Most outbox entries listed per center.
 const LIST_MAX: usize = 1000;
@@ -60,8 +61,17 @@ impl Api {
     }
 
     fn describe(&self, id: &MessageId) -> Result<Value, Problem> {
-        let m = self.store.message(id).map_err(store_problem)?;
-        let d = self.store.delivery(id).map_err(store_problem)?;
+        // A damaged record is listed as such, not a reason to fail the whole list: the
+        // operator needs the list most when something is wrong.
+        let (m, d) = match (self.store.message(id), self.store.delivery(id)) {
+            (Ok(m), Ok(d)) => (m, d),
+            (Err(e @ StoreError::Corrupt { .. }), _) | (_, Err(e @ StoreError::Corrupt { .. })) => {
+                return Ok(
+                    json!({"id": id.as_str(), "state": "damaged", "last_error": e.to_string()}),
+                );
+            }
+            (Err(e), _) | (_, Err(e)) => return Err(store_problem(e)),
+        };
         Ok(match (m, d) {
             (Some(m), Some(d)) => json!({
                 "id": m.id,
@@ -92,7 +102,12 @@ impl Api {
                     self.ledger
                         .requeue(actor.clone(), id.clone())
                         .await
-                        .map_err(ledger_problem)?;
+                        .map_err(|e| match e {
+                            LedgerError::NoSuchMessage(id) => {
+                                Problem::not_found(format!("no message {id} at this node"))
+                            }
+                            e => ledger_problem(e),
+                        })?;
                     done.push(id);
                 }
             }

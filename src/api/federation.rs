@@ -6,8 +6,9 @@
 //! - Every message is validated again from scratch (schemas, cross-field rules, the
 //!   directory's send/receive rights, the sender's center being the calling node's): a
 //!   node never trusts another node's validation.
-//! - A message is answered with a receipt only by the ledger, after the message, its inbox
-//!   entry, the receipt and the audit entry are durable together.
+//! - A receipt is signed only from what the ledger reports durable: the message, its inbox
+//!   entry and its `received` audit entry, written together. A resend gets the same receipt
+//!   again (same facts; Ed25519 signatures are deterministic).
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -16,7 +17,7 @@ use serde_json::{json, Map, Value};
 use super::{json_response, ledger_problem, Api, Problem, Resp};
 use crate::federation::{ItemResult, Receipt, BATCH_LEN_MAX};
 use crate::identity::{AgencyId, Anonymous, CenterId, Identity, Peer};
-use crate::ledger::{Incoming as Handover, LedgerError, Submission};
+use crate::ledger::{LedgerError, Submission};
 use crate::routing::Route;
 
 /// Largest batch body accepted (a forwarder builds at most `outbox::BATCH_BYTES_MAX`).
@@ -70,15 +71,17 @@ impl Api {
                 "a batch holds at most {BATCH_LEN_MAX} messages"
             )));
         }
-        // Check every message on this task; only the valid ones go to the ledger, as one
-        // command, so they enter the inboxes in batch order.
-        let mut results: Vec<(String, Option<String>)> = Vec::with_capacity(messages.len());
-        let mut handovers = Vec::new();
-        for (i, m) in messages.into_iter().enumerate() {
-            match self.check_handover(node, m, &key) {
-                Ok(h) => {
-                    results.push((h.submission.id().to_string(), None));
-                    handovers.push(h);
+        // Check every message (spread over the cores: validation is most of a batch's
+        // cost); only the valid ones go to the ledger, as one command, so they enter the
+        // inboxes in batch order.
+        let checked = crate::parallel::map_owned(messages, |m| self.check_handover(node, m));
+        let mut results: Vec<(String, Option<String>)> = Vec::with_capacity(checked.len());
+        let mut valid = Vec::new();
+        for (i, outcome) in checked.into_iter().enumerate() {
+            match outcome {
+                Ok(submission) => {
+                    results.push((submission.id().to_string(), None));
+                    valid.push(submission);
                 }
                 Err((id, reason)) => {
                     tracing::warn!(%node, index = i, message_id = %id, %reason,
@@ -88,15 +91,20 @@ impl Api {
             }
         }
         let actor = Identity::Node(node.clone()).uri();
-        let mut outcomes = if handovers.is_empty() {
+        let outcomes = if valid.is_empty() {
             Vec::new()
         } else {
             self.ledger
-                .receive(actor, handovers)
+                .receive(actor, valid)
                 .await
                 .map_err(ledger_problem)?
-        }
-        .into_iter();
+        };
+        // Durable now: sign the receipts (in parallel too; a signature is tens of µs).
+        let center = &self.center;
+        let signed = crate::parallel::map_owned(outcomes, |outcome| {
+            outcome.map(|r| Receipt::sign(&key, center, r.id.as_str(), &r.digest, &r.received_at))
+        });
+        let mut signed = signed.into_iter();
         let items: Vec<ItemResult> = results
             .into_iter()
             .map(|(id, refused)| match refused {
@@ -105,7 +113,7 @@ impl Api {
                     receipt: None,
                     refused: Some(reason),
                 },
-                None => match outcomes.next() {
+                None => match signed.next() {
                     Some(Ok(receipt)) => ItemResult {
                         id,
                         receipt: Some(receipt),
@@ -139,14 +147,9 @@ impl Api {
         Ok(json_response(StatusCode::OK, &json!({ "results": items })))
     }
 
-    /// Validates one handed-over message and signs its receipt. The error is the message's
-    /// id (as far as readable) and why it is refused for good.
-    fn check_handover(
-        &self,
-        node: &CenterId,
-        m: Value,
-        key: &crate::keys::SigningKey,
-    ) -> Result<Handover, (String, String)> {
+    /// Validates one handed-over message. The error is the message's id (as far as
+    /// readable) and why it is refused for good.
+    fn check_handover(&self, node: &CenterId, m: Value) -> Result<Submission, (String, String)> {
         let Value::Object(mut obj) = m else {
             return Err((String::new(), "not an object".into()));
         };
@@ -193,16 +196,6 @@ impl Api {
                 submission.digest()
             )));
         }
-        let receipt = Receipt::sign(
-            key,
-            &self.center,
-            submission.id().as_str(),
-            submission.digest(),
-            submission.accepted_at(),
-        );
-        Ok(Handover {
-            submission,
-            receipt,
-        })
+        Ok(submission)
     }
 }

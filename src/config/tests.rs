@@ -124,7 +124,7 @@ fn a_federation_section_resolves_paths_and_fills_defaults() {
     assert_eq!(f.retry_initial, Duration::from_millis(200));
     assert_eq!(f.retry_max, Duration::from_secs(60));
     assert_eq!(f.message_ttl, Duration::from_secs(86_400));
-    assert_eq!(f.batch_max, 256);
+    assert_eq!(f.batch_max, 1000);
     // The agencies come from the directory, which the node reads; officers stay here.
     assert!(c.directory.agencies.is_empty());
     assert_eq!(c.directory.officers.len(), 1);

@@ -315,8 +315,7 @@ impl WriteSet {
         self.batch.remove(outbox_key(peer, seq));
         self.len += 1;
     }
-    /// Stores a delivery receipt (the one this node signed for a message it received, or
-    /// the one a peer signed for a message this node forwarded).
+    /// Stores the receipt a peer signed for a message this node forwarded.
     pub fn put_receipt(&mut self, receipt: &Receipt) {
         self.put(
             key(RECEIPT, receipt.message_id.as_bytes()),

@@ -263,7 +263,7 @@ async fn corrupt_delivery_record_does_not_block_the_rest_of_the_inbox() {
 /// Flips one byte in the body of a stored record, directly in sled: the message record
 /// (`family` `b'm'`) or the delivery record (`b'd'`) of message `id`. Keys are the family
 /// byte followed by the id; values are `[version][crc32][JSON]`.
-fn damage_record(data_dir: &std::path::Path, family: u8, id: &str) {
+pub(crate) fn damage_record(data_dir: &std::path::Path, family: u8, id: &str) {
     // The node opens sled with 8 MiB segments, and sled refuses a different setting.
     let db = sled::Config::new()
         .path(data_dir)

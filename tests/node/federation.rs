@@ -389,6 +389,43 @@ async fn an_undeliverable_message_is_dead_lettered_and_an_operator_can_retry_it(
 }
 
 #[tokio::test]
+async fn a_damaged_record_in_an_outbox_is_dead_lettered_and_blocks_nothing() {
+    let fed = three_centers();
+    let (recipient, center) = remote_recipient(&fed);
+    let mut a = fed.start("suwon");
+    let agent = a.agent("suwon/employment", HttpVersion::Http1);
+    push_accepted(&agent, &remote_referral(&fed, "ref-fed-damaged")).await;
+    push_accepted(&agent, &remote_referral(&fed, "ref-fed-intact")).await;
+    assert!(a.stop().success());
+    crate::durability::damage_record(&fed.data_dir("suwon"), b'm', "ref-fed-damaged");
+
+    a.restart();
+    let b = fed.start(&center);
+    let got = collect(&b.agent(&recipient, HttpVersion::Http2), 1).await;
+    assert_eq!(got, ["ref-fed-intact"]);
+    let config = fed.config_path("suwon").display().to_string();
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        let listed = run_to_exit(
+            &["outbox", "list", "--config", &config],
+            fed.dir(),
+            Duration::from_secs(30),
+        );
+        assert!(listed.status.success(), "{listed:?}");
+        if listed.stdout.contains("dead-lettered: 1") {
+            assert!(
+                listed.stdout.contains("ref-fed-damaged"),
+                "{}",
+                listed.stdout
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", listed.stdout);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
 async fn an_operator_can_drop_a_waiting_message() {
     let fed = three_centers();
     let (_, center) = remote_recipient(&fed);

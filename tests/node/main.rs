@@ -11,11 +11,13 @@
 //! - `audit`: the audit chain on disk and `plusgate audit verify`;
 //! - `startup`: configurations and schemas that must stop a node, and `serve --dev`;
 //! - `federation`: delivery between centers, crashes and outages on the way, dead letters,
-//!   the operator's outbox commands and the signed directory.
+//!   the operator's outbox commands and the signed directory;
+//! - `deploy`: `deploy/federation.sh` starting, using and stopping a whole federation.
 
 mod support;
 
 mod audit;
+mod deploy;
 mod durability;
 mod endpoints;
 mod federation;
