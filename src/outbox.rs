@@ -203,26 +203,52 @@ enum RoundError {
 }
 
 /// Drains the outbox to `peer` until the node shuts down.
+///
+/// Pipelined by one step: once a batch's receipts are checked, recording them (a ledger
+/// write and fsync) runs while the next batch is read and sent. The next batch starts after
+/// the last message handed over (`cursor`), so nothing is sent twice meanwhile, and the peer
+/// has already taken the previous batch, so order is kept. If recording fails, the cursor is
+/// dropped and the messages, still in the outbox, are sent again (the peer answers with the
+/// original receipts).
 pub async fn forward(ctx: Arc<Forwarding>, peer: CenterId) {
     let mut backoff = Backoff::new(ctx.options.retry_initial, ctx.options.retry_max);
     let mut conn: Option<Connection> = None;
     let mut durable = ctx.ledger.subscribe();
     let mut closing = ctx.closing.clone();
+    let mut cursor: Option<u64> = None;
+    let mut recording: Option<tokio::task::JoinHandle<Result<(), RoundError>>> = None;
     tracing::debug!(%peer, "forwarder started");
     loop {
         if *closing.borrow() {
             break;
         }
-        match round(&ctx, &peer, &mut conn).await {
-            Ok(0) => {
+        match round(&ctx, &peer, &mut conn, cursor).await {
+            Ok(Some(handed)) => {
+                backoff.reset();
+                if !settle(&peer, recording.take()).await {
+                    cursor = None;
+                    continue;
+                }
+                cursor = Some(handed.last_seq);
+                recording = Some(tokio::spawn(record(ctx.clone(), peer.clone(), handed)));
+            }
+            Ok(None) => {
+                if recording.is_some() {
+                    // Let it land, then look at the outbox from its start again.
+                    settle(&peer, recording.take()).await;
+                    cursor = None;
+                    continue;
+                }
+                cursor = None;
                 // Nothing to send: wait for something new to become durable.
                 tokio::select! {
                     _ = durable.changed() => {}
                     _ = closing.changed() => {}
                 }
             }
-            Ok(_) => backoff.reset(),
             Err(e) => {
+                settle(&peer, recording.take()).await;
+                cursor = None;
                 conn = None;
                 let delay = backoff.fail(jitter());
                 tracing::warn!(%peer, error = %e, failures = backoff.failures(),
@@ -234,22 +260,58 @@ pub async fn forward(ctx: Arc<Forwarding>, peer: CenterId) {
             }
         }
     }
+    settle(&peer, recording.take()).await;
     tracing::debug!(%peer, "forwarder stopped");
 }
 
-/// One round: dead-letter what expired, send one batch, record the outcome. Returns how
-/// many messages left the outbox (0: the outbox is empty).
+/// Waits for a recording to finish; false (and logged) if it failed.
+async fn settle(
+    peer: &CenterId,
+    recording: Option<tokio::task::JoinHandle<Result<(), RoundError>>>,
+) -> bool {
+    let Some(task) = recording else {
+        return true;
+    };
+    match task.await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::error!(%peer, error = %e, "could not record a hand-over; sending again");
+            false
+        }
+        Err(e) => {
+            tracing::error!(%peer, error = %e, "recording a hand-over failed");
+            false
+        }
+    }
+}
+
+/// A batch the peer answered: what to record.
+struct Handed {
+    /// Outbox position of the batch's last message.
+    last_seq: u64,
+    /// Verified receipts.
+    receipts: Vec<(crate::federation::Receipt, Parties)>,
+    /// Messages the peer will never take, with its reason.
+    refused: Vec<(MessageId, String)>,
+    /// Messages without a valid receipt (sent again later).
+    unanswered: Vec<MessageId>,
+}
+
+/// One round: dead-letter what expired, send one batch of what comes after `cursor`, check
+/// the answer. `None`: nothing to send.
 async fn round(
     ctx: &Forwarding,
     peer: &CenterId,
     conn: &mut Option<Connection>,
-) -> Result<usize, RoundError> {
+    cursor: Option<u64>,
+) -> Result<Option<Handed>, RoundError> {
     let durable_seq = ctx.ledger.durable_seq();
     let now = ctx.clock.now();
     let mut batch = Vec::new();
+    let mut last_seq = 0;
     let mut expired_ids = Vec::new();
     let mut bytes = 0usize;
-    for entry in ctx.store.outbox(peer, None) {
+    for entry in ctx.store.outbox(peer, cursor) {
         let entry = entry?;
         if entry.seq >= durable_seq {
             break;
@@ -289,26 +351,42 @@ async fn round(
             continue;
         }
         bytes += record.payload.get().len() + 512;
+        last_seq = entry.seq;
         batch.push(record);
         if batch.len() >= ctx.options.batch_max || bytes >= BATCH_BYTES_MAX {
             break;
         }
     }
-    let actor = Identity::Node(ctx.center.clone()).uri();
-    let mut done = 0;
     if !expired_ids.is_empty() {
-        done += ctx.ledger.dead_letter(actor.clone(), expired_ids).await?;
+        let actor = Identity::Node(ctx.center.clone()).uri();
+        ctx.ledger.dead_letter(actor, expired_ids).await?;
     }
     if batch.is_empty() {
-        return Ok(done);
+        return Ok(None);
     }
-    let ids: Vec<MessageId> = batch
-        .iter()
-        .filter_map(|m| MessageId::parse(&m.id))
-        .collect();
     match hand_over(ctx, peer, conn, &batch).await {
-        Ok(n) => Ok(done + n),
+        Ok(mut handed) => {
+            handed.last_seq = last_seq;
+            if handed.receipts.is_empty() && handed.refused.is_empty() {
+                // Answered, but with nothing usable: a failed attempt like any other.
+                let n = handed.unanswered.len();
+                let error = RoundError::Refused {
+                    peer: peer.clone(),
+                    status: StatusCode::OK,
+                    detail: format!("{n} messages came back without a valid receipt"),
+                };
+                ctx.ledger
+                    .attempt_failed(peer.clone(), handed.unanswered, error.to_string())
+                    .await?;
+                return Err(error);
+            }
+            Ok(Some(handed))
+        }
         Err(e) => {
+            let ids: Vec<MessageId> = batch
+                .iter()
+                .filter_map(|m| MessageId::parse(&m.id))
+                .collect();
             if let Err(le) = ctx
                 .ledger
                 .attempt_failed(peer.clone(), ids, e.to_string())
@@ -321,13 +399,38 @@ async fn round(
     }
 }
 
-/// Sends `batch` to `peer` and records each result. Returns how many left the outbox.
+/// Records what a peer's answer said: receipts (the messages leave the outbox as
+/// delivered), refusals (dead-lettered), and messages without a valid receipt (a failed
+/// attempt; they are sent again).
+async fn record(ctx: Arc<Forwarding>, peer: CenterId, handed: Handed) -> Result<(), RoundError> {
+    let actor = Identity::Node(peer.clone()).uri();
+    ctx.ledger
+        .delivered(actor, peer.clone(), handed.receipts)
+        .await?;
+    if !handed.refused.is_empty() {
+        ctx.ledger
+            .dead_letter(Identity::Node(ctx.center.clone()).uri(), handed.refused)
+            .await?;
+    }
+    if !handed.unanswered.is_empty() {
+        ctx.ledger
+            .attempt_failed(
+                peer,
+                handed.unanswered,
+                "no valid receipt in the answer".into(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Sends `batch` to `peer` and checks the answer.
 async fn hand_over(
     ctx: &Forwarding,
     peer: &CenterId,
     conn: &mut Option<Connection>,
     batch: &[MessageRecord],
-) -> Result<usize, RoundError> {
+) -> Result<Handed, RoundError> {
     let (url, key) = {
         let routing = ctx.routing.borrow();
         let entry = routing
@@ -408,32 +511,12 @@ async fn hand_over(
             Outcome::Unanswered => unanswered.push(id),
         }
     }
-    let actor = Identity::Node(peer.clone()).uri();
-    let mut done = ctx.ledger.delivered(actor, peer.clone(), receipts).await?;
-    if !refused.is_empty() {
-        done += ctx
-            .ledger
-            .dead_letter(Identity::Node(ctx.center.clone()).uri(), refused)
-            .await?;
-    }
-    if !unanswered.is_empty() {
-        let n = unanswered.len();
-        ctx.ledger
-            .attempt_failed(
-                peer.clone(),
-                unanswered,
-                "no valid receipt in the answer".into(),
-            )
-            .await?;
-        if done == 0 {
-            return Err(RoundError::Refused {
-                peer: peer.clone(),
-                status: StatusCode::OK,
-                detail: format!("{n} messages came back without a valid receipt"),
-            });
-        }
-    }
-    Ok(done)
+    Ok(Handed {
+        last_seq: 0,
+        receipts,
+        refused,
+        unanswered,
+    })
 }
 
 /// What the peer's answer says about one message of the batch.
