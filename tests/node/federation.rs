@@ -242,6 +242,64 @@ async fn a_referral_to_another_center_arrives_once_and_its_status_comes_back() {
         .json()
         .expect("JSON");
     assert_eq!(seen["lifecycle"]["status"], json!("completed"), "{seen}");
+
+    // Each side can prove afterwards what was handed over, when, and to whom.
+    let (mut a, mut b) = (a, b);
+    assert!(a.stop().success());
+    assert!(b.stop().success());
+    let signature = receipt["signature"].as_str().expect("signature").to_owned();
+    let digest = receipt["digest"].as_str().expect("digest").to_owned();
+    let at_a = audit_of(&fed, "suwon", "ref-remote-loop");
+    assert_eq!(
+        at_a,
+        [
+            (
+                "accepted".into(),
+                "urn:plusgate:agency:suwon:employment".into(),
+                None
+            ),
+            (
+                "delivered".into(),
+                format!("urn:plusgate:node:{center}"),
+                Some(format!("receipt {signature}"))
+            ),
+        ]
+    );
+    let at_b = audit_of(&fed, &center, "ref-remote-loop");
+    let (agency_center, agency_name) = recipient.split_once('/').expect("agency id");
+    let b_agency_uri = format!("urn:plusgate:agency:{agency_center}:{agency_name}");
+    assert_eq!(
+        at_b,
+        [
+            (
+                "received".into(),
+                "urn:plusgate:node:suwon".into(),
+                Some(format!("digest {digest}"))
+            ),
+            ("leased".into(), b_agency_uri.clone(), None),
+            ("acked".into(), b_agency_uri, None),
+        ]
+    );
+    assert_audit_verifies(&fed, "suwon");
+    assert_audit_verifies(&fed, &center);
+}
+
+/// The audit entries of a stopped node about message `id`: (action, actor, detail).
+fn audit_of(fed: &Federation, center: &str, id: &str) -> Vec<(String, String, Option<String>)> {
+    let store = plusgate::store::Store::open(&fed.data_dir(center)).expect("open store");
+    store
+        .audit_entries()
+        .map(|e| e.expect("audit entry"))
+        .filter(|e| e.message_id == id)
+        .map(|e| {
+            let action = serde_json::to_value(e.action).expect("action");
+            (
+                action.as_str().expect("action name").to_owned(),
+                e.actor,
+                e.detail,
+            )
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -335,9 +393,14 @@ async fn a_peer_unreachable_for_a_minute_gets_everything_once_it_is_back() {
     );
     assert!(waiting["forwarding"]["last_error"].is_string(), "{waiting}");
 
-    let b = fed.start(&center);
+    let mut b = fed.start(&center);
     let got = collect(&b.agent(&recipient, HttpVersion::Http2), ids.len()).await;
     assert_eq!(got, ids, "all of them, once, in order");
+    let mut a = a;
+    assert!(a.stop().success());
+    assert!(b.stop().success());
+    assert_audit_verifies(&fed, "suwon");
+    assert_audit_verifies(&fed, &center);
 }
 
 #[tokio::test]
