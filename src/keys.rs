@@ -80,11 +80,6 @@ impl PublicKey {
         Ok(PublicKey(key))
     }
 
-    /// Builds a key from its 32 bytes.
-    pub fn from_bytes(bytes: [u8; PUBLIC_KEY_LEN]) -> PublicKey {
-        PublicKey(bytes)
-    }
-
     /// The 64 lowercase hex characters.
     pub fn to_hex(&self) -> String {
         crate::audit::hex(&self.0)

@@ -841,8 +841,17 @@ impl Writer {
         writes: &mut WriteSet,
         view: &mut GroupView,
     ) -> Result<(), LedgerError> {
-        let Some(referral) = self.store.message(&update.referral_id)? else {
-            return Ok(());
+        let referral = match self.store.message(&update.referral_id) {
+            Ok(Some(referral)) => referral,
+            Ok(None) => return Ok(()),
+            // The status itself is fine and is delivered; only the referral's summary
+            // cannot be updated.
+            Err(e @ StoreError::Corrupt { .. }) => {
+                tracing::error!(referral = %update.referral_id, error = %e,
+                    "lifecycle not updated: the referral's record is damaged");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
         };
         if referral.message_type != MessageType::Referral.as_str()
             || referral.from != status_to.as_str()
@@ -850,8 +859,15 @@ impl Writer {
         {
             return Ok(());
         }
-        let Some(mut d) = self.delivery(view, &update.referral_id)? else {
-            return Ok(());
+        let mut d = match self.delivery(view, &update.referral_id) {
+            Ok(Some(d)) => d,
+            Ok(None) => return Ok(()),
+            Err(LedgerError::Storage(e @ StoreError::Corrupt { .. })) => {
+                tracing::error!(referral = %update.referral_id, error = %e,
+                    "lifecycle not updated: the referral's delivery record is damaged");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
         };
         let newer = d
             .lifecycle

@@ -29,7 +29,7 @@ use crate::audit::hex;
 use crate::client::{self, HttpVersion};
 use crate::config::{Config, FederationConfig};
 use crate::directory::{Directory, DirectoryError};
-use crate::identity::{self, Anonymous, CenterId, OfficerId, Peer};
+use crate::identity::{self, Anonymous, CenterId, Peer};
 use crate::inbox::Inbox;
 use crate::keys::{KeyError, SigningKey};
 use crate::ledger::{self, Ledger, LedgerOptions};
@@ -88,7 +88,6 @@ pub enum NodeError {
 /// The federated part of a node.
 struct Federated {
     config: FederationConfig,
-    officers: Vec<OfficerId>,
     seen: DirectorySeen,
     forwarding_tls: Arc<rustls::ClientConfig>,
 }
@@ -134,11 +133,7 @@ impl Node {
                     version: directory.version,
                     digest: hex(&directory.digest()),
                 };
-                let routing = Routing::federated(
-                    config.center.clone(),
-                    config.directory.officers.clone(),
-                    Arc::new(directory),
-                );
+                let routing = Routing::federated(config.center.clone(), Arc::new(directory));
                 let forwarding_tls = client::client_config(
                     &config.tls.client_ca,
                     Some((&config.tls.cert, &config.tls.key)),
@@ -149,7 +144,6 @@ impl Node {
                     Some(Arc::new(key)),
                     Some(Federated {
                         config: f.clone(),
-                        officers: config.directory.officers.clone(),
                         seen,
                         forwarding_tls,
                     }),
@@ -495,8 +489,7 @@ impl FederationRuntime {
             tracing::error!(error = %e, "directory reload: cannot record it; keeping the current one");
             return;
         }
-        let routing =
-            Routing::federated(center, self.federated.officers.clone(), Arc::new(directory));
+        let routing = Routing::federated(center, Arc::new(directory));
         let peers = routing.peers();
         self.routing.send_replace(Arc::new(routing));
         tracing::info!(version = seen.version, "directory reloaded");

@@ -659,7 +659,6 @@ mod tests {
         let directory = Directory::load(&f.directory, &f.authority_key).expect("directory");
         let routing = Arc::new(Routing::federated(
             config.center.clone(),
-            Vec::new(),
             Arc::new(directory),
         ));
         let store = Store::open(&tmp.path().join("data")).expect("store");

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::config::LocalDirectory;
 use crate::directory::{CenterEntry, Directory};
-use crate::identity::{AgencyId, CenterId, OfficerId};
+use crate::identity::{AgencyId, CenterId};
 use crate::message::MessageType;
 
 /// Where a message for a recipient goes.
@@ -49,7 +49,6 @@ pub struct Routing {
     center: CenterId,
     /// This center's agencies → the types each may send.
     local: BTreeMap<AgencyId, Vec<MessageType>>,
-    officers: Vec<OfficerId>,
     federation: Option<Arc<Directory>>,
 }
 
@@ -59,21 +58,15 @@ impl Routing {
         Routing {
             center,
             local: local.agencies.clone(),
-            officers: local.officers.clone(),
             federation: None,
         }
     }
 
     /// A node in a federation: its agencies are those the directory lists for its center.
-    pub fn federated(
-        center: CenterId,
-        officers: Vec<OfficerId>,
-        directory: Arc<Directory>,
-    ) -> Routing {
+    pub fn federated(center: CenterId, directory: Arc<Directory>) -> Routing {
         Routing {
             local: directory.local_agencies(&center),
             center,
-            officers,
             federation: Some(directory),
         }
     }
@@ -83,19 +76,9 @@ impl Routing {
         &self.center
     }
 
-    /// The signed directory, when federated.
-    pub fn directory(&self) -> Option<&Arc<Directory>> {
-        self.federation.as_ref()
-    }
-
     /// True if `agency` is served by this node.
     pub fn is_local_agency(&self, agency: &AgencyId) -> bool {
         self.local.contains_key(agency)
-    }
-
-    /// True if `officer` is registered at this node.
-    pub fn is_officer(&self, officer: &OfficerId) -> bool {
-        self.officers.contains(officer)
     }
 
     /// True if the local agency `sender` may send messages of type `t`.

@@ -641,6 +641,18 @@ fn a_tampered_or_unsigned_directory_stops_the_node() {
         )
     };
 
+    let verify = || {
+        let file = path.display().to_string();
+        run_to_exit(
+            &["directory", "verify", "--file", &file, "--config", &config],
+            fed.dir(),
+            Duration::from_secs(20),
+        )
+    };
+    let done = verify();
+    assert!(done.status.success(), "{done:?}");
+    assert!(done.stdout.contains("ok"), "{}", done.stdout);
+
     // One changed character inside the signed content.
     let tampered = good.replacen("\"receives\"", "\"receives\" ", 1);
     assert_ne!(tampered, good);
@@ -652,6 +664,9 @@ fn a_tampered_or_unsigned_directory_stops_the_node() {
     let done = serve();
     assert_eq!(done.status.code(), Some(78), "{done:?}");
     assert!(done.stderr.contains("directory"), "{}", done.stderr);
+    let done = verify();
+    assert_eq!(done.status.code(), Some(1), "{done:?}");
+    assert!(done.stderr.contains("signature"), "{}", done.stderr);
 
     // No signature at all.
     let mut unsigned: Value = serde_json::from_str(&good).expect("JSON");
