@@ -516,6 +516,51 @@ async fn an_operator_can_drop_a_waiting_message() {
     assert_eq!(seen["state"], json!("dead-lettered"));
 }
 
+/// The `referral-remote` example, addressed to `to` instead (an agency at any center).
+fn referral_to(fed: &Federation, id: &str, to: &str) -> Value {
+    let mut body = remote_referral(fed, id);
+    body["to"] = json!(to);
+    body["payload"]["recipient"]["agency"] = json!(to);
+    body
+}
+
+#[tokio::test]
+async fn a_center_that_is_down_does_not_hold_up_the_others() {
+    let fed = three_centers();
+    let (recipient, center) = remote_recipient(&fed);
+    let other = if center == "gangseo" {
+        "jeongeup"
+    } else {
+        "gangseo"
+    };
+    // After a failure, a forwarder waits 30 s: if one peer's failures held up another
+    // peer's delivery, B's messages would wait that long.
+    fed.set_option("suwon", "federation", "retry_initial_ms", "30000");
+    fed.set_option("suwon", "federation", "retry_max_ms", "30000");
+    let a = fed.start("suwon");
+    let b = fed.start(&center);
+    // `other` stays down throughout; its outbox fills while B's drains.
+    let agent = a.agent("suwon/employment", HttpVersion::Http2);
+    let mut for_b = Vec::new();
+    for i in 0..50 {
+        let id = format!("ref-down-other-{i:02}");
+        push_accepted(&agent, &referral_to(&fed, &id, &format!("{other}/welfare"))).await;
+        let id = format!("ref-up-{i:02}");
+        push_accepted(&agent, &referral_to(&fed, &id, &recipient)).await;
+        for_b.push(id);
+    }
+    let started = Instant::now();
+    let got = collect(&b.agent(&recipient, HttpVersion::Http2), for_b.len()).await;
+    assert_eq!(got, for_b);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "B's messages took {:?}: held up by {other}'s retry delay",
+        started.elapsed()
+    );
+    let waiting = wait_for_status(&a, "ref-down-other-00", |s| s["state"] == "forwarded").await;
+    assert!(waiting["forwarding"]["failed_attempts"].as_u64() > Some(0));
+}
+
 #[tokio::test]
 async fn a_full_outbox_refuses_new_pushes_for_that_center_only() {
     let fed = three_centers();
@@ -528,8 +573,15 @@ async fn a_full_outbox_refuses_new_pushes_for_that_center_only() {
     let response = push(&agent, &remote_referral(&fed, "ref-full-3")).await;
     let problem = assert_problem(&response, 503, "outbox-full");
     assert!(response.headers.get("retry-after").is_some(), "{problem}");
-    // Local delivery is not affected.
+    // Local delivery, and other centers, are not affected.
     push_accepted(&agent, &fed.referral("ref-local-while-full")).await;
+    let (recipient, _) = remote_recipient(&fed);
+    let elsewhere = if recipient.starts_with("gangseo/") {
+        "jeongeup/welfare"
+    } else {
+        "gangseo/welfare"
+    };
+    push_accepted(&agent, &referral_to(&fed, "ref-other-center", elsewhere)).await;
 }
 
 #[tokio::test]
