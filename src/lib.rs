@@ -26,6 +26,7 @@ pub mod outbox;
 pub mod parallel;
 pub mod pki;
 pub mod routing;
+pub mod rrn;
 pub mod schema;
 pub mod store;
 pub mod tls;

@@ -3,7 +3,8 @@
 //! An [`Envelope`] is only ever built by [`Envelope::from_validated`] from JSON that the
 //! `schema` module has already accepted, so its fields are known to be well formed; what
 //! remains here are the cross-field rules JSON Schema cannot state (the payload's agencies
-//! must match the certificate and the envelope's `to`).
+//! must match the certificate and the envelope's `to`), and the refusal of anything shaped
+//! like a resident registration number anywhere in the payload (see `rrn`).
 
 use std::fmt;
 
@@ -175,6 +176,14 @@ impl Envelope {
         }
         if let (Some(ty), Some(to)) = (message_type, &to) {
             errors.extend(cross_checks(ty, &payload, sender, to));
+        }
+        for pointer in crate::rrn::find(&payload) {
+            errors.push(violation(
+                &format!("/payload{pointer}"),
+                "contains what looks like a resident registration number (주민등록번호), which \
+                 never travels: refer to the person by the pseudonymous subject id only"
+                    .into(),
+            ));
         }
         match (
             message_type,

@@ -346,6 +346,29 @@ async fn referrer_other_than_the_sending_certificate_is_422() {
 }
 
 #[tokio::test]
+async fn a_resident_registration_number_anywhere_in_a_payload_is_422_naming_where() {
+    let fed = Federation::new();
+    let node = fed.start("suwon");
+    let agent = node.agent("suwon/employment", HttpVersion::Http1);
+    let mut body = fed.referral("ref-with-rrn");
+    let summary = body["payload"]["summary"]
+        .as_str()
+        .expect("summary")
+        .to_owned();
+    body["payload"]["summary"] = json!(format!("{summary} (주민번호 9001011234567)"));
+    let problem = assert_problem(&push(&agent, &body).await, 422, "schema-violation");
+    assert_eq!(violation_pointers(&problem), ["/payload/summary"]);
+    assert!(
+        !problem.to_string().contains("9001011234567"),
+        "the refusal must not repeat the number: {problem}"
+    );
+    // Phone numbers and dates are not mistaken for one.
+    let mut body = fed.referral("ref-with-phone");
+    body["payload"]["summary"] = json!(format!("{summary} 연락처 010-1234-5678, 2026-03-05 방문"));
+    push_accepted(&agent, &body).await;
+}
+
+#[tokio::test]
 async fn unknown_recipient_is_404() {
     let fed = Federation::new();
     let node = fed.start("suwon");
