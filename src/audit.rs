@@ -208,6 +208,99 @@ impl Verifier {
     }
 }
 
+impl Verifier {
+    /// A verifier that continues a chain whose entries before `next_seq` it has not seen,
+    /// trusting that the last of them hashed to `hash` (an export that starts later than
+    /// entry 0: a signed checkpoint must then vouch for what follows).
+    pub fn resume(next_seq: u64, hash: [u8; 32]) -> Verifier {
+        Verifier {
+            head: Head { next_seq, hash },
+        }
+    }
+}
+
+/// Domain separation for checkpoint signatures.
+const CHECKPOINT_CONTEXT: &[u8] = b"plusgate audit checkpoint v1";
+
+/// A node's signed statement of how long its audit chain is and what its head hash is.
+///
+/// Given a checkpoint, the chain up to `length` can no longer be altered, shortened or
+/// replaced without the signature failing; nodes hand each other their latest checkpoint
+/// with every batch, so a node that rolls its log back is caught by its peers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// The signing node's center.
+    pub node: String,
+    /// Number of entries covered (entries `0..length`).
+    pub length: u64,
+    /// Hash of entry `length - 1` (hex; zeros for an empty chain).
+    pub head: String,
+    /// When it was signed (RFC 3339, UTC).
+    pub at: String,
+    /// Ed25519 signature (hex) by the node's signing key.
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// Signs `head` as `node` at time `at`.
+    pub fn sign(key: &crate::keys::SigningKey, node: &str, head: &Head, at: &str) -> Checkpoint {
+        let head_hex = hex(&head.hash);
+        let signature = key.sign(&checkpoint_bytes(node, head.next_seq, &head_hex, at));
+        Checkpoint {
+            node: node.to_owned(),
+            length: head.next_seq,
+            head: head_hex,
+            at: at.to_owned(),
+            signature: hex(&signature),
+        }
+    }
+
+    /// True if the signature is `key`'s over this checkpoint's fields.
+    pub fn verify(&self, key: &crate::keys::PublicKey) -> bool {
+        let Some(signature) = crate::keys::from_hex(&self.signature) else {
+            return false;
+        };
+        key.verify(
+            &checkpoint_bytes(&self.node, self.length, &self.head, &self.at),
+            &signature,
+        )
+    }
+
+    /// How `self` (newer) relates to `earlier` from the same node: fine if it is at least as
+    /// long, and, when just as long, names the same head.
+    pub fn follows(&self, earlier: &Checkpoint) -> Result<(), String> {
+        if self.length < earlier.length {
+            return Err(format!(
+                "node {} signed a chain of {} entries, after having signed {} (rolled back)",
+                self.node, self.length, earlier.length
+            ));
+        }
+        if self.length == earlier.length && self.head != earlier.head {
+            return Err(format!(
+                "node {} signed two different chains of {} entries (rewritten)",
+                self.node, self.length
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn checkpoint_bytes(node: &str, length: u64, head: &str, at: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    for field in [
+        CHECKPOINT_CONTEXT,
+        node.as_bytes(),
+        &length.to_be_bytes(),
+        head.as_bytes(),
+        at.as_bytes(),
+    ] {
+        out.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        out.extend_from_slice(field);
+    }
+    out
+}
+
 /// Verifies a whole chain from its first entry; returns its head.
 pub fn verify<I: IntoIterator<Item = AuditEntry>>(entries: I) -> Result<Head, ChainError> {
     let mut verifier = Verifier::new();
@@ -240,7 +333,8 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-fn from_hex(s: &str) -> Option<[u8; 32]> {
+/// 64 hex digits → 32 bytes.
+pub fn from_hex(s: &str) -> Option<[u8; 32]> {
     if s.len() != 64 {
         return None;
     }
@@ -305,5 +399,61 @@ mod tests {
         let mut relinked = good.clone();
         relinked[5].prev = hex(&[1; 32]);
         check(relinked, 5);
+    }
+
+    #[test]
+    fn a_checkpoint_verifies_only_against_its_signers_key_and_covers_every_field() {
+        let (key, _) = crate::keys::SigningKey::generate().expect("key");
+        let (other, _) = crate::keys::SigningKey::generate().expect("key");
+        let mut head = Head::GENESIS;
+        for i in 0..3 {
+            head.append(event(i));
+        }
+        let c = Checkpoint::sign(&key, "suwon", &head, "2026-11-26T04:00:00.000Z");
+        assert_eq!(c.length, 3);
+        assert_eq!(c.head, hex(&head.hash));
+        assert!(c.verify(&key.public_key()));
+        assert!(!c.verify(&other.public_key()));
+        let altered = [
+            Checkpoint {
+                node: "gangseo".into(),
+                ..c.clone()
+            },
+            Checkpoint {
+                length: 2,
+                ..c.clone()
+            },
+            Checkpoint {
+                head: hex(&[0; 32]),
+                ..c.clone()
+            },
+            Checkpoint {
+                at: "2026-11-26T04:00:01.000Z".into(),
+                ..c.clone()
+            },
+        ];
+        for a in altered {
+            assert!(!a.verify(&key.public_key()), "{a:?}");
+        }
+    }
+
+    #[test]
+    fn a_later_checkpoint_must_not_be_shorter_or_rewrite_the_same_length() {
+        let (key, _) = crate::keys::SigningKey::generate().expect("key");
+        let mut head = Head::GENESIS;
+        head.append(event(0));
+        let one = Checkpoint::sign(&key, "suwon", &head, "t1");
+        head.append(event(1));
+        let two = Checkpoint::sign(&key, "suwon", &head, "t2");
+        assert_eq!(two.follows(&one), Ok(()));
+        assert_eq!(two.follows(&two), Ok(()));
+        assert!(one.follows(&two).is_err_and(|e| e.contains("rolled back")));
+        let mut other = Head::GENESIS;
+        other.append(event(7));
+        other.append(event(8));
+        let rewritten = Checkpoint::sign(&key, "suwon", &other, "t3");
+        assert!(rewritten
+            .follows(&two)
+            .is_err_and(|e| e.contains("rewritten")));
     }
 }

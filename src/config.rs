@@ -164,6 +164,17 @@ struct RawFederation {
     message_ttl_s: u64,
     #[serde(default = "default_batch_max")]
     batch_max: usize,
+    #[serde(default = "default_checkpoint_every")]
+    checkpoint_every: u64,
+    #[serde(default = "default_checkpoint_interval_s")]
+    checkpoint_interval_s: u64,
+}
+
+fn default_checkpoint_every() -> u64 {
+    1000
+}
+fn default_checkpoint_interval_s() -> u64 {
+    60
 }
 
 fn default_outbox_max() -> usize {
@@ -231,6 +242,10 @@ pub struct FederationConfig {
     pub message_ttl: Duration,
     /// Most messages in one forwarded batch.
     pub batch_max: usize,
+    /// A signed checkpoint of the audit chain at least every this many entries.
+    pub checkpoint_every: u64,
+    /// … and at least this often while the chain grows.
+    pub checkpoint_interval: Duration,
 }
 
 /// Paths of the node's TLS material.
@@ -469,6 +484,18 @@ fn federation(
             format!("must be between 1 and {BATCH_MAX_LIMIT}"),
         ));
     }
+    if raw.checkpoint_every == 0 {
+        return Err(invalid(
+            "federation.checkpoint_every",
+            "must be at least 1".into(),
+        ));
+    }
+    if raw.checkpoint_interval_s == 0 {
+        return Err(invalid(
+            "federation.checkpoint_interval_s",
+            "must be at least 1".into(),
+        ));
+    }
     Ok(FederationConfig {
         directory: base.join(&raw.directory),
         authority_key,
@@ -478,6 +505,8 @@ fn federation(
         retry_max: Duration::from_millis(raw.retry_max_ms),
         message_ttl: Duration::from_secs(raw.message_ttl_s),
         batch_max: raw.batch_max,
+        checkpoint_every: raw.checkpoint_every,
+        checkpoint_interval: Duration::from_secs(raw.checkpoint_interval_s),
     })
 }
 

@@ -506,6 +506,8 @@ retry_initial_ms = 200
 retry_max_ms = 60000
 message_ttl_s = 86400
 batch_max = 1000
+checkpoint_every = 1000           # a signed checkpoint of the audit chain every N entries
+checkpoint_interval_s = 60        # … and at least this often while it grows
 "#
     );
     for officer in OFFICERS {

@@ -16,6 +16,10 @@
 //! `ledger::Submission`), B's center id and the time B took the message. It proves to A (and
 //! to anyone holding the directory) that B held exactly that message from that time on.
 //!
+//! Both carry the sender's resp. receiver's latest signed checkpoint of its audit chain; each
+//! node keeps its peers' latest checkpoints (`ledger::Ledger::peer_checkpoint`), so a node
+//! that rolls its log back is caught by every peer it talks to (see [`keep_peer_checkpoint`]).
+//!
 //! Architecture invariant: a receipt is signed only for a message already durable at the
 //! receiving node; a retried hand-over gets the original receipt (the same facts signed
 //! again: Ed25519 signatures are deterministic).
@@ -23,6 +27,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::audit::Checkpoint;
 use crate::identity::CenterId;
 use crate::keys::{PublicKey, SigningKey};
 
@@ -41,6 +46,9 @@ const RECEIPT_CONTEXT: &[u8] = b"plusgate receipt v1";
 pub struct Batch {
     /// In outbox order: the receiver takes them into inboxes in this order.
     pub messages: Vec<WireMessage>,
+    /// The sending node's latest checkpoint of its audit chain, for the receiver to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
 }
 
 /// One message as it travels between nodes: the envelope, the sender (fixed by the origin
@@ -78,6 +86,9 @@ pub struct WireMessage {
 pub struct BatchResult {
     /// Results.
     pub results: Vec<ItemResult>,
+    /// The receiving node's latest checkpoint of its audit chain, for the sender to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
 }
 
 /// What became of one message of a batch.
@@ -178,6 +189,30 @@ impl Receipt {
             ));
         }
         Ok(())
+    }
+}
+
+/// Checks a checkpoint a peer handed over (it must be that peer's, signed with its key from
+/// the directory) and keeps it if it follows the one kept before. A checkpoint that does not
+/// verify, or that shows the peer rolled back or rewrote its log, is logged as an error and
+/// not kept: the earlier one stays as evidence.
+pub async fn keep_peer_checkpoint(
+    ledger: &crate::ledger::Ledger,
+    peer: &CenterId,
+    key: &PublicKey,
+    checkpoint: Checkpoint,
+) {
+    if checkpoint.node != peer.as_str() || !checkpoint.verify(key) {
+        tracing::error!(%peer, node = %checkpoint.node,
+            "a checkpoint from this peer does not verify against its key in the directory");
+        return;
+    }
+    match ledger.peer_checkpoint(peer.clone(), checkpoint).await {
+        Ok(_) => {}
+        Err(crate::ledger::LedgerError::PeerRollback(what)) => {
+            tracing::error!(%peer, %what, "peer's audit log went back: investigate");
+        }
+        Err(e) => tracing::warn!(%peer, error = %e, "could not keep the peer's checkpoint"),
     }
 }
 

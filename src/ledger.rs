@@ -36,7 +36,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::audit::{self, Action, Event, Head};
+use crate::audit::{self, Action, Checkpoint, Event, Head};
 use crate::federation::Receipt;
 use crate::identity::{AgencyId, CenterId};
 use crate::message::{Envelope, MessageId, MessageType};
@@ -67,6 +67,10 @@ pub enum LedgerError {
     /// Nothing was written; retry later.
     #[error("the outbox to center {0} is full; retry later")]
     OutboxFull(CenterId),
+    /// A peer's checkpoint does not follow the one it signed before: it rolled back or
+    /// rewrote its audit log. The earlier checkpoint is kept.
+    #[error("{0}")]
+    PeerRollback(String),
     /// The message is not in a state the operation applies to.
     #[error("message {id} is {state}: {what}")]
     WrongState {
@@ -323,6 +327,14 @@ enum Command {
         seen: DirectorySeen,
         reply: Reply<usize>,
     },
+    Checkpoint {
+        reply: Reply<usize>,
+    },
+    PeerCheckpoint {
+        peer: CenterId,
+        checkpoint: Checkpoint,
+        reply: Reply<usize>,
+    },
 }
 
 /// A handle to the ledger. Cheap to clone; the ledger thread stops when every handle is gone.
@@ -331,20 +343,45 @@ pub struct Ledger {
     tx: mpsc::Sender<Command>,
     durable: watch::Receiver<u64>,
     failed: Arc<OnceLock<String>>,
+    checkpoint: watch::Receiver<Option<Checkpoint>>,
 }
 
-/// How the ledger bounds what it holds.
-#[derive(Debug, Clone, Copy)]
+/// How the ledger bounds what it holds, and whether it signs checkpoints.
+#[derive(Debug, Clone)]
 pub struct LedgerOptions {
     /// Most messages one outbox (to one center) may hold.
     pub outbox_max: usize,
+    /// Signed checkpoints of the audit chain (federated nodes, which have a signing key).
+    pub checkpoints: Option<CheckpointPolicy>,
 }
 
 impl Default for LedgerOptions {
     fn default() -> Self {
         LedgerOptions {
             outbox_max: 100_000,
+            checkpoints: None,
         }
+    }
+}
+
+/// When and as whom the ledger signs checkpoints of its audit chain.
+#[derive(Clone)]
+pub struct CheckpointPolicy {
+    /// This node's center (the checkpoint's `node`).
+    pub node: CenterId,
+    /// This node's signing key (its public half is in the signed directory).
+    pub key: Arc<crate::keys::SigningKey>,
+    /// A checkpoint at least every this many entries (more often on request, see
+    /// [`Ledger::checkpoint`]).
+    pub every: u64,
+}
+
+impl std::fmt::Debug for CheckpointPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointPolicy")
+            .field("node", &self.node)
+            .field("every", &self.every)
+            .finish_non_exhaustive()
     }
 }
 
@@ -367,8 +404,10 @@ impl Ledger {
             Some(last) => Head::after(&last)?,
         };
         let outbox_len = store.outbox_lengths()?;
+        let latest = store.latest_checkpoint()?;
         let (tx, rx) = mpsc::channel(QUEUE_LEN_MAX);
         let (durable_tx, durable) = watch::channel(head.next_seq);
+        let (checkpoint_tx, checkpoint) = watch::channel(latest);
         let failed = Arc::new(OnceLock::new());
         let writer = Writer {
             store,
@@ -377,6 +416,8 @@ impl Ledger {
             failed: failed.clone(),
             outbox_len,
             outbox_max: options.outbox_max,
+            checkpoints: options.checkpoints,
+            checkpoint: checkpoint_tx,
         };
         let thread = std::thread::Builder::new()
             .name("plusgate-ledger".into())
@@ -387,6 +428,7 @@ impl Ledger {
                 tx,
                 durable,
                 failed,
+                checkpoint,
             },
             thread,
         ))
@@ -518,6 +560,33 @@ impl Ledger {
         .await
     }
 
+    /// Signs a checkpoint now if the chain grew since the last one (called on a timer, so a
+    /// quiet node's last entries are vouched for too). Returns 1 if it signed one.
+    pub async fn checkpoint(&self) -> Result<usize, LedgerError> {
+        self.call(|reply| Command::Checkpoint { reply }).await
+    }
+
+    /// This node's latest durable checkpoint.
+    pub fn latest_checkpoint(&self) -> Option<Checkpoint> {
+        self.checkpoint.borrow().clone()
+    }
+
+    /// Keeps `peer`'s checkpoint (its signature already checked against the directory) if
+    /// it follows the one kept before; otherwise the peer rolled back or rewrote its log,
+    /// and the error says how (the earlier checkpoint stays as evidence).
+    pub async fn peer_checkpoint(
+        &self,
+        peer: CenterId,
+        checkpoint: Checkpoint,
+    ) -> Result<usize, LedgerError> {
+        self.call(|reply| Command::PeerCheckpoint {
+            peer,
+            checkpoint,
+            reply,
+        })
+        .await
+    }
+
     /// The durable sequence number: every audit entry (and inbox entry) below it is durable.
     pub fn durable_seq(&self) -> u64 {
         *self.durable.borrow()
@@ -566,6 +635,9 @@ struct Writer {
     /// Messages waiting in each outbox (counted at start, kept here).
     outbox_len: BTreeMap<CenterId, usize>,
     outbox_max: usize,
+    checkpoints: Option<CheckpointPolicy>,
+    /// The latest durable checkpoint, published after each commit that writes one.
+    checkpoint: watch::Sender<Option<Checkpoint>>,
 }
 
 /// One reply, held until the group is durable: called with `Ok` to send the command's
@@ -589,6 +661,12 @@ struct GroupView {
     deliveries: HashMap<MessageId, DeliveryRecord>,
     /// Outbox lengths before this group, to restore if its commit fails.
     outbox_len_before: Option<BTreeMap<CenterId, usize>>,
+    /// A command asked for a checkpoint.
+    checkpoint_requested: bool,
+    /// The checkpoint this group writes, published once durable.
+    checkpoint: Option<Checkpoint>,
+    /// Peer checkpoints kept in this group.
+    peer_checkpoints: HashMap<CenterId, Checkpoint>,
 }
 
 impl Writer {
@@ -625,6 +703,13 @@ impl Writer {
             .drain(..)
             .map(|cmd| self.apply(cmd, &mut writes, &mut view, &now))
             .collect();
+        // Every `every` entries, a signed checkpoint in the same write as the entries.
+        let due = self.checkpoints.as_ref().is_some_and(|policy| {
+            self.head.next_seq >= self.checkpointed_len().saturating_add(policy.every)
+        });
+        if due || view.checkpoint_requested {
+            self.sign_checkpoint(&now, &mut writes, &mut view);
+        }
 
         let outcome = if writes.is_empty() {
             Ok(())
@@ -639,6 +724,9 @@ impl Writer {
                 // Publish before answering, so a sender that is told "accepted" and
                 // immediately asks the recipient to pull finds the message visible.
                 self.durable.send_replace(self.head.next_seq);
+                if let Some(checkpoint) = view.checkpoint.take() {
+                    self.checkpoint.send_replace(Some(checkpoint));
+                }
                 for p in pending {
                     p(Ok(()));
                 }
@@ -731,7 +819,59 @@ impl Writer {
                 writes.put_directory_seen(&seen);
                 pending(reply, Ok(1))
             }
+            Command::Checkpoint { reply } => {
+                let grew =
+                    self.checkpoints.is_some() && self.head.next_seq > self.checkpointed_len();
+                view.checkpoint_requested |= grew;
+                pending(reply, Ok(usize::from(grew)))
+            }
+            Command::PeerCheckpoint {
+                peer,
+                checkpoint,
+                reply,
+            } => pending(reply, self.peer_checkpoint(peer, checkpoint, writes, view)),
         }
+    }
+
+    /// Length of the chain the latest checkpoint (durable or in this group) covers.
+    fn checkpointed_len(&self) -> u64 {
+        self.checkpoint.borrow().as_ref().map_or(0, |c| c.length)
+    }
+
+    fn sign_checkpoint(&mut self, now: &str, writes: &mut WriteSet, view: &mut GroupView) {
+        let Some(policy) = &self.checkpoints else {
+            return;
+        };
+        if self.head.next_seq == 0 {
+            return;
+        }
+        let checkpoint = Checkpoint::sign(&policy.key, policy.node.as_str(), &self.head, now);
+        writes.put_checkpoint(&checkpoint);
+        view.checkpoint = Some(checkpoint);
+    }
+
+    fn peer_checkpoint(
+        &mut self,
+        peer: CenterId,
+        checkpoint: Checkpoint,
+        writes: &mut WriteSet,
+        view: &mut GroupView,
+    ) -> Result<usize, LedgerError> {
+        let earlier = match view.peer_checkpoints.get(&peer) {
+            Some(c) => Some(c.clone()),
+            None => self.store.peer_checkpoint(&peer)?,
+        };
+        if let Some(earlier) = earlier {
+            checkpoint
+                .follows(&earlier)
+                .map_err(LedgerError::PeerRollback)?;
+            if earlier == checkpoint {
+                return Ok(0);
+            }
+        }
+        writes.put_peer_checkpoint(&peer, &checkpoint);
+        view.peer_checkpoints.insert(peer, checkpoint);
+        Ok(1)
     }
 
     fn accept(
@@ -1250,7 +1390,9 @@ impl Command {
             | Command::AttemptFailed { reply, .. }
             | Command::DeadLetter { reply, .. }
             | Command::Requeue { reply, .. }
-            | Command::RecordDirectory { reply, .. } => drop(reply.send(Err(err))),
+            | Command::RecordDirectory { reply, .. }
+            | Command::Checkpoint { reply, .. }
+            | Command::PeerCheckpoint { reply, .. } => drop(reply.send(Err(err))),
             Command::Lease { reply, .. } | Command::Ack { reply, .. } => drop(reply.send(Err(err))),
         }
     }

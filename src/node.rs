@@ -32,7 +32,7 @@ use crate::directory::{Directory, DirectoryError};
 use crate::identity::{self, Anonymous, CenterId, Peer};
 use crate::inbox::Inbox;
 use crate::keys::{KeyError, SigningKey};
-use crate::ledger::{self, Ledger, LedgerOptions};
+use crate::ledger::{self, CheckpointPolicy, Ledger, LedgerOptions};
 use crate::outbox::{self, ForwardOptions, Forwarding};
 use crate::routing::Routing;
 use crate::schema::{SchemaError, Schemas};
@@ -155,6 +155,14 @@ impl Node {
                 .federation
                 .as_ref()
                 .map_or(LedgerOptions::default().outbox_max, |f| f.outbox_max),
+            checkpoints: match (&config.federation, &signing_key) {
+                (Some(f), Some(key)) => Some(CheckpointPolicy {
+                    node: config.center.clone(),
+                    key: Arc::clone(key),
+                    every: f.checkpoint_every,
+                }),
+                _ => None,
+            },
         };
         let (ledger, ledger_thread) = Ledger::start(store.clone(), options)?;
         let (closing, closing_rx) = watch::channel(false);
@@ -325,6 +333,10 @@ impl Node {
             tracing::warn!("some connections did not finish within the drain timeout");
         }
         if let Ok(Some(f)) = reloader.await {
+            // The chain's last entries get a signed checkpoint before the node goes.
+            if let Err(e) = api.ledger.checkpoint().await {
+                tracing::warn!(error = %e, "no final audit checkpoint");
+            }
             for task in f.forwarders {
                 let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
             }
@@ -422,6 +434,7 @@ impl FederationRuntime {
     ) -> Result<FederationRuntime, ledger::LedgerError> {
         api.ledger.record_directory(federated.seen.clone()).await?;
         let f = &federated.config;
+        let federated_interval = f.checkpoint_interval;
         let ctx = Arc::new(Forwarding {
             center: center.clone(),
             store: api.store.clone(),
@@ -453,6 +466,24 @@ impl FederationRuntime {
         for peer in peers {
             rt.spawn(peer);
         }
+        // A quiet node signs its last entries too, at least every checkpoint interval.
+        let ledger = api.ledger.clone();
+        let mut closing = closing.subscribe();
+        let interval = federated_interval;
+        rt.forwarders.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(e) = ledger.checkpoint().await {
+                            tracing::warn!(error = %e, "could not sign an audit checkpoint");
+                        }
+                    }
+                    _ = closing.changed() => break,
+                }
+            }
+        }));
         Ok(rt)
     }
 

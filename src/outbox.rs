@@ -295,6 +295,8 @@ struct Handed {
     refused: Vec<(MessageId, String)>,
     /// Messages without a valid receipt (sent again later).
     unanswered: Vec<MessageId>,
+    /// The peer's latest checkpoint and the key to check it with.
+    checkpoint: Option<(crate::audit::Checkpoint, crate::keys::PublicKey)>,
 }
 
 /// One round: dead-letter what expired, send one batch of what comes after `cursor`, check
@@ -407,6 +409,9 @@ async fn record(ctx: Arc<Forwarding>, peer: CenterId, handed: Handed) -> Result<
     ctx.ledger
         .delivered(actor, peer.clone(), handed.receipts)
         .await?;
+    if let Some((checkpoint, key)) = handed.checkpoint {
+        crate::federation::keep_peer_checkpoint(&ctx.ledger, &peer, &key, checkpoint).await;
+    }
     if !handed.refused.is_empty() {
         ctx.ledger
             .dead_letter(Identity::Node(ctx.center.clone()).uri(), handed.refused)
@@ -458,6 +463,7 @@ async fn hand_over(
     }
     let c = conn.as_mut().expect("connected above");
     let body = Batch {
+        checkpoint: ctx.ledger.latest_checkpoint(),
         messages: batch
             .iter()
             .map(|m| WireMessage {
@@ -516,6 +522,7 @@ async fn hand_over(
         receipts,
         refused,
         unanswered,
+        checkpoint: answer.checkpoint.map(|c| (c, key)),
     })
 }
 

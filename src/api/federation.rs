@@ -15,6 +15,7 @@ use hyper::{Request, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::{json_response, ledger_problem, Api, Problem, Resp};
+use crate::audit::Checkpoint;
 use crate::federation::{ItemResult, Receipt, BATCH_LEN_MAX};
 use crate::identity::{AgencyId, Anonymous, CenterId, Identity, Peer};
 use crate::ledger::{LedgerError, Submission};
@@ -59,13 +60,24 @@ impl Api {
             ));
         };
         let body = self.read_json_up_to(req, BATCH_BODY_BYTES_MAX).await?;
-        let messages = match body {
-            Value::Object(mut obj) if obj.len() == 1 => match obj.remove("messages") {
-                Some(Value::Array(messages)) => messages,
-                _ => return Err(Problem::bad_request("expected {\"messages\": [...]}")),
-            },
-            _ => return Err(Problem::bad_request("expected {\"messages\": [...]}")),
+        let expected =
+            || Problem::bad_request("expected {\"messages\": [...], \"checkpoint\"?: {...}}");
+        let Value::Object(mut obj) = body else {
+            return Err(expected());
         };
+        let messages = match obj.remove("messages") {
+            Some(Value::Array(messages)) => messages,
+            _ => return Err(expected()),
+        };
+        let checkpoint = match obj.remove("checkpoint") {
+            None => None,
+            Some(c) => Some(serde_json::from_value::<Checkpoint>(c).map_err(|e| {
+                Problem::bad_request(format!("`checkpoint` is not a checkpoint: {e}"))
+            })?),
+        };
+        if let Some(k) = obj.keys().next() {
+            return Err(Problem::bad_request(format!("unknown member `{k}`")));
+        }
         if messages.len() > BATCH_LEN_MAX {
             return Err(Problem::bad_request(format!(
                 "a batch holds at most {BATCH_LEN_MAX} messages"
@@ -144,7 +156,17 @@ impl Api {
                 },
             })
             .collect();
-        Ok(json_response(StatusCode::OK, &json!({ "results": items })))
+        if let Some(checkpoint) = checkpoint {
+            let key = self.routing().peer(node).map(|p| p.signing_key.clone());
+            if let Some(key) = key {
+                crate::federation::keep_peer_checkpoint(&self.ledger, node, &key, checkpoint).await;
+            }
+        }
+        let mut answer = json!({ "results": items });
+        if let Some(own) = self.ledger.latest_checkpoint() {
+            answer["checkpoint"] = json!(own);
+        }
+        Ok(json_response(StatusCode::OK, &answer))
     }
 
     /// Validates one handed-over message. The error is the message's id (as far as

@@ -491,6 +491,12 @@ fn ledger_problem(e: LedgerError) -> Problem {
             ),
         )
         .retry_after(60),
+        LedgerError::PeerRollback(_) => Problem::new(
+            StatusCode::CONFLICT,
+            "audit-rollback",
+            "Audit log rolled back",
+            e.to_string(),
+        ),
         LedgerError::WrongState { .. } => Problem::new(
             StatusCode::CONFLICT,
             "wrong-state",

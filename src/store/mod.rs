@@ -16,6 +16,8 @@
 //! | `r`    | message id                           | [`Receipt`]           |
 //! | `s`    | setting name                         | e.g. [`DirectorySeen`]|
 //! | `x`    | message id                           | empty: dead-lettered  |
+//! | `c`    | chain length (BE)                    | own [`Checkpoint`]    |
+//! | `p`    | peer center                          | its latest [`Checkpoint`] |
 //!
 //! `i` and `o` are queues: a message for an agency at this center waits in its recipient's
 //! inbox (`i`), a message for another center in that center's outbox (`o`), both ordered by
@@ -41,7 +43,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::audit::AuditEntry;
+use crate::audit::{AuditEntry, Checkpoint};
 use crate::federation::Receipt;
 use crate::identity::{AgencyId, CenterId};
 use crate::message::MessageId;
@@ -65,6 +67,8 @@ const RECEIPT: u8 = b'r';
 const SETTING: u8 = b's';
 const DIRECTORY_SEEN: &[u8] = b"directory";
 const DEAD: u8 = b'x';
+const CHECKPOINT: u8 = b'c';
+const PEER_CHECKPOINT: u8 = b'p';
 
 /// What went wrong in the store. None of these is the client's fault.
 #[derive(Debug, thiserror::Error)]
@@ -331,6 +335,20 @@ impl WriteSet {
         self.batch.remove(key(DEAD, id.as_str().as_bytes()));
         self.len += 1;
     }
+    /// Stores a checkpoint this node signed of its own chain.
+    pub fn put_checkpoint(&mut self, checkpoint: &Checkpoint) {
+        self.put(
+            key(CHECKPOINT, &checkpoint.length.to_be_bytes()),
+            record::encode(checkpoint),
+        );
+    }
+    /// Stores the latest checkpoint a peer handed over (already verified).
+    pub fn put_peer_checkpoint(&mut self, peer: &CenterId, checkpoint: &Checkpoint) {
+        self.put(
+            key(PEER_CHECKPOINT, peer.as_str().as_bytes()),
+            record::encode(checkpoint),
+        );
+    }
     /// Records the newest directory loaded.
     pub fn put_directory_seen(&mut self, seen: &DirectorySeen) {
         self.put(key(SETTING, DIRECTORY_SEEN), record::encode(seen));
@@ -450,6 +468,30 @@ impl Store {
             *lengths.entry(peer).or_insert(0) += 1;
         }
         Ok(lengths)
+    }
+
+    /// This node's own checkpoints, oldest first.
+    pub fn checkpoints(&self) -> impl Iterator<Item = Result<Checkpoint, StoreError>> + '_ {
+        self.db.scan_prefix([CHECKPOINT]).map(|item| {
+            let (k, v) = item?;
+            decode_at("checkpoint", &k, &v)
+        })
+    }
+
+    /// This node's newest checkpoint.
+    pub fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        match self.db.scan_prefix([CHECKPOINT]).next_back() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item?;
+                decode_at("checkpoint", &k, &v).map(Some)
+            }
+        }
+    }
+
+    /// The latest checkpoint `peer` handed over.
+    pub fn peer_checkpoint(&self, peer: &CenterId) -> Result<Option<Checkpoint>, StoreError> {
+        self.get(PEER_CHECKPOINT, "peer checkpoint", peer.as_str())
     }
 
     /// Every dead-lettered message, in id order.

@@ -26,6 +26,7 @@ fn three_centers() -> Federation {
     for center in ["suwon", "gangseo", "jeongeup"] {
         fed.set_option(center, "federation", "retry_initial_ms", "50");
         fed.set_option(center, "federation", "retry_max_ms", "1000");
+        fed.set_option(center, "federation", "checkpoint_every", "5");
     }
     fed
 }
@@ -282,6 +283,76 @@ async fn a_referral_to_another_center_arrives_once_and_its_status_comes_back() {
     );
     assert_audit_verifies(&fed, "suwon");
     assert_audit_verifies(&fed, &center);
+
+    // Each node keeps the other's latest signed checkpoint, which verifies against the
+    // other's key in the directory and covers no more than the other's chain.
+    for (holder, signer) in [("suwon", center.as_str()), (center.as_str(), "suwon")] {
+        let store = plusgate::store::Store::open(&fed.data_dir(holder)).expect("store");
+        let peer = plusgate::identity::CenterId::parse(signer).expect("center");
+        let kept = store
+            .peer_checkpoint(&peer)
+            .expect("read")
+            .unwrap_or_else(|| panic!("{holder} keeps no checkpoint of {signer}"));
+        drop(store);
+        let key = &fed.directory()["centers"][signer]["signing_key"];
+        let key = plusgate::keys::PublicKey::from_hex(key.as_str().expect("hex")).expect("key");
+        assert!(kept.verify(&key), "{kept:?}");
+        let own = plusgate::store::Store::open(&fed.data_dir(signer)).expect("store");
+        let length = own.audit_entries().count() as u64;
+        assert!(
+            kept.length >= 1 && kept.length <= length,
+            "{kept:?} vs {length}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_peer_that_rolls_its_audit_log_back_is_caught() {
+    let fed = three_centers();
+    let (_, center) = remote_recipient(&fed);
+    let a = fed.start("suwon");
+    let mut b = fed.start(&center);
+    let agent = a.agent("suwon/employment", HttpVersion::Http2);
+    let first: Vec<String> = numbered("ref-before-backup", 10);
+    for id in &first {
+        push_accepted(&agent, &remote_referral(&fed, id)).await;
+    }
+    wait_for_status(&a, &first[9], |s| s["state"] == "delivered").await;
+    // B's operator takes a backup …
+    assert!(b.stop().success());
+    let backup = fed.scratch("b-backup");
+    copy_dir(&fed.data_dir(&center), &backup);
+    b.restart();
+    // … B goes on (its chain and its checkpoints grow, and A keeps the newer one) …
+    for id in numbered("ref-after-backup", 20) {
+        push_accepted(&agent, &remote_referral(&fed, &id)).await;
+    }
+    wait_for_status(&a, "ref-after-backup-00019", |s| s["state"] == "delivered").await;
+    // … then restores the backup: B's chain is shorter than what it signed before.
+    assert!(b.stop().success());
+    std::fs::remove_dir_all(fed.data_dir(&center)).expect("remove");
+    copy_dir(&backup, &fed.data_dir(&center));
+    b.restart();
+    push_accepted(&agent, &remote_referral(&fed, "ref-after-restore")).await;
+    wait_for_status(&a, "ref-after-restore", |s| s["state"] == "delivered").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !a.log().contains("audit log went back") {
+        assert!(Instant::now() < deadline, "A did not notice:\n{}", a.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
 }
 
 /// The audit entries of a stopped node about message `id`: (action, actor, detail).
