@@ -169,6 +169,14 @@ fn each_federation_mistake_names_its_key() {
     );
     check_err(&federated("batch_max = 0\n"), "federation.batch_max");
     check_err(&federated("batch_max = 1001\n"), "federation.batch_max");
+    check_err(
+        &federated("checkpoint_every = 0\n"),
+        "federation.checkpoint_every",
+    );
+    check_err(
+        &federated("checkpoint_interval_s = 0\n"),
+        "federation.checkpoint_interval_s",
+    );
     check_err(&federated("outbox_max = -1\n"), "outbox_max");
     check_err(&federated("relay = true\n"), "relay");
     check_err(
