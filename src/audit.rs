@@ -346,23 +346,27 @@ pub fn from_hex(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// The `n`-th event of a test chain (an `accepted` of message `m-n`).
+#[cfg(test)]
+pub(crate) fn test_event(n: u64) -> Event {
+    Event {
+        at: format!("2026-11-23T10:00:{n:02}Z"),
+        actor: "urn:plusgate:agency:suwon:employment".into(),
+        action: Action::Accepted,
+        message_id: format!("m-{n}"),
+        from: "suwon/employment".into(),
+        to: "suwon/welfare".into(),
+        subject: "ps-0123456789abcdef".into(),
+        consent_id: "cns-1".into(),
+        detail: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn event(n: u64) -> Event {
-        Event {
-            at: format!("2026-11-23T10:00:{n:02}Z"),
-            actor: "urn:plusgate:agency:suwon:employment".into(),
-            action: Action::Accepted,
-            message_id: format!("m-{n}"),
-            from: "suwon/employment".into(),
-            to: "suwon/welfare".into(),
-            subject: "ps-0123456789abcdef".into(),
-            consent_id: "cns-1".into(),
-            detail: None,
-        }
-    }
+    use super::test_event as event;
 
     fn chain(n: u64) -> Vec<AuditEntry> {
         let mut head = Head::GENESIS;

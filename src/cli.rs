@@ -96,11 +96,38 @@ pub enum OutboxCommand {
 /// `plusgate audit …`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check a (stopped) node's audit chain end to end; exit 1 naming the first bad entry.
+    /// Check a (stopped) node's audit chain end to end (`--config`), or an audit export
+    /// offline (`--file`, with the federation directory for the node's signing key); exit 1
+    /// naming the first bad entry or line.
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["config", "file"])))]
     Verify {
         /// The node's config file (its data directory is read).
         #[arg(long)]
+        config: Option<PathBuf>,
+        /// An export written by `plusgate audit export`.
+        #[arg(long, value_name = "EXPORT", requires = "directory")]
+        file: Option<PathBuf>,
+        /// The signed federation directory, for the signing keys of the nodes whose
+        /// checkpoints the export holds.
+        #[arg(long, value_name = "DIRECTORY_FILE", conflicts_with = "config")]
+        directory: Option<PathBuf>,
+        /// The federation authority's public key (64 hex characters): check the directory's
+        /// own signature too. Without it the directory is taken as it is (and a note says so).
+        #[arg(long, value_name = "HEX", conflicts_with = "config")]
+        authority_key: Option<String>,
+    },
+    /// Write a (stopped) node's audit chain as JSON Lines, with its signed checkpoints and,
+    /// for a federated node, one signed now that vouches for the export's end.
+    Export {
+        /// The node's config file (its data directory is read).
+        #[arg(long)]
         config: PathBuf,
+        /// The export file to write (replaced atomically).
+        #[arg(long, value_name = "EXPORT")]
+        out: PathBuf,
+        /// Export the entries from this sequence number on.
+        #[arg(long, value_name = "SEQ", default_value_t = 0)]
+        since: u64,
     },
 }
 
@@ -138,12 +165,12 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Err(e) => fail(EXIT_CONFIG, &*e),
         },
-        Command::Audit(AuditCommand::Verify { config }) => match audit_verify(&config) {
+        Command::Audit(command) => match audit(command) {
             Ok(summary) => {
                 println!("{summary}");
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(EXIT_FAILURE, &e),
+            Err((code, e)) => fail(code, &e),
         },
         Command::Outbox(command) => {
             let (config, action, json) = match command {
@@ -223,6 +250,101 @@ fn check_config(path: &Path) -> Result<String, Box<dyn std::error::Error>> {
         config.listen,
         config.data_dir.display()
     ))
+}
+
+/// Runs `plusgate audit …`: the summary line, or the exit code and the reason.
+fn audit(command: AuditCommand) -> Result<String, (u8, String)> {
+    match command {
+        AuditCommand::Verify {
+            config: Some(config),
+            ..
+        } => audit_verify(&config).map_err(|e| (EXIT_FAILURE, e)),
+        AuditCommand::Verify {
+            file: Some(file),
+            directory: Some(directory),
+            authority_key,
+            ..
+        } => audit_verify_file(&file, &directory, authority_key.as_deref())
+            .map_err(|e| (EXIT_FAILURE, e)),
+        AuditCommand::Verify { .. } => Err((
+            EXIT_FAILURE,
+            "give --config FILE, or --file EXPORT with --directory DIRECTORY_FILE".into(),
+        )),
+        AuditCommand::Export { config, out, since } => audit_export(&config, &out, since),
+    }
+}
+
+/// `audit export`: the chain of the stopped node configured in `path`, from `since`, into
+/// `out`, closed by a checkpoint signed now when the node is federated.
+fn audit_export(path: &Path, out: &Path, since: u64) -> Result<String, (u8, String)> {
+    let config = Config::load(path).map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+    let key = match &config.federation {
+        Some(federation) => Some(
+            crate::keys::SigningKey::load(&federation.signing_key)
+                .map_err(|e| (EXIT_CONFIG, e.to_string()))?,
+        ),
+        None => None,
+    };
+    let store = crate::export::open_store(&config.data_dir).map_err(|e| (EXIT_FAILURE, e))?;
+    let now = crate::ledger::now_rfc3339();
+    let node = config.center.to_string();
+    let closing = key.as_ref().map(|key| crate::export::Closing {
+        key,
+        node: &node,
+        at: &now,
+    });
+    let written = crate::export::export_to_file(&store, since, closing.as_ref(), out)
+        .map_err(|e| (EXIT_FAILURE, e.to_string()))?;
+    if !written.closed {
+        eprintln!(
+            "plusgate: note: node {node} is not federated (no [federation] signing key), so the \
+             export ends without a checkpoint signed now; `audit verify --file` will report the \
+             entries after its last stored checkpoint as not covered"
+        );
+    }
+    let range = match written.entries {
+        0 => format!("no audit entries (the chain has {})", written.length),
+        n => format!(
+            "{n} audit entries (seq {} to {})",
+            written.since,
+            written.since + n - 1
+        ),
+    };
+    Ok(format!(
+        "exported {range} and {} checkpoints of node {node} to {}",
+        written.checkpoints,
+        out.display()
+    ))
+}
+
+/// `audit verify --file`: checks an export offline against the directory's node keys.
+fn audit_verify_file(
+    file: &Path,
+    directory: &Path,
+    authority_key: Option<&str>,
+) -> Result<String, String> {
+    use crate::directory::Directory;
+    let directory = match authority_key {
+        Some(hex) => {
+            let authority = crate::keys::PublicKey::from_hex(hex)
+                .map_err(|e| format!("--authority-key is {e}"))?;
+            Directory::load(directory, &authority).map_err(|e| e.to_string())?
+        }
+        None => {
+            let loaded = Directory::load_unverified(directory).map_err(|e| e.to_string())?;
+            eprintln!(
+                "plusgate: note: the signature of directory {} was not checked (give \
+                 --authority-key to check it); the node keys in it are taken as they are",
+                directory.display()
+            );
+            loaded
+        }
+    };
+    let export = std::fs::File::open(file)
+        .map_err(|e| format!("cannot read export {}: {e}", file.display()))?;
+    let summary = crate::export::verify(std::io::BufReader::new(export), &directory)
+        .map_err(|e| format!("export {}: {e}", file.display()))?;
+    Ok(summary.to_string())
 }
 
 /// Walks the whole audit chain of the node configured in `path`.

@@ -208,6 +208,42 @@ impl Directory {
         })
     }
 
+    /// Reads `path`, a signed directory file, and parses and validates the directory in it
+    /// **without checking its signature**. Every error names the file.
+    ///
+    /// For offline tools that need the node keys a directory lists but may be run without
+    /// the federation authority's key at hand (`plusgate audit verify --file` when no
+    /// `--authority-key` is given, which then says the directory was not checked). Whoever
+    /// can edit the file can then put any key in it, so callers should prefer
+    /// [`Directory::load`] with the pinned authority key; a node never uses this.
+    pub fn load_unverified(path: &Path) -> Result<Directory, DirectoryError> {
+        let bytes = std::fs::read(path).map_err(|source| DirectoryError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Directory::from_unverified_bytes(&bytes).map_err(|e| DirectoryError::File {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })
+    }
+
+    /// [`Directory::from_signed_bytes`] without the signature check (see
+    /// [`Directory::load_unverified`]).
+    fn from_unverified_bytes(bytes: &[u8]) -> Result<Directory, DirectoryError> {
+        let signed: RawSigned<'_> = serde_json::from_slice(bytes).map_err(|e| {
+            DirectoryError::Malformed(format!(
+                "expected {{\"directory\": {{…}}, \"signature\": \"<128 hex>\"}}: {e}"
+            ))
+        })?;
+        let (version, issued_at, centers) = validate(signed.directory.get().as_bytes())?;
+        Ok(Directory {
+            version,
+            issued_at,
+            centers,
+            digest: sha256(bytes),
+        })
+    }
+
     /// The center `id`, if the directory lists it.
     pub fn center(&self, id: &CenterId) -> Option<&CenterEntry> {
         self.centers.get(id)

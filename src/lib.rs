@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod devinit;
 pub mod directory;
+pub mod export;
 pub mod federation;
 pub mod identity;
 pub mod inbox;

@@ -9,6 +9,7 @@
 //! - `endpoints`: health, readiness, OpenAPI, unknown paths and methods;
 //! - `durability`: restart, crash under load, and corrupt records;
 //! - `audit`: the audit chain on disk and `plusgate audit verify`;
+//! - `audit_export`: `plusgate audit export` and the offline `audit verify --file`;
 //! - `startup`: configurations and schemas that must stop a node, and `serve --dev`;
 //! - `federation`: delivery between centers, crashes and outages on the way, dead letters,
 //!   the operator's outbox commands and the signed directory;
@@ -17,6 +18,7 @@
 mod support;
 
 mod audit;
+mod audit_export;
 mod deploy;
 mod durability;
 mod endpoints;
