@@ -633,6 +633,49 @@ async fn a_center_that_is_down_does_not_hold_up_the_others() {
 }
 
 #[tokio::test]
+async fn logs_carry_ids_and_never_what_a_message_says() {
+    let fed = three_centers();
+    let (recipient, center) = remote_recipient(&fed);
+    // Everything every crate logs at debug level, on both nodes.
+    let a = fed.start_logging("suwon", "debug");
+    let b = fed.start_logging(&center, "debug");
+    let secrets = [
+        "SECRET-SUMMARY-7f1c",
+        "비밀상담내용",
+        "010-9876-5432",
+        "900101-1234567",
+    ];
+    let employment = a.agent("suwon/employment", HttpVersion::Http2);
+    let mut local = fed.referral("ref-logs-local");
+    let mut remote = remote_referral(&fed, "ref-logs-remote");
+    for body in [&mut local, &mut remote] {
+        body["payload"]["summary"] = json!(format!("{} {}", secrets[0], secrets[1]));
+        body["payload"]["contact_preferences"]["notes"] = json!(secrets[2]);
+    }
+    push_accepted(&employment, &local).await;
+    push_accepted(&employment, &remote).await;
+    // Refused, with the RRN in it: the refusal is logged, the number is not.
+    let mut with_rrn = fed.referral("ref-logs-rrn");
+    with_rrn["payload"]["summary"] = json!(format!("주민번호 {}", secrets[3]));
+    assert_problem(&push(&employment, &with_rrn).await, 422, "schema-violation");
+    let got = collect(&b.agent(&recipient, HttpVersion::Http2), 1).await;
+    assert_eq!(got, ["ref-logs-remote"]);
+    let welfare = a.agent("suwon/welfare", HttpVersion::Http1);
+    assert_eq!(collect(&welfare, 1).await, ["ref-logs-local"]);
+    wait_for_status(&a, "ref-logs-remote", |s| s["state"] == "delivered").await;
+
+    for (node, log) in [("suwon", a.log()), (center.as_str(), b.log())] {
+        assert!(
+            log.contains("plusgate::api") && log.contains("/v1/inbox"),
+            "{node} logged at debug level:\n{log}"
+        );
+        for secret in secrets {
+            assert!(!log.contains(secret), "{node} logged {secret:?}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_full_outbox_refuses_new_pushes_for_that_center_only() {
     let fed = three_centers();
     fed.set_option("suwon", "federation", "outbox_max", "3");

@@ -149,6 +149,7 @@ fn dev_node(cwd: &Path) -> Node {
         cwd: cwd.to_owned(),
         log: cwd.join("dev.log"),
         federation: dev_dir(cwd),
+        log_filter: String::new(),
     })
 }
 

@@ -257,6 +257,11 @@ impl Federation {
 
     /// Starts the node of `center` on the port its config (and the directory) names.
     pub fn start(&self, center: &str) -> Node {
+        self.start_logging(center, "")
+    }
+
+    /// [`Federation::start`] with `PLUSGATE_LOG` set to `filter` (empty: the default).
+    pub fn start_logging(&self, center: &str, filter: &str) -> Node {
         Node::start(NodeSpec {
             args: vec![
                 "serve".into(),
@@ -266,6 +271,7 @@ impl Federation {
             cwd: self.dir().to_owned(),
             log: self.dir().join(format!("{center}.log")),
             federation: self.dir().to_owned(),
+            log_filter: filter.to_owned(),
         })
     }
 }
@@ -282,6 +288,8 @@ pub struct NodeSpec {
     /// The federation folder (holding `manifest.json`), for the CA and the agency
     /// certificates; read when an agent is made, so `serve --dev` may create it.
     pub federation: PathBuf,
+    /// `PLUSGATE_LOG` for the node (empty: the default, info).
+    pub log_filter: String,
 }
 
 /// A running `plusgate serve` child process. Dropping it kills the process.
@@ -417,7 +425,11 @@ fn spawn(spec: &NodeSpec) -> (Child, SocketAddr) {
         .append(true)
         .open(&spec.log)
         .expect("open node log");
-    let mut child = Command::new(plusgate_bin())
+    let mut command = Command::new(plusgate_bin());
+    if !spec.log_filter.is_empty() {
+        command.env("PLUSGATE_LOG", &spec.log_filter);
+    }
+    let mut child = command
         .args(&spec.args)
         .current_dir(&spec.cwd)
         .stdin(Stdio::null())
