@@ -68,6 +68,16 @@ struct RawConfig {
     #[serde(default)]
     officers: Vec<RawOfficer>,
     federation: Option<RawFederation>,
+    #[serde(default)]
+    storage: RawStorage,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    data_key: Option<PathBuf>,
+    #[serde(default)]
+    old_data_keys: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,6 +228,17 @@ pub struct Config {
     pub directory: LocalDirectory,
     /// Forwarding between centers, when the node belongs to a federation.
     pub federation: Option<FederationConfig>,
+    /// Payloads at rest.
+    pub storage: StorageConfig,
+}
+
+/// The `[storage]` section: the keys that seal payloads at rest (see `vault`).
+#[derive(Debug, Clone, Default)]
+pub struct StorageConfig {
+    /// The current data key (64 hex digits); without one, payloads are stored unsealed.
+    pub data_key: Option<PathBuf>,
+    /// Earlier data keys, still needed to open payloads sealed with them.
+    pub old_data_keys: Vec<PathBuf>,
 }
 
 /// The `[federation]` section: where the signed directory is, whom to trust for it, this
@@ -435,6 +456,23 @@ impl Config {
             },
             directory,
             federation,
+            storage: {
+                if raw.storage.data_key.is_none() && !raw.storage.old_data_keys.is_empty() {
+                    return Err(invalid(
+                        "storage.old_data_keys",
+                        "needs storage.data_key: old keys only open, the current one seals".into(),
+                    ));
+                }
+                StorageConfig {
+                    data_key: raw.storage.data_key.as_ref().map(|p| base.join(p)),
+                    old_data_keys: raw
+                        .storage
+                        .old_data_keys
+                        .iter()
+                        .map(|p| base.join(p))
+                        .collect(),
+                }
+            },
         })
     }
 }

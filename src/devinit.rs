@@ -54,6 +54,8 @@ pub const AUTHORITY_KEY_FILE: &str = "authority.key";
 /// File (in each center's folder) holding the node's Ed25519 private key for receipts and
 /// checkpoints.
 pub const NODE_SIGNING_KEY_FILE: &str = "node-signing.key";
+/// Each center's data key (AES-256), which seals payloads at rest.
+pub const DATA_KEY_FILE: &str = "data.key";
 
 /// Version of the directory `dev-init` writes.
 pub const DEV_DIRECTORY_VERSION: u64 = 1;
@@ -333,6 +335,11 @@ fn write_center(
     write_pair(&center_dir, "node", &issue(ca, &node, validity)?, &node)?;
     let signing_key =
         write_signing_key(&center_dir.join(NODE_SIGNING_KEY_FILE), &node)?.public_key();
+    let data_key = crate::vault::generate_key_text().map_err(|e| DevInitError::Io {
+        path: center_dir.join(DATA_KEY_FILE),
+        source: io::Error::other(e.to_string()),
+    })?;
+    write_private(&center_dir.join(DATA_KEY_FILE), &data_key)?;
 
     let mut agencies = BTreeMap::new();
     for agency in AGENCIES {
@@ -455,6 +462,12 @@ fn write_signing_key(path: &Path, whose: impl ToString) -> Result<SigningKey, De
         what: whose.to_string(),
         source,
     })?;
+    write_private(path, &pem)?;
+    Ok(key)
+}
+
+/// Writes a new file readable by its owner only.
+fn write_private(path: &Path, text: &str) -> Result<(), DevInitError> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -464,12 +477,11 @@ fn write_signing_key(path: &Path, whose: impl ToString) -> Result<SigningKey, De
     }
     let result = options
         .open(path)
-        .and_then(|mut file| io::Write::write_all(&mut file, pem.as_bytes()));
+        .and_then(|mut file| io::Write::write_all(&mut file, text.as_bytes()));
     result.map_err(|source| DevInitError::Io {
         path: path.to_owned(),
         source,
-    })?;
-    Ok(key)
+    })
 }
 
 /// The node configuration of one development center, in the documented format.
@@ -508,6 +520,10 @@ message_ttl_s = 86400
 batch_max = 1000
 checkpoint_every = 1000           # a signed checkpoint of the audit chain every N entries
 checkpoint_interval_s = 60        # … and at least this often while it grows
+
+[storage]
+data_key = "data.key"             # AES-256 key sealing payloads at rest (64 hex digits)
+old_data_keys = []                # earlier keys, kept to open older payloads
 "#
     );
     for officer in OFFICERS {

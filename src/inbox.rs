@@ -25,6 +25,7 @@ use crate::identity::AgencyId;
 use crate::ledger::{LeaseItem, Ledger, LedgerError};
 use crate::message::MessageId;
 use crate::store::{MessageRecord, Store, StoreError};
+use crate::vault::DataKeys;
 
 /// How often a waiting pull looks again for leases that expired meanwhile.
 const EXPIRY_RECHECK: Duration = Duration::from_millis(250);
@@ -47,6 +48,8 @@ pub struct Inbox {
     lease: Duration,
     leases: Mutex<HashMap<MessageId, Instant>>,
     closing: watch::Receiver<bool>,
+    /// Opens payloads stored sealed.
+    keys: Option<std::sync::Arc<DataKeys>>,
 }
 
 impl std::fmt::Debug for Inbox {
@@ -64,6 +67,7 @@ impl Inbox {
         ledger: Ledger,
         lease: Duration,
         closing: watch::Receiver<bool>,
+        keys: Option<std::sync::Arc<DataKeys>>,
     ) -> Inbox {
         Inbox {
             store,
@@ -71,6 +75,7 @@ impl Inbox {
             lease,
             leases: Mutex::new(HashMap::new()),
             closing,
+            keys,
         }
     }
 
@@ -149,10 +154,17 @@ impl Inbox {
                 .delivery(&entry.id)
                 .and_then(|_| self.store.message(&entry.id));
             match record {
-                Ok(Some(record)) => {
-                    leases.insert(entry.id, now + self.lease);
-                    taken.push(record);
-                }
+                Ok(Some(mut record)) => match record.open(self.keys.as_deref()) {
+                    Ok(payload) => {
+                        record.payload = Some(payload);
+                        record.sealed = None;
+                        leases.insert(entry.id, now + self.lease);
+                        taken.push(record);
+                    }
+                    Err(e) => {
+                        tracing::error!(message_id = %entry.id, error = %e, "payload does not open; not served");
+                    }
+                },
                 Ok(None) => {
                     tracing::error!(message_id = %entry.id, "inbox entry points at a missing message; skipped");
                 }

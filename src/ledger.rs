@@ -45,6 +45,7 @@ use crate::store::{
     DeliveryRecord, DeliveryState, DirectorySeen, EncodedMessage, Lifecycle, MessageRecord, Store,
     StoreError, WriteSet,
 };
+use crate::vault::{DataKeys, VaultError};
 
 /// Most commands committed by one flush+fsync.
 pub const GROUP_LEN_MAX: usize = 4096;
@@ -130,13 +131,27 @@ impl Submission {
     /// are both what is stored and, with the envelope's other fields, the request's
     /// fingerprint for idempotent retries. Two bodies that differ only in key order or
     /// spacing are the same message, and two nodes compute the same fingerprint for it.
-    pub fn new(sender: &AgencyId, envelope: Envelope, route: Route) -> Submission {
+    /// With `keys`, the stored payload is sealed (see `vault`); the fingerprint is always
+    /// over the plain canonical payload.
+    pub fn new(
+        sender: &AgencyId,
+        envelope: Envelope,
+        route: Route,
+        keys: Option<&DataKeys>,
+    ) -> Result<Submission, VaultError> {
         let payload = serde_json::value::to_raw_value(&envelope.payload)
             .expect("JSON values always serialize");
         let fingerprint = fingerprint(&envelope, payload.get());
         let status_update = status_update(envelope.message_type, &envelope.payload);
         let sender_chose_id = envelope.id.is_some();
         let id = envelope.id.unwrap_or_else(MessageId::generate);
+        let (payload, sealed) = match keys {
+            None => (Some(payload), None),
+            Some(keys) => (
+                None,
+                Some(keys.seal(id.as_str(), payload.get().as_bytes())?),
+            ),
+        };
         let record = MessageRecord {
             id: id.to_string(),
             sender_chose_id,
@@ -147,11 +162,12 @@ impl Submission {
             subject: envelope.subject,
             consent_id: envelope.consent_id,
             payload,
+            sealed,
             body_sha256: fingerprint,
             accepted_at: now_rfc3339(),
         };
         let encoded = record.encode();
-        Submission {
+        Ok(Submission {
             id,
             sender_chose_id,
             from: sender.clone(),
@@ -163,7 +179,7 @@ impl Submission {
             accepted_at: record.accepted_at,
             status_update,
             record: encoded,
-        }
+        })
     }
 
     /// The message id.

@@ -31,3 +31,4 @@ pub mod rrn;
 pub mod schema;
 pub mod store;
 pub mod tls;
+pub mod vault;

@@ -80,6 +80,9 @@ pub enum NodeError {
         /// What is wrong.
         problem: String,
     },
+    /// A data key is unusable.
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
     /// The client side of node-to-node TLS could not be set up.
     #[error("node-to-node TLS: {0}")]
     Client(#[from] client::ClientError),
@@ -164,6 +167,13 @@ impl Node {
                 _ => None,
             },
         };
+        let data_keys = match &config.storage.data_key {
+            None => None,
+            Some(current) => Some(Arc::new(crate::vault::DataKeys::load(
+                current,
+                &config.storage.old_data_keys,
+            )?)),
+        };
         let (ledger, ledger_thread) = Ledger::start(store.clone(), options)?;
         let (closing, closing_rx) = watch::channel(false);
         let inbox = Inbox::new(
@@ -171,6 +181,7 @@ impl Node {
             ledger.clone(),
             config.limits.inbox_lease,
             closing_rx,
+            data_keys.clone(),
         );
         let (routing_tx, routing_rx) = watch::channel(Arc::new(routing));
         let api = Api {
@@ -180,6 +191,7 @@ impl Node {
             store: store.clone(),
             routing: routing_rx,
             signing_key,
+            data_keys,
             center: config.center.clone(),
             limits: config.limits.clone(),
         };
@@ -449,6 +461,7 @@ impl FederationRuntime {
             },
             closing: closing.subscribe(),
             clock: Arc::new(outbox::SystemClock),
+            keys: api.data_keys.clone(),
         });
         let mut rt = FederationRuntime {
             ctx,

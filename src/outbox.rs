@@ -98,6 +98,8 @@ pub struct Forwarding {
     pub closing: watch::Receiver<bool>,
     /// Time source for the time to live and the retry delays.
     pub clock: Arc<dyn Clock>,
+    /// Opens payloads stored sealed.
+    pub keys: Option<Arc<crate::vault::DataKeys>>,
 }
 
 impl std::fmt::Debug for Forwarding {
@@ -319,7 +321,21 @@ async fn round(
             break;
         }
         let record = match ctx.store.message(&entry.id) {
-            Ok(Some(record)) => record,
+            Ok(Some(mut record)) => match record.open(ctx.keys.as_deref()) {
+                Ok(payload) => {
+                    record.payload = Some(payload);
+                    record.sealed = None;
+                    record
+                }
+                Err(e) => {
+                    tracing::error!(%peer, message_id = %entry.id, error = %e, "payload does not open");
+                    expired_ids.push((
+                        entry.id,
+                        format!("its stored payload does not open and cannot be sent: {e}"),
+                    ));
+                    continue;
+                }
+            },
             Ok(None) => continue,
             Err(e @ StoreError::Corrupt { .. }) => {
                 // Never sent (it cannot be verified) and never blocking the messages behind
@@ -352,7 +368,7 @@ async fn round(
             ));
             continue;
         }
-        bytes += record.payload.get().len() + 512;
+        bytes += record.payload.as_ref().map_or(0, |p| p.get().len()) + 512;
         last_seq = entry.seq;
         batch.push(record);
         if batch.len() >= ctx.options.batch_max || bytes >= BATCH_BYTES_MAX {
@@ -474,7 +490,8 @@ async fn hand_over(
                 version: m.version,
                 subject: m.subject.clone(),
                 consent_id: m.consent_id.clone(),
-                payload: m.payload.clone(),
+                // Opened when the batch was read.
+                payload: m.payload.clone().unwrap_or_else(null_payload),
                 accepted_at: m.accepted_at.clone(),
                 digest: m.body_sha256.clone(),
             })
@@ -524,6 +541,10 @@ async fn hand_over(
         unanswered,
         checkpoint: answer.checkpoint.map(|c| (c, key)),
     })
+}
+
+fn null_payload() -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string("null".into()).expect("null is JSON")
 }
 
 /// What the peer's answer says about one message of the batch.
@@ -678,7 +699,10 @@ mod tests {
         let sender = crate::identity::AgencyId::parse(sender).expect("sender");
         let envelope = Envelope::from_validated(body, &sender).expect("envelope");
         let peer = envelope.to.center().clone();
-        let submission = Submission::new(&sender, envelope, Route::Remote(peer.clone()));
+        let keys = crate::vault::DataKeys::from_bytes([3; 32], &[]);
+        let submission =
+            Submission::new(&sender, envelope, Route::Remote(peer.clone()), Some(&keys))
+                .expect("sealed");
         let id = submission.id().clone();
         ledger
             .accept("test".into(), submission)
@@ -711,6 +735,7 @@ mod tests {
             },
             closing: closing_rx,
             clock: clock.clone(),
+            keys: Some(Arc::new(keys)),
         });
         let task = tokio::spawn(forward(ctx, peer.clone()));
 

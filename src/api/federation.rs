@@ -211,7 +211,8 @@ impl Api {
         self.routing()
             .check_incoming(node, &from, &envelope.to, envelope.message_type)
             .map_err(refuse)?;
-        let submission = Submission::new(&from, envelope, Route::Local);
+        let submission = Submission::new(&from, envelope, Route::Local, self.data_keys.as_deref())
+            .map_err(|e| refuse(format!("cannot store it: {e}")))?;
         if submission.digest() != digest {
             return Err(refuse(format!(
                 "digest {digest} differs from this node's {} for the same message",

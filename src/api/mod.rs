@@ -61,6 +61,8 @@ pub struct Api {
     pub routing: watch::Receiver<Arc<Routing>>,
     /// This node's key for signing receipts (federated nodes only).
     pub signing_key: Option<Arc<SigningKey>>,
+    /// Data keys that seal payloads at rest (`[storage]`), if configured.
+    pub data_keys: Option<Arc<crate::vault::DataKeys>>,
     /// This node's center.
     pub center: CenterId,
     /// Limits.
@@ -200,7 +202,8 @@ impl Api {
                 }
             })?;
         let actor = Identity::Agency(sender.clone()).uri();
-        let submission = Submission::new(sender, envelope, route);
+        let submission = Submission::new(sender, envelope, route, self.data_keys.as_deref())
+            .map_err(|e| Problem::unavailable(&e))?;
         match self.ledger.accept(actor, submission).await {
             Ok(accepted) => Ok(json_response(
                 StatusCode::ACCEPTED,
@@ -330,7 +333,7 @@ impl Api {
                     "version": m.version,
                     "subject": m.subject,
                     "consent_id": m.consent_id,
-                    "payload": m.payload,
+                    "payload": m.payload,  // opened by the inbox
                     "received_at": m.accepted_at,
                 })
             })

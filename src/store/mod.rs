@@ -47,6 +47,7 @@ use crate::audit::{AuditEntry, Checkpoint};
 use crate::federation::Receipt;
 use crate::identity::{AgencyId, CenterId};
 use crate::message::MessageId;
+use crate::vault::{DataKeys, Sealed, VaultError};
 
 pub use record::RecordError;
 
@@ -125,7 +126,12 @@ pub struct MessageRecord {
     /// Consent the message travels under.
     pub consent_id: String,
     /// The payload as canonical JSON, kept raw: written and served without re-encoding.
-    pub payload: Box<RawValue>,
+    /// Absent when it is stored sealed (see `sealed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Box<RawValue>>,
+    /// The payload sealed under the node's data key (see `vault`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<Sealed>,
     /// Fingerprint of the request (see `ledger::Submission`): an identical retry has the same.
     pub body_sha256: String,
     /// When the node accepted it (RFC 3339, UTC).
@@ -133,6 +139,22 @@ pub struct MessageRecord {
 }
 
 impl MessageRecord {
+    /// The payload in plain JSON: opened with `keys` if it is stored sealed. A sealed
+    /// payload on a node without keys, or one that does not open, is an error (the record
+    /// is then not served).
+    pub fn open(&self, keys: Option<&DataKeys>) -> Result<Box<RawValue>, VaultError> {
+        match (&self.payload, &self.sealed, keys) {
+            (Some(plain), _, _) => Ok(plain.clone()),
+            (None, Some(sealed), Some(keys)) => {
+                let bytes = keys.open(&self.id, sealed)?;
+                let text = String::from_utf8(bytes).map_err(|_| VaultError::Damaged)?;
+                RawValue::from_string(text).map_err(|_| VaultError::Damaged)
+            }
+            (None, Some(sealed), None) => Err(VaultError::UnknownKey(sealed.key.clone())),
+            (None, None, _) => Err(VaultError::Damaged),
+        }
+    }
+
     /// Encodes the record for [`WriteSet::put_message`]. Separate from the write so that the
     /// (comparatively expensive) encoding of the payload can run on the caller's thread, in
     /// parallel, rather than on the single writer's.

@@ -278,3 +278,66 @@ pub(crate) fn damage_record(data_dir: &std::path::Path, family: u8, id: &str) {
     db.insert(&key, value).expect("write");
     db.flush().expect("flush");
 }
+
+/// Every file under `dir`, with its content.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            let bytes = std::fs::read(&path).expect("read file");
+            out.push((path, bytes));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn payloads_are_sealed_at_rest_and_a_rotated_key_still_opens_older_ones() {
+    const MARKER: &str = "SEALED-MARKER-4f2a";
+    let fed = Federation::new();
+    let mut node = fed.start("suwon");
+    let sender = node.agent("suwon/employment", HttpVersion::Http1);
+    let mut first = fed.referral("ref-sealed-1");
+    first["payload"]["summary"] = json!(format!("{MARKER} 첫 번째"));
+    push_accepted(&sender, &first).await;
+    assert!(node.stop().success());
+    for (path, bytes) in files_under(&fed.data_dir("suwon")) {
+        assert!(
+            !bytes.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()),
+            "{} holds the payload in plain text",
+            path.display()
+        );
+    }
+
+    // Rotation: a new current key, the old one kept for what it sealed.
+    let dir = fed
+        .config_path("suwon")
+        .parent()
+        .expect("folder")
+        .to_owned();
+    std::fs::write(dir.join("data-2.key"), format!("{}\n", "ab".repeat(32))).expect("key");
+    fed.set_option("suwon", "storage", "data_key", "\"data-2.key\"");
+    fed.set_option("suwon", "storage", "old_data_keys", "[\"data.key\"]");
+    node.restart();
+    let sender = node.agent("suwon/employment", HttpVersion::Http1);
+    let mut second = fed.referral("ref-sealed-2");
+    second["payload"]["summary"] = json!(format!("{MARKER} 두 번째"));
+    push_accepted(&sender, &second).await;
+    let welfare = node.agent("suwon/welfare", HttpVersion::Http1);
+    let pulled = pull(&welfare, "max=10").await;
+    assert_eq!(ids_of(&pulled), ["ref-sealed-1", "ref-sealed-2"]);
+    assert_eq!(pulled[0]["payload"], first["payload"]);
+    assert_eq!(pulled[1]["payload"], second["payload"]);
+
+    // Without the old key the older payload cannot be opened: it is not served (and the
+    // log says why), the newer one is.
+    fed.set_option("suwon", "storage", "old_data_keys", "[]");
+    node.restart();
+    let welfare = node.agent("suwon/welfare", HttpVersion::Http1);
+    let pulled = pull(&welfare, "max=10").await;
+    assert_eq!(ids_of(&pulled), ["ref-sealed-2"]);
+    assert!(node.log().contains("old_data_keys"), "{}", node.log());
+}
