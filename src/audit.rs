@@ -33,6 +33,10 @@ pub enum Action {
     DeadLettered,
     /// An operator put a dead-lettered message back into its outbox.
     Requeued,
+    /// The collecting agency registered a consent (`consent_id`; no message).
+    ConsentRegistered,
+    /// A consent was withdrawn (detail: the stated reason).
+    ConsentWithdrawn,
 }
 
 /// One entry of the chain.

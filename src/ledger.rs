@@ -37,6 +37,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::audit::{self, Action, Checkpoint, Event, Head};
+use crate::consent::{ConsentRecord, StatusChange};
 use crate::federation::Receipt;
 use crate::identity::{AgencyId, CenterId};
 use crate::message::{Envelope, MessageId, MessageType};
@@ -68,6 +69,15 @@ pub enum LedgerError {
     /// Nothing was written; retry later.
     #[error("the outbox to center {0} is full; retry later")]
     OutboxFull(CenterId),
+    /// The consent id was registered before with a different document.
+    #[error("consent {0} is already registered with a different document")]
+    ConsentConflict(String),
+    /// No consent with this id is registered here.
+    #[error("no consent {0} is registered here")]
+    NoSuchConsent(String),
+    /// Only the agency that collected a consent may change it.
+    #[error("consent {0} was collected by another agency; only it may withdraw it")]
+    NotCollector(String),
     /// A peer's checkpoint does not follow the one it signed before: it rolled back or
     /// rewrote its audit log. The earlier checkpoint is kept.
     #[error("{0}")]
@@ -346,6 +356,18 @@ enum Command {
     Checkpoint {
         reply: Reply<usize>,
     },
+    RegisterConsent {
+        actor: String,
+        record: Box<ConsentRecord>,
+        reply: Reply<(ConsentRecord, bool)>,
+    },
+    WithdrawConsent {
+        actor: String,
+        id: String,
+        caller: AgencyId,
+        change: StatusChange,
+        reply: Reply<ConsentRecord>,
+    },
     PeerCheckpoint {
         peer: CenterId,
         checkpoint: Checkpoint,
@@ -582,6 +604,40 @@ impl Ledger {
         self.call(|reply| Command::Checkpoint { reply }).await
     }
 
+    /// Registers a consent. An identical registration again returns the registered record
+    /// (`false`: nothing new); the same id with another document is a conflict.
+    pub async fn register_consent(
+        &self,
+        actor: String,
+        record: ConsentRecord,
+    ) -> Result<(ConsentRecord, bool), LedgerError> {
+        self.call(|reply| Command::RegisterConsent {
+            actor,
+            record: Box::new(record),
+            reply,
+        })
+        .await
+    }
+
+    /// Records a withdrawal of consent `id` by its collecting agency `caller`. Withdrawing
+    /// a withdrawn consent changes nothing and returns it as it is.
+    pub async fn withdraw_consent(
+        &self,
+        actor: String,
+        id: String,
+        caller: AgencyId,
+        change: StatusChange,
+    ) -> Result<ConsentRecord, LedgerError> {
+        self.call(|reply| Command::WithdrawConsent {
+            actor,
+            id,
+            caller,
+            change,
+            reply,
+        })
+        .await
+    }
+
     /// This node's latest durable checkpoint.
     pub fn latest_checkpoint(&self) -> Option<Checkpoint> {
         self.checkpoint.borrow().clone()
@@ -683,6 +739,8 @@ struct GroupView {
     checkpoint: Option<Checkpoint>,
     /// Peer checkpoints kept in this group.
     peer_checkpoints: HashMap<CenterId, Checkpoint>,
+    /// Consents written in this group.
+    consents: HashMap<String, ConsentRecord>,
 }
 
 impl Writer {
@@ -846,6 +904,21 @@ impl Writer {
                 checkpoint,
                 reply,
             } => pending(reply, self.peer_checkpoint(peer, checkpoint, writes, view)),
+            Command::RegisterConsent {
+                actor,
+                record,
+                reply,
+            } => pending(reply, self.register_consent(actor, *record, writes, view)),
+            Command::WithdrawConsent {
+                actor,
+                id,
+                caller,
+                change,
+                reply,
+            } => pending(
+                reply,
+                self.withdraw_consent(actor, &id, &caller, change, writes, view, now),
+            ),
         }
     }
 
@@ -888,6 +961,88 @@ impl Writer {
         writes.put_peer_checkpoint(&peer, &checkpoint);
         view.peer_checkpoints.insert(peer, checkpoint);
         Ok(1)
+    }
+
+    fn consent(&self, view: &GroupView, id: &str) -> Result<Option<ConsentRecord>, LedgerError> {
+        Ok(match view.consents.get(id) {
+            Some(c) => Some(c.clone()),
+            None => self.store.consent(id)?,
+        })
+    }
+
+    fn consent_event(
+        &mut self,
+        actor: String,
+        action: Action,
+        c: &ConsentRecord,
+        at: &str,
+        detail: Option<String>,
+    ) -> audit::AuditEntry {
+        self.head.append(Event {
+            at: at.to_owned(),
+            actor,
+            action,
+            message_id: String::new(),
+            from: c.collected_by.clone(),
+            to: c.recipients.join(" "),
+            subject: c.subject.clone(),
+            consent_id: c.id.clone(),
+            detail,
+        })
+    }
+
+    fn register_consent(
+        &mut self,
+        actor: String,
+        record: ConsentRecord,
+        writes: &mut WriteSet,
+        view: &mut GroupView,
+    ) -> Result<(ConsentRecord, bool), LedgerError> {
+        if let Some(existing) = self.consent(view, &record.id)? {
+            return if existing.digest == record.digest
+                && existing.collected_by == record.collected_by
+            {
+                Ok((existing, false))
+            } else {
+                Err(LedgerError::ConsentConflict(record.id))
+            };
+        }
+        let at = record.registered_at.clone();
+        let entry = self.consent_event(actor, Action::ConsentRegistered, &record, &at, None);
+        writes.put_consent(&record);
+        writes.put_audit(&entry);
+        view.consents.insert(record.id.clone(), record.clone());
+        Ok((record, true))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn withdraw_consent(
+        &mut self,
+        actor: String,
+        id: &str,
+        caller: &AgencyId,
+        change: StatusChange,
+        writes: &mut WriteSet,
+        view: &mut GroupView,
+        now: &str,
+    ) -> Result<ConsentRecord, LedgerError> {
+        let mut c = self
+            .consent(view, id)?
+            .ok_or_else(|| LedgerError::NoSuchConsent(id.to_owned()))?;
+        if c.collected_by != caller.as_str() {
+            return Err(LedgerError::NotCollector(id.to_owned()));
+        }
+        if c.status == "withdrawn" {
+            return Ok(c);
+        }
+        c.status = "withdrawn".into();
+        let detail = change.reason.clone();
+        c.history.push(change);
+        let entry = self.consent_event(actor, Action::ConsentWithdrawn, &c, now, detail);
+        writes.put_consent(&c);
+        writes.put_audit(&entry);
+        view.consents.insert(c.id.clone(), c.clone());
+        Ok(c)
     }
 
     fn accept(
@@ -1409,6 +1564,8 @@ impl Command {
             | Command::RecordDirectory { reply, .. }
             | Command::Checkpoint { reply, .. }
             | Command::PeerCheckpoint { reply, .. } => drop(reply.send(Err(err))),
+            Command::RegisterConsent { reply, .. } => drop(reply.send(Err(err))),
+            Command::WithdrawConsent { reply, .. } => drop(reply.send(Err(err))),
             Command::Lease { reply, .. } | Command::Ack { reply, .. } => drop(reply.send(Err(err))),
         }
     }

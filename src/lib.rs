@@ -11,6 +11,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod consent;
 pub mod devinit;
 pub mod directory;
 pub mod export;

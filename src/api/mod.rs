@@ -13,6 +13,7 @@
 //!   anything is parsed.
 
 pub mod admin;
+pub mod consent;
 pub mod federation;
 pub mod problem;
 
@@ -118,6 +119,22 @@ impl Api {
                 let recipient = self.agency(peer)?;
                 self.ack(req, recipient, peer).await
             }
+            (["v1", "consents"], &Method::POST) => {
+                let agency = self.agency(peer)?;
+                self.register_consent(req, agency, peer).await
+            }
+            (["v1", "consents", id], &Method::GET) => {
+                let agency = self.agency(peer)?;
+                self.consent_view(agency, id)
+            }
+            (["v1", "consents", id, "withdraw"], &Method::POST) => {
+                let agency = self.agency(peer)?;
+                self.withdraw_consent(req, agency, peer, id).await
+            }
+            (["v1", "consents"] | ["v1", "consents", _, "withdraw"], _) => {
+                Err(method_not_allowed("POST"))
+            }
+            (["v1", "consents", _], _) => Err(method_not_allowed("GET")),
             (["federation", "v1", "batches"], &Method::POST) => {
                 let node = self.peer_node(peer)?;
                 self.receive_batch(req, node).await
@@ -494,6 +511,14 @@ fn ledger_problem(e: LedgerError) -> Problem {
             ),
         )
         .retry_after(60),
+        LedgerError::ConsentConflict(_) => Problem::new(
+            StatusCode::CONFLICT,
+            "consent-conflict",
+            "Consent id already used",
+            format!("{e}; register a changed consent under a new id"),
+        ),
+        LedgerError::NoSuchConsent(_) => Problem::not_found(e.to_string()),
+        LedgerError::NotCollector(_) => Problem::forbidden("not-collector", e.to_string()),
         LedgerError::PeerRollback(_) => Problem::new(
             StatusCode::CONFLICT,
             "audit-rollback",

@@ -18,6 +18,7 @@
 //! | `x`    | message id                           | empty: dead-lettered  |
 //! | `c`    | chain length (BE)                    | own [`Checkpoint`]    |
 //! | `p`    | peer center                          | its latest [`Checkpoint`] |
+//! | `k`    | consent id                           | [`ConsentRecord`]     |
 //!
 //! `i` and `o` are queues: a message for an agency at this center waits in its recipient's
 //! inbox (`i`), a message for another center in that center's outbox (`o`), both ordered by
@@ -44,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::audit::{AuditEntry, Checkpoint};
+use crate::consent::ConsentRecord;
 use crate::federation::Receipt;
 use crate::identity::{AgencyId, CenterId};
 use crate::message::MessageId;
@@ -70,6 +72,7 @@ const DIRECTORY_SEEN: &[u8] = b"directory";
 const DEAD: u8 = b'x';
 const CHECKPOINT: u8 = b'c';
 const PEER_CHECKPOINT: u8 = b'p';
+const CONSENT: u8 = b'k';
 
 /// What went wrong in the store. None of these is the client's fault.
 #[derive(Debug, thiserror::Error)]
@@ -371,6 +374,10 @@ impl WriteSet {
             record::encode(checkpoint),
         );
     }
+    /// Stores a consent (registered or changed).
+    pub fn put_consent(&mut self, consent: &ConsentRecord) {
+        self.put(key(CONSENT, consent.id.as_bytes()), record::encode(consent));
+    }
     /// Records the newest directory loaded.
     pub fn put_directory_seen(&mut self, seen: &DirectorySeen) {
         self.put(key(SETTING, DIRECTORY_SEEN), record::encode(seen));
@@ -509,6 +516,11 @@ impl Store {
                 decode_at("checkpoint", &k, &v).map(Some)
             }
         }
+    }
+
+    /// Reads and verifies a registered consent.
+    pub fn consent(&self, id: &str) -> Result<Option<ConsentRecord>, StoreError> {
+        self.get(CONSENT, "consent", id)
     }
 
     /// The latest checkpoint `peer` handed over.

@@ -11,6 +11,7 @@
 //! - `audit`: the audit chain on disk and `plusgate audit verify`;
 //! - `audit_export`: `plusgate audit export` and the offline `audit verify --file`;
 //! - `startup`: configurations and schemas that must stop a node, and `serve --dev`;
+//! - `consent`: the consent registry (register, read, withdraw, audited);
 //! - `federation`: delivery between centers, crashes and outages on the way, dead letters,
 //!   the operator's outbox commands and the signed directory;
 //! - `deploy`: `deploy/federation.sh` starting, using and stopping a whole federation.
@@ -19,6 +20,7 @@ mod support;
 
 mod audit;
 mod audit_export;
+mod consent;
 mod deploy;
 mod durability;
 mod endpoints;
