@@ -321,21 +321,7 @@ async fn round(
             break;
         }
         let record = match ctx.store.message(&entry.id) {
-            Ok(Some(mut record)) => match record.open(ctx.keys.as_deref()) {
-                Ok(payload) => {
-                    record.payload = Some(payload);
-                    record.sealed = None;
-                    record
-                }
-                Err(e) => {
-                    tracing::error!(%peer, message_id = %entry.id, error = %e, "payload does not open");
-                    expired_ids.push((
-                        entry.id,
-                        format!("its stored payload does not open and cannot be sent: {e}"),
-                    ));
-                    continue;
-                }
-            },
+            Ok(Some(record)) => record,
             Ok(None) => continue,
             Err(e @ StoreError::Corrupt { .. }) => {
                 // Never sent (it cannot be verified) and never blocking the messages behind
@@ -368,11 +354,39 @@ async fn round(
             ));
             continue;
         }
-        bytes += record.payload.as_ref().map_or(0, |p| p.get().len()) + 512;
+        bytes += record.payload.as_ref().map_or(0, |p| p.get().len())
+            + record.sealed.as_ref().map_or(0, |s| s.ct.len() * 3 / 4)
+            + 512;
         last_seq = entry.seq;
         batch.push(record);
         if batch.len() >= ctx.options.batch_max || bytes >= BATCH_BYTES_MAX {
             break;
+        }
+    }
+    // Open the sealed payloads, spread over the cores (decryption and JSON checks are most
+    // of the reading); one that does not open is dead-lettered, not sent.
+    let opened =
+        crate::parallel::map_owned(batch, |mut record| match record.open(ctx.keys.as_deref()) {
+            Ok(payload) => {
+                record.payload = Some(payload);
+                record.sealed = None;
+                Ok(record)
+            }
+            Err(e) => Err((record.id, e)),
+        });
+    let mut batch = Vec::with_capacity(opened.len());
+    for outcome in opened {
+        match outcome {
+            Ok(record) => batch.push(record),
+            Err((id, e)) => {
+                tracing::error!(%peer, message_id = %id, error = %e, "payload does not open");
+                if let Some(id) = MessageId::parse(&id) {
+                    expired_ids.push((
+                        id,
+                        format!("its stored payload does not open and cannot be sent: {e}"),
+                    ));
+                }
+            }
         }
     }
     if !expired_ids.is_empty() {
