@@ -37,6 +37,8 @@ pub enum Action {
     ConsentRegistered,
     /// A consent was withdrawn (detail: the stated reason).
     ConsentWithdrawn,
+    /// A privacy officer looked at a subject's record (detail: which report).
+    Queried,
 }
 
 /// One entry of the chain.

@@ -356,6 +356,12 @@ enum Command {
     Checkpoint {
         reply: Reply<usize>,
     },
+    Queried {
+        actor: String,
+        subject: String,
+        detail: String,
+        reply: Reply<usize>,
+    },
     RegisterConsent {
         actor: String,
         record: Box<ConsentRecord>,
@@ -602,6 +608,24 @@ impl Ledger {
     /// quiet node's last entries are vouched for too). Returns 1 if it signed one.
     pub async fn checkpoint(&self) -> Result<usize, LedgerError> {
         self.call(|reply| Command::Checkpoint { reply }).await
+    }
+
+    /// Records, durably, that `actor` (a privacy officer) looked at `subject`'s record
+    /// (`detail`: which report). The answer goes out only after this.
+    pub async fn queried(
+        &self,
+        actor: String,
+        subject: String,
+        detail: String,
+    ) -> Result<(), LedgerError> {
+        self.call(|reply| Command::Queried {
+            actor,
+            subject,
+            detail,
+            reply,
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Registers a consent. An identical registration again returns the registered record
@@ -909,6 +933,26 @@ impl Writer {
                 record,
                 reply,
             } => pending(reply, self.register_consent(actor, *record, writes, view)),
+            Command::Queried {
+                actor,
+                subject,
+                detail,
+                reply,
+            } => {
+                let entry = self.head.append(Event {
+                    at: now.to_owned(),
+                    actor,
+                    action: Action::Queried,
+                    message_id: String::new(),
+                    from: String::new(),
+                    to: String::new(),
+                    subject,
+                    consent_id: String::new(),
+                    detail: Some(detail),
+                });
+                writes.put_audit(&entry);
+                pending(reply, Ok(1))
+            }
             Command::WithdrawConsent {
                 actor,
                 id,
@@ -1565,6 +1609,7 @@ impl Command {
             | Command::Checkpoint { reply, .. }
             | Command::PeerCheckpoint { reply, .. } => drop(reply.send(Err(err))),
             Command::RegisterConsent { reply, .. } => drop(reply.send(Err(err))),
+            Command::Queried { reply, .. } => drop(reply.send(Err(err))),
             Command::WithdrawConsent { reply, .. } => drop(reply.send(Err(err))),
             Command::Lease { reply, .. } | Command::Ack { reply, .. } => drop(reply.send(Err(err))),
         }

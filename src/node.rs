@@ -193,6 +193,7 @@ impl Node {
             signing_key,
             data_keys,
             center: config.center.clone(),
+            officers: config.directory.officers.clone(),
             limits: config.limits.clone(),
         };
         Ok(Node {
@@ -484,7 +485,9 @@ impl FederationRuntime {
         let mut closing = closing.subscribe();
         let interval = federated_interval;
         rt.forwarders.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
+            // The first tick one interval from now (tokio's `interval` would fire at once).
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {

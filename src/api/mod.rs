@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod consent;
 pub mod federation;
+pub mod privacy;
 pub mod problem;
 
 use std::sync::Arc;
@@ -66,6 +67,8 @@ pub struct Api {
     pub data_keys: Option<Arc<crate::vault::DataKeys>>,
     /// This node's center.
     pub center: CenterId,
+    /// Privacy officers registered at this node.
+    pub officers: Vec<crate::identity::OfficerId>,
     /// Limits.
     pub limits: Limits,
 }
@@ -119,6 +122,11 @@ impl Api {
                 let recipient = self.agency(peer)?;
                 self.ack(req, recipient, peer).await
             }
+            (["v1", "privacy", "subjects", subject, "disclosures"], &Method::GET) => {
+                let officer = self.officer(peer)?;
+                self.disclosures(&req, officer, subject).await
+            }
+            (["v1", "privacy", "subjects", _, "disclosures"], _) => Err(method_not_allowed("GET")),
             (["v1", "consents"], &Method::POST) => {
                 let agency = self.agency(peer)?;
                 self.register_consent(req, agency, peer).await

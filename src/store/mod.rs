@@ -19,6 +19,7 @@
 //! | `c`    | chain length (BE)                    | own [`Checkpoint`]    |
 //! | `p`    | peer center                          | its latest [`Checkpoint`] |
 //! | `k`    | consent id                           | [`ConsentRecord`]     |
+//! | `u`    | subject, `0x00`, audit seq (BE)      | empty: index of `a` by subject |
 //!
 //! `i` and `o` are queues: a message for an agency at this center waits in its recipient's
 //! inbox (`i`), a message for another center in that center's outbox (`o`), both ordered by
@@ -73,6 +74,7 @@ const DEAD: u8 = b'x';
 const CHECKPOINT: u8 = b'c';
 const PEER_CHECKPOINT: u8 = b'p';
 const CONSENT: u8 = b'k';
+const BY_SUBJECT: u8 = b'u';
 
 /// What went wrong in the store. None of these is the client's fault.
 #[derive(Debug, thiserror::Error)]
@@ -383,8 +385,16 @@ impl WriteSet {
         self.put(key(SETTING, DIRECTORY_SEEN), record::encode(seen));
     }
     /// Appends an audit entry.
+    /// Appends an audit entry, and indexes it by subject (for a privacy officer's "who
+    /// received what about this person").
     pub fn put_audit(&mut self, entry: &AuditEntry) {
         self.put(key(AUDIT, &entry.seq.to_be_bytes()), record::encode(entry));
+        if !entry.subject.is_empty() {
+            self.put(
+                queue_key(&queue_prefix(BY_SUBJECT, &entry.subject), entry.seq),
+                Vec::new(),
+            );
+        }
     }
     fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
         self.batch.insert(k, v);
@@ -516,6 +526,34 @@ impl Store {
                 decode_at("checkpoint", &k, &v).map(Some)
             }
         }
+    }
+
+    /// The audit entries about `subject`, in chain order.
+    pub fn audit_for_subject(
+        &self,
+        subject: &str,
+    ) -> impl Iterator<Item = Result<AuditEntry, StoreError>> + '_ {
+        let prefix = queue_prefix(BY_SUBJECT, subject);
+        let prefix_len = prefix.len();
+        self.db.scan_prefix(prefix).map(move |item| {
+            let (k, _) = item?;
+            let seq: [u8; 8] = k[prefix_len..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt {
+                    family: "subject index",
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    source: RecordError::Body("key has no sequence number".into()),
+                })?;
+            let key = key(AUDIT, &seq);
+            match self.db.get(&key)? {
+                Some(v) => decode_at("audit", &key, &v),
+                None => Err(StoreError::Corrupt {
+                    family: "subject index",
+                    key: format!("{:02x?}", &key[1..]),
+                    source: RecordError::Body("points at a missing audit entry".into()),
+                }),
+            }
+        })
     }
 
     /// Reads and verifies a registered consent.

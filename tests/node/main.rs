@@ -2,6 +2,7 @@
 //! real mutual TLS with certificates from `dev-init`, a real sled data directory and real
 //! signals. Each test module is one part of the specification:
 //!
+//! - `privacy`: a privacy officer's disclosure history of a subject (JSON, CSV, audited);
 //! - `push`: `POST /v1/messages` and every status code it can answer;
 //! - `status`: `GET /v1/messages/{id}`;
 //! - `inbox`: pull, leases, long poll and acknowledgement;
@@ -26,6 +27,7 @@ mod durability;
 mod endpoints;
 mod federation;
 mod inbox;
+mod privacy;
 mod push;
 mod startup;
 mod status;
