@@ -449,6 +449,10 @@ impl Ledger {
         };
         let outbox_len = store.outbox_lengths()?;
         let latest = store.latest_checkpoint()?;
+        let indexed = store.ensure_subject_index()?;
+        if indexed > 0 {
+            tracing::info!(entries = indexed, "built the audit index by subject");
+        }
         let (tx, rx) = mpsc::channel(QUEUE_LEN_MAX);
         let (durable_tx, durable) = watch::channel(head.next_seq);
         let (checkpoint_tx, checkpoint) = watch::channel(latest);

@@ -75,6 +75,8 @@ const CHECKPOINT: u8 = b'c';
 const PEER_CHECKPOINT: u8 = b'p';
 const CONSENT: u8 = b'k';
 const BY_SUBJECT: u8 = b'u';
+/// Setting present once every audit entry is in the subject index.
+const SUBJECT_INDEX_COMPLETE: &[u8] = b"subject-index";
 
 /// What went wrong in the store. None of these is the client's fault.
 #[derive(Debug, thiserror::Error)]
@@ -526,6 +528,31 @@ impl Store {
                 decode_at("checkpoint", &k, &v).map(Some)
             }
         }
+    }
+
+    /// Makes sure every audit entry is in the subject index: a store written before the
+    /// index existed gets it built once, here, before the ledger starts writing.
+    pub fn ensure_subject_index(&self) -> Result<usize, StoreError> {
+        let done = key(SETTING, SUBJECT_INDEX_COMPLETE);
+        if self.db.get(&done)?.is_some() {
+            return Ok(0);
+        }
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for entry in self.audit_entries() {
+            let entry = entry?;
+            if !entry.subject.is_empty() {
+                batch.insert(
+                    queue_key(&queue_prefix(BY_SUBJECT, &entry.subject), entry.seq),
+                    Vec::new(),
+                );
+                n += 1;
+            }
+        }
+        batch.insert(done, Vec::new());
+        self.db.apply_batch(batch)?;
+        self.sync()?;
+        Ok(n)
     }
 
     /// The audit entries about `subject`, in chain order.

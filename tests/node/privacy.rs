@@ -113,6 +113,31 @@ async fn an_officer_sees_who_received_what_about_a_subject_and_the_query_is_audi
     // Every query is in the audit chain, with the officer as actor.
     let (mut a, _b) = (a, b);
     assert!(a.stop().success());
+
+    // A store written before the index existed gets it at start: drop the index and see
+    // the same answer after a restart.
+    {
+        let db = sled::Config::new()
+            .path(fed.data_dir("suwon"))
+            .segment_size(8 << 20)
+            .open()
+            .expect("open the node's sled directory");
+        for item in db.scan_prefix([b'u']) {
+            db.remove(item.expect("key").0).expect("remove");
+        }
+        db.remove(b"ssubject-index").expect("remove");
+        db.flush().expect("flush");
+    }
+    a.restart();
+    let officer = a.agent("suwon/privacy-officer", HttpVersion::Http2);
+    let again: Value = officer
+        .get(&path)
+        .await
+        .expect("response")
+        .json()
+        .expect("JSON");
+    assert_eq!(again["disclosures"], report["disclosures"]);
+    assert!(a.stop().success());
     let store = plusgate::store::Store::open(&fed.data_dir("suwon")).expect("store");
     let queries = store
         .audit_entries()
