@@ -54,23 +54,56 @@ fn walk(value: &Value, pointer: &mut String, found: &mut Vec<String>) {
 
 /// True if `s` contains an RRN-shaped token.
 pub fn contains_rrn(s: &str) -> bool {
+    !tokens(s).is_empty()
+}
+
+/// `s` with every RRN-shaped token replaced by `[redacted]`.
+pub fn redact(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut last = 0;
+    for (start, end) in tokens(s) {
+        out.push_str(&s[last..start]);
+        out.push_str("[redacted]");
+        last = end;
+    }
+    out.push_str(&s[last..]);
+    out
+}
+
+/// Byte ranges of the RRN-shaped tokens in `s` (ASCII digits and hyphen only, so every
+/// boundary is a character boundary).
+fn tokens(s: &str) -> Vec<(usize, usize)> {
     let b = s.as_bytes();
-    let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
-    (0..b.len()).any(|start| {
-        // A token starts where a run of digits starts.
-        if !digit(start) || (start > 0 && digit(start - 1)) {
-            return false;
-        }
-        if !(start..start + 6).all(digit) {
-            return false;
-        }
-        let back = if b.get(start + 6) == Some(&b'-') {
-            start + 7
+    let mut found = Vec::new();
+    let mut start = 0;
+    while start < b.len() {
+        if let Some(end) = token_at(b, start) {
+            found.push((start, end));
+            start = end;
         } else {
-            start + 6
-        };
-        (back..back + 7).all(digit) && !digit(back + 7) && plausible_date(&b[start..start + 6])
-    })
+            start += 1;
+        }
+    }
+    found
+}
+
+/// The end of an RRN-shaped token starting at `start`, if one does.
+fn token_at(b: &[u8], start: usize) -> Option<usize> {
+    let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    // A token starts where a run of digits starts.
+    if !digit(start) || (start > 0 && digit(start - 1)) {
+        return None;
+    }
+    if !(start..start + 6).all(digit) {
+        return None;
+    }
+    let back = if b.get(start + 6) == Some(&b'-') {
+        start + 7
+    } else {
+        start + 6
+    };
+    let whole = (back..back + 7).all(digit) && !digit(back + 7);
+    (whole && plausible_date(&b[start..start + 6])).then_some(back + 7)
 }
 
 /// `YYMMDD` with a month 01–12 and a day that exists in it (29 February always allowed).
@@ -129,6 +162,18 @@ mod tests {
         ] {
             assert!(!contains_rrn(s), "{s:?} must pass");
         }
+    }
+
+    #[test]
+    fn redaction_replaces_every_rrn_and_nothing_else() {
+        assert_eq!(
+            redact("\"900101-1234567\" does not match; also 0402294123456, not 010-1234-5678"),
+            "\"[redacted]\" does not match; also [redacted], not 010-1234-5678"
+        );
+        assert_eq!(
+            redact("주민번호 900101-2345678 확인"),
+            "주민번호 [redacted] 확인"
+        );
     }
 
     #[test]

@@ -273,7 +273,9 @@ fn collect(validator: &Validator, instance: &Value, prefix: &str) -> Vec<Violati
         .take(VIOLATIONS_MAX)
         .map(|e| Violation {
             pointer: format!("{prefix}{}", e.instance_path().as_str()),
-            message: e.to_string(),
+            // Messages quote the offending value; a resident registration number in it is
+            // not repeated back (nor anywhere else).
+            message: crate::rrn::redact(&e.to_string()),
         })
         .collect()
 }

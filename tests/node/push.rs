@@ -362,6 +362,12 @@ async fn a_resident_registration_number_anywhere_in_a_payload_is_422_naming_wher
         !problem.to_string().contains("9001011234567"),
         "the refusal must not repeat the number: {problem}"
     );
+    // Nor does a schema violation quote one back (a subject must be pseudonymous).
+    let mut body = fed.referral("ref-rrn-subject");
+    body["subject"] = json!("900101-1234567");
+    let problem = assert_problem(&push(&agent, &body).await, 422, "schema-violation");
+    assert_eq!(violation_pointers(&problem), ["/subject"]);
+    assert!(!problem.to_string().contains("900101-1234567"), "{problem}");
     // Phone numbers and dates are not mistaken for one.
     let mut body = fed.referral("ref-with-phone");
     body["payload"]["summary"] = json!(format!("{summary} 연락처 010-1234-5678, 2026-03-05 방문"));
