@@ -1177,10 +1177,14 @@ impl Writer {
         writes.put_delivery(&m.id, &delivery);
         writes.put_audit(&entry);
         view.deliveries.insert(m.id.clone(), delivery);
-        view.messages.insert(
-            m.id.clone(),
-            (m.from.to_string(), m.body_sha256, m.accepted_at),
-        );
+        // Only a sender-chosen id (every handed-over message has one) can come again in the
+        // same group; node-assigned ids are unique by construction.
+        if m.sender_chose_id {
+            view.messages.insert(
+                m.id.clone(),
+                (m.from.to_string(), m.body_sha256, m.accepted_at),
+            );
+        }
         if let Some(update) = m.status_update {
             self.update_lifecycle(&m.id, &m.from, &m.to, update, writes, view)?;
         }

@@ -144,8 +144,21 @@ impl Routing {
         }
     }
 
+    /// A node speaks only for its own center's agencies: the first check on anything another
+    /// node hands over, before its content is even looked at.
+    pub fn check_handed_over_by(node: &CenterId, from: &AgencyId) -> Result<(), String> {
+        if from.center() == node {
+            Ok(())
+        } else {
+            Err(format!(
+                "node {node} may only hand over messages of its own agencies, not of {from}"
+            ))
+        }
+    }
+
     /// Checks a message another center's node hands over: its sender must be an agency of
-    /// that center allowed to send `t`, and its recipient an agency here that receives `t`.
+    /// that center ([`Routing::check_handed_over_by`]) allowed to send `t`, and its
+    /// recipient an agency here that receives `t`.
     pub fn check_incoming(
         &self,
         node: &CenterId,
@@ -157,11 +170,7 @@ impl Routing {
             .federation
             .as_ref()
             .ok_or("this node is not part of a federation")?;
-        if from.center() != node {
-            return Err(format!(
-                "node {node} may only hand over messages of its own agencies, not of {from}"
-            ));
-        }
+        Routing::check_handed_over_by(node, from)?;
         let sender = directory
             .agency(from)
             .ok_or_else(|| format!("{from} is not in the federation directory"))?;

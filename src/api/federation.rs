@@ -156,11 +156,13 @@ impl Api {
                 },
             })
             .collect();
-        if let Some(checkpoint) = checkpoint {
-            let key = self.routing().peer(node).map(|p| p.signing_key.clone());
-            if let Some(key) = key {
-                crate::federation::keep_peer_checkpoint(&self.ledger, node, &key, checkpoint).await;
-            }
+        // Keeping the sender's checkpoint is evidence, not part of the hand-over: it is not
+        // waited for (its fsync would delay every batch's answer).
+        if let (Some(checkpoint), Some(peer)) = (checkpoint, self.routing().peer(node)) {
+            let (ledger, node, key) = (self.ledger.clone(), node.clone(), peer.signing_key.clone());
+            tokio::spawn(async move {
+                crate::federation::keep_peer_checkpoint(&ledger, &node, &key, checkpoint).await;
+            });
         }
         let mut answer = json!({ "results": items });
         if let Some(own) = self.ledger.latest_checkpoint() {
@@ -193,12 +195,7 @@ impl Api {
         if id.is_empty() {
             return Err(refuse("a handed-over message must carry its id".into()));
         }
-        // Checked before anything else: a node speaks only for its own center's agencies.
-        if from.center() != node {
-            return Err(refuse(format!(
-                "node {node} may only hand over messages of its own agencies, not of {from}"
-            )));
-        }
+        crate::routing::Routing::check_handed_over_by(node, &from).map_err(refuse)?;
         // What remains is exactly the envelope the origin's agency sent.
         let envelope = self.envelope(Value::Object(obj), &from).map_err(|v| {
             let list: Vec<String> = v
