@@ -39,6 +39,19 @@ pub enum Action {
     ConsentWithdrawn,
     /// A privacy officer looked at a subject's record (detail: which report).
     Queried,
+    /// A message was refused because no consent covers it (detail: the condition that
+    /// failed, as `<problem-type>: <explanation>`). Written at the origin (the agency's push)
+    /// and at the destination (another node's hand-over).
+    Refused,
+    /// A message was held back because its consent was withdrawn before it was pulled: taken
+    /// out of its inbox or outbox, its payload erased (detail: the withdrawal).
+    Withheld,
+    /// A message's payload was erased because the retention period of its consent ended
+    /// (metadata, receipts and audit entries stay).
+    Purged,
+    /// A consent (or a change of its status) arrived from another center's node with a
+    /// message or a withdrawal notice (actor: that node; detail: the status it brought).
+    ConsentReceived,
 }
 
 /// One entry of the chain.
