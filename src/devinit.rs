@@ -693,7 +693,11 @@ fn build_examples(
             })
             .collect();
         set(&mut c, "consent", "/items", items)?;
-        for pointer in ["/valid_from", "/notice/shown_at", "/collection/collected_at"] {
+        for pointer in [
+            "/valid_from",
+            "/notice/shown_at",
+            "/collection/collected_at",
+        ] {
             set(&mut c, "consent", pointer, from.as_str())?;
         }
         set(&mut c, "consent", "/valid_until", until.as_str())?;
@@ -726,8 +730,17 @@ fn build_examples(
         ("conference", false),
         ("summary", true),
     ];
-    let mut recipients = vec![Value::from(welfare.as_str())];
-    recipients.extend(c1.map(|c1| Value::from(format!("{c1}/welfare"))));
+    // The agencies of an integrated case-management network: the first center's welfare
+    // and jobs teams, and every other center's welfare team.
+    let mut recipients = vec![
+        Value::from(welfare.as_str()),
+        Value::from(format!("{c0}/jobs")),
+    ];
+    recipients.extend(
+        centers[1..]
+            .iter()
+            .map(|c| Value::from(format!("{c}/welfare"))),
+    );
     let consent = consent_example(EXAMPLE_CONSENT_ID, &employment, recipients, &referral_items)?;
     examples.insert("consent", (employment.clone(), consent));
     let reply = consent_example(
@@ -1329,9 +1342,24 @@ mod tests {
         assert_eq!(consent["subject"], subject);
         assert_eq!(
             consent["recipients"],
-            json!(["north/welfare", "south/welfare"])
+            json!([
+                "north/welfare",
+                "north/jobs",
+                "south/welfare",
+                "east/welfare"
+            ])
         );
         assert_eq!(consent["collected_by"]["agency"], "north/employment");
+        // Answers go back under consents their senders collected.
+        assert_eq!(status["consent_id"], EXAMPLE_REPLY_CONSENT_ID);
+        assert_eq!(summary["consent_id"], EXAMPLE_REPLY_CONSENT_ID);
+        let reply = example(&m, "consent-reply");
+        assert_eq!(reply["id"], EXAMPLE_REPLY_CONSENT_ID);
+        assert_eq!(reply["collected_by"]["agency"], "north/welfare");
+        assert_eq!(reply["recipients"], json!(["north/employment"]));
+        let remote_reply = example(&m, "consent-reply-remote");
+        assert_eq!(remote_reply["collected_by"]["agency"], "south/welfare");
+        assert_eq!(senders["consent-reply-remote"], "south/welfare");
         assert!(
             consent.get("payload").is_none(),
             "the consent example is a bare document"
@@ -1376,7 +1404,7 @@ mod tests {
         assert!(m.example("referral-remote").is_err());
         assert_eq!(
             example(&m, "consent")["recipients"],
-            json!(["solo/welfare"])
+            json!(["solo/welfare", "solo/jobs"])
         );
         assert_eq!(m.missing_files(), Vec::<PathBuf>::new());
     }

@@ -724,7 +724,8 @@ impl Ledger {
     /// Erases payloads whose retention period ended by `now` (at most [`PURGE_BATCH`]; call
     /// again while it returns that many). `actor`: this node.
     pub async fn purge(&self, actor: String, now: OffsetDateTime) -> Result<usize, LedgerError> {
-        self.call(|reply| Command::Purge { actor, now, reply }).await
+        self.call(|reply| Command::Purge { actor, now, reply })
+            .await
     }
 
     /// This node's latest durable checkpoint.
@@ -1549,8 +1550,13 @@ impl Writer {
         let Some(mut local) = self.consent(view, &incoming.id)? else {
             let at = rfc3339(view.now);
             let detail = Some(format!("status {}", incoming.status));
-            let entry =
-                self.consent_event(actor.to_owned(), Action::ConsentReceived, &incoming, &at, detail);
+            let entry = self.consent_event(
+                actor.to_owned(),
+                Action::ConsentReceived,
+                &incoming,
+                &at,
+                detail,
+            );
             writes.put_audit(&entry);
             writes.put_consent(&incoming);
             self.consent_cache.remove(&incoming.id);

@@ -169,10 +169,7 @@ impl Node {
                 }),
                 _ => None,
             },
-            federated_as: config
-                .federation
-                .as_ref()
-                .map(|_| config.center.clone()),
+            federated_as: config.federation.as_ref().map(|_| config.center.clone()),
         };
         let data_keys = match &config.storage.data_key {
             None => None,
@@ -273,11 +270,17 @@ impl Node {
                         _ = closing.changed() => break,
                     }
                     loop {
-                        match ledger.purge(actor.clone(), time::OffsetDateTime::now_utc()).await {
+                        match ledger
+                            .purge(actor.clone(), time::OffsetDateTime::now_utc())
+                            .await
+                        {
                             Ok(n) if n >= crate::ledger::PURGE_BATCH => continue,
                             Ok(0) => break,
                             Ok(n) => {
-                                tracing::info!(payloads = n, "purged payloads at the end of their retention");
+                                tracing::info!(
+                                    payloads = n,
+                                    "purged payloads at the end of their retention"
+                                );
                                 break;
                             }
                             Err(e) => {

@@ -485,9 +485,7 @@ async fn record(ctx: Arc<Forwarding>, peer: CenterId, handed: Handed) -> Result<
         .delivered(actor, peer.clone(), handed.receipts)
         .await?;
     if !handed.told.is_empty() {
-        ctx.ledger
-            .notices_told(peer.clone(), handed.told)
-            .await?;
+        ctx.ledger.notices_told(peer.clone(), handed.told).await?;
     }
     if let Some((checkpoint, key)) = handed.checkpoint {
         crate::federation::keep_peer_checkpoint(&ctx.ledger, &peer, &key, checkpoint).await;
@@ -765,8 +763,9 @@ mod tests {
         let consent: serde_json::Value =
             serde_json::from_slice(&std::fs::read(consent).expect("read")).expect("JSON");
         let collector = crate::identity::AgencyId::parse(collector).expect("collector");
-        let registration = crate::consent::Registration::new(&consent, &collector, "2026-01-01T00:00:00Z")
-            .expect("registration");
+        let registration =
+            crate::consent::Registration::new(&consent, &collector, "2026-01-01T00:00:00Z")
+                .expect("registration");
         ledger
             .register_consent("test".into(), registration.record)
             .await

@@ -205,7 +205,12 @@ impl Api {
         let id = document["id"].as_str().unwrap_or("?").to_owned();
         self.schemas
             .validate_payload(MessageType::Consent, 1, &document)
-            .map_err(|v| format!("consent {id} does not pass consent.v1.json ({} violations)", v.len()))?;
+            .map_err(|v| {
+                format!(
+                    "consent {id} does not pass consent.v1.json ({} violations)",
+                    v.len()
+                )
+            })?;
         if !crate::rrn::find(&document).is_empty() {
             return Err(format!("consent {id} holds an RRN-shaped value"));
         }
@@ -230,7 +235,9 @@ impl Api {
                 .iter()
                 .rev()
                 .find(|h| h.status == "withdrawn")
-                .ok_or_else(|| format!("consent {id} is withdrawn but its history says not when"))?;
+                .ok_or_else(|| {
+                    format!("consent {id} is withdrawn but its history says not when")
+                })?;
             record.status = "withdrawn".into();
             record.history.push(change.clone());
         }

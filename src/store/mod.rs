@@ -680,7 +680,10 @@ impl Store {
     }
 
     /// The consents whose current state center `peer` is still to be told, in id order.
-    pub fn notices(&self, peer: &CenterId) -> impl Iterator<Item = Result<String, StoreError>> + '_ {
+    pub fn notices(
+        &self,
+        peer: &CenterId,
+    ) -> impl Iterator<Item = Result<String, StoreError>> + '_ {
         let prefix = queue_prefix(NOTICE, peer.as_str());
         let prefix_len = prefix.len();
         self.db.scan_prefix(prefix).map(move |item| {

@@ -290,6 +290,7 @@ impl Federation {
     pub fn register_example_consents(&self, node: &Node, center: &str) {
         for (collector, consent) in self.example_consents(center) {
             let agent = node.agent(&collector, HttpVersion::Http1);
+            let consent = &consent;
             let response = std::thread::scope(|s| {
                 s.spawn(|| {
                     tokio::runtime::Builder::new_current_thread()
@@ -596,6 +597,20 @@ pub async fn push_accepted(agent: &Agent, body: &Value) -> Value {
     let response = push(agent, body).await;
     assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text());
     response.json().expect("202 body is JSON")
+}
+
+/// Registers `consent` through `agent` (its collector), which must answer 201 or 200.
+pub async fn register_consent(agent: &Agent, consent: &Value) {
+    let response = agent
+        .post_json("/v1/consents", consent)
+        .await
+        .expect("register consent");
+    assert!(
+        matches!(response.status.as_u16(), 200 | 201),
+        "registering consent {}: {}",
+        consent["id"],
+        response.text()
+    );
 }
 
 /// `GET /v1/inbox?{query}`.
