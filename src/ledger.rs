@@ -1442,6 +1442,9 @@ impl Writer {
     /// Erases message `id`'s payload (keeping its record) and, if the recipient has not
     /// pulled it yet, withholds it: out of its inbox or outbox, state `withheld`. One audit
     /// entry: `withheld` or `purged`. False if there was nothing to erase.
+    ///
+    /// Invariant: after this, no inbox or outbox entry points at the message, so nothing
+    /// can lease or forward it (`lease` also skips `withheld`, for a read that raced).
     fn erase(
         &mut self,
         actor: &str,
@@ -1480,11 +1483,19 @@ impl Writer {
         let mut action = Action::Purged;
         if let Some(mut d) = self.delivery(view, id)? {
             let held = match (&d.peer, d.state) {
-                (None, DeliveryState::Accepted | DeliveryState::Pulled) => {
+                (None, DeliveryState::Accepted) => {
                     if let Ok(to) = AgencyId::parse(&erased.to) {
                         writes.remove_inbox(&to, d.seq);
                     }
                     true
+                }
+                // Pulled already: disclosed, so not withheld; but with its payload gone it
+                // cannot be pulled again, and an ack still closes it.
+                (None, DeliveryState::Pulled) => {
+                    if let Ok(to) = AgencyId::parse(&erased.to) {
+                        writes.remove_inbox(&to, d.seq);
+                    }
+                    false
                 }
                 (Some(peer), state) if state.in_outbox() => {
                     writes.remove_outbox(peer, d.seq);
@@ -2047,7 +2058,8 @@ impl Writer {
         }
         let mut acked = Vec::with_capacity(todo.len());
         for (id, message, mut d) in todo {
-            if d.state != DeliveryState::Acked {
+            // A withheld message was never pulled: there is nothing to acknowledge.
+            if !matches!(d.state, DeliveryState::Acked | DeliveryState::Withheld) {
                 d.state = DeliveryState::Acked;
                 d.acked_at = Some(now.to_owned());
                 let entry = self.head.append(Event {

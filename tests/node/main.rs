@@ -25,6 +25,7 @@ mod consent;
 mod deploy;
 mod durability;
 mod endpoints;
+mod enforcement;
 mod federation;
 mod inbox;
 mod privacy;

@@ -4,8 +4,8 @@ use plusgate::client::HttpVersion;
 use serde_json::{json, Value};
 
 use crate::support::{
-    assert_problem, drain_inbox, push, push_accepted, push_raw, violation_pointers, with_id,
-    Federation, VERSIONS,
+    assert_problem, drain_inbox, push, push_accepted, push_raw, violation_pointers, Federation,
+    VERSIONS,
 };
 
 #[tokio::test]

@@ -297,7 +297,7 @@ impl Federation {
                         .enable_all()
                         .build()
                         .expect("runtime")
-                        .block_on(agent.post_json("/v1/consents", &consent))
+                        .block_on(agent.post_json("/v1/consents", consent))
                         .expect("register consent")
                 })
                 .join()
