@@ -2146,3 +2146,103 @@ fn rfc3339(now: OffsetDateTime) -> String {
     now.format(&Rfc3339)
         .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::AgencyId;
+
+    /// A ledger over a real sled store, with the dev examples of a fresh dev-init.
+    async fn ledger_with_examples() -> (
+        tempfile::TempDir,
+        Store,
+        Ledger,
+        crate::manifest::LoadedManifest,
+    ) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let args = crate::devinit::DevInitArgs {
+            out: tmp.path().join("fed"),
+            centers: vec!["suwon".into()],
+            base_port: 7443,
+        };
+        let manifest = crate::devinit::run(&args).expect("dev-init");
+        let store = Store::open(&tmp.path().join("data")).expect("store");
+        let (ledger, _thread) =
+            Ledger::start(store.clone(), LedgerOptions::default()).expect("ledger");
+        (tmp, store, ledger, manifest)
+    }
+
+    fn example(
+        manifest: &crate::manifest::LoadedManifest,
+        name: &str,
+    ) -> (serde_json::Value, AgencyId) {
+        let (path, sender) = manifest.example(name).expect("example");
+        let body = serde_json::from_slice(&std::fs::read(path).expect("read")).expect("JSON");
+        (body, AgencyId::parse(sender).expect("sender"))
+    }
+
+    #[tokio::test]
+    async fn payloads_are_purged_when_the_retention_period_ends_and_the_record_stays() {
+        let (_tmp, store, ledger, manifest) = ledger_with_examples().await;
+        let (mut consent, collector) = example(&manifest, "consent");
+        consent["retention"]["period"] = serde_json::json!("P1D");
+        let record = crate::consent::Registration::new(&consent, &collector, &now_rfc3339())
+            .expect("registration")
+            .record;
+        ledger
+            .register_consent("test".into(), record)
+            .await
+            .expect("registered");
+        let (body, sender) = example(&manifest, "referral");
+        let envelope = Envelope::from_validated(body, &sender).expect("envelope");
+        let recipient = envelope.to.clone();
+        let submission =
+            Submission::new(&sender, envelope, Route::Local, None).expect("submission");
+        let id = ledger
+            .accept("test".into(), submission)
+            .await
+            .expect("accepted")
+            .id;
+
+        // Within the day nothing is due.
+        let now = OffsetDateTime::now_utc();
+        let actor = "urn:plusgate:node:suwon".to_owned();
+        assert_eq!(
+            ledger
+                .purge(actor.clone(), now + time::Duration::hours(23))
+                .await
+                .expect("purge"),
+            0
+        );
+        assert!(store
+            .message(&id)
+            .expect("read")
+            .expect("kept")
+            .payload
+            .is_some());
+
+        // A day and a bit later the payload goes; who sent what to whom under which consent
+        // stays, and the unpulled message leaves the inbox.
+        let later = now + time::Duration::hours(25);
+        assert_eq!(ledger.purge(actor.clone(), later).await.expect("purge"), 1);
+        let kept = store.message(&id).expect("read").expect("record stays");
+        assert!(kept.payload.is_none() && kept.sealed.is_none());
+        let erased = kept.erased.expect("erasure recorded");
+        assert!(
+            erased.reason.contains("retention period"),
+            "{}",
+            erased.reason
+        );
+        assert_eq!(kept.consent_id, "cns-example-0001");
+        let d = store.delivery(&id).expect("read").expect("delivery");
+        assert_eq!(d.state, DeliveryState::Withheld);
+        assert_eq!(store.inbox(&recipient, None).count(), 0);
+        let last = store.audit_head().expect("read").expect("entry");
+        assert_eq!(
+            (last.action, last.message_id.as_str()),
+            (Action::Withheld, id.as_str())
+        );
+        // Done once: nothing is due again.
+        assert_eq!(ledger.purge(actor, later).await.expect("purge"), 0);
+    }
+}
