@@ -10,7 +10,9 @@
 //! (keep-alive, one request in flight each). HTTP/2 uses N streams spread evenly over
 //! `max(1, N / 16)` connections, which is how a forwarding node or a busy agency gateway
 //! would multiplex. Every request carries the referral example with a unique `id`
-//! (`bench-<run>-<h1|h2>-<worker>-<n>`), so each one is a new message the node must store.
+//! (`bench-<run>-<h1|h2>-<worker>-<n>`), so each one is a new message the node must store,
+//! under a consent (`cns-bench`) the sender registers first, so every push passes the full
+//! consent check as any agency's would.
 //!
 //! Measurement: requests completing during the warm-up are discarded; throughput counts
 //! `202 Accepted` responses completing inside the measured window, divided by its length.
@@ -250,6 +252,7 @@ async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
             )?,
             version,
         };
+        register_consent(&target, &setup.consent).await?;
         preflight(&target, &template, &run_tag).await?;
         eprintln!(
             "bench: {version}, {} in flight, {} s warm-up + {} s measured",
@@ -299,6 +302,57 @@ struct Setup {
     node_url: String,
     /// The referral envelope to send, adjusted to `sender` and `recipient`.
     envelope: serde_json::Value,
+    /// The consent the envelope cites, registered by `sender` before the load.
+    consent: serde_json::Value,
+}
+
+/// Id of the consent the bench registers and its referrals cite.
+const BENCH_CONSENT_ID: &str = "cns-bench";
+
+/// The dev `consent` example made the bench's own: collected by `sender`, naming
+/// `recipient`, so any sender and recipient the bench is pointed at are covered.
+fn bench_consent(
+    manifest: &LoadedManifest,
+    sender: &str,
+    recipient: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let (path, _) = manifest.example("consent")?;
+    let text =
+        std::fs::read_to_string(&path).map_err(doing(format!("reading {}", path.display())))?;
+    let mut consent: serde_json::Value =
+        serde_json::from_str(&text).map_err(doing(format!("parsing {}", path.display())))?;
+    consent["id"] = BENCH_CONSENT_ID.into();
+    consent["collected_by"]["agency"] = sender.into();
+    consent["recipients"] = serde_json::json!([recipient]);
+    if let Some(history) = consent["status_history"].get_mut(0) {
+        history["by"] = sender.into();
+    }
+    Ok(consent)
+}
+
+/// Registers the bench's consent as the sender (the same one again is a harmless 200).
+async fn register_consent(target: &Target, consent: &serde_json::Value) -> anyhow::Result<()> {
+    let mut conn = target
+        .connect()
+        .await
+        .map_err(doing("the node is not reachable"))?;
+    let body = Bytes::from(serde_json::to_vec(consent)?);
+    let response = conn
+        .send(
+            Method::POST,
+            "/v1/consents",
+            Some((body, "application/json")),
+        )
+        .await
+        .map_err(doing("registering the bench's consent"))?;
+    if !matches!(response.status, StatusCode::CREATED | StatusCode::OK) {
+        bail!(
+            "the node refused the bench's consent with {}: {}",
+            response.status,
+            truncate(&response.text(), 2000)
+        );
+    }
+    Ok(())
 }
 
 impl Setup {
@@ -325,11 +379,13 @@ impl Setup {
             ("/to", &recipient),
             ("/payload/referrer/agency", &sender),
             ("/payload/recipient/agency", &recipient),
+            ("/consent_id", &BENCH_CONSENT_ID.to_owned()),
         ] {
             if let Some(slot) = envelope.pointer_mut(pointer) {
                 *slot = serde_json::Value::String(value.clone());
             }
         }
+        let consent = bench_consent(manifest, &sender, &recipient)?;
         let (sender_cert, sender_key) = manifest.agency_identity(&sender)?;
         let sender_center = sender
             .split_once('/')
@@ -344,6 +400,7 @@ impl Setup {
             sender_key,
             recipient,
             envelope,
+            consent,
         })
     }
 }
@@ -1431,6 +1488,7 @@ async fn run_cross(args: &BenchArgs) -> anyhow::Result<CrossReport> {
     let run_tag = uuid::Uuid::now_v7().simple().to_string();
     let template = BodyTemplate::new(&setup.envelope)?;
     let target_a = setup.target_a()?;
+    register_consent(&target_a, &setup.consent).await?;
     let arrivals = Arc::new(Arrivals::default());
     let pullers = Pullers::start(&setup, Arc::clone(&arrivals)).await?;
 
@@ -1528,8 +1586,10 @@ struct CrossSetup {
     config_b: PathBuf,
     url_a: String,
     url_b: String,
-    /// The `referral-remote` example, sent as it is apart from its `id`.
+    /// The `referral-remote` example, sent as it is apart from its `id` and consent.
     envelope: serde_json::Value,
+    /// The consent the envelope cites, registered at A by the sender.
+    consent: serde_json::Value,
     /// Messages per pull at B.
     pull_max: usize,
 }
@@ -1540,8 +1600,9 @@ impl CrossSetup {
         let sender = sender.to_owned();
         let text = std::fs::read_to_string(&example_path)
             .map_err(doing(format!("reading {}", example_path.display())))?;
-        let envelope: serde_json::Value = serde_json::from_str(&text)
+        let mut envelope: serde_json::Value = serde_json::from_str(&text)
             .map_err(doing(format!("parsing {}", example_path.display())))?;
+        envelope["consent_id"] = BENCH_CONSENT_ID.into();
         let recipient = envelope
             .get("to")
             .and_then(|v| v.as_str())
@@ -1559,6 +1620,7 @@ impl CrossSetup {
                 "the referral-remote example goes from {sender} to {recipient}, at the same center"
             );
         }
+        let consent = bench_consent(manifest, &sender, &recipient)?;
         let config_b = manifest.config_path(&center_b)?;
         // Ask for as many per pull as B allows, up to PULL_MAX_WANTED.
         let pull_max = crate::config::Config::load(&config_b)
@@ -1578,6 +1640,7 @@ impl CrossSetup {
             recipient,
             center_a,
             center_b,
+            consent,
             envelope,
             pull_max,
         })
