@@ -1939,10 +1939,21 @@ impl Writer {
         if self.outbox_len.get(&peer).copied().unwrap_or(0) >= self.outbox_max {
             return Err(LedgerError::OutboxFull(peer));
         }
-        let message = self
-            .store
-            .message(id)?
-            .ok_or_else(|| LedgerError::NoSuchMessage(id.clone()))?;
+        let message = match view.metas.get(id) {
+            Some(m) => m.clone(),
+            None => self
+                .store
+                .message(id)?
+                .ok_or_else(|| LedgerError::NoSuchMessage(id.clone()))?,
+        };
+        // Its consent was withdrawn or its retention ended: there is nothing left to send.
+        if message.erased.is_some() {
+            return Err(LedgerError::WrongState {
+                id: id.clone(),
+                state: "erased",
+                what: "its payload was erased (consent withdrawn or retention ended)",
+            });
+        }
         let entry = self.head.append(Event {
             at: now.to_owned(),
             actor: actor.to_owned(),
@@ -2244,5 +2255,63 @@ mod tests {
         );
         // Done once: nothing is due again.
         assert_eq!(ledger.purge(actor, later).await.expect("purge"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_withdrawn_message_cannot_be_retried_into_an_outbox() {
+        let (_tmp, store, ledger, manifest) = ledger_with_examples().await;
+        let (consent, collector) = example(&manifest, "consent");
+        let record = crate::consent::Registration::new(&consent, &collector, &now_rfc3339())
+            .expect("registration")
+            .record;
+        ledger
+            .register_consent("test".into(), record)
+            .await
+            .expect("registered");
+        let (body, sender) = example(&manifest, "referral");
+        let envelope = Envelope::from_validated(body, &sender).expect("envelope");
+        let peer = CenterId::parse("gangseo").expect("center");
+        let submission =
+            Submission::new(&sender, envelope, Route::Remote(peer), None).expect("submission");
+        let id = ledger
+            .accept("test".into(), submission)
+            .await
+            .expect("accepted")
+            .id;
+        ledger
+            .dead_letter("test".into(), vec![(id.clone(), "peer down".into())])
+            .await
+            .expect("dead-lettered");
+        let change = StatusChange {
+            status: "withdrawn".into(),
+            at: now_rfc3339(),
+            by: collector.to_string(),
+            reason: None,
+        };
+        ledger
+            .withdraw_consent("test".into(), "cns-example-0001".into(), collector, change)
+            .await
+            .expect("withdrawn");
+        assert!(store
+            .message(&id)
+            .expect("read")
+            .expect("record")
+            .erased
+            .is_some());
+        let refused = ledger.requeue("operator".into(), id.clone()).await;
+        assert!(
+            matches!(
+                refused,
+                Err(LedgerError::WrongState {
+                    state: "erased",
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(
+            store.delivery(&id).expect("read").expect("d").state,
+            DeliveryState::DeadLettered
+        );
     }
 }
