@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod consent;
+pub mod console;
 pub mod federation;
 pub mod privacy;
 pub mod problem;
@@ -127,6 +128,21 @@ impl Api {
                 self.disclosures(&req, officer, subject).await
             }
             (["v1", "privacy", "subjects", _, "disclosures"], _) => Err(method_not_allowed("GET")),
+            (
+                ["v1", "privacy", name @ ("consents" | "refusals" | "withdrawals" | "audit")],
+                &Method::GET,
+            ) => {
+                let officer = self.officer(peer)?;
+                self.report(&req, officer, name).await
+            }
+            (["v1", "privacy", "consents" | "refusals" | "withdrawals" | "audit"], _) => {
+                Err(method_not_allowed("GET"))
+            }
+            (["console", ..], &Method::GET) => {
+                self.officer(peer)?;
+                Ok(console::asset(&segments[1..]))
+            }
+            (["console", ..], _) => Err(method_not_allowed("GET")),
             (["v1", "consents"], &Method::POST) => {
                 let agency = self.agency(peer)?;
                 self.register_consent(req, agency, peer).await
