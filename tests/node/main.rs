@@ -3,6 +3,8 @@
 //! signals. Each test module is one part of the specification:
 //!
 //! - `privacy`: a privacy officer's disclosure history of a subject (JSON, CSV, audited);
+//! - `reports`: the officer's consent, refusal, withdrawal and audit-chain reports, through
+//!   the API and `plusgate privacy …`;
 //! - `push`: `POST /v1/messages` and every status code it can answer;
 //! - `status`: `GET /v1/messages/{id}`;
 //! - `inbox`: pull, leases, long poll and acknowledgement;
@@ -29,6 +31,7 @@ mod federation;
 mod inbox;
 mod privacy;
 mod push;
+mod reports;
 mod startup;
 mod status;
 mod tls;
