@@ -24,6 +24,7 @@ use super::{Problem, Resp};
 const INDEX_HTML: &str = include_str!("console/index.html");
 const APP_JS: &str = include_str!("console/app.js");
 const APP_CSS: &str = include_str!("console/app.css");
+const FAVICON_SVG: &str = include_str!("console/favicon.svg");
 
 /// The policy every console answer carries. `default-src 'self'` is the rule; the others
 /// cover what `default-src` does not (framing, `<base>`, form targets).
@@ -43,6 +44,7 @@ pub fn asset(rest: &[&str]) -> Resp {
         [""] | ["index.html"] => (StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML),
         ["app.js"] => (StatusCode::OK, "text/javascript; charset=utf-8", APP_JS),
         ["app.css"] => (StatusCode::OK, "text/css; charset=utf-8", APP_CSS),
+        ["favicon.svg"] => (StatusCode::OK, "image/svg+xml", FAVICON_SVG),
         _ => {
             let mut resp = Problem::not_found("no such console file").into_response();
             secure(&mut resp);
@@ -85,6 +87,7 @@ mod tests {
             (vec![""], "text/html; charset=utf-8"),
             (vec!["app.js"], "text/javascript; charset=utf-8"),
             (vec!["app.css"], "text/css; charset=utf-8"),
+            (vec!["favicon.svg"], "image/svg+xml"),
             (vec!["nope.js"], "application/problem+json"),
         ] {
             let resp = asset(&path);

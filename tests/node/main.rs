@@ -15,6 +15,7 @@
 //! - `audit_export`: `plusgate audit export` and the offline `audit verify --file`;
 //! - `startup`: configurations and schemas that must stop a node, and `serve --dev`;
 //! - `consent`: the consent registry (register, read, withdraw, audited);
+//! - `console`: the privacy officer's web console in headless Chromium (playwright-core);
 //! - `federation`: delivery between centers, crashes and outages on the way, dead letters,
 //!   the operator's outbox commands and the signed directory;
 //! - `deploy`: `deploy/federation.sh` starting, using and stopping a whole federation.
@@ -24,6 +25,7 @@ mod support;
 mod audit;
 mod audit_export;
 mod consent;
+mod console;
 mod deploy;
 mod durability;
 mod endpoints;
