@@ -7,13 +7,13 @@
 //! `.ci/test` installs them.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use plusgate::client::HttpVersion;
 use serde_json::json;
 
-use crate::support::{ack, ids_of, pull, push_accepted, wait_with_timeout, Federation};
+use crate::support::{ack, ids_of, pull, push_accepted, run_command_to_exit, Federation};
 
 /// Longest the browser test may take (it bounds itself at 120 s).
 const BROWSER_TEST_TIMEOUT: Duration = Duration::from_secs(180);
@@ -90,9 +90,8 @@ async fn an_officer_uses_the_console_in_a_real_browser_and_an_agency_cannot() {
     let agency = fed.identity("suwon/welfare");
     let shots = std::env::var_os("CONSOLE_SCREENSHOTS")
         .map_or_else(|| fed.scratch("screenshots"), PathBuf::from);
-    let out = fed.scratch("browser-output");
-    let file = |name: &str| std::fs::File::create(out.join(name)).expect("output file");
-    let mut child = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg(tests.join("console.mjs"))
         .current_dir(&tests)
         .env("PLUSGATE_URL", format!("https://{}", node.addr()))
@@ -105,28 +104,14 @@ async fn an_officer_uses_the_console_in_a_real_browser_and_an_agency_cannot() {
         .env("WITHDRAWN_ID", "cns-console-withdrawn")
         .env("MESSAGE_IDS", ids.join(","))
         .env("SCREENSHOT_DIR", &shots)
-        .env("CHROMIUM", chromium())
-        .stdin(Stdio::null())
-        .stdout(file("stdout"))
-        .stderr(file("stderr"))
-        .spawn()
-        .expect("spawn node");
-    let status = wait_with_timeout(&mut child, BROWSER_TEST_TIMEOUT).unwrap_or_else(|| {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the browser test did not finish within {BROWSER_TEST_TIMEOUT:?}")
-    });
-    let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_default();
+        .env("CHROMIUM", chromium());
+    let done = run_command_to_exit(command, BROWSER_TEST_TIMEOUT);
     assert!(
-        status.success(),
-        "the browser test failed ({status}):\n{}\n{}\nnode log:\n{}",
-        read("stdout"),
-        read("stderr"),
+        done.status.success() && done.stdout.contains("console test passed"),
+        "the browser test failed ({}):\n{}\n{}\nnode log:\n{}",
+        done.status,
+        done.stdout,
+        done.stderr,
         node.log()
-    );
-    assert!(
-        read("stdout").contains("console test passed"),
-        "{}",
-        read("stdout")
     );
 }
