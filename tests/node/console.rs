@@ -4,7 +4,8 @@
 //! `tests/console/console.mjs`; this test sets the scene and requires it to pass.
 //!
 //! Without Chromium, Node.js or `tests/console/node_modules` this test fails (never skips):
-//! `.ci/test` installs them.
+//! `.ci/test` installs them. `CONSOLE_SCREENSHOTS=DIR` keeps screenshots of each view there;
+//! `CHROMIUM=PATH` uses another Chromium than `/usr/bin/chromium`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

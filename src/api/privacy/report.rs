@@ -590,6 +590,8 @@ fn withdrawals(store: &Store, f: &Filters) -> Result<Resp, StoreError> {
                 });
             }
         }
+        // Bounded: past the limit the answer is truncated anyway (which withdrawals make it
+        // is then decided by consent id, not by time).
         if rows.len() > REPORT_ROWS_MAX {
             break;
         }
