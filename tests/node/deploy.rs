@@ -2,6 +2,7 @@
 //! starts every node in the background, a referral for another center crosses from the
 //! first center to the recipient's, and `stop` ends every node it started.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use plusgate::manifest::LoadedManifest;
 use serde_json::{json, Value};
 
 use crate::support::{
-    ids_of, load_manifest, plusgate_bin, push_accepted, run_command_to_exit, Finished,
+    ids_of, load_manifest, plusgate_bin, push_accepted, wait_with_timeout, Finished,
     REQUEST_TIMEOUT,
 };
 
@@ -59,13 +60,29 @@ async fn script(args: &[&Path], base_port: u16) -> Finished {
 }
 
 fn run_script(args: &[PathBuf], base_port: u16) -> Finished {
-    let mut command = Command::new("sh");
-    command
+    let out = tempfile::tempdir().expect("temporary folder");
+    let file = |name: &str| File::create(out.path().join(name)).expect("output file");
+    let mut child = Command::new("sh")
         .arg(SCRIPT)
         .args(args)
         .env("PLUSGATE", plusgate_bin())
-        .env("PLUSGATE_BASE_PORT", base_port.to_string());
-    run_command_to_exit(command, SCRIPT_TIMEOUT)
+        .env("PLUSGATE_BASE_PORT", base_port.to_string())
+        .stdin(Stdio::null())
+        .stdout(file("stdout"))
+        .stderr(file("stderr"))
+        .spawn()
+        .expect("spawn sh");
+    let status = wait_with_timeout(&mut child, SCRIPT_TIMEOUT).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("federation.sh {args:?} did not exit within {SCRIPT_TIMEOUT:?}")
+    });
+    let read = |name: &str| std::fs::read_to_string(out.path().join(name)).unwrap_or_default();
+    Finished {
+        status,
+        stdout: read("stdout"),
+        stderr: read("stderr"),
+    }
 }
 
 /// True while process `pid` exists and has not exited (a zombie has exited).
