@@ -70,9 +70,18 @@ pub const CA_COMMON_NAME: &str = "plusgate development CA";
 /// may take its name.
 pub const EXAMPLES_DIR: &str = "examples";
 
-/// Consent id shared by the examples: the consent example's `id` and the envelopes'
-/// `consent_id`.
+/// Id of the `consent` example (collected by the first center's employment center, naming
+/// the welfare teams), which the referral examples cite.
 pub const EXAMPLE_CONSENT_ID: &str = "cns-example-0001";
+
+/// Id of the `consent-reply` example (collected by the first center's welfare team, naming
+/// its employment center), which the `referral-status` and `case-summary` examples cite:
+/// information goes back only under a consent the sending agency collected.
+pub const EXAMPLE_REPLY_CONSENT_ID: &str = "cns-example-0002";
+
+/// Id of the `consent-reply-remote` example: the same for the second center's welfare team,
+/// for answers to `referral-remote`.
+pub const EXAMPLE_REMOTE_REPLY_CONSENT_ID: &str = "cns-example-0003";
 
 /// Envelope id of the `referral` example (also the `referral_id` of `referral-status`).
 pub const EXAMPLE_REFERRAL_ID: &str = "ref-example-0001";
@@ -563,14 +572,14 @@ fn build_examples(
             example: "envelope",
             detail: "no field at /subject".into(),
         })?;
-    let envelope = |id: &str, kind: &str, to: &str, payload: Value| {
+    let envelope = |id: &str, kind: &str, to: &str, consent: &str, payload: Value| {
         json!({
             "id": id,
             "type": kind,
             "version": 1,
             "to": to,
             "subject": subject,
-            "consent_id": EXAMPLE_CONSENT_ID,
+            "consent_id": consent,
             "payload": payload,
         })
     };
@@ -603,11 +612,18 @@ fn build_examples(
             EXAMPLE_REFERRAL_REMOTE_ID,
             "referral",
             &remote_welfare,
+            EXAMPLE_CONSENT_ID,
             remote,
         );
         examples.insert("referral-remote", (employment.clone(), body));
     }
-    let body = envelope(EXAMPLE_REFERRAL_ID, "referral", &welfare, referral);
+    let body = envelope(
+        EXAMPLE_REFERRAL_ID,
+        "referral",
+        &welfare,
+        EXAMPLE_CONSENT_ID,
+        referral,
+    );
     examples.insert("referral", (employment.clone(), body));
 
     let mut status = parse("referral-status", embedded::REFERRAL_STATUS)?;
@@ -623,7 +639,13 @@ fn build_examples(
         "/changed_by/agency",
         welfare.as_str(),
     )?;
-    let body = envelope(EXAMPLE_STATUS_ID, "referral-status", &employment, status);
+    let body = envelope(
+        EXAMPLE_STATUS_ID,
+        "referral-status",
+        &employment,
+        EXAMPLE_REPLY_CONSENT_ID,
+        status,
+    );
     examples.insert("referral-status", (welfare.clone(), body));
 
     let mut case_summary = parse("case-summary", embedded::CASE_SUMMARY)?;
@@ -637,23 +659,107 @@ fn build_examples(
         EXAMPLE_CASE_SUMMARY_ID,
         "case-summary",
         &employment,
+        EXAMPLE_REPLY_CONSENT_ID,
         case_summary,
     );
     examples.insert("case-summary", (welfare.clone(), body));
 
-    let mut consent = parse("consent", embedded::CONSENT)?;
-    let mut recipients = vec![Value::from(welfare.as_str())];
-    recipients.extend(c1.map(|c1| Value::from(format!("{c1}/welfare"))));
-    set(&mut consent, "consent", "/recipients", recipients)?;
-    set(
-        &mut consent,
-        "consent",
-        "/collected_by/agency",
-        employment.as_str(),
+    // Valid from yesterday for a year, like the development certificates, so the examples
+    // pass the consent check whenever the federation is made.
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = |t: time::OffsetDateTime| {
+        t.replace_nanosecond(0)
+            .unwrap_or(t)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    let from = stamp(now - time::Duration::days(1));
+    let until = stamp(now + time::Duration::days(DEV_CERT_VALIDITY_DAYS));
+    let template = parse("consent", embedded::CONSENT)?;
+    let consent_example = |id: &str,
+                           collector: &str,
+                           recipients: Vec<Value>,
+                           items: &[(&str, bool)]|
+     -> Result<Value, DevInitError> {
+        let mut c = template.clone();
+        set(&mut c, "consent", "/id", id)?;
+        set(&mut c, "consent", "/subject", subject.clone())?;
+        set(&mut c, "consent", "/collected_by/agency", collector)?;
+        set(&mut c, "consent", "/recipients", recipients)?;
+        let items: Vec<Value> = items
+            .iter()
+            .map(|(item, sensitive)| {
+                json!({"item": item, "sensitive": sensitive, "unique_identifier": false})
+            })
+            .collect();
+        set(&mut c, "consent", "/items", items)?;
+        for pointer in [
+            "/valid_from",
+            "/notice/shown_at",
+            "/collection/collected_at",
+        ] {
+            set(&mut c, "consent", pointer, from.as_str())?;
+        }
+        set(&mut c, "consent", "/valid_until", until.as_str())?;
+        set(
+            &mut c,
+            "consent",
+            "/status_history",
+            json!([{"status": "granted", "at": from, "by": collector}]),
+        )?;
+        Ok(c)
+    };
+    // What a referral carries; what a status and a case summary carry back.
+    let referral_items = [
+        ("household", true),
+        ("needs", true),
+        ("urgency", false),
+        ("summary", true),
+        ("tried", false),
+        ("contact_preferences", false),
+        ("requested_response_by", false),
+    ];
+    let reply_items = [
+        ("reason", false),
+        ("outcome", true),
+        ("next_contact_at", false),
+        ("case_opened_on", false),
+        ("needs_assessment", true),
+        ("services_received", true),
+        ("plan", false),
+        ("conference", false),
+        ("summary", true),
+    ];
+    // The agencies of an integrated case-management network: the first center's welfare
+    // and jobs teams, and every other center's welfare team.
+    let mut recipients = vec![
+        Value::from(welfare.as_str()),
+        Value::from(format!("{c0}/jobs")),
+    ];
+    recipients.extend(
+        centers[1..]
+            .iter()
+            .map(|c| Value::from(format!("{c}/welfare"))),
+    );
+    let consent = consent_example(EXAMPLE_CONSENT_ID, &employment, recipients, &referral_items)?;
+    examples.insert("consent", (employment.clone(), consent));
+    let reply = consent_example(
+        EXAMPLE_REPLY_CONSENT_ID,
+        &welfare,
+        vec![Value::from(employment.as_str())],
+        &reply_items,
     )?;
-    set(&mut consent, "consent", "/subject", subject.clone())?;
-    set(&mut consent, "consent", "/id", EXAMPLE_CONSENT_ID)?;
-    examples.insert("consent", (employment, consent));
+    examples.insert("consent-reply", (welfare.clone(), reply));
+    if let Some(c1) = c1 {
+        let remote_welfare = format!("{c1}/welfare");
+        let reply = consent_example(
+            EXAMPLE_REMOTE_REPLY_CONSENT_ID,
+            &remote_welfare,
+            vec![Value::from(employment.as_str())],
+            &reply_items,
+        )?;
+        examples.insert("consent-reply-remote", (remote_welfare, reply));
+    }
 
     Ok(examples)
 }
@@ -942,6 +1048,8 @@ mod tests {
             [
                 "case-summary",
                 "consent",
+                "consent-reply",
+                "consent-reply-remote",
                 "referral",
                 "referral-remote",
                 "referral-status"
@@ -1234,9 +1342,24 @@ mod tests {
         assert_eq!(consent["subject"], subject);
         assert_eq!(
             consent["recipients"],
-            json!(["north/welfare", "south/welfare"])
+            json!([
+                "north/welfare",
+                "north/jobs",
+                "south/welfare",
+                "east/welfare"
+            ])
         );
         assert_eq!(consent["collected_by"]["agency"], "north/employment");
+        // Answers go back under consents their senders collected.
+        assert_eq!(status["consent_id"], EXAMPLE_REPLY_CONSENT_ID);
+        assert_eq!(summary["consent_id"], EXAMPLE_REPLY_CONSENT_ID);
+        let reply = example(&m, "consent-reply");
+        assert_eq!(reply["id"], EXAMPLE_REPLY_CONSENT_ID);
+        assert_eq!(reply["collected_by"]["agency"], "north/welfare");
+        assert_eq!(reply["recipients"], json!(["north/employment"]));
+        let remote_reply = example(&m, "consent-reply-remote");
+        assert_eq!(remote_reply["collected_by"]["agency"], "south/welfare");
+        assert_eq!(senders["consent-reply-remote"], "south/welfare");
         assert!(
             consent.get("payload").is_none(),
             "the consent example is a bare document"
@@ -1263,7 +1386,7 @@ mod tests {
         let m = init(tmp.path(), "north,south", 7443);
         for name in m.manifest().examples.keys() {
             let body = example(&m, name);
-            let result = if name == "consent" {
+            let result = if name.starts_with("consent") {
                 schemas.validate_payload(MessageType::Consent, 1, &body)
             } else {
                 schemas.validate(&body)
@@ -1281,7 +1404,7 @@ mod tests {
         assert!(m.example("referral-remote").is_err());
         assert_eq!(
             example(&m, "consent")["recipients"],
-            json!(["solo/welfare"])
+            json!(["solo/welfare", "solo/jobs"])
         );
         assert_eq!(m.missing_files(), Vec::<PathBuf>::new());
     }

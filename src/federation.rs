@@ -46,9 +46,38 @@ const RECEIPT_CONTEXT: &[u8] = b"plusgate receipt v1";
 pub struct Batch {
     /// In outbox order: the receiver takes them into inboxes in this order.
     pub messages: Vec<WireMessage>,
+    /// The consents the messages cite, and consents whose withdrawal this center is to be
+    /// told, in their current state. The receiver takes them in before the messages, so a
+    /// message is checked against the consent as the sender knows it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consents: Vec<WireConsent>,
     /// The sending node's latest checkpoint of its audit chain, for the receiver to keep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Checkpoint>,
+}
+
+/// A consent as it travels between nodes: the document as registered and its status. The
+/// receiver derives everything else from the document itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireConsent {
+    /// The consent document (`consent.v1.json`).
+    pub document: Box<RawValue>,
+    /// `granted` or `withdrawn`.
+    pub status: String,
+    /// Its status changes, oldest first.
+    pub history: Vec<crate::consent::StatusChange>,
+}
+
+impl WireConsent {
+    /// The wire form of a kept consent.
+    pub fn of(c: &crate::consent::ConsentRecord) -> WireConsent {
+        WireConsent {
+            document: c.document.clone(),
+            status: c.status.clone(),
+            history: c.history.clone(),
+        }
+    }
 }
 
 /// One message as it travels between nodes: the envelope, the sender (fixed by the origin

@@ -37,7 +37,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::audit::{self, Action, Checkpoint, Event, Head};
-use crate::consent::{ConsentRecord, StatusChange};
+use crate::consent::{ConsentRecord, Refusal, Retention, StatusChange, Terms, Use};
 use crate::federation::Receipt;
 use crate::identity::{AgencyId, CenterId};
 use crate::message::{Envelope, MessageId, MessageType};
@@ -92,6 +92,9 @@ pub enum LedgerError {
         /// What was expected.
         what: &'static str,
     },
+    /// No consent covers the message (the refusal is in the audit chain).
+    #[error("{0}")]
+    Refused(Refusal),
     /// Storage failed; the command had no effect that was acknowledged. Retry later.
     #[error("storage failure: {0}")]
     Storage(#[from] StoreError),
@@ -122,6 +125,12 @@ pub struct Submission {
     body_sha256: String,
     accepted_at: String,
     status_update: Option<StatusUpdate>,
+    /// The payload's purpose (`None` for a status: its referral's, found by the writer).
+    purpose: Option<String>,
+    /// The payload's data items (see `consent::items_of`).
+    items: Vec<String>,
+    /// The record without its payload: what stays if the payload is erased.
+    meta: MessageRecord,
     record: EncodedMessage,
 }
 
@@ -153,6 +162,12 @@ impl Submission {
             .expect("JSON values always serialize");
         let fingerprint = fingerprint(&envelope, payload.get());
         let status_update = status_update(envelope.message_type, &envelope.payload);
+        let purpose = envelope
+            .payload
+            .get("purpose")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned);
+        let items = crate::consent::items_of(&envelope.payload);
         let sender_chose_id = envelope.id.is_some();
         let id = envelope.id.unwrap_or_else(MessageId::generate);
         let (payload, sealed) = match keys {
@@ -162,7 +177,7 @@ impl Submission {
                 Some(keys.seal(id.as_str(), payload.get().as_bytes())?),
             ),
         };
-        let record = MessageRecord {
+        let meta = MessageRecord {
             id: id.to_string(),
             sender_chose_id,
             from: sender.to_string(),
@@ -171,24 +186,34 @@ impl Submission {
             version: envelope.version,
             subject: envelope.subject,
             consent_id: envelope.consent_id,
-            payload,
-            sealed,
+            payload: None,
+            sealed: None,
             body_sha256: fingerprint,
             accepted_at: now_rfc3339(),
+            purpose: purpose.clone(),
+            erased: None,
         };
-        let encoded = record.encode();
+        let record = MessageRecord {
+            payload,
+            sealed,
+            ..meta.clone()
+        }
+        .encode();
         Ok(Submission {
             id,
             sender_chose_id,
             from: sender.clone(),
             to: envelope.to,
             route,
-            subject: record.subject,
-            consent_id: record.consent_id,
-            body_sha256: record.body_sha256,
-            accepted_at: record.accepted_at,
+            subject: meta.subject.clone(),
+            consent_id: meta.consent_id.clone(),
+            body_sha256: meta.body_sha256.clone(),
+            accepted_at: meta.accepted_at.clone(),
             status_update,
-            record: encoded,
+            purpose,
+            items,
+            meta,
+            record,
         })
     }
 
@@ -312,6 +337,7 @@ enum Command {
     },
     Receive {
         actor: String,
+        consents: Vec<ConsentRecord>,
         items: Vec<Submission>,
         reply: Reply<Vec<Result<Received, LedgerError>>>,
     },
@@ -379,6 +405,16 @@ enum Command {
         checkpoint: Checkpoint,
         reply: Reply<usize>,
     },
+    NoticesTold {
+        peer: CenterId,
+        told: Vec<(String, String)>,
+        reply: Reply<usize>,
+    },
+    Purge {
+        actor: String,
+        now: OffsetDateTime,
+        reply: Reply<usize>,
+    },
 }
 
 /// A handle to the ledger. Cheap to clone; the ledger thread stops when every handle is gone.
@@ -397,6 +433,9 @@ pub struct LedgerOptions {
     pub outbox_max: usize,
     /// Signed checkpoints of the audit chain (federated nodes, which have a signing key).
     pub checkpoints: Option<CheckpointPolicy>,
+    /// This node's center, when it is part of a federation: a withdrawal is then queued to
+    /// be told to every other center the consent names (see `outbox`).
+    pub federated_as: Option<CenterId>,
 }
 
 impl Default for LedgerOptions {
@@ -404,6 +443,7 @@ impl Default for LedgerOptions {
         LedgerOptions {
             outbox_max: 100_000,
             checkpoints: None,
+            federated_as: None,
         }
     }
 }
@@ -466,6 +506,8 @@ impl Ledger {
             outbox_max: options.outbox_max,
             checkpoints: options.checkpoints,
             checkpoint: checkpoint_tx,
+            federated_as: options.federated_as,
+            consent_cache: HashMap::new(),
         };
         let thread = std::thread::Builder::new()
             .name("plusgate-ledger".into())
@@ -503,10 +545,12 @@ impl Ledger {
     pub async fn receive(
         &self,
         actor: String,
+        consents: Vec<ConsentRecord>,
         items: Vec<Submission>,
     ) -> Result<Vec<Result<Received, LedgerError>>, LedgerError> {
         self.call(|reply| Command::Receive {
             actor,
+            consents,
             items,
             reply,
         })
@@ -666,6 +710,24 @@ impl Ledger {
         .await
     }
 
+    /// `peer` durably took the consents of a batch, each in the status sent: their notices
+    /// are done (see `outbox`). Returns how many notices were cleared.
+    pub async fn notices_told(
+        &self,
+        peer: CenterId,
+        told: Vec<(String, String)>,
+    ) -> Result<usize, LedgerError> {
+        self.call(|reply| Command::NoticesTold { peer, told, reply })
+            .await
+    }
+
+    /// Erases payloads whose retention period ended by `now` (at most [`PURGE_BATCH`]; call
+    /// again while it returns that many). `actor`: this node.
+    pub async fn purge(&self, actor: String, now: OffsetDateTime) -> Result<usize, LedgerError> {
+        self.call(|reply| Command::Purge { actor, now, reply })
+            .await
+    }
+
     /// This node's latest durable checkpoint.
     pub fn latest_checkpoint(&self) -> Option<Checkpoint> {
         self.checkpoint.borrow().clone()
@@ -738,7 +800,20 @@ struct Writer {
     checkpoints: Option<CheckpointPolicy>,
     /// The latest durable checkpoint, published after each commit that writes one.
     checkpoint: watch::Sender<Option<Checkpoint>>,
+    /// This node's center when federated: consent changes are then queued as notices for
+    /// the other centers a consent names.
+    federated_as: Option<CenterId>,
+    /// Durable consents and their parsed terms, so the check per message does not re-read
+    /// and re-parse the document. Coherent because this thread is the only writer of
+    /// consents: every consent write drops its entry.
+    consent_cache: HashMap<String, (ConsentRecord, Terms)>,
 }
+
+/// Most consents [`Writer::consent_cache`] holds before it starts over.
+const CONSENT_CACHE_MAX: usize = 10_000;
+
+/// Most payloads one purge command erases (one commit stays small).
+pub const PURGE_BATCH: usize = 1000;
 
 /// One reply, held until the group is durable: called with `Ok` to send the command's
 /// result, or with the reason the group's commit failed.
@@ -755,7 +830,6 @@ fn pending<T: Send + 'static>(reply: Reply<T>, result: Result<T, LedgerError>) -
 
 /// What the commands of the current group have written so far, so later commands of the
 /// same group see it (the store does not, until the group is applied).
-#[derive(Default)]
 struct GroupView {
     messages: HashMap<MessageId, (String, String, String)>, // id -> (from, body_sha256, accepted_at)
     deliveries: HashMap<MessageId, DeliveryRecord>,
@@ -769,6 +843,12 @@ struct GroupView {
     peer_checkpoints: HashMap<CenterId, Checkpoint>,
     /// Consents written in this group.
     consents: HashMap<String, ConsentRecord>,
+    /// The group's clock (the `now` its entries carry).
+    now: OffsetDateTime,
+    /// Records (without payload) of messages written in this group.
+    metas: HashMap<MessageId, MessageRecord>,
+    /// Messages taken in this group, by the consent they cite (queue position, id).
+    under_consent: HashMap<String, Vec<(u64, MessageId)>>,
 }
 
 impl Writer {
@@ -796,11 +876,20 @@ impl Writer {
         }
         let head_before = self.head.clone();
         let mut writes = WriteSet::new();
+        let now_t = OffsetDateTime::now_utc();
+        let now = rfc3339(now_t);
         let mut view = GroupView {
             outbox_len_before: Some(self.outbox_len.clone()),
-            ..GroupView::default()
+            checkpoint_requested: false,
+            checkpoint: None,
+            peer_checkpoints: HashMap::new(),
+            messages: HashMap::new(),
+            deliveries: HashMap::new(),
+            consents: HashMap::new(),
+            now: now_t,
+            metas: HashMap::new(),
+            under_consent: HashMap::new(),
         };
-        let now = now_rfc3339();
         let pending: Vec<Pending> = group
             .drain(..)
             .map(|cmd| self.apply(cmd, &mut writes, &mut view, &now))
@@ -870,9 +959,15 @@ impl Writer {
             } => pending(reply, self.accept(actor, *submission, writes, view)),
             Command::Receive {
                 actor,
+                consents,
                 items,
                 reply,
             } => {
+                for c in consents {
+                    if let Err(e) = self.merge_consent(&actor, c, writes, view) {
+                        return pending(reply, Err(e));
+                    }
+                }
                 let results = items
                     .into_iter()
                     .map(|item| self.receive(&actor, item, writes, view))
@@ -956,6 +1051,12 @@ impl Writer {
                 });
                 writes.put_audit(&entry);
                 pending(reply, Ok(1))
+            }
+            Command::NoticesTold { peer, told, reply } => {
+                pending(reply, self.notices_told(&peer, told, writes, view))
+            }
+            Command::Purge { actor, now, reply } => {
+                pending(reply, self.purge(&actor, now, writes, view))
             }
             Command::WithdrawConsent {
                 actor,
@@ -1057,6 +1158,7 @@ impl Writer {
         }
         let at = record.registered_at.clone();
         let entry = self.consent_event(actor, Action::ConsentRegistered, &record, &at, None);
+        self.consent_cache.remove(&record.id);
         writes.put_consent(&record);
         writes.put_audit(&entry);
         view.consents.insert(record.id.clone(), record.clone());
@@ -1085,11 +1187,17 @@ impl Writer {
         }
         c.status = "withdrawn".into();
         let detail = change.reason.clone();
+        let reason = format!("consent {id} withdrawn at {}", change.at);
         c.history.push(change);
-        let entry = self.consent_event(actor, Action::ConsentWithdrawn, &c, now, detail);
+        let entry = self.consent_event(actor.clone(), Action::ConsentWithdrawn, &c, now, detail);
         writes.put_consent(&c);
         writes.put_audit(&entry);
+        self.consent_cache.remove(&c.id);
         view.consents.insert(c.id.clone(), c.clone());
+        // In the same write: nothing under it is pulled or forwarded from here on, and the
+        // other centers it names are told.
+        self.withhold_under(&actor, id, &reason, writes, view)?;
+        self.notify(&c, writes);
         Ok(c)
     }
 
@@ -1118,9 +1226,10 @@ impl Writer {
                 return Err(LedgerError::OutboxFull(peer.clone()));
             }
         }
+        let retention = self.enforce(&actor, &m, writes, view)?;
         let id = m.id.clone();
         let accepted_at = m.accepted_at.clone();
-        self.take(actor, Action::Accepted, m, None, writes, view)?;
+        self.take(actor, Action::Accepted, m, retention, None, writes, view)?;
         Ok(Accepted { id, accepted_at })
     }
 
@@ -1140,12 +1249,15 @@ impl Writer {
     }
 
     /// Writes a new message: record, delivery record, inbox or outbox entry, audit entry,
-    /// and the referral's lifecycle if it is a status update.
+    /// its place under its consent and in the retention queue, and the referral's lifecycle
+    /// if it is a status update.
+    #[allow(clippy::too_many_arguments)]
     fn take(
         &mut self,
         actor: String,
         action: Action,
         m: Submission,
+        retention: Retention,
         detail: Option<String>,
         writes: &mut WriteSet,
         view: &mut GroupView,
@@ -1176,6 +1288,15 @@ impl Writer {
         writes.put_message(m.record);
         writes.put_delivery(&m.id, &delivery);
         writes.put_audit(&entry);
+        // Where a withdrawal finds it, and when its retention ends (counted from now).
+        writes.put_under_consent(&entry.consent_id, entry.seq, &m.id);
+        let end = retention.end(view.now).unix_timestamp().max(0) as u64;
+        writes.put_retention(end, entry.seq, &m.id);
+        view.under_consent
+            .entry(entry.consent_id.clone())
+            .or_default()
+            .push((entry.seq, m.id.clone()));
+        view.metas.insert(m.id.clone(), m.meta);
         view.deliveries.insert(m.id.clone(), delivery);
         // Only a sender-chosen id (every handed-over message has one) can come again in the
         // same group; node-assigned ids are unique by construction.
@@ -1189,6 +1310,356 @@ impl Writer {
             self.update_lifecycle(&m.id, &m.from, &m.to, update, writes, view)?;
         }
         Ok(())
+    }
+
+    /// The consent check for a message about to be taken. A refusal is an audit entry
+    /// (`refused`, with the failed condition) and [`LedgerError::Refused`].
+    fn enforce(
+        &mut self,
+        actor: &str,
+        m: &Submission,
+        writes: &mut WriteSet,
+        view: &mut GroupView,
+    ) -> Result<Retention, LedgerError> {
+        let refusal = match self.check_consent(m, view)? {
+            Ok(retention) => return Ok(retention),
+            Err(refusal) => refusal,
+        };
+        let entry = self.head.append(Event {
+            at: rfc3339(view.now),
+            actor: actor.to_owned(),
+            action: Action::Refused,
+            message_id: m.id.to_string(),
+            from: m.from.to_string(),
+            to: m.to.to_string(),
+            subject: m.subject.clone(),
+            consent_id: m.consent_id.clone(),
+            detail: Some(refusal.describe()),
+        });
+        writes.put_audit(&entry);
+        Err(LedgerError::Refused(refusal))
+    }
+
+    /// Whether the consent `m` cites covers it now (see `consent::ConsentRecord::check`);
+    /// the outer error is a storage failure, the inner the refusal.
+    fn check_consent(
+        &mut self,
+        m: &Submission,
+        view: &GroupView,
+    ) -> Result<Result<Retention, Refusal>, LedgerError> {
+        let purpose = match (&m.purpose, &m.status_update) {
+            (Some(p), _) => Some(p.clone()),
+            // A status travels for the purpose of the referral it answers.
+            (None, Some(update)) => {
+                let referral = match view.metas.get(&update.referral_id) {
+                    Some(r) => Some(r.clone()),
+                    None => match self.store.message(&update.referral_id) {
+                        Ok(r) => r,
+                        Err(StoreError::Corrupt { .. }) => None,
+                        Err(e) => return Err(e.into()),
+                    },
+                };
+                match referral.and_then(|r| r.purpose) {
+                    Some(p) => Some(p),
+                    None => {
+                        return Ok(Err(Refusal::PurposeUnknown {
+                            why: format!(
+                                "a referral-status travels for the purpose of its referral, and \
+                                 referral {} is not held at this node",
+                                update.referral_id
+                            ),
+                        }))
+                    }
+                }
+            }
+            (None, None) => None,
+        };
+        let wanted = Use {
+            subject: &m.subject,
+            recipient: m.to.as_str(),
+            purpose: purpose.as_deref(),
+            items: &m.items,
+        };
+        if let Some(c) = view.consents.get(&m.consent_id) {
+            return Ok(c.check(&wanted, view.now));
+        }
+        if !self.consent_cache.contains_key(&m.consent_id) {
+            let c = match self.store.consent(&m.consent_id) {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    return Ok(Err(Refusal::Unknown {
+                        id: m.consent_id.clone(),
+                    }))
+                }
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    return Ok(Err(Refusal::Unreadable {
+                        id: m.consent_id.clone(),
+                        why: e.to_string(),
+                    }))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let terms = match c.terms() {
+                Ok(t) => t,
+                Err(r) => return Ok(Err(r)),
+            };
+            if self.consent_cache.len() >= CONSENT_CACHE_MAX {
+                self.consent_cache.clear();
+            }
+            self.consent_cache.insert(m.consent_id.clone(), (c, terms));
+        }
+        let (c, terms) = &self.consent_cache[&m.consent_id];
+        Ok(c.check_with(terms, &wanted, view.now)
+            .map(|()| terms.retention))
+    }
+
+    /// Erases the payload of every message held under consent `consent_id`, and withholds
+    /// those not yet pulled (out of their inbox or outbox). `reason` goes into each record
+    /// and audit entry.
+    fn withhold_under(
+        &mut self,
+        actor: &str,
+        consent_id: &str,
+        reason: &str,
+        writes: &mut WriteSet,
+        view: &mut GroupView,
+    ) -> Result<usize, LedgerError> {
+        let mut held: Vec<MessageId> = self
+            .store
+            .messages_under(consent_id)
+            .map(|e| e.map(|q| q.id))
+            .collect::<Result<_, _>>()?;
+        if let Some(here) = view.under_consent.get(consent_id) {
+            held.extend(here.iter().map(|(_, id)| id.clone()));
+        }
+        let mut n = 0;
+        for id in held {
+            n += usize::from(self.erase(actor, &id, reason, writes, view)?);
+        }
+        Ok(n)
+    }
+
+    /// Erases message `id`'s payload (keeping its record) and, if the recipient has not
+    /// pulled it yet, withholds it: out of its inbox or outbox, state `withheld`. One audit
+    /// entry: `withheld` or `purged`. False if there was nothing to erase.
+    ///
+    /// Invariant: after this, no inbox or outbox entry points at the message, so nothing
+    /// can lease or forward it (`lease` also skips `withheld`, for a read that raced).
+    fn erase(
+        &mut self,
+        actor: &str,
+        id: &MessageId,
+        reason: &str,
+        writes: &mut WriteSet,
+        view: &mut GroupView,
+    ) -> Result<bool, LedgerError> {
+        let record = match view.metas.get(id) {
+            Some(r) => r.clone(),
+            None => match self.store.message(id) {
+                Ok(Some(r)) => r,
+                Ok(None) => return Ok(false),
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    tracing::error!(message_id = %id, error = %e, "damaged record not erased");
+                    return Ok(false);
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        if record.erased.is_some() {
+            return Ok(false);
+        }
+        let at = rfc3339(view.now);
+        let erasure = crate::store::Erasure {
+            at: at.clone(),
+            reason: reason.to_owned(),
+        };
+        let erased = MessageRecord {
+            payload: None,
+            sealed: None,
+            erased: Some(erasure.clone()),
+            ..record
+        };
+        writes.put_message(erased.encode());
+        let mut action = Action::Purged;
+        if let Some(mut d) = self.delivery(view, id)? {
+            let held = match (&d.peer, d.state) {
+                (None, DeliveryState::Accepted) => {
+                    if let Ok(to) = AgencyId::parse(&erased.to) {
+                        writes.remove_inbox(&to, d.seq);
+                    }
+                    true
+                }
+                // Pulled already: disclosed, so not withheld; but with its payload gone it
+                // cannot be pulled again, and an ack still closes it.
+                (None, DeliveryState::Pulled) => {
+                    if let Ok(to) = AgencyId::parse(&erased.to) {
+                        writes.remove_inbox(&to, d.seq);
+                    }
+                    false
+                }
+                (Some(peer), state) if state.in_outbox() => {
+                    writes.remove_outbox(peer, d.seq);
+                    if let Some(n) = self.outbox_len.get_mut(peer) {
+                        *n = n.saturating_sub(1);
+                    }
+                    true
+                }
+                _ => false,
+            };
+            if held {
+                d.state = DeliveryState::Withheld;
+                d.withheld = Some(erasure);
+                writes.put_delivery(id, &d);
+                view.deliveries.insert(id.clone(), d);
+                action = Action::Withheld;
+            }
+        }
+        let entry = self.head.append(Event {
+            at,
+            actor: actor.to_owned(),
+            action,
+            message_id: id.to_string(),
+            from: erased.from.clone(),
+            to: erased.to.clone(),
+            subject: erased.subject.clone(),
+            consent_id: erased.consent_id.clone(),
+            detail: Some(reason.to_owned()),
+        });
+        writes.put_audit(&entry);
+        view.metas.insert(id.clone(), erased);
+        Ok(true)
+    }
+
+    /// Queues a notice of consent `c`'s current state for every other center it names
+    /// (its collector's and its recipients'), for their forwarders to carry.
+    fn notify(&self, c: &ConsentRecord, writes: &mut WriteSet) {
+        let Some(me) = &self.federated_as else {
+            return;
+        };
+        let centers: BTreeSet<CenterId> = std::iter::once(&c.collected_by)
+            .chain(&c.recipients)
+            .filter_map(|a| AgencyId::parse(a).ok())
+            .map(|a| a.center().clone())
+            .filter(|center| center != me)
+            .collect();
+        for center in centers {
+            writes.put_notice(&center, &c.id);
+        }
+    }
+
+    /// Takes in a consent another node sent with a batch (`actor`: that node): a consent
+    /// new here is kept as it came; a withdrawal of one kept here is recorded and applied
+    /// (the messages under it withheld). A different document under a known id is ignored
+    /// (logged): the one registered first stays.
+    fn merge_consent(
+        &mut self,
+        actor: &str,
+        incoming: ConsentRecord,
+        writes: &mut WriteSet,
+        view: &mut GroupView,
+    ) -> Result<(), LedgerError> {
+        let Some(mut local) = self.consent(view, &incoming.id)? else {
+            let at = rfc3339(view.now);
+            let detail = Some(format!("status {}", incoming.status));
+            let entry = self.consent_event(
+                actor.to_owned(),
+                Action::ConsentReceived,
+                &incoming,
+                &at,
+                detail,
+            );
+            writes.put_audit(&entry);
+            writes.put_consent(&incoming);
+            self.consent_cache.remove(&incoming.id);
+            view.consents.insert(incoming.id.clone(), incoming);
+            return Ok(());
+        };
+        if local.digest != incoming.digest {
+            tracing::warn!(consent_id = %incoming.id, %actor,
+                "a peer sent a different document under a consent id known here; kept ours");
+            return Ok(());
+        }
+        let Some(withdrawal) = incoming
+            .history
+            .iter()
+            .rev()
+            .find(|c| c.status == "withdrawn")
+            .filter(|_| incoming.status == "withdrawn" && local.status != "withdrawn")
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let reason = format!(
+            "consent {} withdrawn at {} (told by {actor})",
+            local.id, withdrawal.at
+        );
+        local.status = "withdrawn".into();
+        local.history.push(withdrawal);
+        let at = rfc3339(view.now);
+        let entry = self.consent_event(
+            actor.to_owned(),
+            Action::ConsentReceived,
+            &local,
+            &at,
+            Some("status withdrawn".into()),
+        );
+        writes.put_audit(&entry);
+        writes.put_consent(&local);
+        self.consent_cache.remove(&local.id);
+        view.consents.insert(local.id.clone(), local.clone());
+        self.withhold_under(actor, &local.id, &reason, writes, view)?;
+        Ok(())
+    }
+
+    /// `peer` took the consents in `told` (id, status sent): their notices are done,
+    /// unless the consent changed again since (then the notice stays for the next batch).
+    fn notices_told(
+        &mut self,
+        peer: &CenterId,
+        told: Vec<(String, String)>,
+        writes: &mut WriteSet,
+        view: &GroupView,
+    ) -> Result<usize, LedgerError> {
+        let mut n = 0;
+        for (id, status) in told {
+            if self.consent(view, &id)?.is_some_and(|c| c.status == status) {
+                writes.remove_notice(peer, &id);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Erases the payloads whose consent's retention period has ended by `now` (at most
+    /// `PURGE_BATCH` per call; the caller calls again while it returns that many).
+    fn purge(
+        &mut self,
+        actor: &str,
+        now: OffsetDateTime,
+        writes: &mut WriteSet,
+        view: &mut GroupView,
+    ) -> Result<usize, LedgerError> {
+        let due: Vec<(u64, u64, MessageId)> = self
+            .store
+            .retention_due(now.unix_timestamp().max(0) as u64)
+            .take(PURGE_BATCH)
+            .collect::<Result<_, _>>()?;
+        let n = due.len();
+        for (end, seq, id) in due {
+            let consent = view
+                .metas
+                .get(&id)
+                .map(|m| m.consent_id.clone())
+                .or_else(|| self.store.message(&id).ok().flatten().map(|m| m.consent_id))
+                .unwrap_or_default();
+            let ended = OffsetDateTime::from_unix_timestamp(end as i64)
+                .map(rfc3339)
+                .unwrap_or_default();
+            let reason = format!("the retention period of consent {consent} ended at {ended}");
+            self.erase(actor, &id, &reason, writes, view)?;
+            writes.remove_retention(end, seq);
+        }
+        Ok(n)
     }
 
     /// A `referral-status` from `status_from` to `status_to` updates the referral it names,
@@ -1272,8 +1743,17 @@ impl Writer {
             digest: m.body_sha256.clone(),
             received_at: m.accepted_at.clone(),
         };
+        let retention = self.enforce(actor, &m, writes, view)?;
         let detail = Some(format!("digest {}", m.body_sha256));
-        self.take(actor.to_owned(), Action::Received, m, detail, writes, view)?;
+        self.take(
+            actor.to_owned(),
+            Action::Received,
+            m,
+            retention,
+            detail,
+            writes,
+            view,
+        )?;
         Ok(received)
     }
 
@@ -1522,7 +2002,8 @@ impl Writer {
                     continue;
                 }
             };
-            if d.state == DeliveryState::Acked {
+            // Acked, or withheld (its consent was withdrawn) since the inbox read it.
+            if matches!(d.state, DeliveryState::Acked | DeliveryState::Withheld) {
                 continue;
             }
             d.state = DeliveryState::Pulled;
@@ -1577,7 +2058,8 @@ impl Writer {
         }
         let mut acked = Vec::with_capacity(todo.len());
         for (id, message, mut d) in todo {
-            if d.state != DeliveryState::Acked {
+            // A withheld message was never pulled: there is nothing to acknowledge.
+            if !matches!(d.state, DeliveryState::Acked | DeliveryState::Withheld) {
                 d.state = DeliveryState::Acked;
                 d.acked_at = Some(now.to_owned());
                 let entry = self.head.append(Event {
@@ -1615,7 +2097,9 @@ impl Command {
             | Command::Requeue { reply, .. }
             | Command::RecordDirectory { reply, .. }
             | Command::Checkpoint { reply, .. }
-            | Command::PeerCheckpoint { reply, .. } => drop(reply.send(Err(err))),
+            | Command::PeerCheckpoint { reply, .. }
+            | Command::NoticesTold { reply, .. }
+            | Command::Purge { reply, .. } => drop(reply.send(Err(err))),
             Command::RegisterConsent { reply, .. } => drop(reply.send(Err(err))),
             Command::Queried { reply, .. } => drop(reply.send(Err(err))),
             Command::WithdrawConsent { reply, .. } => drop(reply.send(Err(err))),
@@ -1633,6 +2117,7 @@ pub fn state_name(state: DeliveryState) -> &'static str {
         DeliveryState::DeadLettered => "dead-lettered",
         DeliveryState::Pulled => "pulled",
         DeliveryState::Acked => "acked",
+        DeliveryState::Withheld => "withheld",
     }
 }
 
@@ -1650,10 +2135,114 @@ fn is_before(a: &str, b: &str) -> bool {
 
 /// The current time as RFC 3339 with milliseconds, UTC.
 pub fn now_rfc3339() -> String {
-    let now = OffsetDateTime::now_utc();
+    rfc3339(OffsetDateTime::now_utc())
+}
+
+/// `t` as RFC 3339 with milliseconds.
+fn rfc3339(now: OffsetDateTime) -> String {
     let now = now
         .replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
         .unwrap_or(now);
     now.format(&Rfc3339)
         .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::AgencyId;
+
+    /// A ledger over a real sled store, with the dev examples of a fresh dev-init.
+    async fn ledger_with_examples() -> (
+        tempfile::TempDir,
+        Store,
+        Ledger,
+        crate::manifest::LoadedManifest,
+    ) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let args = crate::devinit::DevInitArgs {
+            out: tmp.path().join("fed"),
+            centers: vec!["suwon".into()],
+            base_port: 7443,
+        };
+        let manifest = crate::devinit::run(&args).expect("dev-init");
+        let store = Store::open(&tmp.path().join("data")).expect("store");
+        let (ledger, _thread) =
+            Ledger::start(store.clone(), LedgerOptions::default()).expect("ledger");
+        (tmp, store, ledger, manifest)
+    }
+
+    fn example(
+        manifest: &crate::manifest::LoadedManifest,
+        name: &str,
+    ) -> (serde_json::Value, AgencyId) {
+        let (path, sender) = manifest.example(name).expect("example");
+        let body = serde_json::from_slice(&std::fs::read(path).expect("read")).expect("JSON");
+        (body, AgencyId::parse(sender).expect("sender"))
+    }
+
+    #[tokio::test]
+    async fn payloads_are_purged_when_the_retention_period_ends_and_the_record_stays() {
+        let (_tmp, store, ledger, manifest) = ledger_with_examples().await;
+        let (mut consent, collector) = example(&manifest, "consent");
+        consent["retention"]["period"] = serde_json::json!("P1D");
+        let record = crate::consent::Registration::new(&consent, &collector, &now_rfc3339())
+            .expect("registration")
+            .record;
+        ledger
+            .register_consent("test".into(), record)
+            .await
+            .expect("registered");
+        let (body, sender) = example(&manifest, "referral");
+        let envelope = Envelope::from_validated(body, &sender).expect("envelope");
+        let recipient = envelope.to.clone();
+        let submission =
+            Submission::new(&sender, envelope, Route::Local, None).expect("submission");
+        let id = ledger
+            .accept("test".into(), submission)
+            .await
+            .expect("accepted")
+            .id;
+
+        // Within the day nothing is due.
+        let now = OffsetDateTime::now_utc();
+        let actor = "urn:plusgate:node:suwon".to_owned();
+        assert_eq!(
+            ledger
+                .purge(actor.clone(), now + time::Duration::hours(23))
+                .await
+                .expect("purge"),
+            0
+        );
+        assert!(store
+            .message(&id)
+            .expect("read")
+            .expect("kept")
+            .payload
+            .is_some());
+
+        // A day and a bit later the payload goes; who sent what to whom under which consent
+        // stays, and the unpulled message leaves the inbox.
+        let later = now + time::Duration::hours(25);
+        assert_eq!(ledger.purge(actor.clone(), later).await.expect("purge"), 1);
+        let kept = store.message(&id).expect("read").expect("record stays");
+        assert!(kept.payload.is_none() && kept.sealed.is_none());
+        let erased = kept.erased.expect("erasure recorded");
+        assert!(
+            erased.reason.contains("retention period"),
+            "{}",
+            erased.reason
+        );
+        assert_eq!(kept.consent_id, "cns-example-0001");
+        let d = store.delivery(&id).expect("read").expect("delivery");
+        assert_eq!(d.state, DeliveryState::Withheld);
+        assert_eq!(store.inbox(&recipient, None).count(), 0);
+        let last = store.audit_head().expect("read").expect("entry");
+        assert_eq!(
+            (last.action, last.message_id.as_str()),
+            (Action::Withheld, id.as_str())
+        );
+        // Done once: nothing is due again.
+        assert_eq!(ledger.purge(actor, later).await.expect("purge"), 0);
+    }
 }

@@ -29,7 +29,7 @@ use crate::audit::hex;
 use crate::client::{self, HttpVersion};
 use crate::config::{Config, FederationConfig};
 use crate::directory::{Directory, DirectoryError};
-use crate::identity::{self, Anonymous, CenterId, Peer};
+use crate::identity::{self, Anonymous, CenterId, Identity, Peer};
 use crate::inbox::Inbox;
 use crate::keys::{KeyError, SigningKey};
 use crate::ledger::{self, CheckpointPolicy, Ledger, LedgerOptions};
@@ -49,6 +49,9 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const H2_STREAMS_MAX: u32 = 256;
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How often payloads past their consent's retention period are looked for and erased.
+/// Retention periods are days to years, so a minute's lateness is nothing.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// Why a node could not be built or run.
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +169,7 @@ impl Node {
                 }),
                 _ => None,
             },
+            federated_as: config.federation.as_ref().map(|_| config.center.clone()),
         };
         let data_keys = match &config.storage.data_key {
             None => None,
@@ -252,6 +256,42 @@ impl Node {
                 }
             },
         };
+        // Payloads whose consent's retention period ended are erased at start and then
+        // every PURGE_EVERY (metadata, receipts and the audit entries stay).
+        let purger = {
+            let ledger = api.ledger.clone();
+            let actor = Identity::Node(center.clone()).uri();
+            let mut closing = closing.subscribe();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(PURGE_EVERY);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = closing.changed() => break,
+                    }
+                    loop {
+                        match ledger
+                            .purge(actor.clone(), time::OffsetDateTime::now_utc())
+                            .await
+                        {
+                            Ok(n) if n >= crate::ledger::PURGE_BATCH => continue,
+                            Ok(0) => break,
+                            Ok(n) => {
+                                tracing::info!(
+                                    payloads = n,
+                                    "purged payloads at the end of their retention"
+                                );
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not purge expired payloads");
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+        };
         // Reloads run on their own task, so a request is handled at once, not whenever the
         // accept loop next comes round. The task hands the runtime back at shutdown.
         let reloader = {
@@ -337,6 +377,7 @@ impl Node {
 
         tracing::info!(node = %center, "shutting down: draining connections");
         drop(listener);
+        purger.abort();
         // Long polls answer now rather than at their deadline.
         closing.send_replace(true);
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())

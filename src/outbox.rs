@@ -31,7 +31,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use crate::client::{self, Connection, HttpVersion};
-use crate::federation::{Batch, BatchResult, WireMessage, BATCHES_PATH};
+use crate::federation::{Batch, BatchResult, WireConsent, WireMessage, BATCHES_PATH};
 use crate::identity::{CenterId, Identity};
 use crate::ledger::{Ledger, Parties};
 use crate::message::MessageId;
@@ -299,6 +299,8 @@ struct Handed {
     unanswered: Vec<MessageId>,
     /// The peer's latest checkpoint and the key to check it with.
     checkpoint: Option<(crate::audit::Checkpoint, crate::keys::PublicKey)>,
+    /// Consent notices the batch carried (id, status sent).
+    told: Vec<(String, String)>,
 }
 
 /// One round: dead-letter what expired, send one batch of what comes after `cursor`, check
@@ -393,12 +395,21 @@ async fn round(
         let actor = Identity::Node(ctx.center.clone()).uri();
         ctx.ledger.dead_letter(actor, expired_ids).await?;
     }
+    let (consents, told) = consents_for(ctx, peer, &batch)?;
     if batch.is_empty() {
+        if consents.is_empty() {
+            return Ok(None);
+        }
+        // Only consent notices (a withdrawal to tell): once the peer answered, it holds
+        // them durably.
+        hand_over(ctx, peer, conn, &batch, consents).await?;
+        ctx.ledger.notices_told(peer.clone(), told).await?;
         return Ok(None);
     }
-    match hand_over(ctx, peer, conn, &batch).await {
+    match hand_over(ctx, peer, conn, &batch, consents).await {
         Ok(mut handed) => {
             handed.last_seq = last_seq;
+            handed.told = told;
             if handed.receipts.is_empty() && handed.refused.is_empty() {
                 // Answered, but with nothing usable: a failed attempt like any other.
                 let n = handed.unanswered.len();
@@ -431,6 +442,40 @@ async fn round(
     }
 }
 
+/// The consents a batch carries: those its messages cite and those `peer` is to be told of
+/// (a withdrawal), each in its current state; and the told ones with the status sent, to
+/// clear their notices once the peer has them.
+#[allow(clippy::type_complexity)]
+fn consents_for(
+    ctx: &Forwarding,
+    peer: &CenterId,
+    batch: &[MessageRecord],
+) -> Result<(Vec<WireConsent>, Vec<(String, String)>), RoundError> {
+    let notices: Vec<String> = ctx.store.notices(peer).collect::<Result<_, _>>()?;
+    let cited: std::collections::BTreeSet<&str> = batch
+        .iter()
+        .map(|m| m.consent_id.as_str())
+        .chain(notices.iter().map(String::as_str))
+        .collect();
+    let mut consents = Vec::with_capacity(cited.len());
+    let mut told = Vec::new();
+    for id in cited {
+        match ctx.store.consent(id) {
+            Ok(Some(c)) => {
+                if notices.iter().any(|n| n == id) {
+                    told.push((c.id.clone(), c.status.clone()));
+                }
+                consents.push(WireConsent::of(&c));
+            }
+            // Unknown here: the message goes without it (and is refused there); a damaged
+            // one is logged and left out the same way.
+            Ok(None) => {}
+            Err(e) => tracing::error!(%peer, consent_id = %id, error = %e, "consent not sent"),
+        }
+    }
+    Ok((consents, told))
+}
+
 /// Records what a peer's answer said: receipts (the messages leave the outbox as
 /// delivered), refusals (dead-lettered), and messages without a valid receipt (a failed
 /// attempt; they are sent again).
@@ -439,6 +484,9 @@ async fn record(ctx: Arc<Forwarding>, peer: CenterId, handed: Handed) -> Result<
     ctx.ledger
         .delivered(actor, peer.clone(), handed.receipts)
         .await?;
+    if !handed.told.is_empty() {
+        ctx.ledger.notices_told(peer.clone(), handed.told).await?;
+    }
     if let Some((checkpoint, key)) = handed.checkpoint {
         crate::federation::keep_peer_checkpoint(&ctx.ledger, &peer, &key, checkpoint).await;
     }
@@ -465,6 +513,7 @@ async fn hand_over(
     peer: &CenterId,
     conn: &mut Option<Connection>,
     batch: &[MessageRecord],
+    consents: Vec<WireConsent>,
 ) -> Result<Handed, RoundError> {
     let (url, key) = {
         let routing = ctx.routing.borrow();
@@ -494,6 +543,7 @@ async fn hand_over(
     let c = conn.as_mut().expect("connected above");
     let body = Batch {
         checkpoint: ctx.ledger.latest_checkpoint(),
+        consents,
         messages: batch
             .iter()
             .map(|m| WireMessage {
@@ -554,6 +604,7 @@ async fn hand_over(
         refused,
         unanswered,
         checkpoint: answer.checkpoint.map(|c| (c, key)),
+        told: Vec::new(),
     })
 }
 
@@ -706,6 +757,19 @@ mod tests {
         let store = Store::open(&tmp.path().join("data")).expect("store");
         let (ledger, _thread) =
             Ledger::start(store.clone(), LedgerOptions::default()).expect("ledger");
+
+        // The consent the example cites, registered as its collector would.
+        let (consent, collector) = manifest.example("consent").expect("consent example");
+        let consent: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(consent).expect("read")).expect("JSON");
+        let collector = crate::identity::AgencyId::parse(collector).expect("collector");
+        let registration =
+            crate::consent::Registration::new(&consent, &collector, "2026-01-01T00:00:00Z")
+                .expect("registration");
+        ledger
+            .register_consent("test".into(), registration.record)
+            .await
+            .expect("registered");
 
         let (example, sender) = manifest.example("referral-remote").expect("example");
         let body = crate::json::parse_strict(&std::fs::read(example).expect("read"))

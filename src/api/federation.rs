@@ -16,9 +16,11 @@ use serde_json::{json, Map, Value};
 
 use super::{json_response, ledger_problem, Api, Problem, Resp};
 use crate::audit::Checkpoint;
-use crate::federation::{ItemResult, Receipt, BATCH_LEN_MAX};
+use crate::consent::{ConsentRecord, Registration};
+use crate::federation::{ItemResult, Receipt, WireConsent, BATCH_LEN_MAX};
 use crate::identity::{AgencyId, Anonymous, CenterId, Identity, Peer};
-use crate::ledger::{LedgerError, Submission};
+use crate::ledger::{now_rfc3339, LedgerError, Submission};
+use crate::message::MessageType;
 use crate::routing::Route;
 
 /// Largest batch body accepted (a forwarder builds at most `outbox::BATCH_BYTES_MAX`).
@@ -69,6 +71,12 @@ impl Api {
             Some(Value::Array(messages)) => messages,
             _ => return Err(expected()),
         };
+        let consents: Vec<WireConsent> = match obj.remove("consents") {
+            None => Vec::new(),
+            Some(c) => serde_json::from_value(c).map_err(|e| {
+                Problem::bad_request(format!("`consents` is not a list of consents: {e}"))
+            })?,
+        };
         let checkpoint = match obj.remove("checkpoint") {
             None => None,
             Some(c) => Some(serde_json::from_value::<Checkpoint>(c).map_err(|e| {
@@ -102,12 +110,24 @@ impl Api {
                 }
             }
         }
+        // A consent that does not check out is left out (and logged); the messages citing
+        // it are then refused for want of a consent, which the sender sees.
+        let consents: Vec<ConsentRecord> = consents
+            .into_iter()
+            .filter_map(|c| match self.check_wire_consent(node, c) {
+                Ok(record) => Some(record),
+                Err(why) => {
+                    tracing::warn!(%node, %why, "left out a consent a peer sent");
+                    None
+                }
+            })
+            .collect();
         let actor = Identity::Node(node.clone()).uri();
-        let outcomes = if valid.is_empty() {
+        let outcomes = if valid.is_empty() && consents.is_empty() {
             Vec::new()
         } else {
             self.ledger
-                .receive(actor, valid)
+                .receive(actor, consents, valid)
                 .await
                 .map_err(ledger_problem)?
         };
@@ -130,6 +150,11 @@ impl Api {
                         id,
                         receipt: Some(receipt),
                         refused: None,
+                    },
+                    Some(Err(LedgerError::Refused(refusal))) => ItemResult {
+                        id,
+                        receipt: None,
+                        refused: Some(refusal.describe()),
                     },
                     Some(Err(LedgerError::IdConflict(_))) => ItemResult {
                         id,
@@ -169,6 +194,54 @@ impl Api {
             answer["checkpoint"] = json!(own);
         }
         Ok(json_response(StatusCode::OK, &answer))
+    }
+
+    /// Checks a consent a peer sent: its document passes `consent.v1.json` and holds no
+    /// RRN, and the sending center is one it names (its collector's or a recipient's): a
+    /// node speaks only for consents its own center is party to.
+    fn check_wire_consent(&self, node: &CenterId, c: WireConsent) -> Result<ConsentRecord, String> {
+        let document: Value =
+            serde_json::from_str(c.document.get()).map_err(|e| format!("not JSON: {e}"))?;
+        let id = document["id"].as_str().unwrap_or("?").to_owned();
+        self.schemas
+            .validate_payload(MessageType::Consent, 1, &document)
+            .map_err(|v| {
+                format!(
+                    "consent {id} does not pass consent.v1.json ({} violations)",
+                    v.len()
+                )
+            })?;
+        if !crate::rrn::find(&document).is_empty() {
+            return Err(format!("consent {id} holds an RRN-shaped value"));
+        }
+        let collector = document
+            .pointer("/collected_by/agency")
+            .and_then(Value::as_str)
+            .and_then(|a| AgencyId::parse(a).ok())
+            .ok_or_else(|| format!("consent {id} names no collecting agency"))?;
+        let registration = Registration::new(&document, &collector, &now_rfc3339())
+            .map_err(|e| format!("consent {id}: {e}"))?;
+        let mut record = registration.record;
+        let party = std::iter::once(collector.as_str())
+            .chain(record.recipients.iter().map(String::as_str))
+            .filter_map(|a| AgencyId::parse(a).ok())
+            .any(|a| a.center() == node);
+        if !party {
+            return Err(format!("consent {id} names no agency of center {node}"));
+        }
+        if c.status == "withdrawn" {
+            let change = c
+                .history
+                .iter()
+                .rev()
+                .find(|h| h.status == "withdrawn")
+                .ok_or_else(|| {
+                    format!("consent {id} is withdrawn but its history says not when")
+                })?;
+            record.status = "withdrawn".into();
+            record.history.push(change.clone());
+        }
+        Ok(record)
     }
 
     /// Validates one handed-over message. The error is the message's id (as far as

@@ -317,6 +317,14 @@ impl Api {
         if let Some(lifecycle) = &delivery.lifecycle {
             body["lifecycle"] = json!(lifecycle);
         }
+        // Why it never reached the recipient (its consent was withdrawn), and whether the
+        // payload is gone from this node.
+        if let Some(withheld) = &delivery.withheld {
+            body["withheld"] = json!(withheld);
+        }
+        if let Some(erased) = &record.erased {
+            body["payload_erased"] = json!(erased);
+        }
         Ok(json_response(StatusCode::OK, &body))
     }
 
@@ -557,6 +565,7 @@ fn ledger_problem(e: LedgerError) -> Problem {
             "Not possible in this state",
             e.to_string(),
         ),
+        LedgerError::Refused(refusal) => Problem::forbidden(refusal.kind(), refusal.to_string()),
         LedgerError::Storage(e) => store_problem(e),
         LedgerError::Unavailable(_) => Problem::unavailable(&e),
     }

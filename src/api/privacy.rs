@@ -90,7 +90,9 @@ impl Api {
         let mut seq_of: BTreeMap<String, u64> = BTreeMap::new();
         for entry in self.store.audit_for_subject(subject) {
             let e = entry.map_err(store_problem)?;
-            if e.message_id.is_empty() {
+            // Consent events and queries concern no message; a refused message was never
+            // taken, so it was disclosed to nobody.
+            if e.message_id.is_empty() || e.action == Action::Refused {
                 continue;
             }
             let seq = *seq_of.entry(e.message_id.clone()).or_insert(e.seq);

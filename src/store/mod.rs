@@ -20,6 +20,9 @@
 //! | `p`    | peer center                          | its latest [`Checkpoint`] |
 //! | `k`    | consent id                           | [`ConsentRecord`]     |
 //! | `u`    | subject, `0x00`, audit seq (BE)      | empty: index of `a` by subject |
+//! | `g`    | consent id, `0x00`, seq (BE)         | message id: messages under a consent |
+//! | `e`    | retention end (unix s, BE), seq (BE) | message id: payloads to purge, by when |
+//! | `n`    | peer center, `0x00`, consent id      | empty: a consent change to tell that center |
 //!
 //! `i` and `o` are queues: a message for an agency at this center waits in its recipient's
 //! inbox (`i`), a message for another center in that center's outbox (`o`), both ordered by
@@ -76,6 +79,9 @@ const CHECKPOINT: u8 = b'c';
 const PEER_CHECKPOINT: u8 = b'p';
 const CONSENT: u8 = b'k';
 const BY_SUBJECT: u8 = b'u';
+const BY_CONSENT: u8 = b'g';
+const RETENTION: u8 = b'e';
+const NOTICE: u8 = b'n';
 /// Setting present once every audit entry is in the subject index.
 const SUBJECT_INDEX_COMPLETE: &[u8] = b"subject-index";
 
@@ -113,7 +119,8 @@ pub enum StoreError {
     },
 }
 
-/// A message as accepted. Written once, never changed.
+/// A message as accepted. Written once; changed only to erase its payload (withdrawal of its
+/// consent, end of retention), which keeps every other field.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MessageRecord {
     /// Message id.
@@ -144,6 +151,22 @@ pub struct MessageRecord {
     pub body_sha256: String,
     /// When the node accepted it (RFC 3339, UTC).
     pub accepted_at: String,
+    /// The purpose of the transfer (what the consent check used): the payload's own, or for
+    /// a status its referral's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// When and why the payload was erased; the record keeps everything else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased: Option<Erasure>,
+}
+
+/// The erasure of a message's payload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Erasure {
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// Why: the consent's withdrawal or the end of its retention period.
+    pub reason: String,
 }
 
 impl MessageRecord {
@@ -202,6 +225,9 @@ pub enum DeliveryState {
     Pulled,
     /// Acknowledged by the recipient: gone from the inbox for good.
     Acked,
+    /// Held back before the recipient pulled it, because its consent was withdrawn (or its
+    /// retention ended): out of its inbox or outbox, payload erased, kept with the reason.
+    Withheld,
 }
 
 impl DeliveryState {
@@ -256,6 +282,9 @@ pub struct DeliveryRecord {
     /// then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requeued_at: Option<String>,
+    /// When and why it was withheld (see [`DeliveryState::Withheld`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<Erasure>,
 }
 
 impl DeliveryRecord {
@@ -273,6 +302,7 @@ impl DeliveryRecord {
             delivered_at: None,
             lifecycle: None,
             requeued_at: None,
+            withheld: None,
         }
     }
 }
@@ -382,6 +412,29 @@ impl WriteSet {
     /// Stores a consent (registered or changed).
     pub fn put_consent(&mut self, consent: &ConsentRecord) {
         self.put(key(CONSENT, consent.id.as_bytes()), record::encode(consent));
+    }
+    /// Indexes message `id` (queue position `seq`) under the consent it cites.
+    pub fn put_under_consent(&mut self, consent_id: &str, seq: u64, id: &MessageId) {
+        let k = queue_key(&queue_prefix(BY_CONSENT, consent_id), seq);
+        self.put(k, id.as_str().as_bytes().to_vec());
+    }
+    /// Schedules the purge of message `id`'s payload at `end` (unix seconds).
+    pub fn put_retention(&mut self, end: u64, seq: u64, id: &MessageId) {
+        self.put(retention_key(end, seq), id.as_str().as_bytes().to_vec());
+    }
+    /// Drops a scheduled purge (done).
+    pub fn remove_retention(&mut self, end: u64, seq: u64) {
+        self.batch.remove(retention_key(end, seq));
+        self.len += 1;
+    }
+    /// Notes that center `peer` is to be told of consent `consent_id`'s current state.
+    pub fn put_notice(&mut self, peer: &CenterId, consent_id: &str) {
+        self.put(notice_key(peer, consent_id), Vec::new());
+    }
+    /// `peer` was told.
+    pub fn remove_notice(&mut self, peer: &CenterId, consent_id: &str) {
+        self.batch.remove(notice_key(peer, consent_id));
+        self.len += 1;
     }
     /// Records the newest directory loaded.
     pub fn put_directory_seen(&mut self, seen: &DirectorySeen) {
@@ -589,6 +642,61 @@ impl Store {
         self.get(CONSENT, "consent", id)
     }
 
+    /// The messages this node holds under consent `consent_id`, in acceptance order.
+    pub fn messages_under(
+        &self,
+        consent_id: &str,
+    ) -> impl Iterator<Item = Result<QueueEntry, StoreError>> + '_ {
+        self.queue("consent index", queue_prefix(BY_CONSENT, consent_id), None)
+    }
+
+    /// Scheduled purges due at or before `now` (unix seconds): (end, seq, message).
+    pub fn retention_due(
+        &self,
+        now: u64,
+    ) -> impl Iterator<Item = Result<(u64, u64, MessageId), StoreError>> + '_ {
+        self.db
+            .range(key(RETENTION, &[])..retention_key(now.saturating_add(1), 0))
+            .map(|item| {
+                let (k, v) = item?;
+                let corrupt = |what: &str| StoreError::Corrupt {
+                    family: "retention",
+                    key: format!("{:02x?}", &k[..]),
+                    source: RecordError::Body(what.to_owned()),
+                };
+                let end: [u8; 8] = k
+                    .get(1..9)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| corrupt("key has no end time"))?;
+                let seq: [u8; 8] = k
+                    .get(9..17)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| corrupt("key has no sequence number"))?;
+                let id = std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(MessageId::parse)
+                    .ok_or_else(|| corrupt("value is not a message id"))?;
+                Ok((u64::from_be_bytes(end), u64::from_be_bytes(seq), id))
+            })
+    }
+
+    /// The consents whose current state center `peer` is still to be told, in id order.
+    pub fn notices(
+        &self,
+        peer: &CenterId,
+    ) -> impl Iterator<Item = Result<String, StoreError>> + '_ {
+        let prefix = queue_prefix(NOTICE, peer.as_str());
+        let prefix_len = prefix.len();
+        self.db.scan_prefix(prefix).map(move |item| {
+            let (k, _) = item?;
+            String::from_utf8(k[prefix_len..].to_vec()).map_err(|_| StoreError::Corrupt {
+                family: "notice",
+                key: String::from_utf8_lossy(&k).into_owned(),
+                source: RecordError::Body("consent id is not UTF-8".into()),
+            })
+        })
+    }
+
     /// The latest checkpoint `peer` handed over.
     pub fn peer_checkpoint(&self, peer: &CenterId) -> Result<Option<Checkpoint>, StoreError> {
         self.get(PEER_CHECKPOINT, "peer checkpoint", peer.as_str())
@@ -729,6 +837,16 @@ fn queue_key(prefix: &[u8], seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + 8);
     k.extend_from_slice(prefix);
     k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn retention_key(end: u64, seq: u64) -> Vec<u8> {
+    queue_key(&key(RETENTION, &end.to_be_bytes()), seq)
+}
+
+fn notice_key(peer: &CenterId, consent_id: &str) -> Vec<u8> {
+    let mut k = queue_prefix(NOTICE, peer.as_str());
+    k.extend_from_slice(consent_id.as_bytes());
     k
 }
 

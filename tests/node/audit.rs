@@ -50,8 +50,9 @@ async fn every_step_is_audited_and_the_chain_verifies() {
 
     let done = audit_verify(&fed);
     assert!(done.status.success(), "{}", done.stderr);
-    // accepted ×2, leased ×1, acked ×1
-    assert!(done.stdout.contains("ok: 4 entries"), "{}", done.stdout);
+    // consent-registered ×2 (the examples', by their collectors), accepted ×2, leased ×1,
+    // acked ×1
+    assert!(done.stdout.contains("ok: 6 entries"), "{}", done.stdout);
 
     // The entries say who did what to which message, in order.
     let db = sled::Config::new()
@@ -70,6 +71,16 @@ async fn every_step_is_audited_and_the_chain_verifies() {
     assert_eq!(
         steps,
         [
+            (
+                Action::ConsentRegistered,
+                "",
+                "urn:plusgate:agency:suwon:employment"
+            ),
+            (
+                Action::ConsentRegistered,
+                "",
+                "urn:plusgate:agency:suwon:welfare"
+            ),
             (
                 Action::Accepted,
                 "ref-audit-1",
@@ -92,7 +103,9 @@ async fn every_step_is_audited_and_the_chain_verifies() {
             ),
         ]
     );
-    assert!(entries.iter().all(|e| e.consent_id == "cns-example-0001"));
+    assert!(entries[2..]
+        .iter()
+        .all(|e| e.consent_id == "cns-example-0001"));
 }
 
 #[tokio::test]
@@ -105,22 +118,23 @@ async fn an_altered_entry_is_named_by_audit_verify_and_stops_the_node_if_last() 
     }
     assert!(node.stop().success());
 
-    // Redirect entry 1 to another agency: a quiet rewrite of who received what.
-    rewrite_audit_entry(&fed, 1, |e| e.to = "suwon/finance".into());
+    // Redirect entry 3 (the second push; 0 and 1 are the consents' registrations) to
+    // another agency: a quiet rewrite of who received what.
+    rewrite_audit_entry(&fed, 3, |e| e.to = "suwon/finance".into());
     let done = audit_verify(&fed);
     assert!(!done.status.success());
     assert!(
         done.stderr
-            .contains("audit entry 1: content does not match its hash"),
+            .contains("audit entry 3: content does not match its hash"),
         "{}",
         done.stderr
     );
 
     // Altering the newest entry is also caught when the node starts, which refuses to
     // extend a chain whose head does not match its own hash.
-    rewrite_audit_entry(&fed, 1, |e| e.to = "suwon/welfare".into());
+    rewrite_audit_entry(&fed, 3, |e| e.to = "suwon/welfare".into());
     assert!(audit_verify(&fed).status.success(), "restored");
-    rewrite_audit_entry(&fed, 2, |e| e.subject = "ps-0000000000000000".into());
+    rewrite_audit_entry(&fed, 4, |e| e.subject = "ps-0000000000000000".into());
     let config = fed.config_path("suwon");
     let start = run_to_exit(
         &[
@@ -134,5 +148,5 @@ async fn an_altered_entry_is_named_by_audit_verify_and_stops_the_node_if_last() 
         Duration::from_secs(30),
     );
     assert!(!start.status.success());
-    assert!(start.stderr.contains("audit entry 2"), "{}", start.stderr);
+    assert!(start.stderr.contains("audit entry 4"), "{}", start.stderr);
 }

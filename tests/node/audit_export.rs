@@ -90,6 +90,7 @@ fn assert_refused_at(done: &Finished, place: &str, problem: &str) {
 #[tokio::test]
 async fn an_exported_chain_verifies_offline_and_every_alteration_is_named() {
     let fed = Federation::new();
+    // Entries 0 and 1: the registrations of the example consents.
     let mut node = fed.start("suwon");
     let sender = node.agent("suwon/employment", HttpVersion::Http1);
     for i in 0..3 {
@@ -125,7 +126,7 @@ async fn an_exported_chain_verifies_offline_and_every_alteration_is_named() {
     assert!(done.status.success(), "{}", done.stderr);
     assert!(
         done.stdout
-            .starts_with("exported 10 audit entries (seq 0 to 9) and 3 checkpoints"),
+            .starts_with("exported 12 audit entries (seq 0 to 11) and 3 checkpoints"),
         "{}",
         done.stdout
     );
@@ -140,18 +141,18 @@ async fn an_exported_chain_verifies_offline_and_every_alteration_is_named() {
         .iter()
         .map(|l| if l.get("entry").is_some() { "e" } else { "c" })
         .collect();
-    assert_eq!(kinds.join(""), "eeeeeeceeeecc", "{lines:?}");
-    assert_eq!(lines[6]["checkpoint"]["length"], 6);
-    assert_eq!(lines[11]["checkpoint"]["length"], 10);
-    assert_eq!(lines[12]["checkpoint"]["length"], 10);
-    assert_eq!(lines[12]["checkpoint"]["node"], "suwon");
+    assert_eq!(kinds.join(""), "eeeeeeeeceeeecc", "{lines:?}");
+    assert_eq!(lines[8]["checkpoint"]["length"], 8);
+    assert_eq!(lines[13]["checkpoint"]["length"], 12);
+    assert_eq!(lines[14]["checkpoint"]["length"], 12);
+    assert_eq!(lines[14]["checkpoint"]["node"], "suwon");
 
     // Verified against the directory's key for suwon: without the authority key, with a note.
     let done = verify_file(&fed, &out, &[]);
     assert!(done.status.success(), "{}", done.stderr);
     assert!(
         done.stdout
-            .starts_with("audit export ok: 10 entries (seq 0 to 9) of node suwon, 3 checkpoints"),
+            .starts_with("audit export ok: 12 entries (seq 0 to 11) of node suwon, 3 checkpoints"),
         "{}",
         done.stdout
     );
@@ -167,7 +168,7 @@ async fn an_exported_chain_verifies_offline_and_every_alteration_is_named() {
     assert_eq!(done.status.code(), Some(1));
     assert!(done.stderr.contains("signature"), "{}", done.stderr);
 
-    // A flipped byte in entry 1 (its actor, `employment` → `dmployment`).
+    // A flipped byte in entry 1 (its recipient, `employment` → `dmployment`).
     let line = line_of_entry(&lines, 1);
     let flipped = tampered(&out, "flipped.jsonl", |l| {
         let at = l[line - 1].find("employment").expect("actor");
@@ -201,13 +202,13 @@ async fn an_exported_chain_verifies_offline_and_every_alteration_is_named() {
         "expected seq 1",
     );
 
-    // The last three lines cut: both checkpoints for 10 entries and entry 9 go, so entries
-    // 6 to 8 are covered by nothing.
+    // The last three lines cut: both checkpoints for 12 entries and entry 11 go, so entries
+    // 8 to 10 are covered by nothing.
     let cut = tampered(&out, "cut.jsonl", |l| l.truncate(l.len() - 3));
     assert_refused_at(
         &verify_file(&fed, &cut, &[]),
-        &format!("line {} (entry seq 6)", line_of_entry(&lines, 6)),
-        "entries after 5 are not covered by a signed checkpoint",
+        &format!("line {} (entry seq 8)", line_of_entry(&lines, 8)),
+        "entries after 7 are not covered by a signed checkpoint",
     );
 
     // From entry 2 on: verifies on its own (the first checkpoint vouches for entry 2's link).
@@ -216,7 +217,7 @@ async fn an_exported_chain_verifies_offline_and_every_alteration_is_named() {
     assert!(done.status.success(), "{}", done.stderr);
     assert!(
         done.stdout
-            .starts_with("exported 8 audit entries (seq 2 to 9)"),
+            .starts_with("exported 10 audit entries (seq 2 to 11)"),
         "{}",
         done.stdout
     );
@@ -224,7 +225,7 @@ async fn an_exported_chain_verifies_offline_and_every_alteration_is_named() {
     let done = verify_file(&fed, &since, &[]);
     assert!(done.status.success(), "{}", done.stderr);
     assert!(
-        done.stdout.contains("8 entries (seq 2 to 9)"),
+        done.stdout.contains("10 entries (seq 2 to 11)"),
         "{}",
         done.stdout
     );
@@ -241,7 +242,7 @@ async fn an_exported_chain_verifies_offline_and_every_alteration_is_named() {
         ],
     );
     assert!(done.status.success(), "{}", done.stderr);
-    assert!(done.stdout.contains("ok: 10 entries"), "{}", done.stdout);
+    assert!(done.stdout.contains("ok: 12 entries"), "{}", done.stdout);
 }
 
 #[test]

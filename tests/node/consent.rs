@@ -9,7 +9,7 @@ use crate::support::{assert_problem, violation_pointers, Federation};
 #[tokio::test]
 async fn the_collector_registers_a_consent_once_and_a_changed_one_needs_a_new_id() {
     let fed = Federation::new();
-    let node = fed.start("suwon");
+    let node = fed.start_bare("suwon", "");
     let consent = fed.example("consent");
     let collector = consent["collected_by"]["agency"]
         .as_str()
@@ -46,7 +46,7 @@ async fn the_collector_registers_a_consent_once_and_a_changed_one_needs_a_new_id
 #[tokio::test]
 async fn a_consent_that_is_invalid_or_someone_elses_is_refused() {
     let fed = Federation::new();
-    let node = fed.start("suwon");
+    let node = fed.start_bare("suwon", "");
     let consent = fed.example("consent");
     let collector = consent["collected_by"]["agency"]
         .as_str()
@@ -89,7 +89,7 @@ async fn a_consent_that_is_invalid_or_someone_elses_is_refused() {
 #[tokio::test]
 async fn the_collector_and_the_recipients_read_it_and_only_the_collector_withdraws_it() {
     let fed = Federation::new();
-    let mut node = fed.start("suwon");
+    let mut node = fed.start_bare("suwon", "");
     let consent = fed.example("consent");
     let id = consent["id"].as_str().expect("id").to_owned();
     let collector = consent["collected_by"]["agency"]

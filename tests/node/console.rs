@@ -52,7 +52,7 @@ async fn an_officer_uses_the_console_in_a_real_browser_and_an_agency_cannot() {
     let fed = Federation::new();
     // A checkpoint soon, so the audit view has one to show.
     fed.set_option("suwon", "federation", "checkpoint_every", "3");
-    let node = fed.start("suwon");
+    let node = fed.start_bare("suwon", "");
 
     let employment = node.agent("suwon/employment", HttpVersion::Http2);
     let consent = fed.example("consent");

@@ -13,8 +13,8 @@ use plusgate::manifest::LoadedManifest;
 use serde_json::{json, Value};
 
 use crate::support::{
-    ids_of, load_manifest, plusgate_bin, push_accepted, wait_with_timeout, Finished,
-    REQUEST_TIMEOUT,
+    ids_of, load_manifest, plusgate_bin, push_accepted, register_consent, wait_with_timeout,
+    Finished, REQUEST_TIMEOUT,
 };
 
 /// The script under test.
@@ -216,6 +216,12 @@ async fn the_federation_script_starts_every_center_forwards_and_stops() {
     assert_eq!(manifest.url_of(sender).expect("sender"), first.url);
     let to_url = manifest.url_of(recipient).expect("recipient");
     assert_ne!(to_url, first.url, "the recipient is at another center");
+    // Its consent, registered by the agency that collected it, travels with it.
+    let (consent, collector) = manifest.example("consent").expect("consent example");
+    let consent: Value =
+        serde_json::from_str(&std::fs::read_to_string(consent).expect("read example"))
+            .expect("example is JSON");
+    register_consent(&agent(&manifest, collector, &first.url), &consent).await;
     push_accepted(&agent(&manifest, sender, &first.url), &body).await;
 
     let inbox = agent(&manifest, recipient, to_url);

@@ -53,7 +53,13 @@ fn status_answer(fed: &Federation, referral: &Value, id: &str, status: &str) -> 
     let recipient = referral["to"].as_str().expect("to");
     body["to"] = json!("suwon/employment");
     body["subject"] = referral["subject"].clone();
-    body["consent_id"] = referral["consent_id"].clone();
+    // Back under a consent the answering agency collected.
+    let reply = if recipient.starts_with("suwon/") {
+        "consent-reply"
+    } else {
+        "consent-reply-remote"
+    };
+    body["consent_id"] = fed.example(reply)["id"].clone();
     body["payload"]["referral_id"] = referral["id"].clone();
     body["payload"]["status"] = json!(status);
     body["payload"]["changed_by"]["agency"] = json!(recipient);

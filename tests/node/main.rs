@@ -29,6 +29,7 @@ mod console;
 mod deploy;
 mod durability;
 mod endpoints;
+mod enforcement;
 mod federation;
 mod inbox;
 mod privacy;

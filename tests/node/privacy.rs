@@ -147,3 +147,233 @@ async fn an_officer_sees_who_received_what_about_a_subject_and_the_query_is_audi
         .count();
     assert!(queries >= 2, "{queries} queries audited");
 }
+
+/// A disclosure as the test compares it: message, from, to, consent, the node it went on
+/// to (if any), who first pulled it (if anyone), and whether it was acknowledged.
+type Row = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    bool,
+);
+
+fn rows(report: &Value) -> Vec<Row> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    report["disclosures"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|d| {
+            (
+                text(&d["message_id"]),
+                text(&d["from"]),
+                text(&d["to"]),
+                text(&d["consent_id"]),
+                d["delivered_to_node"][0].as_str().map(str::to_owned),
+                d["first_pulled"][0].as_str().map(str::to_owned),
+                d["acked_at"].is_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn each_center_s_disclosure_history_is_exactly_what_it_delivered_in_a_three_center_scenario()
+{
+    let fed = Federation::with_centers(&["suwon", "gangseo", "jeongeup"]);
+    let a = fed.start("suwon");
+    let b = fed.start("gangseo");
+    let c = fed.start("jeongeup");
+    let employment = a.agent("suwon/employment", HttpVersion::Http2);
+    let referral_to = |id: &str, to: &str| {
+        let mut body = fed.referral(id);
+        body["to"] = serde_json::json!(to);
+        body["payload"]["recipient"]["agency"] = serde_json::json!(to);
+        body
+    };
+    let subject = fed.referral("x")["subject"]
+        .as_str()
+        .expect("subject")
+        .to_owned();
+
+    // The script: one referral to each center's welfare team, one that no consent covers.
+    push_accepted(&employment, &referral_to("ref-3-local", "suwon/welfare")).await;
+    push_accepted(
+        &employment,
+        &referral_to("ref-3-gangseo", "gangseo/welfare"),
+    )
+    .await;
+    push_accepted(
+        &employment,
+        &referral_to("ref-3-jeongeup", "jeongeup/welfare"),
+    )
+    .await;
+    assert_problem(
+        &crate::support::push(&employment, &referral_to("ref-3-refused", "suwon/finance")).await,
+        403,
+        "consent-recipient-not-named",
+    );
+    // Suwon's welfare team pulls and acknowledges.
+    let suwon_welfare = a.agent("suwon/welfare", HttpVersion::Http1);
+    assert_eq!(
+        ids_of(&pull(&suwon_welfare, "max=10").await),
+        ["ref-3-local"]
+    );
+    assert_eq!(
+        ack(&suwon_welfare, &["ref-3-local"]).await.status.as_u16(),
+        200
+    );
+    // Gangseo's pulls, acknowledges and answers under the consent it collected.
+    let gangseo_welfare = b.agent("gangseo/welfare", HttpVersion::Http1);
+    let got = wait_for_messages(&gangseo_welfare).await;
+    assert_eq!(got, ["ref-3-gangseo"]);
+    assert_eq!(
+        ack(&gangseo_welfare, &["ref-3-gangseo"])
+            .await
+            .status
+            .as_u16(),
+        200
+    );
+    let mut answer = with_id(fed.example("referral-status"), "sts-3-gangseo");
+    answer["consent_id"] = fed.example("consent-reply-remote")["id"].clone();
+    answer["payload"]["referral_id"] = serde_json::json!("ref-3-gangseo");
+    answer["payload"]["changed_by"]["agency"] = serde_json::json!("gangseo/welfare");
+    push_accepted(&gangseo_welfare, &answer).await;
+    // Jeongeup's pulls but does not acknowledge.
+    let jeongeup_welfare = c.agent("jeongeup/welfare", HttpVersion::Http1);
+    assert_eq!(
+        wait_for_messages(&jeongeup_welfare).await,
+        ["ref-3-jeongeup"]
+    );
+    // Suwon's employment centre pulls the answer and acknowledges it.
+    assert_eq!(wait_for_messages(&employment).await, ["sts-3-gangseo"]);
+    assert_eq!(
+        ack(&employment, &["sts-3-gangseo"]).await.status.as_u16(),
+        200
+    );
+
+    let path = format!("/v1/privacy/subjects/{subject}/disclosures");
+    let s = |v: &str| v.to_owned();
+    let agency = |id: &str| Some(format!("urn:plusgate:agency:{}", id.replace('/', ":")));
+    let node = |c: &str| Some(format!("urn:plusgate:node:{c}"));
+    let (referrals, answers) = (s("cns-example-0001"), s("cns-example-0003"));
+    assert_eq!(
+        history(&a, "suwon", &path).await,
+        vec![
+            (
+                s("ref-3-local"),
+                s("suwon/employment"),
+                s("suwon/welfare"),
+                referrals.clone(),
+                None,
+                agency("suwon/welfare"),
+                true
+            ),
+            (
+                s("ref-3-gangseo"),
+                s("suwon/employment"),
+                s("gangseo/welfare"),
+                referrals.clone(),
+                node("gangseo"),
+                None,
+                false
+            ),
+            (
+                s("ref-3-jeongeup"),
+                s("suwon/employment"),
+                s("jeongeup/welfare"),
+                referrals.clone(),
+                node("jeongeup"),
+                None,
+                false
+            ),
+            (
+                s("sts-3-gangseo"),
+                s("gangseo/welfare"),
+                s("suwon/employment"),
+                answers.clone(),
+                None,
+                agency("suwon/employment"),
+                true
+            ),
+        ]
+    );
+    assert_eq!(
+        history(&b, "gangseo", &path).await,
+        vec![
+            (
+                s("ref-3-gangseo"),
+                s("suwon/employment"),
+                s("gangseo/welfare"),
+                referrals.clone(),
+                None,
+                agency("gangseo/welfare"),
+                true
+            ),
+            (
+                s("sts-3-gangseo"),
+                s("gangseo/welfare"),
+                s("suwon/employment"),
+                answers,
+                node("suwon"),
+                None,
+                false
+            ),
+        ]
+    );
+    assert_eq!(
+        history(&c, "jeongeup", &path).await,
+        vec![(
+            s("ref-3-jeongeup"),
+            s("suwon/employment"),
+            s("jeongeup/welfare"),
+            referrals,
+            None,
+            agency("jeongeup/welfare"),
+            false
+        )]
+    );
+}
+
+/// The disclosure history `center`'s officer reads at `path`, once every hand-over the
+/// center made has its receipt (a minute at most).
+async fn history(node: &crate::support::Node, center: &str, path: &str) -> Vec<Row> {
+    let officer = node.agent(&format!("{center}/privacy-officer"), HttpVersion::Http1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let report: Value = officer
+            .get(path)
+            .await
+            .expect("response")
+            .json()
+            .expect("JSON");
+        let pending = report["disclosures"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|d| {
+                d["to"]
+                    .as_str()
+                    .is_some_and(|to| !to.starts_with(&format!("{center}/")))
+                    && d["delivered_to_node"].is_null()
+            });
+        if !pending || Instant::now() > deadline {
+            return rows(&report);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Pulls until something arrives (a minute at most).
+async fn wait_for_messages(agent: &plusgate::client::Agent) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = ids_of(&pull(agent, "max=10&wait=2").await);
+        if !got.is_empty() || Instant::now() > deadline {
+            return got;
+        }
+    }
+}

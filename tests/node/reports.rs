@@ -67,7 +67,7 @@ fn ids(report: &Value, key: &str, field: &str) -> Vec<String> {
 #[tokio::test]
 async fn an_officer_filters_consents_and_withdrawals_and_gets_them_as_csv() {
     let fed = Federation::new();
-    let mut node = fed.start("suwon");
+    let mut node = fed.start_bare("suwon", "");
     let [granted, withdrawn, expired] = consents(&node, &fed).await;
     let officer = node.agent(OFFICER, HttpVersion::Http2);
 
@@ -79,9 +79,11 @@ async fn an_officer_filters_consents_and_withdrawals_and_gets_them_as_csv() {
     let g = row(&granted);
     assert_eq!(g["status"], "granted");
     assert_eq!(g["collected_by"], "suwon/employment");
-    assert_eq!(g["recipients"], json!(["suwon/welfare", "gangseo/welfare"]));
-    assert_eq!(g["retention_period"], "P3Y");
-    assert_eq!(g["items"].as_array().expect("items").len(), 7);
+    let example = fed.example("consent");
+    assert_eq!(g["recipients"], example["recipients"]);
+    assert_eq!(g["retention_period"], example["retention"]["period"]);
+    let items = example["items"].as_array().expect("items");
+    assert_eq!(g["items"].as_array().expect("items").len(), items.len());
     assert!(g.get("withdrawn_at").is_none(), "{g}");
     assert_eq!(row(&withdrawn)["status"], "withdrawn");
     assert!(row(&withdrawn)["withdrawn_at"].is_string());
@@ -116,8 +118,14 @@ async fn an_officer_filters_consents_and_withdrawals_and_gets_them_as_csv() {
     let lines: Vec<&str> = text.trim_end().split("\r\n").collect();
     assert_eq!(lines.len(), 2, "{text}");
     assert!(lines[0].starts_with("id,subject,collected_by,recipients,purposes,items,"));
+    let recipients: Vec<&str> = example["recipients"]
+        .as_array()
+        .expect("recipients")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert!(
-        lines[1].contains(",suwon/welfare;gangseo/welfare,") && lines[1].contains(",granted,"),
+        lines[1].contains(&format!(",{},", recipients.join(";"))) && lines[1].contains(",granted,"),
         "{text}"
     );
 
@@ -214,7 +222,7 @@ async fn an_officer_filters_consents_and_withdrawals_and_gets_them_as_csv() {
 async fn the_audit_report_verifies_the_chain_from_its_last_checkpoint_and_lists_refusals() {
     let fed = Federation::new();
     fed.set_option("suwon", "federation", "checkpoint_every", "3");
-    let mut node = fed.start("suwon");
+    let mut node = fed.start_bare("suwon", "");
     consents(&node, &fed).await;
     let officer = node.agent(OFFICER, HttpVersion::Http1);
     let status = get(&officer, "/v1/privacy/audit").await;
@@ -237,6 +245,21 @@ async fn the_audit_report_verifies_the_chain_from_its_last_checkpoint_and_lists_
         get(&officer, "/v1/privacy/refusals").await["refusals"],
         json!([])
     );
+    // A message under a consent nobody registered is refused, and that is a refusal.
+    let mut uncovered = fed.referral("ref-no-consent");
+    uncovered["consent_id"] = json!("cns-never-registered");
+    let employment = node.agent("suwon/employment", HttpVersion::Http1);
+    let r = employment
+        .post_json("/v1/messages", &uncovered)
+        .await
+        .expect("response");
+    assert_eq!(r.status.as_u16(), 403, "{}", r.text());
+    let refusals = get(&officer, "/v1/privacy/refusals").await;
+    assert_eq!(ids(&refusals, "refusals", "message_id"), ["ref-no-consent"]);
+    assert_eq!(
+        refusals["refusals"][0]["consent_id"],
+        "cns-never-registered"
+    );
 
     // Refusals are audit entries the push path writes; here one is appended directly.
     assert!(node.stop().success());
@@ -247,7 +270,7 @@ async fn the_audit_report_verifies_the_chain_from_its_last_checkpoint_and_lists_
         let mut head = Head::after(&last).expect("head");
         let mut writes = plusgate::store::WriteSet::new();
         writes.put_audit(&head.append(Event {
-            at: "2026-11-20T01:02:03.000Z".into(),
+            at: "2020-01-02T01:02:03.000Z".into(),
             actor: "urn:plusgate:agency:suwon:employment".into(),
             action: Action::Refused,
             message_id: "ref-refused-1".into(),
@@ -263,8 +286,11 @@ async fn the_audit_report_verifies_the_chain_from_its_last_checkpoint_and_lists_
     node.restart();
     let officer = node.agent(OFFICER, HttpVersion::Http2);
     let refusals = get(&officer, "/v1/privacy/refusals").await;
-    assert_eq!(ids(&refusals, "refusals", "message_id"), ["ref-refused-1"]);
-    let r = &refusals["refusals"][0];
+    assert_eq!(
+        ids(&refusals, "refusals", "message_id"),
+        ["ref-no-consent", "ref-refused-1"]
+    );
+    let r = &refusals["refusals"][1];
     assert_eq!(r["to"], "gangseo/welfare");
     assert_eq!(r["consent_id"], "cns-2026-000123");
     assert!(r["detail"]
@@ -272,10 +298,10 @@ async fn the_audit_report_verifies_the_chain_from_its_last_checkpoint_and_lists_
         .is_some_and(|d| d.starts_with("urn:plusgate:problem:consent-withdrawn: ")));
     for (query, n) in [
         ("agency=gangseo%2Fwelfare", 1),
-        ("agency=suwon%2Fwelfare", 0),
-        ("from=2026-11-20&to=2026-11-20", 1),
-        ("from=2026-11-21", 0),
-        ("to=2026-11-19", 0),
+        ("agency=suwon%2Ffinance", 0),
+        ("from=2020-01-02&to=2020-01-02", 1),
+        ("from=2020-01-03&to=2020-12-31", 0),
+        ("to=2020-01-01", 0),
     ] {
         let got = get(&officer, &format!("/v1/privacy/refusals?{query}")).await;
         assert_eq!(
@@ -305,7 +331,7 @@ fn privacy(fed: &Federation, who: &str, args: &[&str]) -> Finished {
 #[tokio::test]
 async fn the_privacy_commands_ask_the_running_node_as_the_officer() {
     let fed = Federation::new();
-    let mut node = fed.start("suwon");
+    let mut node = fed.start_bare("suwon", "");
     let [granted, withdrawn, _] = consents(&node, &fed).await;
 
     let out = privacy(

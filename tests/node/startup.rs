@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use plusgate::client::HttpVersion;
 
 use crate::support::{
-    ids_of, load_manifest, messages_of, pull, pull_response, push_accepted, run_to_exit, with_id,
-    Federation, Node, NodeSpec, VERSIONS,
+    ids_of, load_manifest, messages_of, pull, pull_response, push_accepted, register_consent,
+    run_to_exit, with_id, Federation, Node, NodeSpec, VERSIONS,
 };
 
 /// How long a node that cannot start may take to say so.
@@ -166,6 +166,10 @@ async fn serve_dev_creates_a_development_federation_then_reuses_it() {
     let (example, sender) = manifest.example("referral").expect("referral example");
     let referral: serde_json::Value =
         serde_json::from_slice(&std::fs::read(example).expect("example")).expect("JSON");
+    let (consent, collector) = manifest.example("consent").expect("consent example");
+    let consent: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(consent).expect("example")).expect("JSON");
+    register_consent(&node.agent(collector, HttpVersion::Http1), &consent).await;
     let first = with_id(referral.clone(), "ref-dev-1");
     push_accepted(&node.agent(sender, HttpVersion::Http2), &first).await;
     assert!(node.stop().success());

@@ -255,13 +255,65 @@ impl Federation {
         ClientCert { cert, key }
     }
 
-    /// Starts the node of `center` on the port its config (and the directory) names.
+    /// Starts the node of `center` on the port its config (and the directory) names, with
+    /// the example consents its agencies collected registered through the API, as those
+    /// agencies would before sending anything: tests about other things push the examples
+    /// as they are. (A registration again after a restart is a harmless 200.)
     pub fn start(&self, center: &str) -> Node {
         self.start_logging(center, "")
     }
 
     /// [`Federation::start`] with `PLUSGATE_LOG` set to `filter` (empty: the default).
     pub fn start_logging(&self, center: &str, filter: &str) -> Node {
+        let node = self.start_bare(center, filter);
+        self.register_example_consents(&node, center);
+        node
+    }
+
+    /// The example consents (`consent`, `consent-reply`, …) collected by agencies of
+    /// `center`, with their collectors.
+    pub fn example_consents(&self, center: &str) -> Vec<(String, Value)> {
+        ["consent", "consent-reply", "consent-reply-remote"]
+            .iter()
+            .filter_map(|name| {
+                let (_, sender) = self.manifest.example(name).ok()?;
+                let sender = sender.to_owned();
+                sender
+                    .starts_with(&format!("{center}/"))
+                    .then(|| (sender, self.example(name)))
+            })
+            .collect()
+    }
+
+    /// Registers [`Federation::example_consents`] of `center` at `node` (from a thread of
+    /// its own, so that synchronous start-up works inside async tests too).
+    pub fn register_example_consents(&self, node: &Node, center: &str) {
+        for (collector, consent) in self.example_consents(center) {
+            let agent = node.agent(&collector, HttpVersion::Http1);
+            let consent = &consent;
+            let response = std::thread::scope(|s| {
+                s.spawn(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime")
+                        .block_on(agent.post_json("/v1/consents", consent))
+                        .expect("register consent")
+                })
+                .join()
+                .expect("registering thread")
+            });
+            assert!(
+                matches!(response.status.as_u16(), 200 | 201),
+                "registering consent {}: {}",
+                consent["id"],
+                response.text()
+            );
+        }
+    }
+
+    /// Starts the node of `center` with nothing registered (`filter`: `PLUSGATE_LOG`).
+    pub fn start_bare(&self, center: &str, filter: &str) -> Node {
         Node::start(NodeSpec {
             args: vec![
                 "serve".into(),
@@ -551,6 +603,20 @@ pub async fn push_accepted(agent: &Agent, body: &Value) -> Value {
     let response = push(agent, body).await;
     assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text());
     response.json().expect("202 body is JSON")
+}
+
+/// Registers `consent` through `agent` (its collector), which must answer 201 or 200.
+pub async fn register_consent(agent: &Agent, consent: &Value) {
+    let response = agent
+        .post_json("/v1/consents", consent)
+        .await
+        .expect("register consent");
+    assert!(
+        matches!(response.status.as_u16(), 200 | 201),
+        "registering consent {}: {}",
+        consent["id"],
+        response.text()
+    );
 }
 
 /// `GET /v1/inbox?{query}`.
