@@ -5,10 +5,13 @@
 //! controls the node, so operators need no extra credential (see `api::admin`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 
+use bytes::Bytes;
+use hyper::Method;
 use serde_json::{json, Value};
 
-use crate::client::{self, Agent, ClientError, HttpVersion};
+use crate::client::{self, Agent, ClientError, HttpVersion, Response};
 use crate::config::Config;
 
 /// What to do with the outbox.
@@ -22,16 +25,20 @@ pub enum OutboxAction {
     Drop(Vec<String>),
 }
 
-/// Why an operator command failed.
+/// Why an operator's (or a privacy officer's, see `report`) command against a running node
+/// failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
+    /// The client certificate, its key or the CA could not be loaded: the caller's files.
+    #[error("cannot set up TLS to the node: {0}")]
+    Tls(Box<ClientError>),
     /// The node could not be reached (not running?) or TLS failed.
     #[error("cannot reach the node at {addr}: {source} (is it running?)")]
     Unreachable {
         /// Where we tried.
         addr: SocketAddr,
         /// Why it failed.
-        source: ClientError,
+        source: Box<ClientError>,
     },
     /// The node answered with an error.
     #[error("the node refused: {0}")]
@@ -48,44 +55,77 @@ fn local_addr(config: &Config) -> SocketAddr {
     addr
 }
 
+/// The node configured in `config`, reached over mutual TLS as `identity` (certificate and
+/// key files), trusting the config's CA.
+#[derive(Debug)]
+pub(crate) struct NodeClient {
+    agent: Agent,
+}
+
+impl NodeClient {
+    /// A client for the node of `config`, presenting `identity`.
+    pub(crate) fn new(config: &Config, identity: (&Path, &Path)) -> Result<NodeClient, AdminError> {
+        let addr = local_addr(config);
+        let tls = client::client_config(&config.tls.client_ca, Some(identity), HttpVersion::Http1)
+            .map_err(|e| AdminError::Tls(Box::new(e)))?;
+        Ok(NodeClient {
+            agent: Agent::new(addr, addr.ip().to_string(), tls, HttpVersion::Http1),
+        })
+    }
+
+    /// Sends a request; a non-success answer is [`AdminError::Refused`] with the problem's
+    /// detail (or the body, if it is not a problem).
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Response, AdminError> {
+        let addr = self.agent.addr;
+        let payload = body.map(|b| (Bytes::from(b.to_string()), "application/json"));
+        let response = self
+            .agent
+            .request(method, path, payload)
+            .await
+            .map_err(|source| AdminError::Unreachable {
+                addr,
+                source: Box::new(source),
+            })?;
+        if !response.status.is_success() {
+            let body: Value = response.json().unwrap_or_else(|_| json!({}));
+            let detail = body["detail"]
+                .as_str()
+                .map_or_else(|| response.text(), str::to_owned);
+            return Err(AdminError::Refused(detail));
+        }
+        Ok(response)
+    }
+}
+
 /// Runs `action` against the node configured in `config`; returns what to print.
 pub async fn outbox(
     config: &Config,
     action: OutboxAction,
     json_out: bool,
 ) -> Result<String, AdminError> {
-    let addr = local_addr(config);
-    let unreachable = |source| AdminError::Unreachable { addr, source };
-    let tls = client::client_config(
-        &config.tls.client_ca,
-        Some((&config.tls.cert, &config.tls.key)),
-        HttpVersion::Http1,
-    )
-    .map_err(unreachable)?;
-    let agent = Agent::new(addr, addr.ip().to_string(), tls, HttpVersion::Http1);
-    let (response, what) = match &action {
-        OutboxAction::List => (agent.get("/admin/v1/outbox").await, "list"),
+    let node = NodeClient::new(config, (&config.tls.cert, &config.tls.key))?;
+    let (method, path, body, what) = match &action {
+        OutboxAction::List => (Method::GET, "/admin/v1/outbox", None, "list"),
         OutboxAction::Retry(ids) => (
-            agent
-                .post_json("/admin/v1/outbox/retry", &json!({ "ids": ids }))
-                .await,
+            Method::POST,
+            "/admin/v1/outbox/retry",
+            Some(json!({ "ids": ids })),
             "retry",
         ),
         OutboxAction::Drop(ids) => (
-            agent
-                .post_json("/admin/v1/outbox/drop", &json!({ "ids": ids }))
-                .await,
+            Method::POST,
+            "/admin/v1/outbox/drop",
+            Some(json!({ "ids": ids })),
             "drop",
         ),
     };
-    let response = response.map_err(unreachable)?;
+    let response = node.send(method, path, body.as_ref()).await?;
     let body: Value = response.json().unwrap_or_else(|_| json!({}));
-    if !response.status.is_success() {
-        let detail = body["detail"]
-            .as_str()
-            .map_or_else(|| response.text(), str::to_owned);
-        return Err(AdminError::Refused(detail));
-    }
     if json_out {
         return Ok(body.to_string());
     }

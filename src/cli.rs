@@ -1,5 +1,5 @@
 //! The command line: `serve`, `dev-init`, `check-config`, `audit verify`, `outbox`,
-//! `directory`, `bench`. Parses arguments, calls
+//! `privacy`, `directory`, `bench`. Parses arguments, calls
 //! into the library, maps failures to exit codes. `anyhow` lives here and nowhere deeper.
 
 use std::net::SocketAddr;
@@ -54,6 +54,10 @@ pub enum Command {
     /// Inspect and repair a running node's outboxes (messages for other centers).
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// A privacy officer's reports from a running node (consents, refusals, withdrawals, a
+    /// subject's disclosures, the audit chain), over mTLS with the officer's certificate.
+    #[command(subcommand)]
+    Privacy(crate::report::PrivacyCommand),
     /// Sign or verify the federation directory.
     #[command(subcommand)]
     Directory(crate::directory::DirectoryCommand),
@@ -178,21 +182,15 @@ pub fn run(cli: Cli) -> ExitCode {
                 OutboxCommand::Retry { config, ids } => (config, OutboxAction::Retry(ids), false),
                 OutboxCommand::Drop { config, ids } => (config, OutboxAction::Drop(ids), false),
             };
-            let config = match Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => return fail(EXIT_CONFIG, &e),
-            };
-            let result = match runtime() {
-                Ok(rt) => rt.block_on(crate::admin::outbox(&config, action, json)),
-                Err(e) => return fail(EXIT_FAILURE, &format!("{e:#}")),
-            };
-            match result {
-                Ok(text) => {
-                    println!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(EXIT_FAILURE, &e),
-            }
+            against_node(&config, |config| async move {
+                crate::admin::outbox(&config, action, json).await
+            })
+        }
+        Command::Privacy(command) => {
+            let config = command.officer().config.clone();
+            against_node(&config, |config| async move {
+                crate::report::run(&config, &command).await
+            })
         }
         Command::Bench(args) => match runtime().and_then(|rt| rt.block_on(crate::bench::run(args)))
         {
@@ -207,6 +205,34 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Err(e) => fail(EXIT_FAILURE, &e),
         },
+    }
+}
+
+/// Loads the node config at `path` and runs `call` (a request to that running node) with
+/// it; prints its answer, or fails naming why.
+fn against_node<F, Fut>(path: &Path, call: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = Result<String, crate::admin::AdminError>>,
+{
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_CONFIG, &e),
+    };
+    let result = match runtime() {
+        Ok(rt) => rt.block_on(call(config)),
+        Err(e) => return fail(EXIT_FAILURE, &format!("{e:#}")),
+    };
+    match result {
+        Ok(text) => {
+            // CSV already ends its last line.
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_FAILURE, &e),
     }
 }
 

@@ -27,6 +27,7 @@ pub mod node;
 pub mod outbox;
 pub mod parallel;
 pub mod pki;
+pub mod report;
 pub mod routing;
 pub mod rrn;
 pub mod schema;

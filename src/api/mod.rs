@@ -1,19 +1,22 @@
 //! The HTTP API: the agency endpoints (`/v1/…`), the node-to-node endpoint
 //! (`/federation/v1/batches`, in [`federation`]), the operator endpoints of this node's own
-//! certificate (`/admin/v1/…`, in [`admin`]), request limits, decoding, and the mapping of
-//! every error to a problem+json response.
+//! certificate (`/admin/v1/…`, in [`admin`]), the privacy officer's reports (`/v1/privacy/…`,
+//! in [`privacy`]) and web console (`/console/`, in [`console`]), request limits, decoding,
+//! and the mapping of every error to a problem+json response.
 //!
 //! Architecture invariants, enforced here:
 //! - Only this module knows about HTTP.
 //! - The caller's identity is the [`Peer`] fixed at the TLS handshake; no field of a request
 //!   can change it. Each endpoint family admits one role: agency endpoints only agencies
 //!   registered here, the federation endpoint only other centers' nodes listed in the signed
-//!   directory, the admin endpoints only this node's own certificate.
+//!   directory, the admin endpoints only this node's own certificate, the privacy reports
+//!   and the console only privacy officers registered here.
 //! - A request body is read only up to the configured limit; larger bodies get 413 before
 //!   anything is parsed.
 
 pub mod admin;
 pub mod consent;
+pub mod console;
 pub mod federation;
 pub mod privacy;
 pub mod problem;
@@ -127,6 +130,21 @@ impl Api {
                 self.disclosures(&req, officer, subject).await
             }
             (["v1", "privacy", "subjects", _, "disclosures"], _) => Err(method_not_allowed("GET")),
+            (
+                ["v1", "privacy", name @ ("consents" | "refusals" | "withdrawals" | "audit")],
+                &Method::GET,
+            ) => {
+                let officer = self.officer(peer)?;
+                self.report(&req, officer, name).await
+            }
+            (["v1", "privacy", "consents" | "refusals" | "withdrawals" | "audit"], _) => {
+                Err(method_not_allowed("GET"))
+            }
+            (["console", ..], &Method::GET) => {
+                self.officer(peer)?;
+                Ok(console::asset(&segments[1..]))
+            }
+            (["console", ..], _) => Err(method_not_allowed("GET")),
             (["v1", "consents"], &Method::POST) => {
                 let agency = self.agency(peer)?;
                 self.register_consent(req, agency, peer).await

@@ -1,14 +1,16 @@
-//! `/v1/privacy/…`: what a privacy officer asks of the record. For now: a subject's
-//! disclosure history, "who received what about this person, when, under which consent, and
-//! who pulled it", from the audit chain, as JSON or CSV.
+//! `/v1/privacy/…`: what a privacy officer asks of the record: a subject's disclosure
+//! history, "who received what about this person, when, under which consent, and who pulled
+//! it", from the audit chain; the consents registered here, the refusals and the withdrawals,
+//! filtered, as JSON or CSV; and the audit chain's status (`report`).
 //!
 //! Architecture invariants: only privacy-officer certificates registered at this node get
 //! in (agencies and nodes get 403); every query is itself an audit entry, written durably
 //! before the answer goes out.
 
+mod report;
+
 use std::collections::BTreeMap;
 
-use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, StatusCode};
 use serde::Serialize;
 
@@ -16,6 +18,7 @@ use super::{json_response, ledger_problem, store_problem, Api, Problem, Resp};
 use crate::audit::Action;
 use crate::identity::{Identity, OfficerId, Peer};
 use crate::message::MessageId;
+use report::to_csv;
 
 /// One message about the subject, as far as this node saw it.
 #[derive(Debug, Default, Serialize)]
@@ -127,25 +130,18 @@ impl Api {
             }
         }
         let actor = Identity::Officer(officer.clone()).uri();
-        let report = if csv {
+        let what = if csv {
             "disclosures (csv)"
         } else {
             "disclosures"
         };
         self.ledger
-            .queried(actor, subject.to_owned(), report.into())
+            .queried(actor, subject.to_owned(), what.into())
             .await
             .map_err(ledger_problem)?;
         let list: Vec<Disclosure> = by_message.into_values().collect();
         if csv {
-            let mut resp =
-                hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(to_csv(&list))));
-            *resp.status_mut() = StatusCode::OK;
-            resp.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/csv; charset=utf-8"),
-            );
-            return Ok(resp);
+            return Ok(report::csv_response("disclosures", to_csv(&list)));
         }
         Ok(json_response(
             StatusCode::OK,
@@ -154,39 +150,39 @@ impl Api {
     }
 }
 
-/// RFC 4180 CSV, one row per message.
-fn to_csv(list: &[Disclosure]) -> String {
-    let field = |s: &str| {
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_owned()
-        }
-    };
-    let mut out = String::from(
-        "message_id,type,from,to,consent_id,items,accepted_at,delivered_to_node,delivered_at,first_pulled_by,first_pulled_at,acked_at\r\n",
-    );
-    for d in list {
-        let (node, node_at) = d.delivered_to_node.clone().unwrap_or_default();
-        let (by, at) = d.first_pulled.clone().unwrap_or_default();
-        let row = [
-            d.message_id.as_str(),
-            &d.message_type,
-            &d.from,
-            &d.to,
-            &d.consent_id,
-            &d.items.join(";"),
-            &d.accepted_at,
-            &node,
-            &node_at,
-            &by,
-            &at,
-            d.acked_at.as_deref().unwrap_or(""),
-        ];
-        out.push_str(&row.iter().map(|s| field(s)).collect::<Vec<_>>().join(","));
-        out.push_str("\r\n");
+impl report::CsvRow for Disclosure {
+    const HEADER: &'static [&'static str] = &[
+        "message_id",
+        "type",
+        "from",
+        "to",
+        "consent_id",
+        "items",
+        "accepted_at",
+        "delivered_to_node",
+        "delivered_at",
+        "first_pulled_by",
+        "first_pulled_at",
+        "acked_at",
+    ];
+    fn cells(&self) -> Vec<String> {
+        let (node, node_at) = self.delivered_to_node.clone().unwrap_or_default();
+        let (by, at) = self.first_pulled.clone().unwrap_or_default();
+        vec![
+            self.message_id.clone(),
+            self.message_type.clone(),
+            self.from.clone(),
+            self.to.clone(),
+            self.consent_id.clone(),
+            self.items.join(";"),
+            self.accepted_at.clone(),
+            node,
+            node_at,
+            by,
+            at,
+            self.acked_at.clone().unwrap_or_default(),
+        ]
     }
-    out
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@
 //! Architecture invariant: only this module knows sled exists.
 
 pub mod record;
+pub mod reports;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -3,6 +3,8 @@
 //! signals. Each test module is one part of the specification:
 //!
 //! - `privacy`: a privacy officer's disclosure history of a subject (JSON, CSV, audited);
+//! - `reports`: the officer's consent, refusal, withdrawal and audit-chain reports, through
+//!   the API and `plusgate privacy …`;
 //! - `push`: `POST /v1/messages` and every status code it can answer;
 //! - `status`: `GET /v1/messages/{id}`;
 //! - `inbox`: pull, leases, long poll and acknowledgement;
@@ -13,6 +15,7 @@
 //! - `audit_export`: `plusgate audit export` and the offline `audit verify --file`;
 //! - `startup`: configurations and schemas that must stop a node, and `serve --dev`;
 //! - `consent`: the consent registry (register, read, withdraw, audited);
+//! - `console`: the privacy officer's web console in headless Chromium (playwright-core);
 //! - `federation`: delivery between centers, crashes and outages on the way, dead letters,
 //!   the operator's outbox commands and the signed directory;
 //! - `deploy`: `deploy/federation.sh` starting, using and stopping a whole federation.
@@ -22,6 +25,7 @@ mod support;
 mod audit;
 mod audit_export;
 mod consent;
+mod console;
 mod deploy;
 mod durability;
 mod endpoints;
@@ -30,6 +34,7 @@ mod federation;
 mod inbox;
 mod privacy;
 mod push;
+mod reports;
 mod startup;
 mod status;
 mod tls;

@@ -529,20 +529,26 @@ pub struct Finished {
 /// Runs `plusgate args…` in `cwd` and waits for it to exit, at most `timeout` (after which
 /// the test fails).
 pub fn run_to_exit(args: &[&str], cwd: &Path, timeout: Duration) -> Finished {
+    let mut command = Command::new(plusgate_bin());
+    command.args(args).current_dir(cwd);
+    run_command_to_exit(command, timeout)
+}
+
+/// Runs `command` without standard input, collecting its output, and waits for it to
+/// exit, at most `timeout` (after which it is killed and the test fails).
+pub fn run_command_to_exit(mut command: Command, timeout: Duration) -> Finished {
     let out = tempfile::tempdir().expect("temporary folder");
     let file = |name: &str| std::fs::File::create(out.path().join(name)).expect("output file");
-    let mut child = Command::new(plusgate_bin())
-        .args(args)
-        .current_dir(cwd)
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(file("stdout"))
         .stderr(file("stderr"))
         .spawn()
-        .expect("spawn plusgate");
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
     let status = wait_with_timeout(&mut child, timeout).unwrap_or_else(|| {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("plusgate {args:?} did not exit within {timeout:?}")
+        panic!("{command:?} did not exit within {timeout:?}")
     });
     let read = |name: &str| std::fs::read_to_string(out.path().join(name)).unwrap_or_default();
     Finished {

@@ -1,0 +1,118 @@
+//! The privacy officer's web console in a real browser: headless Chromium (Debian's
+//! `chromium`) driven by playwright-core (`tests/console/`), presenting the officer's client
+//! certificate to a real node filled through the real API. The browser part is
+//! `tests/console/console.mjs`; this test sets the scene and requires it to pass.
+//!
+//! Without Chromium, Node.js or `tests/console/node_modules` this test fails (never skips):
+//! `.ci/test` installs them. `CONSOLE_SCREENSHOTS=DIR` keeps screenshots of each view there;
+//! `CHROMIUM=PATH` uses another Chromium than `/usr/bin/chromium`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use plusgate::client::HttpVersion;
+use serde_json::json;
+
+use crate::support::{ack, ids_of, pull, push_accepted, run_command_to_exit, Federation};
+
+/// Longest the browser test may take (it bounds itself at 120 s).
+const BROWSER_TEST_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn chromium() -> PathBuf {
+    std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+}
+
+/// Fails, saying what to run, unless the browser test can run.
+fn require_browser_tooling(dir: &Path) {
+    let hint = "run `.ci/test` once (it installs Debian's chromium and runs `npm ci --prefix \
+                tests/console`), or do those two steps by hand";
+    assert!(
+        chromium().exists(),
+        "{} is missing: the console test needs Chromium; {hint}",
+        chromium().display()
+    );
+    let node = Command::new("node").arg("--version").output();
+    assert!(
+        node.is_ok_and(|o| o.status.success()),
+        "`node` is not on PATH: the console test needs Node.js; {hint}"
+    );
+    assert!(
+        dir.join("node_modules/playwright-core/package.json")
+            .exists(),
+        "{} has no node_modules/playwright-core; {hint}",
+        dir.display()
+    );
+}
+
+#[tokio::test]
+async fn an_officer_uses_the_console_in_a_real_browser_and_an_agency_cannot() {
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console");
+    require_browser_tooling(&tests);
+    let fed = Federation::new();
+    // A checkpoint soon, so the audit view has one to show.
+    fed.set_option("suwon", "federation", "checkpoint_every", "3");
+    let node = fed.start_bare("suwon", "");
+
+    let employment = node.agent("suwon/employment", HttpVersion::Http2);
+    let consent = fed.example("consent");
+    let mut withdrawn = consent.clone();
+    withdrawn["id"] = json!("cns-console-withdrawn");
+    for c in [&consent, &withdrawn] {
+        let r = employment
+            .post_json("/v1/consents", c)
+            .await
+            .expect("response");
+        assert_eq!(r.status.as_u16(), 201, "{}", r.text());
+    }
+    let reason = "<img src=x onerror=alert(document.domain)> 전화로 철회";
+    let r = employment
+        .post_json(
+            "/v1/consents/cns-console-withdrawn/withdraw",
+            &json!({ "reason": reason }),
+        )
+        .await
+        .expect("response");
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+
+    let ids = ["ref-console-1", "ref-console-2"];
+    let mut subject = String::new();
+    for id in ids {
+        let referral = fed.referral(id);
+        subject = referral["subject"].as_str().expect("subject").to_owned();
+        push_accepted(&employment, &referral).await;
+    }
+    assert_eq!(subject, consent["subject"].as_str().expect("subject"));
+    let welfare = node.agent("suwon/welfare", HttpVersion::Http1);
+    assert_eq!(ids_of(&pull(&welfare, "max=10").await), ids);
+    assert_eq!(ack(&welfare, &ids).await.status.as_u16(), 200);
+
+    let officer = fed.identity("suwon/privacy-officer");
+    let agency = fed.identity("suwon/welfare");
+    let shots = std::env::var_os("CONSOLE_SCREENSHOTS")
+        .map_or_else(|| fed.scratch("screenshots"), PathBuf::from);
+    let mut command = Command::new("node");
+    command
+        .arg(tests.join("console.mjs"))
+        .current_dir(&tests)
+        .env("PLUSGATE_URL", format!("https://{}", node.addr()))
+        .env("OFFICER_CERT", &officer.cert)
+        .env("OFFICER_KEY", &officer.key)
+        .env("AGENCY_CERT", &agency.cert)
+        .env("AGENCY_KEY", &agency.key)
+        .env("SUBJECT", &subject)
+        .env("CONSENT_ID", consent["id"].as_str().expect("id"))
+        .env("WITHDRAWN_ID", "cns-console-withdrawn")
+        .env("MESSAGE_IDS", ids.join(","))
+        .env("SCREENSHOT_DIR", &shots)
+        .env("CHROMIUM", chromium());
+    let done = run_command_to_exit(command, BROWSER_TEST_TIMEOUT);
+    assert!(
+        done.status.success() && done.stdout.contains("console test passed"),
+        "the browser test failed ({}):\n{}\n{}\nnode log:\n{}",
+        done.status,
+        done.stdout,
+        done.stderr,
+        node.log()
+    );
+}
