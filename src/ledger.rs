@@ -191,6 +191,7 @@ impl Submission {
             body_sha256: fingerprint,
             accepted_at: now_rfc3339(),
             purpose: purpose.clone(),
+            items: items.clone(),
             erased: None,
         };
         let record = MessageRecord {

@@ -34,7 +34,7 @@ pub struct Disclosure {
     pub to: String,
     /// The consent it travelled under.
     pub consent_id: String,
-    /// The data items it carried (the payload's top-level fields).
+    /// The data items it carried (the payload's top-level fields except routing ones).
     pub items: Vec<String>,
     /// When this node took it (from a local agency, or from another node).
     pub accepted_at: String,
@@ -120,11 +120,14 @@ impl Api {
             };
             if let Ok(Some(record)) = self.store.message(&id) {
                 d.message_type = record.message_type.clone();
-                if let Ok(payload) = record.open(self.data_keys.as_deref()) {
-                    if let Ok(serde_json::Value::Object(map)) =
-                        serde_json::from_str::<serde_json::Value>(payload.get())
-                    {
-                        d.items = map.keys().cloned().collect();
+                d.items = record.items.clone();
+                // Records written before they listed their items: read them off the payload
+                // (if it is still there).
+                if d.items.is_empty() {
+                    if let Ok(payload) = record.open(self.data_keys.as_deref()) {
+                        if let Ok(payload) = serde_json::from_str(payload.get()) {
+                            d.items = crate::consent::items_of(&payload);
+                        }
                     }
                 }
             }

@@ -155,6 +155,10 @@ pub struct MessageRecord {
     /// a status its referral's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
+    /// The data items the payload carries (field names, see `consent::items_of`): what the
+    /// consent check and a privacy officer's disclosure history use, kept after erasure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<String>,
     /// When and why the payload was erased; the record keeps everything else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub erased: Option<Erasure>,

@@ -286,6 +286,41 @@ async fn a_withdrawal_withholds_what_was_not_pulled_and_the_sender_sees_why() {
         403,
         "consent-withdrawn",
     );
+
+    // The record of what was disclosed outlives the payload: the officer still sees which
+    // data items the pulled message carried (field names; routing fields are not items).
+    let subject = fed.referral("x")["subject"]
+        .as_str()
+        .expect("subject")
+        .to_owned();
+    let report: Value = node
+        .agent("suwon/privacy-officer", HttpVersion::Http1)
+        .get(&format!("/v1/privacy/subjects/{subject}/disclosures"))
+        .await
+        .expect("response")
+        .json()
+        .expect("JSON");
+    let row = report["disclosures"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|d| d["message_id"] == "ref-pulled")
+        .expect("the pulled message is a disclosure")
+        .clone();
+    let items: Vec<&str> = row["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        items.contains(&"summary") && items.contains(&"household"),
+        "{row}"
+    );
+    assert!(
+        !items.contains(&"referrer") && !items.contains(&"purpose"),
+        "{row}"
+    );
 }
 
 #[tokio::test]
