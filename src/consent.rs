@@ -12,8 +12,10 @@
 //! enforces, the `store` keeps.
 //!
 //! Enforcement ([`ConsentRecord::check`]): a message may travel only under a consent that
-//! exists, is about the message's subject, is valid at the time, is not withdrawn, names the
-//! recipient, covers the purpose and covers every data item of the payload. The ledger runs
+//! exists, is about the message's subject, is valid at the time, is not withdrawn, has the
+//! sender as a party (its collector or a named recipient: the parties share among
+//! themselves), names the recipient, covers the purpose and covers every data item of the
+//! payload. The ledger runs
 //! this check on its single writer thread, at the origin before the 202 and at the
 //! destination before the inbox, so a check and a withdrawal are never interleaved: what
 //! the writer took before a withdrawal is withheld by it, what comes after is refused.
@@ -216,6 +218,8 @@ pub fn items_of(payload: &Value) -> Vec<String> {
 pub struct Use<'a> {
     /// The message's subject.
     pub subject: &'a str,
+    /// The sending agency.
+    pub sender: &'a str,
     /// The recipient agency.
     pub recipient: &'a str,
     /// The purpose of the transfer (a referral's and a case summary's own; a status takes
@@ -266,6 +270,16 @@ pub enum Refusal {
         id: String,
         /// When.
         at: String,
+    },
+    /// The sender is not a party to the consent: neither the agency that collected it nor
+    /// one of the recipients it names. A consent lets its parties share among themselves;
+    /// another agency cannot borrow it.
+    #[error("{sender} is not a party to consent {id} (neither its collecting agency nor a recipient it names)")]
+    SenderNotParty {
+        /// The consent.
+        id: String,
+        /// The sending agency.
+        sender: String,
     },
     /// The consent does not name the recipient.
     #[error("consent {id} does not name {recipient} as a recipient")]
@@ -318,6 +332,7 @@ impl Refusal {
             Refusal::NotYetValid { .. } => "consent-not-yet-valid",
             Refusal::Expired { .. } => "consent-expired",
             Refusal::Withdrawn { .. } => "consent-withdrawn",
+            Refusal::SenderNotParty { .. } => "consent-sender-not-party",
             Refusal::RecipientNotNamed { .. } => "consent-recipient-not-named",
             Refusal::PurposeNotCovered { .. } => "consent-purpose-not-covered",
             Refusal::PurposeUnknown { .. } => "consent-purpose-unknown",
@@ -469,7 +484,7 @@ impl ConsentRecord {
     }
 
     /// Whether this consent covers `message` at `now`; the first condition that fails, in
-    /// the order: subject, validity, withdrawal, recipient, purpose, items. (That the
+    /// the order: subject, validity, withdrawal, sender, recipient, purpose, items. (That the
     /// consent exists is the caller's check: [`Refusal::Unknown`].) On success, the
     /// retention period the recipient keeps the data for.
     pub fn check(&self, message: &Use<'_>, now: OffsetDateTime) -> Result<Retention, Refusal> {
@@ -508,6 +523,14 @@ impl ConsentRecord {
             return Err(Refusal::Withdrawn {
                 id: id(),
                 at: at.to_owned(),
+            });
+        }
+        if self.collected_by != message.sender
+            && !terms.recipients.iter().any(|r| r == message.sender)
+        {
+            return Err(Refusal::SenderNotParty {
+                id: id(),
+                sender: message.sender.to_owned(),
             });
         }
         if !terms.recipients.iter().any(|r| r == message.recipient) {
@@ -646,6 +669,7 @@ mod check_properties {
         fn a_message_passes_only_if_every_condition_holds_and_else_the_first_failure_is_named(
             exists in any::<bool>(),
             same_subject in any::<bool>(),
+            sender in prop::sample::select(vec!["suwon/employment", "suwon/welfare", "suwon/finance"]),
             when in prop_oneof![Just(When::Before), Just(When::During), Just(When::After)],
             // Up to ~11 months into (or before/after) the validity.
             offset_s in 0i64..28_000_000,
@@ -666,7 +690,7 @@ mod check_properties {
             }
             let subject = if same_subject { record.subject.clone() } else { "ps-0123456789abcdef".to_owned() };
             let items: Vec<String> = items.iter().map(|s| (*s).to_owned()).collect();
-            let wanted = Use { subject: &subject, recipient, purpose, items: &items };
+            let wanted = Use { subject: &subject, sender, recipient, purpose, items: &items };
             let now = at(when, offset_s);
             let during = matches!(when, When::During) && now <= at(When::After, 0) - Duration::seconds(1);
             let uncovered: Vec<String> = items
@@ -691,6 +715,8 @@ mod check_properties {
                 Err("consent-expired")
             } else if withdrawn {
                 Err("consent-withdrawn")
+            } else if sender == "suwon/finance" {
+                Err("consent-sender-not-party")
             } else if !["suwon/welfare", "gangseo/welfare"].contains(&recipient) {
                 Err("consent-recipient-not-named")
             } else if purpose.is_none() {

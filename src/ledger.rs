@@ -1377,6 +1377,7 @@ impl Writer {
         };
         let wanted = Use {
             subject: &m.subject,
+            sender: m.from.as_str(),
             recipient: m.to.as_str(),
             purpose: purpose.as_deref(),
             items: &m.items,

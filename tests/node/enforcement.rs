@@ -1,6 +1,6 @@
 //! Consent enforcement, as agencies meet it: a message travels only under a consent that
-//! exists, is the subject's, is valid now, is not withdrawn, names the recipient, covers the
-//! purpose and covers every data item. Checked at the origin before the 202 and again at
+//! exists, is the subject's, is valid now, is not withdrawn, has the sender as a party,
+//! names the recipient, covers the purpose and covers every data item. Checked at the origin before the 202 and again at
 //! the destination; a withdrawal withholds what was not pulled yet, here and at every
 //! center the consent names.
 
@@ -106,6 +106,9 @@ async fn every_failed_condition_is_a_403_that_names_it_and_an_audited_refusal() 
     let mut orphan_status = with_id(fed.example("referral-status"), "sts-orphan");
     orphan_status["payload"]["referral_id"] = json!("ref-never-sent");
     let welfare = node.agent("suwon/welfare", HttpVersion::Http1);
+    let finance = node.agent("suwon/finance", HttpVersion::Http1);
+    let mut borrowed = fed.referral("ref-borrowed");
+    borrowed["payload"]["referrer"]["agency"] = json!("suwon/finance");
     let cases: Vec<(&str, &plusgate::client::Agent, Value, &str, &str)> = vec![
         (
             "no such consent",
@@ -141,6 +144,13 @@ async fn every_failed_condition_is_a_403_that_names_it_and_an_audited_refusal() 
             referral_under(&fed, "ref-withdrawn", "cns-withdrawn"),
             "consent-withdrawn",
             "withdrawn at",
+        ),
+        (
+            "a consent the sender is no party to",
+            &finance,
+            borrowed,
+            "consent-sender-not-party",
+            "suwon/finance is not a party",
         ),
         (
             "recipient not named",
