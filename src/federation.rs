@@ -51,6 +51,11 @@ pub struct Batch {
     /// message is checked against the consent as the sender knows it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consents: Vec<WireConsent>,
+    /// Messages the receiving node handed over earlier that the sending node withheld from
+    /// their recipient since (their consent was withdrawn before anyone pulled them), so the
+    /// sender's status can say so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<WithheldReport>,
     /// The sending node's latest checkpoint of its audit chain, for the receiver to keep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Checkpoint>,
@@ -78,6 +83,18 @@ impl WireConsent {
             history: c.history.clone(),
         }
     }
+}
+
+/// A message the reporting node took over and then withheld from its recipient.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WithheldReport {
+    /// The message (handed over by the node the report goes to).
+    pub id: String,
+    /// When it was withheld.
+    pub at: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// One message as it travels between nodes: the envelope, the sender (fixed by the origin

@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::audit::{self, Action, Checkpoint, Event, Head};
 use crate::consent::{ConsentRecord, Refusal, Retention, StatusChange, Terms, Use};
-use crate::federation::Receipt;
+use crate::federation::{Receipt, WithheldReport};
 use crate::identity::{AgencyId, CenterId};
 use crate::message::{Envelope, MessageId, MessageType};
 use crate::routing::Route;
@@ -338,7 +338,9 @@ enum Command {
     },
     Receive {
         actor: String,
+        peer: CenterId,
         consents: Vec<ConsentRecord>,
+        withheld: Vec<WithheldReport>,
         items: Vec<Submission>,
         reply: Reply<Vec<Result<Received, LedgerError>>>,
     },
@@ -409,6 +411,7 @@ enum Command {
     NoticesTold {
         peer: CenterId,
         told: Vec<(String, String)>,
+        reported: Vec<MessageId>,
         reply: Reply<usize>,
     },
     Purge {
@@ -543,15 +546,22 @@ impl Ledger {
     /// gets its own result: what this node now durably holds (the original for a message
     /// already here), or why it cannot be taken. Receipts are signed from these results,
     /// so only for messages that are durable.
+    ///
+    /// Before the messages: the consents the batch carried are merged, and `peer`'s reports
+    /// of messages it withheld are recorded.
     pub async fn receive(
         &self,
         actor: String,
+        peer: CenterId,
         consents: Vec<ConsentRecord>,
+        withheld: Vec<WithheldReport>,
         items: Vec<Submission>,
     ) -> Result<Vec<Result<Received, LedgerError>>, LedgerError> {
         self.call(|reply| Command::Receive {
             actor,
+            peer,
             consents,
+            withheld,
             items,
             reply,
         })
@@ -713,13 +723,20 @@ impl Ledger {
 
     /// `peer` durably took the consents of a batch, each in the status sent: their notices
     /// are done (see `outbox`). Returns how many notices were cleared.
+    /// Also clears the reports of withheld messages (`reported`) the batch carried.
     pub async fn notices_told(
         &self,
         peer: CenterId,
         told: Vec<(String, String)>,
+        reported: Vec<MessageId>,
     ) -> Result<usize, LedgerError> {
-        self.call(|reply| Command::NoticesTold { peer, told, reply })
-            .await
+        self.call(|reply| Command::NoticesTold {
+            peer,
+            told,
+            reported,
+            reply,
+        })
+        .await
     }
 
     /// Erases payloads whose retention period ended by `now` (at most [`PURGE_BATCH`]; call
@@ -960,7 +977,9 @@ impl Writer {
             } => pending(reply, self.accept(actor, *submission, writes, view)),
             Command::Receive {
                 actor,
+                peer,
                 consents,
+                withheld,
                 items,
                 reply,
             } => {
@@ -968,6 +987,9 @@ impl Writer {
                     if let Err(e) = self.merge_consent(&actor, c, writes, view) {
                         return pending(reply, Err(e));
                     }
+                }
+                if let Err(e) = self.withheld_at_peer(&actor, &peer, withheld, writes, view) {
+                    return pending(reply, Err(e));
                 }
                 let results = items
                     .into_iter()
@@ -1053,7 +1075,15 @@ impl Writer {
                 writes.put_audit(&entry);
                 pending(reply, Ok(1))
             }
-            Command::NoticesTold { peer, told, reply } => {
+            Command::NoticesTold {
+                peer,
+                told,
+                reported,
+                reply,
+            } => {
+                for id in &reported {
+                    writes.remove_withheld_report(&peer, id);
+                }
                 pending(reply, self.notices_told(&peer, told, writes, view))
             }
             Command::Purge { actor, now, reply } => {
@@ -1509,6 +1539,14 @@ impl Writer {
                 _ => false,
             };
             if held {
+                // Taken over from another center: that node's sender is to hear of it.
+                let origin = AgencyId::parse(&erased.from)
+                    .ok()
+                    .map(|a| a.center().clone())
+                    .filter(|c| self.federated_as.as_ref().is_some_and(|me| me != c));
+                if let (Some(origin), None) = (origin, &d.peer) {
+                    writes.put_withheld_report(&origin, id, &erasure);
+                }
                 d.state = DeliveryState::Withheld;
                 d.withheld = Some(erasure);
                 writes.put_delivery(id, &d);
@@ -1610,6 +1648,54 @@ impl Writer {
         self.consent_cache.remove(&local.id);
         view.consents.insert(local.id.clone(), local.clone());
         self.withhold_under(actor, &local.id, &reason, writes, view)?;
+        Ok(())
+    }
+
+    /// `peer` reports that it withheld messages this node handed over to it: each one this
+    /// node delivered to that peer becomes `withheld` here too, with the peer's reason.
+    fn withheld_at_peer(
+        &mut self,
+        actor: &str,
+        peer: &CenterId,
+        reports: Vec<WithheldReport>,
+        writes: &mut WriteSet,
+        view: &mut GroupView,
+    ) -> Result<(), LedgerError> {
+        for report in reports {
+            let Some(id) = MessageId::parse(&report.id) else {
+                continue;
+            };
+            let Some(mut d) = self.delivery(view, &id)? else {
+                continue;
+            };
+            if d.peer.as_ref() != Some(peer) || d.state != DeliveryState::Delivered {
+                continue;
+            }
+            let parties = match self.store.message(&id) {
+                Ok(Some(m)) => Parties::of(&m),
+                _ => Parties::unknown(),
+            };
+            let reason = format!("withheld at center {peer}: {}", report.reason);
+            d.state = DeliveryState::Withheld;
+            d.withheld = Some(crate::store::Erasure {
+                at: report.at,
+                reason: reason.clone(),
+            });
+            let entry = self.head.append(Event {
+                at: rfc3339(view.now),
+                actor: actor.to_owned(),
+                action: Action::Withheld,
+                message_id: id.to_string(),
+                from: parties.from,
+                to: parties.to,
+                subject: parties.subject,
+                consent_id: parties.consent_id,
+                detail: Some(reason),
+            });
+            writes.put_delivery(&id, &d);
+            writes.put_audit(&entry);
+            view.deliveries.insert(id, d);
+        }
         Ok(())
     }
 

@@ -31,7 +31,9 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use crate::client::{self, Connection, HttpVersion};
-use crate::federation::{Batch, BatchResult, WireConsent, WireMessage, BATCHES_PATH};
+use crate::federation::{
+    Batch, BatchResult, WireConsent, WireMessage, WithheldReport, BATCHES_PATH,
+};
 use crate::identity::{CenterId, Identity};
 use crate::ledger::{Ledger, Parties};
 use crate::message::MessageId;
@@ -301,6 +303,20 @@ struct Handed {
     checkpoint: Option<(crate::audit::Checkpoint, crate::keys::PublicKey)>,
     /// Consent notices the batch carried (id, status sent).
     told: Vec<(String, String)>,
+    /// Withheld reports the batch carried.
+    reported: Vec<MessageId>,
+}
+
+/// What a batch carries besides messages.
+struct Extras {
+    consents: Vec<WireConsent>,
+    withheld: Vec<WithheldReport>,
+}
+
+impl Extras {
+    fn is_empty(&self) -> bool {
+        self.consents.is_empty() && self.withheld.is_empty()
+    }
 }
 
 /// One round: dead-letter what expired, send one batch of what comes after `cursor`, check
@@ -396,20 +412,40 @@ async fn round(
         ctx.ledger.dead_letter(actor, expired_ids).await?;
     }
     let (consents, told) = consents_for(ctx, peer, &batch)?;
+    let withheld: Vec<WithheldReport> = ctx
+        .store
+        .withheld_reports(peer)
+        .take(ctx.options.batch_max)
+        .map(|r| {
+            r.map(|(id, why)| WithheldReport {
+                id: id.to_string(),
+                at: why.at,
+                reason: why.reason,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let reported: Vec<MessageId> = withheld
+        .iter()
+        .filter_map(|r| MessageId::parse(&r.id))
+        .collect();
+    let extras = Extras { consents, withheld };
     if batch.is_empty() {
-        if consents.is_empty() {
+        if extras.is_empty() {
             return Ok(None);
         }
-        // Only consent notices (a withdrawal to tell): once the peer answered, it holds
-        // them durably.
-        hand_over(ctx, peer, conn, &batch, consents).await?;
-        ctx.ledger.notices_told(peer.clone(), told).await?;
+        // Only consent notices or withheld reports: once the peer answered, it holds them
+        // durably.
+        hand_over(ctx, peer, conn, &batch, extras).await?;
+        ctx.ledger
+            .notices_told(peer.clone(), told, reported)
+            .await?;
         return Ok(None);
     }
-    match hand_over(ctx, peer, conn, &batch, consents).await {
+    match hand_over(ctx, peer, conn, &batch, extras).await {
         Ok(mut handed) => {
             handed.last_seq = last_seq;
             handed.told = told;
+            handed.reported = reported;
             if handed.receipts.is_empty() && handed.refused.is_empty() {
                 // Answered, but with nothing usable: a failed attempt like any other.
                 let n = handed.unanswered.len();
@@ -484,8 +520,10 @@ async fn record(ctx: Arc<Forwarding>, peer: CenterId, handed: Handed) -> Result<
     ctx.ledger
         .delivered(actor, peer.clone(), handed.receipts)
         .await?;
-    if !handed.told.is_empty() {
-        ctx.ledger.notices_told(peer.clone(), handed.told).await?;
+    if !handed.told.is_empty() || !handed.reported.is_empty() {
+        ctx.ledger
+            .notices_told(peer.clone(), handed.told, handed.reported)
+            .await?;
     }
     if let Some((checkpoint, key)) = handed.checkpoint {
         crate::federation::keep_peer_checkpoint(&ctx.ledger, &peer, &key, checkpoint).await;
@@ -513,7 +551,7 @@ async fn hand_over(
     peer: &CenterId,
     conn: &mut Option<Connection>,
     batch: &[MessageRecord],
-    consents: Vec<WireConsent>,
+    extras: Extras,
 ) -> Result<Handed, RoundError> {
     let (url, key) = {
         let routing = ctx.routing.borrow();
@@ -543,7 +581,8 @@ async fn hand_over(
     let c = conn.as_mut().expect("connected above");
     let body = Batch {
         checkpoint: ctx.ledger.latest_checkpoint(),
-        consents,
+        consents: extras.consents,
+        withheld: extras.withheld,
         messages: batch
             .iter()
             .map(|m| WireMessage {
@@ -605,6 +644,7 @@ async fn hand_over(
         unanswered,
         checkpoint: answer.checkpoint.map(|c| (c, key)),
         told: Vec::new(),
+        reported: Vec::new(),
     })
 }
 

@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use super::{json_response, ledger_problem, Api, Problem, Resp};
 use crate::audit::Checkpoint;
 use crate::consent::{ConsentRecord, Registration};
-use crate::federation::{ItemResult, Receipt, WireConsent, BATCH_LEN_MAX};
+use crate::federation::{ItemResult, Receipt, WireConsent, WithheldReport, BATCH_LEN_MAX};
 use crate::identity::{AgencyId, Anonymous, CenterId, Identity, Peer};
 use crate::ledger::{now_rfc3339, LedgerError, Submission};
 use crate::message::MessageType;
@@ -77,6 +77,12 @@ impl Api {
                 Problem::bad_request(format!("`consents` is not a list of consents: {e}"))
             })?,
         };
+        let withheld: Vec<WithheldReport> = match obj.remove("withheld") {
+            None => Vec::new(),
+            Some(w) => serde_json::from_value(w).map_err(|e| {
+                Problem::bad_request(format!("`withheld` is not a list of reports: {e}"))
+            })?,
+        };
         let checkpoint = match obj.remove("checkpoint") {
             None => None,
             Some(c) => Some(serde_json::from_value::<Checkpoint>(c).map_err(|e| {
@@ -123,11 +129,11 @@ impl Api {
             })
             .collect();
         let actor = Identity::Node(node.clone()).uri();
-        let outcomes = if valid.is_empty() && consents.is_empty() {
+        let outcomes = if valid.is_empty() && consents.is_empty() && withheld.is_empty() {
             Vec::new()
         } else {
             self.ledger
-                .receive(actor, consents, valid)
+                .receive(actor, node.clone(), consents, withheld, valid)
                 .await
                 .map_err(ledger_problem)?
         };

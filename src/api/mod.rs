@@ -307,8 +307,11 @@ impl Api {
                 "failed_attempts": delivery.failed_attempts,
                 "last_error": delivery.last_error,
                 "delivered_at": delivery.delivered_at,
+                // A message withheld at the recipient's node after delivery keeps the
+                // receipt that proves the hand-over.
                 "receipt": match delivery.state {
-                    crate::store::DeliveryState::Delivered =>
+                    crate::store::DeliveryState::Delivered
+                    | crate::store::DeliveryState::Withheld =>
                         self.store.receipt(&id).map_err(store_problem)?,
                     _ => None,
                 },

@@ -23,6 +23,7 @@
 //! | `g`    | consent id, `0x00`, seq (BE)         | message id: messages under a consent |
 //! | `e`    | retention end (unix s, BE), seq (BE) | message id: payloads to purge, by when |
 //! | `n`    | peer center, `0x00`, consent id      | empty: a consent change to tell that center |
+//! | `w`    | peer center, `0x00`, message id      | [`Erasure`]: tell that (origin) center its message was withheld here |
 //!
 //! `i` and `o` are queues: a message for an agency at this center waits in its recipient's
 //! inbox (`i`), a message for another center in that center's outbox (`o`), both ordered by
@@ -82,6 +83,7 @@ const BY_SUBJECT: u8 = b'u';
 const BY_CONSENT: u8 = b'g';
 const RETENTION: u8 = b'e';
 const NOTICE: u8 = b'n';
+const WITHHELD_REPORT: u8 = b'w';
 /// Setting present once every audit entry is in the subject index.
 const SUBJECT_INDEX_COMPLETE: &[u8] = b"subject-index";
 
@@ -440,6 +442,16 @@ impl WriteSet {
         self.batch.remove(notice_key(peer, consent_id));
         self.len += 1;
     }
+    /// Notes that center `peer`, where message `id` came from, is to be told it was
+    /// withheld here.
+    pub fn put_withheld_report(&mut self, peer: &CenterId, id: &MessageId, why: &Erasure) {
+        self.put(report_key(peer, id), record::encode(why));
+    }
+    /// `peer` was told.
+    pub fn remove_withheld_report(&mut self, peer: &CenterId, id: &MessageId) {
+        self.batch.remove(report_key(peer, id));
+        self.len += 1;
+    }
     /// Records the newest directory loaded.
     pub fn put_directory_seen(&mut self, seen: &DirectorySeen) {
         self.put(key(SETTING, DIRECTORY_SEEN), record::encode(seen));
@@ -701,6 +713,27 @@ impl Store {
         })
     }
 
+    /// Messages from center `peer` withheld here that it is still to be told of.
+    pub fn withheld_reports(
+        &self,
+        peer: &CenterId,
+    ) -> impl Iterator<Item = Result<(MessageId, Erasure), StoreError>> + '_ {
+        let prefix = queue_prefix(WITHHELD_REPORT, peer.as_str());
+        let prefix_len = prefix.len();
+        self.db.scan_prefix(prefix).map(move |item| {
+            let (k, v) = item?;
+            let id = std::str::from_utf8(&k[prefix_len..])
+                .ok()
+                .and_then(MessageId::parse)
+                .ok_or_else(|| StoreError::Corrupt {
+                    family: "withheld report",
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    source: RecordError::Body("key is not a message id".into()),
+                })?;
+            Ok((id, decode_at("withheld report", &k, &v)?))
+        })
+    }
+
     /// The latest checkpoint `peer` handed over.
     pub fn peer_checkpoint(&self, peer: &CenterId) -> Result<Option<Checkpoint>, StoreError> {
         self.get(PEER_CHECKPOINT, "peer checkpoint", peer.as_str())
@@ -851,6 +884,12 @@ fn retention_key(end: u64, seq: u64) -> Vec<u8> {
 fn notice_key(peer: &CenterId, consent_id: &str) -> Vec<u8> {
     let mut k = queue_prefix(NOTICE, peer.as_str());
     k.extend_from_slice(consent_id.as_bytes());
+    k
+}
+
+fn report_key(peer: &CenterId, id: &MessageId) -> Vec<u8> {
+    let mut k = queue_prefix(WITHHELD_REPORT, peer.as_str());
+    k.extend_from_slice(id.as_str().as_bytes());
     k
 }
 

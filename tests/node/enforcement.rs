@@ -431,6 +431,28 @@ async fn a_withdrawal_reaches_the_other_center_and_nothing_is_delivered_after_it
         }
     }
 
+    // The destination reports back what it withheld: the sender sees why the delivered but
+    // unpulled ones never reached the recipient; the pulled one stays delivered.
+    for id in ["ref-before-1", "ref-before-2"] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let s = loop {
+            let s = status_of(&a, "suwon/employment", id).await;
+            if s["state"] == "withheld" || Instant::now() > deadline {
+                break s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(s["state"], "withheld", "{s}");
+        let why = s["withheld"]["reason"].as_str().unwrap_or("");
+        assert!(why.starts_with("withheld at center gangseo"), "{why}");
+        assert!(
+            s["forwarding"]["receipt"].is_object(),
+            "the receipt stays: {s}"
+        );
+    }
+    let pulled = status_of(&a, "suwon/employment", "ref-before-0").await;
+    assert_eq!(pulled["state"], "delivered", "{pulled}");
+
     // In the destination's audit chain: after the withdrawal was recorded there, nothing
     // under the consent was received into an inbox or leased.
     drop(inbox);
