@@ -157,6 +157,11 @@ impl Registration {
     }
 }
 
+/// The latest `withdrawn` change of a status history.
+pub fn latest_withdrawal(history: &[StatusChange]) -> Option<&StatusChange> {
+    history.iter().rev().find(|c| c.status == "withdrawn")
+}
+
 /// A status-history item with only the fields the registry keeps.
 fn strip_unknown(change: &Value) -> Value {
     let mut out = serde_json::Map::new();
@@ -472,15 +477,17 @@ impl ConsentRecord {
         })
     }
 
+    /// The withdrawal, if it is withdrawn: the latest `withdrawn` change of its history.
+    pub fn withdrawal(&self) -> Option<&StatusChange> {
+        if self.status != "withdrawn" {
+            return None;
+        }
+        latest_withdrawal(&self.history)
+    }
+
     /// When the subject withdrew it, if withdrawn.
     pub fn withdrawn_at(&self) -> Option<&str> {
-        (self.status == "withdrawn").then(|| {
-            self.history
-                .iter()
-                .rev()
-                .find(|c| c.status == "withdrawn")
-                .map_or("", |c| c.at.as_str())
-        })
+        (self.status == "withdrawn").then(|| self.withdrawal().map_or("", |c| c.at.as_str()))
     }
 
     /// Whether this consent covers `message` at `now`; the first condition that fails, in

@@ -140,6 +140,9 @@ struct StatusUpdate {
     referral_id: MessageId,
     status: String,
     changed_at: String,
+    /// The referral's record at this node, looked up once by the writer (`find_referral`)
+    /// for both the consent check (its purpose) and the lifecycle update.
+    referral: Option<MessageRecord>,
 }
 
 impl Submission {
@@ -243,6 +246,7 @@ fn status_update(t: MessageType, payload: &serde_json::Value) -> Option<StatusUp
         referral_id: MessageId::parse(field("referral_id")?)?,
         status: field("status")?.to_owned(),
         changed_at: field("changed_at")?.to_owned(),
+        referral: None,
     })
 }
 
@@ -1235,7 +1239,7 @@ impl Writer {
     fn accept(
         &mut self,
         actor: String,
-        m: Submission,
+        mut m: Submission,
         writes: &mut WriteSet,
         view: &mut GroupView,
     ) -> Result<Accepted, LedgerError> {
@@ -1257,7 +1261,7 @@ impl Writer {
                 return Err(LedgerError::OutboxFull(peer.clone()));
             }
         }
-        let retention = self.enforce(&actor, &m, writes, view)?;
+        let retention = self.enforce(&actor, &mut m, writes, view)?;
         let id = m.id.clone();
         let accepted_at = m.accepted_at.clone();
         self.take(actor, Action::Accepted, m, retention, None, writes, view)?;
@@ -1343,15 +1347,39 @@ impl Writer {
         Ok(())
     }
 
+    /// The record of referral `id` at this node (written in this group or stored), if any.
+    /// A damaged one counts as absent: the status it answers is still checked and taken,
+    /// only without its referral's purpose and lifecycle.
+    fn find_referral(
+        &self,
+        id: &MessageId,
+        view: &GroupView,
+    ) -> Result<Option<MessageRecord>, LedgerError> {
+        if let Some(r) = view.metas.get(id) {
+            return Ok(Some(r.clone()));
+        }
+        match self.store.message(id) {
+            Ok(r) => Ok(r),
+            Err(e @ StoreError::Corrupt { .. }) => {
+                tracing::error!(referral = %id, error = %e, "the referral's record is damaged");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The consent check for a message about to be taken. A refusal is an audit entry
     /// (`refused`, with the failed condition) and [`LedgerError::Refused`].
     fn enforce(
         &mut self,
         actor: &str,
-        m: &Submission,
+        m: &mut Submission,
         writes: &mut WriteSet,
         view: &mut GroupView,
     ) -> Result<Retention, LedgerError> {
+        if let Some(update) = &mut m.status_update {
+            update.referral = self.find_referral(&update.referral_id, view)?;
+        }
         let refusal = match self.check_consent(m, view)? {
             Ok(retention) => return Ok(retention),
             Err(refusal) => refusal,
@@ -1382,15 +1410,7 @@ impl Writer {
             (Some(p), _) => Some(p.clone()),
             // A status travels for the purpose of the referral it answers.
             (None, Some(update)) => {
-                let referral = match view.metas.get(&update.referral_id) {
-                    Some(r) => Some(r.clone()),
-                    None => match self.store.message(&update.referral_id) {
-                        Ok(r) => r,
-                        Err(StoreError::Corrupt { .. }) => None,
-                        Err(e) => return Err(e.into()),
-                    },
-                };
-                match referral.and_then(|r| r.purpose) {
+                match update.referral.as_ref().and_then(|r| r.purpose.clone()) {
                     Some(p) => Some(p),
                     None => {
                         return Ok(Err(Refusal::PurposeUnknown {
@@ -1530,10 +1550,7 @@ impl Writer {
                     false
                 }
                 (Some(peer), state) if state.in_outbox() => {
-                    writes.remove_outbox(peer, d.seq);
-                    if let Some(n) = self.outbox_len.get_mut(peer) {
-                        *n = n.saturating_sub(1);
-                    }
+                    self.remove_outbox_entry(peer, d.seq, writes);
                     true
                 }
                 _ => false,
@@ -1554,20 +1571,29 @@ impl Writer {
                 action = Action::Withheld;
             }
         }
+        let parties = Parties::of(&erased);
         let entry = self.head.append(Event {
             at,
             actor: actor.to_owned(),
             action,
             message_id: id.to_string(),
-            from: erased.from.clone(),
-            to: erased.to.clone(),
-            subject: erased.subject.clone(),
-            consent_id: erased.consent_id.clone(),
+            from: parties.from,
+            to: parties.to,
+            subject: parties.subject,
+            consent_id: parties.consent_id,
             detail: Some(reason.to_owned()),
         });
         writes.put_audit(&entry);
         view.metas.insert(id.clone(), erased);
         Ok(true)
+    }
+
+    /// Takes the entry at `seq` out of the outbox to `peer`, keeping the outbox's count.
+    fn remove_outbox_entry(&mut self, peer: &CenterId, seq: u64, writes: &mut WriteSet) {
+        writes.remove_outbox(peer, seq);
+        if let Some(n) = self.outbox_len.get_mut(peer) {
+            *n = n.saturating_sub(1);
+        }
     }
 
     /// Queues a notice of consent `c`'s current state for every other center it names
@@ -1620,11 +1646,8 @@ impl Writer {
             return Ok(());
         }
         let Some(withdrawal) = incoming
-            .history
-            .iter()
-            .rev()
-            .find(|c| c.status == "withdrawn")
-            .filter(|_| incoming.status == "withdrawn" && local.status != "withdrawn")
+            .withdrawal()
+            .filter(|_| local.status != "withdrawn")
             .cloned()
         else {
             return Ok(());
@@ -1763,17 +1786,8 @@ impl Writer {
         writes: &mut WriteSet,
         view: &mut GroupView,
     ) -> Result<(), LedgerError> {
-        let referral = match self.store.message(&update.referral_id) {
-            Ok(Some(referral)) => referral,
-            Ok(None) => return Ok(()),
-            // The status itself is fine and is delivered; only the referral's summary
-            // cannot be updated.
-            Err(e @ StoreError::Corrupt { .. }) => {
-                tracing::error!(referral = %update.referral_id, error = %e,
-                    "lifecycle not updated: the referral's record is damaged");
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
+        let Some(referral) = &update.referral else {
+            return Ok(());
         };
         if referral.message_type != MessageType::Referral.as_str()
             || referral.from != status_to.as_str()
@@ -1810,7 +1824,7 @@ impl Writer {
     fn receive(
         &mut self,
         actor: &str,
-        m: Submission,
+        mut m: Submission,
         writes: &mut WriteSet,
         view: &mut GroupView,
     ) -> Result<Received, LedgerError> {
@@ -1831,7 +1845,7 @@ impl Writer {
             digest: m.body_sha256.clone(),
             received_at: m.accepted_at.clone(),
         };
-        let retention = self.enforce(actor, &m, writes, view)?;
+        let retention = self.enforce(actor, &mut m, writes, view)?;
         let detail = Some(format!("digest {}", m.body_sha256));
         self.take(
             actor.to_owned(),
@@ -1881,10 +1895,7 @@ impl Writer {
                 Err(e) => return Err(e.into()),
             },
         };
-        writes.remove_outbox(&current_peer, d.seq);
-        if let Some(n) = self.outbox_len.get_mut(&current_peer) {
-            *n = n.saturating_sub(1);
-        }
+        self.remove_outbox_entry(&current_peer, d.seq, writes);
         change(&mut d);
         let entry = self.head.append(Event {
             at: now.to_owned(),

@@ -236,14 +236,9 @@ impl Api {
             return Err(format!("consent {id} names no agency of center {node}"));
         }
         if c.status == "withdrawn" {
-            let change = c
-                .history
-                .iter()
-                .rev()
-                .find(|h| h.status == "withdrawn")
-                .ok_or_else(|| {
-                    format!("consent {id} is withdrawn but its history says not when")
-                })?;
+            let change = crate::consent::latest_withdrawal(&c.history).ok_or_else(|| {
+                format!("consent {id} is withdrawn but its history says not when")
+            })?;
             record.status = "withdrawn".into();
             record.history.push(change.clone());
         }

@@ -291,12 +291,7 @@ impl ConsentRow {
                 .collect()
         };
         let valid_until = text("/valid_until");
-        let withdrawn_at = c
-            .history
-            .iter()
-            .rev()
-            .find(|h| h.status == "withdrawn")
-            .map(|h| h.at.clone());
+        let withdrawn_at = crate::consent::latest_withdrawal(&c.history).map(|h| h.at.clone());
         let status = if c.status == "withdrawn" {
             ConsentStatus::Withdrawn
         } else if OffsetDateTime::parse(&valid_until, &Rfc3339).is_ok_and(|t| t < now) {
