@@ -64,8 +64,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::client::{self, Agent, ClientError, Connection, HttpVersion};
-use crate::manifest::{LoadedManifest, Manifest};
+use crate::dev::manifest::{LoadedManifest, Manifest};
+use crate::node::client::{self, Agent, ClientError, Connection, HttpVersion};
 
 /// Bound on one benchmark request; slower requests count as `timeout` errors.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -282,12 +282,12 @@ async fn run_inner(args: &BenchArgs) -> anyhow::Result<Report> {
 
 /// Writes a one-center development federation into `dir`.
 fn create_federation(dir: &Path) -> anyhow::Result<LoadedManifest> {
-    let args = crate::devinit::DevInitArgs {
+    let args = crate::dev::devinit::DevInitArgs {
         out: dir.to_owned(),
         centers: vec!["suwon".to_owned()],
         base_port: 7443,
     };
-    crate::devinit::run(&args).map_err(doing("creating the dev federation"))
+    crate::dev::devinit::run(&args).map_err(doing("creating the dev federation"))
 }
 
 /// Everything the bench needs from the manifest, resolved.
@@ -1470,7 +1470,7 @@ async fn run_cross(args: &BenchArgs) -> anyhow::Result<CrossReport> {
         scratch.path.display(),
         base_port + CROSS_CENTERS.len() as u16 - 1
     );
-    let manifest = crate::devinit::run(&crate::devinit::DevInitArgs {
+    let manifest = crate::dev::devinit::run(&crate::dev::devinit::DevInitArgs {
         out: scratch.path.clone(),
         centers: CROSS_CENTERS.iter().map(|c| (*c).to_owned()).collect(),
         base_port,

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::identity::{AgencyId, CenterId, OfficerId};
-use crate::keys::PublicKey;
-use crate::message::MessageType;
+use crate::core::identity::{AgencyId, CenterId, OfficerId};
+use crate::core::keys::PublicKey;
+use crate::core::message::MessageType;
 
 /// Largest accepted `limits.body_bytes_max`. sled writes values larger than a quarter of its
 /// segment into separate blob files that its flush does not fsync; keeping every record well

@@ -1,36 +1,18 @@
 //! plusgate: a federated data-exchange gateway for Employment-Welfare Plus Centers.
 //!
-//! See `ARCHITECTURE.md` for the map. The crate is organised by domain noun:
-//! `config` → `node` (composition root) → `tls`/`identity` → `api` → `schema`/`message`
-//! → `ledger` (the single writer) → `store` (sled behind its own interface) and `audit`.
+//! See `ARCHITECTURE.md` for the map. The crate is organised in rings, and imports point
+//! inward only (`tests/tidy.rs` checks it):
+//! - [`core`]: the rules, pure — messages, schemas, consents, the audit chain, routing, the
+//!   signed directory, keys, sealing, wire formats. No I/O, no clock, no tokio.
+//! - [`node`]: the running node — the composition root, TLS, the HTTP API, the ledger (the
+//!   single writer), the store (sled behind its own interface), inbox and forwarders.
+//! - [`dev`]: the development federation (`dev-init`, `serve --dev`): PKI, configs, examples.
+//! - [`cli`]: one file per command group; maps failures to exit codes.
+//! - [`config`]: the TOML file, parsed and validated into typed values.
 
-pub mod admin;
-pub mod api;
-pub mod audit;
 pub mod bench;
 pub mod cli;
-pub mod client;
 pub mod config;
-pub mod consent;
-pub mod devinit;
-pub mod directory;
-pub mod export;
-pub mod federation;
-pub mod identity;
-pub mod inbox;
-pub mod json;
-pub mod keys;
-pub mod ledger;
-pub mod manifest;
-pub mod message;
+pub mod core;
+pub mod dev;
 pub mod node;
-pub mod outbox;
-pub mod parallel;
-pub mod pki;
-pub mod report;
-pub mod routing;
-pub mod rrn;
-pub mod schema;
-pub mod store;
-pub mod tls;
-pub mod vault;

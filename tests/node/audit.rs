@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use plusgate::audit::{Action, AuditEntry};
-use plusgate::client::HttpVersion;
-use plusgate::store::record;
+use plusgate::core::audit::{Action, AuditEntry};
+use plusgate::node::client::HttpVersion;
+use plusgate::node::store::record;
 
 use crate::support::{ack, ids_of, pull, push_accepted, run_to_exit, Federation};
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use plusgate::client::HttpVersion;
+use plusgate::node::client::HttpVersion;
 use serde_json::Value;
 
 use crate::support::{ack, ids_of, pull, push_accepted, run_to_exit, Federation, Finished};

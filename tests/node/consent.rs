@@ -1,7 +1,7 @@
 //! The consent registry: the collecting agency registers a consent and may withdraw it; the
 //! collector and the recipients it names may read it; every consent event is audited.
 
-use plusgate::client::HttpVersion;
+use plusgate::node::client::HttpVersion;
 use serde_json::{json, Value};
 
 use crate::support::{assert_problem, violation_pointers, Federation};
@@ -166,7 +166,7 @@ async fn the_collector_and_the_recipients_read_it_and_only_the_collector_withdra
 
     // Both events are in the audit chain, with the collector as actor.
     assert!(node.stop().success());
-    let store = plusgate::store::Store::open(&fed.data_dir("suwon")).expect("store");
+    let store = plusgate::node::store::Store::open(&fed.data_dir("suwon")).expect("store");
     let events: Vec<(String, String)> = store
         .audit_entries()
         .map(|e| e.expect("entry"))

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use plusgate::client::HttpVersion;
+use plusgate::node::client::HttpVersion;
 use serde_json::json;
 
 use crate::support::{ack, ids_of, pull, push_accepted, run_command_to_exit, Federation};

@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
-use plusgate::client::{client_config, Agent, HttpVersion};
-use plusgate::manifest::LoadedManifest;
+use plusgate::dev::manifest::LoadedManifest;
+use plusgate::node::client::{client_config, Agent, HttpVersion};
 use serde_json::{json, Value};
 
 use crate::support::{

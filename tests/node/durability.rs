@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::Method;
-use plusgate::client::HttpVersion;
+use plusgate::node::client::HttpVersion;
 use serde_json::{json, Value};
 
 use crate::support::{
@@ -111,7 +111,7 @@ struct Sent {
 /// One client pushing unique ids over one connection until the connection breaks.
 async fn push_until_failure(
     template: Value,
-    agent: plusgate::client::Agent,
+    agent: plusgate::node::client::Agent,
     prefix: String,
     sent: Arc<Mutex<Sent>>,
 ) {

@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use plusgate::audit::{Action, AuditEntry};
-use plusgate::client::HttpVersion;
-use plusgate::store::record;
+use plusgate::core::audit::{Action, AuditEntry};
+use plusgate::node::client::HttpVersion;
+use plusgate::node::store::record;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -109,7 +109,7 @@ async fn every_failed_condition_is_a_403_that_names_it_and_an_audited_refusal() 
     let finance = node.agent("suwon/finance", HttpVersion::Http1);
     let mut borrowed = fed.referral("ref-borrowed");
     borrowed["payload"]["referrer"]["agency"] = json!("suwon/finance");
-    let cases: Vec<(&str, &plusgate::client::Agent, Value, &str, &str)> = vec![
+    let cases: Vec<(&str, &plusgate::node::client::Agent, Value, &str, &str)> = vec![
         (
             "no such consent",
             &employment,

@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use plusgate::client::{Agent, HttpVersion};
-use plusgate::pki::{Role, Validity};
+use plusgate::dev::pki::{Role, Validity};
+use plusgate::node::client::{Agent, HttpVersion};
 use serde_json::{json, Value};
 
 use crate::support::{
@@ -293,17 +293,18 @@ async fn a_referral_to_another_center_arrives_once_and_its_status_comes_back() {
     // Each node keeps the other's latest signed checkpoint, which verifies against the
     // other's key in the directory and covers no more than the other's chain.
     for (holder, signer) in [("suwon", center.as_str()), (center.as_str(), "suwon")] {
-        let store = plusgate::store::Store::open(&fed.data_dir(holder)).expect("store");
-        let peer = plusgate::identity::CenterId::parse(signer).expect("center");
+        let store = plusgate::node::store::Store::open(&fed.data_dir(holder)).expect("store");
+        let peer = plusgate::core::identity::CenterId::parse(signer).expect("center");
         let kept = store
             .peer_checkpoint(&peer)
             .expect("read")
             .unwrap_or_else(|| panic!("{holder} keeps no checkpoint of {signer}"));
         drop(store);
         let key = &fed.directory()["centers"][signer]["signing_key"];
-        let key = plusgate::keys::PublicKey::from_hex(key.as_str().expect("hex")).expect("key");
+        let key =
+            plusgate::core::keys::PublicKey::from_hex(key.as_str().expect("hex")).expect("key");
         assert!(kept.verify(&key), "{kept:?}");
-        let own = plusgate::store::Store::open(&fed.data_dir(signer)).expect("store");
+        let own = plusgate::node::store::Store::open(&fed.data_dir(signer)).expect("store");
         let length = own.audit_entries().count() as u64;
         assert!(
             kept.length >= 1 && kept.length <= length,
@@ -363,7 +364,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 
 /// The audit entries of a stopped node about message `id`: (action, actor, detail).
 fn audit_of(fed: &Federation, center: &str, id: &str) -> Vec<(String, String, Option<String>)> {
-    let store = plusgate::store::Store::open(&fed.data_dir(center)).expect("open store");
+    let store = plusgate::node::store::Store::open(&fed.data_dir(center)).expect("open store");
     store
         .audit_entries()
         .map(|e| e.expect("audit entry"))
@@ -672,7 +673,7 @@ async fn logs_carry_ids_and_never_what_a_message_says() {
 
     for (node, log) in [("suwon", a.log()), (center.as_str(), b.log())] {
         assert!(
-            log.contains("plusgate::api") && log.contains("/v1/inbox"),
+            log.contains("plusgate::node::api") && log.contains("/v1/inbox"),
             "{node} logged at debug level:\n{log}"
         );
         for secret in secrets {

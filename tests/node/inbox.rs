@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use plusgate::client::HttpVersion;
+use plusgate::node::client::HttpVersion;
 use serde_json::{json, Value};
 
 use crate::support::{

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use plusgate::client::HttpVersion;
+use plusgate::node::client::HttpVersion;
 use serde_json::Value;
 
 use crate::support::{ack, assert_problem, ids_of, pull, push_accepted, with_id, Federation};
@@ -138,7 +138,7 @@ async fn an_officer_sees_who_received_what_about_a_subject_and_the_query_is_audi
         .expect("JSON");
     assert_eq!(again["disclosures"], report["disclosures"]);
     assert!(a.stop().success());
-    let store = plusgate::store::Store::open(&fed.data_dir("suwon")).expect("store");
+    let store = plusgate::node::store::Store::open(&fed.data_dir("suwon")).expect("store");
     let queries = store
         .audit_entries()
         .map(|e| e.expect("entry"))
@@ -368,7 +368,7 @@ async fn history(node: &crate::support::Node, center: &str, path: &str) -> Vec<R
 }
 
 /// Pulls until something arrives (a minute at most).
-async fn wait_for_messages(agent: &plusgate::client::Agent) -> Vec<String> {
+async fn wait_for_messages(agent: &plusgate::node::client::Agent) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let got = ids_of(&pull(agent, "max=10&wait=2").await);

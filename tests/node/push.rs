@@ -1,6 +1,6 @@
 //! `POST /v1/messages`: what is accepted, and the status code of every kind of refusal.
 
-use plusgate::client::HttpVersion;
+use plusgate::node::client::HttpVersion;
 use serde_json::{json, Value};
 
 use crate::support::{

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use plusgate::client::{Agent, HttpVersion};
+use plusgate::node::client::{Agent, HttpVersion};
 use serde_json::{json, Value};
 
 use crate::support::{assert_problem, run_to_exit, Federation, Finished, Node};
@@ -190,11 +190,11 @@ async fn an_officer_filters_consents_and_withdrawals_and_gets_them_as_csv() {
 
     // Every answered query is in the audit chain, as the officer, with its filters.
     assert!(node.stop().success());
-    let store = plusgate::store::Store::open(&fed.data_dir("suwon")).expect("store");
+    let store = plusgate::node::store::Store::open(&fed.data_dir("suwon")).expect("store");
     let queries: Vec<_> = store
         .audit_entries()
         .map(|e| e.expect("entry"))
-        .filter(|e| e.action == plusgate::audit::Action::Queried)
+        .filter(|e| e.action == plusgate::core::audit::Action::Queried)
         .collect();
     assert!(queries
         .iter()
@@ -264,11 +264,11 @@ async fn the_audit_report_verifies_the_chain_from_its_last_checkpoint_and_lists_
     // Refusals are audit entries the push path writes; here one is appended directly.
     assert!(node.stop().success());
     {
-        use plusgate::audit::{Action, Event, Head};
-        let store = plusgate::store::Store::open(&fed.data_dir("suwon")).expect("store");
+        use plusgate::core::audit::{Action, Event, Head};
+        let store = plusgate::node::store::Store::open(&fed.data_dir("suwon")).expect("store");
         let last = store.audit_head().expect("read").expect("an entry");
         let mut head = Head::after(&last).expect("head");
-        let mut writes = plusgate::store::WriteSet::new();
+        let mut writes = plusgate::node::store::WriteSet::new();
         writes.put_audit(&head.append(Event {
             at: "2020-01-02T01:02:03.000Z".into(),
             actor: "urn:plusgate:agency:suwon:employment".into(),

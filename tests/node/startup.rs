@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use plusgate::client::HttpVersion;
+use plusgate::node::client::HttpVersion;
 
 use crate::support::{
     ids_of, load_manifest, messages_of, pull, pull_response, push_accepted, register_consent,

@@ -1,6 +1,6 @@
 //! `GET /v1/messages/{id}`: a sender follows its own messages, and only its own.
 
-use plusgate::client::HttpVersion;
+use plusgate::node::client::HttpVersion;
 use serde_json::{json, Value};
 
 use crate::support::{ack, assert_problem, ids_of, pull, push_accepted, status, Federation};
@@ -13,7 +13,7 @@ async fn sender_sees_accepted_then_pulled_then_acked() {
     let recipient = node.agent("suwon/welfare", HttpVersion::Http2);
     let accepted = push_accepted(&sender, &fed.referral("ref-state")).await;
 
-    let state = |response: plusgate::client::Response| {
+    let state = |response: plusgate::node::client::Response| {
         assert_eq!(response.status.as_u16(), 200, "{}", response.text());
         response.json::<Value>().expect("JSON")
     };

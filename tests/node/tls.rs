@@ -1,8 +1,8 @@
 //! Who may connect (TLS: a current certificate from the federation's CA) and who may use
 //! the agency API (an agency registered at this node), over both HTTP versions.
 
-use plusgate::client::{ClientError, HttpVersion};
-use plusgate::pki::{Role, Validity};
+use plusgate::dev::pki::{Role, Validity};
+use plusgate::node::client::{ClientError, HttpVersion};
 
 use crate::support::{
     assert_problem, ids_of, pull, pull_response, push, push_accepted, ClientCert, Federation, Node,

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
-use plusgate::client::{client_config, Agent, Connection, HttpVersion, Response};
-use plusgate::devinit::{self, DevInitArgs};
-use plusgate::manifest::{LoadedManifest, Manifest};
-use plusgate::pki::{self, CertificateAuthority, Role, Validity};
+use plusgate::dev::devinit::{self, DevInitArgs};
+use plusgate::dev::manifest::{LoadedManifest, Manifest};
+use plusgate::dev::pki::{self, CertificateAuthority, Role, Validity};
+use plusgate::node::client::{client_config, Agent, Connection, HttpVersion, Response};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -178,10 +178,10 @@ impl Federation {
         edit(&mut directory);
         let version = directory["version"].as_u64().expect("version") + 1;
         directory["version"] = json!(version);
-        let key = plusgate::keys::SigningKey::load(&self.dir().join("authority.key"))
+        let key = plusgate::core::keys::SigningKey::load(&self.dir().join("authority.key"))
             .expect("authority key");
         let unsigned = serde_json::to_vec_pretty(&directory).expect("directory JSON");
-        let signed = plusgate::directory::sign(&unsigned, &key).expect("sign directory");
+        let signed = plusgate::core::directory::sign(&unsigned, &key).expect("sign directory");
         std::fs::write(self.directory_path(), signed).expect("write directory");
     }
 

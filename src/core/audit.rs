@@ -1,0 +1,487 @@
+//! The tamper-evident audit log: a hash chain of entries, each carrying the SHA-256 of the
+//! previous one, so removing, inserting, reordering or altering an entry breaks every hash
+//! after it.
+//!
+//! ```text
+//! hash(n) = SHA-256( hash(n-1) || canonical JSON of entry n without its `hash` )
+//! hash(-1) = 32 zero bytes
+//! ```
+//!
+//! Architecture invariant: this module is pure (no I/O, no clock). The ledger is the only
+//! writer of the chain; it appends entries in the same atomic write as the change they record.
+
+use ring::digest::{Context, SHA256};
+use serde::{Deserialize, Serialize};
+
+/// What happened.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// A message was accepted and put into its recipient's inbox.
+    Accepted,
+    /// The recipient leased (pulled) the message: a disclosure of its content.
+    Leased,
+    /// The recipient acknowledged the message.
+    Acked,
+    /// Another center's node handed the message over and this node took it into the
+    /// recipient's inbox (actor: that node; detail: the receipt this node signed).
+    Received,
+    /// The recipient's center returned a signed receipt for a forwarded message (actor: that
+    /// node; detail: its receipt signature).
+    Delivered,
+    /// A message for another center left the outbox undelivered (detail: why).
+    DeadLettered,
+    /// An operator put a dead-lettered message back into its outbox.
+    Requeued,
+    /// The collecting agency registered a consent (`consent_id`; no message).
+    ConsentRegistered,
+    /// A consent was withdrawn (detail: the stated reason).
+    ConsentWithdrawn,
+    /// A privacy officer looked at a subject's record (detail: which report).
+    Queried,
+    /// A message was refused because no consent covers it (detail: the condition that
+    /// failed, as `<problem-type>: <explanation>`). Written at the origin (the agency's push)
+    /// and at the destination (another node's hand-over).
+    Refused,
+    /// A message was held back because its consent was withdrawn before it was pulled: taken
+    /// out of its inbox or outbox, its payload erased (detail: the withdrawal).
+    Withheld,
+    /// A message's payload was erased because the retention period of its consent ended
+    /// (metadata, receipts and audit entries stay).
+    Purged,
+    /// A consent (or a change of its status) arrived from another center's node with a
+    /// message or a withdrawal notice (actor: that node; detail: the status it brought).
+    ConsentReceived,
+}
+
+/// One entry of the chain.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Position in the chain, from 0.
+    pub seq: u64,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// Who acted: the SAN URI of the verified certificate.
+    pub actor: String,
+    /// What happened.
+    pub action: Action,
+    /// The message concerned.
+    pub message_id: String,
+    /// Sending agency.
+    pub from: String,
+    /// Recipient agency.
+    pub to: String,
+    /// Pseudonymous subject.
+    pub subject: String,
+    /// Consent the message travels under.
+    pub consent_id: String,
+    /// What else matters for this action (a receipt signature, a dead-letter reason).
+    /// Absent when empty, so entries of actions without detail hash as they always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Hash of the previous entry (hex).
+    pub prev: String,
+    /// Hash of this entry (hex).
+    pub hash: String,
+}
+
+/// The fields of an entry that the ledger supplies; the chain adds `seq`, `prev`, `hash`.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// When.
+    pub at: String,
+    /// Who (SAN URI).
+    pub actor: String,
+    /// What.
+    pub action: Action,
+    /// Message id.
+    pub message_id: String,
+    /// Sender.
+    pub from: String,
+    /// Recipient.
+    pub to: String,
+    /// Subject.
+    pub subject: String,
+    /// Consent.
+    pub consent_id: String,
+    /// Detail (see [`AuditEntry::detail`]).
+    pub detail: Option<String>,
+}
+
+/// The head of a chain: what the next entry links to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// Sequence number the next entry gets.
+    pub next_seq: u64,
+    /// Hash of the last entry (zeros for an empty chain).
+    pub hash: [u8; 32],
+}
+
+impl Head {
+    /// The head of an empty chain.
+    pub const GENESIS: Head = Head {
+        next_seq: 0,
+        hash: [0; 32],
+    };
+
+    /// The head after `entry`, checking that the entry's content matches its own hash (a
+    /// cheap guard at start; the whole chain is checked by [`verify`]).
+    pub fn after(entry: &AuditEntry) -> Result<Head, ChainError> {
+        let bad = |problem| ChainError {
+            seq: entry.seq,
+            problem,
+        };
+        let prev = from_hex(&entry.prev).ok_or(bad("prev is not 64 hex digits"))?;
+        let hash = entry_hash(&prev, entry);
+        if entry.hash != hex(&hash) {
+            return Err(bad("content does not match its hash (altered)"));
+        }
+        Ok(Head {
+            next_seq: entry.seq + 1,
+            hash,
+        })
+    }
+
+    /// Appends `event` after this head, returning the entry and advancing the head.
+    pub fn append(&mut self, event: Event) -> AuditEntry {
+        let mut entry = AuditEntry {
+            seq: self.next_seq,
+            at: event.at,
+            actor: event.actor,
+            action: event.action,
+            message_id: event.message_id,
+            from: event.from,
+            to: event.to,
+            subject: event.subject,
+            consent_id: event.consent_id,
+            detail: event.detail,
+            prev: hex(&self.hash),
+            hash: String::new(),
+        };
+        let hash = entry_hash(&self.hash, &entry);
+        entry.hash = hex(&hash);
+        self.next_seq += 1;
+        self.hash = hash;
+        entry
+    }
+}
+
+/// A break in the chain at entry `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("audit entry {seq}: {problem}")]
+pub struct ChainError {
+    /// The first bad entry.
+    pub seq: u64,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
+
+/// Checks a chain entry by entry, from its first entry, without holding it in memory.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    head: Head,
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Verifier::new()
+    }
+}
+
+impl Verifier {
+    /// A verifier expecting entry 0.
+    pub fn new() -> Verifier {
+        Verifier {
+            head: Head::GENESIS,
+        }
+    }
+
+    /// Checks the next entry; the error names the first bad one.
+    pub fn push(&mut self, entry: &AuditEntry) -> Result<(), ChainError> {
+        let bad = |problem| ChainError {
+            seq: self.head.next_seq,
+            problem,
+        };
+        if entry.seq != self.head.next_seq {
+            return Err(bad(
+                "sequence number out of order (entry missing, inserted or moved)",
+            ));
+        }
+        if entry.prev != hex(&self.head.hash) {
+            return Err(bad("does not link to the previous entry"));
+        }
+        let hash = entry_hash(&self.head.hash, entry);
+        if entry.hash != hex(&hash) {
+            return Err(bad("content does not match its hash (altered)"));
+        }
+        self.head = Head {
+            next_seq: self.head.next_seq + 1,
+            hash,
+        };
+        Ok(())
+    }
+
+    /// The head after the entries pushed so far.
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+}
+
+impl Verifier {
+    /// A verifier that continues a chain whose entries before `next_seq` it has not seen,
+    /// trusting that the last of them hashed to `hash` (an export that starts later than
+    /// entry 0: a signed checkpoint must then vouch for what follows).
+    pub fn resume(next_seq: u64, hash: [u8; 32]) -> Verifier {
+        Verifier {
+            head: Head { next_seq, hash },
+        }
+    }
+}
+
+/// Domain separation for checkpoint signatures.
+const CHECKPOINT_CONTEXT: &[u8] = b"plusgate audit checkpoint v1";
+
+/// A node's signed statement of how long its audit chain is and what its head hash is.
+///
+/// Given a checkpoint, the chain up to `length` can no longer be altered, shortened or
+/// replaced without the signature failing; nodes hand each other their latest checkpoint
+/// with every batch, so a node that rolls its log back is caught by its peers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// The signing node's center.
+    pub node: String,
+    /// Number of entries covered (entries `0..length`).
+    pub length: u64,
+    /// Hash of entry `length - 1` (hex; zeros for an empty chain).
+    pub head: String,
+    /// When it was signed (RFC 3339, UTC).
+    pub at: String,
+    /// Ed25519 signature (hex) by the node's signing key.
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// Signs `head` as `node` at time `at`.
+    pub fn sign(
+        key: &crate::core::keys::SigningKey,
+        node: &str,
+        head: &Head,
+        at: &str,
+    ) -> Checkpoint {
+        let head_hex = hex(&head.hash);
+        let signature = key.sign(&checkpoint_bytes(node, head.next_seq, &head_hex, at));
+        Checkpoint {
+            node: node.to_owned(),
+            length: head.next_seq,
+            head: head_hex,
+            at: at.to_owned(),
+            signature: hex(&signature),
+        }
+    }
+
+    /// True if the signature is `key`'s over this checkpoint's fields.
+    pub fn verify(&self, key: &crate::core::keys::PublicKey) -> bool {
+        let Some(signature) = crate::core::keys::from_hex(&self.signature) else {
+            return false;
+        };
+        key.verify(
+            &checkpoint_bytes(&self.node, self.length, &self.head, &self.at),
+            &signature,
+        )
+    }
+
+    /// How `self` (newer) relates to `earlier` from the same node: fine if it is at least as
+    /// long, and, when just as long, names the same head.
+    pub fn follows(&self, earlier: &Checkpoint) -> Result<(), String> {
+        if self.length < earlier.length {
+            return Err(format!(
+                "node {} signed a chain of {} entries, after having signed {} (rolled back)",
+                self.node, self.length, earlier.length
+            ));
+        }
+        if self.length == earlier.length && self.head != earlier.head {
+            return Err(format!(
+                "node {} signed two different chains of {} entries (rewritten)",
+                self.node, self.length
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn checkpoint_bytes(node: &str, length: u64, head: &str, at: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    for field in [
+        CHECKPOINT_CONTEXT,
+        node.as_bytes(),
+        &length.to_be_bytes(),
+        head.as_bytes(),
+        at.as_bytes(),
+    ] {
+        out.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        out.extend_from_slice(field);
+    }
+    out
+}
+
+/// Verifies a whole chain from its first entry; returns its head.
+pub fn verify<I: IntoIterator<Item = AuditEntry>>(entries: I) -> Result<Head, ChainError> {
+    let mut verifier = Verifier::new();
+    for entry in entries {
+        verifier.push(&entry)?;
+    }
+    Ok(verifier.head)
+}
+
+fn entry_hash(prev: &[u8; 32], entry: &AuditEntry) -> [u8; 32] {
+    let unhashed = AuditEntry {
+        hash: String::new(),
+        ..entry.clone()
+    };
+    let mut ctx = Context::new(&SHA256);
+    ctx.update(prev);
+    ctx.update(&serde_json::to_vec(&unhashed).expect("audit entries always serialize"));
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// 64 hex digits → 32 bytes.
+pub fn from_hex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        let pair = std::str::from_utf8(chunk).ok()?;
+        out[i] = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The `n`-th event of a test chain (an `accepted` of message `m-n`).
+#[cfg(test)]
+pub(crate) fn test_event(n: u64) -> Event {
+    Event {
+        at: format!("2026-11-23T10:00:{n:02}Z"),
+        actor: "urn:plusgate:agency:suwon:employment".into(),
+        action: Action::Accepted,
+        message_id: format!("m-{n}"),
+        from: "suwon/employment".into(),
+        to: "suwon/welfare".into(),
+        subject: "ps-0123456789abcdef".into(),
+        consent_id: "cns-1".into(),
+        detail: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::test_event as event;
+
+    fn chain(n: u64) -> Vec<AuditEntry> {
+        let mut head = Head::GENESIS;
+        (0..n).map(|i| head.append(event(i))).collect()
+    }
+
+    #[test]
+    fn an_honest_chain_verifies_and_resumes_from_its_head() {
+        let entries = chain(5);
+        let head = verify(entries.clone()).expect("valid chain");
+        assert_eq!(head, Head::after(&entries[4]).expect("hex"));
+        assert_eq!(head.next_seq, 5);
+    }
+
+    #[test]
+    fn every_kind_of_tampering_names_the_first_bad_entry() {
+        let good = chain(6);
+        let check = |entries: Vec<AuditEntry>, seq: u64| {
+            let err = verify(entries).expect_err("tampering must be detected");
+            assert_eq!(err.seq, seq, "{err}");
+        };
+        let mut altered = good.clone();
+        altered[3].to = "suwon/finance".into();
+        check(altered, 3);
+        let mut removed = good.clone();
+        removed.remove(2);
+        check(removed, 2);
+        let mut reordered = good.clone();
+        reordered.swap(1, 4);
+        check(reordered, 1);
+        let mut inserted = good.clone();
+        inserted.insert(3, good[3].clone());
+        check(inserted, 4);
+        let mut relinked = good.clone();
+        relinked[5].prev = hex(&[1; 32]);
+        check(relinked, 5);
+    }
+
+    #[test]
+    fn a_checkpoint_verifies_only_against_its_signers_key_and_covers_every_field() {
+        let (key, _) = crate::core::keys::SigningKey::generate().expect("key");
+        let (other, _) = crate::core::keys::SigningKey::generate().expect("key");
+        let mut head = Head::GENESIS;
+        for i in 0..3 {
+            head.append(event(i));
+        }
+        let c = Checkpoint::sign(&key, "suwon", &head, "2026-11-26T04:00:00.000Z");
+        assert_eq!(c.length, 3);
+        assert_eq!(c.head, hex(&head.hash));
+        assert!(c.verify(&key.public_key()));
+        assert!(!c.verify(&other.public_key()));
+        let altered = [
+            Checkpoint {
+                node: "gangseo".into(),
+                ..c.clone()
+            },
+            Checkpoint {
+                length: 2,
+                ..c.clone()
+            },
+            Checkpoint {
+                head: hex(&[0; 32]),
+                ..c.clone()
+            },
+            Checkpoint {
+                at: "2026-11-26T04:00:01.000Z".into(),
+                ..c.clone()
+            },
+        ];
+        for a in altered {
+            assert!(!a.verify(&key.public_key()), "{a:?}");
+        }
+    }
+
+    #[test]
+    fn a_later_checkpoint_must_not_be_shorter_or_rewrite_the_same_length() {
+        let (key, _) = crate::core::keys::SigningKey::generate().expect("key");
+        let mut head = Head::GENESIS;
+        head.append(event(0));
+        let one = Checkpoint::sign(&key, "suwon", &head, "t1");
+        head.append(event(1));
+        let two = Checkpoint::sign(&key, "suwon", &head, "t2");
+        assert_eq!(two.follows(&one), Ok(()));
+        assert_eq!(two.follows(&two), Ok(()));
+        assert!(one.follows(&two).is_err_and(|e| e.contains("rolled back")));
+        let mut other = Head::GENESIS;
+        other.append(event(7));
+        other.append(event(8));
+        let rewritten = Checkpoint::sign(&key, "suwon", &other, "t3");
+        assert!(rewritten
+            .follows(&two)
+            .is_err_and(|e| e.contains("rewritten")));
+    }
+}

@@ -1,0 +1,774 @@
+//! The consent registry: consents of data subjects as the collecting agency registers them,
+//! and their withdrawals.
+//!
+//! A consent (schema `consent.v1.json`) names the subject (pseudonymously), the collecting
+//! agency and counsellor, the recipients, the purposes, the items with their sensitivity,
+//! the recipients' retention period, the validity, the refusal-right notice shown, the legal
+//! basis and the evidence of collection. The registry keeps the document as registered and
+//! a status history (`granted`, then possibly `withdrawn`).
+//!
+//! This module is the registry's vocabulary and rules, without I/O or clock: `api` checks
+//! and registers, the `ledger` writes (with an audit entry for each consent event) and
+//! enforces, the `store` keeps.
+//!
+//! Enforcement ([`ConsentRecord::check`]): a message may travel only under a consent that
+//! exists, is about the message's subject, is valid at the time, is not withdrawn, has the
+//! sender as a party (its collector or a named recipient: the parties share among
+//! themselves), names the recipient, covers the purpose and covers every data item of the
+//! payload. The ledger runs
+//! this check on its single writer thread, at the origin before the 202 and at the
+//! destination before the inbox, so a check and a withdrawal are never interleaved: what
+//! the writer took before a withdrawal is withheld by it, what comes after is refused.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::{Date, Duration, Month, OffsetDateTime};
+
+use crate::core::identity::AgencyId;
+
+/// A consent as the registry keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConsentRecord {
+    /// The consent id (the document's `id`).
+    pub id: String,
+    /// The pseudonymous subject.
+    pub subject: String,
+    /// The agency that collected and registered it.
+    pub collected_by: String,
+    /// The recipient agencies it names.
+    pub recipients: Vec<String>,
+    /// The document as registered, canonical JSON.
+    pub document: Box<RawValue>,
+    /// SHA-256 (hex) of the canonical document: a second registration of the same id must
+    /// be the same document.
+    pub digest: String,
+    /// When this node registered it (RFC 3339, UTC).
+    pub registered_at: String,
+    /// `granted` or `withdrawn`.
+    pub status: String,
+    /// Every status change, oldest first.
+    pub history: Vec<StatusChange>,
+}
+
+/// One change of a consent's status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatusChange {
+    /// `granted` or `withdrawn`.
+    pub status: String,
+    /// When (as the registering agency states it, or when this node recorded it).
+    pub at: String,
+    /// The agency that recorded the change.
+    pub by: String,
+    /// Why, if stated (for a withdrawal, e.g. how the subject withdrew).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A consent document checked against the schema, ready to register.
+#[derive(Debug)]
+pub struct Registration {
+    /// The record to store.
+    pub record: ConsentRecord,
+}
+
+/// Why a consent document cannot be registered (beyond schema violations).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistrationError {
+    /// The document says another agency collected it.
+    #[error("`collected_by.agency` is {stated}, but the consent is registered by {caller}: an agency registers the consents it collected")]
+    NotCollector {
+        /// What the document says.
+        stated: String,
+        /// Who is registering.
+        caller: String,
+    },
+}
+
+impl Registration {
+    /// Builds the record for a schema-valid consent document registered by `caller` at
+    /// `now`. The document's own `status_history` is the history so far.
+    pub fn new(
+        document: &Value,
+        caller: &AgencyId,
+        now: &str,
+    ) -> Result<Registration, RegistrationError> {
+        let text = |pointer: &str| {
+            document
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let collected_by = text("/collected_by/agency");
+        if collected_by != caller.as_str() {
+            return Err(RegistrationError::NotCollector {
+                stated: collected_by,
+                caller: caller.to_string(),
+            });
+        }
+        let recipients = document["recipients"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut history: Vec<StatusChange> = document["status_history"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| serde_json::from_value(strip_unknown(c)).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let status = history
+            .last()
+            .map_or_else(|| "granted".to_owned(), |c| c.status.clone());
+        if history.is_empty() {
+            history.push(StatusChange {
+                status: "granted".into(),
+                at: now.to_owned(),
+                by: caller.to_string(),
+                reason: None,
+            });
+        }
+        let canonical =
+            serde_json::value::to_raw_value(document).expect("JSON values always serialize");
+        let digest = crate::core::audit::hex(
+            ring::digest::digest(&ring::digest::SHA256, canonical.get().as_bytes()).as_ref(),
+        );
+        Ok(Registration {
+            record: ConsentRecord {
+                id: text("/id"),
+                subject: text("/subject"),
+                collected_by,
+                recipients,
+                document: canonical,
+                digest,
+                registered_at: now.to_owned(),
+                status,
+                history,
+            },
+        })
+    }
+}
+
+/// The latest `withdrawn` change of a status history.
+pub fn latest_withdrawal(history: &[StatusChange]) -> Option<&StatusChange> {
+    history.iter().rev().find(|c| c.status == "withdrawn")
+}
+
+/// A status-history item with only the fields the registry keeps.
+fn strip_unknown(change: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for key in ["status", "at", "by", "reason"] {
+        if let Some(v) = change.get(key) {
+            out.insert(key.to_owned(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+impl ConsentRecord {
+    /// True if `agency` may read this consent: the collector and the recipients.
+    pub fn readable_by(&self, agency: &AgencyId) -> bool {
+        self.collected_by == agency.as_str() || self.recipients.iter().any(|r| r == agency.as_str())
+    }
+
+    /// The registry's view for an API answer.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "status": self.status,
+            "registered_at": self.registered_at,
+            "history": self.history,
+            "document": self.document,
+        })
+    }
+}
+
+/// Top-level payload fields that route or describe the transfer rather than carry personal
+/// data about the subject; every other top-level field is a data item the consent must list
+/// (`common.v1.json#/$defs/dataItem`).
+pub const ROUTING_FIELDS: [&str; 8] = [
+    "referrer",
+    "recipient",
+    "author",
+    "purpose",
+    "referral_id",
+    "status",
+    "changed_at",
+    "changed_by",
+];
+
+/// The data items a payload carries: its top-level fields except [`ROUTING_FIELDS`].
+pub fn items_of(payload: &Value) -> Vec<String> {
+    payload
+        .as_object()
+        .map(|o| {
+            o.keys()
+                .filter(|k| !ROUTING_FIELDS.contains(&k.as_str()))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What a message asks of the consent it cites.
+#[derive(Debug, Clone, Copy)]
+pub struct Use<'a> {
+    /// The message's subject.
+    pub subject: &'a str,
+    /// The sending agency.
+    pub sender: &'a str,
+    /// The recipient agency.
+    pub recipient: &'a str,
+    /// The purpose of the transfer (a referral's and a case summary's own; a status takes
+    /// its referral's). `None` when it cannot be established.
+    pub purpose: Option<&'a str>,
+    /// The payload's data items ([`items_of`]).
+    pub items: &'a [String],
+}
+
+/// Why a consent does not cover a message. Each is a 403 at the origin (problem type
+/// [`Refusal::kind`]) and a refusal of the hand-over at the destination.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No consent with that id is registered here.
+    #[error("no consent {id} is registered at this node: the collecting agency registers it first (POST /v1/consents)")]
+    Unknown {
+        /// The cited id.
+        id: String,
+    },
+    /// The consent is another person's.
+    #[error("consent {id} is about another subject, not {subject}")]
+    OtherSubject {
+        /// The consent.
+        id: String,
+        /// The message's subject.
+        subject: String,
+    },
+    /// The consent's validity has not begun.
+    #[error("consent {id} is valid only from {valid_from}")]
+    NotYetValid {
+        /// The consent.
+        id: String,
+        /// Its start.
+        valid_from: String,
+    },
+    /// The consent's validity has ended.
+    #[error("consent {id} expired at {valid_until}")]
+    Expired {
+        /// The consent.
+        id: String,
+        /// Its end.
+        valid_until: String,
+    },
+    /// The subject withdrew the consent.
+    #[error("consent {id} was withdrawn at {at}")]
+    Withdrawn {
+        /// The consent.
+        id: String,
+        /// When.
+        at: String,
+    },
+    /// The sender is not a party to the consent: neither the agency that collected it nor
+    /// one of the recipients it names. A consent lets its parties share among themselves;
+    /// another agency cannot borrow it.
+    #[error("{sender} is not a party to consent {id} (neither its collecting agency nor a recipient it names)")]
+    SenderNotParty {
+        /// The consent.
+        id: String,
+        /// The sending agency.
+        sender: String,
+    },
+    /// The consent does not name the recipient.
+    #[error("consent {id} does not name {recipient} as a recipient")]
+    RecipientNotNamed {
+        /// The consent.
+        id: String,
+        /// The message's recipient.
+        recipient: String,
+    },
+    /// The purpose is not among the consent's.
+    #[error("consent {id} does not cover the purpose {purpose}")]
+    PurposeNotCovered {
+        /// The consent.
+        id: String,
+        /// The message's purpose.
+        purpose: String,
+    },
+    /// The purpose could not be established (a status whose referral this node does not
+    /// hold).
+    #[error("the purpose of this message cannot be established: {why}")]
+    PurposeUnknown {
+        /// Why.
+        why: String,
+    },
+    /// A data item of the payload is not among the consent's (data minimisation).
+    #[error("consent {id} does not cover the data item{} {}: leave {} out or cite a consent that covers {}", if items.len() > 1 { "s" } else { "" }, items.join(", "), if items.len() > 1 { "them" } else { "it" }, if items.len() > 1 { "them" } else { "it" })]
+    ItemNotCovered {
+        /// The consent.
+        id: String,
+        /// The uncovered payload fields, in payload order.
+        items: Vec<String>,
+    },
+    /// The consent's document cannot be read (it passed the schema when registered, so this
+    /// is damage or a schema change).
+    #[error("consent {id} cannot be read: {why}")]
+    Unreadable {
+        /// The consent.
+        id: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+impl Refusal {
+    /// The problem type (`https://plusgate.kr/problems/<kind>`) naming the failed condition.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::Unknown { .. } => "consent-unknown",
+            Refusal::OtherSubject { .. } => "consent-other-subject",
+            Refusal::NotYetValid { .. } => "consent-not-yet-valid",
+            Refusal::Expired { .. } => "consent-expired",
+            Refusal::Withdrawn { .. } => "consent-withdrawn",
+            Refusal::SenderNotParty { .. } => "consent-sender-not-party",
+            Refusal::RecipientNotNamed { .. } => "consent-recipient-not-named",
+            Refusal::PurposeNotCovered { .. } => "consent-purpose-not-covered",
+            Refusal::PurposeUnknown { .. } => "consent-purpose-unknown",
+            Refusal::ItemNotCovered { .. } => "consent-item-not-covered",
+            Refusal::Unreadable { .. } => "consent-unreadable",
+        }
+    }
+
+    /// `<kind>: <explanation>`, as audit entries and hand-over refusals carry it.
+    pub fn describe(&self) -> String {
+        format!("{}: {self}", self.kind())
+    }
+}
+
+/// What a consent allows, read from its document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Terms {
+    /// The recipient agencies.
+    pub recipients: Vec<String>,
+    /// The purposes.
+    pub purposes: Vec<String>,
+    /// The data items.
+    pub items: Vec<String>,
+    /// Start of validity.
+    pub valid_from: OffsetDateTime,
+    /// End of validity.
+    pub valid_until: OffsetDateTime,
+    /// How long recipients keep the data.
+    pub retention: Retention,
+}
+
+/// A retention period: an ISO 8601 duration of years, months, weeks or days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Years.
+    pub years: u32,
+    /// Months.
+    pub months: u32,
+    /// Days (weeks counted as 7 days).
+    pub days: u32,
+}
+
+impl Retention {
+    /// Parses `P3Y`, `P1Y6M`, `P90D`, `P2W`, … (the shapes the consent schema allows).
+    pub fn parse(s: &str) -> Option<Retention> {
+        let mut rest = s.strip_prefix('P')?;
+        let mut r = Retention {
+            years: 0,
+            months: 0,
+            days: 0,
+        };
+        if rest.is_empty() {
+            return None;
+        }
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+            let n: u32 = rest[..digits].parse().ok()?;
+            match rest[digits..].chars().next()? {
+                'Y' => r.years = r.years.checked_add(n)?,
+                'M' => r.months = r.months.checked_add(n)?,
+                'W' => r.days = r.days.checked_add(n.checked_mul(7)?)?,
+                'D' => r.days = r.days.checked_add(n)?,
+                _ => return None,
+            }
+            rest = &rest[digits + 1..];
+        }
+        Some(r)
+    }
+
+    /// When a retention starting at `from` ends: calendar years and months (a day past the
+    /// end of the target month is clamped to its last day), then days.
+    pub fn end(&self, from: OffsetDateTime) -> OffsetDateTime {
+        let total_months = i64::from(from.month() as u8 - 1)
+            + i64::from(self.months)
+            + 12 * (i64::from(from.year()) + i64::from(self.years));
+        let year = i32::try_from(total_months.div_euclid(12))
+            .unwrap_or(9999)
+            .min(9999);
+        let month =
+            Month::try_from((total_months.rem_euclid(12) + 1) as u8).unwrap_or(Month::December);
+        let last_day = month.length(year);
+        let date =
+            Date::from_calendar_date(year, month, from.day().min(last_day)).unwrap_or(from.date());
+        from.replace_date(date)
+            .checked_add(Duration::days(i64::from(self.days)))
+            .unwrap_or(from)
+    }
+}
+
+impl ConsentRecord {
+    /// The consent's terms, from its document.
+    pub fn terms(&self) -> Result<Terms, Refusal> {
+        let unreadable = |why: &str| Refusal::Unreadable {
+            id: self.id.clone(),
+            why: why.to_owned(),
+        };
+        let doc: Value =
+            serde_json::from_str(self.document.get()).map_err(|_| unreadable("not JSON"))?;
+        let strings = |name: &str| -> Vec<String> {
+            doc[name]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let time = |name: &str| {
+            doc[name]
+                .as_str()
+                .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+                .ok_or_else(|| unreadable(&format!("{name} is not an RFC 3339 time")))
+        };
+        let items = doc["items"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|i| i["item"].as_str())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let retention = doc
+            .pointer("/retention/period")
+            .and_then(Value::as_str)
+            .and_then(Retention::parse)
+            .ok_or_else(|| unreadable("retention.period is not a duration"))?;
+        Ok(Terms {
+            recipients: strings("recipients"),
+            purposes: strings("purposes"),
+            items,
+            valid_from: time("valid_from")?,
+            valid_until: time("valid_until")?,
+            retention,
+        })
+    }
+
+    /// The withdrawal, if it is withdrawn: the latest `withdrawn` change of its history.
+    pub fn withdrawal(&self) -> Option<&StatusChange> {
+        if self.status != "withdrawn" {
+            return None;
+        }
+        latest_withdrawal(&self.history)
+    }
+
+    /// When the subject withdrew it, if withdrawn.
+    pub fn withdrawn_at(&self) -> Option<&str> {
+        (self.status == "withdrawn").then(|| self.withdrawal().map_or("", |c| c.at.as_str()))
+    }
+
+    /// Whether this consent covers `message` at `now`; the first condition that fails, in
+    /// the order: subject, validity, withdrawal, sender, recipient, purpose, items. (That the
+    /// consent exists is the caller's check: [`Refusal::Unknown`].) On success, the
+    /// retention period the recipient keeps the data for.
+    pub fn check(&self, message: &Use<'_>, now: OffsetDateTime) -> Result<Retention, Refusal> {
+        let terms = self.terms()?;
+        self.check_with(&terms, message, now)?;
+        Ok(terms.retention)
+    }
+
+    /// [`ConsentRecord::check`] with this consent's `terms` already read.
+    pub fn check_with(
+        &self,
+        terms: &Terms,
+        message: &Use<'_>,
+        now: OffsetDateTime,
+    ) -> Result<(), Refusal> {
+        let id = || self.id.clone();
+        if self.subject != message.subject {
+            return Err(Refusal::OtherSubject {
+                id: id(),
+                subject: message.subject.to_owned(),
+            });
+        }
+        if now < terms.valid_from {
+            return Err(Refusal::NotYetValid {
+                id: id(),
+                valid_from: rfc3339(terms.valid_from),
+            });
+        }
+        if now > terms.valid_until || self.status == "expired" {
+            return Err(Refusal::Expired {
+                id: id(),
+                valid_until: rfc3339(terms.valid_until),
+            });
+        }
+        if let Some(at) = self.withdrawn_at() {
+            return Err(Refusal::Withdrawn {
+                id: id(),
+                at: at.to_owned(),
+            });
+        }
+        if self.collected_by != message.sender
+            && !terms.recipients.iter().any(|r| r == message.sender)
+        {
+            return Err(Refusal::SenderNotParty {
+                id: id(),
+                sender: message.sender.to_owned(),
+            });
+        }
+        if !terms.recipients.iter().any(|r| r == message.recipient) {
+            return Err(Refusal::RecipientNotNamed {
+                id: id(),
+                recipient: message.recipient.to_owned(),
+            });
+        }
+        match message.purpose {
+            None => {
+                return Err(Refusal::PurposeUnknown {
+                    why: "the message names no purpose".into(),
+                })
+            }
+            Some(p) if !terms.purposes.iter().any(|q| q == p) => {
+                return Err(Refusal::PurposeNotCovered {
+                    id: id(),
+                    purpose: p.to_owned(),
+                })
+            }
+            Some(_) => {}
+        }
+        let uncovered: Vec<String> = message
+            .items
+            .iter()
+            .filter(|i| !terms.items.contains(i))
+            .cloned()
+            .collect();
+        if !uncovered.is_empty() {
+            return Err(Refusal::ItemNotCovered {
+                id: id(),
+                items: uncovered,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> Value {
+        let text = include_str!("../../schemas/examples/consent.json");
+        serde_json::from_str(text).expect("example")
+    }
+
+    #[test]
+    fn only_the_collecting_agency_registers_a_consent() {
+        let collector = AgencyId::parse("suwon/employment").expect("id");
+        let other = AgencyId::parse("suwon/welfare").expect("id");
+        let r = Registration::new(&example(), &collector, "2026-11-26T05:00:00Z").expect("ok");
+        assert_eq!(r.record.status, "granted");
+        assert_eq!(r.record.recipients, ["suwon/welfare", "gangseo/welfare"]);
+        assert!(r.record.readable_by(&other));
+        assert!(matches!(
+            Registration::new(&example(), &other, "t"),
+            Err(RegistrationError::NotCollector { .. })
+        ));
+    }
+
+    #[test]
+    fn the_same_document_has_the_same_digest_whatever_its_key_order() {
+        let collector = AgencyId::parse("suwon/employment").expect("id");
+        let a = Registration::new(&example(), &collector, "t1").expect("ok");
+        let reordered: Value =
+            serde_json::from_str(&serde_json::to_string_pretty(&example()).expect("json"))
+                .expect("json");
+        let b = Registration::new(&reordered, &collector, "t2").expect("ok");
+        assert_eq!(a.record.digest, b.record.digest);
+        let mut changed = example();
+        changed["purposes"] = serde_json::json!(["medical-support"]);
+        let c = Registration::new(&changed, &collector, "t3").expect("ok");
+        assert_ne!(a.record.digest, c.record.digest);
+    }
+}
+
+/// The consent check as a specification: every combination of consent state and time,
+/// against a model that says which condition must fail first.
+#[cfg(test)]
+mod check_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The example consent (valid 2026-03-05T10:20+09:00 to 2027-03-04T23:59:59+09:00,
+    /// recipients suwon/welfare and gangseo/welfare, purposes medical-support,
+    /// livelihood-support, integrated-case-management, seven items).
+    fn example_record() -> ConsentRecord {
+        let doc: Value = serde_json::from_str(include_str!("../../schemas/examples/consent.json"))
+            .expect("example");
+        let collector = AgencyId::parse("suwon/employment").expect("id");
+        Registration::new(&doc, &collector, "2026-03-05T01:20:00Z")
+            .expect("registration")
+            .record
+    }
+
+    /// When, relative to the validity.
+    #[derive(Debug, Clone, Copy)]
+    enum When {
+        Before,
+        During,
+        After,
+    }
+
+    fn at(when: When, offset_s: i64) -> OffsetDateTime {
+        let parse = |t| OffsetDateTime::parse(t, &Rfc3339).expect("time");
+        match when {
+            When::Before => parse("2026-03-05T10:20:00+09:00") - Duration::seconds(1 + offset_s),
+            When::During => parse("2026-03-05T10:20:00+09:00") + Duration::seconds(offset_s),
+            When::After => parse("2027-03-04T23:59:59+09:00") + Duration::seconds(1 + offset_s),
+        }
+    }
+
+    const ALL_ITEMS: [&str; 10] = [
+        "household",
+        "needs",
+        "urgency",
+        "summary",
+        "tried",
+        "contact_preferences",
+        "requested_response_by",
+        // Not covered by the example:
+        "outcome",
+        "plan",
+        "conference",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn a_message_passes_only_if_every_condition_holds_and_else_the_first_failure_is_named(
+            exists in any::<bool>(),
+            same_subject in any::<bool>(),
+            sender in prop::sample::select(vec!["suwon/employment", "suwon/welfare", "suwon/finance"]),
+            when in prop_oneof![Just(When::Before), Just(When::During), Just(When::After)],
+            // Up to ~11 months into (or before/after) the validity.
+            offset_s in 0i64..28_000_000,
+            withdrawn in any::<bool>(),
+            recipient in prop::sample::select(vec!["suwon/welfare", "gangseo/welfare", "suwon/jobs", "suwon/employment"]),
+            purpose in prop::option::of(prop::sample::select(vec!["medical-support", "livelihood-support", "employment-support", "housing-support"])),
+            items in prop::sample::subsequence(ALL_ITEMS.to_vec(), 0..=ALL_ITEMS.len()),
+        ) {
+            let mut record = example_record();
+            if withdrawn {
+                record.status = "withdrawn".into();
+                record.history.push(StatusChange {
+                    status: "withdrawn".into(),
+                    at: "2026-06-01T09:00:00+09:00".into(),
+                    by: "suwon/employment".into(),
+                    reason: None,
+                });
+            }
+            let subject = if same_subject { record.subject.clone() } else { "ps-0123456789abcdef".to_owned() };
+            let items: Vec<String> = items.iter().map(|s| (*s).to_owned()).collect();
+            let wanted = Use { subject: &subject, sender, recipient, purpose, items: &items };
+            let now = at(when, offset_s);
+            let during = matches!(when, When::During) && now <= at(When::After, 0) - Duration::seconds(1);
+            let uncovered: Vec<String> = items
+                .iter()
+                .filter(|i| ["outcome", "plan", "conference"].contains(&i.as_str()))
+                .cloned()
+                .collect();
+
+            let got = if exists {
+                record.check(&wanted, now).map(|_| ()).map_err(|r| r.kind())
+            } else {
+                Err(Refusal::Unknown { id: record.id.clone() }.kind())
+            };
+            // The model, in the documented order.
+            let expected: Result<(), &str> = if !exists {
+                Err("consent-unknown")
+            } else if !same_subject {
+                Err("consent-other-subject")
+            } else if matches!(when, When::Before) {
+                Err("consent-not-yet-valid")
+            } else if !during {
+                Err("consent-expired")
+            } else if withdrawn {
+                Err("consent-withdrawn")
+            } else if sender == "suwon/finance" {
+                Err("consent-sender-not-party")
+            } else if !["suwon/welfare", "gangseo/welfare"].contains(&recipient) {
+                Err("consent-recipient-not-named")
+            } else if purpose.is_none() {
+                Err("consent-purpose-unknown")
+            } else if !["medical-support", "livelihood-support"].contains(&purpose.unwrap_or_default()) {
+                Err("consent-purpose-not-covered")
+            } else if !uncovered.is_empty() {
+                Err("consent-item-not-covered")
+            } else {
+                Ok(())
+            };
+            prop_assert_eq!(got, expected);
+            // Data minimisation names every uncovered field, in payload order.
+            if let (true, Err(Refusal::ItemNotCovered { items: named, .. })) = (exists, record.check(&wanted, now)) {
+                prop_assert_eq!(named, uncovered);
+            }
+        }
+    }
+
+    #[test]
+    fn retention_periods_count_calendar_years_months_and_days() {
+        let t = |s| OffsetDateTime::parse(s, &Rfc3339).expect("time");
+        let r = |s| Retention::parse(s).expect("period");
+        assert_eq!(
+            r("P3Y").end(t("2026-03-05T10:20:00+09:00")),
+            t("2029-03-05T10:20:00+09:00")
+        );
+        assert_eq!(
+            r("P1Y6M").end(t("2026-08-31T00:00:00Z")),
+            t("2028-02-29T00:00:00Z")
+        );
+        assert_eq!(
+            r("P1M").end(t("2026-01-31T12:00:00Z")),
+            t("2026-02-28T12:00:00Z")
+        );
+        assert_eq!(
+            r("P90D").end(t("2026-01-01T00:00:00Z")),
+            t("2026-04-01T00:00:00Z")
+        );
+        assert_eq!(
+            r("P2W").end(t("2026-12-25T00:00:00Z")),
+            t("2027-01-08T00:00:00Z")
+        );
+        for bad in ["", "P", "3Y", "P3X", "PY", "P-1D"] {
+            assert_eq!(Retention::parse(bad), None, "{bad}");
+        }
+    }
+}

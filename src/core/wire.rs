@@ -1,0 +1,344 @@
+//! What center nodes say to each other: batches of messages and the signed receipts that
+//! answer them. No I/O here; `outbox` sends batches, `api` receives them.
+//!
+//! ```text
+//!  node A (outbox to B)                          node B
+//!  POST /federation/v1/batches {"messages": […]} ─▶ validate each again, from scratch
+//!                                                   ledger: message + inbox + audit
+//!                                                   (one atomic, fsynced write), then sign
+//!       ◀─ 200 {"results": [{"id", "receipt"} | {"id", "refused"}]}
+//!  verify each receipt against B's key in the signed directory,
+//!  ledger: delivered + receipt + audit
+//! ```
+//!
+//! A receipt is B's Ed25519 signature over the message id, the message's digest (the
+//! idempotency fingerprint both nodes compute from the canonical message, see
+//! `ledger::Submission`), B's center id and the time B took the message. It proves to A (and
+//! to anyone holding the directory) that B held exactly that message from that time on.
+//!
+//! Both carry the sender's resp. receiver's latest signed checkpoint of its audit chain; each
+//! node keeps its peers' latest checkpoints (`ledger::Ledger::peer_checkpoint`), so a node
+//! that rolls its log back is caught by every peer it talks to (see [`keep_peer_checkpoint`]).
+//!
+//! Architecture invariant: a receipt is signed only for a message already durable at the
+//! receiving node; a retried hand-over gets the original receipt (the same facts signed
+//! again: Ed25519 signatures are deterministic).
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::core::audit::Checkpoint;
+use crate::core::identity::CenterId;
+use crate::core::keys::{PublicKey, SigningKey};
+
+/// The endpoint nodes POST batches to.
+pub const BATCHES_PATH: &str = "/federation/v1/batches";
+
+/// Most messages in one batch a node accepts.
+pub const BATCH_LEN_MAX: usize = 1000;
+
+/// Domain separation for receipt signatures (never valid as any other signed statement).
+const RECEIPT_CONTEXT: &[u8] = b"plusgate receipt v1";
+
+/// A batch of messages handed from one node to another.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// In outbox order: the receiver takes them into inboxes in this order.
+    pub messages: Vec<WireMessage>,
+    /// The consents the messages cite, and consents whose withdrawal this center is to be
+    /// told, in their current state. The receiver takes them in before the messages, so a
+    /// message is checked against the consent as the sender knows it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consents: Vec<WireConsent>,
+    /// Messages the receiving node handed over earlier that the sending node withheld from
+    /// their recipient since (their consent was withdrawn before anyone pulled them), so the
+    /// sender's status can say so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<WithheldReport>,
+    /// The sending node's latest checkpoint of its audit chain, for the receiver to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// A consent as it travels between nodes: the document as registered and its status. The
+/// receiver derives everything else from the document itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireConsent {
+    /// The consent document (`consent.v1.json`).
+    pub document: Box<RawValue>,
+    /// `granted` or `withdrawn`.
+    pub status: String,
+    /// Its status changes, oldest first.
+    pub history: Vec<crate::core::consent::StatusChange>,
+}
+
+impl WireConsent {
+    /// The wire form of a kept consent.
+    pub fn of(c: &crate::core::consent::ConsentRecord) -> WireConsent {
+        WireConsent {
+            document: c.document.clone(),
+            status: c.status.clone(),
+            history: c.history.clone(),
+        }
+    }
+}
+
+/// A message the reporting node took over and then withheld from its recipient.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WithheldReport {
+    /// The message (handed over by the node the report goes to).
+    pub id: String,
+    /// When it was withheld.
+    pub at: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// One message as it travels between nodes: the envelope, the sender (fixed by the origin
+/// node from the agency's certificate) and the origin's digest.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireMessage {
+    /// Message id.
+    pub id: String,
+    /// Sending agency (at the origin node's center).
+    pub from: String,
+    /// Recipient agency (at the receiving node's center).
+    pub to: String,
+    /// Message type.
+    #[serde(rename = "type")]
+    pub message_type: String,
+    /// Payload schema version.
+    pub version: u32,
+    /// Pseudonymous subject.
+    pub subject: String,
+    /// Consent.
+    pub consent_id: String,
+    /// Payload (canonical JSON).
+    pub payload: Box<RawValue>,
+    /// When the origin accepted it.
+    pub accepted_at: String,
+    /// The origin's fingerprint of the message; the receiver computes its own and refuses
+    /// the message if they differ.
+    pub digest: String,
+}
+
+/// The answer to a batch: one result per message, in the batch's order.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchResult {
+    /// Results.
+    pub results: Vec<ItemResult>,
+    /// The receiving node's latest checkpoint of its audit chain, for the sender to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// What became of one message of a batch.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemResult {
+    /// The message id.
+    pub id: String,
+    /// The receipt, when the receiving node holds the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Receipt>,
+    /// Why the receiving node will never take this message (retrying does not help).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+/// A signed statement by a receiving node that it holds a message durably.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Receipt {
+    /// The message id.
+    pub message_id: String,
+    /// The message's digest (hex SHA-256 fingerprint).
+    pub digest: String,
+    /// The receiving node's center.
+    pub node: CenterId,
+    /// When the receiving node took the message (RFC 3339, UTC).
+    pub received_at: String,
+    /// Ed25519 signature (hex) by the receiving node's signing key.
+    pub signature: String,
+}
+
+impl Receipt {
+    /// Signs a receipt as `node` with `key`.
+    pub fn sign(
+        key: &SigningKey,
+        node: &CenterId,
+        message_id: &str,
+        digest: &str,
+        received_at: &str,
+    ) -> Receipt {
+        let signature = key.sign(&signed_bytes(message_id, digest, node, received_at));
+        Receipt {
+            message_id: message_id.to_owned(),
+            digest: digest.to_owned(),
+            node: node.clone(),
+            received_at: received_at.to_owned(),
+            signature: crate::core::audit::hex(&signature),
+        }
+    }
+
+    /// True if the signature is `key`'s over this receipt's fields.
+    pub fn verify(&self, key: &PublicKey) -> bool {
+        let Some(signature) = crate::core::keys::from_hex(&self.signature) else {
+            return false;
+        };
+        key.verify(
+            &signed_bytes(
+                &self.message_id,
+                &self.digest,
+                &self.node,
+                &self.received_at,
+            ),
+            &signature,
+        )
+    }
+
+    /// Checks a receipt returned for a message this node forwarded: it must be `peer`'s,
+    /// for this message and digest, and signed with `peer`'s key from the directory.
+    pub fn check(
+        &self,
+        peer: &CenterId,
+        key: &PublicKey,
+        message_id: &str,
+        digest: &str,
+    ) -> Result<(), String> {
+        if &self.node != peer {
+            return Err(format!(
+                "receipt names node {}, but {peer} was asked",
+                self.node
+            ));
+        }
+        if self.message_id != message_id {
+            return Err(format!(
+                "receipt is for message {}, not {message_id}",
+                self.message_id
+            ));
+        }
+        if self.digest != digest {
+            return Err(format!(
+                "receipt digest {} differs from the message's {digest}",
+                self.digest
+            ));
+        }
+        if !self.verify(key) {
+            return Err(format!(
+                "receipt signature does not verify against {peer}'s key in the directory"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a checkpoint a peer handed over (it must be that peer's, signed with its key from
+/// the directory) and keeps it if it follows the one kept before. A checkpoint that does not
+/// verify, or that shows the peer rolled back or rewrote its log, is logged as an error and
+/// not kept: the earlier one stays as evidence.
+pub async fn keep_peer_checkpoint(
+    ledger: &crate::node::ledger::Ledger,
+    peer: &CenterId,
+    key: &PublicKey,
+    checkpoint: Checkpoint,
+) {
+    if checkpoint.node != peer.as_str() || !checkpoint.verify(key) {
+        tracing::error!(%peer, node = %checkpoint.node,
+            "a checkpoint from this peer does not verify against its key in the directory");
+        return;
+    }
+    match ledger.peer_checkpoint(peer.clone(), checkpoint).await {
+        Ok(_) => {}
+        Err(crate::node::ledger::LedgerError::PeerRollback(what)) => {
+            tracing::error!(%peer, %what, "peer's audit log went back: investigate");
+        }
+        Err(e) => tracing::warn!(%peer, error = %e, "could not keep the peer's checkpoint"),
+    }
+}
+
+/// The bytes a receipt signature covers: a context string and each field, length-prefixed
+/// so that no two different receipts share the same bytes.
+fn signed_bytes(message_id: &str, digest: &str, node: &CenterId, received_at: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    for field in [
+        RECEIPT_CONTEXT,
+        message_id.as_bytes(),
+        digest.as_bytes(),
+        node.as_str().as_bytes(),
+        received_at.as_bytes(),
+    ] {
+        out.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        out.extend_from_slice(field);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt(key: &SigningKey) -> Receipt {
+        Receipt::sign(
+            key,
+            &CenterId::parse("jeongeup").expect("center"),
+            "ref-1",
+            "ab12",
+            "2026-11-26T03:00:00.000Z",
+        )
+    }
+
+    #[test]
+    fn a_receipt_verifies_against_its_signers_key_only() {
+        let (key, _) = SigningKey::generate().expect("key");
+        let (other, _) = SigningKey::generate().expect("key");
+        let r = receipt(&key);
+        let peer = CenterId::parse("jeongeup").expect("center");
+        assert_eq!(r.check(&peer, &key.public_key(), "ref-1", "ab12"), Ok(()));
+        assert!(r
+            .check(&peer, &other.public_key(), "ref-1", "ab12")
+            .is_err());
+    }
+
+    #[test]
+    fn every_field_is_covered_by_the_signature() {
+        let (key, _) = SigningKey::generate().expect("key");
+        let public = key.public_key();
+        let good = receipt(&key);
+        let mut altered = Vec::new();
+        let mut r = good.clone();
+        r.message_id.push('x');
+        altered.push(r);
+        let mut r = good.clone();
+        r.digest = "ab13".into();
+        altered.push(r);
+        let mut r = good.clone();
+        r.node = CenterId::parse("suwon").expect("center");
+        altered.push(r);
+        let mut r = good.clone();
+        r.received_at = "2026-11-26T03:00:01.000Z".into();
+        altered.push(r);
+        let mut r = good.clone();
+        r.signature.replace_range(0..2, "00");
+        altered.push(r);
+        for r in altered {
+            assert!(!r.verify(&public), "{r:?} must not verify");
+        }
+    }
+
+    #[test]
+    fn a_receipt_for_another_message_or_digest_or_node_is_refused() {
+        let (key, _) = SigningKey::generate().expect("key");
+        let r = receipt(&key);
+        let peer = CenterId::parse("jeongeup").expect("center");
+        let other = CenterId::parse("gangseo").expect("center");
+        assert!(r.check(&other, &key.public_key(), "ref-1", "ab12").is_err());
+        assert!(r.check(&peer, &key.public_key(), "ref-2", "ab12").is_err());
+        assert!(r.check(&peer, &key.public_key(), "ref-1", "ab13").is_err());
+    }
+}

@@ -1,0 +1,220 @@
+//! `/v1/privacy/…`: what a privacy officer asks of the record: a subject's disclosure
+//! history, "who received what about this person, when, under which consent, and who pulled
+//! it", from the audit chain; the consents registered here, the refusals and the withdrawals,
+//! filtered, as JSON or CSV; and the audit chain's status (`report`).
+//!
+//! Architecture invariants: only privacy-officer certificates registered at this node get
+//! in (agencies and nodes get 403); every query is itself an audit entry, written durably
+//! before the answer goes out.
+
+mod report;
+
+use std::collections::BTreeMap;
+
+use hyper::{Request, StatusCode};
+use serde::Serialize;
+
+use super::{json_response, ledger_problem, store_problem, Api, Problem, Resp};
+use crate::core::audit::Action;
+use crate::core::identity::{Identity, OfficerId, Peer};
+use crate::core::message::MessageId;
+use report::to_csv;
+
+/// One message about the subject, as far as this node saw it.
+#[derive(Debug, Default, Serialize)]
+pub struct Disclosure {
+    /// The message.
+    pub message_id: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub message_type: String,
+    /// Sending agency.
+    pub from: String,
+    /// Receiving agency.
+    pub to: String,
+    /// The consent it travelled under.
+    pub consent_id: String,
+    /// The data items it carried (the payload's top-level fields except routing ones).
+    pub items: Vec<String>,
+    /// When this node took it (from a local agency, or from another node).
+    pub accepted_at: String,
+    /// The other center's node that took it over from this node, and when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered_to_node: Option<(String, String)>,
+    /// Who pulled it first (certificate identity), and when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_pulled: Option<(String, String)>,
+    /// When the recipient acknowledged it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked_at: Option<String>,
+}
+
+impl Api {
+    /// The privacy officer behind the connection, if registered here.
+    pub(super) fn officer<'p>(&self, peer: &'p Peer) -> Result<&'p OfficerId, Problem> {
+        match peer {
+            Ok(Identity::Officer(o)) if self.officers.contains(o) => Ok(o),
+            Ok(Identity::Officer(o)) => Err(Problem::forbidden(
+                "unknown-identity",
+                format!("officer {o} is not registered at this node"),
+            )),
+            Ok(other) => Err(Problem::forbidden(
+                "wrong-role",
+                format!("{other} may not use the privacy officer API"),
+            )),
+            Err(_) => Err(Problem::forbidden(
+                "unknown-identity",
+                "the client certificate carries no plusgate identity",
+            )),
+        }
+    }
+
+    pub(super) async fn disclosures(
+        &self,
+        req: &Request<hyper::body::Incoming>,
+        officer: &OfficerId,
+        subject: &str,
+    ) -> Result<Resp, Problem> {
+        let csv = req
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .any(|p| p == "format=csv")
+            || req
+                .headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("text/csv"));
+        let mut by_message: BTreeMap<u64, Disclosure> = BTreeMap::new();
+        let mut seq_of: BTreeMap<String, u64> = BTreeMap::new();
+        for entry in self.store.audit_for_subject(subject) {
+            let e = entry.map_err(store_problem)?;
+            // Consent events and queries concern no message; a refused message was never
+            // taken, so it was disclosed to nobody.
+            if e.message_id.is_empty() || e.action == Action::Refused {
+                continue;
+            }
+            let seq = *seq_of.entry(e.message_id.clone()).or_insert(e.seq);
+            let d = by_message.entry(seq).or_default();
+            match e.action {
+                Action::Accepted | Action::Received => {
+                    d.message_id = e.message_id.clone();
+                    d.from = e.from.clone();
+                    d.to = e.to.clone();
+                    d.consent_id = e.consent_id.clone();
+                    d.accepted_at = e.at.clone();
+                }
+                Action::Delivered => d.delivered_to_node = Some((e.actor.clone(), e.at.clone())),
+                Action::Leased if d.first_pulled.is_none() => {
+                    d.first_pulled = Some((e.actor.clone(), e.at.clone()));
+                }
+                Action::Acked => d.acked_at = Some(e.at.clone()),
+                _ => {}
+            }
+        }
+        // The items (field names, never values) and type come from the message record.
+        for d in by_message.values_mut() {
+            let Some(id) = MessageId::parse(&d.message_id) else {
+                continue;
+            };
+            if let Ok(Some(record)) = self.store.message(&id) {
+                d.message_type = record.message_type.clone();
+                d.items = record.items.clone();
+                // Records written before they listed their items: read them off the payload
+                // (if it is still there).
+                if d.items.is_empty() {
+                    if let Ok(payload) = record.open(self.data_keys.as_deref()) {
+                        if let Ok(payload) = serde_json::from_str(payload.get()) {
+                            d.items = crate::core::consent::items_of(&payload);
+                        }
+                    }
+                }
+            }
+        }
+        let actor = Identity::Officer(officer.clone()).uri();
+        let what = if csv {
+            "disclosures (csv)"
+        } else {
+            "disclosures"
+        };
+        self.ledger
+            .queried(actor, subject.to_owned(), what.into())
+            .await
+            .map_err(ledger_problem)?;
+        let list: Vec<Disclosure> = by_message.into_values().collect();
+        if csv {
+            return Ok(report::csv_response("disclosures", to_csv(&list)));
+        }
+        Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({"subject": subject, "disclosures": list}),
+        ))
+    }
+}
+
+impl report::CsvRow for Disclosure {
+    const HEADER: &'static [&'static str] = &[
+        "message_id",
+        "type",
+        "from",
+        "to",
+        "consent_id",
+        "items",
+        "accepted_at",
+        "delivered_to_node",
+        "delivered_at",
+        "first_pulled_by",
+        "first_pulled_at",
+        "acked_at",
+    ];
+    fn cells(&self) -> Vec<String> {
+        let (node, node_at) = self.delivered_to_node.clone().unwrap_or_default();
+        let (by, at) = self.first_pulled.clone().unwrap_or_default();
+        vec![
+            self.message_id.clone(),
+            self.message_type.clone(),
+            self.from.clone(),
+            self.to.clone(),
+            self.consent_id.clone(),
+            self.items.join(";"),
+            self.accepted_at.clone(),
+            node,
+            node_at,
+            by,
+            at,
+            self.acked_at.clone().unwrap_or_default(),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_what_needs_quoting() {
+        let d = Disclosure {
+            message_id: "ref-1".into(),
+            message_type: "referral".into(),
+            from: "suwon/employment".into(),
+            to: "suwon/welfare".into(),
+            consent_id: "cns-1".into(),
+            items: vec!["needs".into(), "summary".into()],
+            accepted_at: "2026-11-26T05:00:00Z".into(),
+            first_pulled: Some((
+                "urn:plusgate:agency:suwon:welfare".into(),
+                "t, \"x\"".into(),
+            )),
+            ..Disclosure::default()
+        };
+        let csv = to_csv(&[d]);
+        let rows: Vec<&str> = csv.split("\r\n").collect();
+        assert_eq!(rows.len(), 3, "{csv}");
+        assert!(rows[0].starts_with("message_id,type,from,to"));
+        assert_eq!(
+            rows[1],
+            "ref-1,referral,suwon/employment,suwon/welfare,cns-1,needs;summary,2026-11-26T05:00:00Z,,,urn:plusgate:agency:suwon:welfare,\"t, \"\"x\"\"\","
+        );
+    }
+}

@@ -1,0 +1,796 @@
+//! The privacy officer's reports over the whole record: consents (`/v1/privacy/consents`),
+//! refusals (`/v1/privacy/refusals`), withdrawals (`/v1/privacy/withdrawals`), each
+//! filtered and as JSON or CSV, and the audit chain's status (`/v1/privacy/audit`).
+//!
+//! The query string is parsed strictly at the edge: an unknown parameter, one given twice,
+//! or a bad value is a 400 naming the parameter. Dates are `YYYY-MM-DD` (a UTC day, both
+//! ends inclusive) or RFC 3339 date-times. The store scans run on tokio's blocking pool, so
+//! a report over a long audit chain does not hold up other requests.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_DISPOSITION, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use serde::Serialize;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::{Date, OffsetDateTime, Time};
+
+use super::super::{json_response, ledger_problem, store_problem, Api, Problem, Resp};
+use crate::core::audit::Action;
+use crate::core::consent::ConsentRecord;
+use crate::core::identity::{AgencyId, Identity, OfficerId};
+use crate::node::ledger::now_rfc3339;
+use crate::node::store::reports::{ChainStatus, VerifiedFrom};
+use crate::node::store::{Store, StoreError};
+
+/// Most rows one report answers. More matching rows are left out, and the answer says so
+/// (`"truncated": true`, or the `Plusgate-Truncated: true` header on CSV): narrow the filters.
+pub const REPORT_ROWS_MAX: usize = 10_000;
+
+/// Longest subject reference accepted as a filter (the schema's `subjectRef` is shorter).
+const SUBJECT_LEN_MAX: usize = 128;
+
+/// The reports of this module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Report {
+    /// Consents registered here.
+    Consents,
+    /// Messages refused for want of a covering consent.
+    Refusals,
+    /// Withdrawals of consents registered here.
+    Withdrawals,
+    /// The audit chain's status.
+    Audit,
+}
+
+impl Report {
+    /// The report named by the last path segment.
+    fn parse(name: &str) -> Option<Report> {
+        Some(match name {
+            "consents" => Report::Consents,
+            "refusals" => Report::Refusals,
+            "withdrawals" => Report::Withdrawals,
+            "audit" => Report::Audit,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Report::Consents => "consents",
+            Report::Refusals => "refusals",
+            Report::Withdrawals => "withdrawals",
+            Report::Audit => "audit",
+        }
+    }
+
+    /// The query parameters it accepts.
+    fn params(self) -> &'static [&'static str] {
+        match self {
+            Report::Consents => &["subject", "agency", "status", "from", "to", "format"],
+            Report::Refusals => &["agency", "from", "to", "format"],
+            Report::Withdrawals => &["subject", "agency", "from", "to", "format"],
+            Report::Audit => &["verify"],
+        }
+    }
+}
+
+/// A consent's status as of now: `expired` is computed (granted, but past `valid_until`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum ConsentStatus {
+    Granted,
+    Withdrawn,
+    Expired,
+}
+
+impl ConsentStatus {
+    fn parse(s: &str) -> Option<ConsentStatus> {
+        Some(match s {
+            "granted" => ConsentStatus::Granted,
+            "withdrawn" => ConsentStatus::Withdrawn,
+            "expired" => ConsentStatus::Expired,
+            _ => return None,
+        })
+    }
+}
+
+/// The filters of a report request, parsed.
+#[derive(Debug, Default)]
+struct Filters {
+    subject: Option<String>,
+    agency: Option<AgencyId>,
+    status: Option<ConsentStatus>,
+    range: Range,
+    csv: bool,
+    /// Audit: check the chain from genesis rather than from the last checkpoint.
+    from_genesis: bool,
+    /// The accepted parameters again, normalised, for the audit entry of the query.
+    normalised: String,
+}
+
+/// A time range; both ends inclusive.
+#[derive(Debug, Default, Clone, Copy)]
+struct Range {
+    from: Option<OffsetDateTime>,
+    /// Exclusive when the parameter was a date (the start of the next day).
+    to: Option<(OffsetDateTime, bool)>,
+}
+
+impl Range {
+    fn is_open(&self) -> bool {
+        self.from.is_none() && self.to.is_none()
+    }
+
+    /// True if `at` (RFC 3339) is in range. An unreadable time is only in an open range.
+    fn contains(&self, at: &str) -> bool {
+        if self.is_open() {
+            return true;
+        }
+        let Ok(t) = OffsetDateTime::parse(at, &Rfc3339) else {
+            return false;
+        };
+        self.from.is_none_or(|from| t >= from)
+            && self
+                .to
+                .is_none_or(|(to, exclusive)| if exclusive { t < to } else { t <= to })
+    }
+}
+
+/// `YYYY-MM-DD` (its start, or with `end` the start of the next day) or an RFC 3339
+/// date-time.
+fn parse_time(name: &str, value: &str, end: bool) -> Result<(OffsetDateTime, bool), Problem> {
+    if let Ok(t) = OffsetDateTime::parse(value, &Rfc3339) {
+        return Ok((t, false));
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let day = Date::parse(value, &format).map_err(|_| {
+        Problem::bad_request(format!(
+            "`{name}` must be a date (YYYY-MM-DD) or an RFC 3339 date-time, not `{value}`"
+        ))
+    })?;
+    let start = |d: Date| d.with_time(Time::MIDNIGHT).assume_utc();
+    if end {
+        let next = day.next_day().ok_or_else(|| {
+            Problem::bad_request(format!("`{name}` is past the last day there is"))
+        })?;
+        Ok((start(next), true))
+    } else {
+        Ok((start(day), false))
+    }
+}
+
+impl Filters {
+    fn parse(query: Option<&str>, report: Report) -> Result<Filters, Problem> {
+        let mut f = Filters::default();
+        let mut seen: Vec<String> = Vec::new();
+        let mut normalised = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let name = k.as_ref();
+            if !report.params().contains(&name) {
+                return Err(Problem::bad_request(format!(
+                    "unknown query parameter `{name}`; {} takes {}",
+                    report.name(),
+                    report.params().join(", ")
+                )));
+            }
+            if seen.iter().any(|s| s == name) {
+                return Err(Problem::bad_request(format!(
+                    "query parameter `{name}` given twice"
+                )));
+            }
+            seen.push(name.to_owned());
+            if v.is_empty() {
+                continue; // an empty form field: no filter
+            }
+            match name {
+                "subject" => {
+                    let ok = v.len() <= SUBJECT_LEN_MAX
+                        && v.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
+                    if !ok {
+                        return Err(Problem::bad_request(
+                            "`subject` must be a pseudonymous subject reference such as \
+                             ps-7f3a9c21e4b05d18",
+                        ));
+                    }
+                    f.subject = Some(v.clone().into_owned());
+                }
+                "agency" => {
+                    f.agency = Some(AgencyId::parse(&v).map_err(|_| {
+                        Problem::bad_request(format!(
+                            "`agency` must be an agency id such as suwon/welfare, not `{v}`"
+                        ))
+                    })?);
+                }
+                "status" => {
+                    f.status = Some(ConsentStatus::parse(&v).ok_or_else(|| {
+                        Problem::bad_request(format!(
+                            "`status` must be granted, withdrawn or expired, not `{v}`"
+                        ))
+                    })?);
+                }
+                "from" => f.range.from = Some(parse_time("from", &v, false)?.0),
+                "to" => f.range.to = Some(parse_time("to", &v, true)?),
+                "format" => {
+                    f.csv = match v.as_ref() {
+                        "csv" => true,
+                        "json" => false,
+                        _ => {
+                            return Err(Problem::bad_request(format!(
+                                "`format` must be json or csv, not `{v}`"
+                            )))
+                        }
+                    };
+                    continue;
+                }
+                "verify" => {
+                    f.from_genesis = match v.as_ref() {
+                        "full" => true,
+                        "checkpoint" => false,
+                        _ => {
+                            return Err(Problem::bad_request(format!(
+                                "`verify` must be checkpoint or full, not `{v}`"
+                            )))
+                        }
+                    };
+                }
+                _ => {}
+            }
+            normalised.append_pair(name, &v);
+        }
+        if let (Some(from), Some((to, exclusive))) = (f.range.from, f.range.to) {
+            if to < from || (exclusive && to == from) {
+                return Err(Problem::bad_request("`to` is before `from`"));
+            }
+        }
+        f.normalised = normalised.finish();
+        Ok(f)
+    }
+}
+
+/// One consent as the consent report shows it.
+#[derive(Debug, Serialize)]
+struct ConsentRow {
+    id: String,
+    subject: String,
+    collected_by: String,
+    recipients: Vec<String>,
+    purposes: Vec<String>,
+    /// Item names only.
+    items: Vec<String>,
+    valid_from: String,
+    valid_until: String,
+    /// ISO 8601 duration, as the document states it.
+    retention_period: String,
+    registered_at: String,
+    status: ConsentStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    withdrawn_at: Option<String>,
+}
+
+impl ConsentRow {
+    fn new(c: &ConsentRecord, now: OffsetDateTime) -> ConsentRow {
+        let doc: Value = serde_json::from_str(c.document.get()).unwrap_or(Value::Null);
+        let text = |pointer: &str| {
+            doc.pointer(pointer)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let list = |v: &Value, field: Option<&str>| -> Vec<String> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| match field {
+                    Some(f) => x.get(f).and_then(Value::as_str),
+                    None => x.as_str(),
+                })
+                .map(str::to_owned)
+                .collect()
+        };
+        let valid_until = text("/valid_until");
+        let withdrawn_at =
+            crate::core::consent::latest_withdrawal(&c.history).map(|h| h.at.clone());
+        let status = if c.status == "withdrawn" {
+            ConsentStatus::Withdrawn
+        } else if OffsetDateTime::parse(&valid_until, &Rfc3339).is_ok_and(|t| t < now) {
+            ConsentStatus::Expired
+        } else {
+            ConsentStatus::Granted
+        };
+        ConsentRow {
+            id: c.id.clone(),
+            subject: c.subject.clone(),
+            collected_by: c.collected_by.clone(),
+            recipients: c.recipients.clone(),
+            purposes: list(&doc["purposes"], None),
+            items: list(&doc["items"], Some("item")),
+            valid_from: text("/valid_from"),
+            valid_until,
+            retention_period: text("/retention/period"),
+            registered_at: c.registered_at.clone(),
+            status,
+            withdrawn_at,
+        }
+    }
+}
+
+/// A message refused because no consent covered it (an audit entry `refused`).
+#[derive(Debug, Serialize)]
+struct RefusalRow {
+    at: String,
+    actor: String,
+    message_id: String,
+    from: String,
+    to: String,
+    subject: String,
+    consent_id: String,
+    /// `<problem-type>: <explanation>`.
+    detail: String,
+}
+
+/// One withdrawal of a consent.
+#[derive(Debug, Serialize)]
+struct WithdrawalRow {
+    consent_id: String,
+    subject: String,
+    collected_by: String,
+    recipients: Vec<String>,
+    withdrawn_at: String,
+    by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// A report row that can be written as CSV.
+pub(super) trait CsvRow {
+    /// The header row.
+    const HEADER: &'static [&'static str];
+    /// The row's cells, in header order (lists joined with `;`).
+    fn cells(&self) -> Vec<String>;
+}
+
+impl CsvRow for ConsentRow {
+    const HEADER: &'static [&'static str] = &[
+        "id",
+        "subject",
+        "collected_by",
+        "recipients",
+        "purposes",
+        "items",
+        "valid_from",
+        "valid_until",
+        "retention_period",
+        "registered_at",
+        "status",
+        "withdrawn_at",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.subject.clone(),
+            self.collected_by.clone(),
+            self.recipients.join(";"),
+            self.purposes.join(";"),
+            self.items.join(";"),
+            self.valid_from.clone(),
+            self.valid_until.clone(),
+            self.retention_period.clone(),
+            self.registered_at.clone(),
+            json!(self.status).as_str().unwrap_or_default().to_owned(),
+            self.withdrawn_at.clone().unwrap_or_default(),
+        ]
+    }
+}
+
+impl CsvRow for RefusalRow {
+    const HEADER: &'static [&'static str] = &[
+        "at",
+        "actor",
+        "message_id",
+        "from",
+        "to",
+        "subject",
+        "consent_id",
+        "detail",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.at.clone(),
+            self.actor.clone(),
+            self.message_id.clone(),
+            self.from.clone(),
+            self.to.clone(),
+            self.subject.clone(),
+            self.consent_id.clone(),
+            self.detail.clone(),
+        ]
+    }
+}
+
+impl CsvRow for WithdrawalRow {
+    const HEADER: &'static [&'static str] = &[
+        "consent_id",
+        "subject",
+        "collected_by",
+        "recipients",
+        "withdrawn_at",
+        "by",
+        "reason",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.consent_id.clone(),
+            self.subject.clone(),
+            self.collected_by.clone(),
+            self.recipients.join(";"),
+            self.withdrawn_at.clone(),
+            self.by.clone(),
+            self.reason.clone().unwrap_or_default(),
+        ]
+    }
+}
+
+/// RFC 4180 CSV: the header, then one row each, CRLF line ends. A cell is quoted when it
+/// holds a comma, quote or line break; one that a spreadsheet would take for a formula
+/// (starting with `=`, `+`, `-`, `@`, tab or CR) gets a leading `'`, so opening an export
+/// never runs what an agency wrote into a reason.
+pub(super) fn to_csv<T: CsvRow>(rows: &[T]) -> String {
+    let cell = |s: &str| {
+        let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            format!("'{s}")
+        } else {
+            s.to_owned()
+        };
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s
+        }
+    };
+    let mut out = T::HEADER.join(",");
+    out.push_str("\r\n");
+    for row in rows {
+        let cells: Vec<String> = row.cells().iter().map(|c| cell(c)).collect();
+        out.push_str(&cells.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// A `text/csv` answer, offered for download as `<name>.csv`.
+pub(super) fn csv_response(name: &str, body: String) -> Resp {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = StatusCode::OK;
+    let headers = resp.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}.csv\"")) {
+        headers.insert(CONTENT_DISPOSITION, v);
+    }
+    resp
+}
+
+/// A report's rows, at most [`REPORT_ROWS_MAX`], and whether more matched.
+struct Rows<T> {
+    rows: Vec<T>,
+    truncated: bool,
+}
+
+impl<T> Rows<T> {
+    fn collect(items: impl Iterator<Item = Result<T, StoreError>>) -> Result<Rows<T>, StoreError> {
+        let mut rows = Vec::new();
+        for item in items {
+            if rows.len() == REPORT_ROWS_MAX {
+                return Ok(Rows {
+                    rows,
+                    truncated: true,
+                });
+            }
+            rows.push(item?);
+        }
+        Ok(Rows {
+            rows,
+            truncated: false,
+        })
+    }
+}
+
+impl<T: Serialize + CsvRow> Rows<T> {
+    fn answer(self, name: &str, csv: bool) -> Resp {
+        let mut resp = if csv {
+            csv_response(name, to_csv(&self.rows))
+        } else {
+            json_response(
+                StatusCode::OK,
+                &json!({ name: self.rows, "truncated": self.truncated }),
+            )
+        };
+        if self.truncated {
+            resp.headers_mut()
+                .insert("plusgate-truncated", HeaderValue::from_static("true"));
+        }
+        resp
+    }
+}
+
+impl Filters {
+    /// True if consent `c` is about the subject and names the agency asked for (as its
+    /// collector or a recipient).
+    fn concern(&self, c: &ConsentRecord) -> bool {
+        self.subject.as_ref().is_none_or(|s| *s == c.subject)
+            && self.agency.as_ref().is_none_or(|a| {
+                c.collected_by == a.as_str() || c.recipients.iter().any(|r| r == a.as_str())
+            })
+    }
+}
+
+fn consents(store: &Store, f: &Filters, now: OffsetDateTime) -> Result<Resp, StoreError> {
+    let matching = store.consents().filter_map(|c| match c {
+        Err(e) => Some(Err(e)),
+        Ok(c) => {
+            let keep = f.concern(&c) && f.range.contains(&c.registered_at);
+            let row = keep.then(|| ConsentRow::new(&c, now));
+            row.filter(|r| f.status.is_none_or(|s| s == r.status))
+                .map(Ok)
+        }
+    });
+    Ok(Rows::collect(matching)?.answer("consents", f.csv))
+}
+
+fn refusals(store: &Store, f: &Filters) -> Result<Resp, StoreError> {
+    let agency = f.agency.as_ref().map(AgencyId::as_str);
+    let matching = store.audit_entries_from(0).filter_map(|e| match e {
+        Err(e) => Some(Err(e)),
+        Ok(e) if e.action != Action::Refused => None,
+        Ok(e) => {
+            let keep = agency.is_none_or(|a| e.from == a || e.to == a) && f.range.contains(&e.at);
+            keep.then(|| {
+                Ok(RefusalRow {
+                    at: e.at,
+                    actor: e.actor,
+                    message_id: e.message_id,
+                    from: e.from,
+                    to: e.to,
+                    subject: e.subject,
+                    consent_id: e.consent_id,
+                    detail: e.detail.unwrap_or_default(),
+                })
+            })
+        }
+    });
+    Ok(Rows::collect(matching)?.answer("refusals", f.csv))
+}
+
+fn withdrawals(store: &Store, f: &Filters) -> Result<Resp, StoreError> {
+    let mut rows = Vec::new();
+    for c in store.consents() {
+        let c = c?;
+        if !f.concern(&c) {
+            continue;
+        }
+        for h in &c.history {
+            if h.status == "withdrawn" && f.range.contains(&h.at) {
+                rows.push(WithdrawalRow {
+                    consent_id: c.id.clone(),
+                    subject: c.subject.clone(),
+                    collected_by: c.collected_by.clone(),
+                    recipients: c.recipients.clone(),
+                    withdrawn_at: h.at.clone(),
+                    by: h.by.clone(),
+                    reason: h.reason.clone(),
+                });
+            }
+        }
+        // Bounded: past the limit the answer is truncated anyway (which withdrawals make it
+        // is then decided by consent id, not by time).
+        if rows.len() > REPORT_ROWS_MAX {
+            break;
+        }
+    }
+    // Newest first; a time that does not parse sorts last.
+    rows.sort_by_key(|r| std::cmp::Reverse(OffsetDateTime::parse(&r.withdrawn_at, &Rfc3339).ok()));
+    Ok(Rows::collect(rows.into_iter().map(Ok))?.answer("withdrawals", f.csv))
+}
+
+/// The audit chain's status as JSON.
+fn audit_json(s: &ChainStatus, checked_at: &str, check_ms: u128) -> Value {
+    let checkpoint = s.checkpoint.as_ref().map(|(c, valid)| {
+        json!({
+            "length": c.length,
+            "seq": c.length.saturating_sub(1),
+            "head": c.head,
+            "signed_at": c.at,
+            "signature_valid": valid,
+        })
+    });
+    json!({
+        "length": s.length,
+        "head": s.head,
+        "verified": s.verified(),
+        "verified_from": match s.verified_from {
+            VerifiedFrom::Genesis => "genesis",
+            VerifiedFrom::Checkpoint => "checkpoint",
+        },
+        "entries_checked": s.entries_checked,
+        "problem": s.problem,
+        "checkpoint": checkpoint,
+        "checked_at": checked_at,
+        "check_ms": check_ms,
+    })
+}
+
+impl Api {
+    /// `GET /v1/privacy/{name}`: the report, after its query is durably audited.
+    pub(in crate::node::api) async fn report(
+        &self,
+        req: &Request<hyper::body::Incoming>,
+        officer: &OfficerId,
+        name: &str,
+    ) -> Result<Resp, Problem> {
+        let report = Report::parse(name)
+            .ok_or_else(|| Problem::not_found(format!("no privacy report {name}")))?;
+        let filters = Filters::parse(req.uri().query(), report)?;
+        let store = self.store.clone();
+        let key = self.signing_key.as_ref().map(|k| k.public_key());
+        let durable_len = self.ledger.durable_seq();
+        let (resp, filters) = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let now = OffsetDateTime::now_utc();
+            let resp = match report {
+                Report::Consents => consents(&store, &filters, now),
+                Report::Refusals => refusals(&store, &filters),
+                Report::Withdrawals => withdrawals(&store, &filters),
+                Report::Audit => store
+                    .audit_status(durable_len, key.as_ref(), filters.from_genesis)
+                    .map(|s| {
+                        let body = audit_json(&s, &now_rfc3339(), started.elapsed().as_millis());
+                        json_response(StatusCode::OK, &body)
+                    }),
+            };
+            (resp, filters)
+        })
+        .await
+        .map_err(|e| Problem::internal("report-failed", &e))?;
+        let resp = resp.map_err(store_problem)?;
+        let actor = Identity::Officer(officer.clone()).uri();
+        let mut detail = report.name().to_owned();
+        if !filters.normalised.is_empty() {
+            detail = format!("{detail}?{}", filters.normalised);
+        }
+        if filters.csv {
+            detail.push_str(" (csv)");
+        }
+        self.ledger
+            .queried(actor, filters.subject.unwrap_or_default(), detail)
+            .await
+            .map_err(ledger_problem)?;
+        Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(report: Report, query: &str) -> Result<Filters, String> {
+        Filters::parse(Some(query), report).map_err(|p| p.detail)
+    }
+
+    #[test]
+    fn filters_name_the_bad_parameter() {
+        let check = |report, query: &str, expected: &str| {
+            let err = parse(report, query).expect_err(query);
+            assert!(err.contains(expected), "{query}: {err}");
+        };
+        check(
+            Report::Consents,
+            "subjekt=ps-1",
+            "unknown query parameter `subjekt`",
+        );
+        check(
+            Report::Refusals,
+            "subject=ps-1",
+            "unknown query parameter `subject`",
+        );
+        check(Report::Consents, "status=revoked", "`status`");
+        check(Report::Consents, "from=2026-13-01", "`from`");
+        check(Report::Withdrawals, "to=yesterday", "`to`");
+        check(Report::Consents, "agency=nobody", "`agency`");
+        check(Report::Consents, "subject=<script>", "`subject`");
+        check(Report::Consents, "format=xml", "`format`");
+        check(Report::Audit, "verify=maybe", "`verify`");
+        check(Report::Consents, "status=granted&status=withdrawn", "twice");
+        check(Report::Consents, "from=2026-11-27&to=2026-11-26", "before");
+    }
+
+    #[test]
+    fn dates_cover_whole_utc_days_and_date_times_are_exact() {
+        let f = parse(Report::Consents, "from=2026-11-26&to=2026-11-26").expect("ok");
+        for (at, inside) in [
+            ("2026-11-25T23:59:59.999Z", false),
+            ("2026-11-26T00:00:00Z", true),
+            ("2026-11-26T23:59:59.999Z", true),
+            ("2026-11-27T00:00:00Z", false),
+            ("2026-11-27T08:00:00+09:00", true),
+            ("not a time", false),
+        ] {
+            assert_eq!(f.range.contains(at), inside, "{at}");
+        }
+        let f = parse(
+            Report::Consents,
+            "from=2026-11-26T09:00:00%2B09:00&to=2026-11-26T01:00:00Z",
+        )
+        .expect("ok");
+        assert!(f.range.contains("2026-11-26T00:00:00Z"));
+        assert!(f.range.contains("2026-11-26T01:00:00Z"));
+        assert!(!f.range.contains("2026-11-26T01:00:00.001Z"));
+        assert!(parse(Report::Consents, "")
+            .expect("ok")
+            .range
+            .contains("junk"));
+        let f = parse(Report::Consents, "subject=&status=&format=csv").expect("ok");
+        assert!(f.subject.is_none() && f.status.is_none() && f.csv);
+    }
+
+    struct Row(Vec<&'static str>);
+    impl CsvRow for Row {
+        const HEADER: &'static [&'static str] = &["a", "b"];
+        fn cells(&self) -> Vec<String> {
+            self.0.iter().map(|s| (*s).to_owned()).collect()
+        }
+    }
+
+    #[test]
+    fn csv_quotes_and_defuses_formulas() {
+        let csv = to_csv(&[
+            Row(vec!["plain", "a,b"]),
+            Row(vec!["say \"hi\"", "line\nbreak"]),
+            Row(vec!["=HYPERLINK(\"x\")", "@SUM(A1)"]),
+        ]);
+        assert_eq!(
+            csv,
+            "a,b\r\nplain,\"a,b\"\r\n\"say \"\"hi\"\"\",\"line\nbreak\"\r\n\"'=HYPERLINK(\"\"x\"\")\",'@SUM(A1)\r\n"
+        );
+    }
+
+    #[test]
+    fn a_consent_past_its_validity_is_expired_unless_withdrawn() {
+        let doc = include_str!("../../../../schemas/examples/consent.json");
+        let document: Value = serde_json::from_str(doc).expect("example");
+        let agency = AgencyId::parse("suwon/employment").expect("id");
+        let mut record =
+            crate::core::consent::Registration::new(&document, &agency, "2026-11-26T00:00:00Z")
+                .expect("registration")
+                .record;
+        let before = OffsetDateTime::parse("2027-01-01T00:00:00Z", &Rfc3339).expect("time");
+        let after = OffsetDateTime::parse("2027-06-01T00:00:00Z", &Rfc3339).expect("time");
+        let row = ConsentRow::new(&record, before);
+        assert_eq!(row.status, ConsentStatus::Granted);
+        assert_eq!(row.items.len(), 7);
+        assert_eq!(row.purposes[0], "medical-support");
+        assert_eq!(row.retention_period, "P3Y");
+        assert_eq!(
+            ConsentRow::new(&record, after).status,
+            ConsentStatus::Expired
+        );
+        record.status = "withdrawn".into();
+        record.history.push(crate::core::consent::StatusChange {
+            status: "withdrawn".into(),
+            at: "2026-12-01T00:00:00Z".into(),
+            by: "suwon/employment".into(),
+            reason: None,
+        });
+        let row = ConsentRow::new(&record, after);
+        assert_eq!(row.status, ConsentStatus::Withdrawn);
+        assert_eq!(row.withdrawn_at.as_deref(), Some("2026-12-01T00:00:00Z"));
+        assert_eq!(
+            row.cells()[10..],
+            ["withdrawn".to_owned(), "2026-12-01T00:00:00Z".to_owned()]
+        );
+    }
+}

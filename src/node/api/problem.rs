@@ -1,0 +1,146 @@
+//! RFC 9457 problem details: the one shape of every error response.
+//!
+//! Internal errors are logged once, where they are turned into a problem, and never
+//! returned to the client in detail.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+use crate::core::schema::Violation;
+
+/// A problem response body.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// A URI naming the kind of problem (`urn:plusgate:problem:<slug>`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short, fixed summary of the kind.
+    pub title: &'static str,
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong with this request and what the caller can do.
+    pub detail: String,
+    /// Every violation, for 422s.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<Violation>,
+    #[serde(skip)]
+    retry_after_s: Option<u32>,
+    #[serde(skip)]
+    allow: Option<&'static str>,
+}
+
+impl Problem {
+    /// A problem of kind `slug`.
+    pub fn new(
+        status: StatusCode,
+        slug: &str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Problem {
+        Problem {
+            kind: format!("urn:plusgate:problem:{slug}"),
+            title,
+            status: status.as_u16(),
+            detail: detail.into(),
+            violations: Vec::new(),
+            retry_after_s: None,
+            allow: None,
+        }
+    }
+
+    /// Adds violations.
+    pub fn with_violations(mut self, violations: Vec<Violation>) -> Problem {
+        self.violations = violations;
+        self
+    }
+
+    /// Asks the client to retry after `seconds`.
+    pub fn retry_after(mut self, seconds: u32) -> Problem {
+        self.retry_after_s = Some(seconds);
+        self
+    }
+
+    /// For 405: the methods the resource supports.
+    pub fn allow(mut self, methods: &'static str) -> Problem {
+        self.allow = Some(methods);
+        self
+    }
+
+    /// 400: the body is not the JSON it should be.
+    pub fn bad_request(detail: impl Into<String>) -> Problem {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Malformed request",
+            detail,
+        )
+    }
+
+    /// 403.
+    pub fn forbidden(slug: &str, detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::FORBIDDEN, slug, "Forbidden", detail)
+    }
+
+    /// 404.
+    pub fn not_found(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    /// 422 with violations.
+    pub fn invalid(violations: Vec<Violation>) -> Problem {
+        let n = violations.len();
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "schema-violation",
+            "The message does not conform to its schema",
+            format!("{n} violation(s); see `violations` for each JSON pointer"),
+        )
+        .with_violations(violations)
+    }
+
+    /// 500 for a failure the client cannot fix; `internal` is logged, not sent.
+    pub fn internal(slug: &str, internal: &dyn std::fmt::Display) -> Problem {
+        tracing::error!(error = %internal, kind = slug, "request failed");
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            slug,
+            "Internal error",
+            "the node could not complete the request; it has been logged for the operator",
+        )
+    }
+
+    /// 503 for a temporary failure: retry later.
+    pub fn unavailable(internal: &dyn std::fmt::Display) -> Problem {
+        tracing::error!(error = %internal, "request refused: node unavailable");
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Temporarily unavailable",
+            "the node cannot store messages right now; nothing was accepted, retry later",
+        )
+        .retry_after(5)
+    }
+
+    /// The HTTP response.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() = status;
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(methods) = self.allow {
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(methods));
+        }
+        if let Some(s) = self.retry_after_s {
+            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(s));
+        }
+        resp
+    }
+}

@@ -1,0 +1,1063 @@
+//! A small mutual-TLS HTTP client for plusgate nodes.
+//!
+//! Used by `plusgate bench`, by the integration tests and by node-to-node forwarding.
+//! It speaks HTTP/1.1 or HTTP/2 (chosen up front, negotiated by ALPN) over rustls on the
+//! ring provider, using hyper's connection-level client: one [`Connection`] is one TCP +
+//! TLS connection, and there is deliberately no pool — callers that want reuse keep their
+//! `Connection` (HTTP/1.1: one request in flight; HTTP/2: [`Connection::try_clone`] shares
+//! the connection between concurrent streams).
+//!
+//! Every network step is bounded in time ([`CONNECT_TIMEOUT`], [`REQUEST_TIMEOUT`]) and
+//! every response body in size ([`RESPONSE_BODY_BYTES_MAX`]).
+//!
+//! TLS 1.3 and client certificates: the server checks the client certificate after the
+//! client has already sent its `Finished`, so a rejected (or missing) certificate shows up
+//! as a fatal alert on the *first request*, not in [`connect`](Connection::connect). The
+//! connection records the first rustls error it sees, so that such a request usually fails
+//! with [`ClientError::Tls`] carrying the alert. Not always: when the server closes the socket
+//! right after its alert, the client may see the closed socket before it reads the alert,
+//! and the request fails as [`ClientError::Http`] ("connection closed") instead. Callers
+//! that must tell the two apart can only rely on "no HTTP response was received".
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::{http1, http2};
+use hyper::{header, HeaderMap, Method, Request, StatusCode, Uri};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::ClientConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+/// Upper bound on TCP connect plus TLS handshake.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default upper bound on one request/response exchange, body included.
+///
+/// Longer than the node's longest inbox long-poll (`inbox_wait_s_max`, 30 s by default)
+/// so that a legitimate long-poll is not cut short.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Largest response body the client accepts (16 MiB); a larger one is an error.
+pub const RESPONSE_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// The HTTP version a connection uses, fixed when the TLS configuration is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HttpVersion {
+    /// HTTP/1.1, ALPN `http/1.1`: one request in flight per connection, keep-alive.
+    Http1,
+    /// HTTP/2, ALPN `h2`: many concurrent streams per connection.
+    Http2,
+}
+
+impl HttpVersion {
+    /// The ALPN protocol id offered for this version.
+    pub fn alpn(self) -> &'static [u8] {
+        match self {
+            HttpVersion::Http1 => b"http/1.1",
+            HttpVersion::Http2 => b"h2",
+        }
+    }
+}
+
+impl fmt::Display for HttpVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HttpVersion::Http1 => "HTTP/1.1",
+            HttpVersion::Http2 => "HTTP/2",
+        })
+    }
+}
+
+/// What went wrong in the client, grouped by who is likely at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A PEM file could not be read or holds no usable item (local setup at fault).
+    #[error("reading {what} from {}: {source}", path.display())]
+    Pem {
+        /// The file that was read.
+        path: PathBuf,
+        /// What was expected in it ("CA certificates", "client certificate", "private key").
+        what: &'static str,
+        /// The PEM reader's error.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The TLS configuration could not be built, e.g. a key that does not match its
+    /// certificate or a CA certificate rustls refuses (local setup at fault).
+    #[error("TLS configuration: {detail}")]
+    Config {
+        /// What was being configured and why it failed.
+        detail: String,
+    },
+    /// The server name is neither a DNS name nor an IP address.
+    #[error("invalid TLS server name {0:?}")]
+    ServerName(String),
+    /// A URL given to [`parse_https_url`] is not of the form `https://IP[:PORT][/]`.
+    #[error("invalid URL {url:?}: {reason}")]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// The TCP connection could not be established (server down, wrong address).
+    #[error("connecting to {addr}: {source}")]
+    Connect {
+        /// The server address.
+        addr: SocketAddr,
+        /// The socket error.
+        #[source]
+        source: io::Error,
+    },
+    /// The TLS layer failed: during the handshake (e.g. untrusted server certificate) or
+    /// afterwards through a fatal alert from the server (e.g. our client certificate was
+    /// refused under TLS 1.3). The rustls error text is kept as is.
+    #[error("TLS with {addr}: {source}")]
+    Tls {
+        /// The server address.
+        addr: SocketAddr,
+        /// The rustls error, for example `received fatal alert: CertificateRequired`.
+        #[source]
+        source: rustls::Error,
+    },
+    /// The connection broke during the TLS handshake without a TLS error (e.g. the server
+    /// closed it).
+    #[error("TLS handshake with {addr}: {source}")]
+    Handshake {
+        /// The server address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The server did not agree to the HTTP version we asked for by ALPN.
+    #[error("{addr} did not negotiate {wanted} by ALPN (server chose {chosen:?})")]
+    Alpn {
+        /// The server address.
+        addr: SocketAddr,
+        /// The version asked for.
+        wanted: HttpVersion,
+        /// The protocol the server selected, if any.
+        chosen: Option<String>,
+    },
+    /// The request could not be built (e.g. a path that is not `/…`); caller at fault.
+    #[error("building request: {0}")]
+    Request(String),
+    /// An HTTP protocol or transport failure after the handshake (connection reset,
+    /// malformed response, GOAWAY, …). `detail` is the whole error chain.
+    #[error("HTTP with {addr}: {detail}")]
+    Http {
+        /// The server address.
+        addr: SocketAddr,
+        /// The error and its causes, joined with `: `.
+        detail: String,
+    },
+    /// A step did not finish within its time bound.
+    #[error("timed out after {after:?} {during} {addr}")]
+    Timeout {
+        /// The server address.
+        addr: SocketAddr,
+        /// What was being done ("connecting to", "waiting for a response from").
+        during: &'static str,
+        /// The bound that expired.
+        after: Duration,
+    },
+    /// The response body is larger than [`RESPONSE_BODY_BYTES_MAX`].
+    #[error("response body from {addr} exceeds {RESPONSE_BODY_BYTES_MAX} bytes")]
+    BodyTooLarge {
+        /// The server address.
+        addr: SocketAddr,
+    },
+    /// The response body is not the JSON the caller expected.
+    #[error("response body is not the expected JSON: {0}")]
+    Json(#[source] serde_json::Error),
+}
+
+impl ClientError {
+    /// True when the failure is the TLS layer refusing the connection: a TLS error
+    /// (handshake failure or fatal alert) or the connection dropped mid-handshake.
+    pub fn is_tls_refusal(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Tls { .. } | ClientError::Handshake { .. }
+        )
+    }
+}
+
+/// Builds a rustls client configuration (ring provider, TLS 1.3 only) that trusts the CA
+/// certificates in `ca_pem`, presents the client certificate chain and PKCS#8 key in
+/// `identity` if given (`None` = no client certificate), and offers `version` by ALPN.
+///
+/// TLS 1.3 only because both ends are plusgate software and it removes TLS 1.2's
+/// weaker options from consideration.
+pub fn client_config(
+    ca_pem: &Path,
+    identity: Option<(&Path, &Path)>,
+    version: HttpVersion,
+) -> Result<Arc<ClientConfig>, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in read_certs(ca_pem, "CA certificates")? {
+        roots.add(cert).map_err(|e| ClientError::Config {
+            detail: format!("CA certificate in {}: {e}", ca_pem.display()),
+        })?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ClientError::Config {
+            detail: format!("protocol versions: {e}"),
+        })?
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((cert_path, key_path)) => {
+            let chain = read_certs(cert_path, "client certificate")?;
+            let key =
+                PrivateKeyDer::from_pem_file(key_path).map_err(|source| ClientError::Pem {
+                    path: key_path.to_owned(),
+                    what: "private key",
+                    source,
+                })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| ClientError::Config {
+                    detail: format!(
+                        "client certificate {} with key {}: {e}",
+                        cert_path.display(),
+                        key_path.display()
+                    ),
+                })?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![version.alpn().to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Reads every certificate in a PEM file; an empty file is an error.
+fn read_certs(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, ClientError> {
+    let pem_error = |source| ClientError::Pem {
+        path: path.to_owned(),
+        what,
+        source,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(pem_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem_error)?;
+    if certs.is_empty() {
+        return Err(pem_error(rustls_pki_types::pem::Error::NoItemsFound));
+    }
+    Ok(certs)
+}
+
+/// Splits a node URL of the form `https://HOST[:PORT][/]` into the socket address to
+/// connect to and the host name to verify the server certificate against.
+///
+/// HOST must be an IP address (IPv6 in brackets) or `localhost` (mapped to 127.0.0.1);
+/// other names are refused rather than resolved, so that this never blocks on DNS.
+/// PORT defaults to 443.
+pub fn parse_https_url(url: &str) -> Result<(SocketAddr, String), ClientError> {
+    let refuse = |reason| ClientError::Url {
+        url: url.to_owned(),
+        reason,
+    };
+    let uri: Uri = url.parse().map_err(|_| refuse("not a URL"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(refuse("scheme must be https"));
+    }
+    let authority = uri.authority().ok_or_else(|| refuse("missing host"))?;
+    if authority.as_str().contains('@') {
+        return Err(refuse("user information is not allowed"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(refuse("must not have a path or query"));
+    }
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        host.parse()
+            .map_err(|_| refuse("host must be an IP address or localhost"))?
+    };
+    let port = authority.port_u16().unwrap_or(443);
+    Ok((SocketAddr::new(ip, port), host.to_ascii_lowercase()))
+}
+
+/// A response with its body read completely.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The status code.
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The whole body (at most [`RESPONSE_BODY_BYTES_MAX`] bytes).
+    pub body: Bytes,
+}
+
+impl Response {
+    /// Deserializes the body as JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ClientError> {
+        serde_json::from_slice(&self.body).map_err(ClientError::Json)
+    }
+
+    /// The body as text, with invalid UTF-8 replaced (for messages and assertions).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The `content-type` header, if present and ASCII.
+    pub fn content_type(&self) -> Option<&str> {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+    }
+}
+
+/// The hyper request sender of one connection.
+enum Sender {
+    Http1(http1::SendRequest<Full<Bytes>>),
+    Http2(http2::SendRequest<Full<Bytes>>),
+}
+
+/// One TCP + TLS connection to a node, speaking the HTTP version chosen at connect time.
+///
+/// The hyper connection driver runs in its own task and ends when every handle of the
+/// connection is dropped or the server closes it.
+pub struct Connection {
+    sender: Sender,
+    addr: SocketAddr,
+    /// `host:port` sent as `Host` (HTTP/1.1) or `:authority` (HTTP/2).
+    authority: Arc<str>,
+    /// The first rustls error seen on this connection's socket, if any.
+    tls_error: Arc<OnceLock<rustls::Error>>,
+    timeout: Duration,
+    /// The plusgate identity in the server's (verified) certificate.
+    server_identity: Arc<crate::core::identity::Peer>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("addr", &self.addr)
+            .field("authority", &self.authority)
+            .field("version", &self.version())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Connects to `addr` (TCP_NODELAY on), performs the TLS handshake verifying the
+    /// server certificate against `server_name`, checks that ALPN chose `version`, and
+    /// spawns the HTTP connection driver on the current tokio runtime.
+    ///
+    /// `config` should come from [`client_config`] with the same `version`. The whole
+    /// step is bounded by [`CONNECT_TIMEOUT`].
+    pub async fn connect(
+        addr: SocketAddr,
+        server_name: &str,
+        config: Arc<ClientConfig>,
+        version: HttpVersion,
+    ) -> Result<Connection, ClientError> {
+        let name = ServerName::try_from(server_name.to_owned())
+            .map_err(|_| ClientError::ServerName(server_name.to_owned()))?;
+        let tls = tokio::time::timeout(CONNECT_TIMEOUT, handshake(addr, name, config))
+            .await
+            .map_err(|_| ClientError::Timeout {
+                addr,
+                during: "connecting to",
+                after: CONNECT_TIMEOUT,
+            })??;
+        let chosen = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        let server_identity = Arc::new(
+            tls.get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map_or(Err(crate::core::identity::Anonymous::NoPlusgateUri), |c| {
+                    crate::core::identity::from_certificate(c)
+                }),
+        );
+        // A server without ALPN implies HTTP/1.1; HTTP/2 must be agreed explicitly.
+        let agreed = match (&chosen, version) {
+            (Some(p), v) => p.as_slice() == v.alpn(),
+            (None, HttpVersion::Http1) => true,
+            (None, HttpVersion::Http2) => false,
+        };
+        if !agreed {
+            return Err(ClientError::Alpn {
+                addr,
+                wanted: version,
+                chosen: chosen.map(|p| String::from_utf8_lossy(&p).into_owned()),
+            });
+        }
+
+        let tls_error = Arc::new(OnceLock::new());
+        let io = TokioIo::new(RecordTlsError {
+            inner: tls,
+            tls_error: Arc::clone(&tls_error),
+        });
+        let sender = match version {
+            HttpVersion::Http1 => {
+                let (sender, conn) = http1::handshake(io)
+                    .await
+                    .map_err(|e| transport_error(addr, &tls_error, &e))?;
+                // The driver's own error also reaches the pending request, which reports it.
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                Sender::Http1(sender)
+            }
+            HttpVersion::Http2 => {
+                let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .map_err(|e| transport_error(addr, &tls_error, &e))?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                Sender::Http2(sender)
+            }
+        };
+        Ok(Connection {
+            sender,
+            addr,
+            authority: authority(server_name, addr.port()).into(),
+            tls_error,
+            timeout: REQUEST_TIMEOUT,
+            server_identity,
+        })
+    }
+
+    /// The plusgate identity (SAN URI) of the server's verified certificate: a forwarding
+    /// node checks it is talking to the center it means to reach.
+    pub fn server_identity(&self) -> &crate::core::identity::Peer {
+        &self.server_identity
+    }
+
+    /// The HTTP version of this connection.
+    pub fn version(&self) -> HttpVersion {
+        match self.sender {
+            Sender::Http1(_) => HttpVersion::Http1,
+            Sender::Http2(_) => HttpVersion::Http2,
+        }
+    }
+
+    /// The server address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Sets the bound on each later [`send`](Self::send) (default [`REQUEST_TIMEOUT`]).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// A second handle on the same connection for concurrent streams: `Some` for
+    /// HTTP/2, `None` for HTTP/1.1 (one request at a time; open another connection).
+    pub fn try_clone(&self) -> Option<Connection> {
+        match &self.sender {
+            Sender::Http1(_) => None,
+            Sender::Http2(sender) => Some(Connection {
+                sender: Sender::Http2(sender.clone()),
+                addr: self.addr,
+                authority: Arc::clone(&self.authority),
+                tls_error: Arc::clone(&self.tls_error),
+                timeout: self.timeout,
+                server_identity: Arc::clone(&self.server_identity),
+            }),
+        }
+    }
+
+    /// True once the connection can no longer send requests (closed by either side).
+    pub fn is_closed(&self) -> bool {
+        match &self.sender {
+            Sender::Http1(s) => s.is_closed(),
+            Sender::Http2(s) => s.is_closed(),
+        }
+    }
+
+    /// Waits until the connection can take another request (HTTP/1.1: the previous
+    /// response is done), or fails if it has closed.
+    pub async fn ready(&mut self) -> Result<(), ClientError> {
+        let result = match &mut self.sender {
+            Sender::Http1(s) => s.ready().await,
+            Sender::Http2(s) => s.ready().await,
+        };
+        result.map_err(|e| transport_error(self.addr, &self.tls_error, &e))
+    }
+
+    /// Sends one request and reads the whole response, within the connection's timeout.
+    ///
+    /// `path` is the origin-form target (`/v1/messages?…`); `body` is the bytes and their
+    /// content type. `Host` (HTTP/1.1) or `:authority` (HTTP/2) is set from the server
+    /// name and port given to [`connect`](Self::connect).
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<(Bytes, &str)>,
+    ) -> Result<Response, ClientError> {
+        let request = self.build_request(method, path, body)?;
+        let (addr, timeout) = (self.addr, self.timeout);
+        tokio::time::timeout(timeout, self.exchange(request))
+            .await
+            .map_err(|_| ClientError::Timeout {
+                addr,
+                during: "waiting for a response from",
+                after: timeout,
+            })?
+    }
+
+    fn build_request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(Bytes, &str)>,
+    ) -> Result<Request<Full<Bytes>>, ClientError> {
+        if !path.starts_with('/') {
+            return Err(ClientError::Request(format!(
+                "path {path:?} must start with '/'"
+            )));
+        }
+        let mut builder = Request::builder().method(method);
+        builder = match self.sender {
+            Sender::Http1(_) => builder
+                .uri(path)
+                .header(header::HOST, self.authority.as_ref()),
+            // hyper's HTTP/2 client takes :scheme and :authority from an absolute URI.
+            Sender::Http2(_) => builder.uri(format!("https://{}{path}", self.authority)),
+        };
+        let body = match body {
+            Some((bytes, content_type)) => {
+                builder = builder.header(header::CONTENT_TYPE, content_type);
+                Full::new(bytes)
+            }
+            None => Full::new(Bytes::new()),
+        };
+        builder
+            .body(body)
+            .map_err(|e| ClientError::Request(e.to_string()))
+    }
+
+    async fn exchange(&mut self, request: Request<Full<Bytes>>) -> Result<Response, ClientError> {
+        let addr = self.addr;
+        let result = match &mut self.sender {
+            Sender::Http1(s) => match s.ready().await {
+                Ok(()) => s.send_request(request).await,
+                Err(e) => Err(e),
+            },
+            Sender::Http2(s) => match s.ready().await {
+                Ok(()) => s.send_request(request).await,
+                Err(e) => Err(e),
+            },
+        };
+        let response = result.map_err(|e| transport_error(addr, &self.tls_error, &e))?;
+        let (parts, body) = response.into_parts();
+        let collected = Limited::new(body, RESPONSE_BODY_BYTES_MAX)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    ClientError::BodyTooLarge { addr }
+                } else {
+                    transport_error(addr, &self.tls_error, e.as_ref())
+                }
+            })?;
+        Ok(Response {
+            status: parts.status,
+            headers: parts.headers,
+            body: collected.to_bytes(),
+        })
+    }
+}
+
+/// TCP connect (no Nagle: requests are small and latency matters) and TLS handshake.
+async fn handshake(
+    addr: SocketAddr,
+    name: ServerName<'static>,
+    config: Arc<ClientConfig>,
+) -> Result<TlsStream<TcpStream>, ClientError> {
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|source| ClientError::Connect { addr, source })?;
+    tcp.set_nodelay(true)
+        .map_err(|source| ClientError::Connect { addr, source })?;
+    TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|source| match rustls_error_in(&source) {
+            Some(error) => ClientError::Tls {
+                addr,
+                source: error.clone(),
+            },
+            None => ClientError::Handshake { addr, source },
+        })
+}
+
+/// `host:port`, with brackets around an IPv6 literal.
+fn authority(server_name: &str, port: u16) -> String {
+    if server_name.contains(':') {
+        format!("[{server_name}]:{port}")
+    } else {
+        format!("{server_name}:{port}")
+    }
+}
+
+/// Classifies a failure after the handshake: a TLS error recorded on the socket wins
+/// (the HTTP layers may have flattened it to "connection closed"), else the error chain.
+fn transport_error(
+    addr: SocketAddr,
+    tls_error: &OnceLock<rustls::Error>,
+    error: &(dyn std::error::Error + 'static),
+) -> ClientError {
+    if let Some(source) = tls_error.get() {
+        return ClientError::Tls {
+            addr,
+            source: source.clone(),
+        };
+    }
+    let mut detail = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        detail.push_str(": ");
+        detail.push_str(&e.to_string());
+        cause = e.source();
+    }
+    ClientError::Http { addr, detail }
+}
+
+/// The rustls error inside an I/O error, as tokio-rustls reports TLS failures.
+fn rustls_error_in(error: &io::Error) -> Option<&rustls::Error> {
+    error.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// A transparent wrapper around the TLS stream that remembers the first rustls error
+/// (for example a fatal alert) passing through it, for [`transport_error`].
+struct RecordTlsError<S> {
+    inner: S,
+    tls_error: Arc<OnceLock<rustls::Error>>,
+}
+
+impl<S> RecordTlsError<S> {
+    fn record<T>(&self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if let Poll::Ready(Err(e)) = &poll {
+            if let Some(error) = rustls_error_in(e) {
+                let _ = self.tls_error.set(error.clone());
+            }
+        }
+        poll
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for RecordTlsError<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.record(poll)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for RecordTlsError<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.record(poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.record(poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.record(poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.record(poll)
+    }
+}
+
+/// Everything needed to reach one node as one identity; opens a fresh connection for
+/// every request (simple and isolated, for tests and one-off calls).
+#[derive(Debug, Clone)]
+pub struct Agent {
+    /// The node's address.
+    pub addr: SocketAddr,
+    /// The name the node's certificate is verified against.
+    pub server_name: String,
+    /// TLS configuration (trust anchors, optional client certificate, ALPN).
+    pub config: Arc<ClientConfig>,
+    /// The HTTP version to speak; must match the ALPN in `config`.
+    pub version: HttpVersion,
+    /// Bound on each request (default [`REQUEST_TIMEOUT`]).
+    pub timeout: Duration,
+}
+
+impl Agent {
+    /// An agent for `addr`, verifying the server as `server_name`.
+    pub fn new(
+        addr: SocketAddr,
+        server_name: impl Into<String>,
+        config: Arc<ClientConfig>,
+        version: HttpVersion,
+    ) -> Agent {
+        Agent {
+            addr,
+            server_name: server_name.into(),
+            config,
+            version,
+            timeout: REQUEST_TIMEOUT,
+        }
+    }
+
+    /// An agent for a node URL such as `https://127.0.0.1:7443` (see [`parse_https_url`]).
+    pub fn from_url(
+        url: &str,
+        config: Arc<ClientConfig>,
+        version: HttpVersion,
+    ) -> Result<Agent, ClientError> {
+        let (addr, host) = parse_https_url(url)?;
+        Ok(Agent::new(addr, host, config, version))
+    }
+
+    /// Opens a new connection.
+    pub async fn connect(&self) -> Result<Connection, ClientError> {
+        let mut conn = Connection::connect(
+            self.addr,
+            &self.server_name,
+            Arc::clone(&self.config),
+            self.version,
+        )
+        .await?;
+        conn.set_timeout(self.timeout);
+        Ok(conn)
+    }
+
+    /// Sends one request on a fresh connection (see [`Connection::send`]).
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(Bytes, &str)>,
+    ) -> Result<Response, ClientError> {
+        self.connect().await?.send(method, path, body).await
+    }
+
+    /// POSTs a JSON body (`application/json`) on a fresh connection.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<Response, ClientError> {
+        let bytes = Bytes::from(body.to_string());
+        self.request(Method::POST, path, Some((bytes, "application/json")))
+            .await
+    }
+
+    /// GETs `path` on a fresh connection.
+    pub async fn get(&self, path: &str) -> Result<Response, ClientError> {
+        self.request(Method::GET, path, None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType,
+        PKCS_ECDSA_P256_SHA256,
+    };
+
+    fn check_url(url: &str, expected: Option<(&str, &str)>) {
+        let got = parse_https_url(url).ok();
+        let expected = expected.map(|(addr, host)| {
+            (
+                addr.parse::<SocketAddr>().expect("test address"),
+                host.to_owned(),
+            )
+        });
+        assert_eq!(got, expected, "{url}");
+    }
+
+    #[test]
+    fn parse_https_url_cases() {
+        check_url(
+            "https://127.0.0.1:7443",
+            Some(("127.0.0.1:7443", "127.0.0.1")),
+        );
+        check_url(
+            "https://127.0.0.1:7443/",
+            Some(("127.0.0.1:7443", "127.0.0.1")),
+        );
+        check_url("https://127.0.0.1", Some(("127.0.0.1:443", "127.0.0.1")));
+        check_url(
+            "https://localhost:8443",
+            Some(("127.0.0.1:8443", "localhost")),
+        );
+        check_url("https://[::1]:7443", Some(("[::1]:7443", "::1")));
+        check_url("http://127.0.0.1:7443", None);
+        check_url("127.0.0.1:7443", None);
+        check_url("https://example.org:7443", None);
+        check_url("https://127.0.0.1:7443/v1", None);
+        check_url("https://127.0.0.1:7443/?a=b", None);
+        check_url("https://user@127.0.0.1:7443", None);
+        check_url("", None);
+    }
+
+    #[test]
+    fn authority_brackets_ipv6() {
+        assert_eq!(authority("127.0.0.1", 7443), "127.0.0.1:7443");
+        assert_eq!(authority("localhost", 1), "localhost:1");
+        assert_eq!(authority("::1", 7443), "[::1]:7443");
+    }
+
+    /// A throwaway PKI written as PEM files: a CA, a server certificate for
+    /// 127.0.0.1/localhost, and a client certificate.
+    struct Pki {
+        dir: tempfile::TempDir,
+    }
+
+    impl Pki {
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+    }
+
+    fn new_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        CertifiedIssuer::self_signed(params, key).expect("CA")
+    }
+
+    fn leaf(
+        dir: &Path,
+        name: &str,
+        sans: Vec<SanType>,
+        issuer: &CertifiedIssuer<'static, KeyPair>,
+    ) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.subject_alt_names = sans;
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let cert = params.signed_by(&key, issuer).expect("leaf");
+        std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).expect("write");
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).expect("write");
+    }
+
+    fn pki() -> Pki {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = new_ca("test CA");
+        std::fs::write(dir.path().join("ca.crt"), ca.pem()).expect("write");
+        let node = vec![
+            SanType::DnsName("localhost".try_into().expect("dns")),
+            SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        ];
+        leaf(dir.path(), "server", node, &ca);
+        let uri = SanType::URI("urn:plusgate:agency:test:a".try_into().expect("uri"));
+        leaf(dir.path(), "client", vec![uri.clone()], &ca);
+        let other = new_ca("other CA");
+        std::fs::write(dir.path().join("other-ca.crt"), other.pem()).expect("write");
+        leaf(dir.path(), "stranger", vec![uri], &other);
+        Pki { dir }
+    }
+
+    /// A TLS 1.3 server requiring client certificates from `ca.crt` that answers every
+    /// request with 200 and the request's method, path and host.
+    async fn serve(pki: &Pki) -> SocketAddr {
+        use hyper::service::service_fn;
+        use rustls::server::WebPkiClientVerifier;
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in read_certs(&pki.path("ca.crt"), "CA").expect("ca") {
+            roots.add(cert).expect("root");
+        }
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                .build()
+                .expect("verifier");
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                read_certs(&pki.path("server.crt"), "server").expect("cert"),
+                PrivateKeyDer::from_pem_file(pki.path("server.key")).expect("key"),
+            )
+            .expect("server config");
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                        let host = req
+                            .headers()
+                            .get(header::HOST)
+                            .and_then(|h| h.to_str().ok())
+                            .map(str::to_owned)
+                            .or_else(|| req.uri().authority().map(|a| a.to_string()))
+                            .unwrap_or_default();
+                        let text = format!("{} {} {host}", req.method(), req.uri().path());
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from(text),
+                        )))
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn request(
+        addr: SocketAddr,
+        config: Arc<ClientConfig>,
+        version: HttpVersion,
+    ) -> Result<Response, ClientError> {
+        let agent = Agent::new(addr, "localhost", config, version);
+        // A hang here is the bug this guards against, so bound it well below the defaults.
+        tokio::time::timeout(Duration::from_secs(5), agent.get("/healthz"))
+            .await
+            .expect("request must not hang")
+    }
+
+    #[tokio::test]
+    async fn mutual_tls_round_trip_both_versions() {
+        let pki = pki();
+        let addr = serve(&pki).await;
+        for version in [HttpVersion::Http1, HttpVersion::Http2] {
+            let client = (pki.path("client.crt"), pki.path("client.key"));
+            let config = client_config(&pki.path("ca.crt"), Some((&client.0, &client.1)), version)
+                .expect("config");
+            let response = request(addr, config, version).await.expect("response");
+            assert_eq!(response.status, StatusCode::OK);
+            assert_eq!(
+                response.text(),
+                format!("GET /healthz localhost:{}", addr.port())
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn http2_connection_is_shared_between_streams() {
+        let pki = pki();
+        let addr = serve(&pki).await;
+        let (cert, key) = (pki.path("client.crt"), pki.path("client.key"));
+        let config = client_config(&pki.path("ca.crt"), Some((&cert, &key)), HttpVersion::Http2)
+            .expect("config");
+        let conn = Connection::connect(addr, "127.0.0.1", config, HttpVersion::Http2)
+            .await
+            .expect("connect");
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let mut c = conn.try_clone().expect("h2 clones");
+            tasks.push(tokio::spawn(async move {
+                c.send(
+                    Method::POST,
+                    &format!("/n/{i}"),
+                    Some((Bytes::new(), "text/plain")),
+                )
+                .await
+            }));
+        }
+        for (i, task) in tasks.into_iter().enumerate() {
+            let response = task.await.expect("join").expect("response");
+            assert_eq!(
+                response.text(),
+                format!("POST /n/{i} 127.0.0.1:{}", addr.port())
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_or_foreign_client_certificate_is_a_tls_error() {
+        let pki = pki();
+        let addr = serve(&pki).await;
+        let ca = pki.path("ca.crt");
+        let (cert, key) = (pki.path("stranger.crt"), pki.path("stranger.key"));
+        for version in [HttpVersion::Http1, HttpVersion::Http2] {
+            for identity in [None, Some((cert.as_path(), key.as_path()))] {
+                let config = client_config(&ca, identity, version).expect("config");
+                let err = request(addr, config, version)
+                    .await
+                    .expect_err("server must refuse");
+                assert!(
+                    matches!(err, ClientError::Tls { .. }),
+                    "{version} {identity:?}: {err}"
+                );
+                assert!(err.to_string().contains("alert"), "{err}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn untrusted_server_is_refused_in_the_handshake() {
+        let pki = pki();
+        let addr = serve(&pki).await;
+        let config =
+            client_config(&pki.path("other-ca.crt"), None, HttpVersion::Http1).expect("config");
+        let err = Connection::connect(addr, "localhost", config, HttpVersion::Http1)
+            .await
+            .expect_err("must not trust the server");
+        assert!(matches!(err, ClientError::Tls { .. }), "{err}");
+        assert!(err.is_tls_refusal());
+    }
+
+    #[test]
+    fn missing_pem_file_names_the_file() {
+        let err = client_config(Path::new("/nonexistent/ca.crt"), None, HttpVersion::Http1)
+            .expect_err("no file");
+        assert!(err.to_string().contains("/nonexistent/ca.crt"), "{err}");
+    }
+}

@@ -1,0 +1,598 @@
+//! The composition root: builds a node from a validated [`Config`] (schemas, TLS, store,
+//! ledger, inbox, routing, API, forwarders) and serves it on a listener until a shutdown
+//! signal.
+//!
+//! With `[federation]` configured, the node loads the signed directory at build time and
+//! refuses one whose signature fails or that is older than the newest it ever loaded
+//! (rollback protection; the newest is recorded in the store). On request (SIGHUP, see `cli`) it
+//! reloads the directory file under the same rules and, if it is newer, replaces the routing whole.
+//!
+//! `run(listener, shutdown)` takes the socket and the signal from the caller, so tests bind
+//! port 0 and stop the node when they like.
+
+pub mod api;
+pub mod client;
+pub mod forwarder;
+pub mod inbox;
+pub mod ledger;
+pub mod parallel;
+pub mod store;
+pub mod tls;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use self::api::Api;
+use self::client::HttpVersion;
+use self::forwarder::{ForwardOptions, Forwarding};
+use self::inbox::Inbox;
+use self::ledger::{CheckpointPolicy, Ledger, LedgerOptions};
+use self::store::{DirectorySeen, Store, StoreError};
+use self::tls::TlsError;
+use crate::config::{Config, FederationConfig};
+use crate::core::audit::hex;
+use crate::core::directory::{Directory, DirectoryError};
+use crate::core::identity::{self, Anonymous, CenterId, Identity, Peer};
+use crate::core::keys::{KeyError, SigningKey};
+use crate::core::routing::Routing;
+use crate::core::schema::{SchemaError, Schemas};
+
+/// A TLS handshake that takes longer than this is dropped (slowloris guard).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for open requests (long polls included) to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// An HTTP/1.1 client must send a request's headers within this time (slowloris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most concurrent HTTP/2 streams per connection.
+const H2_STREAMS_MAX: u32 = 256;
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How often payloads past their consent's retention period are looked for and erased.
+/// Retention periods are days to years, so a minute's lateness is nothing.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// Why a node could not be built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A schema is broken.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// TLS material is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The data directory cannot be used.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The ledger could not start.
+    #[error(transparent)]
+    Ledger(#[from] ledger::StartError),
+    /// The federation directory is unusable (unreadable, badly signed, invalid).
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    /// The node's signing key is unusable.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The directory is usable but wrong for this node (older than one loaded before, does
+    /// not list this node, lists another key for it).
+    #[error("federation directory {path}: {problem}")]
+    Federation {
+        /// The directory file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A data key is unusable.
+    #[error(transparent)]
+    Vault(#[from] crate::core::vault::VaultError),
+    /// The client side of node-to-node TLS could not be set up.
+    #[error("node-to-node TLS: {0}")]
+    Client(#[from] client::ClientError),
+}
+
+/// The federated part of a node.
+struct Federated {
+    config: FederationConfig,
+    seen: DirectorySeen,
+    forwarding_tls: Arc<rustls::ClientConfig>,
+}
+
+/// A node ready to serve.
+pub struct Node {
+    center: CenterId,
+    api: Arc<Api>,
+    routing: watch::Sender<Arc<Routing>>,
+    federated: Option<Federated>,
+    acceptor: TlsAcceptor,
+    connections_max: usize,
+    store: Store,
+    ledger_thread: JoinHandle<()>,
+    closing: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("center", &self.center)
+            .finish()
+    }
+}
+
+impl Node {
+    /// Builds every part of the node. Fails, naming the culprit, on a broken schema,
+    /// unusable TLS material or an unusable data directory.
+    pub fn build(config: &Config) -> Result<Node, NodeError> {
+        let schemas = Schemas::load(&config.schemas)?;
+        let server_config = tls::server_config(&config.tls)?;
+        let store = Store::open(&config.data_dir)?;
+        let (routing, signing_key, federated) = match &config.federation {
+            None => (
+                Routing::standalone(config.center.clone(), &config.directory),
+                None,
+                None,
+            ),
+            Some(f) => {
+                let key = SigningKey::load(&f.signing_key)?;
+                let directory = load_directory(f, &config.center, &key, &store)?;
+                let seen = DirectorySeen {
+                    version: directory.version,
+                    digest: hex(&directory.digest()),
+                };
+                let routing = Routing::federated(config.center.clone(), Arc::new(directory));
+                let forwarding_tls = client::client_config(
+                    &config.tls.client_ca,
+                    Some((&config.tls.cert, &config.tls.key)),
+                    HttpVersion::Http2,
+                )?;
+                (
+                    routing,
+                    Some(Arc::new(key)),
+                    Some(Federated {
+                        config: f.clone(),
+                        seen,
+                        forwarding_tls,
+                    }),
+                )
+            }
+        };
+        let options = LedgerOptions {
+            outbox_max: config
+                .federation
+                .as_ref()
+                .map_or(LedgerOptions::default().outbox_max, |f| f.outbox_max),
+            checkpoints: match (&config.federation, &signing_key) {
+                (Some(f), Some(key)) => Some(CheckpointPolicy {
+                    node: config.center.clone(),
+                    key: Arc::clone(key),
+                    every: f.checkpoint_every,
+                }),
+                _ => None,
+            },
+            federated_as: config.federation.as_ref().map(|_| config.center.clone()),
+        };
+        let data_keys = match &config.storage.data_key {
+            None => None,
+            Some(current) => Some(Arc::new(crate::core::vault::DataKeys::load(
+                current,
+                &config.storage.old_data_keys,
+            )?)),
+        };
+        let (ledger, ledger_thread) = Ledger::start(store.clone(), options)?;
+        let (closing, closing_rx) = watch::channel(false);
+        let inbox = Inbox::new(
+            store.clone(),
+            ledger.clone(),
+            config.limits.inbox_lease,
+            closing_rx,
+            data_keys.clone(),
+        );
+        let (routing_tx, routing_rx) = watch::channel(Arc::new(routing));
+        let api = Api {
+            schemas,
+            ledger,
+            inbox,
+            store: store.clone(),
+            routing: routing_rx,
+            signing_key,
+            data_keys,
+            center: config.center.clone(),
+            officers: config.directory.officers.clone(),
+            limits: config.limits.clone(),
+        };
+        Ok(Node {
+            center: config.center.clone(),
+            api: Arc::new(api),
+            routing: routing_tx,
+            federated,
+            acceptor: TlsAcceptor::from(server_config),
+            connections_max: config.limits.connections_max,
+            store,
+            ledger_thread,
+            closing,
+        })
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then drains open connections. Each
+    /// message on `reload` (the CLI sends one per SIGHUP) reloads the federation directory.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        mut reload: tokio::sync::mpsc::Receiver<()>,
+    ) {
+        let Node {
+            center,
+            api,
+            routing,
+            federated,
+            acceptor,
+            connections_max,
+            store,
+            ledger_thread,
+            closing,
+        } = self;
+        let limit = Arc::new(Semaphore::new(connections_max));
+        let graceful = GracefulShutdown::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(H2_STREAMS_MAX);
+        let builder = Arc::new(builder);
+        tokio::pin!(shutdown);
+
+        let federation = match federated {
+            None => None,
+            Some(f) => match FederationRuntime::start(&center, &api, routing, f, &closing).await {
+                Ok(rt) => Some(rt),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start forwarding: messages for other centers stay in their outboxes until a restart");
+                    None
+                }
+            },
+        };
+        // Payloads whose consent's retention period ended are erased at start and then
+        // every PURGE_EVERY (metadata, receipts and the audit entries stay).
+        let purger = {
+            let ledger = api.ledger.clone();
+            let actor = Identity::Node(center.clone()).uri();
+            let mut closing = closing.subscribe();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(PURGE_EVERY);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = closing.changed() => break,
+                    }
+                    loop {
+                        match ledger
+                            .purge(actor.clone(), time::OffsetDateTime::now_utc())
+                            .await
+                        {
+                            Ok(n) if n >= crate::node::ledger::PURGE_BATCH => continue,
+                            Ok(0) => break,
+                            Ok(n) => {
+                                tracing::info!(
+                                    payloads = n,
+                                    "purged payloads at the end of their retention"
+                                );
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not purge expired payloads");
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+        };
+        // Reloads run on their own task, so a request is handled at once, not whenever the
+        // accept loop next comes round. The task hands the runtime back at shutdown.
+        let reloader = {
+            let api = api.clone();
+            let mut closing = closing.subscribe();
+            tokio::spawn(async move {
+                let mut federation = federation;
+                loop {
+                    tokio::select! {
+                        request = reload.recv() => match (request, &mut federation) {
+                            (None, _) => break,
+                            (Some(()), Some(f)) => f.reload(&api).await,
+                            (Some(()), None) => {
+                                tracing::info!("reload ignored: this node is not federated");
+                            }
+                        },
+                        _ = closing.changed() => break,
+                    }
+                }
+                federation
+            })
+        };
+
+        loop {
+            let permit = tokio::select! {
+                _ = &mut shutdown => break,
+                permit = limit.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let (tcp, remote) = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed; backing off");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let api = api.clone();
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::info!(%remote, error = %e, "TLS handshake refused");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!(%remote, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let peer: Arc<Peer> = Arc::new(
+                    tls.get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map_or(Err(Anonymous::NoPlusgateUri), |c| {
+                            identity::from_certificate(c)
+                        }),
+                );
+                tracing::debug!(%remote, peer = ?peer, "connection");
+                let service = service_fn(move |req| {
+                    let api = api.clone();
+                    let peer = peer.clone();
+                    async move { Ok::<_, std::convert::Infallible>(api.handle(req, peer).await) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(tls), service);
+                if let Err(e) = watcher.watch(conn.into_owned()).await {
+                    tracing::debug!(%remote, error = %e, "connection ended with an error");
+                }
+            });
+        }
+
+        tracing::info!(node = %center, "shutting down: draining connections");
+        drop(listener);
+        purger.abort();
+        // Long polls answer now rather than at their deadline.
+        closing.send_replace(true);
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not finish within the drain timeout");
+        }
+        if let Ok(Some(f)) = reloader.await {
+            // The chain's last entries get a signed checkpoint before the node goes.
+            if let Err(e) = api.ledger.checkpoint().await {
+                tracing::warn!(error = %e, "no final audit checkpoint");
+            }
+            for task in f.forwarders {
+                let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+            }
+        }
+        // Everything acknowledged is already durable; this only tidies sled's buffers.
+        if let Err(e) = store.sync() {
+            tracing::warn!(error = %e, "final sync failed");
+        }
+        drop(api);
+        if ledger_thread.is_finished() {
+            let _ = ledger_thread.join();
+        }
+        tracing::info!(node = %center, "stopped");
+    }
+}
+
+/// Loads the signed directory and checks it is right for this node: listing this node
+/// with this node's signing key. `check-config` runs exactly this.
+pub fn load_directory_for(
+    f: &FederationConfig,
+    center: &CenterId,
+    key: &SigningKey,
+) -> Result<Directory, NodeError> {
+    let directory = Directory::load(&f.directory, &f.authority_key)?;
+    let wrong = |problem: String| NodeError::Federation {
+        path: f.directory.clone(),
+        problem,
+    };
+    let own = directory
+        .center(center)
+        .ok_or_else(|| wrong(format!("does not list this node's center `{center}`")))?;
+    if own.signing_key != key.public_key() {
+        return Err(wrong(format!(
+            "lists signing key {} for center {center}, but this node's key is {}",
+            own.signing_key,
+            key.public_key()
+        )));
+    }
+    Ok(directory)
+}
+
+/// [`load_directory_for`], and not older than the newest this node loaded before.
+fn load_directory(
+    f: &FederationConfig,
+    center: &CenterId,
+    key: &SigningKey,
+    store: &Store,
+) -> Result<Directory, NodeError> {
+    let directory = load_directory_for(f, center, key)?;
+    if let Some(seen) = store.directory_seen()? {
+        check_not_older(&directory, &seen).map_err(|problem| NodeError::Federation {
+            path: f.directory.clone(),
+            problem,
+        })?;
+    }
+    Ok(directory)
+}
+
+/// Rollback protection: a directory older than `seen`, or a different one with the same
+/// version, is refused.
+fn check_not_older(directory: &Directory, seen: &DirectorySeen) -> Result<(), String> {
+    if directory.version < seen.version {
+        return Err(format!(
+            "is version {}, older than version {} which this node already loaded; \
+             refusing to roll back",
+            directory.version, seen.version
+        ));
+    }
+    if directory.version == seen.version && hex(&directory.digest()) != seen.digest {
+        return Err(format!(
+            "is version {} but differs from the version {} this node already loaded; \
+             a changed directory needs a higher version",
+            directory.version, seen.version
+        ));
+    }
+    Ok(())
+}
+
+/// The running federation side of a node: the forwarders and the directory reload.
+struct FederationRuntime {
+    ctx: Arc<Forwarding>,
+    routing: watch::Sender<Arc<Routing>>,
+    federated: Federated,
+    started: BTreeSet<CenterId>,
+    forwarders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl FederationRuntime {
+    async fn start(
+        center: &CenterId,
+        api: &Api,
+        routing: watch::Sender<Arc<Routing>>,
+        federated: Federated,
+        closing: &watch::Sender<bool>,
+    ) -> Result<FederationRuntime, ledger::LedgerError> {
+        api.ledger.record_directory(federated.seen.clone()).await?;
+        let f = &federated.config;
+        let federated_interval = f.checkpoint_interval;
+        let ctx = Arc::new(Forwarding {
+            center: center.clone(),
+            store: api.store.clone(),
+            ledger: api.ledger.clone(),
+            routing: routing.subscribe(),
+            tls: federated.forwarding_tls.clone(),
+            options: ForwardOptions {
+                batch_max: f.batch_max,
+                retry_initial: f.retry_initial,
+                retry_max: f.retry_max,
+                message_ttl: f.message_ttl,
+            },
+            closing: closing.subscribe(),
+            clock: Arc::new(forwarder::SystemClock),
+            keys: api.data_keys.clone(),
+        });
+        let mut rt = FederationRuntime {
+            ctx,
+            routing,
+            federated,
+            started: BTreeSet::new(),
+            forwarders: Vec::new(),
+        };
+        // Every center in the directory, and any center an outbox still holds messages for
+        // (a center dropped from the directory: its messages then dead-letter at their TTL).
+        let mut peers: BTreeSet<CenterId> = rt.routing.borrow().peers().into_iter().collect();
+        if let Ok(lengths) = api.store.outbox_lengths() {
+            peers.extend(lengths.into_keys());
+        }
+        for peer in peers {
+            rt.spawn(peer);
+        }
+        // A quiet node signs its last entries too, at least every checkpoint interval.
+        let ledger = api.ledger.clone();
+        let mut closing = closing.subscribe();
+        let interval = federated_interval;
+        rt.forwarders.push(tokio::spawn(async move {
+            // The first tick one interval from now (tokio's `interval` would fire at once).
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(e) = ledger.checkpoint().await {
+                            tracing::warn!(error = %e, "could not sign an audit checkpoint");
+                        }
+                    }
+                    _ = closing.changed() => break,
+                }
+            }
+        }));
+        Ok(rt)
+    }
+
+    fn spawn(&mut self, peer: CenterId) {
+        if self.started.insert(peer.clone()) {
+            self.forwarders
+                .push(tokio::spawn(forwarder::forward(self.ctx.clone(), peer)));
+        }
+    }
+
+    /// SIGHUP: load the directory file again; take it only if it verifies and is newer.
+    async fn reload(&mut self, api: &Api) {
+        let f = &self.federated.config;
+        let center = self.ctx.center.clone();
+        let loaded = SigningKey::load(&f.signing_key)
+            .map_err(NodeError::from)
+            .and_then(|key| load_directory(f, &center, &key, &api.store));
+        let directory = match loaded {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "directory reload refused; keeping the current one");
+                return;
+            }
+        };
+        let seen = DirectorySeen {
+            version: directory.version,
+            digest: hex(&directory.digest()),
+        };
+        if seen == self.federated.seen {
+            tracing::info!(version = seen.version, "directory reload: unchanged");
+            return;
+        }
+        if let Err(e) = api.ledger.record_directory(seen.clone()).await {
+            tracing::error!(error = %e, "directory reload: cannot record it; keeping the current one");
+            return;
+        }
+        let routing = Routing::federated(center, Arc::new(directory));
+        let peers = routing.peers();
+        self.routing.send_replace(Arc::new(routing));
+        tracing::info!(version = seen.version, "directory reloaded");
+        self.federated.seen = seen;
+        for peer in peers {
+            self.spawn(peer);
+        }
+    }
+}
