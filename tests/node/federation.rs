@@ -448,16 +448,18 @@ async fn crashes_of_either_node_lose_nothing_and_duplicate_nothing() {
 }
 
 #[tokio::test]
-async fn a_peer_unreachable_for_a_minute_gets_everything_once_it_is_back() {
+async fn a_peer_unreachable_through_many_backoff_rounds_gets_everything_once_it_is_back() {
     let fed = three_centers();
     let (recipient, center) = remote_recipient(&fed);
     let a = fed.start("suwon");
     let agent = a.agent("suwon/employment", HttpVersion::Http2);
-    // B is down for a minute while A keeps accepting.
+    // B is down while A keeps accepting, long enough for A's backoff (50 ms doubling, capped
+    // at 1 s by `three_centers`) to reach its cap and keep retrying there: eight times the
+    // cap. (A minute of outage against a 60 s cap is the same test, sixty times slower.)
     let mut ids = Vec::new();
     let outage = Instant::now();
     let mut i = 0;
-    while outage.elapsed() < Duration::from_secs(60) {
+    while outage.elapsed() < Duration::from_secs(8) {
         let id = format!("ref-outage-{i:04}");
         push_accepted(&agent, &remote_referral(&fed, &id)).await;
         ids.push(id);
@@ -465,8 +467,10 @@ async fn a_peer_unreachable_for_a_minute_gets_everything_once_it_is_back() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let waiting = wait_for_status(&a, &ids[0], |s| s["state"] == "forwarded").await;
+    // Delays of at most 50, 100, 200, 400 and 800 ms fit five failures into the first
+    // 1.6 s: by now the backoff has reached its cap.
     assert!(
-        waiting["forwarding"]["failed_attempts"].as_u64() > Some(0),
+        waiting["forwarding"]["failed_attempts"].as_u64() >= Some(5),
         "{waiting}"
     );
     assert!(waiting["forwarding"]["last_error"].is_string(), "{waiting}");
