@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod client;
+pub mod clock;
 pub mod forwarder;
 pub mod inbox;
 pub mod ledger;
