@@ -42,7 +42,7 @@ pub(super) struct Group {
     /// Delivery records written in this group.
     pub(super) deliveries: HashMap<MessageId, DeliveryRecord>,
     /// Outbox lengths before this group, to restore if its commit fails.
-    pub(super) outbox_len_before: Option<BTreeMap<CenterId, usize>>,
+    outbox_len_before: BTreeMap<CenterId, usize>,
     /// A command asked for a checkpoint.
     pub(super) checkpoint_requested: bool,
     /// The checkpoint this group writes, published once durable.
@@ -65,7 +65,7 @@ impl Group {
             at: crate::core::time::rfc3339(now),
             messages: HashMap::new(),
             deliveries: HashMap::new(),
-            outbox_len_before: Some(outbox_len.clone()),
+            outbox_len_before: outbox_len.clone(),
             checkpoint_requested: false,
             checkpoint: None,
             peer_checkpoints: HashMap::new(),
@@ -127,6 +127,8 @@ impl Writer {
         };
         match outcome {
             Ok(()) => {
+                // Publish before answering, so a sender that is told "accepted" and
+                // immediately asks the recipient to pull finds the message visible.
                 self.durable.send_replace(self.head.next_seq);
                 if checkpoint.is_some() {
                     self.checkpoint.send_replace(checkpoint);
@@ -145,9 +147,7 @@ impl Writer {
                     LedgerError::Halted
                 } else {
                     self.head = head_before;
-                    if let Some(before) = outbox_len_before {
-                        self.outbox_len = before;
-                    }
+                    self.outbox_len = outbox_len_before;
                     LedgerError::NotWritten
                 };
                 for p in pending {
