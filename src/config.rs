@@ -70,6 +70,15 @@ struct RawConfig {
     federation: Option<RawFederation>,
     #[serde(default)]
     storage: RawStorage,
+    #[serde(default)]
+    clock: RawClock,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClock {
+    #[serde(default)]
+    danger_offset_s: i64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -203,6 +212,11 @@ fn default_batch_max() -> usize {
     1000
 }
 
+/// Largest accepted `clock.danger_offset_s` either way: about ten years, far beyond any
+/// consent or retention period a test needs to see out, and far from the dates a time can
+/// hold.
+pub const DANGER_OFFSET_S_LIMIT: i64 = 10 * 366 * 86_400;
+
 /// Largest accepted `federation.batch_max`.
 pub const BATCH_MAX_LIMIT: usize = 1000;
 
@@ -230,6 +244,19 @@ pub struct Config {
     pub federation: Option<FederationConfig>,
     /// Payloads at rest.
     pub storage: StorageConfig,
+    /// The node's clock.
+    pub clock: ClockConfig,
+}
+
+/// The `[clock]` section. Absent in production configs.
+#[derive(Debug, Clone)]
+pub struct ClockConfig {
+    /// Added to the wall clock wherever the node reads the time (`danger_offset_s`;
+    /// negative: earlier). For tests that need a node to start "later" (a consent expired,
+    /// a retention period or time to live run out) without waiting; never in production:
+    /// every time the node records would be off by this much. Zero unless configured; the
+    /// node logs a warning at start when it is not.
+    pub danger_offset: time::Duration,
 }
 
 /// The `[storage]` section: the keys that seal payloads at rest (see `vault`).
@@ -377,6 +404,13 @@ impl Config {
             ));
         }
 
+        if !(-DANGER_OFFSET_S_LIMIT..=DANGER_OFFSET_S_LIMIT).contains(&raw.clock.danger_offset_s) {
+            return Err(invalid(
+                "clock.danger_offset_s",
+                format!("must be between -{DANGER_OFFSET_S_LIMIT} and {DANGER_OFFSET_S_LIMIT}"),
+            ));
+        }
+
         let federation = match &raw.federation {
             Some(f) => Some(federation(f, base, &invalid)?),
             None => None,
@@ -472,6 +506,9 @@ impl Config {
                         .map(|p| base.join(p))
                         .collect(),
                 }
+            },
+            clock: ClockConfig {
+                danger_offset: time::Duration::seconds(raw.clock.danger_offset_s),
             },
         })
     }

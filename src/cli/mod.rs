@@ -316,7 +316,10 @@ fn audit_export(path: &Path, out: &Path, since: u64) -> Result<String, (u8, Stri
         None => None,
     };
     let store = crate::cli::export::open_store(&config.data_dir).map_err(|e| (EXIT_FAILURE, e))?;
-    let now = crate::node::ledger::now_rfc3339();
+    // The node's clock, as configured: the closing checkpoint's time is on the same clock
+    // as the chain it closes.
+    let clock = crate::node::clock::SystemClock::shifted(config.clock.danger_offset);
+    let now = crate::node::clock::Clock::now_rfc3339(&clock);
     let node = config.center.to_string();
     let closing = key.as_ref().map(|key| crate::cli::export::Closing {
         key,

@@ -205,3 +205,36 @@ fn agencies_and_a_federation_exclude_each_other() {
         "{err}"
     );
 }
+
+#[test]
+fn the_clock_runs_true_unless_shifted_on_purpose() {
+    assert_eq!(
+        parse(GOOD).expect("valid").clock.danger_offset,
+        time::Duration::ZERO
+    );
+    let later = parse(&format!("{GOOD}\n[clock]\ndanger_offset_s = 8\n")).expect("valid");
+    assert_eq!(later.clock.danger_offset, time::Duration::seconds(8));
+    let earlier = parse(&format!("{GOOD}\n[clock]\ndanger_offset_s = -86400\n")).expect("valid");
+    assert_eq!(earlier.clock.danger_offset, time::Duration::days(-1));
+}
+
+#[test]
+fn each_clock_mistake_names_its_key() {
+    for offset in [
+        DANGER_OFFSET_S_LIMIT + 1,
+        -DANGER_OFFSET_S_LIMIT - 1,
+        i64::MIN,
+        i64::MAX,
+    ] {
+        check_err(
+            &format!("{GOOD}\n[clock]\ndanger_offset_s = {offset}\n"),
+            "clock.danger_offset_s",
+        );
+    }
+    check_err(
+        &format!("{GOOD}\n[clock]\ndanger_offset_s = 1.5\n"),
+        "danger_offset_s",
+    );
+    // Only the name that says what it is: no quiet way to shift a node's clock.
+    check_err(&format!("{GOOD}\n[clock]\noffset_s = 8\n"), "offset_s");
+}

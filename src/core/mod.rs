@@ -12,5 +12,6 @@ pub mod message;
 pub mod routing;
 pub mod rrn;
 pub mod schema;
+pub mod time;
 pub mod vault;
 pub mod wire;

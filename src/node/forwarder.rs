@@ -26,7 +26,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use rustls::ClientConfig;
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
@@ -37,6 +36,7 @@ use crate::core::wire::{
     Batch, BatchResult, WireConsent, WireMessage, WithheldReport, BATCHES_PATH,
 };
 use crate::node::client::{self, Connection, HttpVersion};
+use crate::node::clock::Clock;
 use crate::node::ledger::{Ledger, Parties};
 use crate::node::store::{MessageRecord, Store, StoreError};
 
@@ -56,32 +56,6 @@ pub struct ForwardOptions {
     pub message_ttl: Duration,
 }
 
-/// Time as the forwarders see it: the wall clock and tokio's timers in a node, a virtual
-/// clock in tests (hours of retries and a time to live run in milliseconds).
-pub trait Clock: Send + Sync {
-    /// Now.
-    fn now(&self) -> OffsetDateTime;
-    /// Waits `d`.
-    fn sleep(&self, d: Duration)
-        -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-}
-
-/// The wall clock and tokio's timers.
-#[derive(Debug, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
-    fn sleep(
-        &self,
-        d: Duration,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        Box::pin(tokio::time::sleep(d))
-    }
-}
-
 /// Everything a forwarder needs. Shared by all forwarders of a node.
 pub struct Forwarding {
     /// This node.
@@ -98,7 +72,8 @@ pub struct Forwarding {
     pub options: ForwardOptions,
     /// Turns true when the node shuts down.
     pub closing: watch::Receiver<bool>,
-    /// Time source for the time to live and the retry delays.
+    /// Time source for the time to live and the retry delays: the node's clock (see
+    /// `clock`), a fast-forwarding one in tests (hours of retries in milliseconds).
     pub clock: Arc<dyn Clock>,
     /// Opens payloads stored sealed.
     pub keys: Option<Arc<crate::core::vault::DataKeys>>,
@@ -165,9 +140,9 @@ impl Backoff {
 /// True if a message accepted at `accepted_at` (RFC 3339) has outlived `ttl` at `now`.
 /// An unreadable time counts as expired: such a record cannot be trusted to ever leave.
 pub fn expired(accepted_at: &str, now: OffsetDateTime, ttl: Duration) -> bool {
-    match OffsetDateTime::parse(accepted_at, &Rfc3339) {
-        Ok(at) => now - at > ttl,
-        Err(_) => true,
+    match crate::core::time::parse(accepted_at) {
+        Some(at) => now - at > ttl,
+        None => true,
     }
 }
 
@@ -409,7 +384,7 @@ async fn round(
         }
     }
     if !expired_ids.is_empty() {
-        let actor = Identity::Node(ctx.center.clone()).uri();
+        let actor = Identity::Node(ctx.center.clone());
         ctx.ledger.dead_letter(actor, expired_ids).await?;
     }
     let (consents, told) = consents_for(ctx, peer, &batch)?;
@@ -517,10 +492,7 @@ fn consents_for(
 /// delivered), refusals (dead-lettered), and messages without a valid receipt (a failed
 /// attempt; they are sent again).
 async fn record(ctx: Arc<Forwarding>, peer: CenterId, handed: Handed) -> Result<(), RoundError> {
-    let actor = Identity::Node(peer.clone()).uri();
-    ctx.ledger
-        .delivered(actor, peer.clone(), handed.receipts)
-        .await?;
+    ctx.ledger.delivered(peer.clone(), handed.receipts).await?;
     if !handed.told.is_empty() || !handed.reported.is_empty() {
         ctx.ledger
             .notices_told(peer.clone(), handed.told, handed.reported)
@@ -531,7 +503,7 @@ async fn record(ctx: Arc<Forwarding>, peer: CenterId, handed: Handed) -> Result<
     }
     if !handed.refused.is_empty() {
         ctx.ledger
-            .dead_letter(Identity::Node(ctx.center.clone()).uri(), handed.refused)
+            .dead_letter(Identity::Node(ctx.center.clone()), handed.refused)
             .await?;
     }
     if !handed.unanswered.is_empty() {
@@ -739,31 +711,6 @@ mod tests {
         );
     }
 
-    /// A clock whose sleeps return at once, moving virtual time forward.
-    struct VirtualClock {
-        start: OffsetDateTime,
-        elapsed: std::sync::Mutex<Duration>,
-    }
-
-    impl VirtualClock {
-        fn elapsed(&self) -> Duration {
-            *self.elapsed.lock().expect("clock")
-        }
-    }
-
-    impl Clock for VirtualClock {
-        fn now(&self) -> OffsetDateTime {
-            self.start + self.elapsed()
-        }
-        fn sleep(
-            &self,
-            d: Duration,
-        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-            *self.elapsed.lock().expect("clock") += d;
-            Box::pin(tokio::task::yield_now())
-        }
-    }
-
     /// A sending node whose peer never answers, under a virtual clock. Everything else is
     /// real: a dev-init federation, a sled store, the ledger, TLS configuration, and
     /// connection attempts to a loopback port nobody listens on.
@@ -773,6 +720,7 @@ mod tests {
         use crate::core::directory::Directory;
         use crate::core::message::Envelope;
         use crate::core::routing::Route;
+        use crate::node::clock::ManualClock;
         use crate::node::ledger::{LedgerOptions, Submission};
         use crate::node::store::DeliveryState;
 
@@ -796,8 +744,12 @@ mod tests {
             Arc::new(directory),
         ));
         let store = Store::open(&tmp.path().join("data")).expect("store");
+        // Virtual time for the ledger and the forwarder alike: every sleep jumps ahead.
+        let start = OffsetDateTime::now_utc();
+        let clock = Arc::new(ManualClock::fast_forwarding(start));
+        let elapsed = || -> Duration { (clock.now() - start).unsigned_abs() };
         let (ledger, _thread) =
-            Ledger::start(store.clone(), LedgerOptions::default()).expect("ledger");
+            Ledger::start(store.clone(), LedgerOptions::default(), clock.clone()).expect("ledger");
 
         // The consent the example cites, registered as its collector would.
         let (consent, collector) = manifest.example("consent").expect("consent example");
@@ -808,7 +760,7 @@ mod tests {
             crate::core::consent::Registration::new(&consent, &collector, "2026-01-01T00:00:00Z")
                 .expect("registration");
         ledger
-            .register_consent("test".into(), registration.record)
+            .register_consent(collector, registration.record)
             .await
             .expect("registered");
 
@@ -819,19 +771,17 @@ mod tests {
         let envelope = Envelope::from_validated(body, &sender).expect("envelope");
         let peer = envelope.to.center().clone();
         let keys = crate::core::vault::DataKeys::from_bytes([3; 32], &[]);
-        let submission =
-            Submission::new(&sender, envelope, Route::Remote(peer.clone()), Some(&keys))
-                .expect("sealed");
+        let submission = Submission::new(
+            &sender,
+            envelope,
+            Route::Remote(peer.clone()),
+            Some(&keys),
+            clock.now(),
+        )
+        .expect("sealed");
         let id = submission.id().clone();
-        ledger
-            .accept("test".into(), submission)
-            .await
-            .expect("accepted");
+        ledger.accept(submission).await.expect("accepted");
 
-        let clock = Arc::new(VirtualClock {
-            start: OffsetDateTime::now_utc(),
-            elapsed: std::sync::Mutex::new(Duration::ZERO),
-        });
         let (_routing_tx, routing_rx) = watch::channel(routing);
         let (closing_tx, closing_rx) = watch::channel(false);
         let tls = client::client_config(
@@ -860,16 +810,15 @@ mod tests {
 
         // Real time only for the attempts themselves; virtual time for everything else.
         let wait_until = |virtual_time: Duration| {
-            let clock = clock.clone();
             let store_for_wait = store.clone();
             let id_for_wait = id.clone();
             async move {
                 let deadline = std::time::Instant::now() + Duration::from_secs(60);
-                while clock.elapsed() < virtual_time {
+                while elapsed() < virtual_time {
                     assert!(
                         std::time::Instant::now() < deadline,
                         "forwarder stalled at {:?}: {:?}",
-                        clock.elapsed(),
+                        elapsed(),
                         store_for_wait.delivery(&id_for_wait)
                     );
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -902,7 +851,7 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
-        let at = clock.elapsed();
+        let at = elapsed();
         assert!(
             at >= Duration::from_secs(3600) && at <= Duration::from_secs(3600 + 61),
             "dead-lettered at virtual {at:?}"
@@ -920,7 +869,7 @@ mod tests {
     #[test]
     fn a_message_expires_exactly_after_its_time_to_live() {
         let accepted = "2026-11-26T03:00:00.000Z";
-        let at = |s: &str| OffsetDateTime::parse(s, &Rfc3339).expect("time");
+        let at = |s: &str| crate::core::time::parse(s).expect("time");
         let ttl = Duration::from_secs(3600);
         assert!(!expired(accepted, at("2026-11-26T03:59:59Z"), ttl));
         assert!(!expired(accepted, at("2026-11-26T04:00:00Z"), ttl));

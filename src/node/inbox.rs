@@ -80,10 +80,9 @@ impl Inbox {
     }
 
     /// Leases up to `max` messages of `recipient`, waiting up to `wait` for one to arrive.
-    /// `actor` is the SAN URI recorded in the audit log.
+    /// The recipient is the actor the audit log records.
     pub async fn pull(
         &self,
-        actor: &str,
         recipient: &AgencyId,
         max: usize,
         wait: Duration,
@@ -95,7 +94,7 @@ impl Inbox {
             durable.borrow_and_update();
             let taken = self.take(recipient, max)?;
             if !taken.is_empty() {
-                return self.record_lease(actor, recipient, taken).await;
+                return self.record_lease(recipient, taken).await;
             }
             let now = Instant::now();
             if now >= deadline || *closing.borrow_and_update() {
@@ -105,7 +104,7 @@ impl Inbox {
             tokio::select! {
                 changed = durable.changed() => {
                     if changed.is_err() {
-                        return Err(LedgerError::Unavailable("the ledger has stopped".into()).into());
+                        return Err(LedgerError::Stopped.into());
                     }
                 }
                 _ = tokio::time::sleep_until(recheck) => {}
@@ -114,17 +113,14 @@ impl Inbox {
         }
     }
 
-    /// Acknowledges `ids` for `recipient` (all or nothing) and drops their leases.
+    /// Acknowledges `ids` for `recipient` (all or nothing; the recipient is the actor) and
+    /// drops their leases.
     pub async fn ack(
         &self,
-        actor: &str,
         recipient: &AgencyId,
         ids: Vec<MessageId>,
     ) -> Result<Vec<MessageId>, LedgerError> {
-        let acked = self
-            .ledger
-            .ack(actor.to_owned(), recipient.clone(), ids)
-            .await?;
+        let acked = self.ledger.ack(recipient.clone(), ids).await?;
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         for id in &acked {
             leases.remove(id);
@@ -181,7 +177,6 @@ impl Inbox {
 
     async fn record_lease(
         &self,
-        actor: &str,
         recipient: &AgencyId,
         taken: Vec<MessageRecord>,
     ) -> Result<Vec<MessageRecord>, InboxError> {
@@ -196,11 +191,7 @@ impl Inbox {
                 })
             })
             .collect();
-        match self
-            .ledger
-            .lease(actor.to_owned(), recipient.clone(), items)
-            .await
-        {
+        match self.ledger.lease(recipient.clone(), items).await {
             Ok(leased) => Ok(taken
                 .into_iter()
                 .filter(|m| leased.iter().any(|id| id.as_str() == m.id))

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod client;
+pub mod clock;
 pub mod forwarder;
 pub mod inbox;
 pub mod ledger;
@@ -35,6 +36,7 @@ use tokio_rustls::TlsAcceptor;
 
 use self::api::Api;
 use self::client::HttpVersion;
+use self::clock::{Clock, SystemClock};
 use self::forwarder::{ForwardOptions, Forwarding};
 use self::inbox::Inbox;
 use self::ledger::{CheckpointPolicy, Ledger, LedgerOptions};
@@ -187,7 +189,16 @@ impl Node {
                 &config.storage.old_data_keys,
             )?)),
         };
-        let (ledger, ledger_thread) = Ledger::start(store.clone(), options)?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::shifted(config.clock.danger_offset));
+        if !config.clock.danger_offset.is_zero() {
+            tracing::warn!(
+                danger_offset_s = config.clock.danger_offset.whole_seconds(),
+                "the clock is shifted by [clock] danger_offset_s: every time this node \
+                 records and every expiry it judges is off from the real time by this much; \
+                 for tests only"
+            );
+        }
+        let (ledger, ledger_thread) = Ledger::start(store.clone(), options, clock)?;
         let (closing, closing_rx) = watch::channel(false);
         let inbox = Inbox::new(
             store.clone(),
@@ -267,40 +278,12 @@ impl Node {
         };
         // Payloads whose consent's retention period ended are erased at start and then
         // every PURGE_EVERY (metadata, receipts and the audit entries stay).
-        let purger = {
-            let ledger = api.ledger.clone();
-            let actor = Identity::Node(center.clone()).uri();
-            let mut closing = closing.subscribe();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(PURGE_EVERY);
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        _ = closing.changed() => break,
-                    }
-                    loop {
-                        match ledger
-                            .purge(actor.clone(), time::OffsetDateTime::now_utc())
-                            .await
-                        {
-                            Ok(n) if n >= crate::node::ledger::PURGE_BATCH => continue,
-                            Ok(0) => break,
-                            Ok(n) => {
-                                tracing::info!(
-                                    payloads = n,
-                                    "purged payloads at the end of their retention"
-                                );
-                                break;
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "could not purge expired payloads");
-                                break;
-                            }
-                        }
-                    }
-                }
-            })
-        };
+        let purger = tokio::spawn(ledger::purge_every(
+            api.ledger.clone(),
+            Identity::Node(center.clone()),
+            PURGE_EVERY,
+            closing.subscribe(),
+        ));
         // Reloads run on their own task, so a request is handled at once, not whenever the
         // accept loop next comes round. The task hands the runtime back at shutdown.
         let reloader = {
@@ -511,7 +494,7 @@ impl FederationRuntime {
                 message_ttl: f.message_ttl,
             },
             closing: closing.subscribe(),
-            clock: Arc::new(forwarder::SystemClock),
+            clock: api.ledger.clock().clone(),
             keys: api.data_keys.clone(),
         });
         let mut rt = FederationRuntime {

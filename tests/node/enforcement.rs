@@ -213,9 +213,9 @@ async fn a_consent_travels_with_its_message_and_is_checked_again_at_the_destinat
     let fed = Federation::new();
     let a = fed.start("suwon");
     let employment = a.agent("suwon/employment", HttpVersion::Http2);
-    // Valid for a few seconds only.
+    // Valid for a minute only.
     let brief = consent_like(&fed, "cns-brief", |c| {
-        c["valid_until"] = json!(from_now(6));
+        c["valid_until"] = json!(from_now(60));
     });
     register_consent(&employment, &brief).await;
     let mut late = with_id(fed.example("referral-remote"), "ref-arrives-late");
@@ -223,11 +223,18 @@ async fn a_consent_travels_with_its_message_and_is_checked_again_at_the_destinat
     let on_time = with_id(fed.example("referral-remote"), "ref-arrives-on-time");
     let recipient = on_time["to"].as_str().expect("to").to_owned();
 
-    // The recipient's center is down while the short consent runs out.
+    // The recipient's center is down while the short consent runs out: it comes back two
+    // minutes later, on its clock (shifted, so the test does not wait for it), and says so.
     push_accepted(&employment, &late).await;
     push_accepted(&employment, &on_time).await;
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    fed.shift_clock("gangseo", 120);
     let b = fed.start("gangseo");
+    let log = b.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("the clock is shifted") && l.contains("120")),
+        "{log}"
+    );
 
     // The message under a consent that is still valid arrives, and its consent with it:
     // the recipient can read the consent it received data under.
@@ -264,6 +271,44 @@ async fn a_consent_travels_with_its_message_and_is_checked_again_at_the_destinat
         reason.contains("refused by center gangseo") && reason.contains("consent-expired"),
         "{reason}"
     );
+}
+
+#[tokio::test]
+async fn a_payload_is_erased_when_its_retention_period_ends_and_the_sender_sees_so() {
+    let fed = Federation::new();
+    let mut node = fed.start("suwon");
+    let employment = node.agent("suwon/employment", HttpVersion::Http2);
+    let one_day = consent_like(&fed, "cns-one-day", |c| {
+        c["retention"]["period"] = json!("P1D");
+    });
+    register_consent(&employment, &one_day).await;
+    push_accepted(
+        &employment,
+        &referral_under(&fed, "ref-kept-a-day", "cns-one-day"),
+    )
+    .await;
+
+    // A day and a minute later (the node restarted on a shifted clock; nobody waits a
+    // day), the purge at start erases the payload; the record of who sent what stays.
+    fed.shift_clock("suwon", 86_400 + 60);
+    node.restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let s = status_of(&node, "suwon/employment", "ref-kept-a-day").await;
+        if s["payload_erased"].is_object() || Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let why = status["payload_erased"]["reason"].as_str().unwrap_or("");
+    assert!(
+        why.contains("retention period of consent cns-one-day"),
+        "{status}"
+    );
+    // Never pulled, so never disclosed: withheld from the recipient.
+    assert_eq!(status["state"], "withheld", "{status}");
+    let welfare = node.agent("suwon/welfare", HttpVersion::Http1);
+    assert!(pull(&welfare, "max=10").await.is_empty());
 }
 
 #[tokio::test]

@@ -490,10 +490,14 @@ async fn an_undeliverable_message_is_dead_lettered_and_an_operator_can_retry_it(
     let fed = three_centers();
     let (recipient, center) = remote_recipient(&fed);
     fed.set_option("suwon", "federation", "message_ttl_s", "2");
-    let a = fed.start("suwon");
+    let mut a = fed.start("suwon");
     let agent = a.agent("suwon/employment", HttpVersion::Http1);
     push_accepted(&agent, &remote_referral(&fed, "ref-dead")).await;
     push_accepted(&agent, &remote_referral(&fed, "ref-dropped")).await;
+    // The peer stays down past their time to live: A comes back a minute later on its
+    // clock (shifted, so the test does not wait for it).
+    fed.shift_clock("suwon", 60);
+    a.restart();
 
     let seen = wait_for_status(&a, "ref-dead", |s| s["state"] == "dead-lettered").await;
     let reason = seen["forwarding"]["last_error"]

@@ -19,10 +19,10 @@ use crate::node::store::StoreError;
 const LIST_MAX: usize = 1000;
 
 impl Api {
-    /// The SAN URI of this node's own certificate, if that is who is calling.
-    pub(super) fn operator(&self, peer: &Peer) -> Result<String, Problem> {
+    /// This node's own identity, if that is who is calling.
+    pub(super) fn operator(&self, peer: &Peer) -> Result<Identity, Problem> {
         match peer {
-            Ok(Identity::Node(c)) if c == &self.center => Ok(Identity::Node(c.clone()).uri()),
+            Ok(Identity::Node(c)) if c == &self.center => Ok(Identity::Node(c.clone())),
             Ok(other) => Err(Problem::forbidden(
                 "wrong-role",
                 format!(
@@ -90,7 +90,7 @@ impl Api {
     pub(super) async fn outbox_action(
         &self,
         req: Request<Incoming>,
-        actor: String,
+        actor: Identity,
         action: &str,
     ) -> Result<Resp, Problem> {
         let body = self.read_json(req).await?;

@@ -11,17 +11,15 @@ use serde_json::{json, Value};
 
 use super::{json_response, ledger_problem, store_problem, Api, Problem, Resp};
 use crate::core::consent::{Registration, StatusChange};
-use crate::core::identity::{AgencyId, Identity, Peer};
+use crate::core::identity::AgencyId;
 use crate::core::message::MessageType;
 use crate::core::schema::Violation;
-use crate::node::ledger::now_rfc3339;
 
 impl Api {
     pub(super) async fn register_consent(
         &self,
         req: Request<Incoming>,
         agency: &AgencyId,
-        peer: &Peer,
     ) -> Result<Resp, Problem> {
         let document = self.read_json(req).await?;
         self.schemas
@@ -37,12 +35,12 @@ impl Api {
         if !rrn.is_empty() {
             return Err(Problem::invalid(rrn));
         }
-        let registration = Registration::new(&document, agency, &now_rfc3339())
+        let now = self.ledger.clock().now_rfc3339();
+        let registration = Registration::new(&document, agency, &now)
             .map_err(|e| Problem::forbidden("not-collector", e.to_string()))?;
-        let actor = peer.as_ref().map(Identity::uri).unwrap_or_default();
         let (record, new) = self
             .ledger
-            .register_consent(actor, registration.record)
+            .register_consent(agency.clone(), registration.record)
             .await
             .map_err(ledger_problem)?;
         let status = if new {
@@ -71,21 +69,19 @@ impl Api {
         &self,
         req: Request<Incoming>,
         agency: &AgencyId,
-        peer: &Peer,
         id: &str,
     ) -> Result<Resp, Problem> {
         let body = self.read_json(req).await?;
         let (at, reason) = parse_withdrawal(&body).map_err(Problem::invalid)?;
         let change = StatusChange {
             status: "withdrawn".into(),
-            at: at.unwrap_or_else(now_rfc3339),
+            at: at.unwrap_or_else(|| self.ledger.clock().now_rfc3339()),
             by: agency.to_string(),
             reason,
         };
-        let actor = peer.as_ref().map(Identity::uri).unwrap_or_default();
         let record = self
             .ledger
-            .withdraw_consent(actor, id.to_owned(), agency.clone(), change)
+            .withdraw_consent(id.to_owned(), agency.clone(), change)
             .await
             .map_err(ledger_problem)?;
         Ok(json_response(StatusCode::OK, &record.to_json()))

@@ -21,7 +21,7 @@ use crate::core::identity::{AgencyId, Anonymous, CenterId, Identity, Peer};
 use crate::core::message::MessageType;
 use crate::core::routing::Route;
 use crate::core::wire::{ItemResult, Receipt, WireConsent, WithheldReport, BATCH_LEN_MAX};
-use crate::node::ledger::{now_rfc3339, LedgerError, Submission};
+use crate::node::ledger::{LedgerError, Submission};
 
 /// Largest batch body accepted (a forwarder builds at most `outbox::BATCH_BYTES_MAX`).
 pub const BATCH_BODY_BYTES_MAX: usize = 32 << 20;
@@ -128,12 +128,11 @@ impl Api {
                 }
             })
             .collect();
-        let actor = Identity::Node(node.clone()).uri();
         let outcomes = if valid.is_empty() && consents.is_empty() && withheld.is_empty() {
             Vec::new()
         } else {
             self.ledger
-                .receive(actor, node.clone(), consents, withheld, valid)
+                .receive(node.clone(), consents, withheld, valid)
                 .await
                 .map_err(ledger_problem)?
         };
@@ -225,7 +224,8 @@ impl Api {
             .and_then(Value::as_str)
             .and_then(|a| AgencyId::parse(a).ok())
             .ok_or_else(|| format!("consent {id} names no collecting agency"))?;
-        let registration = Registration::new(&document, &collector, &now_rfc3339())
+        let now = self.ledger.clock().now_rfc3339();
+        let registration = Registration::new(&document, &collector, &now)
             .map_err(|e| format!("consent {id}: {e}"))?;
         let mut record = registration.record;
         let party = std::iter::once(collector.as_str())
@@ -282,8 +282,15 @@ impl Api {
         self.routing()
             .check_incoming(node, &from, &envelope.to, envelope.message_type)
             .map_err(refuse)?;
-        let submission = Submission::new(&from, envelope, Route::Local, self.data_keys.as_deref())
-            .map_err(|e| refuse(format!("cannot store it: {e}")))?;
+        let now = self.ledger.clock().now();
+        let submission = Submission::new(
+            &from,
+            envelope,
+            Route::Local,
+            self.data_keys.as_deref(),
+            now,
+        )
+        .map_err(|e| refuse(format!("cannot store it: {e}")))?;
         if submission.digest() != digest {
             return Err(refuse(format!(
                 "digest {digest} differs from this node's {} for the same message",

@@ -119,11 +119,11 @@ impl Api {
             }
             (["v1", "inbox"], &Method::GET) => {
                 let recipient = self.agency(peer)?;
-                self.pull(req.uri().query(), recipient, peer).await
+                self.pull(req.uri().query(), recipient).await
             }
             (["v1", "inbox", "ack"], &Method::POST) => {
                 let recipient = self.agency(peer)?;
-                self.ack(req, recipient, peer).await
+                self.ack(req, recipient).await
             }
             (["v1", "privacy", "subjects", subject, "disclosures"], &Method::GET) => {
                 let officer = self.officer(peer)?;
@@ -147,7 +147,7 @@ impl Api {
             (["console", ..], _) => Err(method_not_allowed("GET")),
             (["v1", "consents"], &Method::POST) => {
                 let agency = self.agency(peer)?;
-                self.register_consent(req, agency, peer).await
+                self.register_consent(req, agency).await
             }
             (["v1", "consents", id], &Method::GET) => {
                 let agency = self.agency(peer)?;
@@ -155,7 +155,7 @@ impl Api {
             }
             (["v1", "consents", id, "withdraw"], &Method::POST) => {
                 let agency = self.agency(peer)?;
-                self.withdraw_consent(req, agency, peer, id).await
+                self.withdraw_consent(req, agency, id).await
             }
             (["v1", "consents"] | ["v1", "consents", _, "withdraw"], _) => {
                 Err(method_not_allowed("POST"))
@@ -244,10 +244,10 @@ impl Api {
                     Problem::forbidden("type-not-received", e.to_string())
                 }
             })?;
-        let actor = Identity::Agency(sender.clone()).uri();
-        let submission = Submission::new(sender, envelope, route, self.data_keys.as_deref())
+        let now = self.ledger.clock().now();
+        let submission = Submission::new(sender, envelope, route, self.data_keys.as_deref(), now)
             .map_err(|e| Problem::unavailable(&e))?;
-        match self.ledger.accept(actor, submission).await {
+        match self.ledger.accept(submission).await {
             Ok(accepted) => Ok(json_response(
                 StatusCode::ACCEPTED,
                 &json!({"id": accepted.id.as_str(), "status": "accepted", "accepted_at": accepted.accepted_at}),
@@ -331,12 +331,7 @@ impl Api {
         Ok(json_response(StatusCode::OK, &body))
     }
 
-    async fn pull(
-        &self,
-        query: Option<&str>,
-        recipient: &AgencyId,
-        peer: &Peer,
-    ) -> Result<Resp, Problem> {
+    async fn pull(&self, query: Option<&str>, recipient: &AgencyId) -> Result<Resp, Problem> {
         let mut max = 10usize.min(self.limits.inbox_pull_max);
         let mut wait = Duration::ZERO;
         for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -368,10 +363,9 @@ impl Api {
                 }
             }
         }
-        let actor = peer.as_ref().map(Identity::uri).unwrap_or_default();
         let messages = self
             .inbox
-            .pull(&actor, recipient, max, wait)
+            .pull(recipient, max, wait)
             .await
             .map_err(|e| match e {
                 InboxError::Store(e) => store_problem(e),
@@ -398,16 +392,10 @@ impl Api {
         ))
     }
 
-    async fn ack(
-        &self,
-        req: Request<Incoming>,
-        recipient: &AgencyId,
-        peer: &Peer,
-    ) -> Result<Resp, Problem> {
+    async fn ack(&self, req: Request<Incoming>, recipient: &AgencyId) -> Result<Resp, Problem> {
         let body = self.read_json(req).await?;
         let ids = parse_ack(&body).map_err(Problem::invalid)?;
-        let actor = peer.as_ref().map(Identity::uri).unwrap_or_default();
-        match self.inbox.ack(&actor, recipient, ids).await {
+        match self.inbox.ack(recipient, ids).await {
             Ok(acked) => {
                 let acked: Vec<&str> = acked.iter().map(MessageId::as_str).collect();
                 Ok(json_response(StatusCode::OK, &json!({ "acked": acked })))
@@ -569,8 +557,10 @@ fn ledger_problem(e: LedgerError) -> Problem {
             e.to_string(),
         ),
         LedgerError::Refused(refusal) => Problem::forbidden(refusal.kind(), refusal.to_string()),
-        LedgerError::Storage(e) => store_problem(e),
-        LedgerError::Unavailable(_) => Problem::unavailable(&e),
+        // What is left is the node's trouble, not the request's: 503 with Retry-After when
+        // the same request may succeed later, else 500 (a damaged record stays damaged).
+        _ if e.retryable() => Problem::unavailable(&e),
+        _ => Problem::internal("corrupt-record", &e),
     }
 }
 

@@ -132,14 +132,13 @@ impl Api {
                 }
             }
         }
-        let actor = Identity::Officer(officer.clone()).uri();
         let what = if csv {
             "disclosures (csv)"
         } else {
             "disclosures"
         };
         self.ledger
-            .queried(actor, subject.to_owned(), what.into())
+            .queried(officer.clone(), subject.to_owned(), what.into())
             .await
             .map_err(ledger_problem)?;
         let list: Vec<Disclosure> = by_message.into_values().collect();

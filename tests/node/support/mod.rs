@@ -159,6 +159,21 @@ impl Federation {
         });
     }
 
+    /// From its next start, `center`'s node reads a clock `seconds` ahead of the real one
+    /// (`[clock] danger_offset_s`): a test sees a consent expire or a time to live run out
+    /// by starting a node later instead of waiting.
+    pub fn shift_clock(&self, center: &str, seconds: i64) {
+        let seconds = seconds.to_string();
+        let text = std::fs::read_to_string(self.config_path(center)).expect("read config");
+        if text.lines().any(|l| l.trim() == "[clock]") {
+            self.set_option(center, "clock", "danger_offset_s", &seconds);
+        } else {
+            self.edit_config(center, |text| {
+                format!("{text}\n[clock]\ndanger_offset_s = {seconds}\n")
+            });
+        }
+    }
+
     /// The signed directory file.
     pub fn directory_path(&self) -> PathBuf {
         self.manifest.directory_path()

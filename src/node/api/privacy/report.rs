@@ -19,8 +19,7 @@ use time::{Date, OffsetDateTime, Time};
 use super::super::{json_response, ledger_problem, store_problem, Api, Problem, Resp};
 use crate::core::audit::Action;
 use crate::core::consent::ConsentRecord;
-use crate::core::identity::{AgencyId, Identity, OfficerId};
-use crate::node::ledger::now_rfc3339;
+use crate::core::identity::{AgencyId, OfficerId};
 use crate::node::store::reports::{ChainStatus, VerifiedFrom};
 use crate::node::store::{Store, StoreError};
 
@@ -638,9 +637,9 @@ impl Api {
         let store = self.store.clone();
         let key = self.signing_key.as_ref().map(|k| k.public_key());
         let durable_len = self.ledger.durable_seq();
+        let now = self.ledger.clock().now();
         let (resp, filters) = tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
-            let now = OffsetDateTime::now_utc();
             let resp = match report {
                 Report::Consents => consents(&store, &filters, now),
                 Report::Refusals => refusals(&store, &filters),
@@ -648,7 +647,8 @@ impl Api {
                 Report::Audit => store
                     .audit_status(durable_len, key.as_ref(), filters.from_genesis)
                     .map(|s| {
-                        let body = audit_json(&s, &now_rfc3339(), started.elapsed().as_millis());
+                        let at = crate::core::time::rfc3339(now);
+                        let body = audit_json(&s, &at, started.elapsed().as_millis());
                         json_response(StatusCode::OK, &body)
                     }),
             };
@@ -657,7 +657,6 @@ impl Api {
         .await
         .map_err(|e| Problem::internal("report-failed", &e))?;
         let resp = resp.map_err(store_problem)?;
-        let actor = Identity::Officer(officer.clone()).uri();
         let mut detail = report.name().to_owned();
         if !filters.normalised.is_empty() {
             detail = format!("{detail}?{}", filters.normalised);
@@ -666,7 +665,7 @@ impl Api {
             detail.push_str(" (csv)");
         }
         self.ledger
-            .queried(actor, filters.subject.unwrap_or_default(), detail)
+            .queried(officer.clone(), filters.subject.unwrap_or_default(), detail)
             .await
             .map_err(ledger_problem)?;
         Ok(resp)

@@ -1,0 +1,242 @@
+//! The handle's requests: each public method of [`Ledger`] here is one command, a call of
+//! one writer function run on the ledger thread inside a group, answered once the group is
+//! durable.
+//!
+//! One generic path ([`Ledger::call`]) sends every command and maps a stopped ledger to
+//! [`LedgerError::Stopped`]; the writer's group commit (`group.rs`) answers each one with
+//! its own result or with the reason the group was not written. Adding a command is a
+//! one-line method here and its writer function in the file of its concept: there is no
+//! command enum to extend and no reply to route by hand.
+//!
+//! Invariant: a command's reply is sent exactly once: with its result after the group is
+//! durable, with the group's failure, or (never run) with the reason the ledger refuses.
+
+use tokio::sync::oneshot;
+
+use super::group::Group;
+use super::{Accepted, LeaseItem, Ledger, LedgerError, Parties, Received, Submission, Writer};
+use crate::core::audit::Checkpoint;
+use crate::core::consent::{ConsentRecord, StatusChange};
+use crate::core::identity::{AgencyId, CenterId, Identity, OfficerId};
+use crate::core::message::MessageId;
+use crate::core::wire::{Receipt, WithheldReport};
+use crate::node::store::DirectorySeen;
+
+type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
+
+/// A request on its way to the writer thread: what to do there, and where the answer goes.
+pub(super) trait Command: Send {
+    /// Does it as part of `group`; the answer goes out once the group is durable.
+    fn apply(self: Box<Self>, writer: &mut Writer, group: &mut Group) -> Pending;
+    /// Answers `error` without doing it.
+    fn refuse(self: Box<Self>, error: LedgerError);
+}
+
+/// One reply, held until the group is durable.
+pub(super) struct Pending(Box<dyn FnOnce(Result<(), LedgerError>) + Send>);
+
+impl Pending {
+    /// Sends the command's own result if `commit` succeeded, else `commit`'s error.
+    pub(super) fn answer(self, commit: Result<(), LedgerError>) {
+        (self.0)(commit)
+    }
+}
+
+/// A writer function and the channel for its answer.
+struct Call<F, T> {
+    op: F,
+    reply: Reply<T>,
+}
+
+impl<F, T> Command for Call<F, T>
+where
+    F: FnOnce(&mut Writer, &mut Group) -> Result<T, LedgerError> + Send,
+    T: Send + 'static,
+{
+    fn apply(self: Box<Self>, writer: &mut Writer, group: &mut Group) -> Pending {
+        let Call { op, reply } = *self;
+        let result = op(writer, group);
+        Pending(Box::new(move |commit: Result<(), LedgerError>| {
+            let _ = reply.send(commit.and(result));
+        }))
+    }
+
+    fn refuse(self: Box<Self>, error: LedgerError) {
+        let _ = self.reply.send(Err(error));
+    }
+}
+
+impl Ledger {
+    /// Runs `op` on the ledger thread in the next group and returns its result once the
+    /// group is durable.
+    async fn call<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Writer, &mut Group) -> Result<T, LedgerError> + Send + 'static,
+    ) -> Result<T, LedgerError> {
+        let (reply, answer) = oneshot::channel();
+        let command: Box<dyn Command> = Box::new(Call { op, reply });
+        self.tx
+            .send(command)
+            .await
+            .map_err(|_| LedgerError::Stopped)?;
+        answer.await.map_err(|_| LedgerError::Stopped)?
+    }
+
+    /// Accepts a prepared submission from its sender (the audit entry's actor).
+    pub async fn accept(&self, submission: Submission) -> Result<Accepted, LedgerError> {
+        self.call(move |w, g| w.accept(submission, g)).await
+    }
+
+    /// Takes over messages the node of `peer` hands over (that node is the actor), in
+    /// order. Each gets its own result: what this node now durably holds (the original for
+    /// a message already here), or why it cannot be taken. Receipts are signed from these
+    /// results, so only for messages that are durable.
+    ///
+    /// Before the messages: the consents the batch carried are merged, and `peer`'s reports
+    /// of messages it withheld are recorded.
+    pub async fn receive(
+        &self,
+        peer: CenterId,
+        consents: Vec<ConsentRecord>,
+        withheld: Vec<WithheldReport>,
+        items: Vec<Submission>,
+    ) -> Result<Vec<Result<Received, LedgerError>>, LedgerError> {
+        self.call(move |w, g| w.receive_batch(peer, consents, withheld, items, g))
+            .await
+    }
+
+    /// Records receipts `peer` returned for messages in its outbox (already checked against
+    /// the directory; the peer's node is the actor): those messages leave the outbox as
+    /// delivered. Returns how many did.
+    pub async fn delivered(
+        &self,
+        peer: CenterId,
+        receipts: Vec<(Receipt, Parties)>,
+    ) -> Result<usize, LedgerError> {
+        self.call(move |w, g| w.delivered(&peer, receipts, g)).await
+    }
+
+    /// Records a forwarding attempt to `peer` that got no receipt for `ids`.
+    pub async fn attempt_failed(
+        &self,
+        peer: CenterId,
+        ids: Vec<MessageId>,
+        error: String,
+    ) -> Result<usize, LedgerError> {
+        self.call(move |w, g| w.attempt_failed(&peer, ids, &error, g))
+            .await
+    }
+
+    /// Takes messages out of their outbox undelivered, each with the reason. Messages no
+    /// longer in an outbox are skipped. Returns how many were dead-lettered.
+    pub async fn dead_letter(
+        &self,
+        actor: Identity,
+        items: Vec<(MessageId, String)>,
+    ) -> Result<usize, LedgerError> {
+        self.call(move |w, g| w.dead_letter(&actor, items, g)).await
+    }
+
+    /// Puts a dead-lettered message back at the end of its outbox (an operator's retry).
+    pub async fn requeue(&self, actor: Identity, id: MessageId) -> Result<usize, LedgerError> {
+        self.call(move |w, g| w.requeue(&actor, &id, g)).await
+    }
+
+    /// Records the newest federation directory loaded (rollback protection).
+    pub async fn record_directory(&self, seen: DirectorySeen) -> Result<(), LedgerError> {
+        self.call(move |w, g| w.record_directory(&seen, g)).await
+    }
+
+    /// Records that `recipient` leased `items` (it is the actor); returns the ids actually
+    /// leased (those not acknowledged or withheld meanwhile).
+    pub async fn lease(
+        &self,
+        recipient: AgencyId,
+        items: Vec<LeaseItem>,
+    ) -> Result<Vec<MessageId>, LedgerError> {
+        self.call(move |w, g| w.lease(&recipient, items, g)).await
+    }
+
+    /// Acknowledges messages in `recipient`'s inbox (it is the actor). All or nothing: if
+    /// any id is unknown or someone else's, nothing is acknowledged.
+    pub async fn ack(
+        &self,
+        recipient: AgencyId,
+        ids: Vec<MessageId>,
+    ) -> Result<Vec<MessageId>, LedgerError> {
+        self.call(move |w, g| w.ack(&recipient, ids, g)).await
+    }
+
+    /// Signs a checkpoint now if the chain grew since the last one (called on a timer, so a
+    /// quiet node's last entries are vouched for too). Returns 1 if it signed one.
+    pub async fn checkpoint(&self) -> Result<usize, LedgerError> {
+        self.call(|w, g| Ok(w.request_checkpoint(g))).await
+    }
+
+    /// Keeps `peer`'s checkpoint (its signature already checked against the directory) if
+    /// it follows the one kept before; otherwise the peer rolled back or rewrote its log,
+    /// and the error says how (the earlier checkpoint stays as evidence).
+    pub async fn peer_checkpoint(
+        &self,
+        peer: CenterId,
+        checkpoint: Checkpoint,
+    ) -> Result<usize, LedgerError> {
+        self.call(move |w, g| w.peer_checkpoint(peer, checkpoint, g))
+            .await
+    }
+
+    /// Records, durably, that `officer` looked at `subject`'s record (`detail`: which
+    /// report). The answer goes out only after this.
+    pub async fn queried(
+        &self,
+        officer: OfficerId,
+        subject: String,
+        detail: String,
+    ) -> Result<(), LedgerError> {
+        self.call(move |w, g| w.queried(officer, subject, detail, g))
+            .await
+    }
+
+    /// Registers a consent collected by `collector` (the actor). An identical registration
+    /// again returns the registered record (`false`: nothing new); the same id with another
+    /// document is a conflict.
+    pub async fn register_consent(
+        &self,
+        collector: AgencyId,
+        record: ConsentRecord,
+    ) -> Result<(ConsentRecord, bool), LedgerError> {
+        self.call(move |w, g| w.register_consent(&collector, record, g))
+            .await
+    }
+
+    /// Records a withdrawal of consent `id` by its collecting agency `caller` (the actor).
+    /// Withdrawing a withdrawn consent changes nothing and returns it as it is.
+    pub async fn withdraw_consent(
+        &self,
+        id: String,
+        caller: AgencyId,
+        change: StatusChange,
+    ) -> Result<ConsentRecord, LedgerError> {
+        self.call(move |w, g| w.withdraw_consent(&id, &caller, change, g))
+            .await
+    }
+
+    /// `peer` durably took the consents of a batch, each in the status sent: their notices
+    /// are done (see `outbox`). Returns how many notices were cleared.
+    /// Also clears the reports of withheld messages (`reported`) the batch carried.
+    pub async fn notices_told(
+        &self,
+        peer: CenterId,
+        told: Vec<(String, String)>,
+        reported: Vec<MessageId>,
+    ) -> Result<usize, LedgerError> {
+        self.call(move |w, g| w.notices_told(&peer, told, &reported, g))
+            .await
+    }
+
+    /// Erases payloads whose retention period ended by now, on the ledger's clock (at most
+    /// [`super::PURGE_BATCH`]; call again while it returns that many). `actor`: this node.
+    pub async fn purge(&self, actor: Identity) -> Result<usize, LedgerError> {
+        self.call(move |w, g| w.purge(&actor, g)).await
+    }
+}

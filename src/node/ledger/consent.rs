@@ -1,0 +1,237 @@
+//! Consents on the writer: registration by the collecting agency, the check every message
+//! passes before it is taken (`enforce`), and the merge of consents another node sends with
+//! a batch.
+//!
+//! Invariants enforced here:
+//! - a message is taken only if `consent::ConsentRecord::check` passes against the consent
+//!   as this thread knows it, at the group's time; otherwise a `refused` audit entry (with
+//!   the condition that failed) is written and the caller gets [`LedgerError::Refused`];
+//! - a consent id is registered once: the same document again is answered with the record,
+//!   another document under it is a conflict; from a peer, another document is ignored
+//!   (logged) and the one registered first stays;
+//! - the consent cache is coherent: this thread is the only writer of consents, and every
+//!   consent write drops the cached entry.
+
+use super::group::Group;
+use super::{LedgerError, Writer, CONSENT_CACHE_MAX};
+use crate::core::audit::{self, Action, Event};
+use crate::core::consent::{ConsentRecord, Refusal, Retention, Use};
+use crate::core::identity::{AgencyId, Identity};
+use crate::node::store::StoreError;
+
+use super::intake::Submission;
+
+impl Writer {
+    /// Consent `id`, as written in this group or stored.
+    pub(super) fn consent(
+        &self,
+        g: &Group,
+        id: &str,
+    ) -> Result<Option<ConsentRecord>, LedgerError> {
+        Ok(match g.consents.get(id) {
+            Some(c) => Some(c.clone()),
+            None => self.store.consent(id)?,
+        })
+    }
+
+    /// The audit entry of a change to consent `c`, at `at`.
+    pub(super) fn consent_event(
+        &mut self,
+        actor: &Identity,
+        action: Action,
+        c: &ConsentRecord,
+        at: &str,
+        detail: Option<String>,
+    ) -> audit::AuditEntry {
+        self.head.append(Event {
+            at: at.to_owned(),
+            actor: actor.uri(),
+            action,
+            message_id: String::new(),
+            from: c.collected_by.clone(),
+            to: c.recipients.join(" "),
+            subject: c.subject.clone(),
+            consent_id: c.id.clone(),
+            detail,
+        })
+    }
+
+    /// Keeps consent `c` as written in this group (record, cache, group view).
+    pub(super) fn put_consent(&mut self, c: &ConsentRecord, g: &mut Group) {
+        g.writes.put_consent(c);
+        self.consent_cache.remove(&c.id);
+        g.consents.insert(c.id.clone(), c.clone());
+    }
+
+    pub(super) fn register_consent(
+        &mut self,
+        collector: &AgencyId,
+        record: ConsentRecord,
+        g: &mut Group,
+    ) -> Result<(ConsentRecord, bool), LedgerError> {
+        if let Some(existing) = self.consent(g, &record.id)? {
+            return if existing.digest == record.digest
+                && existing.collected_by == record.collected_by
+            {
+                Ok((existing, false))
+            } else {
+                Err(LedgerError::ConsentConflict(record.id))
+            };
+        }
+        let actor = Identity::Agency(collector.clone());
+        let at = record.registered_at.clone();
+        let entry = self.consent_event(&actor, Action::ConsentRegistered, &record, &at, None);
+        self.put_consent(&record, g);
+        g.writes.put_audit(&entry);
+        Ok((record, true))
+    }
+
+    /// Takes in a consent another node sent with a batch (`actor`: that node): a consent
+    /// new here is kept as it came; a withdrawal of one kept here is recorded and applied
+    /// (the messages under it withheld). A different document under a known id is ignored
+    /// (logged): the one registered first stays.
+    pub(super) fn merge_consent(
+        &mut self,
+        actor: &Identity,
+        incoming: ConsentRecord,
+        g: &mut Group,
+    ) -> Result<(), LedgerError> {
+        let Some(mut local) = self.consent(g, &incoming.id)? else {
+            let detail = Some(format!("status {}", incoming.status));
+            let at = g.at.clone();
+            let entry = self.consent_event(actor, Action::ConsentReceived, &incoming, &at, detail);
+            g.writes.put_audit(&entry);
+            self.put_consent(&incoming, g);
+            return Ok(());
+        };
+        if local.digest != incoming.digest {
+            tracing::warn!(consent_id = %incoming.id, actor = %actor.uri(),
+                "a peer sent a different document under a consent id known here; kept ours");
+            return Ok(());
+        }
+        let Some(withdrawal) = incoming
+            .withdrawal()
+            .filter(|_| local.status != "withdrawn")
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let reason = format!(
+            "consent {} withdrawn at {} (told by {})",
+            local.id,
+            withdrawal.at,
+            actor.uri()
+        );
+        local.status = "withdrawn".into();
+        local.history.push(withdrawal);
+        let at = g.at.clone();
+        let entry = self.consent_event(
+            actor,
+            Action::ConsentReceived,
+            &local,
+            &at,
+            Some("status withdrawn".into()),
+        );
+        g.writes.put_audit(&entry);
+        self.put_consent(&local, g);
+        self.withhold_under(actor, &local.id, &reason, g)?;
+        Ok(())
+    }
+
+    /// The consent check for a message about to be taken. A refusal is an audit entry
+    /// (`refused`, with the failed condition) and [`LedgerError::Refused`].
+    pub(super) fn enforce(
+        &mut self,
+        actor: &Identity,
+        m: &mut Submission,
+        g: &mut Group,
+    ) -> Result<Retention, LedgerError> {
+        if let Some(update) = &mut m.status_update {
+            update.referral = self.find_referral(&update.referral_id, g)?;
+        }
+        let refusal = match self.check_consent(m, g)? {
+            Ok(retention) => return Ok(retention),
+            Err(refusal) => refusal,
+        };
+        let entry = self.head.append(Event {
+            at: g.at.clone(),
+            actor: actor.uri(),
+            action: Action::Refused,
+            message_id: m.id.to_string(),
+            from: m.from.to_string(),
+            to: m.to.to_string(),
+            subject: m.subject.clone(),
+            consent_id: m.consent_id.clone(),
+            detail: Some(refusal.describe()),
+        });
+        g.writes.put_audit(&entry);
+        Err(LedgerError::Refused(refusal))
+    }
+
+    /// Whether the consent `m` cites covers it at the group's time (see
+    /// `consent::ConsentRecord::check`); the outer error is a storage failure, the inner
+    /// the refusal.
+    fn check_consent(
+        &mut self,
+        m: &Submission,
+        g: &Group,
+    ) -> Result<Result<Retention, Refusal>, LedgerError> {
+        let purpose = match (&m.purpose, &m.status_update) {
+            (Some(p), _) => Some(p.clone()),
+            // A status travels for the purpose of the referral it answers.
+            (None, Some(update)) => {
+                match update.referral.as_ref().and_then(|r| r.purpose.clone()) {
+                    Some(p) => Some(p),
+                    None => {
+                        return Ok(Err(Refusal::PurposeUnknown {
+                            why: format!(
+                                "a referral-status travels for the purpose of its referral, and \
+                                 referral {} is not held at this node",
+                                update.referral_id
+                            ),
+                        }))
+                    }
+                }
+            }
+            (None, None) => None,
+        };
+        let wanted = Use {
+            subject: &m.subject,
+            sender: m.from.as_str(),
+            recipient: m.to.as_str(),
+            purpose: purpose.as_deref(),
+            items: &m.items,
+        };
+        if let Some(c) = g.consents.get(&m.consent_id) {
+            return Ok(c.check(&wanted, g.now));
+        }
+        if !self.consent_cache.contains_key(&m.consent_id) {
+            let c = match self.store.consent(&m.consent_id) {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    return Ok(Err(Refusal::Unknown {
+                        id: m.consent_id.clone(),
+                    }))
+                }
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    return Ok(Err(Refusal::Unreadable {
+                        id: m.consent_id.clone(),
+                        why: e.to_string(),
+                    }))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let terms = match c.terms() {
+                Ok(t) => t,
+                Err(r) => return Ok(Err(r)),
+            };
+            if self.consent_cache.len() >= CONSENT_CACHE_MAX {
+                self.consent_cache.clear();
+            }
+            self.consent_cache.insert(m.consent_id.clone(), (c, terms));
+        }
+        let (c, terms) = &self.consent_cache[&m.consent_id];
+        Ok(c.check_with(terms, &wanted, g.now)
+            .map(|()| terms.retention))
+    }
+}

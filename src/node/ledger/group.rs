@@ -1,0 +1,171 @@
+//! The writer thread's loop and group commit: take every command waiting (up to
+//! [`GROUP_LEN_MAX`]), apply each into one [`Group`] (its writes and what later commands of
+//! the same group must see), sign a checkpoint if one is due, make the group durable with
+//! one `store.apply` + `store.sync`, publish the new durable sequence number, and only then
+//! answer each command.
+//!
+//! Invariants enforced here:
+//! - no command is answered with success before its group is durable;
+//! - the durable sequence number is published before the answers, so a sender told
+//!   "accepted" that asks the recipient to pull at once finds the message visible;
+//! - a group whose write failed before it became visible leaves no trace: the chain's head
+//!   and the outbox counts go back to where they were;
+//! - after a failed fsync every later command is refused unrun ([`LedgerError::Halted`]),
+//!   because what reached the disk is unknown until a restart;
+//! - the clock is read once per group: all of a group's entries carry the same time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+use super::commands::{Command, Pending};
+use super::{LedgerError, Writer, GROUP_LEN_MAX};
+use crate::core::audit::Checkpoint;
+use crate::core::consent::ConsentRecord;
+use crate::core::identity::CenterId;
+use crate::core::message::MessageId;
+use crate::node::store::{DeliveryRecord, MessageRecord, WriteSet};
+
+/// One group being built: its writes, and what its commands have written so far, so later
+/// commands of the same group see it (the store does not, until the group is applied).
+pub(super) struct Group {
+    /// Everything the group writes, applied and made durable together.
+    pub(super) writes: WriteSet,
+    /// The group's time, read once from the ledger's clock.
+    pub(super) now: OffsetDateTime,
+    /// `now` as the group's records and audit entries carry it (RFC 3339).
+    pub(super) at: String,
+    /// Messages taken in this group: id -> (from, body_sha256, accepted_at).
+    pub(super) messages: HashMap<MessageId, (String, String, String)>,
+    /// Delivery records written in this group.
+    pub(super) deliveries: HashMap<MessageId, DeliveryRecord>,
+    /// Outbox lengths before this group, to restore if its commit fails.
+    outbox_len_before: BTreeMap<CenterId, usize>,
+    /// A command asked for a checkpoint.
+    pub(super) checkpoint_requested: bool,
+    /// The checkpoint this group writes, published once durable.
+    pub(super) checkpoint: Option<Checkpoint>,
+    /// Peer checkpoints kept in this group.
+    pub(super) peer_checkpoints: HashMap<CenterId, Checkpoint>,
+    /// Consents written in this group.
+    pub(super) consents: HashMap<String, ConsentRecord>,
+    /// Records (without payload) of messages written in this group.
+    pub(super) metas: HashMap<MessageId, MessageRecord>,
+    /// Messages taken in this group, by the consent they cite (queue position, id).
+    pub(super) under_consent: HashMap<String, Vec<(u64, MessageId)>>,
+}
+
+impl Group {
+    fn new(now: OffsetDateTime, outbox_len: &BTreeMap<CenterId, usize>) -> Group {
+        Group {
+            writes: WriteSet::new(),
+            now,
+            at: crate::core::time::rfc3339(now),
+            messages: HashMap::new(),
+            deliveries: HashMap::new(),
+            outbox_len_before: outbox_len.clone(),
+            checkpoint_requested: false,
+            checkpoint: None,
+            peer_checkpoints: HashMap::new(),
+            consents: HashMap::new(),
+            metas: HashMap::new(),
+            under_consent: HashMap::new(),
+        }
+    }
+}
+
+impl Writer {
+    /// The thread's loop: one group per wake-up, until every handle is gone.
+    pub(super) fn run(mut self, mut rx: mpsc::Receiver<Box<dyn Command>>) {
+        let mut commands = Vec::with_capacity(64);
+        while let Some(first) = rx.blocking_recv() {
+            commands.push(first);
+            while commands.len() < GROUP_LEN_MAX {
+                match rx.try_recv() {
+                    Ok(cmd) => commands.push(cmd),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(&mut commands);
+        }
+        tracing::debug!("ledger stopped: every handle is gone");
+    }
+
+    fn commit_group(&mut self, commands: &mut Vec<Box<dyn Command>>) {
+        if let Some(cause) = self.failed.get() {
+            for cmd in commands.drain(..) {
+                cmd.refuse(LedgerError::Halted(cause.clone()));
+            }
+            return;
+        }
+        let head_before = self.head.clone();
+        let mut group = Group::new(self.clock.now(), &self.outbox_len);
+        let pending: Vec<Pending> = commands
+            .drain(..)
+            .map(|cmd| cmd.apply(self, &mut group))
+            .collect();
+        // Every `every` entries, a signed checkpoint in the same write as the entries.
+        if self.checkpoint_due() || group.checkpoint_requested {
+            self.sign_checkpoint(&mut group);
+        }
+
+        let Group {
+            writes,
+            checkpoint,
+            outbox_len_before,
+            ..
+        } = group;
+        let outcome = if writes.is_empty() {
+            Ok(())
+        } else {
+            match self.store.apply(writes) {
+                Ok(()) => self.store.sync().map_err(|e| (e, true)),
+                Err(e) => Err((e, false)),
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                // Publish before answering, so a sender that is told "accepted" and
+                // immediately asks the recipient to pull finds the message visible.
+                self.durable.send_replace(self.head.next_seq);
+                if checkpoint.is_some() {
+                    self.checkpoint.send_replace(checkpoint);
+                }
+                for p in pending {
+                    p.answer(Ok(()));
+                }
+            }
+            Err((e, applied)) => {
+                tracing::error!(error = %e, "commit failed");
+                let cause = Arc::new(e);
+                let failure = if applied {
+                    // Applied but maybe not durable: from here on we cannot tell what a
+                    // restart will find, so stop writing.
+                    let _ = self.failed.set(cause.clone());
+                    LedgerError::Halted
+                } else {
+                    self.head = head_before;
+                    self.outbox_len = outbox_len_before;
+                    LedgerError::NotWritten
+                };
+                for p in pending {
+                    p.answer(Err(failure(cause.clone())));
+                }
+            }
+        }
+    }
+
+    /// Message `id`'s delivery record, as written in this group or stored.
+    pub(super) fn delivery(
+        &self,
+        g: &Group,
+        id: &MessageId,
+    ) -> Result<Option<DeliveryRecord>, LedgerError> {
+        match g.deliveries.get(id) {
+            Some(d) => Ok(Some(d.clone())),
+            None => Ok(self.store.delivery(id)?),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Pulls and acks, as the writer records them: a `leased` audit entry per message handed to
+//! a pull (before the pull is answered), and an `acked` entry per message acknowledged. The
+//! leases themselves (who holds a message until when) live in memory in `inbox`.
+//!
+//! Invariants enforced here:
+//! - an ack is all or nothing: every id is checked (exists, addressed to the caller) before
+//!   anything is written;
+//! - a message acked or withheld since the inbox read it is not leased; one whose record
+//!   went bad is skipped (logged), so one damaged record cannot block an inbox;
+//! - the actor of a lease or an ack is the recipient agency itself.
+
+use std::collections::BTreeSet;
+
+use super::group::Group;
+use super::{LeaseItem, LedgerError, Writer};
+use crate::core::audit::{Action, Event};
+use crate::core::identity::{AgencyId, Identity};
+use crate::core::message::MessageId;
+use crate::node::store::DeliveryState;
+
+impl Writer {
+    pub(super) fn lease(
+        &mut self,
+        recipient: &AgencyId,
+        items: Vec<LeaseItem>,
+        g: &mut Group,
+    ) -> Result<Vec<MessageId>, LedgerError> {
+        let actor = Identity::Agency(recipient.clone());
+        let mut leased = Vec::with_capacity(items.len());
+        for item in items {
+            // A record that went bad since the inbox read it is skipped (and logged), not an
+            // error for the whole pull: one damaged record must not block an inbox.
+            let mut d = match self.delivery(g, &item.id) {
+                Ok(Some(d)) => d,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(message_id = %item.id, error = %e, "not leased");
+                    continue;
+                }
+            };
+            // Acked, or withheld (its consent was withdrawn) since the inbox read it.
+            if matches!(d.state, DeliveryState::Acked | DeliveryState::Withheld) {
+                continue;
+            }
+            d.state = DeliveryState::Pulled;
+            d.lease_count = d.lease_count.saturating_add(1);
+            d.first_pulled_at.get_or_insert_with(|| g.at.clone());
+            let entry = self.head.append(Event {
+                at: g.at.clone(),
+                actor: actor.uri(),
+                action: Action::Leased,
+                message_id: item.id.to_string(),
+                from: item.from,
+                to: recipient.to_string(),
+                subject: item.subject,
+                consent_id: item.consent_id,
+                detail: None,
+            });
+            g.writes.put_delivery(&item.id, &d);
+            g.writes.put_audit(&entry);
+            g.deliveries.insert(item.id.clone(), d);
+            leased.push(item.id);
+        }
+        Ok(leased)
+    }
+
+    pub(super) fn ack(
+        &mut self,
+        recipient: &AgencyId,
+        ids: Vec<MessageId>,
+        g: &mut Group,
+    ) -> Result<Vec<MessageId>, LedgerError> {
+        // Check every id before writing anything: an ack is all or nothing.
+        let mut todo = Vec::with_capacity(ids.len());
+        let mut seen = BTreeSet::new();
+        for id in ids {
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            let message = self
+                .store
+                .message(&id)?
+                .ok_or_else(|| LedgerError::NoSuchMessage(id.clone()))?;
+            if message.to != recipient.as_str() {
+                return Err(LedgerError::NotYours(id));
+            }
+            let delivery = self
+                .delivery(g, &id)?
+                .ok_or_else(|| LedgerError::NoSuchMessage(id.clone()))?;
+            todo.push((id, message, delivery));
+        }
+        let actor = Identity::Agency(recipient.clone());
+        let mut acked = Vec::with_capacity(todo.len());
+        for (id, message, mut d) in todo {
+            // A withheld message was never pulled: there is nothing to acknowledge.
+            if !matches!(d.state, DeliveryState::Acked | DeliveryState::Withheld) {
+                d.state = DeliveryState::Acked;
+                d.acked_at = Some(g.at.clone());
+                let entry = self.head.append(Event {
+                    at: g.at.clone(),
+                    actor: actor.uri(),
+                    action: Action::Acked,
+                    message_id: id.to_string(),
+                    from: message.from,
+                    to: message.to,
+                    subject: message.subject,
+                    consent_id: message.consent_id,
+                    detail: None,
+                });
+                g.writes.remove_inbox(recipient, d.seq);
+                g.writes.put_delivery(&id, &d);
+                g.writes.put_audit(&entry);
+                g.deliveries.insert(id.clone(), d);
+            }
+            acked.push(id);
+        }
+        Ok(acked)
+    }
+}

@@ -1,0 +1,327 @@
+//! The end of a consent's reach: its withdrawal, the erasure and withholding of what was
+//! taken under it, the notices that tell the other centers, the reports of messages a peer
+//! withheld, and the purge of payloads at the end of their retention period (with the timer
+//! that asks for it, [`purge_every`]).
+//!
+//! Invariants enforced here:
+//! - a withdrawal is one atomic write with its effects: the consent's new status, for every
+//!   message under it (index `g`) the payload erased and, if not pulled yet, its inbox or
+//!   outbox entry removed (`withheld`), and a notice (`n`) per other center it names;
+//! - after an erasure no inbox or outbox entry points at the message, so nothing can lease
+//!   or forward it; the record (who sent what to whom under which consent) stays;
+//! - a message taken over from another center and withheld here is reported (`w`) to its
+//!   origin center;
+//! - a purge erases only what the retention queue (`e`) says has ended by the group's time,
+//!   at most [`PURGE_BATCH`] per command.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use super::group::Group;
+use super::{Ledger, LedgerError, Parties, Writer};
+use crate::core::audit::Action;
+use crate::core::consent::{ConsentRecord, StatusChange};
+use crate::core::identity::{AgencyId, CenterId, Identity};
+use crate::core::message::MessageId;
+use crate::core::wire::WithheldReport;
+use crate::node::store::{DeliveryState, Erasure, MessageRecord, StoreError};
+
+/// Most payloads one purge command erases (one commit stays small).
+pub const PURGE_BATCH: usize = 1000;
+
+/// Erases the payloads whose retention period has ended, at once and then every `every` on
+/// the ledger's clock, until `closing` turns true. `node`: this node, the actor.
+pub async fn purge_every(
+    ledger: Ledger,
+    node: Identity,
+    every: Duration,
+    mut closing: watch::Receiver<bool>,
+) {
+    loop {
+        loop {
+            match ledger.purge(node.clone()).await {
+                Ok(n) if n >= PURGE_BATCH => continue,
+                Ok(0) => break,
+                Ok(n) => {
+                    tracing::info!(
+                        payloads = n,
+                        "purged payloads at the end of their retention"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not purge expired payloads");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = ledger.clock().sleep(every) => {}
+            _ = closing.changed() => break,
+        }
+    }
+}
+
+impl Writer {
+    pub(super) fn withdraw_consent(
+        &mut self,
+        id: &str,
+        caller: &AgencyId,
+        change: StatusChange,
+        g: &mut Group,
+    ) -> Result<ConsentRecord, LedgerError> {
+        let mut c = self
+            .consent(g, id)?
+            .ok_or_else(|| LedgerError::NoSuchConsent(id.to_owned()))?;
+        if c.collected_by != caller.as_str() {
+            return Err(LedgerError::NotCollector(id.to_owned()));
+        }
+        if c.status == "withdrawn" {
+            return Ok(c);
+        }
+        let actor = Identity::Agency(caller.clone());
+        c.status = "withdrawn".into();
+        let detail = change.reason.clone();
+        let reason = format!("consent {id} withdrawn at {}", change.at);
+        c.history.push(change);
+        let at = g.at.clone();
+        let entry = self.consent_event(&actor, Action::ConsentWithdrawn, &c, &at, detail);
+        self.put_consent(&c, g);
+        g.writes.put_audit(&entry);
+        // In the same write: nothing under it is pulled or forwarded from here on, and the
+        // other centers it names are told.
+        self.withhold_under(&actor, id, &reason, g)?;
+        self.notify(&c, g);
+        Ok(c)
+    }
+
+    /// Erases the payload of every message held under consent `consent_id`, and withholds
+    /// those not yet pulled (out of their inbox or outbox). `reason` goes into each record
+    /// and audit entry.
+    pub(super) fn withhold_under(
+        &mut self,
+        actor: &Identity,
+        consent_id: &str,
+        reason: &str,
+        g: &mut Group,
+    ) -> Result<usize, LedgerError> {
+        let mut held: Vec<MessageId> = self
+            .store
+            .messages_under(consent_id)
+            .map(|e| e.map(|q| q.id))
+            .collect::<Result<_, _>>()?;
+        if let Some(here) = g.under_consent.get(consent_id) {
+            held.extend(here.iter().map(|(_, id)| id.clone()));
+        }
+        let mut n = 0;
+        for id in held {
+            n += usize::from(self.erase(actor, &id, reason, g)?);
+        }
+        Ok(n)
+    }
+
+    /// Erases message `id`'s payload (keeping its record) and, if the recipient has not
+    /// pulled it yet, withholds it: out of its inbox or outbox, state `withheld`. One audit
+    /// entry: `withheld` or `purged`. False if there was nothing to erase.
+    ///
+    /// Invariant: after this, no inbox or outbox entry points at the message, so nothing
+    /// can lease or forward it (`lease` also skips `withheld`, for a read that raced).
+    fn erase(
+        &mut self,
+        actor: &Identity,
+        id: &MessageId,
+        reason: &str,
+        g: &mut Group,
+    ) -> Result<bool, LedgerError> {
+        let record = match g.metas.get(id) {
+            Some(r) => r.clone(),
+            None => match self.store.message(id) {
+                Ok(Some(r)) => r,
+                Ok(None) => return Ok(false),
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    tracing::error!(message_id = %id, error = %e, "damaged record not erased");
+                    return Ok(false);
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        if record.erased.is_some() {
+            return Ok(false);
+        }
+        let erasure = Erasure {
+            at: g.at.clone(),
+            reason: reason.to_owned(),
+        };
+        let erased = MessageRecord {
+            payload: None,
+            sealed: None,
+            erased: Some(erasure.clone()),
+            ..record
+        };
+        g.writes.put_message(erased.encode());
+        let mut action = Action::Purged;
+        if let Some(mut d) = self.delivery(g, id)? {
+            let held = match (&d.peer, d.state) {
+                (None, DeliveryState::Accepted) => {
+                    if let Ok(to) = AgencyId::parse(&erased.to) {
+                        g.writes.remove_inbox(&to, d.seq);
+                    }
+                    true
+                }
+                // Pulled already: disclosed, so not withheld; but with its payload gone it
+                // cannot be pulled again, and an ack still closes it.
+                (None, DeliveryState::Pulled) => {
+                    if let Ok(to) = AgencyId::parse(&erased.to) {
+                        g.writes.remove_inbox(&to, d.seq);
+                    }
+                    false
+                }
+                (Some(peer), state) if state.in_outbox() => {
+                    self.remove_outbox_entry(peer, d.seq, g);
+                    true
+                }
+                _ => false,
+            };
+            if held {
+                // Taken over from another center: that node's sender is to hear of it.
+                let origin = AgencyId::parse(&erased.from)
+                    .ok()
+                    .map(|a| a.center().clone())
+                    .filter(|c| self.federated_as.as_ref().is_some_and(|me| me != c));
+                if let (Some(origin), None) = (origin, &d.peer) {
+                    g.writes.put_withheld_report(&origin, id, &erasure);
+                }
+                d.state = DeliveryState::Withheld;
+                d.withheld = Some(erasure);
+                g.writes.put_delivery(id, &d);
+                g.deliveries.insert(id.clone(), d);
+                action = Action::Withheld;
+            }
+        }
+        let entry = self.head.append(super::message_event(
+            actor,
+            action,
+            id,
+            Parties::of(&erased),
+            &g.at,
+            Some(reason.to_owned()),
+        ));
+        g.writes.put_audit(&entry);
+        g.metas.insert(id.clone(), erased);
+        Ok(true)
+    }
+
+    /// Queues a notice of consent `c`'s current state for every other center it names
+    /// (its collector's and its recipients'), for their forwarders to carry.
+    fn notify(&self, c: &ConsentRecord, g: &mut Group) {
+        let Some(me) = &self.federated_as else {
+            return;
+        };
+        let centers: BTreeSet<CenterId> = std::iter::once(&c.collected_by)
+            .chain(&c.recipients)
+            .filter_map(|a| AgencyId::parse(a).ok())
+            .map(|a| a.center().clone())
+            .filter(|center| center != me)
+            .collect();
+        for center in centers {
+            g.writes.put_notice(&center, &c.id);
+        }
+    }
+
+    /// `peer` reports that it withheld messages this node handed over to it: each one this
+    /// node delivered to that peer becomes `withheld` here too, with the peer's reason.
+    pub(super) fn withheld_at_peer(
+        &mut self,
+        actor: &Identity,
+        peer: &CenterId,
+        reports: Vec<WithheldReport>,
+        g: &mut Group,
+    ) -> Result<(), LedgerError> {
+        for report in reports {
+            let Some(id) = MessageId::parse(&report.id) else {
+                continue;
+            };
+            let Some(mut d) = self.delivery(g, &id)? else {
+                continue;
+            };
+            if d.peer.as_ref() != Some(peer) || d.state != DeliveryState::Delivered {
+                continue;
+            }
+            let parties = match self.store.message(&id) {
+                Ok(Some(m)) => Parties::of(&m),
+                _ => Parties::unknown(),
+            };
+            let reason = format!("withheld at center {peer}: {}", report.reason);
+            d.state = DeliveryState::Withheld;
+            d.withheld = Some(Erasure {
+                at: report.at,
+                reason: reason.clone(),
+            });
+            let entry = self.head.append(super::message_event(
+                actor,
+                Action::Withheld,
+                &id,
+                parties,
+                &g.at,
+                Some(reason),
+            ));
+            g.writes.put_delivery(&id, &d);
+            g.writes.put_audit(&entry);
+            g.deliveries.insert(id, d);
+        }
+        Ok(())
+    }
+
+    /// `peer` took the consents in `told` (id, status sent): their notices are done,
+    /// unless the consent changed again since (then the notice stays for the next batch).
+    /// The withheld reports it was sent (`reported`) are done too.
+    pub(super) fn notices_told(
+        &mut self,
+        peer: &CenterId,
+        told: Vec<(String, String)>,
+        reported: &[MessageId],
+        g: &mut Group,
+    ) -> Result<usize, LedgerError> {
+        for id in reported {
+            g.writes.remove_withheld_report(peer, id);
+        }
+        let mut n = 0;
+        for (id, status) in told {
+            if self.consent(g, &id)?.is_some_and(|c| c.status == status) {
+                g.writes.remove_notice(peer, &id);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Erases the payloads whose consent's retention period has ended by the group's time
+    /// (at most [`PURGE_BATCH`] per call; the caller calls again while it returns that
+    /// many).
+    pub(super) fn purge(&mut self, actor: &Identity, g: &mut Group) -> Result<usize, LedgerError> {
+        let due: Vec<(u64, u64, MessageId)> = self
+            .store
+            .retention_due(g.now.unix_timestamp().max(0) as u64)
+            .take(PURGE_BATCH)
+            .collect::<Result<_, _>>()?;
+        let n = due.len();
+        for (end, seq, id) in due {
+            let consent = g
+                .metas
+                .get(&id)
+                .map(|m| m.consent_id.clone())
+                .or_else(|| self.store.message(&id).ok().flatten().map(|m| m.consent_id))
+                .unwrap_or_default();
+            let ended = OffsetDateTime::from_unix_timestamp(end as i64)
+                .map(crate::core::time::rfc3339)
+                .unwrap_or_default();
+            let reason = format!("the retention period of consent {consent} ended at {ended}");
+            self.erase(actor, &id, &reason, g)?;
+            g.writes.remove_retention(end, seq);
+        }
+        Ok(n)
+    }
+}
