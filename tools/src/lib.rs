@@ -15,10 +15,12 @@
 //! - the API helpers ([`push`], [`pull`], [`ack`], [`register_consent`], [`drain_inbox`],
 //!   …) over [`plusgate::node::client::Agent`].
 //!
-//! Two kinds of function: fallible ones (`Result<_, Error>`, named `try_…` where a
-//! panicking twin exists) for callers that report failures, like the bench; and test
-//! conveniences that panic with a message naming what failed, because in a test a failed
-//! step is a failed test.
+//! Two kinds of function: fallible ones (`Result<_, Error>`: [`Federation::create`],
+//! [`Federation::spawn_node`], [`Node::spawn`], [`Node::terminate`], [`try_register_consent`],
+//! [`try_drain_inbox`], …) for callers that report failures, like the bench; and test
+//! conveniences that panic with a message naming what failed ([`Federation::new`],
+//! [`Federation::start`], [`Node::start`], [`Node::stop`], [`register_consent`], …),
+//! because in a test a failed step is a failed test.
 
 mod api;
 mod error;

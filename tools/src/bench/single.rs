@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
-use harness::{identity_in, try_drain_inbox, try_register_consent, ClientCert};
-use harness::{Federation, Node};
+use harness::{identity_in, try_drain_inbox, try_register_consent, ClientCert, Federation, Node};
 use hyper::{Method, StatusCode};
 use plusgate::dev::manifest::{LoadedManifest, Manifest};
 use plusgate::node::client::{self, Agent, HttpVersion};
