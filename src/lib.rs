@@ -10,7 +10,6 @@
 //! - [`cli`]: one file per command group; maps failures to exit codes.
 //! - [`config`]: the TOML file, parsed and validated into typed values.
 
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod core;

@@ -1,5 +1,5 @@
 //! The command line: `serve`, `dev-init`, `check-config`, `audit verify`, `outbox`,
-//! `privacy`, `directory`, `bench`. Parses arguments, calls
+//! `privacy`, `directory`. Parses arguments, calls
 //! into the library, maps failures to exit codes. `anyhow` lives here and nowhere deeper.
 
 pub mod export;
@@ -13,7 +13,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use self::node_client::OutboxAction;
-use crate::bench::BenchArgs;
 use crate::config::Config;
 use crate::core::audit::{hex, Verifier};
 use crate::dev::devinit::{self, DevInitArgs};
@@ -50,8 +49,6 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Measure a node's push throughput and latency.
-    Bench(BenchArgs),
     /// Inspect a node's audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -196,12 +193,6 @@ pub fn run(cli: Cli) -> ExitCode {
                 crate::cli::privacy::run(&config, &command).await
             })
         }
-        Command::Bench(args) => match runtime().and_then(|rt| rt.block_on(crate::bench::run(args)))
-        {
-            Ok(()) => ExitCode::SUCCESS,
-            // `{:#}` prints anyhow's whole chain of causes on one line.
-            Err(e) => fail(EXIT_FAILURE, &format!("{e:#}")),
-        },
         Command::Directory(command) => match crate::core::directory::run_command(&command) {
             Ok(summary) => {
                 println!("{summary}");
