@@ -1,13 +1,12 @@
 //! `plusgate-bench`: the load generator (formerly `plusgate bench`), kept out of the
 //! production binary. It starts nodes of the `plusgate` executable next to its own (build
 //! it with `cargo build --release`), or of `--plusgate PATH`. The bench itself is in
-//! `src/bench/`.
+//! `bench/`.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-#[path = "../bench/mod.rs"]
 mod bench;
 
 fn main() -> ExitCode {
