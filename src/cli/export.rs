@@ -42,8 +42,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::audit::{self, hex, AuditEntry, ChainError, Checkpoint, Head, Verifier};
+use crate::core::audit::{AuditEntry, ChainError, Checkpoint, Head, Verifier};
 use crate::core::directory::Directory;
+use crate::core::hex;
 use crate::core::identity::CenterId;
 use crate::core::keys::{PublicKey, SigningKey};
 use crate::node::store::Store;
@@ -214,13 +215,13 @@ fn place_checkpoints<E: fmt::Display>(
                 checkpoint.length, head.next_seq
             )));
         }
-        if checkpoint.head != hex(&head.hash) {
+        if checkpoint.head != hex::encode(&head.hash) {
             return Err(WriteError::Checkpoint(format!(
                 "the node signed a checkpoint for {} entries with head {}, but its audit chain \
                  now hashes to {} there: the chain was rewritten after it was signed",
                 checkpoint.length,
                 checkpoint.head,
-                hex(&head.hash)
+                hex::encode(&head.hash)
             )));
         }
         if checkpoint.length >= written.since {
@@ -558,7 +559,7 @@ impl<'d> Check<'d> {
             let verifier = if entry.seq == 0 {
                 Verifier::new()
             } else {
-                let prev = audit::from_hex(&entry.prev)
+                let prev = hex::decode_array(&entry.prev)
                     .ok_or_else(|| bad("prev is not 64 hex digits".into()))?;
                 Verifier::resume(entry.seq, prev)
             };
@@ -570,7 +571,7 @@ impl<'d> Check<'d> {
                         anchor.length
                     )));
                 }
-                if anchor.head != hex(&verifier.head().hash) {
+                if anchor.head != hex::encode(&verifier.head().hash) {
                     return Err(bad(format!(
                         "does not link to the checkpoint on line {anchor_line}: its prev is not \
                          the head that checkpoint signed"
@@ -657,14 +658,14 @@ impl<'d> Check<'d> {
                 let head = verifier.head();
                 let next = head.next_seq;
                 if checkpoint.length == next {
-                    if checkpoint.head != hex(&head.hash) {
+                    if checkpoint.head != hex::encode(&head.hash) {
                         return Err(bad(format!(
                             "signs head {} for entry seq {}, but that entry as exported hashes \
                              to {} (the entries before it were rewritten, or the checkpoint is \
                              of another chain)",
                             checkpoint.head,
                             next - 1,
-                            hex(&head.hash)
+                            hex::encode(&head.hash)
                         )));
                     }
                     self.uncovered = None;

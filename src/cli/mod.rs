@@ -15,7 +15,8 @@ use clap::{Parser, Subcommand};
 use self::node_client::OutboxAction;
 use crate::bench::BenchArgs;
 use crate::config::Config;
-use crate::core::audit::{hex, Verifier};
+use crate::core::audit::Verifier;
+use crate::core::hex;
 use crate::dev::devinit::{self, DevInitArgs};
 use crate::node::store::Store;
 use crate::node::Node;
@@ -394,7 +395,7 @@ fn audit_verify(path: &Path) -> Result<String, String> {
         "audit chain of node {} ok: {} entries, head {}",
         config.center,
         head.next_seq,
-        hex(&head.hash)
+        hex::encode(&head.hash)
     ))
 }
 

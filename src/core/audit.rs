@@ -13,6 +13,12 @@
 use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
 
+use crate::core::hex;
+
+/// Lower-case hex ([`hex::encode`]), under its old name for callers not yet moved to
+/// `core::hex` (the ledger).
+pub use crate::core::hex::encode as hex;
+
 /// What happened.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -131,9 +137,9 @@ impl Head {
             seq: entry.seq,
             problem,
         };
-        let prev = from_hex(&entry.prev).ok_or(bad("prev is not 64 hex digits"))?;
+        let prev = hex::decode_array(&entry.prev).ok_or(bad("prev is not 64 hex digits"))?;
         let hash = entry_hash(&prev, entry);
-        if entry.hash != hex(&hash) {
+        if entry.hash != hex::encode(&hash) {
             return Err(bad("content does not match its hash (altered)"));
         }
         Ok(Head {
@@ -155,11 +161,11 @@ impl Head {
             subject: event.subject,
             consent_id: event.consent_id,
             detail: event.detail,
-            prev: hex(&self.hash),
+            prev: hex::encode(&self.hash),
             hash: String::new(),
         };
         let hash = entry_hash(&self.hash, &entry);
-        entry.hash = hex(&hash);
+        entry.hash = hex::encode(&hash);
         self.next_seq += 1;
         self.hash = hash;
         entry
@@ -207,11 +213,11 @@ impl Verifier {
                 "sequence number out of order (entry missing, inserted or moved)",
             ));
         }
-        if entry.prev != hex(&self.head.hash) {
+        if entry.prev != hex::encode(&self.head.hash) {
             return Err(bad("does not link to the previous entry"));
         }
         let hash = entry_hash(&self.head.hash, entry);
-        if entry.hash != hex(&hash) {
+        if entry.hash != hex::encode(&hash) {
             return Err(bad("content does not match its hash (altered)"));
         }
         self.head = Head {
@@ -269,20 +275,20 @@ impl Checkpoint {
         head: &Head,
         at: &str,
     ) -> Checkpoint {
-        let head_hex = hex(&head.hash);
+        let head_hex = hex::encode(&head.hash);
         let signature = key.sign(&checkpoint_bytes(node, head.next_seq, &head_hex, at));
         Checkpoint {
             node: node.to_owned(),
             length: head.next_seq,
             head: head_hex,
             at: at.to_owned(),
-            signature: hex(&signature),
+            signature: hex::encode(&signature),
         }
     }
 
     /// True if the signature is `key`'s over this checkpoint's fields.
     pub fn verify(&self, key: &crate::core::keys::PublicKey) -> bool {
-        let Some(signature) = crate::core::keys::from_hex(&self.signature) else {
+        let Some(signature) = hex::decode(&self.signature) else {
             return false;
         };
         key.verify(
@@ -347,29 +353,6 @@ fn entry_hash(prev: &[u8; 32], entry: &AuditEntry) -> [u8; 32] {
     out
 }
 
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
-/// 64 hex digits → 32 bytes.
-pub fn from_hex(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-        let pair = std::str::from_utf8(chunk).ok()?;
-        out[i] = u8::from_str_radix(pair, 16).ok()?;
-    }
-    Some(out)
-}
-
 /// The `n`-th event of a test chain (an `accepted` of message `m-n`).
 #[cfg(test)]
 pub(crate) fn test_event(n: u64) -> Event {
@@ -425,7 +408,7 @@ mod tests {
         inserted.insert(3, good[3].clone());
         check(inserted, 4);
         let mut relinked = good.clone();
-        relinked[5].prev = hex(&[1; 32]);
+        relinked[5].prev = hex::encode(&[1; 32]);
         check(relinked, 5);
     }
 
@@ -439,7 +422,7 @@ mod tests {
         }
         let c = Checkpoint::sign(&key, "suwon", &head, "2026-11-26T04:00:00.000Z");
         assert_eq!(c.length, 3);
-        assert_eq!(c.head, hex(&head.hash));
+        assert_eq!(c.head, hex::encode(&head.hash));
         assert!(c.verify(&key.public_key()));
         assert!(!c.verify(&other.public_key()));
         let altered = [
@@ -452,7 +435,7 @@ mod tests {
                 ..c.clone()
             },
             Checkpoint {
-                head: hex(&[0; 32]),
+                head: hex::encode(&[0; 32]),
                 ..c.clone()
             },
             Checkpoint {

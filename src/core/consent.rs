@@ -138,7 +138,7 @@ impl Registration {
         }
         let canonical =
             serde_json::value::to_raw_value(document).expect("JSON values always serialize");
-        let digest = crate::core::audit::hex(
+        let digest = crate::core::hex::encode(
             ring::digest::digest(&ring::digest::SHA256, canonical.get().as_bytes()).as_ref(),
         );
         Ok(Registration {

@@ -27,9 +27,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::core::audit::hex;
+use crate::core::hex;
 use crate::core::identity::{AgencyId, CenterId};
-use crate::core::keys::{self, PublicKey, SigningKey, SIGNATURE_LEN};
+use crate::core::keys::{PublicKey, SigningKey, SIGNATURE_LEN};
 use crate::core::message::MessageType;
 
 /// File name `dev-init` gives the directory (next to the centers' folders).
@@ -187,7 +187,7 @@ impl Directory {
             ))
         })?;
         let signature_hex = signed.signature.ok_or(DirectoryError::Unsigned)?;
-        let signature = keys::from_hex(&signature_hex)
+        let signature = hex::decode(&signature_hex)
             .filter(|s| s.len() == SIGNATURE_LEN)
             .ok_or_else(|| {
                 DirectoryError::Malformed(format!(
@@ -299,7 +299,7 @@ pub fn sign(unsigned: &[u8], authority: &SigningKey) -> Result<Vec<u8>, Director
     let signature = authority.sign(text.as_bytes());
     let file = format!(
         "{{\n  \"directory\": {text},\n  \"signature\": \"{}\"\n}}\n",
-        hex(&signature)
+        hex::encode(&signature)
     );
     Ok(file.into_bytes())
 }

@@ -13,6 +13,8 @@ use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivatePkcs8KeyDer;
 
+use crate::core::hex;
+
 /// Length of an Ed25519 public key in bytes.
 pub const PUBLIC_KEY_LEN: usize = 32;
 
@@ -72,7 +74,7 @@ impl PublicKey {
                 problem: format!("{} characters long", s.chars().count()),
             });
         }
-        let bytes = from_hex(s).ok_or_else(|| KeyError::PublicKey {
+        let bytes = hex::decode(s).ok_or_else(|| KeyError::PublicKey {
             problem: "contains characters that are not hexadecimal digits".into(),
         })?;
         let mut key = [0; PUBLIC_KEY_LEN];
@@ -82,7 +84,7 @@ impl PublicKey {
 
     /// The 64 lowercase hex characters.
     pub fn to_hex(&self) -> String {
-        crate::core::audit::hex(&self.0)
+        hex::encode(&self.0)
     }
 
     /// The 32 bytes.
@@ -178,25 +180,6 @@ fn parse_pem(bytes: &[u8], origin: impl Fn() -> String) -> Result<SigningKey, Ke
     Ok(SigningKey(pair))
 }
 
-/// Decodes hex (upper or lower case, even length); `None` for anything else.
-pub fn from_hex(s: &str) -> Option<Vec<u8>> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    let s = s.as_bytes();
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    s.chunks_exact(2)
-        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
-        .collect()
-}
-
 /// PEM text of `der` under `label`: standard base64 with padding, 64 characters a line.
 fn pem_encode(label: &str, der: &[u8]) -> String {
     let body = base64(der);
@@ -250,16 +233,6 @@ mod tests {
             assert_eq!(base64(input.as_bytes()), expected, "{input:?}");
         }
         assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");
-    }
-
-    #[test]
-    fn hex_decoding() {
-        assert_eq!(from_hex(""), Some(vec![]));
-        assert_eq!(from_hex("00ff7A"), Some(vec![0x00, 0xff, 0x7a]));
-        assert_eq!(from_hex("abc"), None);
-        assert_eq!(from_hex("zz"), None);
-        assert_eq!(from_hex("+1"), None);
-        assert_eq!(from_hex("é1"), None);
     }
 
     #[test]

@@ -167,7 +167,7 @@ fn read_key(path: &Path) -> Result<(String, LessSafeKey), VaultError> {
         path: path.to_owned(),
         source,
     })?;
-    let bytes: [u8; 32] = crate::core::keys::from_hex(text.trim())
+    let bytes: [u8; 32] = crate::core::hex::decode(text.trim())
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| VaultError::Format {
             path: path.to_owned(),
@@ -177,7 +177,7 @@ fn read_key(path: &Path) -> Result<(String, LessSafeKey), VaultError> {
 
 fn key_from(bytes: &[u8; 32]) -> (String, LessSafeKey) {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let id = crate::core::audit::hex(&digest.as_ref()[..8]);
+    let id = crate::core::hex::encode(&digest.as_ref()[..8]);
     let key = UnboundKey::new(&AES_256_GCM, bytes).expect("32 bytes is an AES-256 key");
     (id, LessSafeKey::new(key))
 }
@@ -188,7 +188,7 @@ pub fn generate_key_text() -> Result<String, VaultError> {
     SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| VaultError::Random)?;
-    Ok(format!("{}\n", crate::core::audit::hex(&bytes)))
+    Ok(format!("{}\n", crate::core::hex::encode(&bytes)))
 }
 
 #[cfg(test)]

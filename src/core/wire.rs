@@ -182,13 +182,13 @@ impl Receipt {
             digest: digest.to_owned(),
             node: node.clone(),
             received_at: received_at.to_owned(),
-            signature: crate::core::audit::hex(&signature),
+            signature: crate::core::hex::encode(&signature),
         }
     }
 
     /// True if the signature is `key`'s over this receipt's fields.
     pub fn verify(&self, key: &PublicKey) -> bool {
-        let Some(signature) = crate::core::keys::from_hex(&self.signature) else {
+        let Some(signature) = crate::core::hex::decode(&self.signature) else {
             return false;
         };
         key.verify(

@@ -41,8 +41,8 @@ use self::ledger::{CheckpointPolicy, Ledger, LedgerOptions};
 use self::store::{DirectorySeen, Store, StoreError};
 use self::tls::TlsError;
 use crate::config::{Config, FederationConfig};
-use crate::core::audit::hex;
 use crate::core::directory::{Directory, DirectoryError};
+use crate::core::hex;
 use crate::core::identity::{self, Anonymous, CenterId, Identity, Peer};
 use crate::core::keys::{KeyError, SigningKey};
 use crate::core::routing::Routing;
@@ -146,7 +146,7 @@ impl Node {
                 let directory = load_directory(f, &config.center, &key, &store)?;
                 let seen = DirectorySeen {
                     version: directory.version,
-                    digest: hex(&directory.digest()),
+                    digest: hex::encode(&directory.digest()),
                 };
                 let routing = Routing::federated(config.center.clone(), Arc::new(directory));
                 let forwarding_tls = client::client_config(
@@ -468,7 +468,7 @@ fn check_not_older(directory: &Directory, seen: &DirectorySeen) -> Result<(), St
             directory.version, seen.version
         ));
     }
-    if directory.version == seen.version && hex(&directory.digest()) != seen.digest {
+    if directory.version == seen.version && hex::encode(&directory.digest()) != seen.digest {
         return Err(format!(
             "is version {} but differs from the version {} this node already loaded; \
              a changed directory needs a higher version",
@@ -576,7 +576,7 @@ impl FederationRuntime {
         };
         let seen = DirectorySeen {
             version: directory.version,
-            digest: hex(&directory.digest()),
+            digest: hex::encode(&directory.digest()),
         };
         if seen == self.federated.seen {
             tracing::info!(version = seen.version, "directory reload: unchanged");

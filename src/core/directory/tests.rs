@@ -46,7 +46,7 @@ fn bytes(value: &Value) -> Vec<u8> {
 
 /// Signs `directory` the way `sign` does, but without validating it first.
 fn sign_unchecked(directory: &str, key: &SigningKey) -> Vec<u8> {
-    let signature = hex(&key.sign(directory.as_bytes()));
+    let signature = hex::encode(&key.sign(directory.as_bytes()));
     format!("{{\"directory\": {directory}, \"signature\": \"{signature}\"}}").into_bytes()
 }
 

@@ -16,8 +16,9 @@
 //! Architecture invariant: nothing here writes.
 
 use super::{decode_at, key, Store, StoreError, AUDIT, CHECKPOINT, CONSENT};
-use crate::core::audit::{hex, AuditEntry, Checkpoint, Head, Verifier};
+use crate::core::audit::{AuditEntry, Checkpoint, Head, Verifier};
 use crate::core::consent::ConsentRecord;
+use crate::core::hex;
 use crate::core::keys::PublicKey;
 
 /// Where a chain check started.
@@ -117,7 +118,7 @@ impl Store {
             .filter(|(c, _)| c.length > 0);
         let mut status = ChainStatus {
             length,
-            head: hex(&Head::GENESIS.hash),
+            head: hex::encode(&Head::GENESIS.hash),
             verified_from: VerifiedFrom::Genesis,
             entries_checked: 0,
             problem: None,
@@ -157,7 +158,7 @@ impl Store {
             ));
             return Ok(status);
         }
-        status.head = hex(&head.hash);
+        status.head = hex::encode(&head.hash);
         // Checked from genesis: does a checkpoint not known to be forged name the head the
         // chain had at its length?
         if let Some((c, None | Some(true))) = &checkpoint {
@@ -183,7 +184,7 @@ impl Store {
             Ok(head) => head,
             Err(e) => return Ok(Err(e.to_string())),
         };
-        if hex(&head.hash) != c.head || entry.seq != last {
+        if hex::encode(&head.hash) != c.head || entry.seq != last {
             return Ok(Err(format!(
                 "audit entry {last}: does not match the head signed in checkpoint of {} entries",
                 c.length
