@@ -18,7 +18,7 @@
 //!
 //! Both carry the sender's resp. receiver's latest signed checkpoint of its audit chain; each
 //! node keeps its peers' latest checkpoints (`ledger::Ledger::peer_checkpoint`), so a node
-//! that rolls its log back is caught by every peer it talks to (see [`keep_peer_checkpoint`]).
+//! that rolls its log back is caught by every peer it talks to (`node::peers`).
 //!
 //! Architecture invariant: a receipt is signed only for a message already durable at the
 //! receiving node; a retried hand-over gets the original receipt (the same facts signed
@@ -235,30 +235,6 @@ impl Receipt {
             ));
         }
         Ok(())
-    }
-}
-
-/// Checks a checkpoint a peer handed over (it must be that peer's, signed with its key from
-/// the directory) and keeps it if it follows the one kept before. A checkpoint that does not
-/// verify, or that shows the peer rolled back or rewrote its log, is logged as an error and
-/// not kept: the earlier one stays as evidence.
-pub async fn keep_peer_checkpoint(
-    ledger: &crate::node::ledger::Ledger,
-    peer: &CenterId,
-    key: &PublicKey,
-    checkpoint: Checkpoint,
-) {
-    if checkpoint.node != peer.as_str() || !checkpoint.verify(key) {
-        tracing::error!(%peer, node = %checkpoint.node,
-            "a checkpoint from this peer does not verify against its key in the directory");
-        return;
-    }
-    match ledger.peer_checkpoint(peer.clone(), checkpoint).await {
-        Ok(_) => {}
-        Err(crate::node::ledger::LedgerError::PeerRollback(what)) => {
-            tracing::error!(%peer, %what, "peer's audit log went back: investigate");
-        }
-        Err(e) => tracing::warn!(%peer, error = %e, "could not keep the peer's checkpoint"),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod forwarder;
 pub mod inbox;
 pub mod ledger;
 pub mod parallel;
+pub mod peers;
 pub mod store;
 pub mod tls;
 

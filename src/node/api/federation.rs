@@ -192,7 +192,7 @@ impl Api {
         if let (Some(checkpoint), Some(peer)) = (checkpoint, self.routing().peer(node)) {
             let (ledger, node, key) = (self.ledger.clone(), node.clone(), peer.signing_key.clone());
             tokio::spawn(async move {
-                crate::core::wire::keep_peer_checkpoint(&ledger, &node, &key, checkpoint).await;
+                crate::node::peers::keep_peer_checkpoint(&ledger, &node, &key, checkpoint).await;
             });
         }
         let mut answer = json!({ "results": items });
