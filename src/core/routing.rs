@@ -13,10 +13,19 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::config::LocalDirectory;
 use crate::core::directory::{CenterEntry, Directory};
-use crate::core::identity::{AgencyId, CenterId};
+use crate::core::identity::{AgencyId, CenterId, OfficerId};
 use crate::core::message::MessageType;
+
+/// The agencies and officers of this center, as the node knows them: from `[[agencies]]`
+/// and `[[officers]]` in the config (a federated node's agencies come from the directory).
+#[derive(Debug, Clone, Default)]
+pub struct LocalDirectory {
+    /// Agency → message types it may send.
+    pub agencies: BTreeMap<AgencyId, Vec<MessageType>>,
+    /// Privacy officers.
+    pub officers: Vec<OfficerId>,
+}
 
 /// Where a message for a recipient goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use jsonschema::{Draft, PatternOptions, Registry, Validator};
 use serde_json::Value;
 
-use crate::config::SchemaSource;
 use crate::core::message::MessageType;
 
 /// The schemas built into the binary: the repository's `schemas/` at build time.
@@ -48,6 +47,16 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../schemas/consent.v1.json"),
     ),
 ];
+
+/// Where the message schemas come from (`[schemas] dir` in the config, or the built-in
+/// ones).
+#[derive(Debug, Clone)]
+pub enum SchemaSource {
+    /// The schemas compiled into the binary (the repository's `schemas/`).
+    Embedded,
+    /// A folder of `*.json` schema files.
+    Dir(PathBuf),
+}
 
 /// The file holding the envelope schema.
 const ENVELOPE_FILE: &str = "envelope.v1.json";

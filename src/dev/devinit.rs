@@ -1379,8 +1379,8 @@ mod tests {
 
     #[test]
     fn examples_validate_against_the_embedded_schemas() {
-        use crate::config::SchemaSource;
         use crate::core::message::MessageType;
+        use crate::core::schema::SchemaSource;
         use crate::core::schema::Schemas;
 
         let schemas = Schemas::load(&SchemaSource::Embedded).expect("schemas compile");
