@@ -68,18 +68,10 @@ pub struct AgencyEntry {
     pub receives: Vec<MessageType>,
 }
 
-/// Why a directory is unusable. [`Directory::load`] wraps every problem with the contents in
-/// [`DirectoryError::File`], so the message names the file.
+/// Why a directory is unusable. [`Directory::from_signed_file`] wraps every problem with the
+/// contents in [`DirectoryError::File`], so the message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
-    /// The file could not be read.
-    #[error("cannot read directory {path}: {source}")]
-    Read {
-        /// The directory file.
-        path: PathBuf,
-        /// The underlying I/O error.
-        source: std::io::Error,
-    },
     /// A problem with the contents of a file, with the file's name.
     #[error("directory {path}: {source}")]
     File {
@@ -156,17 +148,14 @@ struct RawAgency {
 }
 
 impl Directory {
-    /// Reads `path`, checks its signature against `authority` and validates it. Every error
-    /// names the file.
-    pub fn load(path: &Path, authority: &PublicKey) -> Result<Directory, DirectoryError> {
-        let bytes = std::fs::read(path).map_err(|source| DirectoryError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Directory::from_signed_bytes(&bytes, authority).map_err(|e| DirectoryError::File {
-            path: path.to_owned(),
-            source: Box::new(e),
-        })
+    /// [`Directory::from_signed_bytes`] over the bytes of the file at `path`, which only names
+    /// the file in errors (the caller reads it: `Directory::load` in `node::files`).
+    pub fn from_signed_file(
+        path: &Path,
+        bytes: &[u8],
+        authority: &PublicKey,
+    ) -> Result<Directory, DirectoryError> {
+        Directory::from_signed_bytes(bytes, authority).map_err(|e| in_file(path, e))
     }
 
     /// Checks the signature of a signed directory file's bytes against `authority`, then
@@ -208,27 +197,20 @@ impl Directory {
         })
     }
 
-    /// Reads `path`, a signed directory file, and parses and validates the directory in it
-    /// **without checking its signature**. Every error names the file.
+    /// Parses and validates the directory in the bytes of the signed directory file at
+    /// `path` **without checking its signature**. Every error names the file.
     ///
     /// For offline tools that need the node keys a directory lists but may be run without
     /// the federation authority's key at hand (`plusgate audit verify --file` when no
     /// `--authority-key` is given, which then says the directory was not checked). Whoever
     /// can edit the file can then put any key in it, so callers should prefer
-    /// [`Directory::load`] with the pinned authority key; a node never uses this.
-    pub fn load_unverified(path: &Path) -> Result<Directory, DirectoryError> {
-        let bytes = std::fs::read(path).map_err(|source| DirectoryError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Directory::from_unverified_bytes(&bytes).map_err(|e| DirectoryError::File {
-            path: path.to_owned(),
-            source: Box::new(e),
-        })
+    /// [`Directory::from_signed_file`] with the pinned authority key; a node never uses this.
+    pub fn from_unverified_file(path: &Path, bytes: &[u8]) -> Result<Directory, DirectoryError> {
+        Directory::from_unverified_bytes(bytes).map_err(|e| in_file(path, e))
     }
 
     /// [`Directory::from_signed_bytes`] without the signature check (see
-    /// [`Directory::load_unverified`]).
+    /// [`Directory::from_unverified_file`]).
     fn from_unverified_bytes(bytes: &[u8]) -> Result<Directory, DirectoryError> {
         let signed: RawSigned<'_> = serde_json::from_slice(bytes).map_err(|e| {
             DirectoryError::Malformed(format!(
@@ -302,6 +284,14 @@ pub fn sign(unsigned: &[u8], authority: &SigningKey) -> Result<Vec<u8>, Director
         hex::encode(&signature)
     );
     Ok(file.into_bytes())
+}
+
+/// A problem with the contents of the file at `path`, naming the file.
+fn in_file(path: &Path, e: DirectoryError) -> DirectoryError {
+    DirectoryError::File {
+        path: path.to_owned(),
+        source: Box::new(e),
+    }
 }
 
 type Validated = (u64, String, BTreeMap<CenterId, CenterEntry>);

@@ -11,7 +11,7 @@
 //! schemas cannot fail, only the instances.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use jsonschema::{Draft, PatternOptions, Registry, Validator};
 use serde_json::Value;
@@ -64,14 +64,6 @@ const ENVELOPE_FILE: &str = "envelope.v1.json";
 /// A schema set that cannot be used; always names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
-    /// The folder or a file could not be read.
-    #[error("cannot read schema {path}: {source}")]
-    Read {
-        /// File or folder.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
     /// A file is not JSON.
     #[error("schema {file} is not valid JSON: {message}")]
     Json {
@@ -128,16 +120,15 @@ impl std::fmt::Debug for Schemas {
 }
 
 impl Schemas {
-    /// Loads and compiles the schemas from `source`.
-    pub fn load(source: &SchemaSource) -> Result<Schemas, SchemaError> {
-        let files = match source {
-            SchemaSource::Embedded => EMBEDDED
+    /// Compiles the schemas built into the binary ([`EMBEDDED`]). A [`SchemaSource::Dir`]
+    /// is read by `Schemas::load` in `node::files`, then compiled here.
+    pub fn embedded() -> Result<Schemas, SchemaError> {
+        Schemas::compile(
+            EMBEDDED
                 .iter()
                 .map(|(name, text)| ((*name).to_owned(), (*text).to_owned()))
                 .collect(),
-            SchemaSource::Dir(dir) => read_dir(dir)?,
-        };
-        Schemas::compile(files)
+        )
     }
 
     /// Compiles a set of `(file name, text)` schema files.
@@ -323,28 +314,6 @@ fn payload_file(file: &str) -> Option<(MessageType, u32)> {
     let stem = file.strip_suffix(".json")?;
     let (name, version) = stem.rsplit_once(".v")?;
     Some((MessageType::parse(name)?, version.parse().ok()?))
-}
-
-fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, SchemaError> {
-    let read_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| SchemaError::Read { path, source }
-    };
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(read_err(dir))? {
-        let path = entry.map_err(read_err(dir))?.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") || !path.is_file() {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).map_err(read_err(&path))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        files.push((name, text));
-    }
-    files.sort();
-    Ok(files)
 }
 
 #[cfg(test)]

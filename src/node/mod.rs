@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod client;
+pub mod files;
 pub mod forwarder;
 pub mod inbox;
 pub mod ledger;
@@ -36,6 +37,7 @@ use tokio_rustls::TlsAcceptor;
 
 use self::api::Api;
 use self::client::HttpVersion;
+use self::files::{LoadError, ReadError};
 use self::forwarder::{ForwardOptions, Forwarding};
 use self::inbox::Inbox;
 use self::ledger::{CheckpointPolicy, Ledger, LedgerOptions};
@@ -66,6 +68,9 @@ const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// Why a node could not be built or run.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// A file the config names could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
     /// A schema is broken.
     #[error(transparent)]
     Schema(#[from] SchemaError),
@@ -99,6 +104,20 @@ pub enum NodeError {
     /// The client side of node-to-node TLS could not be set up.
     #[error("node-to-node TLS: {0}")]
     Client(#[from] client::ClientError),
+}
+
+/// A file that could not be read, or whose contents are unusable: the same as the core
+/// type's own error for the contents.
+impl<E> From<LoadError<E>> for NodeError
+where
+    NodeError: From<E>,
+{
+    fn from(e: LoadError<E>) -> NodeError {
+        match e {
+            LoadError::Read(e) => NodeError::Read(e),
+            LoadError::Content(e) => NodeError::from(e),
+        }
+    }
 }
 
 /// The federated part of a node.
