@@ -2,6 +2,7 @@
 //! `privacy`, `directory`, `bench`. Parses arguments, calls
 //! into the library, maps failures to exit codes. `anyhow` lives here and nowhere deeper.
 
+pub mod directory;
 pub mod export;
 pub mod node_client;
 pub mod privacy;
@@ -65,7 +66,7 @@ pub enum Command {
     Privacy(crate::cli::privacy::PrivacyCommand),
     /// Sign or verify the federation directory.
     #[command(subcommand)]
-    Directory(crate::core::directory::DirectoryCommand),
+    Directory(crate::cli::directory::DirectoryCommand),
 }
 
 /// `plusgate outbox …`: talks to the running node as the node itself (its certificate).
@@ -203,7 +204,7 @@ pub fn run(cli: Cli) -> ExitCode {
             // `{:#}` prints anyhow's whole chain of causes on one line.
             Err(e) => fail(EXIT_FAILURE, &format!("{e:#}")),
         },
-        Command::Directory(command) => match crate::core::directory::run_command(&command) {
+        Command::Directory(command) => match crate::cli::directory::run(&command) {
             Ok(summary) => {
                 println!("{summary}");
                 ExitCode::SUCCESS
