@@ -299,21 +299,53 @@ impl Checkpoint {
 
     /// How `self` (newer) relates to `earlier` from the same node: fine if it is at least as
     /// long, and, when just as long, names the same head.
-    pub fn follows(&self, earlier: &Checkpoint) -> Result<(), String> {
+    pub fn continues(&self, earlier: &Checkpoint) -> Result<(), Divergence> {
         if self.length < earlier.length {
-            return Err(format!(
-                "node {} signed a chain of {} entries, after having signed {} (rolled back)",
-                self.node, self.length, earlier.length
-            ));
+            return Err(Divergence::RolledBack {
+                node: self.node.clone(),
+                length: self.length,
+                earlier: earlier.length,
+            });
         }
         if self.length == earlier.length && self.head != earlier.head {
-            return Err(format!(
-                "node {} signed two different chains of {} entries (rewritten)",
-                self.node, self.length
-            ));
+            return Err(Divergence::Rewritten {
+                node: self.node.clone(),
+                length: self.length,
+            });
         }
         Ok(())
     }
+
+    /// [`Checkpoint::continues`] with the reason as text, for the ledger's
+    /// `LedgerError::PeerRollback(String)` until that carries a [`Divergence`].
+    pub fn follows(&self, earlier: &Checkpoint) -> Result<(), String> {
+        self.continues(earlier).map_err(|e| e.to_string())
+    }
+}
+
+/// How a node's later checkpoint contradicts an earlier one: the node (or whoever controls
+/// its storage) went back on its audit chain. Evidence against that node; asking again does
+/// not change it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Divergence {
+    /// The later checkpoint covers fewer entries.
+    #[error("node {node} signed a chain of {length} entries, after having signed {earlier} (rolled back)")]
+    RolledBack {
+        /// The signing node.
+        node: String,
+        /// Entries the later checkpoint covers.
+        length: u64,
+        /// Entries the earlier one covered.
+        earlier: u64,
+    },
+    /// Both cover the same number of entries but name different heads.
+    #[error("node {node} signed two different chains of {length} entries (rewritten)")]
+    Rewritten {
+        /// The signing node.
+        node: String,
+        /// Entries both cover.
+        length: u64,
+    },
 }
 
 fn checkpoint_bytes(node: &str, length: u64, head: &str, at: &str) -> Vec<u8> {
@@ -456,13 +488,25 @@ mod tests {
         let one = Checkpoint::sign(&key, "suwon", &head, "t1");
         head.append(event(1));
         let two = Checkpoint::sign(&key, "suwon", &head, "t2");
-        assert_eq!(two.follows(&one), Ok(()));
-        assert_eq!(two.follows(&two), Ok(()));
+        assert_eq!(two.continues(&one), Ok(()));
+        assert_eq!(two.continues(&two), Ok(()));
+        assert!(matches!(
+            one.continues(&two),
+            Err(Divergence::RolledBack {
+                length: 1,
+                earlier: 2,
+                ..
+            })
+        ));
         assert!(one.follows(&two).is_err_and(|e| e.contains("rolled back")));
         let mut other = Head::GENESIS;
         other.append(event(7));
         other.append(event(8));
         let rewritten = Checkpoint::sign(&key, "suwon", &other, "t3");
+        assert!(matches!(
+            rewritten.continues(&two),
+            Err(Divergence::Rewritten { length: 2, .. })
+        ));
         assert!(rewritten
             .follows(&two)
             .is_err_and(|e| e.contains("rewritten")));

@@ -88,6 +88,15 @@ pub enum SchemaError {
         /// The compiler's message.
         message: String,
     },
+    /// A `$ref` names no schema of the set (reported against the file that holds it; the
+    /// registry would only name the missing URI).
+    #[error("schema {file} does not compile: `$ref: {reference}` names no schema in the set")]
+    DanglingRef {
+        /// The file holding the reference.
+        file: String,
+        /// The `$ref` as written.
+        reference: String,
+    },
     /// A required schema is missing.
     #[error("schema file {file} is missing")]
     Missing {
@@ -158,10 +167,12 @@ impl Schemas {
 
         let ids: Vec<&str> = docs.iter().map(|(_, id, _)| id.as_str()).collect();
         for (file, id, value) in &docs {
-            check_refs(value, id, &ids).map_err(|message| SchemaError::Compile {
-                file: file.clone(),
-                message,
-            })?;
+            if let Some(reference) = dangling_ref(value, id, &ids) {
+                return Err(SchemaError::DanglingRef {
+                    file: file.clone(),
+                    reference: reference.to_owned(),
+                });
+            }
         }
 
         let mut builder = Registry::new();
@@ -283,9 +294,8 @@ fn collect(validator: &Validator, instance: &Value, prefix: &str) -> Vec<Violati
         .collect()
 }
 
-/// Checks that every `$ref` in `value` names a registered schema, so a dangling reference is
-/// reported against the file that holds it (the registry would only name the missing URI).
-fn check_refs(value: &Value, base_id: &str, ids: &[&str]) -> Result<(), String> {
+/// The first `$ref` in `value` that names no registered schema, if any.
+fn dangling_ref<'v>(value: &'v Value, base_id: &str, ids: &[&str]) -> Option<&'v str> {
     match value {
         Value::Object(map) => {
             if let Some(Value::String(r)) = map.get("$ref") {
@@ -298,14 +308,14 @@ fn check_refs(value: &Value, base_id: &str, ids: &[&str]) -> Result<(), String> 
                         format!("{dir}/{resource}")
                     };
                     if !ids.contains(&absolute.as_str()) {
-                        return Err(format!("`$ref: {r}` names no schema in the set"));
+                        return Some(r);
                     }
                 }
             }
-            map.values().try_for_each(|v| check_refs(v, base_id, ids))
+            map.values().find_map(|v| dangling_ref(v, base_id, ids))
         }
-        Value::Array(items) => items.iter().try_for_each(|v| check_refs(v, base_id, ids)),
-        _ => Ok(()),
+        Value::Array(items) => items.iter().find_map(|v| dangling_ref(v, base_id, ids)),
+        _ => None,
     }
 }
 

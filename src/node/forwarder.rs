@@ -657,7 +657,7 @@ fn null_payload() -> Box<serde_json::value::RawValue> {
 enum Outcome {
     Receipt(crate::core::wire::Receipt),
     Refused(String),
-    BadReceipt(String),
+    BadReceipt(crate::core::wire::ReceiptError),
     Unanswered,
 }
 

@@ -109,6 +109,10 @@ fn a_dangling_ref_is_named() {
         1,
     );
     let err = Schemas::compile(files).expect_err("dangling ref");
+    assert!(
+        matches!(&err, SchemaError::DanglingRef { reference, .. } if reference == "missing.v1.json"),
+        "{err}"
+    );
     assert!(err.to_string().contains("referral.v1.json"), "{err}");
 }
 
