@@ -47,7 +47,7 @@ use crate::config::{Config, FederationConfig};
 use crate::core::directory::{Directory, DirectoryError};
 use crate::core::hex;
 use crate::core::identity::{self, Anonymous, CenterId, Identity, Peer};
-use crate::core::keys::{KeyError, SigningKey};
+use crate::core::keys::{KeyError, PublicKey, SigningKey};
 use crate::core::routing::Routing;
 use crate::core::schema::{SchemaError, Schemas};
 
@@ -96,7 +96,7 @@ pub enum NodeError {
         /// The directory file.
         path: std::path::PathBuf,
         /// What is wrong.
-        problem: String,
+        problem: DirectoryMismatch,
     },
     /// A data key is unusable.
     #[error(transparent)]
@@ -104,6 +104,51 @@ pub enum NodeError {
     /// The client side of node-to-node TLS could not be set up.
     #[error("node-to-node TLS: {0}")]
     Client(#[from] client::ClientError),
+}
+
+/// Why a directory whose signature verifies is still not one this node may run with. The
+/// operator's or the federation authority's to fix (a directory without this node, an older
+/// file put back); starting again with the same file fails the same way.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryMismatch {
+    /// The directory does not list this node's center.
+    #[error("does not list this node's center `{center}`")]
+    NotListed {
+        /// This node's center.
+        center: CenterId,
+    },
+    /// The directory lists another signing key for this node.
+    #[error("lists signing key {listed} for center {center}, but this node's key is {own}")]
+    OtherKey {
+        /// This node's center.
+        center: CenterId,
+        /// The key the directory lists.
+        listed: PublicKey,
+        /// This node's key.
+        own: PublicKey,
+    },
+    /// Older than a directory this node loaded before (rollback protection).
+    #[error(
+        "is version {version}, older than version {seen} which this node already loaded; \
+         refusing to roll back"
+    )]
+    Older {
+        /// The file's version.
+        version: u64,
+        /// The newest version loaded before.
+        seen: u64,
+    },
+    /// The same version as one loaded before, but different content.
+    #[error(
+        "is version {version} but differs from the version {seen} this node already loaded; \
+         a changed directory needs a higher version"
+    )]
+    Changed {
+        /// The file's version.
+        version: u64,
+        /// The version loaded before.
+        seen: u64,
+    },
 }
 
 /// A file that could not be read, or whose contents are unusable: the same as the core
@@ -444,19 +489,21 @@ pub fn load_directory_for(
     key: &SigningKey,
 ) -> Result<Directory, NodeError> {
     let directory = Directory::load(&f.directory, &f.authority_key)?;
-    let wrong = |problem: String| NodeError::Federation {
+    let wrong = |problem| NodeError::Federation {
         path: f.directory.clone(),
         problem,
     };
-    let own = directory
-        .center(center)
-        .ok_or_else(|| wrong(format!("does not list this node's center `{center}`")))?;
+    let own = directory.center(center).ok_or_else(|| {
+        wrong(DirectoryMismatch::NotListed {
+            center: center.clone(),
+        })
+    })?;
     if own.signing_key != key.public_key() {
-        return Err(wrong(format!(
-            "lists signing key {} for center {center}, but this node's key is {}",
-            own.signing_key,
-            key.public_key()
-        )));
+        return Err(wrong(DirectoryMismatch::OtherKey {
+            center: center.clone(),
+            listed: own.signing_key.clone(),
+            own: key.public_key(),
+        }));
     }
     Ok(directory)
 }
@@ -480,20 +527,18 @@ fn load_directory(
 
 /// Rollback protection: a directory older than `seen`, or a different one with the same
 /// version, is refused.
-fn check_not_older(directory: &Directory, seen: &DirectorySeen) -> Result<(), String> {
+fn check_not_older(directory: &Directory, seen: &DirectorySeen) -> Result<(), DirectoryMismatch> {
     if directory.version < seen.version {
-        return Err(format!(
-            "is version {}, older than version {} which this node already loaded; \
-             refusing to roll back",
-            directory.version, seen.version
-        ));
+        return Err(DirectoryMismatch::Older {
+            version: directory.version,
+            seen: seen.version,
+        });
     }
     if directory.version == seen.version && hex::encode(&directory.digest()) != seen.digest {
-        return Err(format!(
-            "is version {} but differs from the version {} this node already loaded; \
-             a changed directory needs a higher version",
-            directory.version, seen.version
-        ));
+        return Err(DirectoryMismatch::Changed {
+            version: directory.version,
+            seen: seen.version,
+        });
     }
     Ok(())
 }

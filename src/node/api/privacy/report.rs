@@ -96,6 +96,46 @@ impl ConsentStatus {
     }
 }
 
+/// What is wrong with a report's query string: the caller's mistake, answered 400 naming
+/// the parameter; the same query fails again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum FilterError {
+    /// A parameter the report does not take.
+    #[error("unknown query parameter `{name}`; {report} takes {params}")]
+    Unknown {
+        name: String,
+        report: &'static str,
+        params: String,
+    },
+    /// A parameter given more than once.
+    #[error("query parameter `{0}` given twice")]
+    Twice(String),
+    /// `subject` is not a subject reference.
+    #[error("`subject` must be a pseudonymous subject reference such as ps-7f3a9c21e4b05d18")]
+    Subject,
+    /// `agency` is not an agency id.
+    #[error("`agency` must be an agency id such as suwon/welfare, not `{0}`")]
+    Agency(String),
+    /// `status` is not a consent status.
+    #[error("`status` must be granted, withdrawn or expired, not `{0}`")]
+    Status(String),
+    /// `from` or `to` is neither a date nor a date-time.
+    #[error("`{name}` must be a date (YYYY-MM-DD) or an RFC 3339 date-time, not `{value}`")]
+    Time { name: &'static str, value: String },
+    /// `to` is the last day the calendar has.
+    #[error("`{0}` is past the last day there is")]
+    PastLastDay(&'static str),
+    /// `format` is neither json nor csv.
+    #[error("`format` must be json or csv, not `{0}`")]
+    Format(String),
+    /// `verify` is neither checkpoint nor full.
+    #[error("`verify` must be checkpoint or full, not `{0}`")]
+    Verify(String),
+    /// The range is empty.
+    #[error("`to` is before `from`")]
+    ToBeforeFrom,
+}
+
 /// The filters of a report request, parsed.
 #[derive(Debug, Default)]
 struct Filters {
@@ -140,21 +180,22 @@ impl Range {
 
 /// `YYYY-MM-DD` (its start, or with `end` the start of the next day) or an RFC 3339
 /// date-time.
-fn parse_time(name: &str, value: &str, end: bool) -> Result<(OffsetDateTime, bool), Problem> {
+fn parse_time(
+    name: &'static str,
+    value: &str,
+    end: bool,
+) -> Result<(OffsetDateTime, bool), FilterError> {
     if let Ok(t) = OffsetDateTime::parse(value, &Rfc3339) {
         return Ok((t, false));
     }
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    let day = Date::parse(value, &format).map_err(|_| {
-        Problem::bad_request(format!(
-            "`{name}` must be a date (YYYY-MM-DD) or an RFC 3339 date-time, not `{value}`"
-        ))
+    let day = Date::parse(value, &format).map_err(|_| FilterError::Time {
+        name,
+        value: value.to_owned(),
     })?;
     let start = |d: Date| d.with_time(Time::MIDNIGHT).assume_utc();
     if end {
-        let next = day.next_day().ok_or_else(|| {
-            Problem::bad_request(format!("`{name}` is past the last day there is"))
-        })?;
+        let next = day.next_day().ok_or(FilterError::PastLastDay(name))?;
         Ok((start(next), true))
     } else {
         Ok((start(day), false))
@@ -162,23 +203,21 @@ fn parse_time(name: &str, value: &str, end: bool) -> Result<(OffsetDateTime, boo
 }
 
 impl Filters {
-    fn parse(query: Option<&str>, report: Report) -> Result<Filters, Problem> {
+    fn parse(query: Option<&str>, report: Report) -> Result<Filters, FilterError> {
         let mut f = Filters::default();
         let mut seen: Vec<String> = Vec::new();
         let mut normalised = form_urlencoded::Serializer::new(String::new());
         for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             let name = k.as_ref();
             if !report.params().contains(&name) {
-                return Err(Problem::bad_request(format!(
-                    "unknown query parameter `{name}`; {} takes {}",
-                    report.name(),
-                    report.params().join(", ")
-                )));
+                return Err(FilterError::Unknown {
+                    name: name.to_owned(),
+                    report: report.name(),
+                    params: report.params().join(", "),
+                });
             }
             if seen.iter().any(|s| s == name) {
-                return Err(Problem::bad_request(format!(
-                    "query parameter `{name}` given twice"
-                )));
+                return Err(FilterError::Twice(name.to_owned()));
             }
             seen.push(name.to_owned());
             if v.is_empty() {
@@ -190,26 +229,19 @@ impl Filters {
                         && v.chars()
                             .all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
                     if !ok {
-                        return Err(Problem::bad_request(
-                            "`subject` must be a pseudonymous subject reference such as \
-                             ps-7f3a9c21e4b05d18",
-                        ));
+                        return Err(FilterError::Subject);
                     }
                     f.subject = Some(v.clone().into_owned());
                 }
                 "agency" => {
-                    f.agency = Some(AgencyId::parse(&v).map_err(|_| {
-                        Problem::bad_request(format!(
-                            "`agency` must be an agency id such as suwon/welfare, not `{v}`"
-                        ))
-                    })?);
+                    f.agency =
+                        Some(AgencyId::parse(&v).map_err(|_| FilterError::Agency(v.to_string()))?);
                 }
                 "status" => {
-                    f.status = Some(ConsentStatus::parse(&v).ok_or_else(|| {
-                        Problem::bad_request(format!(
-                            "`status` must be granted, withdrawn or expired, not `{v}`"
-                        ))
-                    })?);
+                    f.status = Some(
+                        ConsentStatus::parse(&v)
+                            .ok_or_else(|| FilterError::Status(v.to_string()))?,
+                    );
                 }
                 "from" => f.range.from = Some(parse_time("from", &v, false)?.0),
                 "to" => f.range.to = Some(parse_time("to", &v, true)?),
@@ -217,11 +249,7 @@ impl Filters {
                     f.csv = match v.as_ref() {
                         "csv" => true,
                         "json" => false,
-                        _ => {
-                            return Err(Problem::bad_request(format!(
-                                "`format` must be json or csv, not `{v}`"
-                            )))
-                        }
+                        _ => return Err(FilterError::Format(v.to_string())),
                     };
                     continue;
                 }
@@ -229,11 +257,7 @@ impl Filters {
                     f.from_genesis = match v.as_ref() {
                         "full" => true,
                         "checkpoint" => false,
-                        _ => {
-                            return Err(Problem::bad_request(format!(
-                                "`verify` must be checkpoint or full, not `{v}`"
-                            )))
-                        }
+                        _ => return Err(FilterError::Verify(v.to_string())),
                     };
                 }
                 _ => {}
@@ -242,7 +266,7 @@ impl Filters {
         }
         if let (Some(from), Some((to, exclusive))) = (f.range.from, f.range.to) {
             if to < from || (exclusive && to == from) {
-                return Err(Problem::bad_request("`to` is before `from`"));
+                return Err(FilterError::ToBeforeFrom);
             }
         }
         f.normalised = normalised.finish();
@@ -617,7 +641,7 @@ fn audit_json(s: &ChainStatus, checked_at: &str, check_ms: u128) -> Value {
             VerifiedFrom::Checkpoint => "checkpoint",
         },
         "entries_checked": s.entries_checked,
-        "problem": s.problem,
+        "problem": s.problem.as_ref().map(ToString::to_string),
         "checkpoint": checkpoint,
         "checked_at": checked_at,
         "check_ms": check_ms,
@@ -634,7 +658,8 @@ impl Api {
     ) -> Result<Resp, Problem> {
         let report = Report::parse(name)
             .ok_or_else(|| Problem::not_found(format!("no privacy report {name}")))?;
-        let filters = Filters::parse(req.uri().query(), report)?;
+        let filters = Filters::parse(req.uri().query(), report)
+            .map_err(|e| Problem::bad_request(e.to_string()))?;
         let store = self.store.clone();
         let key = self.signing_key.as_ref().map(|k| k.public_key());
         let durable_len = self.ledger.durable_seq();
@@ -677,14 +702,14 @@ impl Api {
 mod tests {
     use super::*;
 
-    fn parse(report: Report, query: &str) -> Result<Filters, String> {
-        Filters::parse(Some(query), report).map_err(|p| p.detail)
+    fn parse(report: Report, query: &str) -> Result<Filters, FilterError> {
+        Filters::parse(Some(query), report)
     }
 
     #[test]
     fn filters_name_the_bad_parameter() {
         let check = |report, query: &str, expected: &str| {
-            let err = parse(report, query).expect_err(query);
+            let err = parse(report, query).expect_err(query).to_string();
             assert!(err.contains(expected), "{query}: {err}");
         };
         check(
