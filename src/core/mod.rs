@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod consent;
 pub mod directory;
+pub mod export;
 pub mod hex;
 pub mod identity;
 pub mod json;
