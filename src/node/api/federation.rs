@@ -15,7 +15,7 @@ use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 
 use super::{json_response, ledger_problem, Api, Problem, Resp};
-use crate::core::consent::{ConsentRecord, Registration, RegistrationError};
+use crate::core::consent::{ConsentRecord, ConsentStatus, Registration, RegistrationError};
 use crate::core::identity::{AgencyId, Anonymous, CenterId, IdError, Identity, Peer};
 use crate::core::message::MessageType;
 use crate::core::routing::{HandoverError, Route};
@@ -334,11 +334,11 @@ impl Api {
                 node: node.clone(),
             });
         }
-        if c.status == "withdrawn" {
+        if c.status == ConsentStatus::Withdrawn {
             let Some(change) = crate::core::consent::latest_withdrawal(&c.history) else {
                 return Err(WireConsentError::NoWithdrawal { id });
             };
-            record.status = "withdrawn".into();
+            record.status = ConsentStatus::Withdrawn.into();
             record.history.push(change.clone());
         }
         Ok(record)

@@ -18,7 +18,7 @@ use time::{Date, OffsetDateTime, Time};
 
 use super::super::{json_response, ledger_problem, store_problem, Api, Problem, Resp};
 use crate::core::audit::Action;
-use crate::core::consent::ConsentRecord;
+use crate::core::consent::{ConsentRecord, ConsentStatus};
 use crate::core::identity::{AgencyId, Identity, OfficerId};
 use crate::node::ledger::now_rfc3339;
 use crate::node::store::reports::{ChainStatus, VerifiedFrom};
@@ -73,26 +73,6 @@ impl Report {
             Report::Withdrawals => &["subject", "agency", "from", "to", "format"],
             Report::Audit => &["verify"],
         }
-    }
-}
-
-/// A consent's status as of now: `expired` is computed (granted, but past `valid_until`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-enum ConsentStatus {
-    Granted,
-    Withdrawn,
-    Expired,
-}
-
-impl ConsentStatus {
-    fn parse(s: &str) -> Option<ConsentStatus> {
-        Some(match s {
-            "granted" => ConsentStatus::Granted,
-            "withdrawn" => ConsentStatus::Withdrawn,
-            "expired" => ConsentStatus::Expired,
-            _ => return None,
-        })
     }
 }
 
@@ -317,7 +297,8 @@ impl ConsentRow {
         let valid_until = text("/valid_until");
         let withdrawn_at =
             crate::core::consent::latest_withdrawal(&c.history).map(|h| h.at.clone());
-        let status = if c.status == "withdrawn" {
+        // As of now: `expired` is computed (granted, but past `valid_until`).
+        let status = if c.status == ConsentStatus::Withdrawn {
             ConsentStatus::Withdrawn
         } else if OffsetDateTime::parse(&valid_until, &Rfc3339).is_ok_and(|t| t < now) {
             ConsentStatus::Expired
@@ -403,7 +384,7 @@ impl CsvRow for ConsentRow {
             self.valid_until.clone(),
             self.retention_period.clone(),
             self.registered_at.clone(),
-            json!(self.status).as_str().unwrap_or_default().to_owned(),
+            self.status.to_string(),
             self.withdrawn_at.clone().unwrap_or_default(),
         ]
     }
@@ -598,7 +579,7 @@ fn withdrawals(store: &Store, f: &Filters) -> Result<Resp, StoreError> {
             continue;
         }
         for h in &c.history {
-            if h.status == "withdrawn" && f.range.contains(&h.at) {
+            if h.status == ConsentStatus::Withdrawn && f.range.contains(&h.at) {
                 rows.push(WithdrawalRow {
                     consent_id: c.id.clone(),
                     subject: c.subject.clone(),
@@ -803,9 +784,9 @@ mod tests {
             ConsentRow::new(&record, after).status,
             ConsentStatus::Expired
         );
-        record.status = "withdrawn".into();
+        record.status = ConsentStatus::Withdrawn.into();
         record.history.push(crate::core::consent::StatusChange {
-            status: "withdrawn".into(),
+            status: ConsentStatus::Withdrawn.into(),
             at: "2026-12-01T00:00:00Z".into(),
             by: "suwon/employment".into(),
             reason: None,
