@@ -5,7 +5,6 @@
 //! Architecture invariant: nothing outside this module reads the TOML; every other module
 //! receives its own validated sub-config.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,6 +14,8 @@ use serde::Deserialize;
 use crate::core::identity::{AgencyId, CenterId, OfficerId};
 use crate::core::keys::PublicKey;
 use crate::core::message::MessageType;
+pub use crate::core::routing::LocalDirectory;
+pub use crate::core::schema::SchemaSource;
 
 /// Largest accepted `limits.body_bytes_max`. sled writes values larger than a quarter of its
 /// segment into separate blob files that its flush does not fsync; keeping every record well
@@ -320,24 +321,6 @@ pub struct Limits {
     pub inbox_wait_max: Duration,
     /// Most messages one pull returns.
     pub inbox_pull_max: usize,
-}
-
-/// Where the message schemas are read from.
-#[derive(Debug, Clone)]
-pub enum SchemaSource {
-    /// The schemas compiled into the binary (the repository's `schemas/`).
-    Embedded,
-    /// A folder of `*.json` schema files.
-    Dir(PathBuf),
-}
-
-/// The agencies and officers of this center, as the node knows them.
-#[derive(Debug, Clone, Default)]
-pub struct LocalDirectory {
-    /// Agency → message types it may send.
-    pub agencies: BTreeMap<AgencyId, Vec<MessageType>>,
-    /// Privacy officers.
-    pub officers: Vec<OfficerId>,
 }
 
 impl Config {

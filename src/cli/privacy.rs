@@ -258,16 +258,17 @@ mod tests {
         command: PrivacyCommand,
     }
 
-    fn target(args: &str) -> Result<(String, Format), String> {
+    /// The request `args` make, or `None` if clap or the command refuses them.
+    fn target(args: &str) -> Option<(String, Format)> {
         let args = format!("privacy {args} --config c.toml --cert o.crt --key o.key");
-        let cli = Cli::try_parse_from(args.split(' ')).map_err(|e| e.to_string())?;
-        cli.command.target().map_err(|e| e.to_string())
+        let cli = Cli::try_parse_from(args.split(' ')).ok()?;
+        cli.command.target().ok()
     }
 
     #[test]
     fn flags_become_the_query_of_the_report() {
         let check = |args: &str, path: &str, format: Format| {
-            assert_eq!(target(args), Ok((path.to_owned(), format)), "{args}");
+            assert_eq!(target(args), Some((path.to_owned(), format)), "{args}");
         };
         check("consents", "/v1/privacy/consents", Format::Json);
         check(
@@ -295,8 +296,8 @@ mod tests {
             "/v1/privacy/audit?verify=full",
             Format::Json,
         );
-        assert!(target("disclosures --subject ../admin").is_err());
-        assert!(target("disclosures").is_err());
-        assert!(target("refusals --subject ps-1").is_err());
+        assert!(target("disclosures --subject ../admin").is_none());
+        assert!(target("disclosures").is_none());
+        assert!(target("refusals --subject ps-1").is_none());
     }
 }

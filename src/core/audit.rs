@@ -13,6 +13,12 @@
 use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
 
+use crate::core::hex;
+
+/// Lower-case hex ([`hex::encode`]), under its old name for callers not yet moved to
+/// `core::hex` (the ledger).
+pub use crate::core::hex::encode as hex;
+
 /// What happened.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -131,9 +137,9 @@ impl Head {
             seq: entry.seq,
             problem,
         };
-        let prev = from_hex(&entry.prev).ok_or(bad("prev is not 64 hex digits"))?;
+        let prev = hex::decode_array(&entry.prev).ok_or(bad("prev is not 64 hex digits"))?;
         let hash = entry_hash(&prev, entry);
-        if entry.hash != hex(&hash) {
+        if entry.hash != hex::encode(&hash) {
             return Err(bad("content does not match its hash (altered)"));
         }
         Ok(Head {
@@ -155,11 +161,11 @@ impl Head {
             subject: event.subject,
             consent_id: event.consent_id,
             detail: event.detail,
-            prev: hex(&self.hash),
+            prev: hex::encode(&self.hash),
             hash: String::new(),
         };
         let hash = entry_hash(&self.hash, &entry);
-        entry.hash = hex(&hash);
+        entry.hash = hex::encode(&hash);
         self.next_seq += 1;
         self.hash = hash;
         entry
@@ -207,11 +213,11 @@ impl Verifier {
                 "sequence number out of order (entry missing, inserted or moved)",
             ));
         }
-        if entry.prev != hex(&self.head.hash) {
+        if entry.prev != hex::encode(&self.head.hash) {
             return Err(bad("does not link to the previous entry"));
         }
         let hash = entry_hash(&self.head.hash, entry);
-        if entry.hash != hex(&hash) {
+        if entry.hash != hex::encode(&hash) {
             return Err(bad("content does not match its hash (altered)"));
         }
         self.head = Head {
@@ -269,20 +275,20 @@ impl Checkpoint {
         head: &Head,
         at: &str,
     ) -> Checkpoint {
-        let head_hex = hex(&head.hash);
+        let head_hex = hex::encode(&head.hash);
         let signature = key.sign(&checkpoint_bytes(node, head.next_seq, &head_hex, at));
         Checkpoint {
             node: node.to_owned(),
             length: head.next_seq,
             head: head_hex,
             at: at.to_owned(),
-            signature: hex(&signature),
+            signature: hex::encode(&signature),
         }
     }
 
     /// True if the signature is `key`'s over this checkpoint's fields.
     pub fn verify(&self, key: &crate::core::keys::PublicKey) -> bool {
-        let Some(signature) = crate::core::keys::from_hex(&self.signature) else {
+        let Some(signature) = hex::decode(&self.signature) else {
             return false;
         };
         key.verify(
@@ -293,21 +299,53 @@ impl Checkpoint {
 
     /// How `self` (newer) relates to `earlier` from the same node: fine if it is at least as
     /// long, and, when just as long, names the same head.
-    pub fn follows(&self, earlier: &Checkpoint) -> Result<(), String> {
+    pub fn continues(&self, earlier: &Checkpoint) -> Result<(), Divergence> {
         if self.length < earlier.length {
-            return Err(format!(
-                "node {} signed a chain of {} entries, after having signed {} (rolled back)",
-                self.node, self.length, earlier.length
-            ));
+            return Err(Divergence::RolledBack {
+                node: self.node.clone(),
+                length: self.length,
+                earlier: earlier.length,
+            });
         }
         if self.length == earlier.length && self.head != earlier.head {
-            return Err(format!(
-                "node {} signed two different chains of {} entries (rewritten)",
-                self.node, self.length
-            ));
+            return Err(Divergence::Rewritten {
+                node: self.node.clone(),
+                length: self.length,
+            });
         }
         Ok(())
     }
+
+    /// [`Checkpoint::continues`] with the reason as text, for the ledger's
+    /// `LedgerError::PeerRollback(String)` until that carries a [`Divergence`].
+    pub fn follows(&self, earlier: &Checkpoint) -> Result<(), String> {
+        self.continues(earlier).map_err(|e| e.to_string())
+    }
+}
+
+/// How a node's later checkpoint contradicts an earlier one: the node (or whoever controls
+/// its storage) went back on its audit chain. Evidence against that node; asking again does
+/// not change it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Divergence {
+    /// The later checkpoint covers fewer entries.
+    #[error("node {node} signed a chain of {length} entries, after having signed {earlier} (rolled back)")]
+    RolledBack {
+        /// The signing node.
+        node: String,
+        /// Entries the later checkpoint covers.
+        length: u64,
+        /// Entries the earlier one covered.
+        earlier: u64,
+    },
+    /// Both cover the same number of entries but name different heads.
+    #[error("node {node} signed two different chains of {length} entries (rewritten)")]
+    Rewritten {
+        /// The signing node.
+        node: String,
+        /// Entries both cover.
+        length: u64,
+    },
 }
 
 fn checkpoint_bytes(node: &str, length: u64, head: &str, at: &str) -> Vec<u8> {
@@ -345,29 +383,6 @@ fn entry_hash(prev: &[u8; 32], entry: &AuditEntry) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());
     out
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
-/// 64 hex digits → 32 bytes.
-pub fn from_hex(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-        let pair = std::str::from_utf8(chunk).ok()?;
-        out[i] = u8::from_str_radix(pair, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// The `n`-th event of a test chain (an `accepted` of message `m-n`).
@@ -425,7 +440,7 @@ mod tests {
         inserted.insert(3, good[3].clone());
         check(inserted, 4);
         let mut relinked = good.clone();
-        relinked[5].prev = hex(&[1; 32]);
+        relinked[5].prev = hex::encode(&[1; 32]);
         check(relinked, 5);
     }
 
@@ -439,7 +454,7 @@ mod tests {
         }
         let c = Checkpoint::sign(&key, "suwon", &head, "2026-11-26T04:00:00.000Z");
         assert_eq!(c.length, 3);
-        assert_eq!(c.head, hex(&head.hash));
+        assert_eq!(c.head, hex::encode(&head.hash));
         assert!(c.verify(&key.public_key()));
         assert!(!c.verify(&other.public_key()));
         let altered = [
@@ -452,7 +467,7 @@ mod tests {
                 ..c.clone()
             },
             Checkpoint {
-                head: hex(&[0; 32]),
+                head: hex::encode(&[0; 32]),
                 ..c.clone()
             },
             Checkpoint {
@@ -473,13 +488,25 @@ mod tests {
         let one = Checkpoint::sign(&key, "suwon", &head, "t1");
         head.append(event(1));
         let two = Checkpoint::sign(&key, "suwon", &head, "t2");
-        assert_eq!(two.follows(&one), Ok(()));
-        assert_eq!(two.follows(&two), Ok(()));
+        assert_eq!(two.continues(&one), Ok(()));
+        assert_eq!(two.continues(&two), Ok(()));
+        assert!(matches!(
+            one.continues(&two),
+            Err(Divergence::RolledBack {
+                length: 1,
+                earlier: 2,
+                ..
+            })
+        ));
         assert!(one.follows(&two).is_err_and(|e| e.contains("rolled back")));
         let mut other = Head::GENESIS;
         other.append(event(7));
         other.append(event(8));
         let rewritten = Checkpoint::sign(&key, "suwon", &other, "t3");
+        assert!(matches!(
+            rewritten.continues(&two),
+            Err(Divergence::Rewritten { length: 2, .. })
+        ));
         assert!(rewritten
             .follows(&two)
             .is_err_and(|e| e.contains("rewritten")));

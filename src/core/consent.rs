@@ -46,16 +46,80 @@ pub struct ConsentRecord {
     pub digest: String,
     /// When this node registered it (RFC 3339, UTC).
     pub registered_at: String,
-    /// `granted` or `withdrawn`.
+    /// `granted` or `withdrawn` (a [`ConsentStatus`] in its text form, which the ledger
+    /// still writes).
     pub status: String,
     /// Every status change, oldest first.
     pub history: Vec<StatusChange>,
 }
 
+/// A consent's status as its status history and the registry write it (`statusEntry` in
+/// `consent.v1.json`): `granted`, then possibly `withdrawn`; `expired` when the collecting
+/// agency recorded it so. Reports also use `expired` for a granted consent past its validity.
+///
+/// The stored records ([`ConsentRecord::status`], [`StatusChange::status`]) still hold the
+/// text, because the ledger writes them as text; `String == ConsentStatus` and
+/// `String::from(ConsentStatus)` let the rest of the code speak the type meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsentStatus {
+    /// Given by the subject.
+    Granted,
+    /// Withdrawn by the subject.
+    Withdrawn,
+    /// Past its validity.
+    Expired,
+}
+
+impl ConsentStatus {
+    /// The status named `s`, if it is one.
+    pub fn parse(s: &str) -> Option<ConsentStatus> {
+        Some(match s {
+            "granted" => ConsentStatus::Granted,
+            "withdrawn" => ConsentStatus::Withdrawn,
+            "expired" => ConsentStatus::Expired,
+            _ => return None,
+        })
+    }
+
+    /// Its name, as stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentStatus::Granted => "granted",
+            ConsentStatus::Withdrawn => "withdrawn",
+            ConsentStatus::Expired => "expired",
+        }
+    }
+}
+
+impl std::fmt::Display for ConsentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<ConsentStatus> for String {
+    fn from(status: ConsentStatus) -> String {
+        status.as_str().to_owned()
+    }
+}
+
+impl PartialEq<ConsentStatus> for String {
+    fn eq(&self, status: &ConsentStatus) -> bool {
+        self == status.as_str()
+    }
+}
+
+impl PartialEq<ConsentStatus> for str {
+    fn eq(&self, status: &ConsentStatus) -> bool {
+        self == status.as_str()
+    }
+}
+
 /// One change of a consent's status.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StatusChange {
-    /// `granted` or `withdrawn`.
+    /// `granted` or `withdrawn` (a [`ConsentStatus`] in its text form).
     pub status: String,
     /// When (as the registering agency states it, or when this node recorded it).
     pub at: String,
@@ -127,10 +191,10 @@ impl Registration {
             .unwrap_or_default();
         let status = history
             .last()
-            .map_or_else(|| "granted".to_owned(), |c| c.status.clone());
+            .map_or_else(|| ConsentStatus::Granted.into(), |c| c.status.clone());
         if history.is_empty() {
             history.push(StatusChange {
-                status: "granted".into(),
+                status: ConsentStatus::Granted.into(),
                 at: now.to_owned(),
                 by: caller.to_string(),
                 reason: None,
@@ -138,7 +202,7 @@ impl Registration {
         }
         let canonical =
             serde_json::value::to_raw_value(document).expect("JSON values always serialize");
-        let digest = crate::core::audit::hex(
+        let digest = crate::core::hex::encode(
             ring::digest::digest(&ring::digest::SHA256, canonical.get().as_bytes()).as_ref(),
         );
         Ok(Registration {
@@ -159,7 +223,10 @@ impl Registration {
 
 /// The latest `withdrawn` change of a status history.
 pub fn latest_withdrawal(history: &[StatusChange]) -> Option<&StatusChange> {
-    history.iter().rev().find(|c| c.status == "withdrawn")
+    history
+        .iter()
+        .rev()
+        .find(|c| c.status == ConsentStatus::Withdrawn)
 }
 
 /// A status-history item with only the fields the registry keeps.
@@ -479,7 +546,7 @@ impl ConsentRecord {
 
     /// The withdrawal, if it is withdrawn: the latest `withdrawn` change of its history.
     pub fn withdrawal(&self) -> Option<&StatusChange> {
-        if self.status != "withdrawn" {
+        if self.status != ConsentStatus::Withdrawn {
             return None;
         }
         latest_withdrawal(&self.history)
@@ -487,7 +554,8 @@ impl ConsentRecord {
 
     /// When the subject withdrew it, if withdrawn.
     pub fn withdrawn_at(&self) -> Option<&str> {
-        (self.status == "withdrawn").then(|| self.withdrawal().map_or("", |c| c.at.as_str()))
+        (self.status == ConsentStatus::Withdrawn)
+            .then(|| self.withdrawal().map_or("", |c| c.at.as_str()))
     }
 
     /// Whether this consent covers `message` at `now`; the first condition that fails, in
@@ -520,7 +588,7 @@ impl ConsentRecord {
                 valid_from: rfc3339(terms.valid_from),
             });
         }
-        if now > terms.valid_until || self.status == "expired" {
+        if now > terms.valid_until || self.status == ConsentStatus::Expired {
             return Err(Refusal::Expired {
                 id: id(),
                 valid_until: rfc3339(terms.valid_until),
@@ -595,6 +663,7 @@ mod tests {
         let other = AgencyId::parse("suwon/welfare").expect("id");
         let r = Registration::new(&example(), &collector, "2026-11-26T05:00:00Z").expect("ok");
         assert_eq!(r.record.status, "granted");
+        assert_eq!(r.record.status, ConsentStatus::Granted);
         assert_eq!(r.record.recipients, ["suwon/welfare", "gangseo/welfare"]);
         assert!(r.record.readable_by(&other));
         assert!(matches!(
@@ -687,9 +756,9 @@ mod check_properties {
         ) {
             let mut record = example_record();
             if withdrawn {
-                record.status = "withdrawn".into();
+                record.status = ConsentStatus::Withdrawn.into();
                 record.history.push(StatusChange {
-                    status: "withdrawn".into(),
+                    status: ConsentStatus::Withdrawn.into(),
                     at: "2026-06-01T09:00:00+09:00".into(),
                     by: "suwon/employment".into(),
                     reason: None,

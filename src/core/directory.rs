@@ -20,6 +20,7 @@
 //! rest of the node sees a validated [`Directory`].
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -27,9 +28,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::core::audit::hex;
+use crate::core::hex;
 use crate::core::identity::{AgencyId, CenterId};
-use crate::core::keys::{self, PublicKey, SigningKey, SIGNATURE_LEN};
+use crate::core::keys::{PublicKey, SigningKey, SIGNATURE_LEN};
 use crate::core::message::MessageType;
 
 /// File name `dev-init` gives the directory (next to the centers' folders).
@@ -68,18 +69,10 @@ pub struct AgencyEntry {
     pub receives: Vec<MessageType>,
 }
 
-/// Why a directory is unusable. [`Directory::load`] wraps every problem with the contents in
-/// [`DirectoryError::File`], so the message names the file.
+/// Why a directory is unusable. [`Directory::from_signed_file`] wraps every problem with the
+/// contents in [`DirectoryError::File`], so the message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
-    /// The file could not be read.
-    #[error("cannot read directory {path}: {source}")]
-    Read {
-        /// The directory file.
-        path: PathBuf,
-        /// The underlying I/O error.
-        source: std::io::Error,
-    },
     /// A problem with the contents of a file, with the file's name.
     #[error("directory {path}: {source}")]
     File {
@@ -156,17 +149,14 @@ struct RawAgency {
 }
 
 impl Directory {
-    /// Reads `path`, checks its signature against `authority` and validates it. Every error
-    /// names the file.
-    pub fn load(path: &Path, authority: &PublicKey) -> Result<Directory, DirectoryError> {
-        let bytes = std::fs::read(path).map_err(|source| DirectoryError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Directory::from_signed_bytes(&bytes, authority).map_err(|e| DirectoryError::File {
-            path: path.to_owned(),
-            source: Box::new(e),
-        })
+    /// [`Directory::from_signed_bytes`] over the bytes of the file at `path`, which only names
+    /// the file in errors (the caller reads it: `Directory::load` in `node::files`).
+    pub fn from_signed_file(
+        path: &Path,
+        bytes: &[u8],
+        authority: &PublicKey,
+    ) -> Result<Directory, DirectoryError> {
+        Directory::from_signed_bytes(bytes, authority).map_err(|e| in_file(path, e))
     }
 
     /// Checks the signature of a signed directory file's bytes against `authority`, then
@@ -187,7 +177,7 @@ impl Directory {
             ))
         })?;
         let signature_hex = signed.signature.ok_or(DirectoryError::Unsigned)?;
-        let signature = keys::from_hex(&signature_hex)
+        let signature = hex::decode(&signature_hex)
             .filter(|s| s.len() == SIGNATURE_LEN)
             .ok_or_else(|| {
                 DirectoryError::Malformed(format!(
@@ -208,27 +198,20 @@ impl Directory {
         })
     }
 
-    /// Reads `path`, a signed directory file, and parses and validates the directory in it
-    /// **without checking its signature**. Every error names the file.
+    /// Parses and validates the directory in the bytes of the signed directory file at
+    /// `path` **without checking its signature**. Every error names the file.
     ///
     /// For offline tools that need the node keys a directory lists but may be run without
     /// the federation authority's key at hand (`plusgate audit verify --file` when no
     /// `--authority-key` is given, which then says the directory was not checked). Whoever
     /// can edit the file can then put any key in it, so callers should prefer
-    /// [`Directory::load`] with the pinned authority key; a node never uses this.
-    pub fn load_unverified(path: &Path) -> Result<Directory, DirectoryError> {
-        let bytes = std::fs::read(path).map_err(|source| DirectoryError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Directory::from_unverified_bytes(&bytes).map_err(|e| DirectoryError::File {
-            path: path.to_owned(),
-            source: Box::new(e),
-        })
+    /// [`Directory::from_signed_file`] with the pinned authority key; a node never uses this.
+    pub fn from_unverified_file(path: &Path, bytes: &[u8]) -> Result<Directory, DirectoryError> {
+        Directory::from_unverified_bytes(bytes).map_err(|e| in_file(path, e))
     }
 
     /// [`Directory::from_signed_bytes`] without the signature check (see
-    /// [`Directory::load_unverified`]).
+    /// [`Directory::from_unverified_file`]).
     fn from_unverified_bytes(bytes: &[u8]) -> Result<Directory, DirectoryError> {
         let signed: RawSigned<'_> = serde_json::from_slice(bytes).map_err(|e| {
             DirectoryError::Malformed(format!(
@@ -299,9 +282,17 @@ pub fn sign(unsigned: &[u8], authority: &SigningKey) -> Result<Vec<u8>, Director
     let signature = authority.sign(text.as_bytes());
     let file = format!(
         "{{\n  \"directory\": {text},\n  \"signature\": \"{}\"\n}}\n",
-        hex(&signature)
+        hex::encode(&signature)
     );
     Ok(file.into_bytes())
+}
+
+/// A problem with the contents of the file at `path`, naming the file.
+fn in_file(path: &Path, e: DirectoryError) -> DirectoryError {
+    DirectoryError::File {
+        path: path.to_owned(),
+        source: Box::new(e),
+    }
 }
 
 type Validated = (u64, String, BTreeMap<CenterId, CenterEntry>);
@@ -346,7 +337,7 @@ fn validate_center(
     let raw: RawCenter = shape(field, value)?;
     let url_field = format!("{field}.url");
     let url: String = shape(&url_field, raw.url)?;
-    check_url(&url).map_err(|problem| invalid(&url_field, problem))?;
+    check_url(&url_field, &url)?;
     let node_field = format!("{field}.node");
     let node: String = shape(&node_field, raw.node)?;
     let expected = format!("urn:plusgate:node:{center}");
@@ -416,22 +407,79 @@ fn message_types(field: &str, names: Vec<String>) -> Result<Vec<MessageType>, Di
 
 /// A node URL must be exactly `https://host:port`: an IP address (or `localhost`) and an
 /// explicit port, nothing after it, so paths can be appended to it.
-fn check_url(url: &str) -> Result<(), String> {
+fn check_url(field: &str, url: &str) -> Result<(), DirectoryError> {
     const EXPECTED: &str = "must be https://host:port, e.g. https://10.20.0.5:7443";
-    crate::node::client::parse_https_url(url).map_err(|e| format!("{EXPECTED} ({e})"))?;
+    parse_https_url(url).map_err(|e| invalid(field, format!("{EXPECTED} ({e})")))?;
     let authority = url.strip_prefix("https://").unwrap_or(url);
     let port = authority
         .rsplit_once(':')
         .map(|(_, port)| port)
         .filter(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
     if authority.contains('/') || port.is_none() {
-        return Err(format!("{EXPECTED}: `{url}` has no port or has a path"));
+        return Err(invalid(
+            field,
+            format!("{EXPECTED}: `{url}` has no port or has a path"),
+        ));
     }
     match port.and_then(|p| p.parse::<u16>().ok()) {
-        Some(0) => Err(format!("{EXPECTED}: port 0 cannot be connected to")),
+        Some(0) => Err(invalid(
+            field,
+            format!("{EXPECTED}: port 0 cannot be connected to"),
+        )),
         Some(_) => Ok(()),
-        None => Err(format!("{EXPECTED}: the port of `{url}` is above 65535")),
+        None => Err(invalid(
+            field,
+            format!("{EXPECTED}: the port of `{url}` is above 65535"),
+        )),
     }
+}
+
+/// A node URL that is not of the form `https://IP[:PORT][/]`: the directory's (the
+/// federation authority's) or the operator's mistake; it never works on a retry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid URL {url:?}: {reason}")]
+pub struct UrlError {
+    /// The URL as given.
+    pub url: String,
+    /// Why it was refused.
+    pub reason: &'static str,
+}
+
+/// Splits a node URL of the form `https://HOST[:PORT][/]` into the socket address to
+/// connect to and the host name to verify the server certificate against.
+///
+/// HOST must be an IP address (IPv6 in brackets) or `localhost` (mapped to 127.0.0.1);
+/// other names are refused rather than resolved, so that this never blocks on DNS.
+/// PORT defaults to 443. Pure parsing: `node::client` connects.
+pub fn parse_https_url(url: &str) -> Result<(SocketAddr, String), UrlError> {
+    let refuse = |reason| UrlError {
+        url: url.to_owned(),
+        reason,
+    };
+    let uri: hyper::Uri = url.parse().map_err(|_| refuse("not a URL"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(refuse("scheme must be https"));
+    }
+    let authority = uri.authority().ok_or_else(|| refuse("missing host"))?;
+    if authority.as_str().contains('@') {
+        return Err(refuse("user information is not allowed"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(refuse("must not have a path or query"));
+    }
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        host.parse()
+            .map_err(|_| refuse("host must be an IP address or localhost"))?
+    };
+    let port = authority.port_u16().unwrap_or(443);
+    Ok((SocketAddr::new(ip, port), host.to_ascii_lowercase()))
 }
 
 /// Deserialises one value of the directory with serde, naming `field` in any error.
@@ -444,110 +492,6 @@ fn invalid(field: &str, problem: impl Into<String>) -> DirectoryError {
         field: field.to_owned(),
         problem: problem.into(),
     }
-}
-
-/// `plusgate directory …`: sign a directory with the authority's key, or verify one.
-#[derive(Debug, clap::Subcommand)]
-pub enum DirectoryCommand {
-    /// Sign a bare directory object with the federation authority's key; writes the signed
-    /// file that every node loads.
-    Sign {
-        /// The federation authority's Ed25519 private key (PKCS#8 PEM).
-        #[arg(long, value_name = "AUTHORITY_KEY_PEM")]
-        key: PathBuf,
-        /// The bare directory object (the JSON that goes under "directory").
-        #[arg(long = "in", value_name = "UNSIGNED.json")]
-        input: PathBuf,
-        /// Where to write the signed directory (replaced atomically).
-        #[arg(long, value_name = "SIGNED.json")]
-        out: PathBuf,
-    },
-    /// Check a signed directory's signature and contents; exit 0 with a summary, or 1 with
-    /// the reason.
-    #[command(group(clap::ArgGroup::new("authority").required(true).args(["authority_key", "config"])))]
-    Verify {
-        /// The signed directory file.
-        #[arg(long, value_name = "SIGNED.json")]
-        file: PathBuf,
-        /// The federation authority's public key (64 hex characters).
-        #[arg(long, value_name = "HEX")]
-        authority_key: Option<String>,
-        /// A node config whose `[federation] authority_key` to verify against.
-        #[arg(long, value_name = "NODE_CONFIG")]
-        config: Option<PathBuf>,
-    },
-}
-
-/// Runs `plusgate directory …`: the one line to print on success, or the reason it failed.
-pub fn run_command(command: &DirectoryCommand) -> Result<String, String> {
-    match command {
-        DirectoryCommand::Sign { key, input, out } => sign_file(key, input, out),
-        DirectoryCommand::Verify {
-            file,
-            authority_key,
-            config,
-        } => {
-            let authority = match (authority_key, config) {
-                (Some(hex), _) => {
-                    PublicKey::from_hex(hex).map_err(|e| format!("--authority-key is {e}"))?
-                }
-                (None, Some(config)) => {
-                    let config = crate::config::Config::load(config).map_err(|e| e.to_string())?;
-                    config.federation.map(|f| f.authority_key).ok_or_else(|| {
-                        format!(
-                            "config file {} has no [federation] section, so it pins no \
-                                 federation authority key; give --authority-key instead",
-                            config.path.display()
-                        )
-                    })?
-                }
-                (None, None) => return Err("give --authority-key or --config".into()),
-            };
-            let directory = Directory::load(file, &authority).map_err(|e| e.to_string())?;
-            Ok(format!(
-                "directory {} ok: version {}, issued {}, {} centers, {} agencies",
-                file.display(),
-                directory.version,
-                directory.issued_at,
-                directory.centers.len(),
-                directory.agency_count()
-            ))
-        }
-    }
-}
-
-fn sign_file(key: &Path, input: &Path, out: &Path) -> Result<String, String> {
-    let authority = SigningKey::load(key).map_err(|e| e.to_string())?;
-    let unsigned = std::fs::read(input)
-        .map_err(|e| format!("cannot read directory {}: {e}", input.display()))?;
-    let signed =
-        sign(&unsigned, &authority).map_err(|e| format!("directory {}: {e}", input.display()))?;
-    let directory = Directory::from_signed_bytes(&signed, &authority.public_key())
-        .map_err(|e| format!("directory {}: {e}", input.display()))?;
-    write_atomically(out, &signed).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-    Ok(format!(
-        "directory {} signed: version {}, issued {}, {} centers, {} agencies; authority key {}",
-        out.display(),
-        directory.version,
-        directory.issued_at,
-        directory.centers.len(),
-        directory.agency_count(),
-        authority.public_key()
-    ))
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename, so a node starting
-/// meanwhile reads either the old directory or the new one, never half of one.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {

@@ -3,15 +3,18 @@
 //!
 //! A [`PublicKey`] is written as 64 lowercase hex characters (in configs and in the signed
 //! directory); a [`SigningKey`] lives in its own file as PKCS#8 PEM (`PRIVATE KEY`), the
-//! form `openssl genpkey -algorithm ed25519` also writes.
+//! form `openssl genpkey -algorithm ed25519` also writes. Nothing here reads a file:
+//! `SigningKey::load` is in `node::files`.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivatePkcs8KeyDer;
+
+use crate::core::hex;
 
 /// Length of an Ed25519 public key in bytes.
 pub const PUBLIC_KEY_LEN: usize = 32;
@@ -30,14 +33,6 @@ pub enum KeyError {
     PublicKey {
         /// What is wrong with the text.
         problem: String,
-    },
-    /// A private key file could not be read.
-    #[error("cannot read private key file {path}: {source}")]
-    Read {
-        /// The key file.
-        path: PathBuf,
-        /// The underlying I/O error.
-        source: std::io::Error,
     },
     /// The text holds no PKCS#8 `PRIVATE KEY` PEM block.
     #[error("{origin}: no PKCS#8 private key (a \"-----BEGIN PRIVATE KEY-----\" PEM block) found: {detail}")]
@@ -72,7 +67,7 @@ impl PublicKey {
                 problem: format!("{} characters long", s.chars().count()),
             });
         }
-        let bytes = from_hex(s).ok_or_else(|| KeyError::PublicKey {
+        let bytes = hex::decode(s).ok_or_else(|| KeyError::PublicKey {
             problem: "contains characters that are not hexadecimal digits".into(),
         })?;
         let mut key = [0; PUBLIC_KEY_LEN];
@@ -82,7 +77,7 @@ impl PublicKey {
 
     /// The 64 lowercase hex characters.
     pub fn to_hex(&self) -> String {
-        crate::core::audit::hex(&self.0)
+        hex::encode(&self.0)
     }
 
     /// The 32 bytes.
@@ -124,13 +119,10 @@ impl SigningKey {
         Ok((SigningKey(pair), pem_encode(PKCS8_LABEL, document.as_ref())))
     }
 
-    /// Reads a PKCS#8 PEM private key file. Errors name the file.
-    pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
-        let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        parse_pem(&bytes, || format!("private key file {}", path.display()))
+    /// Parses the bytes of a PKCS#8 PEM private key file; `path` only names the file in
+    /// errors (the caller reads it: `SigningKey::load` in `node::files`).
+    pub fn from_pem_file(path: &Path, bytes: &[u8]) -> Result<SigningKey, KeyError> {
+        parse_pem(bytes, || format!("private key file {}", path.display()))
     }
 
     /// Parses PKCS#8 PEM text (v1 or v2 documents).
@@ -176,25 +168,6 @@ fn parse_pem(bytes: &[u8], origin: impl Fn() -> String) -> Result<SigningKey, Ke
         }
     })?;
     Ok(SigningKey(pair))
-}
-
-/// Decodes hex (upper or lower case, even length); `None` for anything else.
-pub fn from_hex(s: &str) -> Option<Vec<u8>> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    let s = s.as_bytes();
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    s.chunks_exact(2)
-        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
-        .collect()
 }
 
 /// PEM text of `der` under `label`: standard base64 with padding, 64 characters a line.
@@ -253,16 +226,6 @@ mod tests {
     }
 
     #[test]
-    fn hex_decoding() {
-        assert_eq!(from_hex(""), Some(vec![]));
-        assert_eq!(from_hex("00ff7A"), Some(vec![0x00, 0xff, 0x7a]));
-        assert_eq!(from_hex("abc"), None);
-        assert_eq!(from_hex("zz"), None);
-        assert_eq!(from_hex("+1"), None);
-        assert_eq!(from_hex("é1"), None);
-    }
-
-    #[test]
     fn generated_key_round_trips_through_pem_and_signs() {
         let (key, pem) = SigningKey::generate().expect("generate");
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
@@ -312,31 +275,22 @@ mod tests {
     }
 
     #[test]
-    fn load_names_the_file_and_refuses_other_keys() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let missing = dir.path().join("absent.key");
-        let err = SigningKey::load(&missing).expect_err("missing");
-        assert!(matches!(err, KeyError::Read { .. }));
-        assert!(err.to_string().contains("absent.key"), "{err}");
-
+    fn a_key_file_names_the_file_and_refuses_other_keys() {
         let (key, pem) = SigningKey::generate().expect("generate");
-        let good = dir.path().join("node-signing.key");
-        std::fs::write(&good, &pem).expect("write");
-        let loaded = SigningKey::load(&good).expect("load");
+        let good = Path::new("keys/node-signing.key");
+        let loaded = SigningKey::from_pem_file(good, pem.as_bytes()).expect("parse");
         assert_eq!(loaded.public_key(), key.public_key());
         assert!(!format!("{loaded:?}").contains(&pem[28..60]));
 
-        let not_pem = dir.path().join("garbage.key");
-        std::fs::write(&not_pem, "hello").expect("write");
-        let err = SigningKey::load(&not_pem).expect_err("not PEM");
+        let err = SigningKey::from_pem_file(Path::new("garbage.key"), b"hello").expect_err("PEM");
         assert!(matches!(err, KeyError::Pem { .. }), "{err}");
         assert!(err.to_string().contains("garbage.key"), "{err}");
 
         // An ECDSA P-256 PKCS#8 key (what the TLS certificates use) is not an Ed25519 key.
         let ecdsa = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("ecdsa");
-        let ecdsa_path = dir.path().join("node.key");
-        std::fs::write(&ecdsa_path, ecdsa.serialize_pem()).expect("write");
-        let err = SigningKey::load(&ecdsa_path).expect_err("ECDSA");
+        let err =
+            SigningKey::from_pem_file(Path::new("node.key"), ecdsa.serialize_pem().as_bytes())
+                .expect_err("ECDSA");
         assert!(matches!(err, KeyError::NotEd25519 { .. }), "{err}");
         assert!(err.to_string().contains("node.key"), "{err}");
         assert!(err.to_string().contains("not an Ed25519"), "{err}");

@@ -13,10 +13,19 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::config::LocalDirectory;
 use crate::core::directory::{CenterEntry, Directory};
-use crate::core::identity::{AgencyId, CenterId};
+use crate::core::identity::{AgencyId, CenterId, OfficerId};
 use crate::core::message::MessageType;
+
+/// The agencies and officers of this center, as the node knows them: from `[[agencies]]`
+/// and `[[officers]]` in the config (a federated node's agencies come from the directory).
+#[derive(Debug, Clone, Default)]
+pub struct LocalDirectory {
+    /// Agency → message types it may send.
+    pub agencies: BTreeMap<AgencyId, Vec<MessageType>>,
+    /// Privacy officers.
+    pub officers: Vec<OfficerId>,
+}
 
 /// Where a message for a recipient goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +50,46 @@ pub enum RouteError {
         /// The type.
         message_type: MessageType,
     },
+}
+
+/// Why a message another center's node hands over breaks the directory's rules. The
+/// sending node is at fault (it handed over what the directory does not allow); handing the
+/// same message over again never helps.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandoverError {
+    /// This node has no directory, so no node may hand anything over to it.
+    #[error("this node is not part of a federation")]
+    NotFederated,
+    /// The sender is not an agency of the calling node's center: a node never relays.
+    #[error("node {node} may only hand over messages of its own agencies, not of {from}")]
+    NotOwnAgency {
+        /// The calling node's center.
+        node: CenterId,
+        /// The sender the message names.
+        from: AgencyId,
+    },
+    /// The directory does not list the sender.
+    #[error("{0} is not in the federation directory")]
+    UnknownSender(AgencyId),
+    /// The directory does not let the sender send this type.
+    #[error("{from} may not send {message_type} messages")]
+    MayNotSend {
+        /// The sender.
+        from: AgencyId,
+        /// The message type.
+        message_type: MessageType,
+    },
+    /// The recipient is not one of this node's agencies.
+    #[error("{to} is not an agency of center {center}")]
+    NotHere {
+        /// The recipient.
+        to: AgencyId,
+        /// This node's center.
+        center: CenterId,
+    },
+    /// The recipient does not take this type (or is unknown).
+    #[error(transparent)]
+    Route(#[from] RouteError),
 }
 
 /// The node's view of the federation at one moment.
@@ -146,13 +195,14 @@ impl Routing {
 
     /// A node speaks only for its own center's agencies: the first check on anything another
     /// node hands over, before its content is even looked at.
-    pub fn check_handed_over_by(node: &CenterId, from: &AgencyId) -> Result<(), String> {
+    pub fn check_handed_over_by(node: &CenterId, from: &AgencyId) -> Result<(), HandoverError> {
         if from.center() == node {
             Ok(())
         } else {
-            Err(format!(
-                "node {node} may only hand over messages of its own agencies, not of {from}"
-            ))
+            Err(HandoverError::NotOwnAgency {
+                node: node.clone(),
+                from: from.clone(),
+            })
         }
     }
 
@@ -165,24 +215,28 @@ impl Routing {
         from: &AgencyId,
         to: &AgencyId,
         t: MessageType,
-    ) -> Result<(), String> {
+    ) -> Result<(), HandoverError> {
         let directory = self
             .federation
             .as_ref()
-            .ok_or("this node is not part of a federation")?;
+            .ok_or(HandoverError::NotFederated)?;
         Routing::check_handed_over_by(node, from)?;
         let sender = directory
             .agency(from)
-            .ok_or_else(|| format!("{from} is not in the federation directory"))?;
+            .ok_or_else(|| HandoverError::UnknownSender(from.clone()))?;
         if !sender.sends.contains(&t) {
-            return Err(format!("{from} may not send {t} messages"));
+            return Err(HandoverError::MayNotSend {
+                from: from.clone(),
+                message_type: t,
+            });
         }
         if to.center() != &self.center || !self.local.contains_key(to) {
-            return Err(format!("{to} is not an agency of center {}", self.center));
+            return Err(HandoverError::NotHere {
+                to: to.clone(),
+                center: self.center.clone(),
+            });
         }
-        match self.route(to, t) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(e.to_string()),
-        }
+        self.route(to, t)?;
+        Ok(())
     }
 }

@@ -11,12 +11,11 @@
 //! schemas cannot fail, only the instances.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use jsonschema::{Draft, PatternOptions, Registry, Validator};
 use serde_json::Value;
 
-use crate::config::SchemaSource;
 use crate::core::message::MessageType;
 
 /// The schemas built into the binary: the repository's `schemas/` at build time.
@@ -49,20 +48,22 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ),
 ];
 
+/// Where the message schemas come from (`[schemas] dir` in the config, or the built-in
+/// ones).
+#[derive(Debug, Clone)]
+pub enum SchemaSource {
+    /// The schemas compiled into the binary (the repository's `schemas/`).
+    Embedded,
+    /// A folder of `*.json` schema files.
+    Dir(PathBuf),
+}
+
 /// The file holding the envelope schema.
 const ENVELOPE_FILE: &str = "envelope.v1.json";
 
 /// A schema set that cannot be used; always names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
-    /// The folder or a file could not be read.
-    #[error("cannot read schema {path}: {source}")]
-    Read {
-        /// File or folder.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
     /// A file is not JSON.
     #[error("schema {file} is not valid JSON: {message}")]
     Json {
@@ -86,6 +87,15 @@ pub enum SchemaError {
         file: String,
         /// The compiler's message.
         message: String,
+    },
+    /// A `$ref` names no schema of the set (reported against the file that holds it; the
+    /// registry would only name the missing URI).
+    #[error("schema {file} does not compile: `$ref: {reference}` names no schema in the set")]
+    DanglingRef {
+        /// The file holding the reference.
+        file: String,
+        /// The `$ref` as written.
+        reference: String,
     },
     /// A required schema is missing.
     #[error("schema file {file} is missing")]
@@ -119,16 +129,15 @@ impl std::fmt::Debug for Schemas {
 }
 
 impl Schemas {
-    /// Loads and compiles the schemas from `source`.
-    pub fn load(source: &SchemaSource) -> Result<Schemas, SchemaError> {
-        let files = match source {
-            SchemaSource::Embedded => EMBEDDED
+    /// Compiles the schemas built into the binary ([`EMBEDDED`]). A [`SchemaSource::Dir`]
+    /// is read by `Schemas::load` in `node::files`, then compiled here.
+    pub fn embedded() -> Result<Schemas, SchemaError> {
+        Schemas::compile(
+            EMBEDDED
                 .iter()
                 .map(|(name, text)| ((*name).to_owned(), (*text).to_owned()))
                 .collect(),
-            SchemaSource::Dir(dir) => read_dir(dir)?,
-        };
-        Schemas::compile(files)
+        )
     }
 
     /// Compiles a set of `(file name, text)` schema files.
@@ -158,10 +167,12 @@ impl Schemas {
 
         let ids: Vec<&str> = docs.iter().map(|(_, id, _)| id.as_str()).collect();
         for (file, id, value) in &docs {
-            check_refs(value, id, &ids).map_err(|message| SchemaError::Compile {
-                file: file.clone(),
-                message,
-            })?;
+            if let Some(reference) = dangling_ref(value, id, &ids) {
+                return Err(SchemaError::DanglingRef {
+                    file: file.clone(),
+                    reference: reference.to_owned(),
+                });
+            }
         }
 
         let mut builder = Registry::new();
@@ -283,9 +294,8 @@ fn collect(validator: &Validator, instance: &Value, prefix: &str) -> Vec<Violati
         .collect()
 }
 
-/// Checks that every `$ref` in `value` names a registered schema, so a dangling reference is
-/// reported against the file that holds it (the registry would only name the missing URI).
-fn check_refs(value: &Value, base_id: &str, ids: &[&str]) -> Result<(), String> {
+/// The first `$ref` in `value` that names no registered schema, if any.
+fn dangling_ref<'v>(value: &'v Value, base_id: &str, ids: &[&str]) -> Option<&'v str> {
     match value {
         Value::Object(map) => {
             if let Some(Value::String(r)) = map.get("$ref") {
@@ -298,14 +308,14 @@ fn check_refs(value: &Value, base_id: &str, ids: &[&str]) -> Result<(), String> 
                         format!("{dir}/{resource}")
                     };
                     if !ids.contains(&absolute.as_str()) {
-                        return Err(format!("`$ref: {r}` names no schema in the set"));
+                        return Some(r);
                     }
                 }
             }
-            map.values().try_for_each(|v| check_refs(v, base_id, ids))
+            map.values().find_map(|v| dangling_ref(v, base_id, ids))
         }
-        Value::Array(items) => items.iter().try_for_each(|v| check_refs(v, base_id, ids)),
-        _ => Ok(()),
+        Value::Array(items) => items.iter().find_map(|v| dangling_ref(v, base_id, ids)),
+        _ => None,
     }
 }
 
@@ -314,28 +324,6 @@ fn payload_file(file: &str) -> Option<(MessageType, u32)> {
     let stem = file.strip_suffix(".json")?;
     let (name, version) = stem.rsplit_once(".v")?;
     Some((MessageType::parse(name)?, version.parse().ok()?))
-}
-
-fn read_dir(dir: &Path) -> Result<Vec<(String, String)>, SchemaError> {
-    let read_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| SchemaError::Read { path, source }
-    };
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(read_err(dir))? {
-        let path = entry.map_err(read_err(dir))?.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") || !path.is_file() {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).map_err(read_err(&path))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        files.push((name, text));
-    }
-    files.sort();
-    Ok(files)
 }
 
 #[cfg(test)]

@@ -27,14 +27,6 @@ use serde::{Deserialize, Serialize};
 /// Why a key could not be loaded or a payload not be sealed or opened.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
-    /// The key file could not be read.
-    #[error("cannot read data key {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
     /// The key file does not hold 64 hex digits.
     #[error("data key {path} must hold 64 hex digits (32 random bytes)")]
     Format {
@@ -81,23 +73,8 @@ impl std::fmt::Debug for DataKeys {
 }
 
 impl DataKeys {
-    /// Loads the current key and the old ones still needed to open older payloads.
-    pub fn load(current: &Path, old: &[PathBuf]) -> Result<DataKeys, VaultError> {
-        let mut keys = HashMap::new();
-        let (current_id, key) = read_key(current)?;
-        keys.insert(current_id.clone(), key);
-        for path in old {
-            let (id, key) = read_key(path)?;
-            keys.insert(id, key);
-        }
-        Ok(DataKeys {
-            current: current_id,
-            keys,
-            rng: SystemRandom::new(),
-        })
-    }
-
-    /// Keys from raw bytes (tests).
+    /// The current key and the old ones still needed to open older payloads, as bytes
+    /// (see [`key_from_file`]; `DataKeys::load` in `node::files` reads the files).
     pub fn from_bytes(current: [u8; 32], old: &[[u8; 32]]) -> DataKeys {
         let mut keys = HashMap::new();
         let (current_id, key) = key_from(&current);
@@ -162,22 +139,17 @@ impl DataKeys {
     }
 }
 
-fn read_key(path: &Path) -> Result<(String, LessSafeKey), VaultError> {
-    let text = std::fs::read_to_string(path).map_err(|source| VaultError::Read {
+/// The key in a data key file's text (64 hex digits, surrounding whitespace ignored);
+/// `path` only names the file in the error.
+pub fn key_from_file(path: &Path, text: &str) -> Result<[u8; 32], VaultError> {
+    crate::core::hex::decode_array(text.trim()).ok_or_else(|| VaultError::Format {
         path: path.to_owned(),
-        source,
-    })?;
-    let bytes: [u8; 32] = crate::core::keys::from_hex(text.trim())
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| VaultError::Format {
-            path: path.to_owned(),
-        })?;
-    Ok(key_from(&bytes))
+    })
 }
 
 fn key_from(bytes: &[u8; 32]) -> (String, LessSafeKey) {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let id = crate::core::audit::hex(&digest.as_ref()[..8]);
+    let id = crate::core::hex::encode(&digest.as_ref()[..8]);
     let key = UnboundKey::new(&AES_256_GCM, bytes).expect("32 bytes is an AES-256 key");
     (id, LessSafeKey::new(key))
 }
@@ -188,7 +160,7 @@ pub fn generate_key_text() -> Result<String, VaultError> {
     SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| VaultError::Random)?;
-    Ok(format!("{}\n", crate::core::audit::hex(&bytes)))
+    Ok(format!("{}\n", crate::core::hex::encode(&bytes)))
 }
 
 #[cfg(test)]
@@ -251,13 +223,11 @@ mod tests {
 
     #[test]
     fn key_files_must_hold_64_hex_digits() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let good = dir.path().join("good.key");
-        std::fs::write(&good, generate_key_text().expect("key")).expect("write");
-        DataKeys::load(&good, &[]).expect("loads");
-        let bad = dir.path().join("bad.key");
-        std::fs::write(&bad, "abc\n").expect("write");
-        let err = DataKeys::load(&good, &[bad]).expect_err("refused");
+        let text = generate_key_text().expect("key");
+        let bytes = key_from_file(Path::new("good.key"), &text).expect("parses");
+        assert_eq!(crate::core::hex::encode(&bytes), text.trim());
+        let err = key_from_file(Path::new("bad.key"), "abc\n").expect_err("refused");
+        assert!(matches!(err, VaultError::Format { .. }));
         assert!(err.to_string().contains("bad.key"), "{err}");
     }
 }

@@ -18,7 +18,7 @@
 //!
 //! Both carry the sender's resp. receiver's latest signed checkpoint of its audit chain; each
 //! node keeps its peers' latest checkpoints (`ledger::Ledger::peer_checkpoint`), so a node
-//! that rolls its log back is caught by every peer it talks to (see [`keep_peer_checkpoint`]).
+//! that rolls its log back is caught by every peer it talks to (`node::peers`).
 //!
 //! Architecture invariant: a receipt is signed only for a message already durable at the
 //! receiving node; a retried hand-over gets the original receipt (the same facts signed
@@ -41,11 +41,15 @@ pub const BATCH_LEN_MAX: usize = 1000;
 const RECEIPT_CONTEXT: &[u8] = b"plusgate receipt v1";
 
 /// A batch of messages handed from one node to another.
+///
+/// The sender builds a `Batch` of [`WireMessage`]s. The receiver parses a `Batch<Value>`:
+/// the batch's shape is checked whole (a bad one is refused whole), each message on its own
+/// (a bad one is refused alone, with the reason, and the rest are taken).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Batch {
+pub struct Batch<M = WireMessage> {
     /// In outbox order: the receiver takes them into inboxes in this order.
-    pub messages: Vec<WireMessage>,
+    pub messages: Vec<M>,
     /// The consents the messages cite, and consents whose withdrawal this center is to be
     /// told, in their current state. The receiver takes them in before the messages, so a
     /// message is checked against the consent as the sender knows it.
@@ -57,8 +61,22 @@ pub struct Batch {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub withheld: Vec<WithheldReport>,
     /// The sending node's latest checkpoint of its audit chain, for the receiver to keep.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Absent when the sender has none (`null` is refused, as it always was).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub checkpoint: Option<Checkpoint>,
+}
+
+/// An optional member that, when present, must hold a value (not `null`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// A consent as it travels between nodes: the document as registered and its status. The
@@ -98,10 +116,12 @@ pub struct WithheldReport {
 }
 
 /// One message as it travels between nodes: the envelope, the sender (fixed by the origin
-/// node from the agency's certificate) and the origin's digest.
+/// node from the agency's certificate) and the origin's digest. The sender sends the
+/// payload as the canonical JSON it stored (`P` = `Box<RawValue>`); the receiver parses it
+/// as a `Value` (`P` = `Value`), to validate it again.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WireMessage {
+pub struct WireMessage<P = Box<RawValue>> {
     /// Message id.
     pub id: String,
     /// Sending agency (at the origin node's center).
@@ -118,7 +138,7 @@ pub struct WireMessage {
     /// Consent.
     pub consent_id: String,
     /// Payload (canonical JSON).
-    pub payload: Box<RawValue>,
+    pub payload: P,
     /// When the origin accepted it.
     pub accepted_at: String,
     /// The origin's fingerprint of the message; the receiver computes its own and refuses
@@ -182,13 +202,13 @@ impl Receipt {
             digest: digest.to_owned(),
             node: node.clone(),
             received_at: received_at.to_owned(),
-            signature: crate::core::audit::hex(&signature),
+            signature: crate::core::hex::encode(&signature),
         }
     }
 
     /// True if the signature is `key`'s over this receipt's fields.
     pub fn verify(&self, key: &PublicKey) -> bool {
-        let Some(signature) = crate::core::keys::from_hex(&self.signature) else {
+        let Some(signature) = crate::core::hex::decode(&self.signature) else {
             return false;
         };
         key.verify(
@@ -210,56 +230,67 @@ impl Receipt {
         key: &PublicKey,
         message_id: &str,
         digest: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReceiptError> {
         if &self.node != peer {
-            return Err(format!(
-                "receipt names node {}, but {peer} was asked",
-                self.node
-            ));
+            return Err(ReceiptError::OtherNode {
+                named: self.node.clone(),
+                asked: peer.clone(),
+            });
         }
         if self.message_id != message_id {
-            return Err(format!(
-                "receipt is for message {}, not {message_id}",
-                self.message_id
-            ));
+            return Err(ReceiptError::OtherMessage {
+                named: self.message_id.clone(),
+                sent: message_id.to_owned(),
+            });
         }
         if self.digest != digest {
-            return Err(format!(
-                "receipt digest {} differs from the message's {digest}",
-                self.digest
-            ));
+            return Err(ReceiptError::OtherDigest {
+                named: self.digest.clone(),
+                sent: digest.to_owned(),
+            });
         }
         if !self.verify(key) {
-            return Err(format!(
-                "receipt signature does not verify against {peer}'s key in the directory"
-            ));
+            return Err(ReceiptError::BadSignature { peer: peer.clone() });
         }
         Ok(())
     }
 }
 
-/// Checks a checkpoint a peer handed over (it must be that peer's, signed with its key from
-/// the directory) and keeps it if it follows the one kept before. A checkpoint that does not
-/// verify, or that shows the peer rolled back or rewrote its log, is logged as an error and
-/// not kept: the earlier one stays as evidence.
-pub async fn keep_peer_checkpoint(
-    ledger: &crate::node::ledger::Ledger,
-    peer: &CenterId,
-    key: &PublicKey,
-    checkpoint: Checkpoint,
-) {
-    if checkpoint.node != peer.as_str() || !checkpoint.verify(key) {
-        tracing::error!(%peer, node = %checkpoint.node,
-            "a checkpoint from this peer does not verify against its key in the directory");
-        return;
-    }
-    match ledger.peer_checkpoint(peer.clone(), checkpoint).await {
-        Ok(_) => {}
-        Err(crate::node::ledger::LedgerError::PeerRollback(what)) => {
-            tracing::error!(%peer, %what, "peer's audit log went back: investigate");
-        }
-        Err(e) => tracing::warn!(%peer, error = %e, "could not keep the peer's checkpoint"),
-    }
+/// Why a receipt does not prove what it should. The receiving node is at fault (or someone
+/// between the nodes); the message stays in the outbox and is sent again, and the peer
+/// answers a resend with its original receipt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptError {
+    /// Signed by another node than the one the batch went to.
+    #[error("receipt names node {named}, but {asked} was asked")]
+    OtherNode {
+        /// The node the receipt names.
+        named: CenterId,
+        /// The node the batch went to.
+        asked: CenterId,
+    },
+    /// For another message.
+    #[error("receipt is for message {named}, not {sent}")]
+    OtherMessage {
+        /// The message id the receipt names.
+        named: String,
+        /// The message sent.
+        sent: String,
+    },
+    /// For other content than this node sent.
+    #[error("receipt digest {named} differs from the message's {sent}")]
+    OtherDigest {
+        /// The digest the receipt names.
+        named: String,
+        /// The digest of the message sent.
+        sent: String,
+    },
+    /// The signature is not the peer's (per the directory).
+    #[error("receipt signature does not verify against {peer}'s key in the directory")]
+    BadSignature {
+        /// The node the batch went to.
+        peer: CenterId,
+    },
 }
 
 /// The bytes a receipt signature covers: a context string and each field, length-prefixed
@@ -300,9 +331,10 @@ mod tests {
         let r = receipt(&key);
         let peer = CenterId::parse("jeongeup").expect("center");
         assert_eq!(r.check(&peer, &key.public_key(), "ref-1", "ab12"), Ok(()));
-        assert!(r
-            .check(&peer, &other.public_key(), "ref-1", "ab12")
-            .is_err());
+        assert_eq!(
+            r.check(&peer, &other.public_key(), "ref-1", "ab12"),
+            Err(ReceiptError::BadSignature { peer: peer.clone() })
+        );
     }
 
     #[test]
@@ -337,8 +369,17 @@ mod tests {
         let r = receipt(&key);
         let peer = CenterId::parse("jeongeup").expect("center");
         let other = CenterId::parse("gangseo").expect("center");
-        assert!(r.check(&other, &key.public_key(), "ref-1", "ab12").is_err());
-        assert!(r.check(&peer, &key.public_key(), "ref-2", "ab12").is_err());
-        assert!(r.check(&peer, &key.public_key(), "ref-1", "ab13").is_err());
+        assert!(matches!(
+            r.check(&other, &key.public_key(), "ref-1", "ab12"),
+            Err(ReceiptError::OtherNode { .. })
+        ));
+        assert!(matches!(
+            r.check(&peer, &key.public_key(), "ref-2", "ab12"),
+            Err(ReceiptError::OtherMessage { .. })
+        ));
+        assert!(matches!(
+            r.check(&peer, &key.public_key(), "ref-1", "ab13"),
+            Err(ReceiptError::OtherDigest { .. })
+        ));
     }
 }

@@ -1379,11 +1379,10 @@ mod tests {
 
     #[test]
     fn examples_validate_against_the_embedded_schemas() {
-        use crate::config::SchemaSource;
         use crate::core::message::MessageType;
         use crate::core::schema::Schemas;
 
-        let schemas = Schemas::load(&SchemaSource::Embedded).expect("schemas compile");
+        let schemas = Schemas::embedded().expect("schemas compile");
         let tmp = tempfile::tempdir().expect("tempdir");
         let m = init(tmp.path(), "north,south", 7443);
         for name in m.manifest().examples.keys() {

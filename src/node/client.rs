@@ -21,7 +21,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -31,7 +31,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::{http1, http2};
-use hyper::{header, HeaderMap, Method, Request, StatusCode, Uri};
+use hyper::{header, HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject;
@@ -41,6 +41,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
+
+use crate::core::directory::UrlError;
 
 /// Upper bound on TCP connect plus TLS handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -268,40 +270,11 @@ fn read_certs(
 }
 
 /// Splits a node URL of the form `https://HOST[:PORT][/]` into the socket address to
-/// connect to and the host name to verify the server certificate against.
-///
-/// HOST must be an IP address (IPv6 in brackets) or `localhost` (mapped to 127.0.0.1);
-/// other names are refused rather than resolved, so that this never blocks on DNS.
-/// PORT defaults to 443.
+/// connect to and the host name to verify the server certificate against (the parsing is
+/// [`crate::core::directory::parse_https_url`]; its rules apply).
 pub fn parse_https_url(url: &str) -> Result<(SocketAddr, String), ClientError> {
-    let refuse = |reason| ClientError::Url {
-        url: url.to_owned(),
-        reason,
-    };
-    let uri: Uri = url.parse().map_err(|_| refuse("not a URL"))?;
-    if uri.scheme_str() != Some("https") {
-        return Err(refuse("scheme must be https"));
-    }
-    let authority = uri.authority().ok_or_else(|| refuse("missing host"))?;
-    if authority.as_str().contains('@') {
-        return Err(refuse("user information is not allowed"));
-    }
-    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return Err(refuse("must not have a path or query"));
-    }
-    let host = authority.host();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        host.parse()
-            .map_err(|_| refuse("host must be an IP address or localhost"))?
-    };
-    let port = authority.port_u16().unwrap_or(443);
-    Ok((SocketAddr::new(ip, port), host.to_ascii_lowercase()))
+    crate::core::directory::parse_https_url(url)
+        .map_err(|UrlError { url, reason }| ClientError::Url { url, reason })
 }
 
 /// A response with its body read completely.
@@ -804,6 +777,7 @@ mod tests {
         BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType,
         PKCS_ECDSA_P256_SHA256,
     };
+    use std::net::{IpAddr, Ipv4Addr};
 
     fn check_url(url: &str, expected: Option<(&str, &str)>) {
         let got = parse_https_url(url).ok();

@@ -499,7 +499,7 @@ async fn record(ctx: Arc<Forwarding>, peer: CenterId, handed: Handed) -> Result<
             .await?;
     }
     if let Some((checkpoint, key)) = handed.checkpoint {
-        crate::core::wire::keep_peer_checkpoint(&ctx.ledger, &peer, &key, checkpoint).await;
+        crate::node::peers::keep_peer_checkpoint(&ctx.ledger, &peer, &key, checkpoint).await;
     }
     if !handed.refused.is_empty() {
         ctx.ledger
@@ -629,7 +629,7 @@ fn null_payload() -> Box<serde_json::value::RawValue> {
 enum Outcome {
     Receipt(crate::core::wire::Receipt),
     Refused(String),
-    BadReceipt(String),
+    BadReceipt(crate::core::wire::ReceiptError),
     Unanswered,
 }
 

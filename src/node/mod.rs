@@ -13,10 +13,12 @@
 pub mod api;
 pub mod client;
 pub mod clock;
+pub mod files;
 pub mod forwarder;
 pub mod inbox;
 pub mod ledger;
 pub mod parallel;
+pub mod peers;
 pub mod store;
 pub mod tls;
 
@@ -37,16 +39,17 @@ use tokio_rustls::TlsAcceptor;
 use self::api::Api;
 use self::client::HttpVersion;
 use self::clock::{Clock, SystemClock};
+use self::files::{LoadError, ReadError};
 use self::forwarder::{ForwardOptions, Forwarding};
 use self::inbox::Inbox;
 use self::ledger::{CheckpointPolicy, Ledger, LedgerOptions};
 use self::store::{DirectorySeen, Store, StoreError};
 use self::tls::TlsError;
 use crate::config::{Config, FederationConfig};
-use crate::core::audit::hex;
 use crate::core::directory::{Directory, DirectoryError};
+use crate::core::hex;
 use crate::core::identity::{self, Anonymous, CenterId, Identity, Peer};
-use crate::core::keys::{KeyError, SigningKey};
+use crate::core::keys::{KeyError, PublicKey, SigningKey};
 use crate::core::routing::Routing;
 use crate::core::schema::{SchemaError, Schemas};
 
@@ -67,6 +70,9 @@ const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// Why a node could not be built or run.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// A file the config names could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
     /// A schema is broken.
     #[error(transparent)]
     Schema(#[from] SchemaError),
@@ -92,7 +98,7 @@ pub enum NodeError {
         /// The directory file.
         path: std::path::PathBuf,
         /// What is wrong.
-        problem: String,
+        problem: DirectoryMismatch,
     },
     /// A data key is unusable.
     #[error(transparent)]
@@ -100,6 +106,65 @@ pub enum NodeError {
     /// The client side of node-to-node TLS could not be set up.
     #[error("node-to-node TLS: {0}")]
     Client(#[from] client::ClientError),
+}
+
+/// Why a directory whose signature verifies is still not one this node may run with. The
+/// operator's or the federation authority's to fix (a directory without this node, an older
+/// file put back); starting again with the same file fails the same way.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryMismatch {
+    /// The directory does not list this node's center.
+    #[error("does not list this node's center `{center}`")]
+    NotListed {
+        /// This node's center.
+        center: CenterId,
+    },
+    /// The directory lists another signing key for this node.
+    #[error("lists signing key {listed} for center {center}, but this node's key is {own}")]
+    OtherKey {
+        /// This node's center.
+        center: CenterId,
+        /// The key the directory lists.
+        listed: PublicKey,
+        /// This node's key.
+        own: PublicKey,
+    },
+    /// Older than a directory this node loaded before (rollback protection).
+    #[error(
+        "is version {version}, older than version {seen} which this node already loaded; \
+         refusing to roll back"
+    )]
+    Older {
+        /// The file's version.
+        version: u64,
+        /// The newest version loaded before.
+        seen: u64,
+    },
+    /// The same version as one loaded before, but different content.
+    #[error(
+        "is version {version} but differs from the version {seen} this node already loaded; \
+         a changed directory needs a higher version"
+    )]
+    Changed {
+        /// The file's version.
+        version: u64,
+        /// The version loaded before.
+        seen: u64,
+    },
+}
+
+/// A file that could not be read, or whose contents are unusable: the same as the core
+/// type's own error for the contents.
+impl<E> From<LoadError<E>> for NodeError
+where
+    NodeError: From<E>,
+{
+    fn from(e: LoadError<E>) -> NodeError {
+        match e {
+            LoadError::Read(e) => NodeError::Read(e),
+            LoadError::Content(e) => NodeError::from(e),
+        }
+    }
 }
 
 /// The federated part of a node.
@@ -148,7 +213,7 @@ impl Node {
                 let directory = load_directory(f, &config.center, &key, &store)?;
                 let seen = DirectorySeen {
                     version: directory.version,
-                    digest: hex(&directory.digest()),
+                    digest: hex::encode(&directory.digest()),
                 };
                 let routing = Routing::federated(config.center.clone(), Arc::new(directory));
                 let forwarding_tls = client::client_config(
@@ -407,19 +472,21 @@ pub fn load_directory_for(
     key: &SigningKey,
 ) -> Result<Directory, NodeError> {
     let directory = Directory::load(&f.directory, &f.authority_key)?;
-    let wrong = |problem: String| NodeError::Federation {
+    let wrong = |problem| NodeError::Federation {
         path: f.directory.clone(),
         problem,
     };
-    let own = directory
-        .center(center)
-        .ok_or_else(|| wrong(format!("does not list this node's center `{center}`")))?;
+    let own = directory.center(center).ok_or_else(|| {
+        wrong(DirectoryMismatch::NotListed {
+            center: center.clone(),
+        })
+    })?;
     if own.signing_key != key.public_key() {
-        return Err(wrong(format!(
-            "lists signing key {} for center {center}, but this node's key is {}",
-            own.signing_key,
-            key.public_key()
-        )));
+        return Err(wrong(DirectoryMismatch::OtherKey {
+            center: center.clone(),
+            listed: own.signing_key.clone(),
+            own: key.public_key(),
+        }));
     }
     Ok(directory)
 }
@@ -443,20 +510,18 @@ fn load_directory(
 
 /// Rollback protection: a directory older than `seen`, or a different one with the same
 /// version, is refused.
-fn check_not_older(directory: &Directory, seen: &DirectorySeen) -> Result<(), String> {
+fn check_not_older(directory: &Directory, seen: &DirectorySeen) -> Result<(), DirectoryMismatch> {
     if directory.version < seen.version {
-        return Err(format!(
-            "is version {}, older than version {} which this node already loaded; \
-             refusing to roll back",
-            directory.version, seen.version
-        ));
+        return Err(DirectoryMismatch::Older {
+            version: directory.version,
+            seen: seen.version,
+        });
     }
-    if directory.version == seen.version && hex(&directory.digest()) != seen.digest {
-        return Err(format!(
-            "is version {} but differs from the version {} this node already loaded; \
-             a changed directory needs a higher version",
-            directory.version, seen.version
-        ));
+    if directory.version == seen.version && hex::encode(&directory.digest()) != seen.digest {
+        return Err(DirectoryMismatch::Changed {
+            version: directory.version,
+            seen: seen.version,
+        });
     }
     Ok(())
 }
@@ -559,7 +624,7 @@ impl FederationRuntime {
         };
         let seen = DirectorySeen {
             version: directory.version,
-            digest: hex(&directory.digest()),
+            digest: hex::encode(&directory.digest()),
         };
         if seen == self.federated.seen {
             tracing::info!(version = seen.version, "directory reload: unchanged");

@@ -10,7 +10,7 @@ use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 
 use super::{json_response, ledger_problem, store_problem, Api, Problem, Resp};
-use crate::core::consent::{Registration, StatusChange};
+use crate::core::consent::{ConsentStatus, Registration, StatusChange};
 use crate::core::identity::AgencyId;
 use crate::core::message::MessageType;
 use crate::core::schema::Violation;
@@ -74,7 +74,7 @@ impl Api {
         let body = self.read_json(req).await?;
         let (at, reason) = parse_withdrawal(&body).map_err(Problem::invalid)?;
         let change = StatusChange {
-            status: "withdrawn".into(),
+            status: ConsentStatus::Withdrawn.into(),
             at: at.unwrap_or_else(|| self.ledger.clock().now_rfc3339()),
             by: agency.to_string(),
             reason,

@@ -12,19 +12,124 @@
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::{json_response, ledger_problem, Api, Problem, Resp};
-use crate::core::audit::Checkpoint;
-use crate::core::consent::{ConsentRecord, Registration};
-use crate::core::identity::{AgencyId, Anonymous, CenterId, Identity, Peer};
+use crate::core::consent::{ConsentRecord, ConsentStatus, Registration, RegistrationError};
+use crate::core::identity::{AgencyId, Anonymous, CenterId, IdError, Identity, Peer};
 use crate::core::message::MessageType;
-use crate::core::routing::Route;
-use crate::core::wire::{ItemResult, Receipt, WireConsent, WithheldReport, BATCH_LEN_MAX};
+use crate::core::routing::{HandoverError, Route};
+use crate::core::schema::Violation;
+use crate::core::vault::VaultError;
+use crate::core::wire::{
+    Batch, BatchResult, ItemResult, Receipt, WireConsent, WireMessage, BATCH_LEN_MAX,
+};
 use crate::node::ledger::{LedgerError, Submission};
 
 /// Largest batch body accepted (a forwarder builds at most `outbox::BATCH_BYTES_MAX`).
 pub const BATCH_BODY_BYTES_MAX: usize = 32 << 20;
+
+/// Most schema violations a refusal lists.
+const REFUSAL_VIOLATIONS_MAX: usize = 10;
+
+/// Why a handed-over message is refused for good: answered `refused` with this reason, and
+/// the origin dead-letters it. The origin node is at fault (or its agency, whose message it
+/// took without checking it the same way); handing it over again never helps.
+#[derive(Debug, thiserror::Error)]
+pub enum HandoverRefusal {
+    /// The batch holds something other than an object where a message should be.
+    #[error("not an object")]
+    NotAnObject,
+    /// Not a handed-over message: a member missing, unknown or of the wrong type.
+    #[error("not a handed-over message: {0}")]
+    Shape(#[source] serde_json::Error),
+    /// `from` is not an agency id.
+    #[error("`from` is not an agency id: {0}")]
+    Sender(#[source] IdError),
+    /// The message has no id (the origin assigns one if its agency gave none).
+    #[error("a handed-over message must carry its id")]
+    NoId,
+    /// The directory does not allow this hand-over (sender, type or recipient).
+    #[error(transparent)]
+    Directory(#[from] HandoverError),
+    /// The envelope or payload breaks the schemas or the cross-field rules.
+    #[error("invalid message: {}", list(.0))]
+    Invalid(Vec<Violation>),
+    /// The message could not be prepared for storing (its payload not sealed).
+    #[error("cannot store it: {0}")]
+    Store(#[source] VaultError),
+    /// The digest the origin sent is not the one this node computes for the same message.
+    #[error("digest {sent} differs from this node's {ours} for the same message")]
+    Digest {
+        /// The origin's digest.
+        sent: String,
+        /// This node's.
+        ours: String,
+    },
+}
+
+/// The first violations, `pointer: message; …`.
+fn list(violations: &[Violation]) -> String {
+    let list: Vec<String> = violations
+        .iter()
+        .take(REFUSAL_VIOLATIONS_MAX)
+        .map(|v| format!("{}: {}", v.pointer, v.message))
+        .collect();
+    list.join("; ")
+}
+
+/// Why a consent a peer sent along with a batch is left out (logged; the messages citing it
+/// are then refused for want of a consent, which the sender sees). The sending node is at
+/// fault; sending the same consent again never helps.
+#[derive(Debug, thiserror::Error)]
+pub enum WireConsentError {
+    /// The document is not JSON.
+    #[error("not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    /// The document does not pass `consent.v1.json`.
+    #[error("consent {id} does not pass consent.v1.json ({violations} violations)")]
+    Schema {
+        /// The consent id, as far as readable.
+        id: String,
+        /// How many violations.
+        violations: usize,
+    },
+    /// The document holds something shaped like a resident registration number.
+    #[error("consent {id} holds an RRN-shaped value")]
+    Rrn {
+        /// The consent id.
+        id: String,
+    },
+    /// The document names no collecting agency.
+    #[error("consent {id} names no collecting agency")]
+    NoCollector {
+        /// The consent id.
+        id: String,
+    },
+    /// The document cannot be registered.
+    #[error("consent {id}: {source}")]
+    Registration {
+        /// The consent id.
+        id: String,
+        /// Why.
+        source: RegistrationError,
+    },
+    /// The sending center is neither the collector's nor a recipient's: a node speaks only
+    /// for consents its own center is party to.
+    #[error("consent {id} names no agency of center {node}")]
+    NotParty {
+        /// The consent id.
+        id: String,
+        /// The sending node's center.
+        node: CenterId,
+    },
+    /// Withdrawn, but no withdrawal in its history.
+    #[error("consent {id} is withdrawn but its history says not when")]
+    NoWithdrawal {
+        /// The consent id.
+        id: String,
+    },
+}
 
 impl Api {
     /// The other center's node behind the connection, if the directory lists it.
@@ -62,36 +167,18 @@ impl Api {
             ));
         };
         let body = self.read_json_up_to(req, BATCH_BODY_BYTES_MAX).await?;
-        let expected =
-            || Problem::bad_request("expected {\"messages\": [...], \"checkpoint\"?: {...}}");
-        let Value::Object(mut obj) = body else {
-            return Err(expected());
-        };
-        let messages = match obj.remove("messages") {
-            Some(Value::Array(messages)) => messages,
-            _ => return Err(expected()),
-        };
-        let consents: Vec<WireConsent> = match obj.remove("consents") {
-            None => Vec::new(),
-            Some(c) => serde_json::from_value(c).map_err(|e| {
-                Problem::bad_request(format!("`consents` is not a list of consents: {e}"))
-            })?,
-        };
-        let withheld: Vec<WithheldReport> = match obj.remove("withheld") {
-            None => Vec::new(),
-            Some(w) => serde_json::from_value(w).map_err(|e| {
-                Problem::bad_request(format!("`withheld` is not a list of reports: {e}"))
-            })?,
-        };
-        let checkpoint = match obj.remove("checkpoint") {
-            None => None,
-            Some(c) => Some(serde_json::from_value::<Checkpoint>(c).map_err(|e| {
-                Problem::bad_request(format!("`checkpoint` is not a checkpoint: {e}"))
-            })?),
-        };
-        if let Some(k) = obj.keys().next() {
-            return Err(Problem::bad_request(format!("unknown member `{k}`")));
-        }
+        // The batch's shape whole; each message on its own, below.
+        let Batch {
+            messages,
+            consents,
+            withheld,
+            checkpoint,
+        } = serde_json::from_value::<Batch<Value>>(body).map_err(|e| {
+            Problem::bad_request(format!(
+                "expected {{\"messages\": [...], \"consents\"?: [...], \"withheld\"?: [...], \
+                 \"checkpoint\"?: {{...}}}}: {e}"
+            ))
+        })?;
         if messages.len() > BATCH_LEN_MAX {
             return Err(Problem::bad_request(format!(
                 "a batch holds at most {BATCH_LEN_MAX} messages"
@@ -101,7 +188,7 @@ impl Api {
         // cost); only the valid ones go to the ledger, as one command, so they enter the
         // inboxes in batch order.
         let checked = crate::node::parallel::map_owned(messages, |m| self.check_handover(node, m));
-        let mut results: Vec<(String, Option<String>)> = Vec::with_capacity(checked.len());
+        let mut results: Vec<(String, Option<HandoverRefusal>)> = Vec::with_capacity(checked.len());
         let mut valid = Vec::new();
         for (i, outcome) in checked.into_iter().enumerate() {
             match outcome {
@@ -148,7 +235,7 @@ impl Api {
                 Some(reason) => ItemResult {
                     id,
                     receipt: None,
-                    refused: Some(reason),
+                    refused: Some(reason.to_string()),
                 },
                 None => match signed.next() {
                     Some(Ok(receipt)) => ItemResult {
@@ -191,55 +278,67 @@ impl Api {
         if let (Some(checkpoint), Some(peer)) = (checkpoint, self.routing().peer(node)) {
             let (ledger, node, key) = (self.ledger.clone(), node.clone(), peer.signing_key.clone());
             tokio::spawn(async move {
-                crate::core::wire::keep_peer_checkpoint(&ledger, &node, &key, checkpoint).await;
+                crate::node::peers::keep_peer_checkpoint(&ledger, &node, &key, checkpoint).await;
             });
         }
-        let mut answer = json!({ "results": items });
-        if let Some(own) = self.ledger.latest_checkpoint() {
-            answer["checkpoint"] = json!(own);
-        }
+        let answer = BatchResult {
+            results: items,
+            checkpoint: self.ledger.latest_checkpoint(),
+        };
         Ok(json_response(StatusCode::OK, &answer))
     }
 
     /// Checks a consent a peer sent: its document passes `consent.v1.json` and holds no
     /// RRN, and the sending center is one it names (its collector's or a recipient's): a
     /// node speaks only for consents its own center is party to.
-    fn check_wire_consent(&self, node: &CenterId, c: WireConsent) -> Result<ConsentRecord, String> {
+    fn check_wire_consent(
+        &self,
+        node: &CenterId,
+        c: WireConsent,
+    ) -> Result<ConsentRecord, WireConsentError> {
         let document: Value =
-            serde_json::from_str(c.document.get()).map_err(|e| format!("not JSON: {e}"))?;
+            serde_json::from_str(c.document.get()).map_err(WireConsentError::NotJson)?;
         let id = document["id"].as_str().unwrap_or("?").to_owned();
-        self.schemas
+        if let Err(v) = self
+            .schemas
             .validate_payload(MessageType::Consent, 1, &document)
-            .map_err(|v| {
-                format!(
-                    "consent {id} does not pass consent.v1.json ({} violations)",
-                    v.len()
-                )
-            })?;
-        if !crate::core::rrn::find(&document).is_empty() {
-            return Err(format!("consent {id} holds an RRN-shaped value"));
+        {
+            return Err(WireConsentError::Schema {
+                id,
+                violations: v.len(),
+            });
         }
-        let collector = document
+        if !crate::core::rrn::find(&document).is_empty() {
+            return Err(WireConsentError::Rrn { id });
+        }
+        let Some(collector) = document
             .pointer("/collected_by/agency")
             .and_then(Value::as_str)
             .and_then(|a| AgencyId::parse(a).ok())
-            .ok_or_else(|| format!("consent {id} names no collecting agency"))?;
+        else {
+            return Err(WireConsentError::NoCollector { id });
+        };
         let now = self.ledger.clock().now_rfc3339();
-        let registration = Registration::new(&document, &collector, &now)
-            .map_err(|e| format!("consent {id}: {e}"))?;
+        let registration = match Registration::new(&document, &collector, &now) {
+            Ok(r) => r,
+            Err(source) => return Err(WireConsentError::Registration { id, source }),
+        };
         let mut record = registration.record;
         let party = std::iter::once(collector.as_str())
             .chain(record.recipients.iter().map(String::as_str))
             .filter_map(|a| AgencyId::parse(a).ok())
             .any(|a| a.center() == node);
         if !party {
-            return Err(format!("consent {id} names no agency of center {node}"));
+            return Err(WireConsentError::NotParty {
+                id,
+                node: node.clone(),
+            });
         }
-        if c.status == "withdrawn" {
-            let change = crate::core::consent::latest_withdrawal(&c.history).ok_or_else(|| {
-                format!("consent {id} is withdrawn but its history says not when")
-            })?;
-            record.status = "withdrawn".into();
+        if c.status == ConsentStatus::Withdrawn {
+            let Some(change) = crate::core::consent::latest_withdrawal(&c.history) else {
+                return Err(WireConsentError::NoWithdrawal { id });
+            };
+            record.status = ConsentStatus::Withdrawn.into();
             record.history.push(change.clone());
         }
         Ok(record)
@@ -247,41 +346,55 @@ impl Api {
 
     /// Validates one handed-over message. The error is the message's id (as far as
     /// readable) and why it is refused for good.
-    fn check_handover(&self, node: &CenterId, m: Value) -> Result<Submission, (String, String)> {
-        let Value::Object(mut obj) = m else {
-            return Err((String::new(), "not an object".into()));
-        };
-        let id = obj
+    fn check_handover(
+        &self,
+        node: &CenterId,
+        m: Value,
+    ) -> Result<Submission, (String, HandoverRefusal)> {
+        if !m.is_object() {
+            return Err((String::new(), HandoverRefusal::NotAnObject));
+        }
+        let id = m
             .get("id")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let refuse = |reason: String| (id.clone(), reason);
-        let take_str = |name: &str, obj: &mut Map<String, Value>| match obj.remove(name) {
-            Some(Value::String(s)) => Ok(s),
-            _ => Err(refuse(format!("`{name}` missing or not a string"))),
-        };
-        let from = take_str("from", &mut obj)?;
-        let digest = take_str("digest", &mut obj)?;
-        let _origin_accepted_at = take_str("accepted_at", &mut obj)?;
-        let from = AgencyId::parse(&from)
-            .map_err(|e| refuse(format!("`from` is not an agency id: {e}")))?;
-        if id.is_empty() {
-            return Err(refuse("a handed-over message must carry its id".into()));
+        let refuse = |reason: HandoverRefusal| (id.clone(), reason);
+        let WireMessage {
+            id: message_id,
+            from,
+            to,
+            message_type,
+            version,
+            subject,
+            consent_id,
+            payload,
+            accepted_at: _,
+            digest,
+        } = serde_json::from_value::<WireMessage<Value>>(m)
+            .map_err(|e| refuse(HandoverRefusal::Shape(e)))?;
+        let from = AgencyId::parse(&from).map_err(|e| refuse(HandoverRefusal::Sender(e)))?;
+        if message_id.is_empty() {
+            return Err(refuse(HandoverRefusal::NoId));
         }
-        crate::core::routing::Routing::check_handed_over_by(node, &from).map_err(refuse)?;
+        crate::core::routing::Routing::check_handed_over_by(node, &from)
+            .map_err(|e| refuse(e.into()))?;
         // What remains is exactly the envelope the origin's agency sent.
-        let envelope = self.envelope(Value::Object(obj), &from).map_err(|v| {
-            let list: Vec<String> = v
-                .iter()
-                .take(10)
-                .map(|v| format!("{}: {}", v.pointer, v.message))
-                .collect();
-            refuse(format!("invalid message: {}", list.join("; ")))
-        })?;
+        let envelope = json!({
+            "id": message_id,
+            "type": message_type,
+            "version": version,
+            "to": to,
+            "subject": subject,
+            "consent_id": consent_id,
+            "payload": payload,
+        });
+        let envelope = self
+            .envelope(envelope, &from)
+            .map_err(|v| refuse(HandoverRefusal::Invalid(v)))?;
         self.routing()
             .check_incoming(node, &from, &envelope.to, envelope.message_type)
-            .map_err(refuse)?;
+            .map_err(|e| refuse(e.into()))?;
         let now = self.ledger.clock().now();
         let submission = Submission::new(
             &from,
@@ -290,12 +403,10 @@ impl Api {
             self.data_keys.as_deref(),
             now,
         )
-        .map_err(|e| refuse(format!("cannot store it: {e}")))?;
+        .map_err(|e| refuse(HandoverRefusal::Store(e)))?;
         if submission.digest() != digest {
-            return Err(refuse(format!(
-                "digest {digest} differs from this node's {} for the same message",
-                submission.digest()
-            )));
+            let ours = submission.digest().to_owned();
+            return Err(refuse(HandoverRefusal::Digest { sent: digest, ours }));
         }
         Ok(submission)
     }

@@ -16,8 +16,9 @@
 //! Architecture invariant: nothing here writes.
 
 use super::{decode_at, key, Store, StoreError, AUDIT, CHECKPOINT, CONSENT};
-use crate::core::audit::{hex, AuditEntry, Checkpoint, Head, Verifier};
+use crate::core::audit::{AuditEntry, ChainError, Checkpoint, Head, Verifier};
 use crate::core::consent::ConsentRecord;
+use crate::core::hex;
 use crate::core::keys::PublicKey;
 
 /// Where a chain check started.
@@ -42,10 +43,44 @@ pub struct ChainStatus {
     /// How many entries were hashed and linked in this check.
     pub entries_checked: u64,
     /// The first break found, if any: the chain does not verify.
-    pub problem: Option<String>,
+    pub problem: Option<ChainProblem>,
     /// The newest checkpoint covering no more than `length` entries, and whether its
     /// signature verifies against the key given (`None`: no key to check it with).
     pub checkpoint: Option<(Checkpoint, Option<bool>)>,
+}
+
+/// Where and how a stored audit chain is broken. The store's contents were altered or lost
+/// (outside the ledger: someone with access to the data directory, or damage); checking
+/// again finds the same.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainProblem {
+    /// An entry is out of order, does not link, or does not match its hash.
+    #[error(transparent)]
+    Break(#[from] ChainError),
+    /// The chain ends before the length the ledger reports durable.
+    #[error("audit entry {seq}: missing (the chain ends before its length {length})")]
+    Short {
+        /// The first missing entry.
+        seq: u64,
+        /// The length checked.
+        length: u64,
+    },
+    /// The entry a signed checkpoint ends at is not there.
+    #[error("audit entry {seq}: missing, but checkpoint of {length} entries covers it")]
+    CheckpointEntryMissing {
+        /// The entry.
+        seq: u64,
+        /// The checkpoint's length.
+        length: u64,
+    },
+    /// The entry a signed checkpoint ends at does not hash to the head it signed.
+    #[error("audit entry {seq}: does not match the head signed in checkpoint of {length} entries")]
+    CheckpointMismatch {
+        /// The entry.
+        seq: u64,
+        /// The checkpoint's length.
+        length: u64,
+    },
 }
 
 impl ChainStatus {
@@ -117,7 +152,7 @@ impl Store {
             .filter(|(c, _)| c.length > 0);
         let mut status = ChainStatus {
             length,
-            head: hex(&Head::GENESIS.hash),
+            head: hex::encode(&Head::GENESIS.hash),
             verified_from: VerifiedFrom::Genesis,
             entries_checked: 0,
             problem: None,
@@ -144,20 +179,20 @@ impl Store {
                 break;
             }
             if let Err(e) = verifier.push(&entry) {
-                status.problem = Some(e.to_string());
+                status.problem = Some(e.into());
                 return Ok(status);
             }
             status.entries_checked += 1;
         }
         let head = verifier.head();
         if head.next_seq < length {
-            status.problem = Some(format!(
-                "audit entry {}: missing (the chain ends before its length {length})",
-                head.next_seq
-            ));
+            status.problem = Some(ChainProblem::Short {
+                seq: head.next_seq,
+                length,
+            });
             return Ok(status);
         }
-        status.head = hex(&head.hash);
+        status.head = hex::encode(&head.hash);
         // Checked from genesis: does a checkpoint not known to be forged name the head the
         // chain had at its length?
         if let Some((c, None | Some(true))) = &checkpoint {
@@ -171,23 +206,23 @@ impl Store {
     }
 
     /// The head a checkpoint vouches for, checked against the stored entry it names.
-    fn anchor(&self, c: &Checkpoint) -> Result<Result<Head, String>, StoreError> {
+    fn anchor(&self, c: &Checkpoint) -> Result<Result<Head, ChainProblem>, StoreError> {
         let last = c.length - 1;
         let Some(entry) = self.audit_entry(last)? else {
-            return Ok(Err(format!(
-                "audit entry {last}: missing, but checkpoint of {} entries covers it",
-                c.length
-            )));
+            return Ok(Err(ChainProblem::CheckpointEntryMissing {
+                seq: last,
+                length: c.length,
+            }));
         };
         let head = match Head::after(&entry) {
             Ok(head) => head,
-            Err(e) => return Ok(Err(e.to_string())),
+            Err(e) => return Ok(Err(e.into())),
         };
-        if hex(&head.hash) != c.head || entry.seq != last {
-            return Ok(Err(format!(
-                "audit entry {last}: does not match the head signed in checkpoint of {} entries",
-                c.length
-            )));
+        if hex::encode(&head.hash) != c.head || entry.seq != last {
+            return Ok(Err(ChainProblem::CheckpointMismatch {
+                seq: last,
+                length: c.length,
+            }));
         }
         Ok(Ok(head))
     }
@@ -278,9 +313,10 @@ mod tests {
             .audit_status(25, Some(&key.public_key()), false)
             .expect("status");
         assert_eq!(
-            status.problem.as_deref(),
+            status.problem.as_ref().map(ToString::to_string).as_deref(),
             Some("audit entry 22: content does not match its hash (altered)")
         );
+        assert!(matches!(status.problem, Some(ChainProblem::Break(_))));
         let status = store
             .audit_status(30, Some(&key.public_key()), false)
             .expect("status");
@@ -303,8 +339,8 @@ mod tests {
             assert!(
                 status
                     .problem
-                    .as_deref()
-                    .is_some_and(|p| p.starts_with("audit entry 19")),
+                    .as_ref()
+                    .is_some_and(|p| p.to_string().starts_with("audit entry 19")),
                 "{status:?}"
             );
         }

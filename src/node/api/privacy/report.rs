@@ -18,7 +18,7 @@ use time::{Date, OffsetDateTime, Time};
 
 use super::super::{json_response, ledger_problem, store_problem, Api, Problem, Resp};
 use crate::core::audit::Action;
-use crate::core::consent::ConsentRecord;
+use crate::core::consent::{ConsentRecord, ConsentStatus};
 use crate::core::identity::{AgencyId, OfficerId};
 use crate::node::store::reports::{ChainStatus, VerifiedFrom};
 use crate::node::store::{Store, StoreError};
@@ -75,24 +75,44 @@ impl Report {
     }
 }
 
-/// A consent's status as of now: `expired` is computed (granted, but past `valid_until`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-enum ConsentStatus {
-    Granted,
-    Withdrawn,
-    Expired,
-}
-
-impl ConsentStatus {
-    fn parse(s: &str) -> Option<ConsentStatus> {
-        Some(match s {
-            "granted" => ConsentStatus::Granted,
-            "withdrawn" => ConsentStatus::Withdrawn,
-            "expired" => ConsentStatus::Expired,
-            _ => return None,
-        })
-    }
+/// What is wrong with a report's query string: the caller's mistake, answered 400 naming
+/// the parameter; the same query fails again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum FilterError {
+    /// A parameter the report does not take.
+    #[error("unknown query parameter `{name}`; {report} takes {params}")]
+    Unknown {
+        name: String,
+        report: &'static str,
+        params: String,
+    },
+    /// A parameter given more than once.
+    #[error("query parameter `{0}` given twice")]
+    Twice(String),
+    /// `subject` is not a subject reference.
+    #[error("`subject` must be a pseudonymous subject reference such as ps-7f3a9c21e4b05d18")]
+    Subject,
+    /// `agency` is not an agency id.
+    #[error("`agency` must be an agency id such as suwon/welfare, not `{0}`")]
+    Agency(String),
+    /// `status` is not a consent status.
+    #[error("`status` must be granted, withdrawn or expired, not `{0}`")]
+    Status(String),
+    /// `from` or `to` is neither a date nor a date-time.
+    #[error("`{name}` must be a date (YYYY-MM-DD) or an RFC 3339 date-time, not `{value}`")]
+    Time { name: &'static str, value: String },
+    /// `to` is the last day the calendar has.
+    #[error("`{0}` is past the last day there is")]
+    PastLastDay(&'static str),
+    /// `format` is neither json nor csv.
+    #[error("`format` must be json or csv, not `{0}`")]
+    Format(String),
+    /// `verify` is neither checkpoint nor full.
+    #[error("`verify` must be checkpoint or full, not `{0}`")]
+    Verify(String),
+    /// The range is empty.
+    #[error("`to` is before `from`")]
+    ToBeforeFrom,
 }
 
 /// The filters of a report request, parsed.
@@ -139,21 +159,22 @@ impl Range {
 
 /// `YYYY-MM-DD` (its start, or with `end` the start of the next day) or an RFC 3339
 /// date-time.
-fn parse_time(name: &str, value: &str, end: bool) -> Result<(OffsetDateTime, bool), Problem> {
+fn parse_time(
+    name: &'static str,
+    value: &str,
+    end: bool,
+) -> Result<(OffsetDateTime, bool), FilterError> {
     if let Ok(t) = OffsetDateTime::parse(value, &Rfc3339) {
         return Ok((t, false));
     }
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    let day = Date::parse(value, &format).map_err(|_| {
-        Problem::bad_request(format!(
-            "`{name}` must be a date (YYYY-MM-DD) or an RFC 3339 date-time, not `{value}`"
-        ))
+    let day = Date::parse(value, &format).map_err(|_| FilterError::Time {
+        name,
+        value: value.to_owned(),
     })?;
     let start = |d: Date| d.with_time(Time::MIDNIGHT).assume_utc();
     if end {
-        let next = day.next_day().ok_or_else(|| {
-            Problem::bad_request(format!("`{name}` is past the last day there is"))
-        })?;
+        let next = day.next_day().ok_or(FilterError::PastLastDay(name))?;
         Ok((start(next), true))
     } else {
         Ok((start(day), false))
@@ -161,23 +182,21 @@ fn parse_time(name: &str, value: &str, end: bool) -> Result<(OffsetDateTime, boo
 }
 
 impl Filters {
-    fn parse(query: Option<&str>, report: Report) -> Result<Filters, Problem> {
+    fn parse(query: Option<&str>, report: Report) -> Result<Filters, FilterError> {
         let mut f = Filters::default();
         let mut seen: Vec<String> = Vec::new();
         let mut normalised = form_urlencoded::Serializer::new(String::new());
         for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             let name = k.as_ref();
             if !report.params().contains(&name) {
-                return Err(Problem::bad_request(format!(
-                    "unknown query parameter `{name}`; {} takes {}",
-                    report.name(),
-                    report.params().join(", ")
-                )));
+                return Err(FilterError::Unknown {
+                    name: name.to_owned(),
+                    report: report.name(),
+                    params: report.params().join(", "),
+                });
             }
             if seen.iter().any(|s| s == name) {
-                return Err(Problem::bad_request(format!(
-                    "query parameter `{name}` given twice"
-                )));
+                return Err(FilterError::Twice(name.to_owned()));
             }
             seen.push(name.to_owned());
             if v.is_empty() {
@@ -189,26 +208,19 @@ impl Filters {
                         && v.chars()
                             .all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
                     if !ok {
-                        return Err(Problem::bad_request(
-                            "`subject` must be a pseudonymous subject reference such as \
-                             ps-7f3a9c21e4b05d18",
-                        ));
+                        return Err(FilterError::Subject);
                     }
                     f.subject = Some(v.clone().into_owned());
                 }
                 "agency" => {
-                    f.agency = Some(AgencyId::parse(&v).map_err(|_| {
-                        Problem::bad_request(format!(
-                            "`agency` must be an agency id such as suwon/welfare, not `{v}`"
-                        ))
-                    })?);
+                    f.agency =
+                        Some(AgencyId::parse(&v).map_err(|_| FilterError::Agency(v.to_string()))?);
                 }
                 "status" => {
-                    f.status = Some(ConsentStatus::parse(&v).ok_or_else(|| {
-                        Problem::bad_request(format!(
-                            "`status` must be granted, withdrawn or expired, not `{v}`"
-                        ))
-                    })?);
+                    f.status = Some(
+                        ConsentStatus::parse(&v)
+                            .ok_or_else(|| FilterError::Status(v.to_string()))?,
+                    );
                 }
                 "from" => f.range.from = Some(parse_time("from", &v, false)?.0),
                 "to" => f.range.to = Some(parse_time("to", &v, true)?),
@@ -216,11 +228,7 @@ impl Filters {
                     f.csv = match v.as_ref() {
                         "csv" => true,
                         "json" => false,
-                        _ => {
-                            return Err(Problem::bad_request(format!(
-                                "`format` must be json or csv, not `{v}`"
-                            )))
-                        }
+                        _ => return Err(FilterError::Format(v.to_string())),
                     };
                     continue;
                 }
@@ -228,11 +236,7 @@ impl Filters {
                     f.from_genesis = match v.as_ref() {
                         "full" => true,
                         "checkpoint" => false,
-                        _ => {
-                            return Err(Problem::bad_request(format!(
-                                "`verify` must be checkpoint or full, not `{v}`"
-                            )))
-                        }
+                        _ => return Err(FilterError::Verify(v.to_string())),
                     };
                 }
                 _ => {}
@@ -241,7 +245,7 @@ impl Filters {
         }
         if let (Some(from), Some((to, exclusive))) = (f.range.from, f.range.to) {
             if to < from || (exclusive && to == from) {
-                return Err(Problem::bad_request("`to` is before `from`"));
+                return Err(FilterError::ToBeforeFrom);
             }
         }
         f.normalised = normalised.finish();
@@ -292,7 +296,8 @@ impl ConsentRow {
         let valid_until = text("/valid_until");
         let withdrawn_at =
             crate::core::consent::latest_withdrawal(&c.history).map(|h| h.at.clone());
-        let status = if c.status == "withdrawn" {
+        // As of now: `expired` is computed (granted, but past `valid_until`).
+        let status = if c.status == ConsentStatus::Withdrawn {
             ConsentStatus::Withdrawn
         } else if OffsetDateTime::parse(&valid_until, &Rfc3339).is_ok_and(|t| t < now) {
             ConsentStatus::Expired
@@ -378,7 +383,7 @@ impl CsvRow for ConsentRow {
             self.valid_until.clone(),
             self.retention_period.clone(),
             self.registered_at.clone(),
-            json!(self.status).as_str().unwrap_or_default().to_owned(),
+            self.status.to_string(),
             self.withdrawn_at.clone().unwrap_or_default(),
         ]
     }
@@ -573,7 +578,7 @@ fn withdrawals(store: &Store, f: &Filters) -> Result<Resp, StoreError> {
             continue;
         }
         for h in &c.history {
-            if h.status == "withdrawn" && f.range.contains(&h.at) {
+            if h.status == ConsentStatus::Withdrawn && f.range.contains(&h.at) {
                 rows.push(WithdrawalRow {
                     consent_id: c.id.clone(),
                     subject: c.subject.clone(),
@@ -616,7 +621,7 @@ fn audit_json(s: &ChainStatus, checked_at: &str, check_ms: u128) -> Value {
             VerifiedFrom::Checkpoint => "checkpoint",
         },
         "entries_checked": s.entries_checked,
-        "problem": s.problem,
+        "problem": s.problem.as_ref().map(ToString::to_string),
         "checkpoint": checkpoint,
         "checked_at": checked_at,
         "check_ms": check_ms,
@@ -633,7 +638,8 @@ impl Api {
     ) -> Result<Resp, Problem> {
         let report = Report::parse(name)
             .ok_or_else(|| Problem::not_found(format!("no privacy report {name}")))?;
-        let filters = Filters::parse(req.uri().query(), report)?;
+        let filters = Filters::parse(req.uri().query(), report)
+            .map_err(|e| Problem::bad_request(e.to_string()))?;
         let store = self.store.clone();
         let key = self.signing_key.as_ref().map(|k| k.public_key());
         let durable_len = self.ledger.durable_seq();
@@ -676,14 +682,14 @@ impl Api {
 mod tests {
     use super::*;
 
-    fn parse(report: Report, query: &str) -> Result<Filters, String> {
-        Filters::parse(Some(query), report).map_err(|p| p.detail)
+    fn parse(report: Report, query: &str) -> Result<Filters, FilterError> {
+        Filters::parse(Some(query), report)
     }
 
     #[test]
     fn filters_name_the_bad_parameter() {
         let check = |report, query: &str, expected: &str| {
-            let err = parse(report, query).expect_err(query);
+            let err = parse(report, query).expect_err(query).to_string();
             assert!(err.contains(expected), "{query}: {err}");
         };
         check(
@@ -777,9 +783,9 @@ mod tests {
             ConsentRow::new(&record, after).status,
             ConsentStatus::Expired
         );
-        record.status = "withdrawn".into();
+        record.status = ConsentStatus::Withdrawn.into();
         record.history.push(crate::core::consent::StatusChange {
-            status: "withdrawn".into(),
+            status: ConsentStatus::Withdrawn.into(),
             at: "2026-12-01T00:00:00Z".into(),
             by: "suwon/employment".into(),
             reason: None,
