@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::{finish, EXIT_CONFIG, EXIT_FAILURE};
+use super::exit::{finish, EXIT_CONFIG, EXIT_FAILURE};
 use crate::cli::export::{self, Closing, StoreOpenError, WriteError};
 use crate::config::{Config, ConfigError};
 use crate::core::audit::{ChainError, Verifier};

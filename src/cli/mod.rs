@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod directory;
+pub mod exit;
 pub mod export;
 pub mod node_client;
 pub mod outbox;
@@ -20,10 +21,8 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 use crate::dev::devinit::{self, DevInitArgs};
 
-/// Exit code for a configuration the operator must fix (sysexits' EX_CONFIG).
-pub const EXIT_CONFIG: u8 = 78;
-/// Exit code for a failure while running.
-pub const EXIT_FAILURE: u8 = 1;
+use self::exit::{fail, finish, runtime};
+pub use self::exit::{EXIT_CONFIG, EXIT_FAILURE};
 
 /// plusgate: the data-exchange gateway of an Employment-Welfare Plus Center.
 #[derive(Debug, Parser)]
@@ -91,21 +90,6 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Prints a command's one-line summary, or fails with the exit code `code` gives for its
-/// error.
-fn finish<E: std::fmt::Display>(
-    result: Result<String, E>,
-    code: impl FnOnce(&E) -> u8,
-) -> ExitCode {
-    match result {
-        Ok(summary) => {
-            println!("{summary}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(code(&e), &e),
-    }
-}
-
 /// Loads the node config at `path` and runs `call` (a request to that running node) with
 /// it; prints its answer, or fails naming why.
 fn against_node<F, Fut>(path: &Path, call: F) -> ExitCode
@@ -132,15 +116,4 @@ where
         }
         Err(e) => fail(EXIT_FAILURE, &e),
     }
-}
-
-fn fail(code: u8, e: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("plusgate: {e}");
-    ExitCode::from(code)
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
 }

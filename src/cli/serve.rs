@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::{fail, runtime, EXIT_CONFIG, EXIT_FAILURE};
+use super::exit::{fail, runtime, EXIT_CONFIG, EXIT_FAILURE};
 use crate::config::{Config, ConfigError};
 use crate::core::keys::SigningKey;
 use crate::core::schema::Schemas;

@@ -37,7 +37,9 @@ pub fn read(src: &Path) -> Graph {
         let code = without_tests(&strip_comments(&text));
         let from = unit(&module);
         let edges = graph.entry(from.clone()).or_default();
-        for target in named_paths(&code, &module) {
+        let mut targets = named_paths(&code, &module);
+        targets.extend(child_paths(&code, &module));
+        for target in targets {
             let to = known_unit(&target, &units);
             if !to.is_empty() && to != from {
                 edges.insert(to);
@@ -224,6 +226,40 @@ fn named_paths(code: &str, module: &[String]) -> Vec<Vec<String>> {
             for tail in use_tree(&mut chars) {
                 let mut path = base.clone();
                 path.extend(tail);
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Paths through a child module that `module` declares (`mod audit;` then
+/// `audit::AuditCommand`): a module depends on the children it uses, not on those it only
+/// declares.
+fn child_paths(code: &str, module: &[String]) -> Vec<Vec<String>> {
+    let children: Vec<&str> = code
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let l = l.strip_prefix("pub ").unwrap_or(l);
+            let l = l.strip_prefix("pub(crate) ").unwrap_or(l);
+            l.strip_prefix("mod ")?.strip_suffix(';')
+        })
+        .collect();
+    let mut found = Vec::new();
+    for child in children {
+        let prefix = format!("{child}::");
+        let mut from = 0;
+        while let Some(at) = code[from..].find(&prefix) {
+            let start = from + at;
+            from = start + prefix.len();
+            let preceded = code[..start]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':');
+            if !preceded {
+                let mut path = module.to_vec();
+                path.push(child.to_owned());
                 found.push(path);
             }
         }

@@ -121,15 +121,17 @@ fn import_graph_points_inward_and_has_no_cycle() {
     }
 }
 
-/// `core` is pure: no file system, network, threads, environment, tokio or clock reads
-/// outside its unit tests. Callers pass in bytes, keys and times.
+/// `core` is pure: no file system, sockets, threads, environment, tokio or clock reads
+/// outside its unit tests (addresses as values, `std::net::IpAddr`, are fine). Callers pass in bytes, keys and times.
 #[test]
 fn core_does_no_io_and_reads_no_clock() {
     let mut files = Vec::new();
     rust_files(&root().join("src/core"), &mut files);
     let banned = [
         "std::fs",
-        "std::net",
+        "std::net::Tcp",
+        "UdpSocket",
+        "to_socket_addrs",
         "std::thread",
         "std::env",
         "tokio",

@@ -1,0 +1,38 @@
+//! How a command ends: its exit code (78 when the operator must fix the configuration, 1
+//! for any other failure), its one-line summary on stdout or its reason on stderr, and the
+//! async runtime the commands that talk to a node run on. Shared by every command group.
+
+use std::process::ExitCode;
+
+/// Exit code for a configuration the operator must fix (sysexits' EX_CONFIG).
+pub const EXIT_CONFIG: u8 = 78;
+/// Exit code for a failure while running.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Prints a command's one-line summary, or fails with the exit code `code` gives for its
+/// error.
+pub(crate) fn finish<E: std::fmt::Display>(
+    result: Result<String, E>,
+    code: impl FnOnce(&E) -> u8,
+) -> ExitCode {
+    match result {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(code(&e), &e),
+    }
+}
+
+/// Prints `plusgate: {e}` on stderr and ends with `code`.
+pub(crate) fn fail(code: u8, e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("plusgate: {e}");
+    ExitCode::from(code)
+}
+
+/// A multi-threaded tokio runtime for the commands that talk to a running node.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
