@@ -15,10 +15,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::hex;
 
-/// Lower-case hex ([`hex::encode`]), under its old name for callers not yet moved to
-/// `core::hex` (the ledger).
-pub use crate::core::hex::encode as hex;
-
 /// What happened.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -315,12 +311,6 @@ impl Checkpoint {
         }
         Ok(())
     }
-
-    /// [`Checkpoint::continues`] with the reason as text, for the ledger's
-    /// `LedgerError::PeerRollback(String)` until that carries a [`Divergence`].
-    pub fn follows(&self, earlier: &Checkpoint) -> Result<(), String> {
-        self.continues(earlier).map_err(|e| e.to_string())
-    }
 }
 
 /// How a node's later checkpoint contradicts an earlier one: the node (or whoever controls
@@ -498,7 +488,9 @@ mod tests {
                 ..
             })
         ));
-        assert!(one.follows(&two).is_err_and(|e| e.contains("rolled back")));
+        assert!(one
+            .continues(&two)
+            .is_err_and(|e| e.to_string().contains("rolled back")));
         let mut other = Head::GENESIS;
         other.append(event(7));
         other.append(event(8));
@@ -508,7 +500,7 @@ mod tests {
             Err(Divergence::Rewritten { length: 2, .. })
         ));
         assert!(rewritten
-            .follows(&two)
-            .is_err_and(|e| e.contains("rewritten")));
+            .continues(&two)
+            .is_err_and(|e| e.to_string().contains("rewritten")));
     }
 }

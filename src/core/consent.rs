@@ -46,9 +46,8 @@ pub struct ConsentRecord {
     pub digest: String,
     /// When this node registered it (RFC 3339, UTC).
     pub registered_at: String,
-    /// `granted` or `withdrawn` (a [`ConsentStatus`] in its text form, which the ledger
-    /// still writes).
-    pub status: String,
+    /// `granted` or `withdrawn`.
+    pub status: ConsentStatus,
     /// Every status change, oldest first.
     pub history: Vec<StatusChange>,
 }
@@ -56,10 +55,7 @@ pub struct ConsentRecord {
 /// A consent's status as its status history and the registry write it (`statusEntry` in
 /// `consent.v1.json`): `granted`, then possibly `withdrawn`; `expired` when the collecting
 /// agency recorded it so. Reports also use `expired` for a granted consent past its validity.
-///
-/// The stored records ([`ConsentRecord::status`], [`StatusChange::status`]) still hold the
-/// text, because the ledger writes them as text; `String == ConsentStatus` and
-/// `String::from(ConsentStatus)` let the rest of the code speak the type meanwhile.
+/// Stored and sent as those words, so records written before it was a type read the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConsentStatus {
@@ -98,29 +94,11 @@ impl std::fmt::Display for ConsentStatus {
     }
 }
 
-impl From<ConsentStatus> for String {
-    fn from(status: ConsentStatus) -> String {
-        status.as_str().to_owned()
-    }
-}
-
-impl PartialEq<ConsentStatus> for String {
-    fn eq(&self, status: &ConsentStatus) -> bool {
-        self == status.as_str()
-    }
-}
-
-impl PartialEq<ConsentStatus> for str {
-    fn eq(&self, status: &ConsentStatus) -> bool {
-        self == status.as_str()
-    }
-}
-
 /// One change of a consent's status.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StatusChange {
-    /// `granted` or `withdrawn` (a [`ConsentStatus`] in its text form).
-    pub status: String,
+    /// `granted`, `withdrawn` or `expired`.
+    pub status: ConsentStatus,
     /// When (as the registering agency states it, or when this node recorded it).
     pub at: String,
     /// The agency that recorded the change.
@@ -662,7 +640,10 @@ mod tests {
         let collector = AgencyId::parse("suwon/employment").expect("id");
         let other = AgencyId::parse("suwon/welfare").expect("id");
         let r = Registration::new(&example(), &collector, "2026-11-26T05:00:00Z").expect("ok");
-        assert_eq!(r.record.status, "granted");
+        assert_eq!(
+            serde_json::to_value(r.record.status).expect("serialises"),
+            "granted"
+        );
         assert_eq!(r.record.status, ConsentStatus::Granted);
         assert_eq!(r.record.recipients, ["suwon/welfare", "gangseo/welfare"]);
         assert!(r.record.readable_by(&other));

@@ -87,7 +87,7 @@ pub struct WireConsent {
     /// The consent document (`consent.v1.json`).
     pub document: Box<RawValue>,
     /// `granted` or `withdrawn`.
-    pub status: String,
+    pub status: crate::core::consent::ConsentStatus,
     /// Its status changes, oldest first.
     pub history: Vec<crate::core::consent::StatusChange>,
 }
@@ -97,7 +97,7 @@ impl WireConsent {
     pub fn of(c: &crate::core::consent::ConsentRecord) -> WireConsent {
         WireConsent {
             document: c.document.clone(),
-            status: c.status.clone(),
+            status: c.status,
             history: c.history.clone(),
         }
     }

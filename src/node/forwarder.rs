@@ -29,6 +29,7 @@ use rustls::ClientConfig;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
+use crate::core::consent::ConsentStatus;
 use crate::core::identity::{CenterId, Identity};
 use crate::core::message::MessageId;
 use crate::core::routing::Routing;
@@ -277,7 +278,7 @@ struct Handed {
     /// The peer's latest checkpoint and the key to check it with.
     checkpoint: Option<(crate::core::audit::Checkpoint, crate::core::keys::PublicKey)>,
     /// Consent notices the batch carried (id, status sent).
-    told: Vec<(String, String)>,
+    told: Vec<(String, ConsentStatus)>,
     /// Withheld reports the batch carried.
     reported: Vec<MessageId>,
 }
@@ -462,7 +463,7 @@ fn consents_for(
     ctx: &Forwarding,
     peer: &CenterId,
     batch: &[MessageRecord],
-) -> Result<(Vec<WireConsent>, Vec<(String, String)>), RoundError> {
+) -> Result<(Vec<WireConsent>, Vec<(String, ConsentStatus)>), RoundError> {
     let notices: Vec<String> = ctx.store.notices(peer).collect::<Result<_, _>>()?;
     let cited: std::collections::BTreeSet<&str> = batch
         .iter()
@@ -475,7 +476,7 @@ fn consents_for(
         match ctx.store.consent(id) {
             Ok(Some(c)) => {
                 if notices.iter().any(|n| n == id) {
-                    told.push((c.id.clone(), c.status.clone()));
+                    told.push((c.id.clone(), c.status));
                 }
                 consents.push(WireConsent::of(&c));
             }

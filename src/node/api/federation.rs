@@ -338,7 +338,7 @@ impl Api {
             let Some(change) = crate::core::consent::latest_withdrawal(&c.history) else {
                 return Err(WireConsentError::NoWithdrawal { id });
             };
-            record.status = ConsentStatus::Withdrawn.into();
+            record.status = ConsentStatus::Withdrawn;
             record.history.push(change.clone());
         }
         Ok(record)

@@ -59,7 +59,7 @@ impl Writer {
         };
         if let Some(earlier) = earlier {
             checkpoint
-                .follows(&earlier)
+                .continues(&earlier)
                 .map_err(LedgerError::PeerRollback)?;
             if earlier == checkpoint {
                 return Ok(0);

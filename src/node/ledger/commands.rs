@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use super::group::Group;
 use super::{Accepted, LeaseItem, Ledger, LedgerError, Parties, Received, Submission, Writer};
 use crate::core::audit::Checkpoint;
-use crate::core::consent::{ConsentRecord, StatusChange};
+use crate::core::consent::{ConsentRecord, ConsentStatus, StatusChange};
 use crate::core::identity::{AgencyId, CenterId, Identity, OfficerId};
 use crate::core::message::MessageId;
 use crate::core::wire::{Receipt, WithheldReport};
@@ -227,7 +227,7 @@ impl Ledger {
     pub async fn notices_told(
         &self,
         peer: CenterId,
-        told: Vec<(String, String)>,
+        told: Vec<(String, ConsentStatus)>,
         reported: Vec<MessageId>,
     ) -> Result<usize, LedgerError> {
         self.call(move |w, g| w.notices_told(&peer, told, &reported, g))

@@ -15,7 +15,7 @@
 use super::group::Group;
 use super::{LedgerError, Writer, CONSENT_CACHE_MAX};
 use crate::core::audit::{self, Action, Event};
-use crate::core::consent::{ConsentRecord, Refusal, Retention, Use};
+use crate::core::consent::{ConsentRecord, ConsentStatus, Refusal, Retention, Use};
 use crate::core::identity::{AgencyId, Identity};
 use crate::node::store::StoreError;
 
@@ -111,7 +111,7 @@ impl Writer {
         }
         let Some(withdrawal) = incoming
             .withdrawal()
-            .filter(|_| local.status != "withdrawn")
+            .filter(|_| local.status != ConsentStatus::Withdrawn)
             .cloned()
         else {
             return Ok(());
@@ -122,7 +122,7 @@ impl Writer {
             withdrawal.at,
             actor.uri()
         );
-        local.status = "withdrawn".into();
+        local.status = ConsentStatus::Withdrawn;
         local.history.push(withdrawal);
         let at = g.at.clone();
         let entry = self.consent_event(

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use super::group::Group;
 use super::{Accepted, LedgerError, Received, Writer};
-use crate::core::audit::{self, Action, Event};
+use crate::core::audit::{Action, Event};
 use crate::core::consent::{ConsentRecord, Retention};
 use crate::core::identity::{AgencyId, CenterId, Identity};
 use crate::core::message::{Envelope, MessageId, MessageType};
@@ -180,7 +180,7 @@ fn fingerprint(envelope: &Envelope, canonical_payload: &str) -> String {
     ctx.update(&serde_json::to_vec(&head).expect("JSON values always serialize"));
     ctx.update(&[0]);
     ctx.update(canonical_payload.as_bytes());
-    audit::hex(ctx.finish().as_ref())
+    crate::core::hex::encode(ctx.finish().as_ref())
 }
 
 impl Writer {

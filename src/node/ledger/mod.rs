@@ -103,8 +103,8 @@ pub enum LedgerError {
     NotCollector(String),
     /// A peer's checkpoint does not follow the one it signed before: it rolled back or
     /// rewrote its audit log. The earlier checkpoint is kept. The peer's fault.
-    #[error("{0}")]
-    PeerRollback(String),
+    #[error(transparent)]
+    PeerRollback(crate::core::audit::Divergence),
     /// The message is not in a state the operation applies to.
     #[error("message {id} is {state}: {what}")]
     WrongState {

@@ -221,7 +221,7 @@ async fn a_withdrawn_message_cannot_be_retried_into_an_outbox() {
         .await
         .expect("dead-lettered");
     let change = StatusChange {
-        status: "withdrawn".into(),
+        status: crate::core::consent::ConsentStatus::Withdrawn,
         at: f.clock.now_rfc3339(),
         by: collector.to_string(),
         reason: None,
@@ -282,7 +282,13 @@ fn only_the_nodes_own_failures_are_worth_retrying() {
         (LedgerError::ConsentConflict("c".into()), false),
         (LedgerError::NoSuchConsent("c".into()), false),
         (LedgerError::NotCollector("c".into()), false),
-        (LedgerError::PeerRollback("rolled back".into()), false),
+        (
+            LedgerError::PeerRollback(crate::core::audit::Divergence::Rewritten {
+                node: "suwon".into(),
+                length: 2,
+            }),
+            false,
+        ),
     ] {
         assert_eq!(e.retryable(), retryable, "{e}");
     }

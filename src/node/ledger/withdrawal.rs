@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use super::group::Group;
 use super::{Ledger, LedgerError, Parties, Writer};
 use crate::core::audit::Action;
-use crate::core::consent::{ConsentRecord, StatusChange};
+use crate::core::consent::{ConsentRecord, ConsentStatus, StatusChange};
 use crate::core::identity::{AgencyId, CenterId, Identity};
 use crate::core::message::MessageId;
 use crate::core::wire::WithheldReport;
@@ -79,11 +79,11 @@ impl Writer {
         if c.collected_by != caller.as_str() {
             return Err(LedgerError::NotCollector(id.to_owned()));
         }
-        if c.status == "withdrawn" {
+        if c.status == ConsentStatus::Withdrawn {
             return Ok(c);
         }
         let actor = Identity::Agency(caller.clone());
-        c.status = "withdrawn".into();
+        c.status = ConsentStatus::Withdrawn;
         let detail = change.reason.clone();
         let reason = format!("consent {id} withdrawn at {}", change.at);
         c.history.push(change);
@@ -281,7 +281,7 @@ impl Writer {
     pub(super) fn notices_told(
         &mut self,
         peer: &CenterId,
-        told: Vec<(String, String)>,
+        told: Vec<(String, ConsentStatus)>,
         reported: &[MessageId],
         g: &mut Group,
     ) -> Result<usize, LedgerError> {
