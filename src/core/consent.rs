@@ -169,10 +169,10 @@ impl Registration {
             .unwrap_or_default();
         let status = history
             .last()
-            .map_or_else(|| ConsentStatus::Granted.into(), |c| c.status.clone());
+            .map_or_else(|| ConsentStatus::Granted, |c| c.status);
         if history.is_empty() {
             history.push(StatusChange {
-                status: ConsentStatus::Granted.into(),
+                status: ConsentStatus::Granted,
                 at: now.to_owned(),
                 by: caller.to_string(),
                 reason: None,
@@ -737,9 +737,9 @@ mod check_properties {
         ) {
             let mut record = example_record();
             if withdrawn {
-                record.status = ConsentStatus::Withdrawn.into();
+                record.status = ConsentStatus::Withdrawn;
                 record.history.push(StatusChange {
-                    status: ConsentStatus::Withdrawn.into(),
+                    status: ConsentStatus::Withdrawn,
                     at: "2026-06-01T09:00:00+09:00".into(),
                     by: "suwon/employment".into(),
                     reason: None,

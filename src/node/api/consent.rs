@@ -74,7 +74,7 @@ impl Api {
         let body = self.read_json(req).await?;
         let (at, reason) = parse_withdrawal(&body).map_err(Problem::invalid)?;
         let change = StatusChange {
-            status: ConsentStatus::Withdrawn.into(),
+            status: ConsentStatus::Withdrawn,
             at: at.unwrap_or_else(|| self.ledger.clock().now_rfc3339()),
             by: agency.to_string(),
             reason,

@@ -783,9 +783,9 @@ mod tests {
             ConsentRow::new(&record, after).status,
             ConsentStatus::Expired
         );
-        record.status = ConsentStatus::Withdrawn.into();
+        record.status = ConsentStatus::Withdrawn;
         record.history.push(crate::core::consent::StatusChange {
-            status: ConsentStatus::Withdrawn.into(),
+            status: ConsentStatus::Withdrawn,
             at: "2026-12-01T00:00:00Z".into(),
             by: "suwon/employment".into(),
             reason: None,
