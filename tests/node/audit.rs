@@ -36,7 +36,7 @@ fn rewrite_audit_entry(fed: &Federation, seq: u64, edit: impl FnOnce(&mut AuditE
     db.flush().expect("flush");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_step_is_audited_and_the_chain_verifies() {
     let fed = Federation::new();
     let mut node = fed.start("suwon");
@@ -108,7 +108,7 @@ async fn every_step_is_audited_and_the_chain_verifies() {
         .all(|e| e.consent_id == "cns-example-0001"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_altered_entry_is_named_by_audit_verify_and_stops_the_node_if_last() {
     let fed = Federation::new();
     let mut node = fed.start("suwon");

@@ -87,7 +87,7 @@ fn assert_refused_at(done: &Finished, place: &str, problem: &str) {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exported_chain_verifies_offline_and_every_alteration_is_named() {
     let fed = Federation::new();
     // Entries 0 and 1: the registrations of the example consents.

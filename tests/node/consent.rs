@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::support::{assert_problem, violation_pointers, Federation};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_collector_registers_a_consent_once_and_a_changed_one_needs_a_new_id() {
     let fed = Federation::new();
     let node = fed.start_bare("suwon", "");
@@ -43,7 +43,7 @@ async fn the_collector_registers_a_consent_once_and_a_changed_one_needs_a_new_id
     assert_problem(&response, 409, "consent-conflict");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consent_that_is_invalid_or_someone_elses_is_refused() {
     let fed = Federation::new();
     let node = fed.start_bare("suwon", "");
@@ -86,7 +86,7 @@ async fn a_consent_that_is_invalid_or_someone_elses_is_refused() {
     assert_problem(&response, 403, "not-collector");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_collector_and_the_recipients_read_it_and_only_the_collector_withdraws_it() {
     let fed = Federation::new();
     let mut node = fed.start_bare("suwon", "");

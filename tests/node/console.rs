@@ -45,7 +45,7 @@ fn require_browser_tooling(dir: &Path) {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_officer_uses_the_console_in_a_real_browser_and_an_agency_cannot() {
     let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console");
     require_browser_tooling(&tests);

@@ -153,7 +153,7 @@ fn agent(manifest: &LoadedManifest, id: &str, url: &str) -> Agent {
     agent
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_federation_script_starts_every_center_forwards_and_stops() {
     let tmp = tempfile::tempdir().expect("temporary folder");
     let dir = tmp.path().join("fed");

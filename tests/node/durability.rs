@@ -30,7 +30,7 @@ fn numbered(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i:04}")).collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_after_sigterm_keeps_every_accepted_message() {
     let fed = Federation::new();
     let mut node = fed.start("suwon");
@@ -43,7 +43,7 @@ async fn restart_after_sigterm_keeps_every_accepted_message() {
     assert_eq!(once_each(&delivered), ids.into_iter().collect());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_after_sigkill_keeps_every_accepted_message() {
     let fed = Federation::new();
     let mut node = fed.start("suwon");
@@ -55,7 +55,7 @@ async fn restart_after_sigkill_keeps_every_accepted_message() {
     assert_eq!(once_each(&delivered), ids.into_iter().collect());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledgements_survive_a_restart_and_leases_do_not() {
     let fed = Federation::new();
     let mut node = fed.start("suwon");
@@ -82,7 +82,7 @@ async fn acknowledgements_survive_a_restart_and_leases_do_not() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_survives_a_restart() {
     let fed = Federation::new();
     let mut node = fed.start("suwon");
@@ -205,7 +205,7 @@ async fn sigkill_under_concurrent_load_loses_no_accepted_message() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_message_record_is_reported_and_not_served() {
     let fed = Federation::new();
     let mut node = fed.start("suwon");
@@ -232,7 +232,7 @@ async fn corrupt_message_record_is_reported_and_not_served() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_delivery_record_does_not_block_the_rest_of_the_inbox() {
     let fed = Federation::new();
     let mut node = fed.start("suwon");
@@ -294,7 +294,7 @@ fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     out
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payloads_are_sealed_at_rest_and_a_rotated_key_still_opens_older_ones() {
     const MARKER: &str = "SEALED-MARKER-4f2a";
     let fed = Federation::new();

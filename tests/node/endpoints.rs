@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::support::{assert_problem, Federation, VERSIONS};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_readiness_are_200() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -20,7 +20,7 @@ async fn health_and_readiness_are_200() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_document_is_served_as_openapi_3_1_json() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -37,7 +37,7 @@ async fn openapi_document_is_served_as_openapi_3_1_json() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_path_is_404_problem() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -56,7 +56,7 @@ async fn unknown_path_is_404_problem() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_method_is_405_naming_the_allowed_one() {
     let fed = Federation::new();
     let node = fed.start("suwon");

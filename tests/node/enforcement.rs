@@ -72,7 +72,7 @@ async fn status_of(node: &Node, sender: &str, id: &str) -> Value {
     response.json().expect("JSON")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_failed_condition_is_a_403_that_names_it_and_an_audited_refusal() {
     let fed = Federation::new();
     let mut node = fed.start("suwon");
@@ -208,7 +208,7 @@ async fn every_failed_condition_is_a_403_that_names_it_and_an_audited_refusal() 
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consent_travels_with_its_message_and_is_checked_again_at_the_destination() {
     let fed = Federation::new();
     let a = fed.start("suwon");
@@ -273,7 +273,7 @@ async fn a_consent_travels_with_its_message_and_is_checked_again_at_the_destinat
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payload_is_erased_when_its_retention_period_ends_and_the_sender_sees_so() {
     let fed = Federation::new();
     let mut node = fed.start("suwon");
@@ -311,7 +311,7 @@ async fn a_payload_is_erased_when_its_retention_period_ends_and_the_sender_sees_
     assert!(pull(&welfare, "max=10").await.is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_withdrawal_withholds_what_was_not_pulled_and_the_sender_sees_why() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -378,7 +378,7 @@ async fn a_withdrawal_withholds_what_was_not_pulled_and_the_sender_sees_why() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_withdrawal_reaches_the_other_center_and_nothing_is_delivered_after_it() {
     let fed = Federation::new();
     let a = fed.start("suwon");

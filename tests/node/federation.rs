@@ -178,7 +178,7 @@ fn numbered(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i:05}")).collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_referral_to_another_center_arrives_once_and_its_status_comes_back() {
     let fed = three_centers();
     let (recipient, center) = remote_recipient(&fed);
@@ -313,7 +313,7 @@ async fn a_referral_to_another_center_arrives_once_and_its_status_comes_back() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_rolls_its_audit_log_back_is_caught() {
     let fed = three_centers();
     let (_, center) = remote_recipient(&fed);
@@ -380,7 +380,7 @@ fn audit_of(fed: &Federation, center: &str, id: &str) -> Vec<(String, String, Op
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_from_one_sender_arrive_in_the_order_they_were_accepted() {
     let fed = three_centers();
     let (recipient, center) = remote_recipient(&fed);
@@ -399,7 +399,7 @@ async fn messages_from_one_sender_arrive_in_the_order_they_were_accepted() {
     assert_eq!(got, ids);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashes_of_either_node_lose_nothing_and_duplicate_nothing() {
     let fed = three_centers();
     let (recipient, center) = remote_recipient(&fed);
@@ -447,7 +447,7 @@ async fn crashes_of_either_node_lose_nothing_and_duplicate_nothing() {
     assert_audit_verifies(&fed, &center);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_unreachable_through_many_backoff_rounds_gets_everything_once_it_is_back() {
     let fed = three_centers();
     let (recipient, center) = remote_recipient(&fed);
@@ -485,7 +485,7 @@ async fn a_peer_unreachable_through_many_backoff_rounds_gets_everything_once_it_
     assert_audit_verifies(&fed, &center);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undeliverable_message_is_dead_lettered_and_an_operator_can_retry_it() {
     let fed = three_centers();
     let (recipient, center) = remote_recipient(&fed);
@@ -537,7 +537,7 @@ async fn an_undeliverable_message_is_dead_lettered_and_an_operator_can_retry_it(
     assert!(again.stderr.contains("delivered"), "{}", again.stderr);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_record_in_an_outbox_is_dead_lettered_and_blocks_nothing() {
     let fed = three_centers();
     let (recipient, center) = remote_recipient(&fed);
@@ -574,7 +574,7 @@ async fn a_damaged_record_in_an_outbox_is_dead_lettered_and_blocks_nothing() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_can_drop_a_waiting_message() {
     let fed = three_centers();
     let (_, center) = remote_recipient(&fed);
@@ -610,7 +610,7 @@ fn referral_to(fed: &Federation, id: &str, to: &str) -> Value {
     body
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_center_that_is_down_does_not_hold_up_the_others() {
     let fed = three_centers();
     let (recipient, center) = remote_recipient(&fed);
@@ -647,7 +647,7 @@ async fn a_center_that_is_down_does_not_hold_up_the_others() {
     assert!(waiting["forwarding"]["failed_attempts"].as_u64() > Some(0));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_carry_ids_and_never_what_a_message_says() {
     let fed = three_centers();
     let (recipient, center) = remote_recipient(&fed);
@@ -690,7 +690,7 @@ async fn logs_carry_ids_and_never_what_a_message_says() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_outbox_refuses_new_pushes_for_that_center_only() {
     let fed = three_centers();
     fed.set_option("suwon", "federation", "outbox_max", "3");
@@ -713,7 +713,7 @@ async fn a_full_outbox_refuses_new_pushes_for_that_center_only() {
     push_accepted(&agent, &referral_to(&fed, "ref-other-center", elsewhere)).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_nodes_in_the_directory_may_hand_over_messages() {
     let fed = three_centers();
     let a = fed.start("suwon");
@@ -758,7 +758,7 @@ async fn only_nodes_in_the_directory_may_hand_over_messages() {
     assert_problem(&response, 403, "wrong-role");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_revalidates_what_another_node_hands_over() {
     let fed = three_centers();
     let (recipient, center) = remote_recipient(&fed);
@@ -861,7 +861,7 @@ fn a_tampered_or_unsigned_directory_stops_the_node() {
     assert!(done.stderr.contains("directory"), "{}", done.stderr);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_directory_is_refused_and_a_newer_one_is_taken_on_sighup() {
     let fed = three_centers();
     let original = std::fs::read(fed.directory_path()).expect("directory");

@@ -11,7 +11,7 @@ use crate::support::{
     push_referrals, status, Federation, VERSIONS,
 };
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_returns_the_message_with_sender_and_envelope_fields() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -31,7 +31,7 @@ async fn pull_returns_the_message_with_sender_and_envelope_fields() {
     assert_eq!(m["received_at"], accepted["accepted_at"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_shows_each_agency_only_its_own_inbox() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -48,7 +48,7 @@ async fn pull_shows_each_agency_only_its_own_inbox() {
     assert_eq!(ids_of(&pull(&welfare, "").await), ["ref-for-welfare"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leased_message_is_hidden_until_the_lease_expires() {
     let fed = Federation::new();
     fed.set_limit("suwon", "inbox_lease_ms", 1000);
@@ -72,7 +72,7 @@ async fn leased_message_is_hidden_until_the_lease_expires() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acked_message_never_comes_back() {
     let fed = Federation::new();
     fed.set_limit("suwon", "inbox_lease_ms", 500);
@@ -96,7 +96,7 @@ async fn acked_message_never_comes_back() {
     assert!(started.elapsed() >= Duration::from_millis(500));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_returns_at_most_max_messages_in_acceptance_order() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -111,7 +111,7 @@ async fn pull_returns_at_most_max_messages_in_acceptance_order() {
     assert_eq!(ids_of(&pull(&welfare, "max=100").await), ids[3..5]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_pull_parameters_are_400() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -152,7 +152,7 @@ async fn long_poll_returns_soon_after_a_push() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_poll_is_cut_to_the_configured_maximum() {
     let fed = Federation::new();
     fed.set_limit("suwon", "inbox_wait_s_max", 1);
@@ -185,7 +185,7 @@ async fn concurrent_pulls_never_hand_out_a_message_twice() {
     assert_eq!(delivered, ids, "each message exactly once");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ack_of_another_agencys_message_is_403_and_acks_nothing() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -215,7 +215,7 @@ async fn ack_of_another_agencys_message_is_403_and_acks_nothing() {
     assert_eq!(response.status.as_u16(), 200, "{}", response.text());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ack_of_an_unknown_id_is_404_and_acks_nothing() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -231,7 +231,7 @@ async fn ack_of_an_unknown_id_is_404_and_acks_nothing() {
     assert_eq!(ids_of(&pull(&welfare, "").await), ["ref-known"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ack_is_idempotent() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -252,7 +252,7 @@ async fn ack_is_idempotent() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_ack_bodies_are_refused() {
     let fed = Federation::new();
     let node = fed.start("suwon");

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::support::{ack, assert_problem, ids_of, pull, push_accepted, with_id, Federation};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_officer_sees_who_received_what_about_a_subject_and_the_query_is_audited() {
     let fed = Federation::new();
     let a = fed.start("suwon");
@@ -180,7 +180,7 @@ fn rows(report: &Value) -> Vec<Row> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_center_s_disclosure_history_is_exactly_what_it_delivered_in_a_three_center_scenario()
 {
     let fed = Federation::with_centers(&["suwon", "gangseo", "jeongeup"]);

@@ -8,7 +8,7 @@ use crate::support::{
     VERSIONS,
 };
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_push_answers_202_with_id_status_and_time() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -27,7 +27,7 @@ async fn accepted_push_answers_202_with_id_status_and_time() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identical_retry_is_accepted_again_with_the_original_time() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -122,7 +122,7 @@ async fn concurrent_pushes_of_one_id_with_different_bodies_accept_exactly_one() 
     assert_eq!(drain_inbox(&welfare).await, ["ref-contested"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reusing_an_id_for_a_different_body_is_409() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -133,7 +133,7 @@ async fn reusing_an_id_for_a_different_body_is_409() {
     assert_problem(&push(&agent, &different).await, 409, "id-conflict");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reusing_another_senders_id_is_409() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -145,7 +145,7 @@ async fn reusing_another_senders_id_is_409() {
     assert_problem(&response, 409, "id-conflict");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_without_id_gets_a_fresh_node_assigned_id_each_time() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -159,7 +159,7 @@ async fn push_without_id_gets_a_fresh_node_assigned_id_each_time() {
     assert_ne!(first, second, "two pushes without id are two messages");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unparseable_json_is_400() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -172,7 +172,7 @@ async fn unparseable_json_is_400() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_keys_are_400_at_top_level_and_inside_the_payload() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -208,7 +208,7 @@ async fn duplicate_keys_are_400_at_top_level_and_inside_the_payload() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_over_the_configured_limit_is_413() {
     let fed = Federation::new();
     fed.set_limit("suwon", "body_bytes_max", 1024);
@@ -229,7 +229,7 @@ async fn body_over_the_configured_limit_is_413() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_of_exactly_the_limit_is_accepted_and_one_byte_more_is_413() {
     let fed = Federation::new();
     fed.set_limit("suwon", "body_bytes_max", 4096);
@@ -249,7 +249,7 @@ async fn body_of_exactly_the_limit_is_accepted_and_one_byte_more_is_413() {
     assert_eq!(at.status.as_u16(), 202, "{}", at.text());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deeply_nested_json_is_400_and_the_node_keeps_serving() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -265,7 +265,7 @@ async fn deeply_nested_json_is_400_and_the_node_keeps_serving() {
     push_accepted(&agent, &fed.referral("ref-shallow")).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_that_is_not_json_is_415() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -277,7 +277,7 @@ async fn body_that_is_not_json_is_415() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_violations_are_422_listing_every_pointer() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -301,7 +301,7 @@ async fn schema_violations_are_422_listing_every_pointer() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_violations_cover_envelope_and_payload_fields() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -331,7 +331,7 @@ async fn schema_violations_cover_envelope_and_payload_fields() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn referrer_other_than_the_sending_certificate_is_422() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -347,7 +347,7 @@ async fn referrer_other_than_the_sending_certificate_is_422() {
     assert_eq!(violation_pointers(&problem), ["/payload/recipient/agency"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resident_registration_number_anywhere_in_a_payload_is_422_naming_where() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -376,7 +376,7 @@ async fn a_resident_registration_number_anywhere_in_a_payload_is_422_naming_wher
     push_accepted(&agent, &body).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_recipient_is_404() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -387,7 +387,7 @@ async fn unknown_recipient_is_404() {
     assert_problem(&push(&agent, &body).await, 404, "unknown-recipient");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recipient_unknown_to_the_federation_is_404() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -406,7 +406,7 @@ async fn recipient_unknown_to_the_federation_is_404() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sender_not_allowed_to_send_a_type_is_403() {
     let fed = Federation::new();
     fed.set_sends("suwon/welfare", &["referral", "referral-status"]);
@@ -424,7 +424,7 @@ async fn sender_not_allowed_to_send_a_type_is_403() {
     push_accepted(&welfare, &fed.example("referral-status")).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consent_is_never_sendable_as_a_message() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -442,7 +442,7 @@ async fn consent_is_never_sendable_as_a_message() {
     assert_problem(&push(&agent, &consent).await, 403, "type-not-allowed");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_a_center_can_deliver_is_accepted() {
     let fed = Federation::new();
     let node = fed.start("suwon");

@@ -64,7 +64,7 @@ fn ids(report: &Value, key: &str, field: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_officer_filters_consents_and_withdrawals_and_gets_them_as_csv() {
     let fed = Federation::new();
     let mut node = fed.start_bare("suwon", "");
@@ -218,7 +218,7 @@ async fn an_officer_filters_consents_and_withdrawals_and_gets_them_as_csv() {
     assert_eq!(queries.len(), 13, "{details:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_report_verifies_the_chain_from_its_last_checkpoint_and_lists_refusals() {
     let fed = Federation::new();
     fed.set_option("suwon", "federation", "checkpoint_every", "3");
@@ -328,7 +328,7 @@ fn privacy(fed: &Federation, who: &str, args: &[&str]) -> Finished {
     run_to_exit(&all, fed.dir(), Duration::from_secs(30))
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_privacy_commands_ask_the_running_node_as_the_officer() {
     let fed = Federation::new();
     let mut node = fed.start_bare("suwon", "");

@@ -91,7 +91,7 @@ fn schema_ref_to_a_missing_file_stops_serve_naming_the_file() {
     assert_serve_refuses(&fed, "suwon", "case-summary.v1.json");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edited_schema_copy_is_what_the_node_validates_against() {
     let fed = Federation::new();
     // A valid change: urgency may now also be "someday".
@@ -157,7 +157,7 @@ fn dev_dir(cwd: &Path) -> PathBuf {
     cwd.join("plusgate-dev")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_dev_creates_a_development_federation_then_reuses_it() {
     let cwd = tempfile::tempdir().expect("temporary folder");
     let mut node = dev_node(cwd.path());

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::support::{ack, assert_problem, ids_of, pull, push_accepted, status, Federation};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sender_sees_accepted_then_pulled_then_acked() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -35,7 +35,7 @@ async fn sender_sees_accepted_then_pulled_then_acked() {
     assert!(seen["acked_at"].is_string(), "{seen}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_status_is_visible_only_to_its_sender() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -48,7 +48,7 @@ async fn message_status_is_visible_only_to_its_sender() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_of_an_unknown_id_is_404() {
     let fed = Federation::new();
     let node = fed.start("suwon");

@@ -35,14 +35,14 @@ async fn assert_refused_by_tls(node: &Node, cert: Option<&ClientCert>, case: &st
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_without_a_client_certificate_is_refused_in_tls() {
     let fed = Federation::new();
     let node = fed.start("suwon");
     assert_refused_by_tls(&node, None, "no client certificate").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_from_another_ca_is_refused_in_tls() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -51,7 +51,7 @@ async fn certificate_from_another_ca_is_refused_in_tls() {
     assert_refused_by_tls(&node, Some(&cert), "certificate from another CA").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_certificate_is_refused_in_tls() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -63,7 +63,7 @@ async fn expired_certificate_is_refused_in_tls() {
     assert_refused_by_tls(&node, Some(&cert), "expired certificate").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_yet_valid_certificate_is_refused_in_tls() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -72,7 +72,7 @@ async fn not_yet_valid_certificate_is_refused_in_tls() {
     assert_refused_by_tls(&node, Some(&cert), "not-yet-valid certificate").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_connections_leave_the_node_serving() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -92,7 +92,7 @@ async fn refused_connections_leave_the_node_serving() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn valid_certificate_of_an_unregistered_agency_is_403() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -109,7 +109,7 @@ async fn valid_certificate_of_an_unregistered_agency_is_403() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn officer_and_node_certificates_may_not_use_the_agency_api() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -125,7 +125,7 @@ async fn officer_and_node_certificates_may_not_use_the_agency_api() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agency_of_another_center_is_403() {
     let fed = Federation::new();
     let node = fed.start("suwon");
@@ -138,7 +138,7 @@ async fn agency_of_another_center_is_403() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_and_http2_are_served_on_the_same_port() {
     let fed = Federation::new();
     let node = fed.start("suwon");
