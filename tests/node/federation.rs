@@ -595,9 +595,11 @@ async fn an_operator_can_drop_a_waiting_message() {
             .is_some_and(|e| e.contains("operator")),
         "{seen}"
     );
-    // It is never delivered, even when the peer comes up.
+    // It is never delivered, even when the peer comes up: a message pushed after it is
+    // delivered, so the forwarder has sent everything still waiting before it.
     let _b = fed.start(&center);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    push_accepted(&agent, &remote_referral(&fed, "ref-after-the-drop")).await;
+    wait_for_status(&a, "ref-after-the-drop", |s| s["state"] == "delivered").await;
     let seen: Value = status(&agent, "ref-drop-me").await.json().expect("JSON");
     assert_eq!(seen["state"], json!("dead-lettered"));
 }
