@@ -15,7 +15,8 @@
 //!
 //! Architecture invariant: nothing here writes.
 
-use super::{decode_at, key, Store, StoreError, AUDIT, CHECKPOINT, CONSENT};
+use super::keys::{key, AUDIT, CHECKPOINT, CONSENT};
+use super::{decode_at, Store, StoreError};
 use crate::core::audit::{AuditEntry, ChainError, Checkpoint, Head, Verifier};
 use crate::core::consent::ConsentRecord;
 use crate::core::hex;

@@ -1,0 +1,58 @@
+//! The node configuration `dev-init` writes for each center: its `plusgate.toml`, in the
+//! documented format, with relative paths to the files `layout` writes next to it.
+//!
+//! Invariant kept here: the text is built only from center and officer names checked against
+//! `[a-z0-9][a-z0-9-]*`, a port and a hex key, so it needs no TOML escaping.
+
+use std::fmt::Write as _;
+
+use super::layout::OFFICERS;
+use crate::core::keys::PublicKey;
+
+/// The node configuration of one development center, in the documented format.
+pub(super) fn config_toml(center: &str, port: u16, authority: &PublicKey) -> String {
+    // Names were checked against `[a-z0-9][a-z0-9-]*`, so they need no TOML escaping.
+    let mut toml = format!(
+        r#"# plusgate node configuration for center "{center}", written by `plusgate dev-init`.
+# Relative paths are relative to this file's folder.
+
+[node]
+id = "{center}"                     # center id
+listen = "127.0.0.1:{port}"
+data_dir = "data"
+
+[tls]
+cert = "node.crt"                # node's server certificate chain (PEM)
+key = "node.key"                 # PKCS#8 PEM
+client_ca = "../ca.crt"          # CA bundle that client certificates must chain to
+
+[limits]                          # every key optional; defaults shown
+body_bytes_max = 1048576
+connections_max = 4096
+inbox_lease_ms = 30000
+inbox_wait_s_max = 30
+inbox_pull_max = 100
+
+[federation]                      # agencies come from the signed directory
+directory = "../directory.json"   # signed by the federation authority, whose
+                                  # Ed25519 public key is pinned here:
+authority_key = "{authority}"
+signing_key = "node-signing.key"  # this node's Ed25519 key (PKCS#8 PEM)
+outbox_max = 100000               # optional keys from here on; defaults shown
+retry_initial_ms = 200
+retry_max_ms = 60000
+message_ttl_s = 86400
+batch_max = 1000
+checkpoint_every = 1000           # a signed checkpoint of the audit chain every N entries
+checkpoint_interval_s = 60        # … and at least this often while it grows
+
+[storage]
+data_key = "data.key"             # AES-256 key sealing payloads at rest (64 hex digits)
+old_data_keys = []                # earlier keys, kept to open older payloads
+"#
+    );
+    for officer in OFFICERS {
+        let _ = write!(toml, "\n[[officers]]\nid = \"{center}/{officer}\"\n");
+    }
+    toml
+}

@@ -1,0 +1,79 @@
+//! The key layout: one family byte per kind of value (the table in the [module
+//! doc](super)), and how each family's key is built.
+//!
+//! Invariants kept here:
+//! - every key starts with its family's byte, so a family is one prefix scan and two
+//!   families never share a key;
+//! - a queue or index owner (an agency, center or consent id, a subject) is followed by a
+//!   NUL, which none of them contains, so one owner's prefix is never a prefix of another's;
+//! - sequence numbers and times are big-endian, so byte order is numeric order and a scan
+//!   returns entries oldest first.
+
+use crate::core::identity::{AgencyId, CenterId};
+use crate::core::message::MessageId;
+
+pub(super) const MESSAGE: u8 = b'm';
+pub(super) const DELIVERY: u8 = b'd';
+pub(super) const INBOX: u8 = b'i';
+pub(super) const AUDIT: u8 = b'a';
+pub(super) const OUTBOX: u8 = b'o';
+pub(super) const RECEIPT: u8 = b'r';
+pub(super) const SETTING: u8 = b's';
+pub(super) const DIRECTORY_SEEN: &[u8] = b"directory";
+pub(super) const DEAD: u8 = b'x';
+pub(super) const CHECKPOINT: u8 = b'c';
+pub(super) const PEER_CHECKPOINT: u8 = b'p';
+pub(super) const CONSENT: u8 = b'k';
+pub(super) const BY_SUBJECT: u8 = b'u';
+pub(super) const BY_CONSENT: u8 = b'g';
+pub(super) const RETENTION: u8 = b'e';
+pub(super) const NOTICE: u8 = b'n';
+pub(super) const WITHHELD_REPORT: u8 = b'w';
+/// Setting present once every audit entry is in the subject index.
+pub(super) const SUBJECT_INDEX_COMPLETE: &[u8] = b"subject-index";
+
+pub(super) fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+/// `family`, the queue owner (agency or center id), NUL. Ids never contain NUL, so one
+/// owner's prefix is never a prefix of another's (`suwon/a` vs `suwon/ab`).
+pub(super) fn queue_prefix(family: u8, owner: &str) -> Vec<u8> {
+    let mut k = key(family, owner.as_bytes());
+    k.push(0);
+    k
+}
+
+pub(super) fn queue_key(prefix: &[u8], seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 8);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub(super) fn retention_key(end: u64, seq: u64) -> Vec<u8> {
+    queue_key(&key(RETENTION, &end.to_be_bytes()), seq)
+}
+
+pub(super) fn notice_key(peer: &CenterId, consent_id: &str) -> Vec<u8> {
+    let mut k = queue_prefix(NOTICE, peer.as_str());
+    k.extend_from_slice(consent_id.as_bytes());
+    k
+}
+
+pub(super) fn report_key(peer: &CenterId, id: &MessageId) -> Vec<u8> {
+    let mut k = queue_prefix(WITHHELD_REPORT, peer.as_str());
+    k.extend_from_slice(id.as_str().as_bytes());
+    k
+}
+
+pub(super) fn inbox_key(recipient: &AgencyId, seq: u64) -> Vec<u8> {
+    queue_key(&queue_prefix(INBOX, recipient.as_str()), seq)
+}
+
+pub(super) fn outbox_key(peer: &CenterId, seq: u64) -> Vec<u8> {
+    queue_key(&queue_prefix(OUTBOX, peer.as_str()), seq)
+}

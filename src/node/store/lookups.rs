@@ -1,0 +1,42 @@
+//! Point reads: one key in, one verified record out (a message, its delivery record, its
+//! receipt, a consent, the newest directory seen).
+//!
+//! Invariant kept here: a record is decoded and its checksum verified before it is
+//! returned; one that fails is [`StoreError::Corrupt`], never served. Absent is `Ok(None)`.
+
+use super::keys::{key, CONSENT, DELIVERY, DIRECTORY_SEEN, MESSAGE, RECEIPT, SETTING};
+use super::records::{DeliveryRecord, DirectorySeen, MessageRecord};
+use super::{decode_at, Store, StoreError};
+use crate::core::consent::ConsentRecord;
+use crate::core::message::MessageId;
+use crate::core::wire::Receipt;
+
+impl Store {
+    /// Reads and verifies a message record.
+    pub fn message(&self, id: &MessageId) -> Result<Option<MessageRecord>, StoreError> {
+        self.get(MESSAGE, "message", id.as_str())
+    }
+
+    /// Reads and verifies a delivery record.
+    pub fn delivery(&self, id: &MessageId) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.get(DELIVERY, "delivery", id.as_str())
+    }
+
+    /// Reads and verifies a registered consent.
+    pub fn consent(&self, id: &str) -> Result<Option<ConsentRecord>, StoreError> {
+        self.get(CONSENT, "consent", id)
+    }
+
+    /// Reads and verifies a stored receipt.
+    pub fn receipt(&self, id: &MessageId) -> Result<Option<Receipt>, StoreError> {
+        self.get(RECEIPT, "receipt", id.as_str())
+    }
+
+    /// The newest directory this node has loaded, if any.
+    pub fn directory_seen(&self) -> Result<Option<DirectorySeen>, StoreError> {
+        match self.db.get(key(SETTING, DIRECTORY_SEEN))? {
+            None => Ok(None),
+            Some(v) => decode_at("setting", &key(SETTING, DIRECTORY_SEEN), &v).map(Some),
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! [`WriteSet`]: the writes of one ledger group, queued by family and applied at once by
+//! [`Store::apply`](super::Store::apply).
+//!
+//! Invariants kept here:
+//! - a write set is one sled batch on the one tree, so its writes become visible together or
+//!   not at all (a message, its delivery record, its queue entry and its audit entry);
+//! - every value except a queue or index entry (which only points at a message, or is empty)
+//!   goes through [`record::encode`], so it is versioned and checksummed;
+//! - an audit entry about a subject and its subject-index entry are always written together.
+
+use super::keys::{
+    inbox_key, key, notice_key, outbox_key, queue_key, queue_prefix, report_key, retention_key,
+    AUDIT, BY_CONSENT, BY_SUBJECT, CHECKPOINT, CONSENT, DEAD, DELIVERY, DIRECTORY_SEEN,
+    PEER_CHECKPOINT, RECEIPT, SETTING,
+};
+use super::record;
+use super::records::{DeliveryRecord, DirectorySeen, EncodedMessage, Erasure};
+use crate::core::audit::{AuditEntry, Checkpoint};
+use crate::core::consent::ConsentRecord;
+use crate::core::identity::{AgencyId, CenterId};
+use crate::core::message::MessageId;
+use crate::core::wire::Receipt;
+
+/// A set of writes applied atomically by [`Store::apply`](super::Store::apply).
+#[derive(Default)]
+pub struct WriteSet {
+    pub(super) batch: sled::Batch,
+    len: usize,
+}
+
+impl WriteSet {
+    /// An empty write set.
+    pub fn new() -> WriteSet {
+        WriteSet::default()
+    }
+    /// Number of writes queued.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Stores an encoded message record.
+    pub fn put_message(&mut self, message: EncodedMessage) {
+        self.put(message.key, message.bytes);
+    }
+    /// Stores a delivery record.
+    pub fn put_delivery(&mut self, id: &MessageId, record: &DeliveryRecord) {
+        self.put(
+            key(DELIVERY, id.as_str().as_bytes()),
+            record::encode(record),
+        );
+    }
+    /// Puts a message into `recipient`'s inbox at position `seq`.
+    pub fn put_inbox(&mut self, recipient: &AgencyId, seq: u64, id: &MessageId) {
+        self.put(inbox_key(recipient, seq), id.as_str().as_bytes().to_vec());
+    }
+    /// Removes an inbox entry.
+    pub fn remove_inbox(&mut self, recipient: &AgencyId, seq: u64) {
+        self.batch.remove(inbox_key(recipient, seq));
+        self.len += 1;
+    }
+    /// Puts a message into the outbox to `peer` at position `seq`.
+    pub fn put_outbox(&mut self, peer: &CenterId, seq: u64, id: &MessageId) {
+        self.put(outbox_key(peer, seq), id.as_str().as_bytes().to_vec());
+    }
+    /// Removes an outbox entry.
+    pub fn remove_outbox(&mut self, peer: &CenterId, seq: u64) {
+        self.batch.remove(outbox_key(peer, seq));
+        self.len += 1;
+    }
+    /// Stores the receipt a peer signed for a message this node forwarded.
+    pub fn put_receipt(&mut self, receipt: &Receipt) {
+        self.put(
+            key(RECEIPT, receipt.message_id.as_bytes()),
+            record::encode(receipt),
+        );
+    }
+    /// Marks a message dead-lettered (an index for operators).
+    pub fn put_dead_letter(&mut self, id: &MessageId) {
+        self.put(key(DEAD, id.as_str().as_bytes()), Vec::new());
+    }
+    /// Unmarks a dead-lettered message (requeued).
+    pub fn remove_dead_letter(&mut self, id: &MessageId) {
+        self.batch.remove(key(DEAD, id.as_str().as_bytes()));
+        self.len += 1;
+    }
+    /// Stores a checkpoint this node signed of its own chain.
+    pub fn put_checkpoint(&mut self, checkpoint: &Checkpoint) {
+        self.put(
+            key(CHECKPOINT, &checkpoint.length.to_be_bytes()),
+            record::encode(checkpoint),
+        );
+    }
+    /// Stores the latest checkpoint a peer handed over (already verified).
+    pub fn put_peer_checkpoint(&mut self, peer: &CenterId, checkpoint: &Checkpoint) {
+        self.put(
+            key(PEER_CHECKPOINT, peer.as_str().as_bytes()),
+            record::encode(checkpoint),
+        );
+    }
+    /// Stores a consent (registered or changed).
+    pub fn put_consent(&mut self, consent: &ConsentRecord) {
+        self.put(key(CONSENT, consent.id.as_bytes()), record::encode(consent));
+    }
+    /// Indexes message `id` (queue position `seq`) under the consent it cites.
+    pub fn put_under_consent(&mut self, consent_id: &str, seq: u64, id: &MessageId) {
+        let k = queue_key(&queue_prefix(BY_CONSENT, consent_id), seq);
+        self.put(k, id.as_str().as_bytes().to_vec());
+    }
+    /// Schedules the purge of message `id`'s payload at `end` (unix seconds).
+    pub fn put_retention(&mut self, end: u64, seq: u64, id: &MessageId) {
+        self.put(retention_key(end, seq), id.as_str().as_bytes().to_vec());
+    }
+    /// Drops a scheduled purge (done).
+    pub fn remove_retention(&mut self, end: u64, seq: u64) {
+        self.batch.remove(retention_key(end, seq));
+        self.len += 1;
+    }
+    /// Notes that center `peer` is to be told of consent `consent_id`'s current state.
+    pub fn put_notice(&mut self, peer: &CenterId, consent_id: &str) {
+        self.put(notice_key(peer, consent_id), Vec::new());
+    }
+    /// `peer` was told.
+    pub fn remove_notice(&mut self, peer: &CenterId, consent_id: &str) {
+        self.batch.remove(notice_key(peer, consent_id));
+        self.len += 1;
+    }
+    /// Notes that center `peer`, where message `id` came from, is to be told it was
+    /// withheld here.
+    pub fn put_withheld_report(&mut self, peer: &CenterId, id: &MessageId, why: &Erasure) {
+        self.put(report_key(peer, id), record::encode(why));
+    }
+    /// `peer` was told.
+    pub fn remove_withheld_report(&mut self, peer: &CenterId, id: &MessageId) {
+        self.batch.remove(report_key(peer, id));
+        self.len += 1;
+    }
+    /// Records the newest directory loaded.
+    pub fn put_directory_seen(&mut self, seen: &DirectorySeen) {
+        self.put(key(SETTING, DIRECTORY_SEEN), record::encode(seen));
+    }
+    /// Appends an audit entry, and indexes it by subject (for a privacy officer's "who
+    /// received what about this person").
+    pub fn put_audit(&mut self, entry: &AuditEntry) {
+        self.put(key(AUDIT, &entry.seq.to_be_bytes()), record::encode(entry));
+        if !entry.subject.is_empty() {
+            self.put(
+                queue_key(&queue_prefix(BY_SUBJECT, &entry.subject), entry.seq),
+                Vec::new(),
+            );
+        }
+    }
+    fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
+        self.batch.insert(k, v);
+        self.len += 1;
+    }
+}
