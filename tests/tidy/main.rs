@@ -157,3 +157,31 @@ fn core_does_no_io_and_reads_no_clock() {
     }
     assert!(found.is_empty(), "core must stay pure: {found:?}");
 }
+
+/// Most lines a source file may have outside its unit tests; a longer file is more than one
+/// concept and is split (see `node/ledger/`, `node/store/`).
+const FILE_LINES_MAX: usize = 800;
+
+/// No source file, in the crate or in `tools/`, is over [`FILE_LINES_MAX`] lines before its
+/// `#[cfg(test)]` part.
+#[test]
+fn no_source_file_is_over_800_lines_outside_its_tests() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    rust_files(&root().join("tools/src"), &mut files);
+    let mut long = Vec::new();
+    for file in files {
+        if file.file_name().is_some_and(|n| n == "tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("source");
+        let lines = text
+            .lines()
+            .take_while(|l| !l.starts_with("#[cfg(test)]"))
+            .count();
+        if lines > FILE_LINES_MAX {
+            long.push(format!("{}: {lines}", file.display()));
+        }
+    }
+    assert!(long.is_empty(), "split these by concept: {long:?}");
+}
