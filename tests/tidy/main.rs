@@ -34,11 +34,12 @@ fn no_second_crypto_provider_in_the_lock_file() {
     assert!(lock.contains("name = \"ring\""));
 }
 
-/// Every module says what it is for in a `//!` doc at its top.
+/// Every module, in the crate and in `tools/`, says what it is for in a `//!` doc at its top.
 #[test]
 fn every_module_has_a_module_doc() {
     let mut files = Vec::new();
     rust_files(&root().join("src"), &mut files);
+    rust_files(&root().join("tools/src"), &mut files);
     assert!(files.len() > 10);
     for file in files {
         let text = std::fs::read_to_string(&file).expect("source");
