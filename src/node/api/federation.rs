@@ -14,7 +14,9 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 
-use super::{json_response, ledger_problem, Api, Problem, Resp};
+use super::body::json_response;
+use super::problem::ledger_problem;
+use super::{Api, Problem, Resp};
 use crate::core::consent::{ConsentRecord, ConsentStatus, Registration, RegistrationError};
 use crate::core::identity::{AgencyId, Anonymous, CenterId, IdError, Identity, Peer};
 use crate::core::message::MessageType;
