@@ -232,3 +232,64 @@ pub(super) fn inbox_problem(e: InboxError) -> Problem {
         InboxError::Ledger(e) => ledger_problem(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::core::audit::Divergence;
+    use crate::core::consent::Refusal;
+    use crate::core::identity::CenterId;
+    use crate::core::message::MessageId;
+    use crate::node::store::RecordError;
+
+    /// [`LedgerError::retryable`] decides between 503 with `Retry-After` and a final answer:
+    /// every retryable error is a 503 asking to come back, every other one is not.
+    #[test]
+    fn retryable_ledger_errors_and_only_they_are_503_with_retry_after() {
+        let id = || MessageId::generate();
+        let io = || StoreError::Sync {
+            path: "data".into(),
+            source: std::io::ErrorKind::Other.into(),
+        };
+        let corrupt = || StoreError::Corrupt {
+            family: "message",
+            key: "m-1".into(),
+            source: RecordError::Truncated(0),
+        };
+        let center = CenterId::parse("gangseo").expect("center");
+        let errors = [
+            LedgerError::IdConflict(id()),
+            LedgerError::NotYours(id()),
+            LedgerError::NoSuchMessage(id()),
+            LedgerError::OutboxFull(center),
+            LedgerError::ConsentConflict("c-1".into()),
+            LedgerError::NoSuchConsent("c-1".into()),
+            LedgerError::NotCollector("c-1".into()),
+            LedgerError::PeerRollback(Divergence::RolledBack {
+                node: "gangseo".into(),
+                length: 1,
+                earlier: 2,
+            }),
+            LedgerError::WrongState {
+                id: id(),
+                state: "acked",
+                what: "test",
+            },
+            LedgerError::Refused(Refusal::Unknown { id: "c-1".into() }),
+            LedgerError::Storage(io()),
+            LedgerError::Storage(corrupt()),
+            LedgerError::NotWritten(Arc::new(io())),
+            LedgerError::Halted(Arc::new(io())),
+            LedgerError::Stopped,
+        ];
+        for e in errors {
+            let what = format!("{e:?}");
+            let retryable = e.retryable();
+            let problem = ledger_problem(e);
+            assert_eq!(problem.status == 503, retryable, "{what}");
+            assert_eq!(problem.retry_after_s.is_some(), retryable, "{what}");
+        }
+    }
+}
