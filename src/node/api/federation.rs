@@ -228,7 +228,15 @@ impl Api {
         // Durable now: sign the receipts (in parallel too; a signature is tens of µs).
         let center = &self.center;
         let signed = crate::node::parallel::map_owned(outcomes, |outcome| {
-            outcome.map(|r| Receipt::sign(&key, center, r.id.as_str(), &r.digest, &r.received_at))
+            outcome.map(|r| {
+                Receipt::sign(
+                    &key,
+                    center,
+                    r.id.as_str(),
+                    &r.digest,
+                    r.received_at.as_str(),
+                )
+            })
         });
         let mut signed = signed.into_iter();
         let items: Vec<ItemResult> = results

@@ -59,7 +59,7 @@ impl Api {
         match self.ledger.accept(submission).await {
             Ok(accepted) => Ok(json_response(
                 StatusCode::ACCEPTED,
-                &json!({"id": accepted.id.as_str(), "status": "accepted", "accepted_at": accepted.accepted_at}),
+                &json!({"id": accepted.id.as_str(), "status": "accepted", "accepted_at": accepted.accepted_at.as_str()}),
             )),
             Err(e) => Err(ledger_problem(e)),
         }
