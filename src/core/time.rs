@@ -1,6 +1,13 @@
 //! Times as plusgate writes them: RFC 3339, UTC, milliseconds. Pure: the time is always
 //! passed in (reading it is `node::clock`'s job), so the same instant always gives the same
 //! text, which the audit chain's hashes depend on.
+//!
+//! [`Timestamp`] is a time as the node's types carry it: the instant, to compare, and the
+//! exact text it was written as, to store, sign and hash.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
 
 use ::time::format_description::well_known::Rfc3339;
 use ::time::{OffsetDateTime, UtcOffset};
@@ -8,12 +15,16 @@ use ::time::{OffsetDateTime, UtcOffset};
 /// `t` as RFC 3339 in UTC, cut (not rounded) to milliseconds, e.g.
 /// `2026-11-26T03:00:00.123Z`.
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    let t = t.to_offset(UtcOffset::UTC);
-    let t = t
-        .replace_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000)
-        .unwrap_or(t);
+    let t = utc_millis(t);
     t.format(&Rfc3339)
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// `t` in UTC, cut (not rounded) to milliseconds: the instant [`rfc3339`] writes.
+fn utc_millis(t: OffsetDateTime) -> OffsetDateTime {
+    let t = t.to_offset(UtcOffset::UTC);
+    t.replace_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000)
+        .unwrap_or(t)
 }
 
 /// An RFC 3339 time, or `None` if `s` is not one.
@@ -28,6 +39,95 @@ pub fn is_before(a: &str, b: &str) -> bool {
     match (parse(a), parse(b)) {
         (Some(a), Some(b)) => a < b,
         _ => false,
+    }
+}
+
+/// A point in time together with the exact RFC 3339 text it was written as.
+///
+/// Stored records, audit entries and signed receipts carry times as text, and their hashes
+/// and signatures cover those bytes; a `Timestamp` keeps them ([`Timestamp::as_str`]), so
+/// passing a time through the node's types never rewrites it. Built from the node's clock
+/// ([`Timestamp::new`]), the text is what [`rfc3339`] writes; read from text
+/// ([`Timestamp::parse`]), it is that text, byte for byte, whatever its offset or precision.
+///
+/// Timestamps compare, and are equal, by instant: `2026-11-26T12:00:00+09:00` equals
+/// `2026-11-26T03:00:00Z`. Compare [`Timestamp::as_str`] where the bytes matter.
+#[derive(Clone)]
+pub struct Timestamp {
+    instant: OffsetDateTime,
+    text: String,
+}
+
+impl Timestamp {
+    /// `t` as plusgate writes times: its text is [`rfc3339`]`(t)`, its instant `t` in UTC cut
+    /// to milliseconds (the instant that text names).
+    pub fn new(t: OffsetDateTime) -> Timestamp {
+        Timestamp {
+            instant: utc_millis(t),
+            text: rfc3339(t),
+        }
+    }
+
+    /// `text` if it is an RFC 3339 time, kept as it is; `None` if it is not one.
+    pub fn parse(text: &str) -> Option<Timestamp> {
+        Some(Timestamp {
+            instant: parse(text)?,
+            text: text.to_owned(),
+        })
+    }
+
+    /// The text, exactly as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The instant.
+    pub fn instant(&self) -> OffsetDateTime {
+        self.instant
+    }
+}
+
+impl From<Timestamp> for String {
+    fn from(t: Timestamp) -> String {
+        t.text
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Timestamp({:?})", self.text)
+    }
+}
+
+impl PartialEq for Timestamp {
+    fn eq(&self, other: &Timestamp) -> bool {
+        self.instant == other.instant
+    }
+}
+
+impl Eq for Timestamp {}
+
+impl PartialOrd for Timestamp {
+    fn partial_cmp(&self, other: &Timestamp) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Timestamp {
+    fn cmp(&self, other: &Timestamp) -> Ordering {
+        self.instant.cmp(&other.instant)
+    }
+}
+
+impl Hash for Timestamp {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.instant.hash(state);
     }
 }
 
@@ -66,5 +166,40 @@ mod tests {
             "2026-11-26T12:00:00+09:00"
         ));
         assert!(!is_before("garbage", "2026-11-26T03:00:00Z"));
+    }
+
+    #[test]
+    fn a_timestamp_from_the_clock_is_written_as_rfc3339_writes_it() {
+        let t = datetime!(2026-11-26 12:00:00.123_999_999 +09:00);
+        let ts = Timestamp::new(t);
+        assert_eq!(ts.as_str(), rfc3339(t));
+        assert_eq!(ts.as_str(), "2026-11-26T03:00:00.123Z");
+        assert_eq!(ts.to_string(), ts.as_str());
+        assert_eq!(Timestamp::parse(ts.as_str()), Some(ts.clone()));
+        assert_eq!(ts.instant(), datetime!(2026-11-26 03:00:00.123 UTC));
+    }
+
+    #[test]
+    fn a_parsed_timestamp_keeps_its_text_byte_for_byte() {
+        for text in [
+            "2026-11-26T12:00:00+09:00",
+            "2026-11-26T03:00:00.5Z",
+            "2026-11-26T03:00:00.123456Z",
+        ] {
+            let ts = Timestamp::parse(text).expect("RFC 3339");
+            assert_eq!(ts.as_str(), text);
+            assert_eq!(String::from(ts), text);
+        }
+        assert_eq!(Timestamp::parse("2026-11-26 03:00"), None);
+        assert_eq!(Timestamp::parse(""), None);
+    }
+
+    #[test]
+    fn timestamps_compare_by_instant_not_text() {
+        let ts = |s: &str| Timestamp::parse(s).expect("RFC 3339");
+        assert_eq!(ts("2026-11-26T12:00:00+09:00"), ts("2026-11-26T03:00:00Z"));
+        assert!(ts("2026-11-26T12:00:00+09:00") < ts("2026-11-26T03:00:00.001Z"));
+        assert!(ts("2026-11-26T04:00:00+01:00") < ts("2026-11-26T03:30:00Z"));
+        assert!(ts("2026-11-26T03:00:00Z") > ts("2026-11-26T11:59:59+09:00"));
     }
 }

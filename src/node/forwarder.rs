@@ -19,6 +19,11 @@
 //!   deduplication by id (answering with the original receipt) makes the resend harmless.
 //! - Each peer has its own task and backoff: a peer that is down or slow delays only its own
 //!   outbox.
+//! - What happens to a message that did not reach the peer is decided by its classification
+//!   (`Retry`, with the likely `Fault`): a failed round (`RoundError`) and a message the
+//!   peer did not answer for are sent again, after a backoff when the whole round failed;
+//!   only a message that can never go (expired, damaged, unopenable, refused by the peer) is
+//!   dead-lettered, with its reason.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -157,29 +162,197 @@ fn jitter() -> f64 {
     f64::from(u32::from_be_bytes(b)) / f64::from(u32::MAX)
 }
 
-/// Why one forwarding round could not hand the batch over.
+/// Who is likely at fault when a message does not reach its peer, as pingora's error
+/// source says it: where to look first, and whose operator to call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// The peer node or the network to it: down, unreachable, slow, refusing this node, or
+    /// answering with something that does not check out.
+    Upstream,
+    /// The message as its sending agency wrote it: the peer refused it on its merits (its
+    /// consent, its recipient, the schemas).
+    Downstream,
+    /// This node: its store, its ledger, its data keys, its TLS setup or its copy of the
+    /// directory.
+    Internal,
+}
+
+/// What the forwarder does with messages that did not reach the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Sending again can help: they stay in the outbox, their failed attempt recorded, and
+    /// go again in a later round (after a backoff when the whole round failed). Their time
+    /// to live bounds how long.
+    Resend,
+    /// Sending again cannot help: they leave the outbox dead-lettered, with the reason. An
+    /// operator may still put them back (`plusgate outbox retry`).
+    DeadLetter,
+}
+
+/// Why one forwarding round could not hand the batch over. Every kind is about the batch as
+/// a whole, never a verdict on one message, and every kind can pass, so
+/// [`RoundError::retry`] is [`Retry::Resend`] for all of them: the forwarder backs off and
+/// tries again until the messages' time to live ends.
 #[derive(Debug, thiserror::Error)]
 enum RoundError {
+    /// Reading the outbox, a message, a consent or a report failed. Internal.
     #[error("reading the outbox failed: {0}")]
     Store(#[from] StoreError),
+    /// The directory no longer lists the center this outbox is for. Internal (this node's
+    /// directory; a reload may list it again).
     #[error("center {0} is not in the federation directory")]
     UnknownPeer(CenterId),
+    /// Connecting, TLS or HTTP failed. Upstream, except for this node's own setup (a bad
+    /// URL in its directory, its TLS files, a request it could not build).
     #[error("{0}")]
     Client(#[from] client::ClientError),
+    /// The server at the peer's address is not the peer's node. Upstream (or a directory
+    /// entry gone stale).
     #[error("the server at {url} is {found}, not the node of center {peer}")]
     WrongServer {
+        /// The peer's URL, from the directory.
         url: String,
+        /// The center whose node was expected.
         peer: CenterId,
+        /// Who answered instead.
         found: String,
     },
+    /// The peer answered the batch with an error status (a 4xx: it does not take this
+    /// node's batches, e.g. its directory differs; a 5xx: its own trouble), or with no usable
+    /// receipt at all. Upstream.
     #[error("{peer} answered {status}: {detail}")]
     Refused {
+        /// The peer.
         peer: CenterId,
+        /// The status it answered.
         status: StatusCode,
+        /// What it said.
         detail: String,
     },
+    /// Recording the round failed (the ledger refused or is stopped). Internal.
     #[error("the ledger refused: {0}")]
     Ledger(#[from] crate::node::ledger::LedgerError),
+}
+
+impl RoundError {
+    /// Whether sending the batch again can help: always (see the type's doc). Written out
+    /// per kind so that a new kind is classified when it is added.
+    fn retry(&self) -> Retry {
+        match self {
+            RoundError::Store(_)
+            | RoundError::UnknownPeer(_)
+            | RoundError::Client(_)
+            | RoundError::WrongServer { .. }
+            | RoundError::Refused { .. }
+            | RoundError::Ledger(_) => Retry::Resend,
+        }
+    }
+
+    /// Who is likely at fault.
+    fn fault(&self) -> Fault {
+        use client::ClientError as C;
+        match self {
+            RoundError::Store(_) | RoundError::UnknownPeer(_) | RoundError::Ledger(_) => {
+                Fault::Internal
+            }
+            RoundError::Client(
+                C::Pem { .. } | C::Config { .. } | C::ServerName(_) | C::Url { .. } | C::Request(_),
+            ) => Fault::Internal,
+            RoundError::Client(
+                C::Connect { .. }
+                | C::Tls { .. }
+                | C::Handshake { .. }
+                | C::Alpn { .. }
+                | C::Http { .. }
+                | C::Timeout { .. }
+                | C::BodyTooLarge { .. }
+                | C::Json(_),
+            )
+            | RoundError::WrongServer { .. }
+            | RoundError::Refused { .. } => Fault::Upstream,
+        }
+    }
+}
+
+/// Why one message did not reach the peer in a round. Its text is the reason recorded for a
+/// dead-lettered message (delivery record and audit entry), so it must not change.
+#[derive(Debug, thiserror::Error)]
+enum Undelivered {
+    /// Still in the outbox when its time to live ended: the peer did not take it in time.
+    #[error("not delivered to center {peer} within its time to live ({ttl_s} s)")]
+    Expired {
+        /// The peer.
+        peer: CenterId,
+        /// The time to live.
+        ttl_s: u64,
+    },
+    /// Its stored record does not verify, so it cannot be sent as it was accepted.
+    #[error("its stored record is damaged and cannot be sent: {0}")]
+    Damaged(StoreError),
+    /// Its sealed payload does not open with this node's data keys.
+    #[error("its stored payload does not open and cannot be sent: {0}")]
+    Unopenable(crate::core::vault::VaultError),
+    /// The peer refused it for good, with its reason.
+    #[error("refused by center {peer}: {reason}")]
+    Refused {
+        /// The peer.
+        peer: CenterId,
+        /// The peer's reason.
+        reason: String,
+    },
+    /// The peer answered for it with a receipt that does not check out.
+    #[error("bad receipt: {0}")]
+    BadReceipt(crate::core::wire::ReceiptError),
+    /// The peer's answer said nothing about it.
+    #[error("no answer for it")]
+    Unanswered,
+}
+
+impl Undelivered {
+    /// Whether sending it again can help.
+    fn retry(&self) -> Retry {
+        match self {
+            Undelivered::Expired { .. }
+            | Undelivered::Damaged(_)
+            | Undelivered::Unopenable(_)
+            | Undelivered::Refused { .. } => Retry::DeadLetter,
+            Undelivered::BadReceipt(_) | Undelivered::Unanswered => Retry::Resend,
+        }
+    }
+
+    /// Who is likely at fault.
+    fn fault(&self) -> Fault {
+        match self {
+            Undelivered::Expired { .. } | Undelivered::BadReceipt(_) | Undelivered::Unanswered => {
+                Fault::Upstream
+            }
+            Undelivered::Refused { .. } => Fault::Downstream,
+            Undelivered::Damaged(_) | Undelivered::Unopenable(_) => Fault::Internal,
+        }
+    }
+}
+
+/// Sorts undelivered messages by their [`Retry`]: those to dead-letter, each with its
+/// reason, and those to send again.
+fn triage(
+    peer: &CenterId,
+    undelivered: Vec<(MessageId, Undelivered)>,
+) -> (Vec<(MessageId, String)>, Vec<MessageId>) {
+    let mut dead = Vec::new();
+    let mut again = Vec::new();
+    for (id, why) in undelivered {
+        match why.retry() {
+            Retry::DeadLetter => dead.push((id, why.to_string())),
+            Retry::Resend => {
+                if let Undelivered::BadReceipt(problem) = &why {
+                    tracing::error!(%peer, message_id = %id, %problem, fault = ?why.fault(),
+                        "bad receipt");
+                }
+                again.push(id);
+            }
+        }
+    }
+    (dead, again)
 }
 
 /// Drains the outbox to `peer` until the node shuts down.
@@ -230,8 +403,10 @@ pub async fn forward(ctx: Arc<Forwarding>, peer: CenterId) {
                 settle(&peer, recording.take()).await;
                 cursor = None;
                 conn = None;
+                // Every round error leaves its batch in the outbox (`RoundError::retry`):
+                // wait, then try again.
                 let delay = backoff.fail(jitter());
-                tracing::warn!(%peer, error = %e, failures = backoff.failures(),
+                tracing::warn!(%peer, error = %e, fault = ?e.fault(), failures = backoff.failures(),
                     retry_in_ms = delay.as_millis() as u64, "forwarding failed");
                 tokio::select! {
                     _ = ctx.clock.sleep(delay) => {}
@@ -307,7 +482,7 @@ async fn round(
     let now = ctx.clock.now();
     let mut batch = Vec::new();
     let mut last_seq = 0;
-    let mut expired_ids = Vec::new();
+    let mut undelivered = Vec::new();
     let mut bytes = 0usize;
     for entry in ctx.store.outbox(peer, cursor) {
         let entry = entry?;
@@ -321,10 +496,7 @@ async fn round(
                 // Never sent (it cannot be verified) and never blocking the messages behind
                 // it: out of the outbox with the reason, for an operator to look at.
                 tracing::error!(%peer, message_id = %entry.id, error = %e, "damaged record");
-                expired_ids.push((
-                    entry.id,
-                    format!("its stored record is damaged and cannot be sent: {e}"),
-                ));
+                undelivered.push((entry.id, Undelivered::Damaged(e)));
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -339,13 +511,11 @@ async fn round(
                 .and_then(|d| d.requeued_at)
                 .is_none_or(|at| expired(&at, now, ttl));
         if expired_now {
-            expired_ids.push((
-                entry.id,
-                format!(
-                    "not delivered to center {peer} within its time to live ({} s)",
-                    ctx.options.message_ttl.as_secs()
-                ),
-            ));
+            let why = Undelivered::Expired {
+                peer: peer.clone(),
+                ttl_s: ttl.as_secs(),
+            };
+            undelivered.push((entry.id, why));
             continue;
         }
         bytes += record.payload.as_ref().map_or(0, |p| p.get().len())
@@ -376,17 +546,16 @@ async fn round(
             Err((id, e)) => {
                 tracing::error!(%peer, message_id = %id, error = %e, "payload does not open");
                 if let Some(id) = MessageId::parse(&id) {
-                    expired_ids.push((
-                        id,
-                        format!("its stored payload does not open and cannot be sent: {e}"),
-                    ));
+                    undelivered.push((id, Undelivered::Unopenable(e)));
                 }
             }
         }
     }
-    if !expired_ids.is_empty() {
+    // Anything that could go later simply stays in the outbox, unsent this round.
+    let (dead, _later) = triage(peer, undelivered);
+    if !dead.is_empty() {
         let actor = Identity::Node(ctx.center.clone());
-        ctx.ledger.dead_letter(actor, expired_ids).await?;
+        ctx.ledger.dead_letter(actor, dead).await?;
     }
     let (consents, told) = consents_for(ctx, peer, &batch)?;
     let withheld: Vec<WithheldReport> = ctx
@@ -443,11 +612,21 @@ async fn round(
                 .iter()
                 .filter_map(|m| MessageId::parse(&m.id))
                 .collect();
-            if let Err(le) = ctx
-                .ledger
-                .attempt_failed(peer.clone(), ids, e.to_string())
-                .await
-            {
+            let recorded = match e.retry() {
+                Retry::Resend => {
+                    ctx.ledger
+                        .attempt_failed(peer.clone(), ids, e.to_string())
+                        .await
+                }
+                Retry::DeadLetter => {
+                    let reason = e.to_string();
+                    let items = ids.into_iter().map(|id| (id, reason.clone())).collect();
+                    ctx.ledger
+                        .dead_letter(Identity::Node(ctx.center.clone()), items)
+                        .await
+                }
+            };
+            if let Err(le) = recorded {
                 tracing::error!(%peer, error = %le, "could not record the failed attempt");
             }
             Err(e)
@@ -593,24 +772,17 @@ async fn hand_over(
     // Signature checks are the bulk of the work here; spread them over the cores.
     let checked = check_receipts(peer, &key, batch, &answer);
     let mut receipts = Vec::new();
-    let mut refused = Vec::new();
-    let mut unanswered = Vec::new();
+    let mut undelivered = Vec::new();
     for (m, outcome) in batch.iter().zip(checked) {
         let Some(id) = MessageId::parse(&m.id) else {
             continue;
         };
         match outcome {
-            Outcome::Receipt(receipt) => receipts.push((receipt, Parties::of(m))),
-            Outcome::Refused(reason) => {
-                refused.push((id, format!("refused by center {peer}: {reason}")))
-            }
-            Outcome::BadReceipt(problem) => {
-                tracing::error!(%peer, message_id = %m.id, %problem, "bad receipt");
-                unanswered.push(id);
-            }
-            Outcome::Unanswered => unanswered.push(id),
+            Ok(receipt) => receipts.push((receipt, Parties::of(m))),
+            Err(why) => undelivered.push((id, why)),
         }
     }
+    let (refused, unanswered) = triage(peer, undelivered);
     Ok(Handed {
         last_seq: 0,
         receipts,
@@ -626,33 +798,29 @@ fn null_payload() -> Box<serde_json::value::RawValue> {
     serde_json::value::RawValue::from_string("null".into()).expect("null is JSON")
 }
 
-/// What the peer's answer says about one message of the batch.
-enum Outcome {
-    Receipt(crate::core::wire::Receipt),
-    Refused(String),
-    BadReceipt(crate::core::wire::ReceiptError),
-    Unanswered,
-}
-
 /// Matches each message of `batch` with its result in `answer` and checks receipts, on up
-/// to as many threads as there are cores (an Ed25519 verification costs tens of µs).
+/// to as many threads as there are cores (an Ed25519 verification costs tens of µs): a
+/// verified receipt, or why there is none.
 fn check_receipts(
     peer: &CenterId,
     key: &crate::core::keys::PublicKey,
     batch: &[MessageRecord],
     answer: &BatchResult,
-) -> Vec<Outcome> {
+) -> Vec<Result<crate::core::wire::Receipt, Undelivered>> {
     let by_id: std::collections::HashMap<&str, &crate::core::wire::ItemResult> =
         answer.results.iter().map(|r| (r.id.as_str(), r)).collect();
     let check = |m: &MessageRecord| match by_id.get(m.id.as_str()) {
-        None => Outcome::Unanswered,
+        None => Err(Undelivered::Unanswered),
         Some(r) => match (&r.receipt, &r.refused) {
             (Some(receipt), _) => match receipt.check(peer, key, &m.id, &m.body_sha256) {
-                Ok(()) => Outcome::Receipt(receipt.clone()),
-                Err(problem) => Outcome::BadReceipt(problem),
+                Ok(()) => Ok(receipt.clone()),
+                Err(problem) => Err(Undelivered::BadReceipt(problem)),
             },
-            (None, Some(reason)) => Outcome::Refused(reason.clone()),
-            (None, None) => Outcome::Unanswered,
+            (None, Some(reason)) => Err(Undelivered::Refused {
+                peer: peer.clone(),
+                reason: reason.clone(),
+            }),
+            (None, None) => Err(Undelivered::Unanswered),
         },
     };
     crate::node::parallel::map_chunks(batch, check)
@@ -865,6 +1033,171 @@ mod tests {
         assert_eq!(store.outbox(&peer, None).count(), 0);
         closing_tx.send_replace(true);
         task.await.expect("forwarder stops on closing");
+    }
+
+    /// The retry classification, written down: which failures send again and which
+    /// dead-letter, and who is likely at fault. Changing a row changes what the forwarder
+    /// does.
+    #[test]
+    fn what_is_sent_again_and_what_is_dead_lettered() {
+        use crate::node::store::RecordError;
+        use client::ClientError;
+        let peer = CenterId::parse("gangseo").expect("center");
+        let addr: std::net::SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        let corrupt = || StoreError::Corrupt {
+            family: "message",
+            key: "m-1".into(),
+            source: RecordError::Truncated(0),
+        };
+        let round = |e: RoundError| (e.retry(), e.fault());
+        let message = |e: Undelivered| (e.retry(), e.fault());
+        use Fault::{Downstream, Internal, Upstream};
+        use Retry::{DeadLetter, Resend};
+
+        for (what, got, want) in [
+            (
+                "store",
+                round(RoundError::Store(corrupt())),
+                (Resend, Internal),
+            ),
+            (
+                "unknown peer",
+                round(RoundError::UnknownPeer(peer.clone())),
+                (Resend, Internal),
+            ),
+            (
+                "connect",
+                round(RoundError::Client(ClientError::Connect {
+                    addr,
+                    source: std::io::ErrorKind::ConnectionRefused.into(),
+                })),
+                (Resend, Upstream),
+            ),
+            (
+                "timeout",
+                round(RoundError::Client(ClientError::Timeout {
+                    addr,
+                    during: "connecting to",
+                    after: Duration::from_secs(10),
+                })),
+                (Resend, Upstream),
+            ),
+            (
+                "bad URL in the directory",
+                round(RoundError::Client(ClientError::Url {
+                    url: "http://x".into(),
+                    reason: "not https",
+                })),
+                (Resend, Internal),
+            ),
+            (
+                "wrong server",
+                round(RoundError::WrongServer {
+                    url: "https://127.0.0.1:9".into(),
+                    peer: peer.clone(),
+                    found: "urn:plusgate:node:suwon".into(),
+                }),
+                (Resend, Upstream),
+            ),
+            (
+                "batch refused",
+                round(RoundError::Refused {
+                    peer: peer.clone(),
+                    status: StatusCode::FORBIDDEN,
+                    detail: "unknown-node".into(),
+                }),
+                (Resend, Upstream),
+            ),
+            (
+                "ledger",
+                round(RoundError::Ledger(
+                    crate::node::ledger::LedgerError::Stopped,
+                )),
+                (Resend, Internal),
+            ),
+            (
+                "expired",
+                message(Undelivered::Expired {
+                    peer: peer.clone(),
+                    ttl_s: 60,
+                }),
+                (DeadLetter, Upstream),
+            ),
+            (
+                "damaged",
+                message(Undelivered::Damaged(corrupt())),
+                (DeadLetter, Internal),
+            ),
+            (
+                "unopenable",
+                message(Undelivered::Unopenable(
+                    crate::core::vault::VaultError::Damaged,
+                )),
+                (DeadLetter, Internal),
+            ),
+            (
+                "refused by the peer",
+                message(Undelivered::Refused {
+                    peer: peer.clone(),
+                    reason: "no consent".into(),
+                }),
+                (DeadLetter, Downstream),
+            ),
+            (
+                "bad receipt",
+                message(Undelivered::BadReceipt(
+                    crate::core::wire::ReceiptError::BadSignature { peer: peer.clone() },
+                )),
+                (Resend, Upstream),
+            ),
+            (
+                "unanswered",
+                message(Undelivered::Unanswered),
+                (Resend, Upstream),
+            ),
+        ] {
+            assert_eq!(got, want, "{what}");
+        }
+    }
+
+    /// A dead-lettered message's reason is stored and audited: its text stays as it was.
+    #[test]
+    fn dead_letter_reasons_read_as_before() {
+        let peer = CenterId::parse("gangseo").expect("center");
+        let cases = [
+            (
+                Undelivered::Expired {
+                    peer: peer.clone(),
+                    ttl_s: 3600,
+                },
+                "not delivered to center gangseo within its time to live (3600 s)",
+            ),
+            (
+                Undelivered::Refused {
+                    peer: peer.clone(),
+                    reason: "no consent covers it".into(),
+                },
+                "refused by center gangseo: no consent covers it",
+            ),
+        ];
+        for (why, text) in cases {
+            assert_eq!(why.to_string(), text);
+        }
+        let (dead, again) = triage(
+            &peer,
+            vec![
+                (MessageId::generate(), Undelivered::Unanswered),
+                (
+                    MessageId::generate(),
+                    Undelivered::Refused {
+                        peer: peer.clone(),
+                        reason: "x".into(),
+                    },
+                ),
+            ],
+        );
+        assert_eq!((dead.len(), again.len()), (1, 1));
+        assert_eq!(dead[0].1, "refused by center gangseo: x");
     }
 
     #[test]

@@ -9,7 +9,10 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 
-use super::{json_response, ledger_problem, parse_ack, store_problem, Api, Problem, Resp};
+use super::body::json_response;
+use super::inbox::parse_ack;
+use super::problem::{ledger_problem, store_problem};
+use super::{Api, Problem, Resp};
 use crate::core::identity::{Identity, Peer};
 use crate::core::message::MessageId;
 use crate::node::ledger::{state_name, LedgerError};

@@ -9,7 +9,9 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 
-use super::{json_response, ledger_problem, store_problem, Api, Problem, Resp};
+use super::body::json_response;
+use super::problem::{ledger_problem, store_problem};
+use super::{Api, Problem, Resp};
 use crate::core::consent::{ConsentStatus, Registration, StatusChange};
 use crate::core::identity::AgencyId;
 use crate::core::message::MessageType;

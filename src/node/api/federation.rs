@@ -14,7 +14,9 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 
-use super::{json_response, ledger_problem, Api, Problem, Resp};
+use super::body::json_response;
+use super::problem::ledger_problem;
+use super::{Api, Problem, Resp};
 use crate::core::consent::{ConsentRecord, ConsentStatus, Registration, RegistrationError};
 use crate::core::identity::{AgencyId, Anonymous, CenterId, IdError, Identity, Peer};
 use crate::core::message::MessageType;
@@ -226,7 +228,15 @@ impl Api {
         // Durable now: sign the receipts (in parallel too; a signature is tens of µs).
         let center = &self.center;
         let signed = crate::node::parallel::map_owned(outcomes, |outcome| {
-            outcome.map(|r| Receipt::sign(&key, center, r.id.as_str(), &r.digest, &r.received_at))
+            outcome.map(|r| {
+                Receipt::sign(
+                    &key,
+                    center,
+                    r.id.as_str(),
+                    &r.digest,
+                    r.received_at.as_str(),
+                )
+            })
         });
         let mut signed = signed.into_iter();
         let items: Vec<ItemResult> = results

@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use hyper::{Request, StatusCode};
 use serde::Serialize;
 
-use super::{json_response, ledger_problem, store_problem, Api, Problem, Resp};
+use super::body::json_response;
+use super::problem::{ledger_problem, store_problem};
+use super::{Api, Problem, Resp};
 use crate::core::audit::Action;
 use crate::core::identity::{Identity, OfficerId, Peer};
 use crate::core::message::MessageId;

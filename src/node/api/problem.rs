@@ -1,7 +1,10 @@
-//! RFC 9457 problem details: the one shape of every error response.
+//! RFC 9457 problem details: the one shape of every error response, and the one place the
+//! node's errors ([`LedgerError`], [`StoreError`], [`InboxError`]) become one.
 //!
 //! Internal errors are logged once, where they are turned into a problem, and never
-//! returned to the client in detail.
+//! returned to the client in detail. Whether an error is the caller's (4xx), temporary
+//! (503 with `Retry-After`: [`LedgerError::retryable`]) or the node's for good (500) is
+//! decided here.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -10,6 +13,9 @@ use hyper::{Response, StatusCode};
 use serde::Serialize;
 
 use crate::core::schema::Violation;
+use crate::node::inbox::InboxError;
+use crate::node::ledger::LedgerError;
+use crate::node::store::StoreError;
 
 /// A problem response body.
 #[derive(Debug, Clone, Serialize)]
@@ -101,6 +107,17 @@ impl Problem {
         .with_violations(violations)
     }
 
+    /// 405: the resource exists, but only with `allow`.
+    pub fn method_not_allowed(allow: &'static str) -> Problem {
+        Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "Method not allowed",
+            format!("use {allow}"),
+        )
+        .allow(allow)
+    }
+
     /// 500 for a failure the client cannot fix; `internal` is logged, not sent.
     pub fn internal(slug: &str, internal: &dyn std::fmt::Display) -> Problem {
         tracing::error!(error = %internal, kind = slug, "request failed");
@@ -142,5 +159,137 @@ impl Problem {
             resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(s));
         }
         resp
+    }
+}
+
+/// A ledger error as the caller sees it: the caller's own mistakes as 4xx, the node's
+/// trouble as 503 with `Retry-After` when [`LedgerError::retryable`], else 500.
+pub(super) fn ledger_problem(e: LedgerError) -> Problem {
+    match e {
+        LedgerError::IdConflict(id) => Problem::new(
+            StatusCode::CONFLICT,
+            "id-conflict",
+            "Message id already used",
+            format!("id {id} was already used for a different message; choose a new id"),
+        ),
+        LedgerError::NotYours(id) => Problem::forbidden(
+            "not-your-message",
+            format!("message {id} is not in your inbox; nothing was acknowledged"),
+        ),
+        LedgerError::NoSuchMessage(id) => Problem::not_found(format!(
+            "no message {id} in your inbox; nothing was acknowledged"
+        )),
+        LedgerError::OutboxFull(center) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "outbox-full",
+            "Outbox full",
+            format!(
+                "too many messages wait for center {center}, which has not been reachable; \
+                 nothing was accepted, retry later"
+            ),
+        )
+        .retry_after(60),
+        LedgerError::ConsentConflict(_) => Problem::new(
+            StatusCode::CONFLICT,
+            "consent-conflict",
+            "Consent id already used",
+            format!("{e}; register a changed consent under a new id"),
+        ),
+        LedgerError::NoSuchConsent(_) => Problem::not_found(e.to_string()),
+        LedgerError::NotCollector(_) => Problem::forbidden("not-collector", e.to_string()),
+        LedgerError::PeerRollback(_) => Problem::new(
+            StatusCode::CONFLICT,
+            "audit-rollback",
+            "Audit log rolled back",
+            e.to_string(),
+        ),
+        LedgerError::WrongState { .. } => Problem::new(
+            StatusCode::CONFLICT,
+            "wrong-state",
+            "Not possible in this state",
+            e.to_string(),
+        ),
+        LedgerError::Refused(refusal) => Problem::forbidden(refusal.kind(), refusal.to_string()),
+        // What is left is the node's trouble, not the request's: 503 with Retry-After when
+        // the same request may succeed later, else 500 (a damaged record stays damaged).
+        _ if e.retryable() => Problem::unavailable(&e),
+        _ => Problem::internal("corrupt-record", &e),
+    }
+}
+
+/// A failed read: a damaged record is 500 (it stays damaged), anything else 503.
+pub(super) fn store_problem(e: StoreError) -> Problem {
+    match e {
+        StoreError::Corrupt { .. } => Problem::internal("corrupt-record", &e),
+        _ => Problem::unavailable(&e),
+    }
+}
+
+/// A failed pull: reading the inbox or recording the lease.
+pub(super) fn inbox_problem(e: InboxError) -> Problem {
+    match e {
+        InboxError::Store(e) => store_problem(e),
+        InboxError::Ledger(e) => ledger_problem(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::core::audit::Divergence;
+    use crate::core::consent::Refusal;
+    use crate::core::identity::CenterId;
+    use crate::core::message::MessageId;
+    use crate::node::store::RecordError;
+
+    /// [`LedgerError::retryable`] decides between 503 with `Retry-After` and a final answer:
+    /// every retryable error is a 503 asking to come back, every other one is not.
+    #[test]
+    fn retryable_ledger_errors_and_only_they_are_503_with_retry_after() {
+        let id = || MessageId::generate();
+        let io = || StoreError::Sync {
+            path: "data".into(),
+            source: std::io::ErrorKind::Other.into(),
+        };
+        let corrupt = || StoreError::Corrupt {
+            family: "message",
+            key: "m-1".into(),
+            source: RecordError::Truncated(0),
+        };
+        let center = CenterId::parse("gangseo").expect("center");
+        let errors = [
+            LedgerError::IdConflict(id()),
+            LedgerError::NotYours(id()),
+            LedgerError::NoSuchMessage(id()),
+            LedgerError::OutboxFull(center),
+            LedgerError::ConsentConflict("c-1".into()),
+            LedgerError::NoSuchConsent("c-1".into()),
+            LedgerError::NotCollector("c-1".into()),
+            LedgerError::PeerRollback(Divergence::RolledBack {
+                node: "gangseo".into(),
+                length: 1,
+                earlier: 2,
+            }),
+            LedgerError::WrongState {
+                id: id(),
+                state: "acked",
+                what: "test",
+            },
+            LedgerError::Refused(Refusal::Unknown { id: "c-1".into() }),
+            LedgerError::Storage(io()),
+            LedgerError::Storage(corrupt()),
+            LedgerError::NotWritten(Arc::new(io())),
+            LedgerError::Halted(Arc::new(io())),
+            LedgerError::Stopped,
+        ];
+        for e in errors {
+            let what = format!("{e:?}");
+            let retryable = e.retryable();
+            let problem = ledger_problem(e);
+            assert_eq!(problem.status == 503, retryable, "{what}");
+            assert_eq!(problem.retry_after_s.is_some(), retryable, "{what}");
+        }
     }
 }

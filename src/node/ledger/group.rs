@@ -26,6 +26,7 @@ use crate::core::audit::Checkpoint;
 use crate::core::consent::ConsentRecord;
 use crate::core::identity::CenterId;
 use crate::core::message::MessageId;
+use crate::core::time::Timestamp;
 use crate::node::store::{DeliveryRecord, MessageRecord, WriteSet};
 
 /// One group being built: its writes, and what its commands have written so far, so later
@@ -38,7 +39,7 @@ pub(super) struct Group {
     /// `now` as the group's records and audit entries carry it (RFC 3339).
     pub(super) at: String,
     /// Messages taken in this group: id -> (from, body_sha256, accepted_at).
-    pub(super) messages: HashMap<MessageId, (String, String, String)>,
+    pub(super) messages: HashMap<MessageId, (String, String, Timestamp)>,
     /// Delivery records written in this group.
     pub(super) deliveries: HashMap<MessageId, DeliveryRecord>,
     /// Outbox lengths before this group, to restore if its commit fails.

@@ -22,9 +22,10 @@ use crate::core::consent::{ConsentRecord, Retention};
 use crate::core::identity::{AgencyId, CenterId, Identity};
 use crate::core::message::{Envelope, MessageId, MessageType};
 use crate::core::routing::Route;
+use crate::core::time::Timestamp;
 use crate::core::vault::{DataKeys, VaultError};
 use crate::core::wire::WithheldReport;
-use crate::node::store::{DeliveryRecord, EncodedMessage, MessageRecord};
+use crate::node::store::{DeliveryRecord, EncodedMessage, MessageRecord, RecordError, StoreError};
 
 /// A message prepared for the ledger: its record already encoded, on the caller's thread.
 #[derive(Debug)]
@@ -37,7 +38,7 @@ pub struct Submission {
     pub(super) subject: String,
     pub(super) consent_id: String,
     pub(super) body_sha256: String,
-    pub(super) accepted_at: String,
+    pub(super) accepted_at: Timestamp,
     pub(super) status_update: Option<StatusUpdate>,
     /// The payload's purpose (`None` for a status: its referral's, found by the writer).
     pub(super) purpose: Option<String>,
@@ -88,6 +89,7 @@ impl Submission {
         let items = crate::core::consent::items_of(&envelope.payload);
         let sender_chose_id = envelope.id.is_some();
         let id = envelope.id.unwrap_or_else(MessageId::generate);
+        let accepted_at = Timestamp::new(now);
         let (payload, sealed) = match keys {
             None => (Some(payload), None),
             Some(keys) => (
@@ -107,7 +109,7 @@ impl Submission {
             payload: None,
             sealed: None,
             body_sha256: fingerprint,
-            accepted_at: crate::core::time::rfc3339(now),
+            accepted_at: accepted_at.to_string(),
             purpose: purpose.clone(),
             items: items.clone(),
             erased: None,
@@ -127,7 +129,7 @@ impl Submission {
             subject: meta.subject.clone(),
             consent_id: meta.consent_id.clone(),
             body_sha256: meta.body_sha256.clone(),
-            accepted_at: meta.accepted_at.clone(),
+            accepted_at,
             status_update,
             purpose,
             items,
@@ -147,7 +149,7 @@ impl Submission {
     }
 
     /// When this node took the message.
-    pub fn accepted_at(&self) -> &str {
+    pub fn accepted_at(&self) -> &Timestamp {
         &self.accepted_at
     }
 }
@@ -266,19 +268,28 @@ impl Writer {
         Ok(received)
     }
 
-    /// An earlier message with this id: (from, fingerprint, accepted_at).
+    /// An earlier message with this id: (from, fingerprint, accepted_at). A stored record
+    /// whose time does not read is damaged (this node writes only RFC 3339).
     fn earlier(
         &self,
         g: &Group,
         id: &MessageId,
-    ) -> Result<Option<(String, String, String)>, LedgerError> {
-        Ok(match g.messages.get(id) {
-            Some(seen) => Some(seen.clone()),
-            None => self
-                .store
-                .message(id)?
-                .map(|r| (r.from, r.body_sha256, r.accepted_at)),
-        })
+    ) -> Result<Option<(String, String, Timestamp)>, LedgerError> {
+        if let Some(seen) = g.messages.get(id) {
+            return Ok(Some(seen.clone()));
+        }
+        let Some(r) = self.store.message(id)? else {
+            return Ok(None);
+        };
+        let at = Timestamp::parse(&r.accepted_at).ok_or_else(|| StoreError::Corrupt {
+            family: "message",
+            key: id.to_string(),
+            source: RecordError::Body(format!(
+                "accepted_at {:?} is not an RFC 3339 time",
+                r.accepted_at
+            )),
+        })?;
+        Ok(Some((r.from, r.body_sha256, at)))
     }
 
     /// Writes a new message: record, delivery record, inbox or outbox entry, audit entry,
@@ -294,7 +305,7 @@ impl Writer {
         g: &mut Group,
     ) -> Result<(), LedgerError> {
         let entry = self.head.append(Event {
-            at: m.accepted_at.clone(),
+            at: m.accepted_at.to_string(),
             actor: actor.uri(),
             action,
             message_id: m.id.to_string(),

@@ -38,6 +38,11 @@
 //!   of a group carry the same time, and tests move that clock instead of waiting.
 //! - Who acted is a typed [`Identity`], turned into its SAN URI only where an audit entry
 //!   (or a record's reason) is written.
+//! - A time the ledger answers with ([`Accepted`], [`Received`], [`Submission::accepted_at`])
+//!   is a [`Timestamp`] holding the text that is stored, byte for byte: a retried push is
+//!   answered, and a resent message's receipt signed again, with exactly the text first
+//!   written. Records, audit entries and the group's time stay text (`String`): they are
+//!   what is stored and hashed.
 
 mod checkpoints;
 mod commands;
@@ -60,6 +65,7 @@ use crate::core::audit::{self, Checkpoint, Head};
 use crate::core::consent::{ConsentRecord, Refusal, Terms};
 use crate::core::identity::{CenterId, Identity};
 use crate::core::message::MessageId;
+use crate::core::time::Timestamp;
 use crate::node::clock::Clock;
 use crate::node::store::{DeliveryState, MessageRecord, Store, StoreError};
 
@@ -164,8 +170,8 @@ impl LedgerError {
 pub struct Accepted {
     /// The message id (the sender's, or the one the node assigned).
     pub id: MessageId,
-    /// When it was first accepted (an identical retry gets the original time).
-    pub accepted_at: String,
+    /// When it was first accepted (an identical retry gets the original time, as stored).
+    pub accepted_at: Timestamp,
 }
 
 /// A message another node handed over, as this node now durably holds it: what its receipt
@@ -177,8 +183,8 @@ pub struct Received {
     pub id: MessageId,
     /// Its digest.
     pub digest: String,
-    /// When this node took it first.
-    pub received_at: String,
+    /// When this node took it first, as stored (the receipt signs this text).
+    pub received_at: Timestamp,
 }
 
 /// A message being handed out by a pull, as the ledger needs it for the audit entry.

@@ -189,7 +189,7 @@ async fn the_consent_check_and_audit_times_read_the_ledgers_clock() {
         .accept(f.referral(|_| Route::Local))
         .await
         .expect("valid within the hour");
-    assert_eq!(accepted.accepted_at, f.clock.now_rfc3339());
+    assert_eq!(accepted.accepted_at.as_str(), f.clock.now_rfc3339());
 
     // Two hours later, by the clock alone, the consent has expired.
     f.clock.advance(2 * HOUR);

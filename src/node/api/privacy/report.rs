@@ -16,7 +16,9 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime, Time};
 
-use super::super::{json_response, ledger_problem, store_problem, Api, Problem, Resp};
+use super::super::body::json_response;
+use super::super::problem::{ledger_problem, store_problem};
+use super::super::{Api, Problem, Resp};
 use crate::core::audit::Action;
 use crate::core::consent::{ConsentRecord, ConsentStatus};
 use crate::core::identity::{AgencyId, OfficerId};

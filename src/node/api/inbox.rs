@@ -1,0 +1,141 @@
+//! `GET /v1/inbox` (pull) and `POST /v1/inbox/ack` (ack), for the recipient agency that
+//! [`Api::route`] admitted. The leases and the long poll are `node::inbox`'s; this file
+//! parses the query and the ack body and shapes the answers.
+//!
+//! Invariants: a pull's query is parsed strictly (an unknown parameter or a bad value is a
+//! 400; a wait longer than the node allows is shortened, not refused); an ack names 1 to
+//! [`ACK_IDS_MAX`] ids, all or nothing.
+
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde_json::{json, Value};
+
+use super::body::json_response;
+use super::problem::{inbox_problem, ledger_problem};
+use super::{Api, Problem, Resp};
+use crate::core::identity::AgencyId;
+use crate::core::message::MessageId;
+use crate::core::schema::Violation;
+
+/// Most ids one ack may carry.
+pub const ACK_IDS_MAX: usize = 1000;
+
+impl Api {
+    /// `GET /v1/inbox?max=&wait=` from `recipient`: up to `max` messages, leased, waiting
+    /// up to `wait` seconds for the first.
+    pub(super) async fn pull(
+        &self,
+        query: Option<&str>,
+        recipient: &AgencyId,
+    ) -> Result<Resp, Problem> {
+        let mut max = 10usize.min(self.limits.inbox_pull_max);
+        let mut wait = Duration::ZERO;
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match k.as_ref() {
+                "max" => {
+                    max = v
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=self.limits.inbox_pull_max).contains(n))
+                        .ok_or_else(|| {
+                            Problem::bad_request(format!(
+                                "max must be an integer from 1 to {}",
+                                self.limits.inbox_pull_max
+                            ))
+                        })?;
+                }
+                "wait" => {
+                    let secs = v.parse::<u64>().map_err(|_| {
+                        Problem::bad_request("wait must be a whole number of seconds")
+                    })?;
+                    // Longer waits are shortened, not refused: a client asking for more
+                    // than the node allows still gets a useful long poll.
+                    wait = Duration::from_secs(secs).min(self.limits.inbox_wait_max);
+                }
+                other => {
+                    return Err(Problem::bad_request(format!(
+                        "unknown query parameter `{other}`"
+                    )))
+                }
+            }
+        }
+        let messages = self
+            .inbox
+            .pull(recipient, max, wait)
+            .await
+            .map_err(inbox_problem)?;
+        let messages: Vec<Value> = messages
+            .into_iter()
+            .map(|m| {
+                json!({
+                    "id": m.id,
+                    "from": m.from,
+                    "type": m.message_type,
+                    "version": m.version,
+                    "subject": m.subject,
+                    "consent_id": m.consent_id,
+                    "payload": m.payload,  // opened by the inbox
+                    "received_at": m.accepted_at,
+                })
+            })
+            .collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"messages": messages}),
+        ))
+    }
+
+    /// `POST /v1/inbox/ack` from `recipient`: `{"ids": [...]}` acknowledged, all or nothing.
+    pub(super) async fn ack(
+        &self,
+        req: Request<Incoming>,
+        recipient: &AgencyId,
+    ) -> Result<Resp, Problem> {
+        let body = self.read_json(req).await?;
+        let ids = parse_ack(&body).map_err(Problem::invalid)?;
+        match self.inbox.ack(recipient, ids).await {
+            Ok(acked) => {
+                let acked: Vec<&str> = acked.iter().map(MessageId::as_str).collect();
+                Ok(json_response(StatusCode::OK, &json!({ "acked": acked })))
+            }
+            Err(e) => Err(ledger_problem(e)),
+        }
+    }
+}
+
+/// `{"ids": [...]}` → ids, or the violations. The operator's outbox actions take the same
+/// body.
+pub(super) fn parse_ack(body: &Value) -> Result<Vec<MessageId>, Vec<Violation>> {
+    let violation = |pointer: &str, message: &str| Violation {
+        pointer: pointer.into(),
+        message: message.into(),
+    };
+    let obj = body
+        .as_object()
+        .ok_or_else(|| vec![violation("", "must be an object {\"ids\": [...]}")])?;
+    if let Some(k) = obj.keys().find(|k| *k != "ids") {
+        return Err(vec![violation(&format!("/{k}"), "unknown property")]);
+    }
+    let ids = obj
+        .get("ids")
+        .and_then(Value::as_array)
+        .ok_or_else(|| vec![violation("/ids", "must be an array of message ids")])?;
+    if ids.is_empty() || ids.len() > ACK_IDS_MAX {
+        return Err(vec![violation("/ids", "must hold 1 to 1000 ids")]);
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    let mut bad = Vec::new();
+    for (i, v) in ids.iter().enumerate() {
+        match v.as_str().and_then(MessageId::parse) {
+            Some(id) => out.push(id),
+            None => bad.push(violation(&format!("/ids/{i}"), "is not a message id")),
+        }
+    }
+    if bad.is_empty() {
+        Ok(out)
+    } else {
+        Err(bad)
+    }
+}
