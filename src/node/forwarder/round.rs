@@ -1,0 +1,412 @@
+//! One round of a forwarder: read up to `batch_max` durable outbox entries in order,
+//! dead-letter what can never go, hand the rest over as one batch (HTTP/2, mTLS as this
+//! node), check every receipt against the peer's key in the directory, and record the
+//! outcome through the ledger.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
+
+use crate::core::consent::ConsentStatus;
+use crate::core::identity::{CenterId, Identity};
+use crate::core::message::MessageId;
+use crate::core::wire::{
+    Batch, BatchResult, WireConsent, WireMessage, WithheldReport, BATCHES_PATH,
+};
+use crate::node::client::{self, Connection, HttpVersion};
+use crate::node::ledger::Parties;
+use crate::node::store::{MessageRecord, StoreError};
+
+use super::triage::{triage, Retry, RoundError, Undelivered};
+use super::{expired, Forwarding, BATCH_BYTES_MAX};
+
+/// A batch the peer answered: what to record.
+pub(super) struct Handed {
+    /// Outbox position of the batch's last message.
+    pub(super) last_seq: u64,
+    /// Verified receipts.
+    pub(super) receipts: Vec<(crate::core::wire::Receipt, Parties)>,
+    /// Messages the peer will never take, with its reason.
+    pub(super) refused: Vec<(MessageId, String)>,
+    /// Messages without a valid receipt (sent again later).
+    pub(super) unanswered: Vec<MessageId>,
+    /// The peer's latest checkpoint and the key to check it with.
+    pub(super) checkpoint: Option<(crate::core::audit::Checkpoint, crate::core::keys::PublicKey)>,
+    /// Consent notices the batch carried (id, status sent).
+    pub(super) told: Vec<(String, ConsentStatus)>,
+    /// Withheld reports the batch carried.
+    pub(super) reported: Vec<MessageId>,
+}
+
+/// What a batch carries besides messages.
+pub(super) struct Extras {
+    pub(super) consents: Vec<WireConsent>,
+    pub(super) withheld: Vec<WithheldReport>,
+}
+
+impl Extras {
+    pub(super) fn is_empty(&self) -> bool {
+        self.consents.is_empty() && self.withheld.is_empty()
+    }
+}
+
+/// One round: dead-letter what expired, send one batch of what comes after `cursor`, check
+/// the answer. `None`: nothing to send.
+pub(super) async fn round(
+    ctx: &Forwarding,
+    peer: &CenterId,
+    conn: &mut Option<Connection>,
+    cursor: Option<u64>,
+) -> Result<Option<Handed>, RoundError> {
+    let durable_seq = ctx.ledger.durable_seq();
+    let now = ctx.clock.now();
+    let mut batch = Vec::new();
+    let mut last_seq = 0;
+    let mut undelivered = Vec::new();
+    let mut bytes = 0usize;
+    for entry in ctx.store.outbox(peer, cursor) {
+        let entry = entry?;
+        if entry.seq >= durable_seq {
+            break;
+        }
+        let record = match ctx.store.message(&entry.id) {
+            Ok(Some(record)) => record,
+            Ok(None) => continue,
+            Err(e @ StoreError::Corrupt { .. }) => {
+                // Never sent (it cannot be verified) and never blocking the messages behind
+                // it: out of the outbox with the reason, for an operator to look at.
+                tracing::error!(%peer, message_id = %entry.id, error = %e, "damaged record");
+                undelivered.push((entry.id, Undelivered::Damaged(e)));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // The time to live counts from acceptance, or from an operator's retry (read only
+        // when acceptance alone says expired: the common case costs no extra read).
+        let ttl = ctx.options.message_ttl;
+        let expired_now = expired(&record.accepted_at, now, ttl)
+            && ctx
+                .store
+                .delivery(&entry.id)?
+                .and_then(|d| d.requeued_at)
+                .is_none_or(|at| expired(&at, now, ttl));
+        if expired_now {
+            let why = Undelivered::Expired {
+                peer: peer.clone(),
+                ttl_s: ttl.as_secs(),
+            };
+            undelivered.push((entry.id, why));
+            continue;
+        }
+        bytes += record.payload.as_ref().map_or(0, |p| p.get().len())
+            + record.sealed.as_ref().map_or(0, |s| s.ct.len() * 3 / 4)
+            + 512;
+        last_seq = entry.seq;
+        batch.push(record);
+        if batch.len() >= ctx.options.batch_max || bytes >= BATCH_BYTES_MAX {
+            break;
+        }
+    }
+    // Open the sealed payloads, spread over the cores (decryption and JSON checks are most
+    // of the reading); one that does not open is dead-lettered, not sent.
+    let opened = crate::node::parallel::map_owned(batch, |mut record| {
+        match record.open(ctx.keys.as_deref()) {
+            Ok(payload) => {
+                record.payload = Some(payload);
+                record.sealed = None;
+                Ok(record)
+            }
+            Err(e) => Err((record.id, e)),
+        }
+    });
+    let mut batch = Vec::with_capacity(opened.len());
+    for outcome in opened {
+        match outcome {
+            Ok(record) => batch.push(record),
+            Err((id, e)) => {
+                tracing::error!(%peer, message_id = %id, error = %e, "payload does not open");
+                if let Some(id) = MessageId::parse(&id) {
+                    undelivered.push((id, Undelivered::Unopenable(e)));
+                }
+            }
+        }
+    }
+    // Anything that could go later simply stays in the outbox, unsent this round.
+    let (dead, _later) = triage(peer, undelivered);
+    if !dead.is_empty() {
+        let actor = Identity::Node(ctx.center.clone());
+        ctx.ledger.dead_letter(actor, dead).await?;
+    }
+    let (consents, told) = consents_for(ctx, peer, &batch)?;
+    let withheld: Vec<WithheldReport> = ctx
+        .store
+        .withheld_reports(peer)
+        .take(ctx.options.batch_max)
+        .map(|r| {
+            r.map(|(id, why)| WithheldReport {
+                id: id.to_string(),
+                at: why.at,
+                reason: why.reason,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let reported: Vec<MessageId> = withheld
+        .iter()
+        .filter_map(|r| MessageId::parse(&r.id))
+        .collect();
+    let extras = Extras { consents, withheld };
+    if batch.is_empty() {
+        if extras.is_empty() {
+            return Ok(None);
+        }
+        // Only consent notices or withheld reports: once the peer answered, it holds them
+        // durably.
+        hand_over(ctx, peer, conn, &batch, extras).await?;
+        ctx.ledger
+            .notices_told(peer.clone(), told, reported)
+            .await?;
+        return Ok(None);
+    }
+    match hand_over(ctx, peer, conn, &batch, extras).await {
+        Ok(mut handed) => {
+            handed.last_seq = last_seq;
+            handed.told = told;
+            handed.reported = reported;
+            if handed.receipts.is_empty() && handed.refused.is_empty() {
+                // Answered, but with nothing usable: a failed attempt like any other.
+                let n = handed.unanswered.len();
+                let error = RoundError::Refused {
+                    peer: peer.clone(),
+                    status: StatusCode::OK,
+                    detail: format!("{n} messages came back without a valid receipt"),
+                };
+                ctx.ledger
+                    .attempt_failed(peer.clone(), handed.unanswered, error.to_string())
+                    .await?;
+                return Err(error);
+            }
+            Ok(Some(handed))
+        }
+        Err(e) => {
+            let ids: Vec<MessageId> = batch
+                .iter()
+                .filter_map(|m| MessageId::parse(&m.id))
+                .collect();
+            let recorded = match e.retry() {
+                Retry::Resend => {
+                    ctx.ledger
+                        .attempt_failed(peer.clone(), ids, e.to_string())
+                        .await
+                }
+                Retry::DeadLetter => {
+                    let reason = e.to_string();
+                    let items = ids.into_iter().map(|id| (id, reason.clone())).collect();
+                    ctx.ledger
+                        .dead_letter(Identity::Node(ctx.center.clone()), items)
+                        .await
+                }
+            };
+            if let Err(le) = recorded {
+                tracing::error!(%peer, error = %le, "could not record the failed attempt");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The consents a batch carries: those its messages cite and those `peer` is to be told of
+/// (a withdrawal), each in its current state; and the told ones with the status sent, to
+/// clear their notices once the peer has them.
+#[allow(clippy::type_complexity)]
+pub(super) fn consents_for(
+    ctx: &Forwarding,
+    peer: &CenterId,
+    batch: &[MessageRecord],
+) -> Result<(Vec<WireConsent>, Vec<(String, ConsentStatus)>), RoundError> {
+    let notices: Vec<String> = ctx.store.notices(peer).collect::<Result<_, _>>()?;
+    let cited: std::collections::BTreeSet<&str> = batch
+        .iter()
+        .map(|m| m.consent_id.as_str())
+        .chain(notices.iter().map(String::as_str))
+        .collect();
+    let mut consents = Vec::with_capacity(cited.len());
+    let mut told = Vec::new();
+    for id in cited {
+        match ctx.store.consent(id) {
+            Ok(Some(c)) => {
+                if notices.iter().any(|n| n == id) {
+                    told.push((c.id.clone(), c.status));
+                }
+                consents.push(WireConsent::of(&c));
+            }
+            // Unknown here: the message goes without it (and is refused there); a damaged
+            // one is logged and left out the same way.
+            Ok(None) => {}
+            Err(e) => tracing::error!(%peer, consent_id = %id, error = %e, "consent not sent"),
+        }
+    }
+    Ok((consents, told))
+}
+
+/// Records what a peer's answer said: receipts (the messages leave the outbox as
+/// delivered), refusals (dead-lettered), and messages without a valid receipt (a failed
+/// attempt; they are sent again).
+pub(super) async fn record(
+    ctx: Arc<Forwarding>,
+    peer: CenterId,
+    handed: Handed,
+) -> Result<(), RoundError> {
+    ctx.ledger.delivered(peer.clone(), handed.receipts).await?;
+    if !handed.told.is_empty() || !handed.reported.is_empty() {
+        ctx.ledger
+            .notices_told(peer.clone(), handed.told, handed.reported)
+            .await?;
+    }
+    if let Some((checkpoint, key)) = handed.checkpoint {
+        crate::node::peers::keep_peer_checkpoint(&ctx.ledger, &peer, &key, checkpoint).await;
+    }
+    if !handed.refused.is_empty() {
+        ctx.ledger
+            .dead_letter(Identity::Node(ctx.center.clone()), handed.refused)
+            .await?;
+    }
+    if !handed.unanswered.is_empty() {
+        ctx.ledger
+            .attempt_failed(
+                peer,
+                handed.unanswered,
+                "no valid receipt in the answer".into(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Sends `batch` to `peer` and checks the answer.
+pub(super) async fn hand_over(
+    ctx: &Forwarding,
+    peer: &CenterId,
+    conn: &mut Option<Connection>,
+    batch: &[MessageRecord],
+    extras: Extras,
+) -> Result<Handed, RoundError> {
+    let (url, key) = {
+        let routing = ctx.routing.borrow();
+        let entry = routing
+            .peer(peer)
+            .ok_or_else(|| RoundError::UnknownPeer(peer.clone()))?;
+        (entry.url.clone(), entry.signing_key.clone())
+    };
+    if conn.as_ref().is_none_or(Connection::is_closed) {
+        let (addr, host) = client::parse_https_url(&url)?;
+        let c = Connection::connect(addr, &host, ctx.tls.clone(), HttpVersion::Http2).await?;
+        match c.server_identity() {
+            Ok(Identity::Node(c)) if c == peer => {}
+            other => {
+                return Err(RoundError::WrongServer {
+                    url,
+                    peer: peer.clone(),
+                    found: match other {
+                        Ok(i) => i.to_string(),
+                        Err(_) => "a server without a plusgate identity".into(),
+                    },
+                })
+            }
+        }
+        *conn = Some(c);
+    }
+    let c = conn.as_mut().expect("connected above");
+    let body = Batch {
+        checkpoint: ctx.ledger.latest_checkpoint(),
+        consents: extras.consents,
+        withheld: extras.withheld,
+        messages: batch
+            .iter()
+            .map(|m| WireMessage {
+                id: m.id.clone(),
+                from: m.from.clone(),
+                to: m.to.clone(),
+                message_type: m.message_type.clone(),
+                version: m.version,
+                subject: m.subject.clone(),
+                consent_id: m.consent_id.clone(),
+                // Opened when the batch was read.
+                payload: m.payload.clone().unwrap_or_else(null_payload),
+                accepted_at: m.accepted_at.clone(),
+                digest: m.body_sha256.clone(),
+            })
+            .collect(),
+    };
+    let bytes = Bytes::from(serde_json::to_vec(&body).expect("batches always serialize"));
+    let resp = c
+        .send(
+            Method::POST,
+            BATCHES_PATH,
+            Some((bytes, "application/json")),
+        )
+        .await?;
+    if resp.status != StatusCode::OK {
+        return Err(RoundError::Refused {
+            peer: peer.clone(),
+            status: resp.status,
+            detail: resp.text(),
+        });
+    }
+    let answer: BatchResult = resp.json()?;
+    // Signature checks are the bulk of the work here; spread them over the cores.
+    let checked = check_receipts(peer, &key, batch, &answer);
+    let mut receipts = Vec::new();
+    let mut undelivered = Vec::new();
+    for (m, outcome) in batch.iter().zip(checked) {
+        let Some(id) = MessageId::parse(&m.id) else {
+            continue;
+        };
+        match outcome {
+            Ok(receipt) => receipts.push((receipt, Parties::of(m))),
+            Err(why) => undelivered.push((id, why)),
+        }
+    }
+    let (refused, unanswered) = triage(peer, undelivered);
+    Ok(Handed {
+        last_seq: 0,
+        receipts,
+        refused,
+        unanswered,
+        checkpoint: answer.checkpoint.map(|c| (c, key)),
+        told: Vec::new(),
+        reported: Vec::new(),
+    })
+}
+
+pub(super) fn null_payload() -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string("null".into()).expect("null is JSON")
+}
+
+/// Matches each message of `batch` with its result in `answer` and checks receipts, on up
+/// to as many threads as there are cores (an Ed25519 verification costs tens of µs): a
+/// verified receipt, or why there is none.
+pub(super) fn check_receipts(
+    peer: &CenterId,
+    key: &crate::core::keys::PublicKey,
+    batch: &[MessageRecord],
+    answer: &BatchResult,
+) -> Vec<Result<crate::core::wire::Receipt, Undelivered>> {
+    let by_id: std::collections::HashMap<&str, &crate::core::wire::ItemResult> =
+        answer.results.iter().map(|r| (r.id.as_str(), r)).collect();
+    let check = |m: &MessageRecord| match by_id.get(m.id.as_str()) {
+        None => Err(Undelivered::Unanswered),
+        Some(r) => match (&r.receipt, &r.refused) {
+            (Some(receipt), _) => match receipt.check(peer, key, &m.id, &m.body_sha256) {
+                Ok(()) => Ok(receipt.clone()),
+                Err(problem) => Err(Undelivered::BadReceipt(problem)),
+            },
+            (None, Some(reason)) => Err(Undelivered::Refused {
+                peer: peer.clone(),
+                reason: reason.clone(),
+            }),
+            (None, None) => Err(Undelivered::Unanswered),
+        },
+    };
+    crate::node::parallel::map_chunks(batch, check)
+}
