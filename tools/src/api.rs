@@ -186,15 +186,18 @@ pub async fn try_drain_inbox(
     Ok(drained)
 }
 
-/// The part of `GET /v1/inbox`'s answer a drain needs.
-#[derive(serde::Deserialize)]
-struct InboxPage {
-    messages: Vec<InboxMessage>,
+/// The part of `GET /v1/inbox`'s answer that drains and pullers need: the ids handed out.
+#[derive(Debug, serde::Deserialize)]
+pub struct InboxPage {
+    /// The messages of this pull, in inbox order.
+    pub messages: Vec<InboxMessage>,
 }
 
-#[derive(serde::Deserialize)]
-struct InboxMessage {
-    id: String,
+/// One message of an [`InboxPage`], as far as it is read here.
+#[derive(Debug, serde::Deserialize)]
+pub struct InboxMessage {
+    /// Its id.
+    pub id: String,
 }
 
 /// Pulls (max 100) and acknowledges until the inbox is empty; returns every id delivered,

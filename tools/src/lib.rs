@@ -32,7 +32,8 @@ mod process;
 pub use api::{
     ack, drain_inbox, drain_inbox_by, ids_of, messages_of, pull, pull_response, push,
     push_accepted, push_raw, push_referrals, register_consent, status, try_drain_inbox,
-    try_register_consent, with_id, Drained, DRAIN_TIME_MAX, REQUEST_TIMEOUT, VERSIONS,
+    try_register_consent, with_id, Drained, InboxMessage, InboxPage, DRAIN_TIME_MAX,
+    REQUEST_TIMEOUT, VERSIONS,
 };
 pub use error::Error;
 pub use federation::{agent_to, identity_in, load_manifest, ClientCert, Federation};

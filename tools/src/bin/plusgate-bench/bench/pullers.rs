@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
+use harness::InboxPage;
 use hyper::{Method, StatusCode};
 use plusgate::node::client::{Agent, ClientError, Connection};
 use tokio::task::JoinSet;
@@ -263,17 +264,6 @@ async fn ack(mut conn: Connection, ids: Vec<String>, arrivals: Arc<Arrivals>) {
         Ok(r) => arrivals.error(&format!("ack status {}", r.status.as_u16()), &r.text()),
         Err(e) => arrivals.error(&format!("ack {}", error_kind(&e)), &e.to_string()),
     }
-}
-
-/// The part of `GET /v1/inbox`'s answer the pullers need.
-#[derive(serde::Deserialize)]
-struct InboxPage {
-    messages: Vec<InboxMessage>,
-}
-
-#[derive(serde::Deserialize)]
-struct InboxMessage {
-    id: String,
 }
 
 #[cfg(test)]
