@@ -1,0 +1,120 @@
+//! Unit tests of `node::api::privacy::report`.
+
+use super::*;
+
+fn parse(report: Report, query: &str) -> Result<Filters, FilterError> {
+    Filters::parse(Some(query), report)
+}
+
+#[test]
+fn filters_name_the_bad_parameter() {
+    let check = |report, query: &str, expected: &str| {
+        let err = parse(report, query).expect_err(query).to_string();
+        assert!(err.contains(expected), "{query}: {err}");
+    };
+    check(
+        Report::Consents,
+        "subjekt=ps-1",
+        "unknown query parameter `subjekt`",
+    );
+    check(
+        Report::Refusals,
+        "subject=ps-1",
+        "unknown query parameter `subject`",
+    );
+    check(Report::Consents, "status=revoked", "`status`");
+    check(Report::Consents, "from=2026-13-01", "`from`");
+    check(Report::Withdrawals, "to=yesterday", "`to`");
+    check(Report::Consents, "agency=nobody", "`agency`");
+    check(Report::Consents, "subject=<script>", "`subject`");
+    check(Report::Consents, "format=xml", "`format`");
+    check(Report::Audit, "verify=maybe", "`verify`");
+    check(Report::Consents, "status=granted&status=withdrawn", "twice");
+    check(Report::Consents, "from=2026-11-27&to=2026-11-26", "before");
+}
+
+#[test]
+fn dates_cover_whole_utc_days_and_date_times_are_exact() {
+    let f = parse(Report::Consents, "from=2026-11-26&to=2026-11-26").expect("ok");
+    for (at, inside) in [
+        ("2026-11-25T23:59:59.999Z", false),
+        ("2026-11-26T00:00:00Z", true),
+        ("2026-11-26T23:59:59.999Z", true),
+        ("2026-11-27T00:00:00Z", false),
+        ("2026-11-27T08:00:00+09:00", true),
+        ("not a time", false),
+    ] {
+        assert_eq!(f.range.contains(at), inside, "{at}");
+    }
+    let f = parse(
+        Report::Consents,
+        "from=2026-11-26T09:00:00%2B09:00&to=2026-11-26T01:00:00Z",
+    )
+    .expect("ok");
+    assert!(f.range.contains("2026-11-26T00:00:00Z"));
+    assert!(f.range.contains("2026-11-26T01:00:00Z"));
+    assert!(!f.range.contains("2026-11-26T01:00:00.001Z"));
+    assert!(parse(Report::Consents, "")
+        .expect("ok")
+        .range
+        .contains("junk"));
+    let f = parse(Report::Consents, "subject=&status=&format=csv").expect("ok");
+    assert!(f.subject.is_none() && f.status.is_none() && f.csv);
+}
+
+struct Row(Vec<&'static str>);
+impl CsvRow for Row {
+    const HEADER: &'static [&'static str] = &["a", "b"];
+    fn cells(&self) -> Vec<String> {
+        self.0.iter().map(|s| (*s).to_owned()).collect()
+    }
+}
+
+#[test]
+fn csv_quotes_and_defuses_formulas() {
+    let csv = to_csv(&[
+        Row(vec!["plain", "a,b"]),
+        Row(vec!["say \"hi\"", "line\nbreak"]),
+        Row(vec!["=HYPERLINK(\"x\")", "@SUM(A1)"]),
+    ]);
+    assert_eq!(
+        csv,
+        "a,b\r\nplain,\"a,b\"\r\n\"say \"\"hi\"\"\",\"line\nbreak\"\r\n\"'=HYPERLINK(\"\"x\"\")\",'@SUM(A1)\r\n"
+    );
+}
+
+#[test]
+fn a_consent_past_its_validity_is_expired_unless_withdrawn() {
+    let doc = include_str!("../../../../../schemas/examples/consent.json");
+    let document: Value = serde_json::from_str(doc).expect("example");
+    let agency = AgencyId::parse("suwon/employment").expect("id");
+    let mut record =
+        crate::core::consent::Registration::new(&document, &agency, "2026-11-26T00:00:00Z")
+            .expect("registration")
+            .record;
+    let before = OffsetDateTime::parse("2027-01-01T00:00:00Z", &Rfc3339).expect("time");
+    let after = OffsetDateTime::parse("2027-06-01T00:00:00Z", &Rfc3339).expect("time");
+    let row = ConsentRow::new(&record, before);
+    assert_eq!(row.status, ConsentStatus::Granted);
+    assert_eq!(row.items.len(), 7);
+    assert_eq!(row.purposes[0], "medical-support");
+    assert_eq!(row.retention_period, "P3Y");
+    assert_eq!(
+        ConsentRow::new(&record, after).status,
+        ConsentStatus::Expired
+    );
+    record.status = ConsentStatus::Withdrawn;
+    record.history.push(crate::core::consent::StatusChange {
+        status: ConsentStatus::Withdrawn,
+        at: "2026-12-01T00:00:00Z".into(),
+        by: "suwon/employment".into(),
+        reason: None,
+    });
+    let row = ConsentRow::new(&record, after);
+    assert_eq!(row.status, ConsentStatus::Withdrawn);
+    assert_eq!(row.withdrawn_at.as_deref(), Some("2026-12-01T00:00:00Z"));
+    assert_eq!(
+        row.cells()[10..],
+        ["withdrawn".to_owned(), "2026-12-01T00:00:00Z".to_owned()]
+    );
+}
