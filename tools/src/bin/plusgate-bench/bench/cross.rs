@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use harness::{identity_in, try_register_consent, Federation, Node};
-use hyper::{Method, StatusCode};
+use hyper::Method;
 use plusgate::dev::manifest::LoadedManifest;
 use plusgate::node::client::{self, Agent, HttpVersion};
 use tokio::time::Instant;
 
 use super::cross_report::{CrossReport, ThroughputReport};
 use super::load::{
-    connect_workers, join_workers, spawn_workers, BodyTemplate, Window, WorkerShared,
+    connect_workers, join_workers, push_first, spawn_workers, BodyTemplate, Window, WorkerShared,
 };
 use super::open_loop::latency_phase;
 use super::pullers::{Arrivals, Pullers, PULLERS, PULL_WAIT_S};
@@ -332,22 +332,14 @@ async fn check_forwarding(
         .await
         .map_err(doing("node A is not reachable"))?;
     let sent = Instant::now();
-    let response = conn
-        .send(
-            Method::POST,
-            "/v1/messages",
-            Some((template.body(&id), "application/json")),
-        )
-        .await
-        .map_err(doing("sending the first referral to node A"))?;
-    if response.status != StatusCode::ACCEPTED {
-        bail!(
-            "node A answered the first referral-remote with {}: {}\n{}",
-            response.status,
-            truncate(&response.text(), 2000),
-            nodes.log_tails()
-        );
-    }
+    push_first(
+        &mut conn,
+        template,
+        &id,
+        "the first referral-remote at node A",
+        || format!("\n{}", nodes.log_tails()),
+    )
+    .await?;
     let deadline = sent + FORWARD_CHECK_TIMEOUT;
     loop {
         if let Some(seen) = arrivals.first_seen(&id) {

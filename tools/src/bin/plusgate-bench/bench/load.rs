@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::histogram::Histogram;
 use super::{
-    count_error, doing, error_kind, micros, BenchArgs, ErrorCount, RECONNECT_PAUSE,
+    count_error, doing, error_kind, micros, truncate, BenchArgs, ErrorCount, RECONNECT_PAUSE,
     REQUEST_TIMEOUT, STREAMS_PER_H2_CONNECTION,
 };
 
@@ -55,6 +55,37 @@ impl BodyTemplate {
         body.extend_from_slice(&self.suffix);
         Bytes::from(body)
     }
+}
+
+/// Pushes the referral `id` on `conn` before the load starts, and fails the bench with the
+/// node's answer if it is not `202`, so that a misconfiguration shows as one clear error
+/// instead of N × errors. `what` names the push and the node in the messages ("the first
+/// referral to node A"); `context` is appended to a refusal (e.g. the nodes' log tails),
+/// and only computed then.
+pub(super) async fn push_first(
+    conn: &mut Connection,
+    template: &BodyTemplate,
+    id: &str,
+    what: &str,
+    context: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    let response = conn
+        .send(
+            Method::POST,
+            "/v1/messages",
+            Some((template.body(id), "application/json")),
+        )
+        .await
+        .map_err(doing(format!("sending {what}")))?;
+    if response.status != StatusCode::ACCEPTED {
+        bail!(
+            "the node answered {what} with {}: {}{}",
+            response.status,
+            truncate(&response.text(), 2000),
+            context()
+        );
+    }
+    Ok(())
 }
 
 /// The shared clock of one run.

@@ -4,21 +4,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use harness::{identity_in, try_drain_inbox, try_register_consent, ClientCert, Federation, Node};
-use hyper::{Method, StatusCode};
 use plusgate::dev::manifest::{LoadedManifest, Manifest};
 use plusgate::node::client::{self, Agent, HttpVersion};
 use tokio::time::Instant;
 
 use super::load::{
-    connect_workers, join_workers, spawn_workers, BodyTemplate, Window, WorkerShared,
+    connect_workers, join_workers, push_first, spawn_workers, BodyTemplate, Window, WorkerShared,
 };
 use super::report::{LatencyMs, PullReport, Report, RunReport};
 use super::usage::{node_usage, NodeUsage};
-use super::{
-    bench_agent, bench_consent, doing, plusgate, tag, truncate, BenchArgs, BENCH_CONSENT_ID,
-};
+use super::{bench_agent, bench_consent, doing, plusgate, tag, BenchArgs, BENCH_CONSENT_ID};
 
 /// The one center of the federation the bench creates.
 const CENTER: &str = "suwon";
@@ -169,22 +166,7 @@ async fn preflight(agent: &Agent, template: &BodyTemplate, run_tag: &str) -> any
         .connect()
         .await
         .map_err(doing("the node is not reachable"))?;
-    let response = conn
-        .send(
-            Method::POST,
-            "/v1/messages",
-            Some((template.body(&id), "application/json")),
-        )
-        .await
-        .map_err(doing("sending the first referral"))?;
-    if response.status != StatusCode::ACCEPTED {
-        bail!(
-            "the node answered the first referral with {}: {}",
-            response.status,
-            truncate(&response.text(), 2000)
-        );
-    }
-    Ok(())
+    push_first(&mut conn, template, &id, "the first referral", String::new).await
 }
 
 /// Runs one load phase with `args.connections` requests in flight.
