@@ -452,13 +452,18 @@ impl Node {
                 let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
             }
         }
-        // Everything acknowledged is already durable; this only tidies sled's buffers.
-        if let Err(e) = store.sync() {
-            tracing::warn!(error = %e, "final sync failed");
-        }
+        // The writer stops once every handle is gone, folding its deferred writes into the
+        // store first; give it a moment. Everything acknowledged is durable either way.
         drop(api);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !ledger_thread.is_finished() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         if ledger_thread.is_finished() {
             let _ = ledger_thread.join();
+        }
+        if let Err(e) = store.sync() {
+            tracing::warn!(error = %e, "final sync failed");
         }
         tracing::info!(node = %center, "stopped");
     }

@@ -239,6 +239,14 @@ async fn corrupt_delivery_record_does_not_block_the_rest_of_the_inbox() {
     let sender = node.agent("suwon/employment", HttpVersion::Http1);
     push_accepted(&sender, &fed.referral("ref-damaged")).await;
     push_accepted(&sender, &fed.referral("ref-intact")).await;
+    // A push writes no delivery record (the message record says where it starts); the
+    // first lease does.
+    let welfare = node.agent("suwon/welfare", HttpVersion::Http1);
+    let leased = crate::support::pull_response(&welfare, "max=1").await;
+    assert_eq!(
+        ids_of(&crate::support::messages_of(&leased)),
+        ["ref-damaged"]
+    );
     assert!(node.stop().success());
 
     damage_record(&fed.data_dir("suwon"), b'd', "ref-damaged");

@@ -91,6 +91,13 @@ impl Writer {
             }
             self.commit_group(&mut commands);
         }
+        // A clean stop leaves nothing for the next start to replay (a crash would, safely).
+        if self.failed.get().is_none() {
+            match self.store.fold_all() {
+                Ok(n) => tracing::debug!(writes = n, "deferred writes folded into the store"),
+                Err(e) => tracing::warn!(error = %e, "could not fold deferred writes at stop"),
+            }
+        }
         tracing::debug!("ledger stopped: every handle is gone");
     }
 

@@ -113,6 +113,11 @@ impl Submission {
             purpose: purpose.clone(),
             items: items.clone(),
             erased: None,
+            seq: None,
+            peer: match &route {
+                Route::Remote(peer) => Some(peer.clone()),
+                Route::Local => None,
+            },
         };
         let record = MessageRecord {
             payload,
@@ -326,9 +331,10 @@ impl Writer {
                 Some(peer)
             }
         };
+        // The record carries its queue position, which is all its delivery record would say
+        // yet (`Store::delivery`): no delivery record is written until it changes.
         let delivery = DeliveryRecord::new(entry.seq, peer);
-        g.writes.put_message(m.record);
-        g.writes.put_delivery(&m.id, &delivery);
+        g.writes.put_message(m.record.with_seq(entry.seq));
         g.writes.put_audit(&entry);
         // Where a withdrawal finds it, and when its retention ends (counted from now).
         g.writes
@@ -339,7 +345,9 @@ impl Writer {
             .entry(entry.consent_id.clone())
             .or_default()
             .push((entry.seq, m.id.clone()));
-        g.metas.insert(m.id.clone(), m.meta);
+        let mut meta = m.meta;
+        meta.seq = Some(entry.seq);
+        g.metas.insert(m.id.clone(), meta);
         g.deliveries.insert(m.id.clone(), delivery);
         // Only a sender-chosen id (every handed-over message has one) can come again in the
         // same group; node-assigned ids are unique by construction.

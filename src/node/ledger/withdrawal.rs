@@ -161,7 +161,7 @@ impl Writer {
             erased: Some(erasure.clone()),
             ..record
         };
-        g.writes.put_message(erased.encode());
+        g.writes.replace_message(erased.encode());
         let mut action = Action::Purged;
         if let Some(mut d) = self.delivery(g, id)? {
             let held = match (&d.peer, d.state) {

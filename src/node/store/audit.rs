@@ -43,7 +43,7 @@ impl Store {
     ) -> impl Iterator<Item = Result<AuditEntry, StoreError>> + '_ {
         let prefix = queue_prefix(BY_SUBJECT, subject);
         let prefix_len = prefix.len();
-        self.db.scan_prefix(prefix).map(move |item| {
+        self.scan_prefix(prefix).map(move |item| {
             let (k, _) = item?;
             let seq: [u8; 8] = k[prefix_len..]
                 .try_into()

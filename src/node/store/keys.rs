@@ -29,6 +29,20 @@ pub(super) const BY_CONSENT: u8 = b'g';
 pub(super) const RETENTION: u8 = b'e';
 pub(super) const NOTICE: u8 = b'n';
 pub(super) const WITHHELD_REPORT: u8 = b'w';
+/// Journal records of deferred writes, by group (see [`super::deferred`]).
+pub(super) const JOURNAL: u8 = b'j';
+/// Pieces of a message record too large to store as one value (see [`super::pieces`]).
+pub(super) const PIECE: u8 = b'b';
+
+/// True for the families whose writes are deferred (see [`super::deferred`]): the delivery
+/// state and every index, all of which the overlay shadows until they are folded in.
+pub(super) fn is_deferred(family: u8) -> bool {
+    matches!(
+        family,
+        DELIVERY | INBOX | OUTBOX | BY_CONSENT | RETENTION | BY_SUBJECT
+    )
+}
+
 /// Setting present once every audit entry is in the subject index.
 pub(super) const SUBJECT_INDEX_COMPLETE: &[u8] = b"subject-index";
 

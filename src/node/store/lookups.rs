@@ -17,9 +17,15 @@ impl Store {
         self.get(MESSAGE, "message", id.as_str())
     }
 
-    /// Reads and verifies a delivery record.
+    /// Reads and verifies a delivery record: the one written since the message was taken,
+    /// or, if none was (a push writes none), the one its record starts it with.
     pub fn delivery(&self, id: &MessageId) -> Result<Option<DeliveryRecord>, StoreError> {
-        self.get(DELIVERY, "delivery", id.as_str())
+        if let Some(d) = self.get(DELIVERY, "delivery", id.as_str())? {
+            return Ok(Some(d));
+        }
+        Ok(self
+            .message(id)?
+            .and_then(|m| m.seq.map(|seq| DeliveryRecord::new(seq, m.peer))))
     }
 
     /// Reads and verifies a registered consent.

@@ -55,8 +55,10 @@
 //! [`Receipt`]: crate::core::wire::Receipt
 
 mod audit;
+mod deferred;
 mod keys;
 mod lookups;
+mod pieces;
 mod queues;
 pub mod record;
 mod records;
@@ -65,8 +67,10 @@ mod writes;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use keys::key;
+use deferred::{Cursor, Overlay};
+use keys::{is_deferred, key, JOURNAL, MESSAGE};
 
 pub use record::RecordError;
 pub use records::{
@@ -75,13 +79,34 @@ pub use records::{
 };
 pub use writes::WriteSet;
 
-/// sled's segment size. Its blob threshold is a quarter of this (2 MiB), above the largest
-/// accepted body ([`crate::config::BODY_BYTES_MAX_LIMIT`]) plus record overhead.
+/// sled's segment size (sled refuses to reopen a store with another). Its blob threshold is
+/// a quarter of this (2 MiB); no value the store writes exceeds [`pieces::PIECE_BYTES`]
+/// (16 KiB), and a leaf holds at most about 17 values before sled splits it, so no item
+/// ever comes near the threshold (see [`pieces`]).
 const SEGMENT_BYTES: usize = 8 << 20;
 
-/// sled's page cache. Bounded so a node's memory stays predictable on small hardware; the
-/// working set (recent messages, inbox heads, the audit tail) is far smaller.
-const CACHE_BYTES: u64 = 256 << 20;
+/// Deferred writes folded into the tree per group, at least: enough that the older overlay
+/// generation is folded long before the newer one fills (a group folds twice what it adds).
+const FOLD_MIN: usize = 512;
+
+/// What the store may use: the named, documented knobs of `[storage]` in the config.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// sled's page cache, bytes.
+    pub cache_bytes: u64,
+    /// The overlay of deferred writes turns over above this many bytes (it holds at most
+    /// about twice this; see [`deferred`]).
+    pub overlay_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            cache_bytes: 32 << 20,
+            overlay_bytes: 8 << 20,
+        }
+    }
+}
 
 /// What went wrong in the store. None of these is the client's fault.
 #[derive(Debug, thiserror::Error)]
@@ -117,11 +142,12 @@ pub enum StoreError {
     },
 }
 
-/// The store. Cheap to clone; all clones share one database.
+/// The store. Cheap to clone; all clones share one database and one overlay.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
     data_file: PathBuf,
+    overlay: Arc<Overlay>,
 }
 
 impl std::fmt::Debug for Store {
@@ -133,8 +159,14 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `dir`.
+    /// Opens (creating if needed) the store in `dir`, with the default options.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens (creating if needed) the store in `dir`, and replays the journal records of
+    /// deferred writes not yet folded into the tree (see [`deferred`]).
+    pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         let open_err = |source| StoreError::Open {
             path: dir.to_owned(),
             source,
@@ -142,24 +174,104 @@ impl Store {
         let db = sled::Config::new()
             .path(dir)
             .segment_size(SEGMENT_BYTES)
-            .cache_capacity(CACHE_BYTES)
+            .cache_capacity(options.cache_bytes)
             .mode(sled::Mode::HighThroughput)
             // We make commits durable ourselves (group commit + fsync); sled's background
             // flusher would only add unsynchronised writes.
             .flush_every_ms(None)
             .open()
             .map_err(open_err)?;
-        Ok(Store {
+        let overlay = Arc::new(Overlay::new(options.overlay_bytes));
+        let store = Store {
             db,
             data_file: dir.join("db"),
-        })
+            overlay,
+        };
+        let replayed = store
+            .overlay
+            .replay(store.db.scan_prefix([JOURNAL]).map(|item| {
+                let (k, v) = item?;
+                let group = deferred::journal_group(&k).ok_or_else(|| StoreError::Corrupt {
+                    family: "journal",
+                    key: format!("{:02x?}", &k[..]),
+                    source: RecordError::Body("key has no group number".into()),
+                })?;
+                Ok((group, v.to_vec()))
+            }))?;
+        if replayed > 0 {
+            tracing::info!(
+                writes = replayed,
+                "replayed deferred writes from the journal"
+            );
+        }
+        Ok(store)
     }
 
     /// Applies a write set atomically. Visible to readers at once, durable only after
     /// [`Store::sync`].
+    ///
+    /// One sled batch holds the write set's primary writes, its deferred writes as one
+    /// journal record, and the next slice of older deferred writes folded into the tree
+    /// (see [`deferred`]); the overlay takes the deferred writes only once the batch is in.
     pub fn apply(&self, writes: WriteSet) -> Result<(), StoreError> {
-        self.db.apply_batch(writes.batch)?;
+        let fold_max = FOLD_MIN.max(writes.deferred.len() * 2);
+        self.apply_folding(writes, fold_max)
+    }
+
+    /// Folds every deferred write into the tree and makes it durable, so the next start
+    /// replays nothing (a clean stop; see [`deferred`]). Only the ledger's writer calls it,
+    /// as it is the overlay's only writer.
+    pub fn fold_all(&self) -> Result<usize, StoreError> {
+        let mut folded = 0;
+        loop {
+            self.overlay.freeze_now();
+            let (pending, _) = self.overlay.size();
+            if pending == 0 {
+                break;
+            }
+            folded += pending;
+            self.apply_folding(WriteSet::new(), usize::MAX)?;
+        }
+        self.sync()?;
+        Ok(folded)
+    }
+
+    fn apply_folding(&self, writes: WriteSet, fold_max: usize) -> Result<(), StoreError> {
+        let WriteSet {
+            mut batch,
+            deferred,
+            drop_pieces,
+            ..
+        } = writes;
+        for id in drop_pieces {
+            for item in self.db.scan_prefix(pieces::prefix(&id)) {
+                batch.remove(item?.0);
+            }
+        }
+        let plan = self.overlay.plan(deferred, fold_max);
+        for (k, v) in &plan.journal {
+            batch.insert(k.as_slice(), v.as_slice());
+        }
+        for (k, v) in &plan.fold {
+            match v {
+                Some(v) => batch.insert(k.as_slice(), v.as_slice()),
+                None => batch.remove(k.as_slice()),
+            }
+        }
+        if let Some((from, to)) = &plan.drop_journal {
+            for item in self.db.range(from.as_slice()..to.as_slice()) {
+                batch.remove(item?.0);
+            }
+        }
+        self.db.apply_batch(batch)?;
+        self.overlay.commit(plan);
         Ok(())
+    }
+
+    /// Deferred writes not yet folded into the tree, and the bytes the newer generation
+    /// takes (for operators: see `/readyz`'s neighbours and the benchmark).
+    pub fn overlay_size(&self) -> (usize, usize) {
+        self.overlay.size()
     }
 
     /// Makes everything applied so far durable: sled's flush, then an fsync of its data file.
@@ -181,15 +293,121 @@ impl Store {
         family: &'static str,
         id: &str,
     ) -> Result<Option<T>, StoreError> {
-        match self.db.get(key(family_byte, id.as_bytes()))? {
-            None => Ok(None),
-            Some(v) => record::decode(&v)
-                .map(Some)
-                .map_err(|source| StoreError::Corrupt {
-                    family,
-                    key: id.to_owned(),
-                    source,
-                }),
+        let corrupt = |source| StoreError::Corrupt {
+            family,
+            key: id.to_owned(),
+            source,
+        };
+        let Some(v) = self.raw(&key(family_byte, id.as_bytes()))? else {
+            return Ok(None);
+        };
+        if family_byte == MESSAGE {
+            if let Some((n, len, crc)) = pieces::header(&v).map_err(corrupt)? {
+                let mut whole = Vec::with_capacity(len);
+                for item in self
+                    .db
+                    .scan_prefix(pieces::prefix(id.as_bytes()))
+                    .take(n as usize)
+                {
+                    whole.extend_from_slice(&item?.1);
+                }
+                pieces::check(&whole, len, crc).map_err(corrupt)?;
+                return record::decode(&whole).map(Some).map_err(corrupt);
+            }
+        }
+        record::decode(&v).map(Some).map_err(corrupt)
+    }
+
+    /// The value under `k`: from the overlay for a deferred family, else from the tree.
+    fn raw(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if is_deferred(k[0]) {
+            if let Some(op) = self.overlay.get(k) {
+                return Ok(op);
+            }
+        }
+        Ok(self.db.get(k)?.map(|v| v.to_vec()))
+    }
+
+    /// Entries with keys in `[from, to)` in key order, the overlay shadowing the tree (for
+    /// a deferred family; any other family is read from the tree alone).
+    fn scan(&self, from: Vec<u8>, to: Vec<u8>) -> Scan {
+        let overlay = is_deferred(from[0])
+            .then(|| Cursor::new(self.overlay.clone(), from.clone(), Some(to.clone())));
+        Scan {
+            tree: self.db.range(from..to).peekable(),
+            overlay,
+        }
+    }
+
+    /// Entries whose keys start with `prefix`, as [`Store::scan`].
+    fn scan_prefix(&self, prefix: Vec<u8>) -> Scan {
+        let end = prefix_end(&prefix);
+        self.scan(prefix, end)
+    }
+}
+
+/// The first key after every key that starts with `prefix` (our prefixes never end in
+/// 0xFF: they end in a family byte, an id's last character or a NUL).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0xFF; 9]
+}
+
+/// A merged scan: the tree's entries, shadowed by the overlay's (see [`Store::scan`]).
+struct Scan {
+    tree: std::iter::Peekable<sled::Iter>,
+    overlay: Option<Cursor>,
+}
+
+impl Iterator for Scan {
+    type Item = Result<(Vec<u8>, Vec<u8>), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let Some(overlay) = self.overlay.as_mut() else {
+                return self
+                    .tree
+                    .next()
+                    .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(Into::into));
+            };
+            let tree_key = match self.tree.peek() {
+                Some(Ok((k, _))) => Some(k.to_vec()),
+                Some(Err(_)) => {
+                    let e = self
+                        .tree
+                        .next()
+                        .expect("peeked")
+                        .expect_err("peeked an error");
+                    return Some(Err(e.into()));
+                }
+                None => None,
+            };
+            let from_overlay = match (overlay.peek(), &tree_key) {
+                (None, None) => return None,
+                (None, Some(_)) => false,
+                (Some(_), None) => true,
+                (Some((ok, _)), Some(tk)) => {
+                    if ok == tk {
+                        self.tree.next();
+                    }
+                    ok <= tk
+                }
+            };
+            if !from_overlay {
+                let (k, v) = self.tree.next().expect("peeked").expect("peeked ok");
+                return Some(Ok((k.to_vec(), v.to_vec())));
+            }
+            match overlay.next_op().expect("peeked") {
+                (k, Some(v)) => return Some(Ok((k, v))),
+                // A removal: the key is gone (the tree's entry, if any, was skipped above).
+                (_, None) => continue,
+            }
         }
     }
 }

@@ -41,7 +41,7 @@ impl Store {
         &self,
     ) -> Result<std::collections::BTreeMap<CenterId, usize>, StoreError> {
         let mut lengths = std::collections::BTreeMap::new();
-        for item in self.db.scan_prefix([OUTBOX]) {
+        for item in self.scan_prefix(vec![OUTBOX]) {
             let (k, _) = item?;
             let peer = k[1..]
                 .split(|b| *b == 0)
@@ -71,8 +71,7 @@ impl Store {
         &self,
         now: u64,
     ) -> impl Iterator<Item = Result<(u64, u64, MessageId), StoreError>> + '_ {
-        self.db
-            .range(key(RETENTION, &[])..retention_key(now.saturating_add(1), 0))
+        self.scan(key(RETENTION, &[]), retention_key(now.saturating_add(1), 0))
             .map(|item| {
                 let (k, v) = item?;
                 let corrupt = |what: &str| StoreError::Corrupt {
@@ -160,12 +159,7 @@ impl Store {
             None => prefix.clone(),
         };
         let prefix_len = prefix.len();
-        self.db
-            .range(start..)
-            .take_while(move |item| match item {
-                Ok((k, _)) => k.starts_with(&prefix),
-                Err(_) => true,
-            })
+        self.scan(start, super::prefix_end(&prefix))
             .map(move |item| {
                 let (k, v) = item?;
                 let corrupt = |what: &str| StoreError::Corrupt {

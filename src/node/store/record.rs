@@ -17,6 +17,9 @@ pub const FORMAT_VERSION: u8 = 1;
 
 const HEADER_LEN: usize = 5;
 
+/// Where a record's body starts.
+pub(super) const BODY_START: usize = HEADER_LEN;
+
 /// Why a stored value could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RecordError {
@@ -48,6 +51,12 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let crc = crc32fast::hash(&out[HEADER_LEN..]);
     out[1..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
     out
+}
+
+/// Computes the checksum of a record whose body was changed in place.
+pub(super) fn reseal(bytes: &mut [u8]) {
+    let crc = crc32fast::hash(&bytes[HEADER_LEN..]);
+    bytes[1..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Decodes and verifies a record.

@@ -64,6 +64,15 @@ pub struct MessageRecord {
     /// When and why the payload was erased; the record keeps everything else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub erased: Option<Erasure>,
+    /// The sequence number of the audit entry that took the message: its queue position.
+    /// With `peer`, what its delivery record starts as, so a push writes no delivery record
+    /// (see [`super::Store::delivery`]). Absent in records written before it existed, which
+    /// all have a delivery record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// For a message to another center: that center.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<CenterId>,
 }
 
 /// The erasure of a message's payload.
@@ -108,6 +117,22 @@ impl MessageRecord {
 pub struct EncodedMessage {
     pub(super) key: Vec<u8>,
     pub(super) bytes: Vec<u8>,
+}
+
+impl EncodedMessage {
+    /// The record with its `seq` set: known only to the writer, after the (expensive)
+    /// encoding ran on the caller's thread. The record must have been encoded without one.
+    ///
+    /// A record's body is a JSON object, so `"seq":N,` goes right after its opening brace
+    /// (JSON field order carries no meaning); the checksum is then computed anew.
+    pub fn with_seq(mut self, seq: u64) -> EncodedMessage {
+        let field = format!("\"seq\":{seq},");
+        let at = record::BODY_START + 1;
+        debug_assert_eq!(self.bytes.get(at - 1), Some(&b'{'));
+        self.bytes.splice(at..at, field.bytes());
+        record::reseal(&mut self.bytes);
+        self
+    }
 }
 
 /// Where a message is in its delivery, as this node knows it.

@@ -3,16 +3,22 @@
 //!
 //! Invariants kept here:
 //! - a write set is one sled batch on the one tree, so its writes become visible together or
-//!   not at all (a message, its delivery record, its queue entry and its audit entry);
+//!   not at all; writes to a deferred family (see [`super::deferred`]) travel in that batch
+//!   as the group's journal record, so they too exist exactly when the rest does;
+//! - no value it writes is larger than [`pieces::PIECE_BYTES`]: a large message record is
+//!   split into pieces (see [`super::pieces`]);
 //! - every value except a queue or index entry (which only points at a message, or is empty)
 //!   goes through [`record::encode`], so it is versioned and checksummed;
 //! - an audit entry about a subject and its subject-index entry are always written together.
 
+use super::deferred::Op;
+use super::keys::is_deferred;
 use super::keys::{
     inbox_key, key, notice_key, outbox_key, queue_key, queue_prefix, report_key, retention_key,
     AUDIT, BY_CONSENT, BY_SUBJECT, CHECKPOINT, CONSENT, DEAD, DELIVERY, DIRECTORY_SEEN,
     PEER_CHECKPOINT, RECEIPT, SETTING,
 };
+use super::pieces;
 use super::record;
 use super::records::{DeliveryRecord, DirectorySeen, EncodedMessage, Erasure};
 use crate::core::audit::{AuditEntry, Checkpoint};
@@ -24,8 +30,15 @@ use crate::core::wire::Receipt;
 /// A set of writes applied atomically by [`Store::apply`](super::Store::apply).
 #[derive(Default)]
 pub struct WriteSet {
+    /// Writes to primary families, in order.
     pub(super) batch: sled::Batch,
+    /// Writes to deferred families, in order.
+    pub(super) deferred: Vec<Op>,
+    /// Messages whose stored pieces are to be dropped (their record was rewritten small).
+    pub(super) drop_pieces: Vec<Vec<u8>>,
     len: usize,
+    /// Writes that go into sled's tree now (primary writes and pieces).
+    primary: usize,
 }
 
 impl WriteSet {
@@ -41,9 +54,25 @@ impl WriteSet {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
-    /// Stores an encoded message record.
+    /// Writes that go into sled's tree in this group itself: primary records and pieces
+    /// (deferred writes go in as one journal record; see [`super::deferred`]).
+    pub fn primary_len(&self) -> usize {
+        self.primary
+    }
+    /// Stores an encoded message record (in pieces if it is large).
     pub fn put_message(&mut self, message: EncodedMessage) {
-        self.put(message.key, message.bytes);
+        let id = message.key[1..].to_vec();
+        let (value, pieces) = pieces::split(&id, message.bytes);
+        self.put(message.key, value);
+        for (k, v) in pieces {
+            self.put(k, v);
+        }
+    }
+    /// Rewrites a message record that may have been stored in pieces (an erasure): the old
+    /// pieces go.
+    pub fn replace_message(&mut self, message: EncodedMessage) {
+        self.drop_pieces.push(message.key[1..].to_vec());
+        self.put_message(message);
     }
     /// Stores a delivery record.
     pub fn put_delivery(&mut self, id: &MessageId, record: &DeliveryRecord) {
@@ -58,8 +87,7 @@ impl WriteSet {
     }
     /// Removes an inbox entry.
     pub fn remove_inbox(&mut self, recipient: &AgencyId, seq: u64) {
-        self.batch.remove(inbox_key(recipient, seq));
-        self.len += 1;
+        self.remove(inbox_key(recipient, seq));
     }
     /// Puts a message into the outbox to `peer` at position `seq`.
     pub fn put_outbox(&mut self, peer: &CenterId, seq: u64, id: &MessageId) {
@@ -67,8 +95,7 @@ impl WriteSet {
     }
     /// Removes an outbox entry.
     pub fn remove_outbox(&mut self, peer: &CenterId, seq: u64) {
-        self.batch.remove(outbox_key(peer, seq));
-        self.len += 1;
+        self.remove(outbox_key(peer, seq));
     }
     /// Stores the receipt a peer signed for a message this node forwarded.
     pub fn put_receipt(&mut self, receipt: &Receipt) {
@@ -83,8 +110,7 @@ impl WriteSet {
     }
     /// Unmarks a dead-lettered message (requeued).
     pub fn remove_dead_letter(&mut self, id: &MessageId) {
-        self.batch.remove(key(DEAD, id.as_str().as_bytes()));
-        self.len += 1;
+        self.remove(key(DEAD, id.as_str().as_bytes()));
     }
     /// Stores a checkpoint this node signed of its own chain.
     pub fn put_checkpoint(&mut self, checkpoint: &Checkpoint) {
@@ -115,8 +141,7 @@ impl WriteSet {
     }
     /// Drops a scheduled purge (done).
     pub fn remove_retention(&mut self, end: u64, seq: u64) {
-        self.batch.remove(retention_key(end, seq));
-        self.len += 1;
+        self.remove(retention_key(end, seq));
     }
     /// Notes that center `peer` is to be told of consent `consent_id`'s current state.
     pub fn put_notice(&mut self, peer: &CenterId, consent_id: &str) {
@@ -124,8 +149,7 @@ impl WriteSet {
     }
     /// `peer` was told.
     pub fn remove_notice(&mut self, peer: &CenterId, consent_id: &str) {
-        self.batch.remove(notice_key(peer, consent_id));
-        self.len += 1;
+        self.remove(notice_key(peer, consent_id));
     }
     /// Notes that center `peer`, where message `id` came from, is to be told it was
     /// withheld here.
@@ -134,8 +158,7 @@ impl WriteSet {
     }
     /// `peer` was told.
     pub fn remove_withheld_report(&mut self, peer: &CenterId, id: &MessageId) {
-        self.batch.remove(report_key(peer, id));
-        self.len += 1;
+        self.remove(report_key(peer, id));
     }
     /// Records the newest directory loaded.
     pub fn put_directory_seen(&mut self, seen: &DirectorySeen) {
@@ -153,7 +176,25 @@ impl WriteSet {
         }
     }
     fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
-        self.batch.insert(k, v);
+        debug_assert!(
+            v.len() <= pieces::PIECE_BYTES,
+            "values stay below the blob threshold"
+        );
         self.len += 1;
+        if is_deferred(k[0]) {
+            self.deferred.push((k, Some(v)));
+        } else {
+            self.primary += 1;
+            self.batch.insert(k, v);
+        }
+    }
+    fn remove(&mut self, k: Vec<u8>) {
+        self.len += 1;
+        if is_deferred(k[0]) {
+            self.deferred.push((k, None));
+        } else {
+            self.primary += 1;
+            self.batch.remove(k);
+        }
     }
 }
