@@ -436,7 +436,7 @@ mod tests {
             assert_eq!(k, &journal_key(7, i as u16));
             assert_eq!(journal_group(k), Some(7));
             assert!(v.len() <= JOURNAL_CHUNK_BYTES + 64);
-            back.extend(decode(v).unwrap());
+            back.extend(decode(v).expect("decodes"));
         }
         assert_eq!(back, ops);
     }

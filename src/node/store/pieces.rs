@@ -97,7 +97,7 @@ mod tests {
         let (v, pieces) = split(b"m1", vec![1; PIECE_BYTES]);
         assert_eq!(v.len(), PIECE_BYTES);
         assert!(pieces.is_empty());
-        assert_eq!(header(&v).unwrap(), None);
+        assert_eq!(header(&v).expect("reads"), None);
     }
 
     #[test]
@@ -108,10 +108,10 @@ mod tests {
         assert!(pieces
             .iter()
             .all(|(k, v)| k.starts_with(&prefix(b"m1")) && v.len() <= PIECE_BYTES));
-        let (n, len, crc) = header(&h).unwrap().expect("a header");
+        let (n, len, crc) = header(&h).expect("reads").expect("a header");
         assert_eq!((n, len), (3, bytes.len()));
         let whole: Vec<u8> = pieces.into_iter().flat_map(|(_, v)| v).collect();
-        check(&whole, len, crc).unwrap();
+        check(&whole, len, crc).expect("intact");
         assert!(check(&whole[1..], len, crc).is_err());
     }
 }
