@@ -88,7 +88,22 @@ struct RawStorage {
     data_key: Option<PathBuf>,
     #[serde(default)]
     old_data_keys: Vec<PathBuf>,
+    cache_mb: Option<u64>,
+    overlay_mb: Option<u64>,
+    reserve_mb: Option<u64>,
+    danger_fail_apply_at: Option<u64>,
+    danger_fail_sync_at: Option<u64>,
 }
+
+/// Default `storage.cache_mb`: sled's page cache. The working set (recent messages, inbox
+/// heads, the audit tail, index leaves) fits; older records are read from the file.
+pub const CACHE_MB_DEFAULT: u64 = 32;
+/// Default `storage.overlay_mb`: deferred index and delivery writes held in memory before
+/// they are folded into the store (at most about twice this is held).
+pub const OVERLAY_MB_DEFAULT: u64 = 8;
+/// Default `storage.reserve_mb`: writes are refused (507) while the data directory's file
+/// system has less free space than this, and resume by themselves when it has more.
+pub const RESERVE_MB_DEFAULT: u64 = 64;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -260,13 +275,38 @@ pub struct ClockConfig {
     pub danger_offset: time::Duration,
 }
 
-/// The `[storage]` section: the keys that seal payloads at rest (see `vault`).
-#[derive(Debug, Clone, Default)]
+/// The `[storage]` section: the keys that seal payloads at rest (see `vault`), and what the
+/// store may use.
+#[derive(Debug, Clone)]
 pub struct StorageConfig {
     /// The current data key (64 hex digits); without one, payloads are stored unsealed.
     pub data_key: Option<PathBuf>,
     /// Earlier data keys, still needed to open payloads sealed with them.
     pub old_data_keys: Vec<PathBuf>,
+    /// sled's page cache, bytes (`cache_mb`).
+    pub cache_bytes: u64,
+    /// Deferred writes held in memory before folding, bytes (`overlay_mb`).
+    pub overlay_bytes: u64,
+    /// Free space below which writes are refused, bytes (`reserve_mb`; 0 turns it off).
+    pub reserve_bytes: u64,
+    /// Tests only: the n-th store apply fails halfway (`danger_fail_apply_at`).
+    pub danger_fail_apply_at: Option<u64>,
+    /// Tests only: the n-th store sync fails (`danger_fail_sync_at`).
+    pub danger_fail_sync_at: Option<u64>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        StorageConfig {
+            data_key: None,
+            old_data_keys: Vec::new(),
+            cache_bytes: CACHE_MB_DEFAULT << 20,
+            overlay_bytes: OVERLAY_MB_DEFAULT << 20,
+            reserve_bytes: RESERVE_MB_DEFAULT << 20,
+            danger_fail_apply_at: None,
+            danger_fail_sync_at: None,
+        }
+    }
 }
 
 /// The `[federation]` section: where the signed directory is, whom to trust for it, this
@@ -480,6 +520,20 @@ impl Config {
                         "needs storage.data_key: old keys only open, the current one seals".into(),
                     ));
                 }
+                let mb = |key: &str,
+                          v: Option<u64>,
+                          default: u64,
+                          range: std::ops::RangeInclusive<u64>| {
+                    let v = v.unwrap_or(default);
+                    if range.contains(&v) {
+                        Ok(v << 20)
+                    } else {
+                        Err(invalid(
+                            key,
+                            format!("{v} is outside {}..={} (MiB)", range.start(), range.end()),
+                        ))
+                    }
+                };
                 StorageConfig {
                     data_key: raw.storage.data_key.as_ref().map(|p| base.join(p)),
                     old_data_keys: raw
@@ -488,6 +542,26 @@ impl Config {
                         .iter()
                         .map(|p| base.join(p))
                         .collect(),
+                    cache_bytes: mb(
+                        "storage.cache_mb",
+                        raw.storage.cache_mb,
+                        CACHE_MB_DEFAULT,
+                        4..=65_536,
+                    )?,
+                    overlay_bytes: mb(
+                        "storage.overlay_mb",
+                        raw.storage.overlay_mb,
+                        OVERLAY_MB_DEFAULT,
+                        1..=4_096,
+                    )?,
+                    reserve_bytes: mb(
+                        "storage.reserve_mb",
+                        raw.storage.reserve_mb,
+                        RESERVE_MB_DEFAULT,
+                        0..=1_048_576,
+                    )?,
+                    danger_fail_apply_at: raw.storage.danger_fail_apply_at,
+                    danger_fail_sync_at: raw.storage.danger_fail_sync_at,
                 }
             },
             clock: ClockConfig {

@@ -201,7 +201,7 @@ impl Node {
     pub fn build(config: &Config) -> Result<Node, NodeError> {
         let schemas = Schemas::load(&config.schemas)?;
         let server_config = tls::server_config(&config.tls)?;
-        let store = Store::open(&config.data_dir)?;
+        let store = Store::open_with(&config.data_dir, store_options(&config.storage))?;
         let (routing, signing_key, federated) = match &config.federation {
             None => (
                 Routing::standalone(config.center.clone(), &config.directory),
@@ -466,6 +466,19 @@ impl Node {
             tracing::warn!(error = %e, "final sync failed");
         }
         tracing::info!(node = %center, "stopped");
+    }
+}
+
+/// What `[storage]` lets the store use.
+fn store_options(s: &crate::config::StorageConfig) -> crate::node::store::StoreOptions {
+    crate::node::store::StoreOptions {
+        cache_bytes: s.cache_bytes,
+        overlay_bytes: usize::try_from(s.overlay_bytes).unwrap_or(usize::MAX),
+        reserve_bytes: s.reserve_bytes,
+        faults: crate::node::store::Faults {
+            fail_apply_at: s.danger_fail_apply_at,
+            fail_sync_at: s.danger_fail_sync_at,
+        },
     }
 }
 

@@ -37,4 +37,5 @@ mod push;
 mod reports;
 mod startup;
 mod status;
+mod storage;
 mod tls;

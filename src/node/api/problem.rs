@@ -210,6 +210,25 @@ pub(super) fn ledger_problem(e: LedgerError) -> Problem {
             e.to_string(),
         ),
         LedgerError::Refused(refusal) => Problem::forbidden(refusal.kind(), refusal.to_string()),
+        LedgerError::Halted(_) => {
+            tracing::error!(error = %e, "request refused: the ledger has halted");
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Temporarily unavailable",
+                "the node's store failed and the node takes no writes until it is restarted; \
+                 a request that got this answer may or may not have been kept: retry it \
+                 unchanged (with its id) once the node is back",
+            )
+            .retry_after(30)
+        }
+        LedgerError::StorageFull(_) => Problem::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "storage-full",
+            "Storage full",
+            format!("{e}; nothing was accepted, retry later"),
+        )
+        .retry_after(30),
         // What is left is the node's trouble, not the request's: 503 with Retry-After when
         // the same request may succeed later, else 500 (a damaged record stays damaged).
         _ if e.retryable() => Problem::unavailable(&e),
@@ -280,7 +299,7 @@ mod tests {
             LedgerError::Refused(Refusal::Unknown { id: "c-1".into() }),
             LedgerError::Storage(io()),
             LedgerError::Storage(corrupt()),
-            LedgerError::NotWritten(Arc::new(io())),
+            LedgerError::StorageFull(Arc::new(io())),
             LedgerError::Halted(Arc::new(io())),
             LedgerError::Stopped,
         ];
@@ -288,7 +307,11 @@ mod tests {
             let what = format!("{e:?}");
             let retryable = e.retryable();
             let problem = ledger_problem(e);
-            assert_eq!(problem.status == 503, retryable, "{what}");
+            assert_eq!(
+                problem.status == 503 || problem.status == 507,
+                retryable,
+                "{what}"
+            );
             assert_eq!(problem.retry_after_s.is_some(), retryable, "{what}");
         }
     }

@@ -8,10 +8,18 @@
 //! - no command is answered with success before its group is durable;
 //! - the durable sequence number is published before the answers, so a sender told
 //!   "accepted" that asks the recipient to pull at once finds the message visible;
-//! - a group whose write failed before it became visible leaves no trace: the chain's head
-//!   and the outbox counts go back to where they were;
-//! - after a failed fsync every later command is refused unrun ([`LedgerError::Halted`]),
-//!   because what reached the disk is unknown until a restart;
+//! - a group refused for lack of disk space ([`LedgerError::StorageFull`]) is refused before
+//!   any of it reaches the store, and leaves no trace: the chain's head and the outbox
+//!   counts go back to where they were; the next group tries again, so writes resume by
+//!   themselves once space is freed;
+//! - after *any* error from the store while applying or syncing a group, every later
+//!   command is refused unrun ([`LedgerError::Halted`]) until a restart. sled applies a
+//!   batch key by key, so a failed apply can leave part of the group visible in memory
+//!   (the fault-injection tests show it); after a failed fsync the kernel may have dropped
+//!   the dirty pages it could not write. Either way no later command may read that state
+//!   or reuse the group's sequence numbers; at restart sled recovers each batch whole or not
+//!   at all from what is on disk. Deferred writes reach the overlay only after their batch
+//!   applied (`store::deferred`), so nothing of a failed group is ever pullable;
 //! - the clock is read once per group: all of a group's entries carry the same time.
 
 use std::collections::{BTreeMap, HashMap};
@@ -128,9 +136,13 @@ impl Writer {
         let outcome = if writes.is_empty() {
             Ok(())
         } else {
-            match self.store.apply(writes) {
-                Ok(()) => self.store.sync().map_err(|e| (e, true)),
+            match self.store.check_space() {
                 Err(e) => Err((e, false)),
+                Ok(()) => self
+                    .store
+                    .apply(writes)
+                    .and_then(|()| self.store.sync())
+                    .map_err(|e| (e, true)),
             }
         };
         match outcome {
@@ -145,18 +157,20 @@ impl Writer {
                     p.answer(Ok(()));
                 }
             }
-            Err((e, applied)) => {
-                tracing::error!(error = %e, "commit failed");
+            Err((e, touched)) => {
                 let cause = Arc::new(e);
-                let failure = if applied {
-                    // Applied but maybe not durable: from here on we cannot tell what a
-                    // restart will find, so stop writing.
+                let failure = if touched {
+                    // The store may hold part of the group, visible or not durable: from
+                    // here on nothing may read it or build on it, so stop writing.
+                    tracing::error!(error = %cause, "commit failed: the ledger stops writing until a restart");
                     let _ = self.failed.set(cause.clone());
                     LedgerError::Halted
                 } else {
+                    // Refused before the store saw any of it: as if it never ran.
+                    tracing::warn!(error = %cause, "group refused: not enough disk space");
                     self.head = head_before;
                     self.outbox_len = outbox_len_before;
-                    LedgerError::NotWritten
+                    LedgerError::StorageFull
                 };
                 for p in pending {
                     p.answer(Err(failure(cause.clone())));

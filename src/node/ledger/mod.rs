@@ -128,13 +128,15 @@ pub enum LedgerError {
     /// damaged; any other storage error may pass.
     #[error("storage failure: {0}")]
     Storage(#[from] StoreError),
-    /// The write of the group this command was part of failed before any of it was made
-    /// visible: nothing of it was kept. The node's fault; retry later.
+    /// The store's disk is below its free-space reserve: nothing of the group this command
+    /// was part of was written. Writes resume by themselves once space is freed; retry
+    /// later.
     #[error("the ledger is not accepting writes: {0}")]
-    NotWritten(Arc<StoreError>),
-    /// An fsync failed, so what reached the disk is unknown: the ledger refuses every write
-    /// until the node is restarted (`/readyz` says so). Retrying helps after the restart.
-    #[error("the ledger is not accepting writes: fsync failed: {0}; restart the node")]
+    StorageFull(Arc<StoreError>),
+    /// Applying or syncing a group failed, so what the store holds is unknown until sled
+    /// recovers it from disk: the ledger refuses every write until the node is restarted
+    /// (`/readyz` says so). Retrying helps after the restart.
+    #[error("the ledger is not accepting writes: the store failed: {0}; restart the node")]
     Halted(Arc<StoreError>),
     /// The ledger's thread is gone: the node is shutting down. Retry at the restarted node.
     #[error("the ledger is not accepting writes: the ledger has stopped")]
@@ -148,7 +150,7 @@ impl LedgerError {
     pub fn retryable(&self) -> bool {
         match self {
             LedgerError::OutboxFull(_)
-            | LedgerError::NotWritten(_)
+            | LedgerError::StorageFull(_)
             | LedgerError::Halted(_)
             | LedgerError::Stopped => true,
             LedgerError::Storage(e) => !matches!(e, StoreError::Corrupt { .. }),
@@ -301,6 +303,9 @@ pub enum StartError {
 #[derive(Clone)]
 pub struct Ledger {
     tx: mpsc::Sender<Box<dyn Command>>,
+    /// For readiness: the store's free space is checked live, so a node refused for a full
+    /// disk turns ready again as soon as space is freed, even with no write coming.
+    store: Store,
     durable: watch::Receiver<u64>,
     failed: Arc<OnceLock<Arc<StoreError>>>,
     checkpoint: watch::Receiver<Option<Checkpoint>>,
@@ -338,7 +343,7 @@ impl Ledger {
         let (checkpoint_tx, checkpoint) = watch::channel(latest);
         let failed = Arc::new(OnceLock::new());
         let writer = Writer {
-            store,
+            store: store.clone(),
             head,
             durable: durable_tx,
             failed: failed.clone(),
@@ -357,6 +362,7 @@ impl Ledger {
         Ok((
             Ledger {
                 tx,
+                store,
                 durable,
                 failed,
                 checkpoint,
@@ -371,11 +377,14 @@ impl Ledger {
         *self.durable.borrow()
     }
 
-    /// Why the ledger stopped accepting writes, if it did.
+    /// Why the ledger does not accept writes now, if it does not: it stopped after a store
+    /// failure (until a restart), or the disk is below its free-space reserve (until space
+    /// is freed).
     pub fn failure(&self) -> Option<String> {
-        self.failed
-            .get()
-            .map(|e| format!("fsync failed: {e}; restart the node"))
+        if let Some(e) = self.failed.get() {
+            return Some(format!("the store failed: {e}; restart the node"));
+        }
+        self.store.check_space().err().map(|e| e.to_string())
     }
 
     /// A receiver that changes whenever more becomes durable (used by long polls).

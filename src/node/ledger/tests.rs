@@ -272,7 +272,7 @@ fn only_the_nodes_own_failures_are_worth_retrying() {
     };
     for (e, retryable) in [
         (LedgerError::OutboxFull(center()), true),
-        (LedgerError::NotWritten(sync()), true),
+        (LedgerError::StorageFull(sync()), true),
         (LedgerError::Halted(sync()), true),
         (LedgerError::Stopped, true),
         (LedgerError::Storage(corrupt), false),

@@ -90,22 +90,60 @@ const SEGMENT_BYTES: usize = 8 << 20;
 const FOLD_MIN: usize = 512;
 
 /// What the store may use: the named, documented knobs of `[storage]` in the config.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
     /// sled's page cache, bytes.
     pub cache_bytes: u64,
     /// The overlay of deferred writes turns over above this many bytes (it holds at most
     /// about twice this; see [`deferred`]).
     pub overlay_bytes: usize,
+    /// Free space on the store's file system below which [`Store::check_space`] refuses
+    /// writes, so the engine never meets a full disk in the middle of a batch.
+    pub reserve_bytes: u64,
+    /// Tests only: faults to inject at this interface.
+    pub faults: Faults,
 }
 
-impl Default for StoreOptions {
-    fn default() -> StoreOptions {
+impl StoreOptions {
+    /// The defaults `[storage]` documents: 32 MiB cache, 8 MiB overlay, 64 MiB reserve.
+    pub fn defaults() -> StoreOptions {
         StoreOptions {
             cache_bytes: 32 << 20,
             overlay_bytes: 8 << 20,
+            reserve_bytes: 64 << 20,
+            faults: Faults::default(),
         }
     }
+}
+
+/// Faults injected at the store interface, for tests of the write path's failure handling
+/// (`[storage] danger_fail_apply_at` / `danger_fail_sync_at`). Counting starts at 1 with the
+/// first [`Store::apply`] (or [`Store::sync`]) after open.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// This apply fails after making the first half of its batch visible, as sled's
+    /// `apply_batch` would if an insert failed halfway: it applies key by key.
+    pub fail_apply_at: Option<u64>,
+    /// This sync fails (as an fsync that reports EIO).
+    pub fail_sync_at: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct FaultCounters {
+    plan: Faults,
+    applies: std::sync::atomic::AtomicU64,
+    syncs: std::sync::atomic::AtomicU64,
+}
+
+impl FaultCounters {
+    fn hit(counter: &std::sync::atomic::AtomicU64, at: Option<u64>) -> bool {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        at == Some(n)
+    }
+}
+
+fn injected(what: &str) -> std::io::Error {
+    std::io::Error::other(format!("{what} (fault injected for a test)"))
 }
 
 /// What went wrong in the store. None of these is the client's fault.
@@ -130,6 +168,25 @@ pub enum StoreError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The file system holding the store has less free space than the configured reserve:
+    /// nothing was written. Writes resume by themselves once space is freed.
+    #[error("only {available} bytes free for {path}, below the reserve of {reserve} bytes; free disk space")]
+    Full {
+        /// The data directory.
+        path: PathBuf,
+        /// Bytes available to the node.
+        available: u64,
+        /// The configured reserve.
+        reserve: u64,
+    },
+    /// The free space could not be read.
+    #[error("cannot read the free space of {path}: {source}")]
+    Space {
+        /// The data directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// A stored record failed verification: it is not served.
     #[error("stored {family} record {key} is corrupt: {source}")]
     Corrupt {
@@ -146,8 +203,11 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    dir: PathBuf,
     data_file: PathBuf,
     overlay: Arc<Overlay>,
+    reserve_bytes: u64,
+    faults: Arc<FaultCounters>,
 }
 
 impl std::fmt::Debug for Store {
@@ -161,7 +221,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (creating if needed) the store in `dir`, with the default options.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        Store::open_with(dir, StoreOptions::default())
+        Store::open_with(dir, StoreOptions::defaults())
     }
 
     /// Opens (creating if needed) the store in `dir`, and replays the journal records of
@@ -184,8 +244,14 @@ impl Store {
         let overlay = Arc::new(Overlay::new(options.overlay_bytes));
         let store = Store {
             db,
+            dir: dir.to_owned(),
             data_file: dir.join("db"),
             overlay,
+            reserve_bytes: options.reserve_bytes,
+            faults: Arc::new(FaultCounters {
+                plan: options.faults,
+                ..FaultCounters::default()
+            }),
         };
         let replayed = store
             .overlay
@@ -238,33 +304,72 @@ impl Store {
 
     fn apply_folding(&self, writes: WriteSet, fold_max: usize) -> Result<(), StoreError> {
         let WriteSet {
-            mut batch,
+            primary_ops: mut ops,
             deferred,
             drop_pieces,
             ..
         } = writes;
         for id in drop_pieces {
             for item in self.db.scan_prefix(pieces::prefix(&id)) {
-                batch.remove(item?.0);
+                ops.push((item?.0.to_vec(), None));
             }
         }
         let plan = self.overlay.plan(deferred, fold_max);
+        let mut batch = sled::Batch::default();
+        let mut put = |k: &[u8], v: Option<&[u8]>| match v {
+            Some(v) => batch.insert(k, v),
+            None => batch.remove(k),
+        };
+        let fault = FaultCounters::hit(&self.faults.applies, self.faults.plan.fail_apply_at);
+        if fault {
+            // Make the first half visible, then fail: what sled's key-by-key apply leaves
+            // when an insert fails halfway.
+            for (k, v) in &ops[..ops.len() / 2] {
+                put(k, v.as_deref());
+            }
+            self.db.apply_batch(batch)?;
+            return Err(StoreError::Engine(sled::Error::Io(injected(
+                "apply failed halfway",
+            ))));
+        }
+        for (k, v) in &ops {
+            put(k, v.as_deref());
+        }
         for (k, v) in &plan.journal {
-            batch.insert(k.as_slice(), v.as_slice());
+            put(k, Some(v));
         }
         for (k, v) in &plan.fold {
-            match v {
-                Some(v) => batch.insert(k.as_slice(), v.as_slice()),
-                None => batch.remove(k.as_slice()),
-            }
+            put(k, v.as_deref());
         }
         if let Some((from, to)) = &plan.drop_journal {
             for item in self.db.range(from.as_slice()..to.as_slice()) {
-                batch.remove(item?.0);
+                put(&item?.0, None);
             }
         }
         self.db.apply_batch(batch)?;
         self.overlay.commit(plan);
+        Ok(())
+    }
+
+    /// Refuses with [`StoreError::Full`] when the store's file system has less free space
+    /// than the reserve. The ledger asks before every group that writes, so a full disk
+    /// stops writes before the engine meets it (no batch is ever cut short by ENOSPC in
+    /// the normal course), and writes resume by themselves when space comes back.
+    pub fn check_space(&self) -> Result<(), StoreError> {
+        if self.reserve_bytes == 0 {
+            return Ok(());
+        }
+        let available = fs2::available_space(&self.dir).map_err(|source| StoreError::Space {
+            path: self.dir.clone(),
+            source,
+        })?;
+        if available < self.reserve_bytes {
+            return Err(StoreError::Full {
+                path: self.dir.clone(),
+                available,
+                reserve: self.reserve_bytes,
+            });
+        }
         Ok(())
     }
 
@@ -276,11 +381,14 @@ impl Store {
 
     /// Makes everything applied so far durable: sled's flush, then an fsync of its data file.
     pub fn sync(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
         let sync_err = |source| StoreError::Sync {
             path: self.data_file.clone(),
             source,
         };
+        if FaultCounters::hit(&self.faults.syncs, self.faults.plan.fail_sync_at) {
+            return Err(sync_err(injected("fsync failed")));
+        }
+        self.db.flush()?;
         File::open(&self.data_file)
             .and_then(|f| f.sync_all())
             .map_err(sync_err)

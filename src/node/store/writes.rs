@@ -31,7 +31,7 @@ use crate::core::wire::Receipt;
 #[derive(Default)]
 pub struct WriteSet {
     /// Writes to primary families, in order.
-    pub(super) batch: sled::Batch,
+    pub(super) primary_ops: Vec<Op>,
     /// Writes to deferred families, in order.
     pub(super) deferred: Vec<Op>,
     /// Messages whose stored pieces are to be dropped (their record was rewritten small).
@@ -185,7 +185,7 @@ impl WriteSet {
             self.deferred.push((k, Some(v)));
         } else {
             self.primary += 1;
-            self.batch.insert(k, v);
+            self.primary_ops.push((k, Some(v)));
         }
     }
     fn remove(&mut self, k: Vec<u8>) {
@@ -194,7 +194,7 @@ impl WriteSet {
             self.deferred.push((k, None));
         } else {
             self.primary += 1;
-            self.batch.remove(k);
+            self.primary_ops.push((k, None));
         }
     }
 }
