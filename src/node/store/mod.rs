@@ -208,7 +208,12 @@ pub struct Store {
     overlay: Arc<Overlay>,
     reserve_bytes: u64,
     faults: Arc<FaultCounters>,
+    /// The folder's change stamp when it was last fsynced (see `sync_dir_if_changed`).
+    dir_synced: Arc<std::sync::Mutex<Option<DirStamp>>>,
 }
+
+/// A folder's (ctime, ctime ns, mtime, mtime ns).
+type DirStamp = (i64, i64, i64, i64);
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -252,6 +257,7 @@ impl Store {
                 plan: options.faults,
                 ..FaultCounters::default()
             }),
+            dir_synced: Arc::default(),
         };
         let replayed = store
             .overlay
@@ -388,10 +394,42 @@ impl Store {
         if FaultCounters::hit(&self.faults.syncs, self.faults.plan.fail_sync_at) {
             return Err(sync_err(injected("fsync failed")));
         }
+        self.sync_dir_if_changed()?;
         self.db.flush()?;
         File::open(&self.data_file)
             .and_then(|f| f.sync_all())
             .map_err(sync_err)
+    }
+
+    /// fsyncs the store's folder if an entry in it changed since the last time. sled writes
+    /// a snapshot of its page table now and then (`snap.*`: written, fsynced, renamed into
+    /// place, older ones removed) without syncing the folder, and may then reuse log
+    /// segments the new snapshot no longer needs. Syncing the folder *before* the flush
+    /// that makes such reused segments durable keeps the snapshot they rely on durable
+    /// first. The folder's change time tells whether anything happened (a stat, not an
+    /// fsync, per group).
+    fn sync_dir_if_changed(&self) -> Result<(), StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        let dir_err = |source| StoreError::Sync {
+            path: self.dir.clone(),
+            source,
+        };
+        let meta = std::fs::metadata(&self.dir).map_err(dir_err)?;
+        let stamp = (
+            meta.ctime(),
+            meta.ctime_nsec(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+        );
+        let mut synced = self.dir_synced.lock().expect("dir stamp lock");
+        if *synced == Some(stamp) {
+            return Ok(());
+        }
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(dir_err)?;
+        *synced = Some(stamp);
+        Ok(())
     }
 
     /// Reads and verifies the record of `family` stored under `id`.
