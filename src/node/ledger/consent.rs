@@ -134,7 +134,7 @@ impl Writer {
         );
         g.writes.put_audit(&entry);
         self.put_consent(&local, g);
-        self.withhold_under(actor, &local.id, &reason, g)?;
+        self.withhold_under(actor, &local, &reason, g)?;
         Ok(())
     }
 

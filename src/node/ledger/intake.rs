@@ -9,8 +9,9 @@
 //!   held already answers with its original receipt facts and stays in the inbox once;
 //! - a push for a full outbox is refused before anything is written;
 //! - a message is taken only if its consent covers it (`consent.rs`), and then in one write
-//!   with its delivery record, its inbox or outbox entry, its audit entry, its place under
-//!   its consent (`g`) and in the retention queue (`e`), and its referral's lifecycle.
+//!   with its inbox or outbox entry, its audit entry (and through it its place in the index
+//!   by subject, where a withdrawal finds it), its place in the retention queue (`e`), and
+//!   its referral's lifecycle.
 
 use ring::digest::{Context, SHA256};
 use time::OffsetDateTime;
@@ -297,9 +298,9 @@ impl Writer {
         Ok(Some((r.from, r.body_sha256, at)))
     }
 
-    /// Writes a new message: record, delivery record, inbox or outbox entry, audit entry,
-    /// its place under its consent and in the retention queue, and the referral's lifecycle
-    /// if it is a status update.
+    /// Writes a new message: record (with its queue position), inbox or outbox entry, audit
+    /// entry, its place in the retention queue, and the referral's lifecycle if it is a
+    /// status update.
     fn take(
         &mut self,
         actor: &Identity,
@@ -336,9 +337,8 @@ impl Writer {
         let delivery = DeliveryRecord::new(entry.seq, peer);
         g.writes.put_message(m.record.with_seq(entry.seq));
         g.writes.put_audit(&entry);
-        // Where a withdrawal finds it, and when its retention ends (counted from now).
-        g.writes
-            .put_under_consent(&entry.consent_id, entry.seq, &m.id);
+        // When its retention ends (counted from now). A withdrawal finds it through the
+        // audit entry's subject (`withhold_under`).
         let end = retention.end(g.now).unix_timestamp().max(0) as u64;
         g.writes.put_retention(end, entry.seq, &m.id);
         g.under_consent

@@ -93,27 +93,38 @@ impl Writer {
         g.writes.put_audit(&entry);
         // In the same write: nothing under it is pulled or forwarded from here on, and the
         // other centers it names are told.
-        self.withhold_under(&actor, id, &reason, g)?;
+        self.withhold_under(&actor, &c, &reason, g)?;
         self.notify(&c, g);
         Ok(c)
     }
 
-    /// Erases the payload of every message held under consent `consent_id`, and withholds
-    /// those not yet pulled (out of their inbox or outbox). `reason` goes into each record
-    /// and audit entry.
+    /// Erases the payload of every message held under `consent`, and withholds those not
+    /// yet pulled (out of their inbox or outbox). `reason` goes into each record and audit
+    /// entry.
+    ///
+    /// The messages are found through the audit index by subject (the consent's): every
+    /// message this node took has an `accepted` or `received` entry naming its subject and
+    /// consent. No index by consent is kept, since it would cost a key per message for an
+    /// event as rare as a withdrawal.
     pub(super) fn withhold_under(
         &mut self,
         actor: &Identity,
-        consent_id: &str,
+        consent: &ConsentRecord,
         reason: &str,
         g: &mut Group,
     ) -> Result<usize, LedgerError> {
-        let mut held: Vec<MessageId> = self
-            .store
-            .messages_under(consent_id)
-            .map(|e| e.map(|q| q.id))
-            .collect::<Result<_, _>>()?;
-        if let Some(here) = g.under_consent.get(consent_id) {
+        let mut held: Vec<MessageId> = Vec::new();
+        for entry in self.store.audit_for_subject(&consent.subject) {
+            let entry = entry?;
+            if entry.consent_id == consent.id
+                && matches!(entry.action, Action::Accepted | Action::Received)
+            {
+                if let Some(id) = MessageId::parse(&entry.message_id) {
+                    held.push(id);
+                }
+            }
+        }
+        if let Some(here) = g.under_consent.get(&consent.id) {
             held.extend(here.iter().map(|(_, id)| id.clone()));
         }
         let mut n = 0;

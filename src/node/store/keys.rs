@@ -25,7 +25,6 @@ pub(super) const CHECKPOINT: u8 = b'c';
 pub(super) const PEER_CHECKPOINT: u8 = b'p';
 pub(super) const CONSENT: u8 = b'k';
 pub(super) const BY_SUBJECT: u8 = b'u';
-pub(super) const BY_CONSENT: u8 = b'g';
 pub(super) const RETENTION: u8 = b'e';
 pub(super) const NOTICE: u8 = b'n';
 pub(super) const WITHHELD_REPORT: u8 = b'w';
@@ -37,10 +36,7 @@ pub(super) const PIECE: u8 = b'b';
 /// True for the families whose writes are deferred (see [`super::deferred`]): the delivery
 /// state and every index, all of which the overlay shadows until they are folded in.
 pub(super) fn is_deferred(family: u8) -> bool {
-    matches!(
-        family,
-        DELIVERY | INBOX | OUTBOX | BY_CONSENT | RETENTION | BY_SUBJECT
-    )
+    matches!(family, DELIVERY | INBOX | OUTBOX | RETENTION | BY_SUBJECT)
 }
 
 /// Setting present once every audit entry is in the subject index.

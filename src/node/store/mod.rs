@@ -2,26 +2,34 @@
 //! replaced by a replicated engine without touching the rest of the node.
 //!
 //! Layout: one sled tree, key families separated by a one-byte prefix. One tree because a
-//! sled `Batch` is atomic within a tree, which is exactly the guarantee a push needs (message,
-//! delivery state, inbox entry and audit entry land together or not at all), and it is far
-//! cheaper than sled's cross-tree transactions.
+//! sled `Batch` is atomic within a tree, which is exactly the guarantee a push needs (its
+//! record, its audit entry and the journal record of its deferred writes land together or
+//! not at all), and it is far cheaper than sled's cross-tree transactions.
+//!
+//! The families marked *deferred* are written through the overlay and the journal (`j`) and
+//! folded into the tree in bulk ([`deferred`]); every read of them goes through the overlay
+//! first. A `d` record exists only once a message's delivery state changed; until then the
+//! message record's `seq` and `peer` say where it is. Stores written before this layout may
+//! hold `g` keys (an index by consent, no longer kept: a withdrawal finds messages through
+//! `u`); nothing reads them.
 //!
 //! | prefix | key                                  | value                 |
 //! |--------|--------------------------------------|-----------------------|
 //! | `m`    | message id                           | [`MessageRecord`]     |
-//! | `d`    | message id                           | [`DeliveryRecord`]    |
-//! | `i`    | recipient agency, `0x00`, seq (BE)   | message id            |
+//! | `b`    | message id, `0x00`, piece (BE)       | a piece of a large `m` value ([`pieces`]) |
+//! | `d`    | message id                           | [`DeliveryRecord`] (deferred) |
+//! | `i`    | recipient agency, `0x00`, seq (BE)   | message id (deferred) |
 //! | `a`    | audit seq (BE)                       | [`AuditEntry`]        |
-//! | `o`    | peer center, `0x00`, seq (BE)        | message id            |
+//! | `o`    | peer center, `0x00`, seq (BE)        | message id (deferred) |
 //! | `r`    | message id                           | [`Receipt`]           |
 //! | `s`    | setting name                         | e.g. [`DirectorySeen`]|
 //! | `x`    | message id                           | empty: dead-lettered  |
 //! | `c`    | chain length (BE)                    | own [`Checkpoint`]    |
 //! | `p`    | peer center                          | its latest [`Checkpoint`] |
 //! | `k`    | consent id                           | [`ConsentRecord`]     |
-//! | `u`    | subject, `0x00`, audit seq (BE)      | empty: index of `a` by subject |
-//! | `g`    | consent id, `0x00`, seq (BE)         | message id: messages under a consent |
-//! | `e`    | retention end (unix s, BE), seq (BE) | message id: payloads to purge, by when |
+//! | `u`    | subject, `0x00`, audit seq (BE)      | empty: index of `a` by subject (deferred) |
+//! | `e`    | retention end (unix s, BE), seq (BE) | message id: payloads to purge, by when (deferred) |
+//! | `j`    | group (BE), chunk (BE)               | journal record of a group's deferred writes |
 //! | `n`    | peer center, `0x00`, consent id      | empty: a consent change to tell that center |
 //! | `w`    | peer center, `0x00`, message id      | [`Erasure`]: tell that (origin) center its message was withheld here |
 //!
@@ -35,12 +43,14 @@
 //! Durability: [`Store::apply`] makes a write set visible atomically but not durable;
 //! [`Store::sync`] makes everything applied so far durable. sled's own `flush` ends in
 //! `sync_file_range` on Linux, which does not persist file metadata (e.g. the file's new
-//! length), so `sync` follows it with an explicit `fsync` of sled's data file. Values stay
-//! below sled's blob threshold (the body limit in `config` is capped for that), so no part of
-//! a commit lives in a separate blob file that this fsync would miss.
+//! length), so `sync` follows it with an explicit `fsync` of sled's data file (and, when an
+//! entry of sled's folder changed, of the folder first). No value exceeds
+//! [`pieces::PIECE_BYTES`], so no part of a commit lives in a separate blob file that this
+//! fsync would miss ([`pieces`]). The whole argument is in ARCHITECTURE.md § Crash safety.
 //!
 //! One file per concept, each an `impl Store` block or the types it reads and writes:
-//! `keys` (the families above and how their keys are built), `records` (the values),
+//! `keys` (the families above and how their keys are built), `deferred` (the overlay and
+//! the journal), `pieces` (large records), `records` (the values),
 //! `record` (their byte format), `writes` ([`WriteSet`]), `lookups` (point reads), `queues`
 //! (scans of the queues and indexes), `audit` (the chain, its subject index and
 //! checkpoints), `reports` (the privacy officer's queries). This file holds the store

@@ -1,5 +1,5 @@
 //! Ordered scans of the queues and indexes that point at messages: the inboxes (`i`) and
-//! outboxes (`o`), the messages under a consent (`g`), scheduled purges (`e`), consent
+//! outboxes (`o`), scheduled purges (`e`), consent
 //! notices (`n`) and withheld reports (`w`) owed to a peer, and the dead letters (`x`).
 //!
 //! Invariants kept here:
@@ -9,8 +9,8 @@
 //!   skipped: a queue never silently loses a message.
 
 use super::keys::{
-    key, queue_key, queue_prefix, retention_key, BY_CONSENT, DEAD, INBOX, NOTICE, OUTBOX,
-    RETENTION, WITHHELD_REPORT,
+    key, queue_key, queue_prefix, retention_key, DEAD, INBOX, NOTICE, OUTBOX, RETENTION,
+    WITHHELD_REPORT,
 };
 use super::records::{Erasure, QueueEntry};
 use super::{decode_at, RecordError, Store, StoreError};
@@ -56,14 +56,6 @@ impl Store {
             *lengths.entry(peer).or_insert(0) += 1;
         }
         Ok(lengths)
-    }
-
-    /// The messages this node holds under consent `consent_id`, in acceptance order.
-    pub fn messages_under(
-        &self,
-        consent_id: &str,
-    ) -> impl Iterator<Item = Result<QueueEntry, StoreError>> + '_ {
-        self.queue("consent index", queue_prefix(BY_CONSENT, consent_id), None)
     }
 
     /// Scheduled purges due at or before `now` (unix seconds): (end, seq, message).

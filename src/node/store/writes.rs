@@ -15,8 +15,8 @@ use super::deferred::Op;
 use super::keys::is_deferred;
 use super::keys::{
     inbox_key, key, notice_key, outbox_key, queue_key, queue_prefix, report_key, retention_key,
-    AUDIT, BY_CONSENT, BY_SUBJECT, CHECKPOINT, CONSENT, DEAD, DELIVERY, DIRECTORY_SEEN,
-    PEER_CHECKPOINT, RECEIPT, SETTING,
+    AUDIT, BY_SUBJECT, CHECKPOINT, CONSENT, DEAD, DELIVERY, DIRECTORY_SEEN, PEER_CHECKPOINT,
+    RECEIPT, SETTING,
 };
 use super::pieces;
 use super::record;
@@ -129,11 +129,6 @@ impl WriteSet {
     /// Stores a consent (registered or changed).
     pub fn put_consent(&mut self, consent: &ConsentRecord) {
         self.put(key(CONSENT, consent.id.as_bytes()), record::encode(consent));
-    }
-    /// Indexes message `id` (queue position `seq`) under the consent it cites.
-    pub fn put_under_consent(&mut self, consent_id: &str, seq: u64, id: &MessageId) {
-        let k = queue_key(&queue_prefix(BY_CONSENT, consent_id), seq);
-        self.put(k, id.as_str().as_bytes().to_vec());
     }
     /// Schedules the purge of message `id`'s payload at `end` (unix seconds).
     pub fn put_retention(&mut self, end: u64, seq: u64, id: &MessageId) {
