@@ -97,10 +97,10 @@ struct RawStorage {
 
 /// Default `storage.cache_mb`: sled's page cache. The working set (recent messages, inbox
 /// heads, the audit tail, index leaves) fits; older records are read from the file.
-pub const CACHE_MB_DEFAULT: u64 = 32;
+pub const CACHE_MB_DEFAULT: u64 = 16;
 /// Default `storage.overlay_mb`: deferred index and delivery writes held in memory before
 /// they are folded into the store (at most about twice this is held).
-pub const OVERLAY_MB_DEFAULT: u64 = 8;
+pub const OVERLAY_MB_DEFAULT: u64 = 4;
 /// Default `storage.reserve_mb`: writes are refused (507) while the data directory's file
 /// system has less free space than this, and resume by themselves when it has more.
 pub const RESERVE_MB_DEFAULT: u64 = 64;

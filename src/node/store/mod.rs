@@ -99,6 +99,9 @@ const SEGMENT_BYTES: usize = 8 << 20;
 /// generation is folded long before the newer one fills (a group folds twice what it adds).
 const FOLD_MIN: usize = 512;
 
+/// Deferred writes folded per batch when everything is folded at a clean stop.
+const FOLD_AT_STOP: usize = 4096;
+
 /// What the store may use: the named, documented knobs of `[storage]` in the config.
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
@@ -304,15 +307,14 @@ impl Store {
     /// replays nothing (a clean stop; see [`deferred`]). Only the ledger's writer calls it,
     /// as it is the overlay's only writer.
     pub fn fold_all(&self) -> Result<usize, StoreError> {
-        let mut folded = 0;
+        let (folded, _) = self.overlay.size();
         loop {
             self.overlay.freeze_now();
-            let (pending, _) = self.overlay.size();
-            if pending == 0 {
+            if self.overlay.size().0 == 0 {
                 break;
             }
-            folded += pending;
-            self.apply_folding(WriteSet::new(), usize::MAX)?;
+            // In slices: one batch of everything would hold it all in memory twice over.
+            self.apply_folding(WriteSet::new(), FOLD_AT_STOP)?;
         }
         self.sync()?;
         Ok(folded)
