@@ -49,8 +49,8 @@ checkpoint_interval_s = 60        # … and at least this often while it grows
 [storage]
 data_key = "data.key"             # AES-256 key sealing payloads at rest (64 hex digits)
 old_data_keys = []                # earlier keys, kept to open older payloads
-# cache_mb = 32                   # sled's page cache
-# overlay_mb = 8                  # deferred index writes held in memory (at most ~2x)
+# cache_mb = 16                   # sled's page cache
+# overlay_mb = 4                  # deferred index writes held in memory (at most ~2x)
 # reserve_mb = 64                 # below this much free disk, writes get 507 until freed
 "#
     );

@@ -118,11 +118,11 @@ pub struct StoreOptions {
 }
 
 impl StoreOptions {
-    /// The defaults `[storage]` documents: 32 MiB cache, 8 MiB overlay, 64 MiB reserve.
+    /// The defaults `[storage]` documents: 16 MiB cache, 4 MiB overlay, 64 MiB reserve.
     pub fn defaults() -> StoreOptions {
         StoreOptions {
-            cache_bytes: 32 << 20,
-            overlay_bytes: 8 << 20,
+            cache_bytes: 16 << 20,
+            overlay_bytes: 4 << 20,
             reserve_bytes: 64 << 20,
             faults: Faults::default(),
         }
