@@ -118,12 +118,13 @@ pub struct StoreOptions {
 }
 
 impl StoreOptions {
-    /// The defaults `[storage]` documents: 16 MiB cache, 4 MiB overlay, 64 MiB reserve.
+    /// The defaults `[storage]` documents (`config::CACHE_MB_DEFAULT` and its neighbours).
     pub fn defaults() -> StoreOptions {
+        use crate::config::{CACHE_MB_DEFAULT, OVERLAY_MB_DEFAULT, RESERVE_MB_DEFAULT};
         StoreOptions {
-            cache_bytes: 16 << 20,
-            overlay_bytes: 4 << 20,
-            reserve_bytes: 64 << 20,
+            cache_bytes: CACHE_MB_DEFAULT << 20,
+            overlay_bytes: (OVERLAY_MB_DEFAULT << 20) as usize,
+            reserve_bytes: RESERVE_MB_DEFAULT << 20,
             faults: Faults::default(),
         }
     }
