@@ -145,6 +145,10 @@ async fn sigkill_under_concurrent_load_loses_no_accepted_message() {
     const CYCLES: usize = 3;
     const CLIENTS: usize = 8;
     let fed = Federation::new();
+    // The smallest overlay: deferred writes turn over and are folded into the store many
+    // times per cycle, so the kill lands mid-fold as well as with writes only in the
+    // journal (see `store::deferred`).
+    fed.set_option("suwon", "storage", "overlay_mb", "1");
     let mut node = fed.start("suwon");
     let referral = fed.example("referral");
     let mut attempted = HashSet::new();

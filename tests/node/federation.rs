@@ -403,6 +403,10 @@ async fn messages_from_one_sender_arrive_in_the_order_they_were_accepted() {
 async fn crashes_of_either_node_lose_nothing_and_duplicate_nothing() {
     let fed = three_centers();
     let (recipient, center) = remote_recipient(&fed);
+    // The smallest overlay on both: outbox, inbox and delivery writes are folded into the
+    // stores many times during the stream, so the kills land mid-fold too.
+    fed.set_option("suwon", "storage", "overlay_mb", "1");
+    fed.set_option(&center, "storage", "overlay_mb", "1");
     let mut a = fed.start("suwon");
     let mut b = fed.start(&center);
     let ids = numbered("ref-crash", 10_000);

@@ -583,3 +583,6 @@ fn decode_at<T: serde::de::DeserializeOwned>(
         source,
     })
 }
+
+#[cfg(test)]
+mod tests;
