@@ -12,7 +12,9 @@
 //!
 //! Many deferred writes never reach the tree at all: a delivery record rewritten by a pull
 //! and an ack, an inbox entry removed by the ack, an outbox entry removed when the peer
-//! signs its receipt — the overlay keeps only the last write of each key.
+//! signs its receipt — the overlay keeps only the last write of each key, and forgets a
+//! write-once key (inbox, outbox, retention and subject entries) removed before it was
+//! folded, so scans do not step over tombstones.
 //!
 //! Invariants kept here (the argument is in ARCHITECTURE.md § Crash safety):
 //! - a group's journal record is in the same sled batch as its primary writes, so after a
@@ -33,7 +35,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 
-use super::keys::{key, JOURNAL};
+use super::keys::{is_write_once, key, JOURNAL};
 use super::record::RecordError;
 use super::StoreError;
 
@@ -260,7 +262,18 @@ impl Overlay {
 
 /// Puts one write into `active`, keeping its byte count: key, value and a fixed overhead
 /// per entry; a rewrite of a key changes only the value's part.
+///
+/// The removal of a write-once key whose write is still in `active` drops the entry: that
+/// key was never folded (only `frozen` is), so no copy of it exists in the tree.
 fn insert(st: &mut State, k: Vec<u8>, v: Option<Vec<u8>>) {
+    if v.is_none() && is_write_once(k[0]) {
+        if let Some(Some(old)) = st.active.get(&k) {
+            let freed = k.len() + old.len() + ENTRY_OVERHEAD;
+            st.active_bytes = st.active_bytes.saturating_sub(freed);
+            st.active.remove(&k);
+            return;
+        }
+    }
     let new_len = v.as_ref().map_or(0, Vec::len);
     let key_len = k.len();
     match st.active.insert(k, v) {

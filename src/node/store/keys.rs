@@ -39,6 +39,14 @@ pub(super) fn is_deferred(family: u8) -> bool {
     matches!(family, DELIVERY | INBOX | OUTBOX | RETENTION | BY_SUBJECT)
 }
 
+/// True for the deferred families whose keys are written at most once and then perhaps
+/// removed (each key holds a sequence number): a removal of such a key still in the newest
+/// overlay generation cannot have a copy in the tree, so the overlay simply forgets it
+/// instead of keeping a tombstone that every scan would step over.
+pub(super) fn is_write_once(family: u8) -> bool {
+    matches!(family, INBOX | OUTBOX | RETENTION | BY_SUBJECT)
+}
+
 /// Setting present once every audit entry is in the subject index.
 pub(super) const SUBJECT_INDEX_COMPLETE: &[u8] = b"subject-index";
 
