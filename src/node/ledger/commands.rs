@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use super::group::Group;
 use super::{Accepted, LeaseItem, Ledger, LedgerError, Parties, Received, Submission, Writer};
-use crate::core::audit::Checkpoint;
+use crate::core::audit::{Checkpoint, Evidence, Link};
 use crate::core::consent::{ConsentRecord, ConsentStatus, StatusChange};
 use crate::core::identity::{AgencyId, CenterId, Identity, OfficerId};
 use crate::core::message::MessageId;
@@ -173,15 +173,30 @@ impl Ledger {
         self.call(|w, g| Ok(w.request_checkpoint(g))).await
     }
 
-    /// Keeps `peer`'s checkpoint (its signature already checked against the directory) if
-    /// it follows the one kept before; otherwise the peer rolled back or rewrote its log,
-    /// and the error says how (the earlier checkpoint stays as evidence).
-    pub async fn peer_checkpoint(
+    /// Takes what `peer` sent of its checkpoints (`links`, oldest first: those after the
+    /// one this node said it holds; then `latest`, its newest; signatures already checked
+    /// against the directory): keeps the newest that extends the one held, and says how
+    /// `latest` relates to it. A contradiction (the peer rolled back, rewrote or forked its
+    /// log) is the error; the held checkpoint stays, and the pair is kept as evidence.
+    pub async fn peer_checkpoints(
         &self,
         peer: CenterId,
-        checkpoint: Checkpoint,
+        links: Vec<Checkpoint>,
+        latest: Checkpoint,
+    ) -> Result<Link, LedgerError> {
+        self.call(move |w, g| w.peer_checkpoints(peer, links, latest, g))
+            .await
+    }
+
+    /// Keeps the evidence `peer` reported holding against this node: those pieces that
+    /// hold two of this node's own checkpoints that contradict each other. Returns how
+    /// many were new.
+    pub async fn reported_evidence(
+        &self,
+        peer: CenterId,
+        evidence: Vec<Evidence>,
     ) -> Result<usize, LedgerError> {
-        self.call(move |w, g| w.peer_checkpoint(peer, checkpoint, g))
+        self.call(move |w, g| w.reported_evidence(&peer, evidence, g))
             .await
     }
 

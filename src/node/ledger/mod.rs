@@ -44,6 +44,7 @@
 //!   written. Records, audit entries and the group's time stay text (`String`): they are
 //!   what is stored and hashed.
 
+mod anchor;
 mod checkpoints;
 mod commands;
 mod consent;
@@ -69,6 +70,8 @@ use crate::core::time::Timestamp;
 use crate::node::clock::Clock;
 use crate::node::store::{DeliveryState, MessageRecord, Store, StoreError};
 
+pub use self::anchor::{Anchor, AnchorError, Unextended, ANCHOR_FILE};
+pub use self::checkpoints::EVIDENCE_PER_PEER_MAX;
 use self::commands::Command;
 pub use self::intake::Submission;
 pub use self::withdrawal::{purge_every, PURGE_BATCH};
@@ -269,6 +272,8 @@ pub struct CheckpointPolicy {
     /// A checkpoint at least every this many entries (more often on request, see
     /// [`Ledger::checkpoint`]).
     pub every: u64,
+    /// Where the newest checkpoint is kept outside the store (see `anchor`).
+    pub anchor: Anchor,
 }
 
 impl std::fmt::Debug for CheckpointPolicy {
@@ -276,6 +281,7 @@ impl std::fmt::Debug for CheckpointPolicy {
         f.debug_struct("CheckpointPolicy")
             .field("node", &self.node)
             .field("every", &self.every)
+            .field("anchor", &self.anchor)
             .finish_non_exhaustive()
     }
 }
@@ -291,6 +297,10 @@ pub enum StartError {
         "the audit log is damaged: {0}; run `plusgate audit verify --config FILE` for details"
     )]
     Chain(#[from] audit::ChainError),
+    /// The chain does not extend the newest checkpoint this node issued, or the anchor that
+    /// keeps it is unusable.
+    #[error(transparent)]
+    Anchor(#[from] AnchorError),
     /// The OS refused a thread.
     #[error("cannot start the ledger thread: {0}")]
     Thread(std::io::Error),
@@ -316,7 +326,9 @@ impl std::fmt::Debug for Ledger {
 }
 
 impl Ledger {
-    /// Starts the ledger thread over `store`, resuming the audit chain from its last entry.
+    /// Starts the ledger thread over `store`, resuming the audit chain from its last entry,
+    /// after checking that entry against its own hash and, for a node that signs
+    /// checkpoints, that the chain extends the newest checkpoint it issued (`anchor`).
     /// Every time it records is read from `clock`.
     pub fn start(
         store: Store,
@@ -327,8 +339,11 @@ impl Ledger {
             None => Head::GENESIS,
             Some(last) => Head::after(&last)?,
         };
+        let latest = match &options.checkpoints {
+            Some(policy) => anchor::check_at_start(&store, &head, policy)?,
+            None => store.latest_checkpoint()?,
+        };
         let outbox_len = store.outbox_lengths()?;
-        let latest = store.latest_checkpoint()?;
         let indexed = store.ensure_subject_index()?;
         if indexed > 0 {
             tracing::info!(entries = indexed, "built the audit index by subject");
@@ -336,6 +351,7 @@ impl Ledger {
         let (tx, rx) = mpsc::channel(QUEUE_LEN_MAX);
         let (durable_tx, durable) = watch::channel(head.next_seq);
         let (checkpoint_tx, checkpoint) = watch::channel(latest);
+        let anchor = options.checkpoints.as_ref().map(|p| p.anchor.clone());
         let failed = Arc::new(OnceLock::new());
         let writer = Writer {
             store,
@@ -345,7 +361,7 @@ impl Ledger {
             outbox_len,
             outbox_max: options.outbox_max,
             checkpoints: options.checkpoints,
-            checkpoint: checkpoint_tx,
+            checkpoint: anchor::Issued::new(checkpoint_tx, anchor),
             federated_as: options.federated_as,
             consent_cache: HashMap::new(),
             clock: clock.clone(),
@@ -406,8 +422,9 @@ struct Writer {
     outbox_len: BTreeMap<CenterId, usize>,
     outbox_max: usize,
     checkpoints: Option<CheckpointPolicy>,
-    /// The latest durable checkpoint, published after each commit that writes one.
-    checkpoint: watch::Sender<Option<Checkpoint>>,
+    /// The latest durable checkpoint, anchored outside the store and published after each
+    /// commit that writes one; the next checkpoint names it as its `prev`.
+    checkpoint: anchor::Issued,
     /// This node's center when federated: consent changes are then queued as notices for
     /// the other centers a consent names.
     federated_as: Option<CenterId>,

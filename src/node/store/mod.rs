@@ -18,6 +18,7 @@
 //! | `x`    | message id                           | empty: dead-lettered  |
 //! | `c`    | chain length (BE)                    | own [`Checkpoint`]    |
 //! | `p`    | peer center                          | its latest [`Checkpoint`] |
+//! | `f`    | peer center, `0x00`, refused checkpoint's digest | `audit::Evidence`: two of its checkpoints that contradict each other |
 //! | `k`    | consent id                           | [`ConsentRecord`]     |
 //! | `u`    | subject, `0x00`, audit seq (BE)      | empty: index of `a` by subject |
 //! | `g`    | consent id, `0x00`, seq (BE)         | message id: messages under a consent |

@@ -15,7 +15,7 @@ use super::keys::{
 };
 use super::record;
 use super::records::{DeliveryRecord, DirectorySeen, EncodedMessage, Erasure};
-use crate::core::audit::{AuditEntry, Checkpoint};
+use crate::core::audit::{AuditEntry, Checkpoint, Evidence};
 use crate::core::consent::ConsentRecord;
 use crate::core::identity::{AgencyId, CenterId};
 use crate::core::message::MessageId;
@@ -98,6 +98,13 @@ impl WriteSet {
         self.put(
             key(PEER_CHECKPOINT, peer.as_str().as_bytes()),
             record::encode(checkpoint),
+        );
+    }
+    /// Keeps two of `peer`'s checkpoints that contradict each other (see `audit`).
+    pub fn put_peer_evidence(&mut self, peer: &CenterId, evidence: &Evidence) {
+        self.put(
+            super::audit::evidence_key(peer, evidence),
+            record::encode(evidence),
         );
     }
     /// Stores a consent (registered or changed).

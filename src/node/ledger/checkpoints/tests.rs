@@ -1,0 +1,86 @@
+//! Unit tests of `node::ledger::checkpoints`: what the ledger holds of a peer's checkpoints.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use super::*;
+use crate::core::audit::{test_event, Divergence, Head};
+use crate::core::keys::SigningKey;
+use crate::node::clock::ManualClock;
+use crate::node::ledger::{Ledger, LedgerOptions};
+use crate::node::store::Store;
+
+/// The peer's chain grown to `length` entries (entries from `branch` differ from the
+/// honest ones from `from` on) and its checkpoint after `prev`.
+fn signed(key: &SigningKey, length: u64, from: u64, branch: &str, prev: Prev) -> Checkpoint {
+    let mut head = Head::GENESIS;
+    for i in 0..length {
+        let mut e = test_event(i % 60);
+        if i >= from {
+            e.detail = Some(branch.into());
+        }
+        head.append(e);
+    }
+    Checkpoint::sign(key, "gangseo", &head, "2026-11-26T04:00:00.000Z", prev)
+}
+
+#[tokio::test]
+async fn a_peer_checkpoint_that_forks_is_refused_kept_as_evidence_and_the_held_one_stays() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = Store::open(tmp.path()).expect("store");
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let (ledger, _thread) =
+        Ledger::start(store.clone(), LedgerOptions::default(), clock).expect("ledger");
+    let peer = CenterId::parse("gangseo").expect("center");
+    let key = SigningKey::generate().expect("key").0;
+    let c10 = signed(&key, 10, u64::MAX, "", Prev::genesis());
+    let c15 = signed(&key, 15, u64::MAX, "", Prev::of(&c10));
+    let c20 = signed(&key, 20, u64::MAX, "", Prev::of(&c15));
+    // Cut back to 12 entries and its checkpoints to c10; grown again to 25.
+    let x25 = signed(&key, 25, 12, "after the cut", Prev::of(&c10));
+    let keep = |links: Vec<Checkpoint>, latest: &Checkpoint| {
+        ledger.peer_checkpoints(peer.clone(), links, latest.clone())
+    };
+    let held = || store.peer_checkpoint(&peer).expect("read");
+
+    assert_eq!(keep(vec![], &c10).await.expect("first"), Link::Extends);
+    assert_eq!(held(), Some(c10.clone()));
+    // c20 follows c15, not seen yet: nothing kept until it comes along.
+    assert_eq!(keep(vec![], &c20).await.expect("gap"), Link::Gap);
+    assert_eq!(held(), Some(c10.clone()));
+    assert_eq!(
+        keep(vec![c15.clone()], &c20).await.expect("linked"),
+        Link::Extends
+    );
+    assert_eq!(held(), Some(c20.clone()));
+    assert!(store.peer_evidence(&peer).expect("read").is_empty());
+
+    // The cut-back node's checkpoint skips c15 and c20: refused, and kept as evidence.
+    for _ in 0..2 {
+        let refused = keep(vec![], &x25).await.expect_err("forked");
+        assert!(
+            matches!(
+                refused,
+                LedgerError::PeerRollback(Divergence::Forked {
+                    length: 25,
+                    prev: 10,
+                    held: 20,
+                    ..
+                })
+            ),
+            "{refused}"
+        );
+    }
+    assert_eq!(held(), Some(c20.clone()));
+    let evidence = store.peer_evidence(&peer).expect("read");
+    assert_eq!(evidence.len(), 1, "the same checkpoint is kept once");
+    assert_eq!((&evidence[0].held, &evidence[0].refused), (&c20, &x25));
+    assert!(
+        evidence[0].problem.contains("forked"),
+        "{}",
+        evidence[0].problem
+    );
+    assert!(evidence[0].held.verify(&key.public_key()));
+    assert!(evidence[0].refused.verify(&key.public_key()));
+}
