@@ -7,6 +7,9 @@
 //! hash(-1) = 32 zero bytes
 //! ```
 //!
+//! A federated node signs the chain's length and head at checkpoints, which chain too and
+//! by which its peers catch a log that goes back or forks: see [`checkpoint`].
+//!
 //! Architecture invariant: this module is pure (no I/O, no clock). The ledger is the only
 //! writer of the chain; it appends entries in the same atomic write as the change they record.
 
@@ -15,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::hex;
 
-mod checkpoint;
+pub mod checkpoint;
 
 pub use checkpoint::{
     follow, Checkpoint, Contradiction, Divergence, Evidence, Followed, Link, Prev,

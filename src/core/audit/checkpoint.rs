@@ -22,12 +22,18 @@
 //!   needs them (the sender sends them, see `core::wire`) before it can judge.
 //!
 //! Either contradiction is proven by two checkpoints the node signed, which the peer keeps as
-//! [`Evidence`]. So a peer needs to hold only a node's newest checkpoint to catch any later
-//! one that does not extend it.
+//! [`Evidence`]. So the newest checkpoint held is enough to catch any *longer* one that
+//! does not extend it. A *shorter* one is not a rollback by itself (an earlier checkpoint
+//! can arrive late, over the other channel between two nodes); [`follow`] judges it against
+//! the checkpoints held before, which the peer keeps for that (a bounded number): one that
+//! is not among them is not in the node's chain (rolled back), one older than all of them
+//! is passed over until the node's next checkpoint says more.
 //!
 //! Checkpoints signed before they were chained (no `prev`, signature format v1) still
 //! verify; a node that has signed a chained one never goes back to unchained ones
 //! ([`Divergence::Unchained`]). Pure: no I/O, no clock (keys and times are passed in).
+
+use std::collections::BTreeMap;
 
 use ring::digest::{digest, SHA256};
 use serde::{Deserialize, Serialize};
@@ -241,8 +247,8 @@ impl Checkpoint {
 pub enum Link {
     /// It is the one held.
     Held,
-    /// It is older than the one held (a link the sender sent along, which the holder has
-    /// no copy of to compare with).
+    /// It is shorter than the newest one held, and one of those held before it (an earlier
+    /// one that arrived late), or older than any held (nothing to compare it with).
     Older,
     /// It follows the one held (its `prev` names it; or nothing was held yet): it takes the
     /// held one's place.
@@ -257,7 +263,8 @@ pub enum Link {
 /// not change it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Divergence {
-    /// The later checkpoint covers fewer entries.
+    /// The later checkpoint covers fewer entries, and is not one of the node's checkpoints
+    /// held before.
     #[error("node {node} signed a chain of {length} entries, after having signed {earlier} (rolled back)")]
     RolledBack {
         /// The signing node.
@@ -334,6 +341,14 @@ pub struct Evidence {
 }
 
 impl Evidence {
+    /// True if the two checkpoints contradict each other whatever order they were seen in
+    /// (the refused one does not extend the held one, and is no earlier one of it). Their
+    /// signatures are the caller's to check.
+    pub fn proves_itself(&self) -> bool {
+        let held = BTreeMap::from([(self.held.length, self.held.clone())]);
+        follow(&held, &[], &self.refused).outcome.is_err()
+    }
+
     /// `contradiction`, found at `found_at`.
     pub fn of(contradiction: &Contradiction, found_at: &str) -> Evidence {
         Evidence {
@@ -348,50 +363,54 @@ impl Evidence {
 /// What [`follow`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Followed {
-    /// The newest checkpoint that extends the one held (directly or through the links), to
-    /// hold in its place; `None`: nothing new to hold.
-    pub keep: Option<Checkpoint>,
-    /// How the sender's newest checkpoint relates to what is held now ([`Link::Older`]
-    /// never: that is [`Divergence::RolledBack`]), or the first contradiction found.
+    /// The checkpoints that extend the newest one held, each the one before (directly or
+    /// through the links), oldest first: to hold, the last one as the newest.
+    pub keep: Vec<Checkpoint>,
+    /// How the sender's newest checkpoint relates to what is held now, or the first
+    /// contradiction found.
     pub outcome: Result<Link, Contradiction>,
 }
 
 /// Judges what a node sent of its checkpoints: `links` (oldest first: its checkpoints after
-/// the one the holder said it holds) and then `latest`, its newest, each against the newest
-/// one held (`held`, advanced by every one that extends it). Without anything held, the
-/// first one is taken as it is (there is nothing to compare it with). The signatures are
-/// the caller's to check first.
-pub fn follow(held: Option<&Checkpoint>, links: &[Checkpoint], latest: &Checkpoint) -> Followed {
-    let mut tip = held.cloned();
-    let mut keep = None;
+/// the one the holder said it holds) and then `latest`, its newest, each against what is
+/// held of that node (`held`, by length: the checkpoints taken in turn, each extending the
+/// one before, the newest last; the oldest may have been let go). Without anything held,
+/// the first one is taken as it is (there is nothing to compare it with). The signatures
+/// are the caller's to check first.
+///
+/// A checkpoint shorter than the newest one held is not by itself a rollback: it reaches a
+/// node over two channels (the sender's batches and its answers), so an earlier one can
+/// arrive late. It must be one of the checkpoints held; a chained one missing from the
+/// held range (each held one extended the one before, so none is missing honestly) or a
+/// different one of a held length contradicts them. One older than everything held cannot
+/// be judged and is passed over; a node that went back is caught by its next checkpoint.
+pub fn follow(
+    held: &BTreeMap<u64, Checkpoint>,
+    links: &[Checkpoint],
+    latest: &Checkpoint,
+) -> Followed {
+    let mut keep: Vec<Checkpoint> = Vec::new();
     let mut outcome = Ok(Link::Held);
-    for (i, c) in links.iter().chain(std::iter::once(latest)).enumerate() {
-        let is_latest = i == links.len();
-        let Some(t) = &tip else {
-            tip = Some(c.clone());
-            keep = tip.clone();
+    for c in links.iter().chain(std::iter::once(latest)) {
+        let Some(tip) = keep.last().or_else(|| held.values().next_back()) else {
+            keep.push(c.clone());
             outcome = Ok(Link::Extends);
             continue;
         };
-        let judged = match c.follows(t) {
-            Ok(Link::Older) if is_latest => Err(Divergence::RolledBack {
-                node: c.node.clone(),
-                length: c.length,
-                earlier: t.length,
-            }),
+        let judged = match c.follows(tip) {
+            Ok(Link::Older) => older(held, &keep, c, tip),
             judged => judged,
         };
         match judged {
             Ok(Link::Extends) => {
-                tip = Some(c.clone());
-                keep = tip.clone();
+                keep.push(c.clone());
                 outcome = Ok(Link::Extends);
             }
             Ok(link) => outcome = Ok(link),
             Err(divergence) => {
                 let contradiction = Contradiction {
                     divergence,
-                    held: t.clone(),
+                    held: tip.clone(),
                     refused: c.clone(),
                 };
                 return Followed {
@@ -402,6 +421,42 @@ pub fn follow(held: Option<&Checkpoint>, links: &[Checkpoint], latest: &Checkpoi
         }
     }
     Followed { keep, outcome }
+}
+
+/// Judges `c`, shorter than `tip`, against the checkpoints held (`held` and those just
+/// taken, `kept`). The held ones are known to follow one another from the first chained
+/// one on, so a chained checkpoint of a length in that range that is not among them is
+/// not in the node's chain.
+fn older(
+    held: &BTreeMap<u64, Checkpoint>,
+    kept: &[Checkpoint],
+    c: &Checkpoint,
+    tip: &Checkpoint,
+) -> Result<Link, Divergence> {
+    let same_length = kept
+        .iter()
+        .find(|k| k.length == c.length)
+        .or_else(|| held.get(&c.length));
+    let chained_from = held
+        .values()
+        .chain(kept)
+        .find(|k| k.prev.is_some())
+        .map(|k| k.length);
+    match same_length {
+        Some(k) if k.digest() == c.digest() => Ok(Link::Older),
+        Some(_) => Err(Divergence::Rewritten {
+            node: c.node.clone(),
+            length: c.length,
+        }),
+        None if c.prev.is_some() && chained_from.is_some_and(|from| c.length >= from) => {
+            Err(Divergence::RolledBack {
+                node: c.node.clone(),
+                length: c.length,
+                earlier: tip.length,
+            })
+        }
+        None => Ok(Link::Older),
+    }
 }
 
 #[cfg(test)]

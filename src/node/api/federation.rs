@@ -306,16 +306,32 @@ impl Api {
                 tracing::warn!(%node, error = %e, "cannot read the checkpoints to link");
                 (None, Vec::new(), Vec::new())
             });
-        // Keeping the sender's checkpoints is evidence, not part of the hand-over: it is not
-        // waited for (its fsync would delay every batch's answer).
-        if let (Some(checkpoint), Some(peer)) = (checkpoint, self.routing().peer(node)) {
-            let (ledger, node, key) = (self.ledger.clone(), node.clone(), peer.signing_key.clone());
-            tokio::spawn(async move {
-                crate::node::peers::keep_peer_checkpoints(&ledger, &node, &key, links, checkpoint)
-                    .await;
-                crate::node::peers::take_reported_evidence(&ledger, &node, evidence).await;
-            });
-        }
+        // Keeping the sender's checkpoints is evidence, not part of the hand-over: it is
+        // queued before the answer goes out (so the next batch's are judged after these),
+        // but not waited for (its fsync would delay every batch's answer).
+        let queued = match (checkpoint, self.routing().peer(node)) {
+            (Some(checkpoint), Some(peer)) => {
+                let via = crate::node::ledger::Via::Batch;
+                let key = peer.signing_key.clone();
+                crate::node::peers::queue_peer_checkpoints(
+                    &self.ledger,
+                    node,
+                    &key,
+                    via,
+                    links,
+                    checkpoint,
+                )
+                .await
+            }
+            _ => None,
+        };
+        let (ledger, node) = (self.ledger.clone(), node.clone());
+        tokio::spawn(async move {
+            if let Some(queued) = queued {
+                crate::node::peers::report(&node, queued).await;
+            }
+            crate::node::peers::take_reported_evidence(&ledger, &node, evidence).await;
+        });
         let answer = BatchResult {
             results: items,
             checkpoint: latest,

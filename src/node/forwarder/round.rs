@@ -279,8 +279,16 @@ pub(super) async fn record(
             .await?;
     }
     if let Some(c) = handed.checkpoint {
-        crate::node::peers::keep_peer_checkpoints(&ctx.ledger, &peer, &c.key, c.links, c.latest)
-            .await;
+        let via = crate::node::ledger::Via::Answer;
+        crate::node::peers::keep_peer_checkpoints(
+            &ctx.ledger,
+            &peer,
+            &c.key,
+            via,
+            c.links,
+            c.latest,
+        )
+        .await;
     }
     crate::node::peers::take_reported_evidence(&ctx.ledger, &peer, handed.evidence).await;
     if !handed.refused.is_empty() {

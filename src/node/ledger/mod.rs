@@ -18,7 +18,9 @@
 //! One file per concept, each an `impl Writer` block: `commands` (the handle's requests),
 //! `group` (the thread's loop and group commit), `intake` (accept and receive), `consent`
 //! (registration, the check, consents from peers), `withdrawal` (withdrawal, erasure,
-//! notices, retention purge), `outbox`, `leases`, `checkpoints`, `lifecycle`, `queries`.
+//! notices, retention purge), `outbox`, `leases`, `checkpoints`, `anchor` (the newest own
+//! checkpoint outside the store, and the start-up check against it), `lifecycle`,
+//! `queries`.
 //!
 //! Architecture invariants, enforced here:
 //! - A command is answered with success only after its writes are durable.
@@ -32,6 +34,8 @@
 //!   thread, which also records withdrawals: a check and a withdrawal never interleave.
 //! - Readers see an inbox entry only when its sequence number is below the published durable
 //!   sequence number (see `inbox`), so nobody can pull a message that a crash could still undo.
+//! - A federated node starts only on a chain that extends the newest checkpoint it issued,
+//!   which it also keeps outside sled (`anchor`); each checkpoint names the one before it.
 //! - After a failed fsync the ledger refuses all further writes: what is on disk is then
 //!   unknown, and the only safe recovery is a restart, which re-reads what sled persisted.
 //! - Every time the ledger writes is read from its [`Clock`], once per group: the entries
@@ -71,8 +75,9 @@ use crate::node::clock::Clock;
 use crate::node::store::{DeliveryState, MessageRecord, Store, StoreError};
 
 pub use self::anchor::{Anchor, AnchorError, Unextended, ANCHOR_FILE};
-pub use self::checkpoints::EVIDENCE_PER_PEER_MAX;
+pub use self::checkpoints::{Via, EVIDENCE_PER_PEER_MAX, PEER_HISTORY_MAX};
 use self::commands::Command;
+pub use self::commands::Queued;
 pub use self::intake::Submission;
 pub use self::withdrawal::{purge_every, PURGE_BATCH};
 
@@ -365,6 +370,8 @@ impl Ledger {
             federated_as: options.federated_as,
             consent_cache: HashMap::new(),
             clock: clock.clone(),
+            peer_history: HashMap::new(),
+            peer_latest: HashMap::new(),
         };
         let thread = std::thread::Builder::new()
             .name("plusgate-ledger".into())
@@ -434,6 +441,14 @@ struct Writer {
     consent_cache: HashMap<String, (ConsentRecord, Terms)>,
     /// Where every group's time comes from.
     clock: Arc<dyn Clock>,
+    /// The checkpoints held of each peer, by length (see `checkpoints`), read from the
+    /// store the first time a peer's are judged; coherent because this thread is their
+    /// only writer. A group that fails to commit may leave some here that are not durable:
+    /// each was signed by the peer and extends the one before, so judging by it stays sound.
+    peer_history: HashMap<CenterId, BTreeMap<u64, Checkpoint>>,
+    /// The newest checkpoint each peer sent over each channel since this node started
+    /// (see `checkpoints`: one that goes back on its own channel is a rollback).
+    peer_latest: HashMap<(CenterId, Via), Checkpoint>,
 }
 
 /// The wire name of a delivery state.

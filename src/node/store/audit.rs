@@ -1,14 +1,14 @@
 //! The audit chain as stored: its entries (`a`), their index by subject (`u`), this node's
-//! signed checkpoints (`c`), the newest checkpoint held of each peer (`p`) and the evidence
-//! against a peer whose checkpoints contradict each other (`f`). The privacy officer's
-//! reports over the same families are in [`super::reports`].
+//! signed checkpoints (`c`), the newest checkpoint held of each peer (`p`), the ones held
+//! before it (`h`) and the evidence against a node whose checkpoints contradict each other
+//! (`f`). The privacy officer's reports over the same families are in [`super::reports`].
 //!
-//! Of a peer's checkpoints only the newest that extends every earlier one is held: a
-//! checkpoint names its predecessor's length and digest (`core::audit::Prev`), so the
-//! newest one held is enough to tell whether a later one extends it, and the peer sends the
-//! checkpoints in between when there is a gap. A contradiction is kept as the pair of
-//! checkpoints (`f`: key peer, NUL, the refused checkpoint's digest, so the same one is
-//! kept once), at most `ledger::EVIDENCE_PER_PEER_MAX` per peer.
+//! Of a peer's checkpoints, those held in turn, each extending the one before (its `prev`
+//! names it, `core::audit::Prev`): the newest in `p`, and the newest
+//! `ledger::PEER_HISTORY_MAX` of them in `h` (key peer, NUL, length), by which a checkpoint
+//! shorter than the newest is judged (`core::audit::follow`). A contradiction is kept as
+//! the pair of checkpoints (`f`: key node, NUL, the refused checkpoint's digest, so the same
+//! one is kept once), at most `ledger::EVIDENCE_PER_PEER_MAX` per node.
 //!
 //! Invariants kept here:
 //! - entries are read in chain order (the key is the sequence number, big-endian);
@@ -16,13 +16,20 @@
 //!   index existed has it built once, by [`Store::ensure_subject_index`];
 //! - an index entry that points at a missing audit entry is [`StoreError::Corrupt`].
 
+use std::collections::BTreeMap;
+
 use super::keys::{
     key, queue_key, queue_prefix, AUDIT, BY_SUBJECT, CHECKPOINT, PEER_CHECKPOINT, PEER_EVIDENCE,
-    SETTING, SUBJECT_INDEX_COMPLETE,
+    PEER_HISTORY, SETTING, SUBJECT_INDEX_COMPLETE,
 };
 use super::{decode_at, RecordError, Store, StoreError};
 use crate::core::audit::{AuditEntry, Checkpoint, Evidence};
 use crate::core::identity::CenterId;
+
+/// The key of `peer`'s held checkpoint of `length` entries: peer, NUL, length (BE).
+pub(super) fn history_key(peer: &CenterId, length: u64) -> Vec<u8> {
+    queue_key(&queue_prefix(PEER_HISTORY, peer.as_str()), length)
+}
 
 /// The key of `evidence` against `peer`: peer, NUL, the refused checkpoint's digest.
 pub(super) fn evidence_key(peer: &CenterId, evidence: &Evidence) -> Vec<u8> {
@@ -148,6 +155,18 @@ impl Store {
     /// every one held before).
     pub fn peer_checkpoint(&self, peer: &CenterId) -> Result<Option<Checkpoint>, StoreError> {
         self.get(PEER_CHECKPOINT, "peer checkpoint", peer.as_str())
+    }
+
+    /// `peer`'s checkpoints held in turn, by length (the newest last).
+    pub fn peer_history(&self, peer: &CenterId) -> Result<BTreeMap<u64, Checkpoint>, StoreError> {
+        self.db
+            .scan_prefix(queue_prefix(PEER_HISTORY, peer.as_str()))
+            .map(|item| {
+                let (k, v) = item?;
+                let c: Checkpoint = decode_at("peer history", &k, &v)?;
+                Ok((c.length, c))
+            })
+            .collect()
     }
 
     /// The newest checkpoint held of every peer, by center.

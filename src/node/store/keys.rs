@@ -30,6 +30,7 @@ pub(super) const RETENTION: u8 = b'e';
 pub(super) const NOTICE: u8 = b'n';
 pub(super) const WITHHELD_REPORT: u8 = b'w';
 pub(super) const PEER_EVIDENCE: u8 = b'f';
+pub(super) const PEER_HISTORY: u8 = b'h';
 /// Setting present once every audit entry is in the subject index.
 pub(super) const SUBJECT_INDEX_COMPLETE: &[u8] = b"subject-index";
 

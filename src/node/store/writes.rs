@@ -107,6 +107,16 @@ impl WriteSet {
             record::encode(evidence),
         );
     }
+    /// Adds a checkpoint to those held of `peer` (see `audit`).
+    pub fn put_peer_history(&mut self, peer: &CenterId, checkpoint: &Checkpoint) {
+        let k = super::audit::history_key(peer, checkpoint.length);
+        self.put(k, record::encode(checkpoint));
+    }
+    /// Lets `peer`'s held checkpoint of `length` entries go.
+    pub fn remove_peer_history(&mut self, peer: &CenterId, length: u64) {
+        self.batch.remove(super::audit::history_key(peer, length));
+        self.len += 1;
+    }
     /// Stores a consent (registered or changed).
     pub fn put_consent(&mut self, consent: &ConsentRecord) {
         self.put(key(CONSENT, consent.id.as_bytes()), record::encode(consent));

@@ -1,5 +1,7 @@
 //! Unit tests of `core::audit::checkpoint`.
 
+use std::collections::BTreeMap;
+
 use super::*;
 use crate::core::audit::test_event as event;
 use crate::core::keys::SigningKey;
@@ -241,6 +243,11 @@ fn checkpoints_from_before_they_were_chained_are_judged_by_length_until_a_chaine
     assert_eq!(new6.follows(&old4), Ok(Link::Gap));
 }
 
+/// What a holder holds: `chain`, by length.
+fn held(chain: &[&Checkpoint]) -> BTreeMap<u64, Checkpoint> {
+    chain.iter().map(|c| (c.length, (*c).clone())).collect()
+}
+
 #[test]
 fn follow_keeps_what_extends_the_one_held_and_stops_at_the_first_contradiction() {
     let key = key();
@@ -254,44 +261,36 @@ fn follow_keeps_what_extends_the_one_held_and_stops_at_the_first_contradiction()
     let x30 = cut.at(30);
 
     // Nothing held: the first one is taken as it is.
-    let f = follow(None, &[], &c10);
-    assert_eq!((f.keep, f.outcome), (Some(c10.clone()), Ok(Link::Extends)));
+    let f = follow(&held(&[]), &[], &c10);
+    assert_eq!((f.keep, f.outcome), (vec![c10.clone()], Ok(Link::Extends)));
     // The same again: nothing new.
-    let f = follow(Some(&c10), &[], &c10);
-    assert_eq!((f.keep, f.outcome), (None, Ok(Link::Held)));
+    let f = follow(&held(&[&c10]), &[], &c10);
+    assert_eq!((f.keep, f.outcome), (vec![], Ok(Link::Held)));
     // The next one.
-    let f = follow(Some(&c10), &[], &c15);
-    assert_eq!((f.keep, f.outcome), (Some(c15.clone()), Ok(Link::Extends)));
+    let f = follow(&held(&[&c10]), &[], &c15);
+    assert_eq!((f.keep, f.outcome), (vec![c15.clone()], Ok(Link::Extends)));
     // A gap: nothing kept until the checkpoints in between come …
-    let f = follow(Some(&c10), &[], &c20);
-    assert_eq!((f.keep, f.outcome), (None, Ok(Link::Gap)));
+    let f = follow(&held(&[&c10]), &[], &c20);
+    assert_eq!((f.keep, f.outcome), (vec![], Ok(Link::Gap)));
     // … as links, oldest first; one the holder already has, or older, is passed over.
-    let f = follow(Some(&c10), &[c5.clone(), c10.clone(), c15.clone()], &c20);
-    assert_eq!((f.keep, f.outcome), (Some(c20.clone()), Ok(Link::Extends)));
+    let links = [c5.clone(), c10.clone(), c15.clone()];
+    let f = follow(&held(&[&c10]), &links, &c20);
+    assert_eq!(
+        (f.keep, f.outcome),
+        (vec![c15.clone(), c20.clone()], Ok(Link::Extends))
+    );
     // Links that end before the newest (the sender sends a bounded number): progress is
     // kept, the newest waits.
-    let f = follow(Some(&c5), std::slice::from_ref(&c10), &c20);
-    assert_eq!((f.keep, f.outcome), (Some(c10.clone()), Ok(Link::Gap)));
-    // The sender's newest is shorter than what is held: rolled back.
-    let f = follow(Some(&c15), &[], &c10);
-    let c = f.outcome.expect_err("rolled back");
-    assert!(matches!(
-        c.divergence,
-        Divergence::RolledBack {
-            length: 10,
-            earlier: 15,
-            ..
-        }
-    ));
-    assert_eq!((c.held, c.refused), (c15.clone(), c10.clone()));
+    let f = follow(&held(&[&c5]), std::slice::from_ref(&c10), &c20);
+    assert_eq!((f.keep, f.outcome), (vec![c10.clone()], Ok(Link::Gap)));
 
     // The truncated node: its newest checkpoint (30) follows one the holder has not seen,
     // so the holder asks for the links after the one it holds (15); the first of them
     // follows c10 and skips c15.
-    let f = follow(Some(&c15), &[], &x30);
+    let f = follow(&held(&[&c10, &c15]), &[], &x30);
     assert_eq!(f.outcome, Ok(Link::Gap));
-    let f = follow(Some(&c15), std::slice::from_ref(&x17), &x30);
-    assert_eq!(f.keep, None);
+    let f = follow(&held(&[&c10, &c15]), std::slice::from_ref(&x17), &x30);
+    assert_eq!(f.keep, vec![]);
     let c = f.outcome.expect_err("forked");
     assert!(matches!(
         c.divergence,
@@ -302,19 +301,65 @@ fn follow_keeps_what_extends_the_one_held_and_stops_at_the_first_contradiction()
             ..
         }
     ));
-    assert_eq!((c.held, c.refused), (c15.clone(), x17.clone()));
+    assert_eq!((&c.held, &c.refused), (&c15, &x17));
+    // The pair proves itself to anyone: x17 names c10 and is longer than c15.
+    assert!(Evidence::of(&c, "t").proves_itself());
     // A holder of c10 only cannot tell: from c10, x17 and x30 are the next ones.
-    let f = follow(Some(&c10), std::slice::from_ref(&x17), &x30);
-    assert_eq!((f.keep, f.outcome), (Some(x30.clone()), Ok(Link::Extends)));
+    let f = follow(&held(&[&c10]), std::slice::from_ref(&x17), &x30);
+    assert_eq!(
+        (f.keep, f.outcome),
+        (vec![x17.clone(), x30.clone()], Ok(Link::Extends))
+    );
     // Progress before a contradiction stays: c15 extends c10, then x30 (unchained) does not.
     let unchained = Checkpoint::sign_unchained(&key, "suwon", &cut.head, "t");
-    let f = follow(Some(&c10), std::slice::from_ref(&c15), &unchained);
-    assert_eq!(f.keep, Some(c15.clone()));
+    let f = follow(&held(&[&c10]), std::slice::from_ref(&c15), &unchained);
+    assert_eq!(f.keep, vec![c15.clone()]);
     let evidence = Evidence::of(&f.outcome.expect_err("unchained"), "2026-11-26T05:00:00Z");
     assert_eq!(evidence.held, c15);
     assert!(
         evidence.problem.contains("unchained"),
         "{}",
         evidence.problem
+    );
+}
+
+#[test]
+fn a_shorter_checkpoint_is_judged_by_the_ones_held_before() {
+    let key = key();
+    let mut honest = Signer::new(&key);
+    let c5 = honest.at(5);
+    let c10 = honest.at(10);
+    let c15 = honest.at(15);
+    let c20 = honest.at(20);
+    // Restored from a backup taken at 12 entries (checkpoint c10), it grows again and
+    // signs a checkpoint of 17 entries, shorter than the 20 it signed before.
+    let y17 = honest.truncated(12, Some(&c10), 3).at(17);
+    let rewritten15 = honest.truncated(12, Some(&c10), 4).at(15);
+    let all = held(&[&c10, &c15, &c20]);
+    let judged = |c: &Checkpoint| match follow(&all, &[], c).outcome {
+        Ok(link) => format!("{link:?}"),
+        Err(c) => format!("{:?}", c.divergence)
+            .split_once(' ')
+            .map_or(String::new(), |(name, _)| name.to_owned()),
+    };
+    // An earlier one that arrives late (over the other channel between two nodes): fine.
+    assert_eq!(judged(&c15), "Older");
+    assert_eq!(judged(&c10), "Older");
+    // Older than everything held: nothing to judge it by.
+    assert_eq!(judged(&c5), "Older");
+    // Not among those held, though in their range (each held one followed the one
+    // before): not in the node's chain.
+    assert_eq!(judged(&y17), "RolledBack");
+    // Another one of a length held.
+    assert_eq!(judged(&rewritten15), "Rewritten");
+    let f = follow(&all, &[], &y17);
+    let c = f.outcome.expect_err("rolled back");
+    assert_eq!((&c.held, &c.refused), (&c20, &y17));
+    // That y17 is not in the chain shows only against the checkpoints held in between.
+    assert!(!Evidence::of(&c, "t").proves_itself());
+    assert!(
+        c.divergence.to_string().contains("rolled back"),
+        "{}",
+        c.divergence
     );
 }
