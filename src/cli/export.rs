@@ -21,7 +21,10 @@ use crate::node::store::{Store, StoreError};
 // ---------------------------------------------------------------------------------------
 // Writing
 
-/// Who signs the checkpoint that closes an export, and when.
+/// Who signs the checkpoint that closes an export, and when. It is signed unchained
+/// ([`Checkpoint::sign_unchained`]): a statement about the stopped node's chain for this
+/// export, not one of the node's issued checkpoints, which a peer would otherwise see
+/// contradicted by the node's next one (both would follow the same predecessor).
 #[derive(Debug)]
 pub struct Closing<'a> {
     /// The node's signing key.
@@ -135,7 +138,7 @@ pub fn write<E: fmt::Display>(
         });
     }
     if let Some(closing) = closing {
-        let checkpoint = Checkpoint::sign(closing.key, closing.node, head, closing.at);
+        let checkpoint = Checkpoint::sign_unchained(closing.key, closing.node, head, closing.at);
         writeln!(out, "{}", Line::Checkpoint(checkpoint).to_json()).map_err(io)?;
         written.checkpoints += 1;
         written.closed = true;

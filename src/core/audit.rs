@@ -7,6 +7,9 @@
 //! hash(-1) = 32 zero bytes
 //! ```
 //!
+//! A federated node signs the chain's length and head at checkpoints, which chain too and
+//! by which its peers catch a log that goes back or forks: see [`checkpoint`].
+//!
 //! Architecture invariant: this module is pure (no I/O, no clock). The ledger is the only
 //! writer of the chain; it appends entries in the same atomic write as the change they record.
 
@@ -14,6 +17,12 @@ use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
 
 use crate::core::hex;
+
+pub mod checkpoint;
+
+pub use checkpoint::{
+    follow, Checkpoint, Contradiction, Divergence, Evidence, Followed, Link, Prev,
+};
 
 /// What happened.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -238,119 +247,6 @@ impl Verifier {
             head: Head { next_seq, hash },
         }
     }
-}
-
-/// Domain separation for checkpoint signatures.
-const CHECKPOINT_CONTEXT: &[u8] = b"plusgate audit checkpoint v1";
-
-/// A node's signed statement of how long its audit chain is and what its head hash is.
-///
-/// Given a checkpoint, the chain up to `length` can no longer be altered, shortened or
-/// replaced without the signature failing; nodes hand each other their latest checkpoint
-/// with every batch, so a node that rolls its log back is caught by its peers.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Checkpoint {
-    /// The signing node's center.
-    pub node: String,
-    /// Number of entries covered (entries `0..length`).
-    pub length: u64,
-    /// Hash of entry `length - 1` (hex; zeros for an empty chain).
-    pub head: String,
-    /// When it was signed (RFC 3339, UTC).
-    pub at: String,
-    /// Ed25519 signature (hex) by the node's signing key.
-    pub signature: String,
-}
-
-impl Checkpoint {
-    /// Signs `head` as `node` at time `at`.
-    pub fn sign(
-        key: &crate::core::keys::SigningKey,
-        node: &str,
-        head: &Head,
-        at: &str,
-    ) -> Checkpoint {
-        let head_hex = hex::encode(&head.hash);
-        let signature = key.sign(&checkpoint_bytes(node, head.next_seq, &head_hex, at));
-        Checkpoint {
-            node: node.to_owned(),
-            length: head.next_seq,
-            head: head_hex,
-            at: at.to_owned(),
-            signature: hex::encode(&signature),
-        }
-    }
-
-    /// True if the signature is `key`'s over this checkpoint's fields.
-    pub fn verify(&self, key: &crate::core::keys::PublicKey) -> bool {
-        let Some(signature) = hex::decode(&self.signature) else {
-            return false;
-        };
-        key.verify(
-            &checkpoint_bytes(&self.node, self.length, &self.head, &self.at),
-            &signature,
-        )
-    }
-
-    /// How `self` (newer) relates to `earlier` from the same node: fine if it is at least as
-    /// long, and, when just as long, names the same head.
-    pub fn continues(&self, earlier: &Checkpoint) -> Result<(), Divergence> {
-        if self.length < earlier.length {
-            return Err(Divergence::RolledBack {
-                node: self.node.clone(),
-                length: self.length,
-                earlier: earlier.length,
-            });
-        }
-        if self.length == earlier.length && self.head != earlier.head {
-            return Err(Divergence::Rewritten {
-                node: self.node.clone(),
-                length: self.length,
-            });
-        }
-        Ok(())
-    }
-}
-
-/// How a node's later checkpoint contradicts an earlier one: the node (or whoever controls
-/// its storage) went back on its audit chain. Evidence against that node; asking again does
-/// not change it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Divergence {
-    /// The later checkpoint covers fewer entries.
-    #[error("node {node} signed a chain of {length} entries, after having signed {earlier} (rolled back)")]
-    RolledBack {
-        /// The signing node.
-        node: String,
-        /// Entries the later checkpoint covers.
-        length: u64,
-        /// Entries the earlier one covered.
-        earlier: u64,
-    },
-    /// Both cover the same number of entries but name different heads.
-    #[error("node {node} signed two different chains of {length} entries (rewritten)")]
-    Rewritten {
-        /// The signing node.
-        node: String,
-        /// Entries both cover.
-        length: u64,
-    },
-}
-
-fn checkpoint_bytes(node: &str, length: u64, head: &str, at: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(160);
-    for field in [
-        CHECKPOINT_CONTEXT,
-        node.as_bytes(),
-        &length.to_be_bytes(),
-        head.as_bytes(),
-        at.as_bytes(),
-    ] {
-        out.extend_from_slice(&(field.len() as u32).to_be_bytes());
-        out.extend_from_slice(field);
-    }
-    out
 }
 
 /// Verifies a whole chain from its first entry; returns its head.

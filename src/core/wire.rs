@@ -16,9 +16,26 @@
 //! `ledger::Submission`), B's center id and the time B took the message. It proves to A (and
 //! to anyone holding the directory) that B held exactly that message from that time on.
 //!
-//! Both carry the sender's resp. receiver's latest signed checkpoint of its audit chain; each
-//! node keeps its peers' latest checkpoints (`ledger::Ledger::peer_checkpoint`), so a node
-//! that rolls its log back is caught by every peer it talks to (`node::peers`).
+//! Both carry the sender's resp. receiver's latest signed checkpoint of its audit chain, and
+//! each node holds the newest checkpoint of each peer that extends the ones before
+//! (`ledger::Ledger::peer_checkpoints`), so a node whose log is rolled back, cut back or
+//! rewritten is caught by every peer it talks to (`node::peers`). A checkpoint names its
+//! predecessor (`audit::Prev`); to link a newest checkpoint to the one held, the holder
+//! needs the checkpoints in between. So each side says how far it holds the other's
+//! (`holds`), and the other sends its checkpoints after that (`links`):
+//!
+//! ```text
+//!  A ── batch {checkpoint: A's newest, holds: length of B's newest that A holds,
+//!              links: A's checkpoints after the length B said it holds (last answer)} ─▶ B
+//!  A ◀─ answer {checkpoint: B's newest, holds: length of A's newest that B holds,
+//!               links: B's checkpoints after the batch's `holds`} ── B
+//! ```
+//!
+//! The answer's links are exact; a batch's are as of B's previous answer, so after a
+//! restart A's first batch carries none, and B links A's newest one batch later. Each side
+//! also sends the evidence it keeps against the other (`evidence`: two of the other's own
+//! checkpoints that contradict each other), which the other checks against its own key and
+//! keeps: a node whose log was cut back learns it from its peers.
 //!
 //! Architecture invariant: a receipt is signed only for a message already durable at the
 //! receiving node; a retried hand-over gets the original receipt (the same facts signed
@@ -27,7 +44,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::core::audit::Checkpoint;
+use crate::core::audit::{Checkpoint, Evidence};
 use crate::core::identity::CenterId;
 use crate::core::keys::{PublicKey, SigningKey};
 
@@ -36,6 +53,14 @@ pub const BATCHES_PATH: &str = "/federation/v1/batches";
 
 /// Most messages in one batch a node accepts.
 pub const BATCH_LEN_MAX: usize = 1000;
+
+/// Most checkpoints a batch or an answer carries as `links` (a node signs one every
+/// `checkpoint_every` entries or `checkpoint_interval_s`: a peer unheard of for longer
+/// catches up over several batches).
+pub const LINKS_MAX: usize = 256;
+
+/// Most pieces of evidence a batch or an answer carries against the other node.
+pub const EVIDENCE_MAX: usize = 4;
 
 /// Domain separation for receipt signatures (never valid as any other signed statement).
 const RECEIPT_CONTEXT: &[u8] = b"plusgate receipt v1";
@@ -68,6 +93,24 @@ pub struct Batch<M = WireMessage> {
         deserialize_with = "present"
     )]
     pub checkpoint: Option<Checkpoint>,
+    /// The sending node's checkpoints after the newest one the receiver said it holds (in
+    /// its last answer) and before `checkpoint`, oldest first, at most [`LINKS_MAX`]: what
+    /// the receiver needs to link `checkpoint` to the one it holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Checkpoint>,
+    /// The length of the newest of the receiver's checkpoints that the sender holds, so
+    /// the answer carries the receiver's checkpoints after it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub holds: Option<u64>,
+    /// Evidence the sender keeps against the receiver (two of the receiver's own
+    /// checkpoints that contradict each other), at most [`EVIDENCE_MAX`]: so a node whose
+    /// log was cut back or rewritten learns it from its peers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
 }
 
 /// An optional member that, when present, must hold a value (not `null`).
@@ -155,6 +198,17 @@ pub struct BatchResult {
     /// The receiving node's latest checkpoint of its audit chain, for the sender to keep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Checkpoint>,
+    /// The receiving node's checkpoints after the batch's `holds` and before `checkpoint`,
+    /// oldest first, at most [`LINKS_MAX`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Checkpoint>,
+    /// The length of the newest of the sender's checkpoints that the receiver holds (before
+    /// this batch's): the next batch's `links` start after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holds: Option<u64>,
+    /// Evidence the receiver keeps against the sender, at most [`EVIDENCE_MAX`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
 }
 
 /// What became of one message of a batch.

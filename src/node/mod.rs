@@ -42,7 +42,7 @@ use self::clock::{Clock, SystemClock};
 use self::files::{LoadError, ReadError};
 use self::forwarder::{ForwardOptions, Forwarding};
 use self::inbox::Inbox;
-use self::ledger::{CheckpointPolicy, Ledger, LedgerOptions};
+use self::ledger::{Anchor, CheckpointPolicy, Ledger, LedgerOptions};
 use self::store::{DirectorySeen, Store, StoreError};
 use self::tls::TlsError;
 use crate::config::{Config, FederationConfig};
@@ -242,6 +242,7 @@ impl Node {
                     node: config.center.clone(),
                     key: Arc::clone(key),
                     every: f.checkpoint_every,
+                    anchor: Anchor::in_data_dir(&config.data_dir),
                 }),
                 _ => None,
             },

@@ -150,3 +150,51 @@ async fn an_altered_entry_is_named_by_audit_verify_and_stops_the_node_if_last() 
     assert!(!start.status.success());
     assert!(start.stderr.contains("audit entry 4"), "{}", start.stderr);
 }
+
+/// Regression test for issue 10, finding 3: deleting the newest entries together with their
+/// checkpoints left a store consistent in itself, and the node started on it and signed
+/// over the gap. The newest checkpoint it issued is anchored outside sled; the node refuses
+/// to start on a chain that does not extend it, and says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_cut_back_behind_its_newest_checkpoint_is_refused_at_start() {
+    let fed = Federation::new();
+    fed.set_option("suwon", "federation", "checkpoint_every", "3");
+    let mut node = fed.start("suwon");
+    let sender = node.agent("suwon/employment", HttpVersion::Http1);
+    for i in 0..5 {
+        push_accepted(&sender, &fed.referral(&format!("ref-cut-{i}"))).await;
+    }
+    // Stopping signs the last entries too: 2 registrations + 5 pushes.
+    assert!(node.stop().success());
+    assert_eq!(crate::support::cut_audit_log(&fed.data_dir("suwon"), 4), 3);
+    // What is left verifies on its own: nothing in the store shows the cut.
+    let done = audit_verify(&fed);
+    assert!(done.status.success(), "{}", done.stderr);
+    assert!(done.stdout.contains("ok: 4 entries"), "{}", done.stdout);
+
+    let config = fed.config_path("suwon");
+    let start = run_to_exit(
+        &[
+            "serve",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        fed.dir(),
+        Duration::from_secs(30),
+    );
+    assert!(!start.status.success(), "{}", start.stderr);
+    for expected in [
+        "the audit log does not extend the newest checkpoint this node signed: 7 entries",
+        "audit-anchor",
+        "the chain has only 4 entries",
+        "restore the data directory",
+    ] {
+        assert!(
+            start.stderr.contains(expected),
+            "{expected}:\n{}",
+            start.stderr
+        );
+    }
+}

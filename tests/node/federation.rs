@@ -349,6 +349,153 @@ async fn a_peer_that_rolls_its_audit_log_back_is_caught() {
     }
 }
 
+/// Regression test for issue 10, finding 3: a node whose newest entries and checkpoints
+/// were deleted (its anchor file too, so it starts) grows again and signs longer
+/// checkpoints; its peer took any longer checkpoint. Now each checkpoint names the one
+/// before it, the peer refuses one that does not pass through the checkpoint it holds, logs
+/// it, keeps the pair as evidence, and its officer's audit status reports it; the peer tells
+/// the forked node, whose own officer sees it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_audit_log_was_cut_back_and_grew_again_is_caught_and_reported() {
+    let fed = three_centers();
+    let (_, center) = remote_recipient(&fed);
+    let mut a = fed.start("suwon");
+    let mut b = fed.start(&center);
+    let agent = a.agent("suwon/employment", HttpVersion::Http2);
+    for id in numbered("ref-before-cut", 10) {
+        push_accepted(&agent, &remote_referral(&fed, &id)).await;
+    }
+    wait_for_status(&a, "ref-before-cut-00009", |s| s["state"] == "delivered").await;
+    assert!(a.stop().success());
+    assert!(b.stop().success());
+    let held = {
+        let store = plusgate::node::store::Store::open(&fed.data_dir(&center)).expect("store");
+        let suwon = plusgate::core::identity::CenterId::parse("suwon").expect("center");
+        store
+            .peer_checkpoint(&suwon)
+            .expect("read")
+            .expect("B holds A's checkpoint")
+    };
+    // A's newest entries and checkpoints go, from before the checkpoint B holds, and the
+    // anchor with them: A starts on a store consistent in itself.
+    assert!(held.length > 4, "{held:?}");
+    crate::support::cut_audit_log(&fed.data_dir("suwon"), held.length - 3);
+    let anchor = fed.data_dir("suwon").join("audit-anchor");
+    if anchor.exists() {
+        std::fs::remove_file(anchor).expect("remove the anchor");
+    }
+    // A's next checkpoint after the newest one left comes only past the length B holds, so
+    // it skips the one B holds (were it of that very length, B would find it rewritten).
+    let left = plusgate::node::store::Store::open(&fed.data_dir("suwon"))
+        .expect("store")
+        .latest_checkpoint()
+        .expect("read")
+        .map_or(0, |c| c.length);
+    let every = (held.length - left + 1).to_string();
+    fed.set_option("suwon", "federation", "checkpoint_every", &every);
+    a.restart();
+    let agent = a.agent("suwon/employment", HttpVersion::Http2);
+    // With B down, A's chain grows well past what B holds and A signs new checkpoints.
+    for id in numbered("ref-after-cut", 30) {
+        push_accepted(&agent, &remote_referral(&fed, &id)).await;
+    }
+    b.restart();
+    wait_for_status(&a, "ref-after-cut-00029", |s| s["state"] == "delivered").await;
+    // Each further batch carries A's checkpoints after the one B holds, until B sees the
+    // fork (the first batch after A's restart cannot: A does not know yet what B holds).
+    let deadline = Instant::now() + CATCH_UP;
+    let mut n = 0;
+    while !b.log().contains("audit log went back or forked") {
+        assert!(Instant::now() < deadline, "B did not notice:\n{}", b.log());
+        let id = format!("ref-probe-{n:05}");
+        push_accepted(&agent, &remote_referral(&fed, &id)).await;
+        wait_for_status(&a, &id, |s| s["state"] == "delivered").await;
+        n += 1;
+    }
+    assert!(
+        b.log().contains("forked: its audit log was cut back"),
+        "{}",
+        b.log()
+    );
+
+    // B's officer sees it: the status is not "verified", and names A and the evidence.
+    let officer = b.agent(&format!("{center}/privacy-officer"), HttpVersion::Http1);
+    let status: Value = officer
+        .get("/v1/privacy/audit")
+        .await
+        .expect("response")
+        .json()
+        .expect("JSON");
+    assert_eq!(status["verified"], false, "{status}");
+    assert_eq!(
+        status["chain_verified"], true,
+        "B's own chain is fine: {status}"
+    );
+    let problem = status["problem"].as_str().expect("a problem");
+    assert!(
+        problem.starts_with("checkpoints of suwon contradict each other"),
+        "{problem}"
+    );
+    let peers = status["peers"].as_array().expect("peers");
+    let suwon = peers
+        .iter()
+        .find(|p| p["center"] == "suwon")
+        .expect("A listed");
+    assert_eq!(suwon["consistent"], false, "{status}");
+    assert_eq!(
+        suwon["checkpoint"]["head"],
+        json!(held.head),
+        "B still holds the honest one"
+    );
+    let evidence = &suwon["evidence"][0];
+    assert_eq!(evidence["held"]["length"], held.length, "{status}");
+    assert!(
+        evidence["refused"]["length"].as_u64() > Some(held.length),
+        "{status}"
+    );
+    assert!(
+        evidence["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains(&format!("follows its checkpoint of {left} entries"))),
+        "{status}"
+    );
+
+    // A learns it from B's answers, checks that both checkpoints are its own, and its
+    // officer's status stops saying verified.
+    let deadline = Instant::now() + CATCH_UP;
+    let own = loop {
+        let officer = a.agent("suwon/privacy-officer", HttpVersion::Http1);
+        let status: Value = officer
+            .get("/v1/privacy/audit")
+            .await
+            .expect("response")
+            .json()
+            .expect("JSON");
+        if status["verified"] == false {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A's officer is not told: {status}\n{}",
+            a.log()
+        );
+        let id = format!("ref-probe-{n:05}");
+        push_accepted(&agent, &remote_referral(&fed, &id)).await;
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let problem = own["problem"].as_str().expect("a problem");
+    assert!(
+        problem.starts_with("checkpoints of suwon contradict each other"),
+        "{problem}"
+    );
+    assert!(
+        a.log().contains("holds proof that this node's audit log"),
+        "{}",
+        a.log()
+    );
+}
+
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).expect("create");
     for entry in std::fs::read_dir(from).expect("read dir") {

@@ -5,6 +5,7 @@ use super::*;
 const AT: &str = "2026-11-23T12:00:00Z";
 
 use crate::core::audit::test_event as event;
+use crate::core::audit::Prev;
 
 /// A node's chain of ten entries, its stored checkpoints for 4 and 8 entries, its key,
 /// and a directory listing it (and `gangseo`, with another key).
@@ -26,7 +27,8 @@ fn node() -> Node {
         entries.push(head.append(event(n)));
         if head.next_seq % 4 == 0 {
             let at = format!("2026-11-23T11:00:{n:02}Z");
-            stored.push(Checkpoint::sign(&key, "suwon", &head, &at));
+            let prev = stored.last().map_or_else(Prev::genesis, Prev::of);
+            stored.push(Checkpoint::sign(&key, "suwon", &head, &at, prev));
         }
     }
     let center = |name: &str, port: u16, key: &SigningKey| {
@@ -225,7 +227,7 @@ fn an_export_from_a_later_entry_verifies_with_or_without_an_anchor() {
         "should be seq 4, as the checkpoint on line 1 says",
     );
     let mut lines = node.export(4);
-    let forged = Checkpoint::sign(
+    let forged = Checkpoint::sign_unchained(
         &node.key,
         "suwon",
         &Head {
@@ -400,8 +402,13 @@ fn a_truncated_tail_is_named() {
 fn a_checkpoint_signed_by_another_key_is_named() {
     let node = node();
     let mut lines = node.export(0);
-    lines[4] =
-        Line::Checkpoint(Checkpoint::sign(&node.other, "suwon", &node.head(4), AT)).to_json();
+    lines[4] = Line::Checkpoint(Checkpoint::sign_unchained(
+        &node.other,
+        "suwon",
+        &node.head(4),
+        AT,
+    ))
+    .to_json();
     let err = node.refused(
         &lines,
         5,
@@ -411,19 +418,29 @@ fn a_checkpoint_signed_by_another_key_is_named() {
 
     // The closing one, too.
     let mut lines = node.export(0);
-    lines[12] =
-        Line::Checkpoint(Checkpoint::sign(&node.other, "suwon", &node.head(10), AT)).to_json();
+    lines[12] = Line::Checkpoint(Checkpoint::sign_unchained(
+        &node.other,
+        "suwon",
+        &node.head(10),
+        AT,
+    ))
+    .to_json();
     node.refused(&lines, 13, "signature does not verify");
 
     // Signed as another node of the directory, with that node's key: not this chain's.
     let mut lines = node.export(0);
-    lines[9] =
-        Line::Checkpoint(Checkpoint::sign(&node.other, "gangseo", &node.head(8), AT)).to_json();
+    lines[9] = Line::Checkpoint(Checkpoint::sign_unchained(
+        &node.other,
+        "gangseo",
+        &node.head(8),
+        AT,
+    ))
+    .to_json();
     node.refused(&lines, 10, "is signed as node `gangseo`");
 
     // A node the directory does not list.
     let mut lines = node.export(0);
-    let stranger = Checkpoint::sign(&node.key, "jeongeup", &node.head(4), AT);
+    let stranger = Checkpoint::sign_unchained(&node.key, "jeongeup", &node.head(4), AT);
     lines[4] = Line::Checkpoint(stranger).to_json();
     node.refused(
         &lines,
@@ -440,7 +457,8 @@ fn a_checkpoint_whose_head_does_not_match_is_named() {
         hash: [7; 32],
     };
     let mut lines = node.export(0);
-    lines[4] = Line::Checkpoint(Checkpoint::sign(&node.key, "suwon", &wrong, AT)).to_json();
+    lines[4] =
+        Line::Checkpoint(Checkpoint::sign_unchained(&node.key, "suwon", &wrong, AT)).to_json();
     let err = node.refused(&lines, 5, "but that entry as exported hashes to");
     assert_eq!(err.place, Place::Checkpoint { line: 5, length: 4 });
 
@@ -495,7 +513,7 @@ fn the_writer_refuses_a_broken_chain_and_checkpoints_that_do_not_fit() {
     );
 
     let mut stored = node.stored.clone();
-    stored[0] = Checkpoint::sign(
+    stored[0] = Checkpoint::sign_unchained(
         &node.key,
         "suwon",
         &Head {

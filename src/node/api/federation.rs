@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use super::body::json_response;
 use super::problem::ledger_problem;
 use super::{Api, Problem, Resp};
+use crate::core::audit::{Checkpoint, Evidence};
 use crate::core::consent::{ConsentRecord, ConsentStatus, Registration, RegistrationError};
 use crate::core::identity::{AgencyId, Anonymous, CenterId, IdError, Identity, Peer};
 use crate::core::message::MessageType;
@@ -24,9 +25,11 @@ use crate::core::routing::{HandoverError, Route};
 use crate::core::schema::Violation;
 use crate::core::vault::VaultError;
 use crate::core::wire::{
-    Batch, BatchResult, ItemResult, Receipt, WireConsent, WireMessage, BATCH_LEN_MAX,
+    Batch, BatchResult, ItemResult, Receipt, WireConsent, WireMessage, BATCH_LEN_MAX, EVIDENCE_MAX,
+    LINKS_MAX,
 };
 use crate::node::ledger::{LedgerError, Submission};
+use crate::node::store::StoreError;
 
 /// Largest batch body accepted (a forwarder builds at most `outbox::BATCH_BYTES_MAX`).
 pub const BATCH_BODY_BYTES_MAX: usize = 32 << 20;
@@ -175,15 +178,25 @@ impl Api {
             consents,
             withheld,
             checkpoint,
+            links,
+            holds,
+            evidence,
         } = serde_json::from_value::<Batch<Value>>(body).map_err(|e| {
             Problem::bad_request(format!(
                 "expected {{\"messages\": [...], \"consents\"?: [...], \"withheld\"?: [...], \
-                 \"checkpoint\"?: {{...}}}}: {e}"
+                 \"checkpoint\"?: {{...}}, \"links\"?: [...], \"holds\"?: N, \
+                 \"evidence\"?: [...]}}: {e}"
             ))
         })?;
         if messages.len() > BATCH_LEN_MAX {
             return Err(Problem::bad_request(format!(
                 "a batch holds at most {BATCH_LEN_MAX} messages"
+            )));
+        }
+        if links.len() > LINKS_MAX || evidence.len() > EVIDENCE_MAX {
+            return Err(Problem::bad_request(format!(
+                "a batch carries at most {LINKS_MAX} checkpoint links and {EVIDENCE_MAX} \
+                 pieces of evidence"
             )));
         }
         // Check every message (spread over the cores: validation is most of a batch's
@@ -283,19 +296,68 @@ impl Api {
                 },
             })
             .collect();
-        // Keeping the sender's checkpoint is evidence, not part of the hand-over: it is not
-        // waited for (its fsync would delay every batch's answer).
-        if let (Some(checkpoint), Some(peer)) = (checkpoint, self.routing().peer(node)) {
-            let (ledger, node, key) = (self.ledger.clone(), node.clone(), peer.signing_key.clone());
-            tokio::spawn(async move {
-                crate::node::peers::keep_peer_checkpoint(&ledger, &node, &key, checkpoint).await;
+        // What this node holds of the sender's checkpoints (before this batch's), and its
+        // own checkpoints after what the sender holds of them, for each side to link the
+        // other's newest one. Evidence, not the hand-over: a failed read sends none.
+        let latest = self.ledger.latest_checkpoint();
+        let (answer_holds, answer_links, answer_evidence) = self
+            .checkpoint_extras(node, holds, latest.as_ref())
+            .unwrap_or_else(|e| {
+                tracing::warn!(%node, error = %e, "cannot read the checkpoints to link");
+                (None, Vec::new(), Vec::new())
             });
-        }
+        // Keeping the sender's checkpoints is evidence, not part of the hand-over: it is
+        // queued before the answer goes out (so the next batch's are judged after these),
+        // but not waited for (its fsync would delay every batch's answer).
+        let queued = match (checkpoint, self.routing().peer(node)) {
+            (Some(checkpoint), Some(peer)) => {
+                let via = crate::node::ledger::Via::Batch;
+                let key = peer.signing_key.clone();
+                crate::node::peers::queue_peer_checkpoints(
+                    &self.ledger,
+                    node,
+                    &key,
+                    via,
+                    links,
+                    checkpoint,
+                )
+                .await
+            }
+            _ => None,
+        };
+        let (ledger, node) = (self.ledger.clone(), node.clone());
+        tokio::spawn(async move {
+            if let Some(queued) = queued {
+                crate::node::peers::report(&node, queued).await;
+            }
+            crate::node::peers::take_reported_evidence(&ledger, &node, evidence).await;
+        });
         let answer = BatchResult {
             results: items,
-            checkpoint: self.ledger.latest_checkpoint(),
+            checkpoint: latest,
+            links: answer_links,
+            holds: answer_holds,
+            evidence: answer_evidence,
         };
         Ok(json_response(StatusCode::OK, &answer))
+    }
+
+    /// What an answer to `node` carries besides results and this node's newest checkpoint:
+    /// how far this node holds `node`'s checkpoints, its own checkpoints after the `holds`
+    /// the batch said (to link `latest`), and the evidence it keeps against `node`.
+    #[allow(clippy::type_complexity)]
+    fn checkpoint_extras(
+        &self,
+        node: &CenterId,
+        holds: Option<u64>,
+        latest: Option<&Checkpoint>,
+    ) -> Result<(Option<u64>, Vec<Checkpoint>, Vec<Evidence>), StoreError> {
+        use crate::node::peers;
+        Ok((
+            peers::holds(&self.store, node)?,
+            peers::links(&self.store, holds, latest)?,
+            peers::evidence_against(&self.store, node)?,
+        ))
     }
 
     /// Checks a consent a peer sent: its document passes `consent.v1.json` and holds no

@@ -115,13 +115,16 @@ pub async fn forward(ctx: Arc<Forwarding>, peer: CenterId) {
     let mut durable = ctx.ledger.subscribe();
     let mut closing = ctx.closing.clone();
     let mut cursor: Option<u64> = None;
+    // How far the peer holds this node's checkpoints, as its last answer said (unknown
+    // after a start: the first batch carries no links).
+    let mut peer_holds: Option<u64> = None;
     let mut recording: Option<tokio::task::JoinHandle<Result<(), RoundError>>> = None;
     tracing::debug!(%peer, "forwarder started");
     loop {
         if *closing.borrow() {
             break;
         }
-        match round(&ctx, &peer, &mut conn, cursor).await {
+        match round(&ctx, &peer, &mut conn, cursor, &mut peer_holds).await {
             Ok(Some(handed)) => {
                 backoff.reset();
                 if !settle(&peer, recording.take()).await {

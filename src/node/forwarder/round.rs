@@ -8,8 +8,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 
+use crate::core::audit::Checkpoint;
 use crate::core::consent::ConsentStatus;
 use crate::core::identity::{CenterId, Identity};
+use crate::core::keys::PublicKey;
 use crate::core::message::MessageId;
 use crate::core::wire::{
     Batch, BatchResult, WireConsent, WireMessage, WithheldReport, BATCHES_PATH,
@@ -31,12 +33,23 @@ pub(super) struct Handed {
     pub(super) refused: Vec<(MessageId, String)>,
     /// Messages without a valid receipt (sent again later).
     pub(super) unanswered: Vec<MessageId>,
-    /// The peer's latest checkpoint and the key to check it with.
-    pub(super) checkpoint: Option<(crate::core::audit::Checkpoint, crate::core::keys::PublicKey)>,
+    /// The peer's latest checkpoint, the ones it sent to link it, and the key to check them
+    /// with.
+    pub(super) checkpoint: Option<PeerCheckpoints>,
+    /// What the peer keeps against this node (checked by the ledger).
+    pub(super) evidence: Vec<crate::core::audit::Evidence>,
     /// Consent notices the batch carried (id, status sent).
     pub(super) told: Vec<(String, ConsentStatus)>,
     /// Withheld reports the batch carried.
     pub(super) reported: Vec<MessageId>,
+}
+
+/// What a peer's answer carried of its checkpoints: its newest, the ones before it that
+/// link it to the one this node holds (oldest first), and the peer's key from the directory.
+pub(super) struct PeerCheckpoints {
+    pub(super) latest: Checkpoint,
+    pub(super) links: Vec<Checkpoint>,
+    pub(super) key: PublicKey,
 }
 
 /// What a batch carries besides messages.
@@ -52,12 +65,14 @@ impl Extras {
 }
 
 /// One round: dead-letter what expired, send one batch of what comes after `cursor`, check
-/// the answer. `None`: nothing to send.
+/// the answer. `None`: nothing to send. `peer_holds`: how far the peer holds this node's
+/// checkpoints, as its last answer said (updated from this one's).
 pub(super) async fn round(
     ctx: &Forwarding,
     peer: &CenterId,
     conn: &mut Option<Connection>,
     cursor: Option<u64>,
+    peer_holds: &mut Option<u64>,
 ) -> Result<Option<Handed>, RoundError> {
     let durable_seq = ctx.ledger.durable_seq();
     let now = ctx.clock.now();
@@ -162,13 +177,13 @@ pub(super) async fn round(
         }
         // Only consent notices or withheld reports: once the peer answered, it holds them
         // durably.
-        hand_over(ctx, peer, conn, &batch, extras).await?;
+        hand_over(ctx, peer, conn, &batch, extras, peer_holds).await?;
         ctx.ledger
             .notices_told(peer.clone(), told, reported)
             .await?;
         return Ok(None);
     }
-    match hand_over(ctx, peer, conn, &batch, extras).await {
+    match hand_over(ctx, peer, conn, &batch, extras, peer_holds).await {
         Ok(mut handed) => {
             handed.last_seq = last_seq;
             handed.told = told;
@@ -263,9 +278,19 @@ pub(super) async fn record(
             .notices_told(peer.clone(), handed.told, handed.reported)
             .await?;
     }
-    if let Some((checkpoint, key)) = handed.checkpoint {
-        crate::node::peers::keep_peer_checkpoint(&ctx.ledger, &peer, &key, checkpoint).await;
+    if let Some(c) = handed.checkpoint {
+        let via = crate::node::ledger::Via::Answer;
+        crate::node::peers::keep_peer_checkpoints(
+            &ctx.ledger,
+            &peer,
+            &c.key,
+            via,
+            c.links,
+            c.latest,
+        )
+        .await;
     }
+    crate::node::peers::take_reported_evidence(&ctx.ledger, &peer, handed.evidence).await;
     if !handed.refused.is_empty() {
         ctx.ledger
             .dead_letter(Identity::Node(ctx.center.clone()), handed.refused)
@@ -283,13 +308,16 @@ pub(super) async fn record(
     Ok(())
 }
 
-/// Sends `batch` to `peer` and checks the answer.
+/// Sends `batch` to `peer` and checks the answer. The batch carries this node's newest
+/// checkpoint, the ones after what the peer holds (`peer_holds`) to link it, and how far
+/// this node holds the peer's; `peer_holds` is then updated from the answer.
 pub(super) async fn hand_over(
     ctx: &Forwarding,
     peer: &CenterId,
     conn: &mut Option<Connection>,
     batch: &[MessageRecord],
     extras: Extras,
+    peer_holds: &mut Option<u64>,
 ) -> Result<Handed, RoundError> {
     let (url, key) = {
         let routing = ctx.routing.borrow();
@@ -317,8 +345,25 @@ pub(super) async fn hand_over(
         *conn = Some(c);
     }
     let c = conn.as_mut().expect("connected above");
+    let checkpoint = ctx.ledger.latest_checkpoint();
+    // Evidence, not the hand-over: a failed read sends none.
+    let read = || -> Result<_, StoreError> {
+        use crate::node::peers;
+        Ok((
+            peers::links(&ctx.store, *peer_holds, checkpoint.as_ref())?,
+            peers::holds(&ctx.store, peer)?,
+            peers::evidence_against(&ctx.store, peer)?,
+        ))
+    };
+    let (links, holds, evidence) = read().unwrap_or_else(|e| {
+        tracing::warn!(%peer, error = %e, "cannot read the checkpoints to link");
+        (Vec::new(), None, Vec::new())
+    });
     let body = Batch {
-        checkpoint: ctx.ledger.latest_checkpoint(),
+        checkpoint,
+        links,
+        holds,
+        evidence,
         consents: extras.consents,
         withheld: extras.withheld,
         messages: batch
@@ -354,6 +399,7 @@ pub(super) async fn hand_over(
         });
     }
     let answer: BatchResult = resp.json()?;
+    *peer_holds = answer.holds;
     // Signature checks are the bulk of the work here; spread them over the cores.
     let checked = check_receipts(peer, &key, batch, &answer);
     let mut receipts = Vec::new();
@@ -373,7 +419,12 @@ pub(super) async fn hand_over(
         receipts,
         refused,
         unanswered,
-        checkpoint: answer.checkpoint.map(|c| (c, key)),
+        checkpoint: answer.checkpoint.map(|latest| PeerCheckpoints {
+            latest,
+            links: answer.links,
+            key,
+        }),
+        evidence: answer.evidence,
         told: Vec::new(),
         reported: Vec::new(),
     })

@@ -13,9 +13,10 @@
 
 use tokio::sync::oneshot;
 
+use super::checkpoints::Via;
 use super::group::Group;
 use super::{Accepted, LeaseItem, Ledger, LedgerError, Parties, Received, Submission, Writer};
-use crate::core::audit::Checkpoint;
+use crate::core::audit::{Checkpoint, Evidence, Link};
 use crate::core::consent::{ConsentRecord, ConsentStatus, StatusChange};
 use crate::core::identity::{AgencyId, CenterId, Identity, OfficerId};
 use crate::core::message::MessageId;
@@ -23,6 +24,16 @@ use crate::core::wire::{Receipt, WithheldReport};
 use crate::node::store::DirectorySeen;
 
 type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
+
+/// A command's reply, once it is queued ([`Ledger::queue_peer_checkpoints`]).
+pub struct Queued<T>(oneshot::Receiver<Result<T, LedgerError>>);
+
+impl<T> Queued<T> {
+    /// The command's result, once its group is durable.
+    pub async fn reply(self) -> Result<T, LedgerError> {
+        self.0.await.map_err(|_| LedgerError::Stopped)?
+    }
+}
 
 /// A request on its way to the writer thread: what to do there, and where the answer goes.
 pub(super) trait Command: Send {
@@ -80,6 +91,21 @@ impl Ledger {
             .await
             .map_err(|_| LedgerError::Stopped)?;
         answer.await.map_err(|_| LedgerError::Stopped)?
+    }
+
+    /// Queues `op` like [`Ledger::call`], but returns as soon as it is queued, with the
+    /// reply to await: what one caller queues in turn is run in turn.
+    async fn queue<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Writer, &mut Group) -> Result<T, LedgerError> + Send + 'static,
+    ) -> Result<Queued<T>, LedgerError> {
+        let (reply, answer) = oneshot::channel();
+        let command: Box<dyn Command> = Box::new(Call { op, reply });
+        self.tx
+            .send(command)
+            .await
+            .map_err(|_| LedgerError::Stopped)?;
+        Ok(Queued(answer))
     }
 
     /// Accepts a prepared submission from its sender (the audit entry's actor).
@@ -173,15 +199,33 @@ impl Ledger {
         self.call(|w, g| Ok(w.request_checkpoint(g))).await
     }
 
-    /// Keeps `peer`'s checkpoint (its signature already checked against the directory) if
-    /// it follows the one kept before; otherwise the peer rolled back or rewrote its log,
-    /// and the error says how (the earlier checkpoint stays as evidence).
-    pub async fn peer_checkpoint(
+    /// Queues what `peer` sent of its checkpoints, over channel `via` (`links`, oldest
+    /// first: those after the one this node said it holds; then `latest`, its newest;
+    /// signatures already checked against the directory), and returns once it is queued:
+    /// what one caller queues in turn is judged in turn, so a channel's order is kept. The
+    /// reply says how `latest` relates to the checkpoints held; a contradiction (the peer
+    /// rolled back, rewrote or forked its log) is the error, the checkpoints held stay, and
+    /// the pair is kept as evidence.
+    pub async fn queue_peer_checkpoints(
         &self,
         peer: CenterId,
-        checkpoint: Checkpoint,
+        via: Via,
+        links: Vec<Checkpoint>,
+        latest: Checkpoint,
+    ) -> Result<Queued<Link>, LedgerError> {
+        self.queue(move |w, g| w.peer_checkpoints(peer, via, links, latest, g))
+            .await
+    }
+
+    /// Keeps the evidence `peer` reported holding against this node: those pieces that
+    /// hold two of this node's own checkpoints that contradict each other. Returns how
+    /// many were new.
+    pub async fn reported_evidence(
+        &self,
+        peer: CenterId,
+        evidence: Vec<Evidence>,
     ) -> Result<usize, LedgerError> {
-        self.call(move |w, g| w.peer_checkpoint(peer, checkpoint, g))
+        self.call(move |w, g| w.reported_evidence(&peer, evidence, g))
             .await
     }
 

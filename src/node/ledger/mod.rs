@@ -18,7 +18,9 @@
 //! One file per concept, each an `impl Writer` block: `commands` (the handle's requests),
 //! `group` (the thread's loop and group commit), `intake` (accept and receive), `consent`
 //! (registration, the check, consents from peers), `withdrawal` (withdrawal, erasure,
-//! notices, retention purge), `outbox`, `leases`, `checkpoints`, `lifecycle`, `queries`.
+//! notices, retention purge), `outbox`, `leases`, `checkpoints`, `anchor` (the newest own
+//! checkpoint outside the store, and the start-up check against it), `lifecycle`,
+//! `queries`.
 //!
 //! Architecture invariants, enforced here:
 //! - A command is answered with success only after its writes are durable.
@@ -32,6 +34,8 @@
 //!   thread, which also records withdrawals: a check and a withdrawal never interleave.
 //! - Readers see an inbox entry only when its sequence number is below the published durable
 //!   sequence number (see `inbox`), so nobody can pull a message that a crash could still undo.
+//! - A federated node starts only on a chain that extends the newest checkpoint it issued,
+//!   which it also keeps outside sled (`anchor`); each checkpoint names the one before it.
 //! - After a failed fsync the ledger refuses all further writes: what is on disk is then
 //!   unknown, and the only safe recovery is a restart, which re-reads what sled persisted.
 //! - Every time the ledger writes is read from its [`Clock`], once per group: the entries
@@ -44,6 +48,7 @@
 //!   written. Records, audit entries and the group's time stay text (`String`): they are
 //!   what is stored and hashed.
 
+mod anchor;
 mod checkpoints;
 mod commands;
 mod consent;
@@ -69,7 +74,10 @@ use crate::core::time::Timestamp;
 use crate::node::clock::Clock;
 use crate::node::store::{DeliveryState, MessageRecord, Store, StoreError};
 
+pub use self::anchor::{Anchor, AnchorError, Unextended, ANCHOR_FILE};
+pub use self::checkpoints::{Via, EVIDENCE_PER_PEER_MAX, PEER_HISTORY_MAX};
 use self::commands::Command;
+pub use self::commands::Queued;
 pub use self::intake::Submission;
 pub use self::withdrawal::{purge_every, PURGE_BATCH};
 
@@ -271,6 +279,8 @@ pub struct CheckpointPolicy {
     /// A checkpoint at least every this many entries (more often on request, see
     /// [`Ledger::checkpoint`]).
     pub every: u64,
+    /// Where the newest checkpoint is kept outside the store (see `anchor`).
+    pub anchor: Anchor,
 }
 
 impl std::fmt::Debug for CheckpointPolicy {
@@ -278,6 +288,7 @@ impl std::fmt::Debug for CheckpointPolicy {
         f.debug_struct("CheckpointPolicy")
             .field("node", &self.node)
             .field("every", &self.every)
+            .field("anchor", &self.anchor)
             .finish_non_exhaustive()
     }
 }
@@ -293,6 +304,10 @@ pub enum StartError {
         "the audit log is damaged: {0}; run `plusgate audit verify --config FILE` for details"
     )]
     Chain(#[from] audit::ChainError),
+    /// The chain does not extend the newest checkpoint this node issued, or the anchor that
+    /// keeps it is unusable.
+    #[error(transparent)]
+    Anchor(#[from] AnchorError),
     /// The OS refused a thread.
     #[error("cannot start the ledger thread: {0}")]
     Thread(std::io::Error),
@@ -321,7 +336,9 @@ impl std::fmt::Debug for Ledger {
 }
 
 impl Ledger {
-    /// Starts the ledger thread over `store`, resuming the audit chain from its last entry.
+    /// Starts the ledger thread over `store`, resuming the audit chain from its last entry,
+    /// after checking that entry against its own hash and, for a node that signs
+    /// checkpoints, that the chain extends the newest checkpoint it issued (`anchor`).
     /// Every time it records is read from `clock`.
     pub fn start(
         store: Store,
@@ -332,8 +349,11 @@ impl Ledger {
             None => Head::GENESIS,
             Some(last) => Head::after(&last)?,
         };
+        let latest = match &options.checkpoints {
+            Some(policy) => anchor::check_at_start(&store, &head, policy)?,
+            None => store.latest_checkpoint()?,
+        };
         let outbox_len = store.outbox_lengths()?;
-        let latest = store.latest_checkpoint()?;
         let indexed = store.ensure_subject_index()?;
         if indexed > 0 {
             tracing::info!(entries = indexed, "built the audit index by subject");
@@ -341,6 +361,7 @@ impl Ledger {
         let (tx, rx) = mpsc::channel(QUEUE_LEN_MAX);
         let (durable_tx, durable) = watch::channel(head.next_seq);
         let (checkpoint_tx, checkpoint) = watch::channel(latest);
+        let anchor = options.checkpoints.as_ref().map(|p| p.anchor.clone());
         let failed = Arc::new(OnceLock::new());
         let writer = Writer {
             store: store.clone(),
@@ -350,10 +371,12 @@ impl Ledger {
             outbox_len,
             outbox_max: options.outbox_max,
             checkpoints: options.checkpoints,
-            checkpoint: checkpoint_tx,
+            checkpoint: anchor::Issued::new(checkpoint_tx, anchor),
             federated_as: options.federated_as,
             consent_cache: HashMap::new(),
             clock: clock.clone(),
+            peer_history: HashMap::new(),
+            peer_latest: HashMap::new(),
         };
         let thread = std::thread::Builder::new()
             .name("plusgate-ledger".into())
@@ -415,8 +438,9 @@ struct Writer {
     outbox_len: BTreeMap<CenterId, usize>,
     outbox_max: usize,
     checkpoints: Option<CheckpointPolicy>,
-    /// The latest durable checkpoint, published after each commit that writes one.
-    checkpoint: watch::Sender<Option<Checkpoint>>,
+    /// The latest durable checkpoint, anchored outside the store and published after each
+    /// commit that writes one; the next checkpoint names it as its `prev`.
+    checkpoint: anchor::Issued,
     /// This node's center when federated: consent changes are then queued as notices for
     /// the other centers a consent names.
     federated_as: Option<CenterId>,
@@ -426,6 +450,14 @@ struct Writer {
     consent_cache: HashMap<String, (ConsentRecord, Terms)>,
     /// Where every group's time comes from.
     clock: Arc<dyn Clock>,
+    /// The checkpoints held of each peer, by length (see `checkpoints`), read from the
+    /// store the first time a peer's are judged; coherent because this thread is their
+    /// only writer. A group that fails to commit may leave some here that are not durable:
+    /// each was signed by the peer and extends the one before, so judging by it stays sound.
+    peer_history: HashMap<CenterId, BTreeMap<u64, Checkpoint>>,
+    /// The newest checkpoint each peer sent over each channel since this node started
+    /// (see `checkpoints`: one that goes back on its own channel is a rollback).
+    peer_latest: HashMap<(CenterId, Via), Checkpoint>,
 }
 
 /// The wire name of a delivery state.

@@ -28,6 +28,8 @@ pub(super) const BY_SUBJECT: u8 = b'u';
 pub(super) const RETENTION: u8 = b'e';
 pub(super) const NOTICE: u8 = b'n';
 pub(super) const WITHHELD_REPORT: u8 = b'w';
+pub(super) const PEER_EVIDENCE: u8 = b'f';
+pub(super) const PEER_HISTORY: u8 = b'h';
 /// Journal records of deferred writes, by group (see [`super::deferred`]).
 pub(super) const JOURNAL: u8 = b'j';
 /// Pieces of a message record too large to store as one value (see [`super::pieces`]).

@@ -26,6 +26,8 @@
 //! | `x`    | message id                           | empty: dead-lettered  |
 //! | `c`    | chain length (BE)                    | own [`Checkpoint`]    |
 //! | `p`    | peer center                          | its latest [`Checkpoint`] |
+//! | `h`    | peer center, `0x00`, chain length (BE) | its [`Checkpoint`]s held in turn, each extending the one before (the newest few hundred) |
+//! | `f`    | peer center, `0x00`, refused checkpoint's digest | `audit::Evidence`: two of its checkpoints that contradict each other |
 //! | `k`    | consent id                           | [`ConsentRecord`]     |
 //! | `u`    | subject, `0x00`, audit seq (BE)      | empty: index of `a` by subject (deferred) |
 //! | `e`    | retention end (unix s, BE), seq (BE) | message id: payloads to purge, by when (deferred) |

@@ -12,12 +12,14 @@
 //!   checks only the entries after it: O(entries since the last checkpoint), at most about
 //!   `checkpoint_every` on a federated node. Without a usable checkpoint (a standalone node,
 //!   or one whose signature fails) it checks the whole chain from genesis.
+//! - [`Store::peer_statuses`] reads the newest checkpoint held of each peer (`p`) and the
+//!   evidence kept (`f`): O(peers + evidence), both bounded.
 //!
 //! Architecture invariant: nothing here writes.
 
-use super::keys::{key, AUDIT, CHECKPOINT, CONSENT};
+use super::keys::{key, AUDIT, CHECKPOINT, CONSENT, PEER_EVIDENCE};
 use super::{decode_at, Store, StoreError};
-use crate::core::audit::{AuditEntry, ChainError, Checkpoint, Head, Verifier};
+use crate::core::audit::{AuditEntry, ChainError, Checkpoint, Evidence, Head, Verifier};
 use crate::core::consent::ConsentRecord;
 use crate::core::hex;
 use crate::core::keys::PublicKey;
@@ -84,6 +86,20 @@ pub enum ChainProblem {
     },
 }
 
+/// What this node holds of one node's checkpoints: the newest that extends every one
+/// before, and the evidence kept against that node (two of its checkpoints that
+/// contradict each other). A node that holds evidence against itself lists itself, without
+/// a checkpoint held (it learned of it from a peer, see `node::peers`).
+#[derive(Debug, Clone)]
+pub struct PeerStatus {
+    /// The node's center.
+    pub center: String,
+    /// The newest of its checkpoints held.
+    pub held: Option<Checkpoint>,
+    /// Contradictions found, oldest first.
+    pub evidence: Vec<Evidence>,
+}
+
 impl ChainStatus {
     /// True if no break was found.
     pub fn verified(&self) -> bool {
@@ -120,6 +136,39 @@ impl Store {
             None => Ok(None),
             Some(v) => decode_at("audit", &k, &v).map(Some),
         }
+    }
+
+    /// Every node this node holds checkpoints of or evidence against, by center.
+    pub fn peer_statuses(&self) -> Result<Vec<PeerStatus>, StoreError> {
+        let mut peers: std::collections::BTreeMap<String, PeerStatus> = Default::default();
+        let status = |center: &str| PeerStatus {
+            center: center.to_owned(),
+            held: None,
+            evidence: Vec::new(),
+        };
+        for held in self.peer_checkpoints() {
+            let (center, c) = held?;
+            peers
+                .entry(center.clone())
+                .or_insert_with(|| status(&center))
+                .held = Some(c);
+        }
+        for item in self.db.scan_prefix([PEER_EVIDENCE]) {
+            let (k, v) = item?;
+            let evidence: Evidence = decode_at("peer evidence", &k, &v)?;
+            let center = k[1..].split(|b| *b == 0).next().unwrap_or_default();
+            let center = String::from_utf8_lossy(center).into_owned();
+            peers
+                .entry(center.clone())
+                .or_insert_with(|| status(&center))
+                .evidence
+                .push(evidence);
+        }
+        let mut peers: Vec<PeerStatus> = peers.into_values().collect();
+        for p in &mut peers {
+            p.evidence.sort_by(|a, b| a.found_at.cmp(&b.found_at));
+        }
+        Ok(peers)
     }
 
     /// The newest own checkpoint that covers at most `length` entries.

@@ -21,7 +21,7 @@ use super::keys::{
 use super::pieces;
 use super::record;
 use super::records::{DeliveryRecord, DirectorySeen, EncodedMessage, Erasure};
-use crate::core::audit::{AuditEntry, Checkpoint};
+use crate::core::audit::{AuditEntry, Checkpoint, Evidence};
 use crate::core::consent::ConsentRecord;
 use crate::core::identity::{AgencyId, CenterId};
 use crate::core::message::MessageId;
@@ -125,6 +125,22 @@ impl WriteSet {
             key(PEER_CHECKPOINT, peer.as_str().as_bytes()),
             record::encode(checkpoint),
         );
+    }
+    /// Keeps two of `peer`'s checkpoints that contradict each other (see `audit`).
+    pub fn put_peer_evidence(&mut self, peer: &CenterId, evidence: &Evidence) {
+        self.put(
+            super::audit::evidence_key(peer, evidence),
+            record::encode(evidence),
+        );
+    }
+    /// Adds a checkpoint to those held of `peer` (see `audit`).
+    pub fn put_peer_history(&mut self, peer: &CenterId, checkpoint: &Checkpoint) {
+        let k = super::audit::history_key(peer, checkpoint.length);
+        self.put(k, record::encode(checkpoint));
+    }
+    /// Lets `peer`'s held checkpoint of `length` entries go.
+    pub fn remove_peer_history(&mut self, peer: &CenterId, length: u64) {
+        self.remove(super::audit::history_key(peer, length));
     }
     /// Stores a consent (registered or changed).
     pub fn put_consent(&mut self, consent: &ConsentRecord) {

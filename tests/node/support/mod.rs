@@ -83,3 +83,31 @@ pub fn violation_pointers(problem: &Value) -> Vec<String> {
         .map(|v| v["pointer"].as_str().expect("violation pointer").to_owned())
         .collect()
 }
+
+/// Deletes, directly in the stopped node's sled folder, the audit entries from `keep` on,
+/// the node's own checkpoints of more than `keep` entries and the subject-index entries of
+/// the deleted entries: what an intruder with write access to the data directory does to
+/// make the newest entries disappear, leaving a store consistent in itself (its last entry
+/// matches its own hash, its newest checkpoint is covered). The anchor file beside sled's
+/// files (`data/audit-anchor`) is left alone. Returns how many entries were deleted.
+pub fn cut_audit_log(data_dir: &Path, keep: u64) -> u64 {
+    // The node opens sled with 8 MiB segments, and sled refuses a different setting.
+    let db = sled::Config::new()
+        .path(data_dir)
+        .segment_size(8 << 20)
+        .open()
+        .expect("open the node's sled directory");
+    let seq_of = |key: &[u8]| u64::from_be_bytes(key[key.len() - 8..].try_into().expect("seq"));
+    let mut deleted = 0;
+    for family in [b'a', b'c', b'u'] {
+        for item in db.scan_prefix([family]) {
+            let (key, _) = item.expect("read");
+            if seq_of(&key) >= keep + u64::from(family == b'c') {
+                db.remove(&key).expect("remove");
+                deleted += u64::from(family == b'a');
+            }
+        }
+    }
+    db.flush().expect("flush");
+    deleted
+}

@@ -80,6 +80,11 @@ const LABELS = {
     'a.sig_ok': '유효',
     'a.sig_bad': '유효하지 않음',
     'a.sig_unknown': '확인할 키 없음',
+    'a.peer': '보관 중인 센터 체크포인트',
+    'a.peer_status': '센터 감사 로그',
+    'a.consistent': '일관됨',
+    'a.contradicted': '모순됨 (되돌림 또는 분기)',
+    'a.evidence': '증거',
   },
   en: {
     title: 'plusgate privacy officer console',
@@ -156,6 +161,11 @@ const LABELS = {
     'a.sig_ok': 'valid',
     'a.sig_bad': 'INVALID',
     'a.sig_unknown': 'no key to check',
+    'a.peer': 'Checkpoint held of center',
+    'a.peer_status': "Center's audit log",
+    'a.consistent': 'consistent',
+    'a.contradicted': 'CONTRADICTED (rolled back or forked)',
+    'a.evidence': 'Evidence',
   },
 };
 
@@ -393,6 +403,16 @@ async function runAudit() {
       auditRow(list, 'a.cp_signature', null, sig).className = cp.signature_valid === false ? 'bad' : '';
     } else {
       auditRow(list, 'a.checkpoint', null, 'a.none');
+    }
+    // What this node holds of each center's checkpoints, and any two that contradict.
+    for (const p of s.peers || []) {
+      const held = p.checkpoint ? `${p.checkpoint.length} (${p.checkpoint.signed_at})` : '-';
+      auditRow(list, 'a.peer', `${p.center}: ${held}`);
+      auditRow(list, 'a.peer_status', null, p.consistent ? 'a.consistent' : 'a.contradicted')
+        .className = p.consistent ? '' : 'bad';
+      for (const e of p.evidence) {
+        auditRow(list, 'a.evidence', `${e.found_at}: ${e.problem}`).className = 'bad';
+      }
     }
     auditRow(list, 'a.checked_at', s.checked_at);
     result.replaceChildren(list);

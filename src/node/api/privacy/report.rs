@@ -1,6 +1,7 @@
 //! The privacy officer's reports over the whole record: consents (`/v1/privacy/consents`),
 //! refusals (`/v1/privacy/refusals`), withdrawals (`/v1/privacy/withdrawals`), each
-//! filtered and as JSON or CSV, and the audit chain's status (`/v1/privacy/audit`).
+//! filtered and as JSON or CSV, and the audit chain's status (`/v1/privacy/audit`: this
+//! node's chain, and whether any peer's checkpoints contradict each other).
 //!
 //! The query string is parsed strictly at the edge: an unknown parameter, one given twice,
 //! or a bad value is a 400 naming the parameter. Dates are `YYYY-MM-DD` (a UTC day, both
@@ -19,10 +20,10 @@ use time::{Date, OffsetDateTime, Time};
 use super::super::body::json_response;
 use super::super::problem::{ledger_problem, store_problem};
 use super::super::{Api, Problem, Resp};
-use crate::core::audit::Action;
+use crate::core::audit::{Action, Checkpoint};
 use crate::core::consent::{ConsentRecord, ConsentStatus};
 use crate::core::identity::{AgencyId, OfficerId};
-use crate::node::store::reports::{ChainStatus, VerifiedFrom};
+use crate::node::store::reports::{ChainStatus, PeerStatus, VerifiedFrom};
 use crate::node::store::{Store, StoreError};
 
 /// Most rows one report answers. More matching rows are left out, and the answer says so
@@ -603,8 +604,15 @@ fn withdrawals(store: &Store, f: &Filters) -> Result<Resp, StoreError> {
     Ok(Rows::collect(rows.into_iter().map(Ok))?.answer("withdrawals", f.csv))
 }
 
-/// The audit chain's status as JSON.
-fn audit_json(s: &ChainStatus, checked_at: &str, check_ms: u128) -> Value {
+/// A checkpoint as the audit status shows it.
+fn checkpoint_json(c: &Checkpoint) -> Value {
+    json!({"length": c.length, "head": c.head, "signed_at": c.at})
+}
+
+/// The audit chain's status as JSON: this node's chain, and what it holds of its peers'
+/// checkpoints. `verified` is true only if the chain verifies and no node's checkpoints are
+/// known to contradict each other; `problem` names the first thing wrong.
+fn audit_json(s: &ChainStatus, peers: &[PeerStatus], checked_at: &str, check_ms: u128) -> Value {
     let checkpoint = s.checkpoint.as_ref().map(|(c, valid)| {
         json!({
             "length": c.length,
@@ -614,17 +622,49 @@ fn audit_json(s: &ChainStatus, checked_at: &str, check_ms: u128) -> Value {
             "signature_valid": valid,
         })
     });
+    let peer_problem = peers.iter().find_map(|p| {
+        let e = p.evidence.first()?;
+        Some(format!(
+            "checkpoints of {} contradict each other: {}",
+            p.center, e.problem
+        ))
+    });
+    let peers: Vec<Value> = peers
+        .iter()
+        .map(|p| {
+            let evidence: Vec<Value> = p
+                .evidence
+                .iter()
+                .map(|e| {
+                    json!({
+                        "found_at": e.found_at,
+                        "problem": e.problem,
+                        "held": checkpoint_json(&e.held),
+                        "refused": checkpoint_json(&e.refused),
+                    })
+                })
+                .collect();
+            json!({
+                "center": p.center,
+                "checkpoint": p.held.as_ref().map(checkpoint_json),
+                "consistent": p.evidence.is_empty(),
+                "evidence": evidence,
+            })
+        })
+        .collect();
     json!({
         "length": s.length,
         "head": s.head,
-        "verified": s.verified(),
+        "verified": s.verified() && peer_problem.is_none(),
+        "chain_verified": s.verified(),
         "verified_from": match s.verified_from {
             VerifiedFrom::Genesis => "genesis",
             VerifiedFrom::Checkpoint => "checkpoint",
         },
         "entries_checked": s.entries_checked,
-        "problem": s.problem.as_ref().map(ToString::to_string),
+        "problem": s.problem.as_ref().map(ToString::to_string).or(peer_problem),
         "checkpoint": checkpoint,
+        "peers": peers,
         "checked_at": checked_at,
         "check_ms": check_ms,
     })
@@ -654,9 +694,10 @@ impl Api {
                 Report::Withdrawals => withdrawals(&store, &filters),
                 Report::Audit => store
                     .audit_status(durable_len, key.as_ref(), filters.from_genesis)
-                    .map(|s| {
+                    .and_then(|s| Ok((s, store.peer_statuses()?)))
+                    .map(|(s, peers)| {
                         let at = crate::core::time::rfc3339(now);
-                        let body = audit_json(&s, &at, started.elapsed().as_millis());
+                        let body = audit_json(&s, &peers, &at, started.elapsed().as_millis());
                         json_response(StatusCode::OK, &body)
                     }),
             };
