@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use plusgate::node::client::{Agent, HttpVersion};
@@ -51,15 +52,11 @@ fn summary_sender(fed: &Federation, node: &Node) -> Agent {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn large_messages_are_stored_inside_the_synced_log_and_survive_sigkill() {
+async fn large_messages_are_stored_inside_the_synced_log() {
     let fed = Federation::new();
     fed.set_sends("suwon/welfare", &["referral-status", "case-summary"]);
     let mut node = fed.start("suwon");
     let sender = summary_sender(&fed, &node);
-    let recipient = fed.example("case-summary")["to"]
-        .as_str()
-        .expect("the example names its recipient")
-        .to_owned();
     let mut accepted = BTreeSet::new();
     for i in 0..30 {
         let id = format!("cs-large-{i:02}");
@@ -73,12 +70,85 @@ async fn large_messages_are_stored_inside_the_synced_log_and_survive_sigkill() {
     }
     node.kill_hard();
     node.restart();
-    let agent = node.agent(&recipient, HttpVersion::Http1);
-    let delivered = drain_inbox(&agent).await;
-    let delivered_set: BTreeSet<String> = delivered.iter().cloned().collect();
-    assert_eq!(delivered.len(), delivered_set.len(), "each message once");
-    assert_eq!(delivered_set, accepted);
+    let delivered = drain_once_each(&node, &summary_recipient(&fed)).await;
+    assert_eq!(delivered, accepted);
     assert_eq!(blob_files(&fed.data_dir("suwon")), Vec::<PathBuf>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_stream_of_large_messages_loses_nothing_acknowledged() {
+    let fed = Federation::new();
+    fed.set_sends("suwon/welfare", &["referral-status", "case-summary"]);
+    let mut node = fed.start("suwon");
+    let accepted = Arc::new(Mutex::new(BTreeSet::new()));
+    let mut pushers = Vec::new();
+    for p in 0..4 {
+        let agent = node.agent("suwon/welfare", HttpVersion::Http2);
+        let template = large_case_summary(&fed, "cs-template", 300);
+        let accepted = accepted.clone();
+        pushers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let id = format!("cs-kill-{p}-{i:04}");
+                match push_once(&agent, &with_id(template.clone(), &id)).await {
+                    Some(202) => {
+                        accepted.lock().expect("lock").insert(id);
+                    }
+                    Some(status) => panic!("{id}: {status} before the kill"),
+                    None => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    node.kill_hard();
+    for p in pushers {
+        p.await.expect("pusher");
+    }
+    let accepted = std::mem::take(&mut *accepted.lock().expect("lock"));
+    assert!(
+        accepted.len() >= 4,
+        "large messages were accepted before the kill"
+    );
+    assert_eq!(blob_files(&fed.data_dir("suwon")), Vec::<PathBuf>::new());
+    node.restart();
+    let delivered = drain_once_each(&node, &summary_recipient(&fed)).await;
+    let lost: Vec<_> = accepted.difference(&delivered).collect();
+    assert!(lost.is_empty(), "acknowledged and lost: {lost:?}");
+}
+
+/// One push on a fresh connection: its status, or `None` if the node is gone.
+async fn push_once(agent: &Agent, body: &Value) -> Option<u16> {
+    let body = bytes::Bytes::from(body.to_string());
+    agent
+        .request(
+            hyper::Method::POST,
+            "/v1/messages",
+            Some((body, "application/json")),
+        )
+        .await
+        .ok()
+        .map(|r| r.status.as_u16())
+}
+
+/// The agency the case-summary example goes to.
+fn summary_recipient(fed: &Federation) -> String {
+    fed.example("case-summary")["to"]
+        .as_str()
+        .expect("the example names its recipient")
+        .to_owned()
+}
+
+/// Drains `recipient`'s inbox; panics if any message comes twice.
+async fn drain_once_each(node: &Node, recipient: &str) -> BTreeSet<String> {
+    let agent = node.agent(recipient, HttpVersion::Http1);
+    let delivered = drain_inbox(&agent).await;
+    let set: BTreeSet<String> = delivered.iter().cloned().collect();
+    assert_eq!(
+        delivered.len(),
+        set.len(),
+        "each message once: {delivered:?}"
+    );
+    set
 }
 
 /// Pushes referrals with ids `prefix-0`, `prefix-1`, … one at a time (one group each)
