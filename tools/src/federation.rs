@@ -41,6 +41,24 @@ impl Federation {
     /// nodes listen where their config says).
     pub fn create(plusgate: Plusgate, centers: &[&str]) -> Result<Federation, Error> {
         let dir = tempfile::tempdir().map_err(io("creating a temporary folder"))?;
+        Federation::create_at(dir, plusgate, centers)
+    }
+
+    /// [`Federation::create`] in a new temporary folder inside `parent` (e.g. on a file
+    /// system with room for a large store).
+    pub fn create_in(
+        parent: &Path,
+        plusgate: Plusgate,
+        centers: &[&str],
+    ) -> Result<Federation, Error> {
+        let dir = tempfile::tempdir_in(parent).map_err(io(format!(
+            "creating a temporary folder in {}",
+            parent.display()
+        )))?;
+        Federation::create_at(dir, plusgate, centers)
+    }
+
+    fn create_at(dir: TempDir, plusgate: Plusgate, centers: &[&str]) -> Result<Federation, Error> {
         let count = u16::try_from(centers.len()).unwrap_or(u16::MAX);
         let args = DevInitArgs {
             out: dir.path().join("fed"),

@@ -54,7 +54,17 @@ pub struct Node {
 impl Node {
     /// Spawns `plusgate` as `spec` says and waits for its listening line.
     pub fn spawn(plusgate: &Plusgate, spec: NodeSpec) -> Result<Node, Error> {
-        let (child, addr) = spawn(plusgate, &spec)?;
+        Node::spawn_within(plusgate, spec, START_TIMEOUT)
+    }
+
+    /// [`Node::spawn`], waiting up to `timeout` for the listening line (a node opening a
+    /// large store may need longer than the usual bound).
+    pub fn spawn_within(
+        plusgate: &Plusgate,
+        spec: NodeSpec,
+        timeout: Duration,
+    ) -> Result<Node, Error> {
+        let (child, addr) = spawn(plusgate, &spec, timeout)?;
         Ok(Node {
             plusgate: plusgate.clone(),
             spec,
@@ -136,6 +146,11 @@ impl Node {
     /// it if it does not ([`Error::StopTimeout`]); returns its exit status (also when it
     /// had exited already).
     pub fn terminate(&mut self) -> Result<ExitStatus, Error> {
+        self.terminate_within(STOP_TIMEOUT)
+    }
+
+    /// [`Node::terminate`], waiting up to `timeout` instead of [`STOP_TIMEOUT`].
+    pub fn terminate_within(&mut self, timeout: Duration) -> Result<ExitStatus, Error> {
         let mut child = self.child.take().ok_or(Error::NotRunning)?;
         if let Some(status) = child.try_wait().map_err(io("polling the node"))? {
             return Ok(status);
@@ -148,13 +163,11 @@ impl Node {
             kill(child);
             return Err(e);
         }
-        match wait_with_timeout(&mut child, STOP_TIMEOUT) {
+        match wait_with_timeout(&mut child, timeout) {
             Some(status) => Ok(status),
             None => {
                 kill(child);
-                Err(Error::StopTimeout {
-                    timeout: STOP_TIMEOUT,
-                })
+                Err(Error::StopTimeout { timeout })
             }
         }
     }
@@ -168,10 +181,18 @@ impl Node {
     /// Starts the node again on the same config and data directory (SIGKILLing it first
     /// if it still runs). The address changes: make new agents afterwards.
     pub fn restart(&mut self) {
+        self.try_restart_within(START_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// [`Node::restart`], waiting up to `timeout` for the listening line and returning a
+    /// failure instead of panicking.
+    pub fn try_restart_within(&mut self, timeout: Duration) -> Result<(), Error> {
         self.kill_hard();
-        let (child, addr) = spawn(&self.plusgate, &self.spec).unwrap_or_else(|e| panic!("{e}"));
+        let (child, addr) = spawn(&self.plusgate, &self.spec, timeout)?;
         self.child = Some(child);
         self.addr = addr;
+        Ok(())
     }
 }
 
@@ -190,7 +211,11 @@ pub fn listening_addr(line: &str) -> Option<SocketAddr> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
-fn spawn(plusgate: &Plusgate, spec: &NodeSpec) -> Result<(Child, SocketAddr), Error> {
+fn spawn(
+    plusgate: &Plusgate,
+    spec: &NodeSpec,
+    timeout: Duration,
+) -> Result<(Child, SocketAddr), Error> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -224,7 +249,7 @@ fn spawn(plusgate: &Plusgate, spec: &NodeSpec) -> Result<(Child, SocketAddr), Er
             }
         }
     });
-    match rx.recv_timeout(START_TIMEOUT) {
+    match rx.recv_timeout(timeout) {
         Ok(addr) => Ok((child, addr)),
         Err(_) => {
             let _ = child.kill();
@@ -234,7 +259,7 @@ fn spawn(plusgate: &Plusgate, spec: &NodeSpec) -> Result<(Child, SocketAddr), Er
             };
             Err(Error::NotListening {
                 args: spec.args.clone(),
-                timeout: START_TIMEOUT,
+                timeout,
                 exit,
                 log_tail: log_tail(&spec.log, LOG_TAIL_LINES),
             })
