@@ -5,6 +5,7 @@
 //! codes (78 = configuration, 1 = other). `anyhow` lives here and nowhere deeper.
 
 pub mod audit;
+pub mod compact;
 pub mod directory;
 pub mod exit;
 pub mod export;
@@ -59,6 +60,9 @@ pub enum Command {
     /// Sign or verify the federation directory.
     #[command(subcommand)]
     Directory(directory::DirectoryCommand),
+    /// Give a stopped node's disk space back: copy its store into a fresh one and swap
+    /// them atomically (sled keeps the space that acks, purges and retention free).
+    Compact(compact::CompactArgs),
 }
 
 /// Runs the parsed command line.
@@ -87,6 +91,10 @@ pub fn run(cli: Cli) -> ExitCode {
             })
         }
         Command::Directory(command) => finish(directory::run(&command), |_| EXIT_FAILURE),
+        Command::Compact(args) => finish(compact::run(&args), |e| match e {
+            compact::CompactError::Config(_) => EXIT_CONFIG,
+            _ => EXIT_FAILURE,
+        }),
     }
 }
 

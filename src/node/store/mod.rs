@@ -372,6 +372,68 @@ impl Store {
         Ok(())
     }
 
+    /// Copies every record into a new store created at `dir` (which must not exist),
+    /// folding the overlay first, and makes the copy durable: sled never gives back the
+    /// space of segments it half emptied (its cleaner runs only in a background thread the
+    /// node does not start, and gains little when it runs), so an offline copy is how a
+    /// store returns to the size of what it holds. `progress` is told (records, bytes)
+    /// every 8 MiB. Only a stopped node's store may be compacted (the caller holds its
+    /// lock by having opened it).
+    pub fn compact_into(
+        &self,
+        dir: &Path,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<(u64, u64), StoreError> {
+        self.fold_all()?;
+        let open_err = |source| StoreError::Open {
+            path: dir.to_owned(),
+            source,
+        };
+        let copy = sled::Config::new()
+            .path(dir)
+            .create_new(true)
+            .segment_size(SEGMENT_BYTES)
+            .cache_capacity(8 << 20)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(None)
+            .open()
+            .map_err(open_err)?;
+        let (mut records, mut bytes, mut pending) = (0u64, 0u64, 0usize);
+        let mut batch = sled::Batch::default();
+        for item in self.db.iter() {
+            let (k, v) = item?;
+            records += 1;
+            bytes += (k.len() + v.len()) as u64;
+            pending += k.len() + v.len();
+            batch.insert(k, v);
+            if pending >= 8 << 20 {
+                copy.apply_batch(std::mem::take(&mut batch))?;
+                pending = 0;
+                progress(records, bytes);
+            }
+        }
+        copy.apply_batch(batch)?;
+        copy.flush()?;
+        drop(copy);
+        // Every file sled made (its log, its config, a snapshot), then the folder.
+        let entries = std::fs::read_dir(dir).map_err(|source| StoreError::Sync {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        paths.push(dir.to_owned());
+        for path in paths {
+            File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|source| StoreError::Sync { path, source })?;
+        }
+        progress(records, bytes);
+        Ok((records, bytes))
+    }
+
     /// Refuses with [`StoreError::Full`] when the store's file system has less free space
     /// than the reserve. The ledger asks before every group that writes, so a full disk
     /// stops writes before the engine meets it (no batch is ever cut short by ENOSPC in
