@@ -47,6 +47,11 @@ pub struct Inbox {
     ledger: Ledger,
     lease: Duration,
     leases: Mutex<HashMap<MessageId, Instant>>,
+    /// Per recipient, the lowest sequence number its inbox may still hold: a pull scans from
+    /// there, not over everything acknowledged before it. Sound because an inbox entry's
+    /// sequence number is that of the audit entry that took the message, so a new entry is
+    /// always above every durable one; and an entry once gone never comes back.
+    floors: Mutex<HashMap<AgencyId, u64>>,
     closing: watch::Receiver<bool>,
     /// Opens payloads stored sealed.
     keys: Option<std::sync::Arc<DataKeys>>,
@@ -74,6 +79,7 @@ impl Inbox {
             ledger,
             lease,
             leases: Mutex::new(HashMap::new()),
+            floors: Mutex::new(HashMap::new()),
             closing,
             keys,
         }
@@ -134,8 +140,21 @@ impl Inbox {
         let now = Instant::now();
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         let mut taken = Vec::new();
-        for entry in self.store.inbox(recipient, None) {
+        let floor = self
+            .floors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(recipient)
+            .copied();
+        // Everything below `durable_seq` is in the store already; the first entry seen is
+        // the lowest the inbox holds (nothing below it can appear any more).
+        let mut lowest = durable_seq;
+        for entry in self
+            .store
+            .inbox(recipient, floor.and_then(|f| f.checked_sub(1)))
+        {
             let entry = entry?;
+            lowest = lowest.min(entry.seq);
             if entry.seq >= durable_seq {
                 break;
             }
@@ -172,6 +191,10 @@ impl Inbox {
                 break;
             }
         }
+        self.floors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(recipient.clone(), lowest);
         Ok(taken)
     }
 
