@@ -180,6 +180,10 @@ async fn measure(
 
     let measured_s = window.seconds();
     Ok(RabbitReport {
+        body_bytes: shared
+            .template
+            .body(&format!("{}-0-1", shared.id_prefix))
+            .len(),
         broker: product,
         node_name: broker.node_name.clone(),
         queue: QUEUE.to_owned(),

@@ -25,7 +25,7 @@
 //! The environment of the broker is cleared but for `PATH` and the locale, so a stray
 //! `RABBITMQ_*` or `ERL_*` variable cannot point it at system files or ports; only
 //! `RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS` is passed on (after `-start_epmd false`), for
-//! experiments such as `+sbwt none`.
+//! experiments with the VM's flags (e.g. `+S 1:1`, one scheduler).
 
 use std::fmt::Write as _;
 use std::io::{Read, Seek, SeekFrom};

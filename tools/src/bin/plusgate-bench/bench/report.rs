@@ -74,6 +74,9 @@ pub(super) struct RabbitReport {
     pub(super) durable: bool,
     pub(super) delivery_mode: u8,
     pub(super) publisher_confirms: bool,
+    /// Size of the first publisher's first body (the plusgate run's bodies differ only in
+    /// their ids, which have the same length).
+    pub(super) body_bytes: usize,
     pub(super) tls: String,
     pub(super) auth: String,
     /// Every confirmed publish, warm-up and after the window included.
@@ -222,14 +225,16 @@ impl Report {
             let _ = writeln!(
                 out,
                 "\nRabbitMQ column: {}, {}; {} queue {:?} (durable), delivery mode {}, \
-                 publisher confirms, one connection and channel per publisher; {}. \
-                 accepted = confirmed publishes; node = the broker's processes \
-                 (beam.smp and helpers). Queued at the end: {} of {} confirmed.",
+                 {}-byte bodies as sent to plusgate, publisher confirms, one connection and \
+                 channel per publisher; {}. accepted = confirmed publishes; node = the \
+                 broker's processes (beam.smp and helpers). Queued at the end: {} of {} \
+                 confirmed.",
                 rabbit.broker,
                 rabbit.tls,
                 rabbit.queue_type,
                 rabbit.queue,
                 rabbit.delivery_mode,
+                rabbit.body_bytes,
                 rabbit.auth,
                 rabbit
                     .queued_at_end
