@@ -79,6 +79,18 @@ pub struct BenchArgs {
     /// With --cross: keep the temporary federation folder (configs, data, node logs).
     #[arg(long, requires = "cross")]
     pub keep: bool,
+    /// After the plusgate run(s), run the same load against a private RabbitMQ broker in the
+    /// same run: as many synchronous publishers as --connections, each publishing the same
+    /// body persistently to a durable queue and waiting for the publisher confirm, over
+    /// AMQPS with client certificates. Needs Debian's rabbitmq-server
+    /// (tools/bench-rabbitmq.sh installs it). RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS, if set,
+    /// is passed on to the broker's Erlang VM.
+    #[arg(long, conflicts_with = "cross")]
+    pub rabbitmq: bool,
+    /// With --rabbitmq: the broker's start script, run as the current user (default
+    /// Debian's /usr/lib/rabbitmq/bin/rabbitmq-server).
+    #[arg(long, value_name = "PATH", requires = "rabbitmq")]
+    pub rabbitmq_server: Option<PathBuf>,
     /// The `plusgate` executable to start nodes of (default: the one next to this
     /// executable, which `cargo build --release` puts there).
     #[arg(long, value_name = "PATH", conflicts_with = "manifest")]

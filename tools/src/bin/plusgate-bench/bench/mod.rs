@@ -51,11 +51,21 @@
 //! nodes are stopped with SIGTERM at the end, and the federation folder (with each node's
 //! log in `<center>.log`) is removed unless `--keep` is given.
 //!
+//! `--rabbitmq` (single-node mode) adds a comparison in the same run: once the plusgate
+//! runs are done and the node is stopped, the bench starts a private RabbitMQ broker
+//! (Debian's `rabbitmq-server`, TLS with client certificates only) and drives it with the
+//! same number of synchronous publishers, the same body, warm-up and window: publish one
+//! persistent message to a durable queue, wait for its publisher confirm, repeat. The
+//! report gets a RabbitMQ column and the ratio plusgate / RabbitMQ.
+//!
 //! Files: [`args`] (the flags), [`single`] (one node), [`load`] (the closed-loop workers
-//! both modes use), [`cross`] with [`pullers`] and [`open_loop`] (two nodes), [`histogram`],
-//! [`report`] and [`cross_report`] (the outputs), [`usage`] (CPU and memory from `/proc`).
+//! both modes use), [`cross`] with [`pullers`] and [`open_loop`] (two nodes), [`broker`]
+//! and [`amqp`] (RabbitMQ), [`histogram`], [`report`] and [`cross_report`] (the outputs),
+//! [`usage`] (CPU and memory from `/proc`).
 
+mod amqp;
 mod args;
+mod broker;
 mod cross;
 mod cross_report;
 mod histogram;

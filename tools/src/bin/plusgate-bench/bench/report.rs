@@ -1,4 +1,5 @@
-//! The single-node report: a table with one column per HTTP version, or JSON.
+//! The single-node report: a table with one column per HTTP version (and one for
+//! RabbitMQ with `--rabbitmq`), or JSON.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -62,6 +63,49 @@ pub(super) struct RunReport {
     pub(super) pull: Option<PullReport>,
 }
 
+/// The RabbitMQ run of `--rabbitmq` and how the broker was set up.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct RabbitReport {
+    /// Product and version, as the broker announces them.
+    pub(super) broker: String,
+    pub(super) node_name: String,
+    pub(super) queue: String,
+    pub(super) queue_type: String,
+    pub(super) durable: bool,
+    pub(super) delivery_mode: u8,
+    pub(super) publisher_confirms: bool,
+    /// Size of the first publisher's first body (the plusgate run's bodies differ only in
+    /// their ids, which have the same length).
+    pub(super) body_bytes: usize,
+    pub(super) tls: String,
+    pub(super) auth: String,
+    /// Every confirmed publish, warm-up and after the window included.
+    pub(super) confirmed_all: u64,
+    /// Messages in the queue at the end (passive declare), a check on `confirmed_all`.
+    pub(super) queued_at_end: Option<u64>,
+    /// How long the broker took to stop.
+    pub(super) stop_s: Option<f64>,
+    /// The measured window, in the plusgate runs' shape: `accepted` = confirmed
+    /// publishes, `node` = the broker's process group.
+    pub(super) run: RunReport,
+    /// plusgate's accepted/s over RabbitMQ's confirmed/s, per plusgate run (HTTP version).
+    pub(super) plusgate_over_rabbitmq: BTreeMap<String, f64>,
+}
+
+impl RabbitReport {
+    /// Fills [`RabbitReport::plusgate_over_rabbitmq`] from the plusgate `runs`.
+    pub(super) fn compare(&mut self, runs: &[RunReport]) {
+        if self.run.accepted_per_s > 0.0 {
+            for run in runs {
+                self.plusgate_over_rabbitmq.insert(
+                    run.http.clone(),
+                    run.accepted_per_s / self.run.accepted_per_s,
+                );
+            }
+        }
+    }
+}
+
 /// The whole bench report, printed as a table or as JSON.
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct Report {
@@ -73,6 +117,8 @@ pub(super) struct Report {
     pub(super) warmup_s: u64,
     pub(super) duration_s: u64,
     pub(super) runs: Vec<RunReport>,
+    /// With `--rabbitmq`: the same load against RabbitMQ, after the plusgate runs.
+    pub(super) rabbitmq: Option<Box<RabbitReport>>,
 }
 
 impl Report {
@@ -97,16 +143,13 @@ impl Report {
         );
         let fmt_ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
         let mut rows: Vec<(&str, Vec<String>)> = vec![
-            ("", self.runs.iter().map(|r| r.http.clone()).collect()),
+            ("", self.column(|r| r.http.clone())),
             (
                 "connections",
-                self.runs
-                    .iter()
-                    .map(|r| match r.streams_per_connection {
-                        1 => r.tcp_connections.to_string(),
-                        s => format!("{} × {s} streams", r.tcp_connections),
-                    })
-                    .collect(),
+                self.column(|r| match r.streams_per_connection {
+                    1 => r.tcp_connections.to_string(),
+                    s => format!("{} × {s} streams", r.tcp_connections),
+                }),
             ),
             ("accepted", self.column(|r| r.accepted.to_string())),
             (
@@ -128,7 +171,7 @@ impl Report {
             ("errors", self.column(|r| r.errors_total.to_string())),
             ("reconnects", self.column(|r| r.reconnects.to_string())),
         ];
-        if self.runs.iter().any(|r| r.node.is_some()) {
+        if self.all_runs().any(|r| r.node.is_some()) {
             let node = |f: fn(&NodeUsage) -> String| {
                 self.column(move |r| r.node.as_ref().map_or_else(|| "-".to_owned(), f))
             };
@@ -178,7 +221,31 @@ impl Report {
             }
             out.push('\n');
         }
-        for run in &self.runs {
+        if let Some(rabbit) = &self.rabbitmq {
+            let _ = writeln!(
+                out,
+                "\nRabbitMQ column: {}, {}; {} queue {:?} (durable), delivery mode {}, \
+                 {}-byte bodies as sent to plusgate, publisher confirms, one connection and \
+                 channel per publisher; {}. accepted = confirmed publishes; node = the \
+                 broker's processes (beam.smp and helpers). Queued at the end: {} of {} \
+                 confirmed.",
+                rabbit.broker,
+                rabbit.tls,
+                rabbit.queue_type,
+                rabbit.queue,
+                rabbit.delivery_mode,
+                rabbit.body_bytes,
+                rabbit.auth,
+                rabbit
+                    .queued_at_end
+                    .map_or_else(|| "?".to_owned(), |q| q.to_string()),
+                rabbit.confirmed_all,
+            );
+            for (http, ratio) in &rabbit.plusgate_over_rabbitmq {
+                let _ = writeln!(out, "plusgate {http} / RabbitMQ, accepted/s: {ratio:.2}×");
+            }
+        }
+        for run in self.all_runs() {
             for (kind, e) in &run.errors {
                 let _ = writeln!(
                     out,
@@ -190,7 +257,14 @@ impl Report {
         out
     }
 
+    /// The plusgate runs, then the RabbitMQ run if any: the table's columns.
+    fn all_runs(&self) -> impl Iterator<Item = &RunReport> {
+        self.runs
+            .iter()
+            .chain(self.rabbitmq.as_ref().map(|r| &r.run))
+    }
+
     fn column(&self, cell: impl Fn(&RunReport) -> String) -> Vec<String> {
-        self.runs.iter().map(cell).collect()
+        self.all_runs().map(cell).collect()
     }
 }

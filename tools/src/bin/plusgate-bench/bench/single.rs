@@ -1,5 +1,6 @@
-//! One node: the closed-loop load at the sender's node, once per HTTP version, and with
-//! `--pull` a drain of the recipient's inbox after each run.
+//! One node: the closed-loop load at the sender's node, once per HTTP version, with
+//! `--pull` a drain of the recipient's inbox after each run, and with `--rabbitmq` the
+//! same load against RabbitMQ once the node is stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use plusgate::dev::manifest::{LoadedManifest, Manifest};
 use plusgate::node::client::{self, Agent, HttpVersion};
 use tokio::time::Instant;
 
+use super::amqp;
 use super::load::{
     connect_workers, join_workers, push_first, spawn_workers, BodyTemplate, Window, WorkerShared,
 };
@@ -82,8 +84,17 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         }
         runs.push(run);
     }
-    // Kills the node (SIGKILL: its data goes with the folder).
+    // Kills the node (SIGKILL: its data goes with the folder), so that it takes no CPU
+    // from the broker.
     drop(node);
+    let rabbitmq = match args.rabbitmq {
+        true => {
+            let mut rabbit = amqp::run(args, &template, &run_tag).await?;
+            rabbit.compare(&runs);
+            Some(Box::new(rabbit))
+        }
+        false => None,
+    };
     Ok(Report {
         node_url: url,
         node_spawned: args.manifest.is_none(),
@@ -93,6 +104,7 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         warmup_s: args.warmup_s.into(),
         duration_s: args.duration_s.into(),
         runs,
+        rabbitmq,
     })
 }
 

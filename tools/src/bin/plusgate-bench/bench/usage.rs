@@ -1,5 +1,5 @@
-//! A process's CPU time and peak memory, read from Linux's `/proc`, and what a node used
-//! during a measured window.
+//! A process's (or a process group's) CPU time and peak memory, read from Linux's `/proc`,
+//! and what a node or broker used during a measured window.
 
 use anyhow::anyhow;
 use harness::Node;
@@ -68,6 +68,50 @@ pub(super) fn process_usage(pid: &str) -> anyhow::Result<ProcessUsage> {
     })
 }
 
+/// CPU time and peak RSS of every process in process group `pgid`, added up: the RabbitMQ
+/// broker's start script, its Erlang VM (`beam.smp`) and the VM's helpers, which the bench
+/// starts in a group of their own. The peak RSS is the sum of each process's own peak, an
+/// upper bound of the group's (the VM's dominates). `None` when no process of the group
+/// can be read. Processes that exited are not counted.
+pub(super) fn group_usage(pgid: u32) -> Option<ProcessUsage> {
+    let mut total: Option<ProcessUsage> = None;
+    for pid in group_members(pgid) {
+        let Ok(usage) = process_usage(&pid.to_string()) else {
+            continue;
+        };
+        let sum = total.get_or_insert(ProcessUsage {
+            cpu_ticks: 0,
+            peak_rss_kib: 0,
+        });
+        sum.cpu_ticks += usage.cpu_ticks;
+        sum.peak_rss_kib += usage.peak_rss_kib;
+    }
+    total
+}
+
+/// The processes now in process group `pgid`, from `/proc/*/stat`.
+pub(super) fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| parse_pgrp(&stat))
+                == Some(pgid)
+        })
+        .collect()
+}
+
+/// The process group (field 5) from `/proc/<pid>/stat`, counted after the command name's
+/// last `)` as in [`parse_cpu_ticks`].
+fn parse_pgrp(stat: &str) -> Option<u32> {
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    after_comm.split_whitespace().nth(2)?.parse().ok()
+}
+
 /// utime + stime from `/proc/<pid>/stat`. The command name (field 2) may contain
 /// spaces and parentheses, so fields are counted after its last `)`.
 fn parse_cpu_ticks(stat: &str) -> Option<u64> {
@@ -98,6 +142,8 @@ mod tests {
         let stat = "1234 (plus gate) (x)) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 8 0";
         assert_eq!(parse_cpu_ticks(stat), Some(300));
         assert_eq!(parse_cpu_ticks("garbage"), None);
+        assert_eq!(parse_pgrp(stat), Some(2));
+        assert_eq!(parse_pgrp("garbage"), None);
         let status = "Name:\tplusgate\nVmPeak:\t  9000 kB\nVmHWM:\t    4321 kB\nVmRSS:\t 4000 kB\n";
         assert_eq!(parse_vm_hwm_kib(status), Some(4321));
         assert_eq!(parse_vm_hwm_kib("Name: x\n"), None);
