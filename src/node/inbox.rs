@@ -164,10 +164,10 @@ impl Inbox {
             }
             // Both records must verify; a damaged one is logged and skipped, never served,
             // and never allowed to block the rest of the inbox.
-            let record = self
-                .store
-                .delivery(&entry.id)
-                .and_then(|_| self.store.message(&entry.id));
+            let record = self.store.message(&entry.id).and_then(|m| match m {
+                Some(m) => self.store.delivery_of(&m).map(|_| Some(m)),
+                None => Ok(None),
+            });
             match record {
                 Ok(Some(mut record)) => match record.open(self.keys.as_deref()) {
                     Ok(payload) => {

@@ -226,16 +226,7 @@ async fn store_failure_halts_until_restart(fault: &str) {
     expected.insert(failed_id);
     assert_eq!(set, expected);
     assert!(node.stop().success());
-    let verify = Command::new(fed.plusgate().path())
-        .args(["audit", "verify", "--config"])
-        .arg(fed.config_path("suwon"))
-        .output()
-        .expect("run audit verify");
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    assert_chain_verifies(&fed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,6 +377,20 @@ async fn enospc_inside_the_engine_halts_and_a_restart_recovers_everything_acknow
     drop(disk);
 }
 
+/// `plusgate audit verify --config` passes on the stopped node's store.
+fn assert_chain_verifies(fed: &Federation) {
+    let verify = Command::new(fed.plusgate().path())
+        .args(["audit", "verify", "--config"])
+        .arg(fed.config_path("suwon"))
+        .output()
+        .expect("run audit verify");
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
 /// Bytes allocated under `dir`.
 fn allocated(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -446,16 +451,7 @@ async fn compaction_gives_the_space_back_and_keeps_every_record() {
 
     // Everything is still there: the chain verifies, the node starts (its audit anchor
     // came along), an old message is known by its id and stays acknowledged.
-    let verify = Command::new(fed.plusgate().path())
-        .args(["audit", "verify", "--config"])
-        .arg(fed.config_path("suwon"))
-        .output()
-        .expect("run audit verify");
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    assert_chain_verifies(&fed);
     node.restart();
     let sender = node.agent("suwon/employment", HttpVersion::Http1);
     let again = push(&sender, &fed.referral(&ids[7])).await;

@@ -23,9 +23,19 @@ impl Store {
         if let Some(d) = self.get(DELIVERY, "delivery", id.as_str())? {
             return Ok(Some(d));
         }
-        Ok(self
-            .message(id)?
-            .and_then(|m| m.seq.map(|seq| DeliveryRecord::new(seq, m.peer))))
+        Ok(self.message(id)?.and_then(|m| initial_delivery(&m)))
+    }
+
+    /// [`Store::delivery`] of a message whose record the caller has read already (so the
+    /// record is not read twice).
+    pub fn delivery_of(
+        &self,
+        record: &MessageRecord,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        if let Some(d) = self.get(DELIVERY, "delivery", &record.id)? {
+            return Ok(Some(d));
+        }
+        Ok(initial_delivery(record))
     }
 
     /// Reads and verifies a registered consent.
@@ -45,4 +55,10 @@ impl Store {
             Some(v) => decode_at("setting", &key(SETTING, DIRECTORY_SEEN), &v).map(Some),
         }
     }
+}
+
+/// What a message's delivery record starts as, from its record (`None` for a record written
+/// before records carried their queue position: those all have a delivery record).
+fn initial_delivery(m: &MessageRecord) -> Option<DeliveryRecord> {
+    m.seq.map(|seq| DeliveryRecord::new(seq, m.peer.clone()))
 }
