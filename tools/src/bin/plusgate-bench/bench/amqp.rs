@@ -26,7 +26,7 @@
 //! lines ([`ConfirmForwarder`]).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,10 +70,7 @@ pub(super) async fn run(
     template: &BodyTemplate,
     run_tag: &str,
 ) -> anyhow::Result<RabbitReport> {
-    let server = args
-        .rabbitmq_server
-        .clone()
-        .unwrap_or_else(|| DEBIAN_SERVER.into());
+    let server = server_path(args);
     let mut broker = Broker::start(&server)?;
     eprintln!(
         "bench: starting RabbitMQ ({}) in {}",
@@ -88,6 +85,13 @@ pub(super) async fn run(
     };
     report.stop_s = Some(stopped?.as_secs_f64());
     Ok(report)
+}
+
+/// The broker's start script: `--rabbitmq-server` or Debian's.
+pub(super) fn server_path(args: &BenchArgs) -> PathBuf {
+    args.rabbitmq_server
+        .clone()
+        .unwrap_or_else(|| DEBIAN_SERVER.into())
 }
 
 /// Everything between the broker's start and its stop.

@@ -84,13 +84,7 @@ impl Broker {
     /// script, normally [`DEBIAN_SERVER`]). The broker is still booting on return: poll
     /// [`Broker::check_running`] while trying to connect.
     pub(super) fn start(server: &Path) -> anyhow::Result<Broker> {
-        if !server.is_file() {
-            bail!(
-                "{} not found: Debian's rabbitmq-server is not installed (tools/bench-rabbitmq.sh \
-                 installs it, or `apt-get install rabbitmq-server`; or give --rabbitmq-server PATH)",
-                server.display()
-            );
-        }
+        check_installed(server)?;
         let dir = tempfile::Builder::new()
             .prefix("plusgate-bench-rabbitmq-")
             .tempdir()
@@ -193,19 +187,19 @@ impl Broker {
         };
         match exited {
             None => Ok(()),
-            Some(status) => Err(anyhow!("the broker exited ({status}){}", self.log_tails())),
+            Some(status) => Err(anyhow!("the broker exited ({status})")),
         }
     }
 
-    /// The last lines of the broker's console output and main log, for error messages.
+    /// The last lines of the broker's console output and main log, for error messages
+    /// (the files go with the folder).
     pub(super) fn log_tails(&self) -> String {
         let main_log = self.log_dir.join(format!("{}.log", self.node_name));
         let mut out = String::new();
-        for path in [&self.console_log, &main_log] {
+        for (what, path) in [("console output", &self.console_log), ("log", &main_log)] {
             let _ = write!(
                 out,
-                "\n--- {} (last {LOG_TAIL_LINES} lines) ---\n{}",
-                path.display(),
+                "\n--- the broker's {what} (last {LOG_TAIL_LINES} lines) ---\n{}",
                 tail(path, LOG_TAIL_LINES)
             );
         }
@@ -254,6 +248,24 @@ impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.stop();
     }
+}
+
+/// Fails with what to do when the start script `server` or `epmd` is missing.
+pub(super) fn check_installed(server: &Path) -> anyhow::Result<()> {
+    let install = "tools/bench-rabbitmq.sh installs it, or `apt-get install rabbitmq-server`";
+    if !server.is_file() {
+        bail!(
+            "{} not found: Debian's rabbitmq-server is not installed ({install}; or give \
+             --rabbitmq-server PATH)",
+            server.display()
+        );
+    }
+    let epmd_found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("epmd").is_file()));
+    if !epmd_found {
+        bail!("epmd (Erlang's port mapper) is not on PATH ({install} with Erlang)");
+    }
+    Ok(())
 }
 
 /// The paths `rabbitmq.conf` names.

@@ -11,12 +11,12 @@ use plusgate::dev::manifest::{LoadedManifest, Manifest};
 use plusgate::node::client::{self, Agent, HttpVersion};
 use tokio::time::Instant;
 
-use super::amqp;
 use super::load::{
     connect_workers, join_workers, push_first, spawn_workers, BodyTemplate, Window, WorkerShared,
 };
 use super::report::{LatencyMs, PullReport, Report, RunReport};
 use super::usage::{node_usage, NodeUsage};
+use super::{amqp, broker};
 use super::{bench_agent, bench_consent, doing, plusgate, tag, BenchArgs, BENCH_CONSENT_ID};
 
 /// The one center of the federation the bench creates.
@@ -30,6 +30,10 @@ const PULL_BATCH_LEN: usize = 100;
 
 /// Runs the single-node bench: a federation and node of its own unless `--manifest`.
 pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
+    if args.rabbitmq {
+        // Before the plusgate run, not after it.
+        broker::check_installed(&amqp::server_path(args))?;
+    }
     // Declared before `node` so it is dropped after it: the node dies, then its files go.
     let (federation, manifest) = match &args.manifest {
         Some(path) => (None, Manifest::load(path)?),
