@@ -17,9 +17,10 @@ use crate::core::message::MessageType;
 pub use crate::core::routing::LocalDirectory;
 pub use crate::core::schema::SchemaSource;
 
-/// Largest accepted `limits.body_bytes_max`. sled writes values larger than a quarter of its
-/// segment into separate blob files that its flush does not fsync; keeping every record well
-/// below that threshold keeps the whole commit inside the one file we fsync (see `store`).
+/// Largest accepted `limits.body_bytes_max`: a request is buffered whole, validated and
+/// sealed in memory, and a federation batch carries up to `batch_max` of them. (The store
+/// keeps any size inside the one file it fsyncs: a large record is stored in pieces, see
+/// `store::pieces`.)
 pub const BODY_BYTES_MAX_LIMIT: usize = 1 << 20;
 
 /// Why a configuration is unusable. Always the operator's to fix; the message names the
