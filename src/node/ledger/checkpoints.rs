@@ -132,7 +132,6 @@ impl Writer {
         }
         if let Some(newest) = followed.keep.last() {
             g.writes.put_peer_checkpoint(&peer, newest);
-            g.peer_checkpoints.insert(peer.clone(), newest.clone());
         }
         match followed.outcome {
             Ok(link) => Ok(link),

@@ -56,14 +56,13 @@ pub(super) struct Group {
     pub(super) checkpoint_requested: bool,
     /// The checkpoint this group writes, published once durable.
     pub(super) checkpoint: Option<Checkpoint>,
-    /// Peer checkpoints kept in this group.
-    pub(super) peer_checkpoints: HashMap<CenterId, Checkpoint>,
     /// Consents written in this group.
     pub(super) consents: HashMap<String, ConsentRecord>,
     /// Records (without payload) of messages written in this group.
     pub(super) metas: HashMap<MessageId, MessageRecord>,
-    /// Messages taken in this group, by the consent they cite (queue position, id).
-    pub(super) under_consent: HashMap<String, Vec<(u64, MessageId)>>,
+    /// Messages taken in this group, by the consent they cite (a withdrawal in the same
+    /// group cannot find them through the index yet).
+    pub(super) under_consent: HashMap<String, Vec<MessageId>>,
 }
 
 impl Group {
@@ -77,7 +76,6 @@ impl Group {
             outbox_len_before: outbox_len.clone(),
             checkpoint_requested: false,
             checkpoint: None,
-            peer_checkpoints: HashMap::new(),
             consents: HashMap::new(),
             metas: HashMap::new(),
             under_consent: HashMap::new(),

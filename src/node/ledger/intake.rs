@@ -344,7 +344,7 @@ impl Writer {
         g.under_consent
             .entry(entry.consent_id.clone())
             .or_default()
-            .push((entry.seq, m.id.clone()));
+            .push(m.id.clone());
         let mut meta = m.meta;
         meta.seq = Some(entry.seq);
         g.metas.insert(m.id.clone(), meta);

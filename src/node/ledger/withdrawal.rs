@@ -125,7 +125,7 @@ impl Writer {
             }
         }
         if let Some(here) = g.under_consent.get(&consent.id) {
-            held.extend(here.iter().map(|(_, id)| id.clone()));
+            held.extend(here.iter().cloned());
         }
         let mut n = 0;
         for id in held {

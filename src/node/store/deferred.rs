@@ -99,8 +99,8 @@ pub(super) struct Plan {
 }
 
 impl Overlay {
-    /// An empty overlay whose generations turn over above `bound` bytes, numbering journal
-    /// records from `next_journal`.
+    /// An empty overlay whose generations turn over above `bound` bytes (journal records are
+    /// numbered from where [`Overlay::replay`] finds them).
     pub(super) fn new(bound: usize) -> Overlay {
         Overlay {
             state: RwLock::new(State::default()),

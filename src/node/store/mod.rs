@@ -108,7 +108,7 @@ const FOLD_MIN: usize = 64;
 const FOLD_AT_STOP: usize = 4096;
 
 /// What the store may use: the named, documented knobs of `[storage]` in the config.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// sled's page cache, bytes.
     pub cache_bytes: u64,
@@ -122,9 +122,9 @@ pub struct StoreOptions {
     pub faults: Faults,
 }
 
-impl StoreOptions {
+impl Default for StoreOptions {
     /// The defaults `[storage]` documents (`config::CACHE_MB_DEFAULT` and its neighbours).
-    pub fn defaults() -> StoreOptions {
+    fn default() -> StoreOptions {
         use crate::config::{CACHE_MB_DEFAULT, OVERLAY_MB_DEFAULT, RESERVE_MB_DEFAULT};
         StoreOptions {
             cache_bytes: CACHE_MB_DEFAULT << 20,
@@ -245,7 +245,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (creating if needed) the store in `dir`, with the default options.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        Store::open_with(dir, StoreOptions::defaults())
+        Store::open_with(dir, StoreOptions::default())
     }
 
     /// Opens (creating if needed) the store in `dir`, and replays the journal records of
@@ -255,14 +255,7 @@ impl Store {
             path: dir.to_owned(),
             source,
         };
-        let db = sled::Config::new()
-            .path(dir)
-            .segment_size(SEGMENT_BYTES)
-            .cache_capacity(options.cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            // We make commits durable ourselves (group commit + fsync); sled's background
-            // flusher would only add unsynchronised writes.
-            .flush_every_ms(None)
+        let db = sled_config(dir, options.cache_bytes)
             .open()
             .map_err(open_err)?;
         let overlay = Arc::new(Overlay::new(options.overlay_bytes));
@@ -392,13 +385,8 @@ impl Store {
             path: dir.to_owned(),
             source,
         };
-        let copy = sled::Config::new()
-            .path(dir)
+        let copy = sled_config(dir, 8 << 20)
             .create_new(true)
-            .segment_size(SEGMENT_BYTES)
-            .cache_capacity(8 << 20)
-            .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(None)
             .open()
             .map_err(open_err)?;
         let (mut records, mut bytes, mut pending) = (0u64, 0u64, 0usize);
@@ -570,6 +558,20 @@ impl Store {
         let end = prefix_end(&prefix);
         self.scan(prefix, end)
     }
+}
+
+/// How every store in `dir` is opened (a copy made by `compact_into` too: sled refuses to
+/// reopen a store with another segment size).
+fn sled_config(dir: &Path, cache_bytes: u64) -> sled::Config {
+    sled::Config::new()
+        .path(dir)
+        .segment_size(SEGMENT_BYTES)
+        .cache_capacity(cache_bytes)
+        .mode(sled::Mode::HighThroughput)
+        // We make commits durable ourselves (group commit + fsync); sled's background
+        // flusher would only add unsynchronised writes (and its segment cleaner, the one
+        // thing it would bring, gained nothing measurable: see `plusgate compact`).
+        .flush_every_ms(None)
 }
 
 /// The first key after every key that starts with `prefix` (our prefixes never end in

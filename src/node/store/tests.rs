@@ -34,7 +34,7 @@ fn open(dir: &std::path::Path) -> Store {
         StoreOptions {
             overlay_bytes: 16 << 10, // turns over every few groups
             reserve_bytes: 0,
-            ..StoreOptions::defaults()
+            ..StoreOptions::default()
         },
     )
     .expect("open store")
