@@ -19,10 +19,15 @@
 //! Invariants kept here (the argument is in ARCHITECTURE.md § Crash safety):
 //! - a group's journal record is in the same sled batch as its primary writes, so after a
 //!   crash the group's deferred writes exist exactly when its primary writes do;
-//! - journal records are dropped only in the batch that folds the last of their writes
-//!   into the tree, so every deferred write is, at every instant, in the tree or in a
-//!   journal record (or both: replaying a write already folded is harmless, because the
-//!   overlay it rebuilds shadows the tree);
+//! - journal records are dropped only after the last of their writes is folded into the
+//!   tree, a slice per group and oldest first (one batch dropping thousands of them stalled
+//!   a commit for ~100 ms), so every deferred write is, at every instant, in the tree or
+//!   in a journal record (or both), and a journal record never outlives a newer one;
+//! - what a start replays may be in the tree already (a crash in the middle of a fold), so
+//!   it becomes the `frozen` generation, never `active`: the removal of a replayed
+//!   write-once key then leaves a tombstone that hides the tree's copy, instead of being
+//!   forgotten as if the key had never been folded. Folding a replayed write again is
+//!   harmless: it writes what the tree holds or what it should;
 //! - reading a deferred key: the newer overlay generation (`active`), then the older one
 //!   being folded (`frozen`), then the tree; a `None` in the overlay is a removal;
 //! - memory: `active` turns into `frozen` once it holds more than the configured bytes, and
@@ -75,8 +80,10 @@ struct State {
 
 #[derive(Debug)]
 struct Frozen {
+    /// The writes to fold; emptied once all are folded (reads then find them in the tree).
     ops: Arc<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
-    /// Next key to fold (inclusive); `None` once every op is folded.
+    /// Next key to fold (inclusive); `None` once every op is folded, when the generation's
+    /// journal records are dropped, a slice per group.
     cursor: Option<Vec<u8>>,
     /// Journal records `first_journal..journal_end` hold `ops`.
     journal_end: u64,
@@ -90,8 +97,12 @@ pub(super) struct Plan {
     pub(super) journal: Vec<(Vec<u8>, Vec<u8>)>,
     /// Older writes folded into the tree by this group.
     pub(super) fold: Vec<Op>,
-    /// Journal records dropped by this group (the fold finished `frozen`).
+    /// Journal records this group may drop (the keys from, to), once `frozen` is folded:
+    /// the store drops the first of them, at most as many as it folds, and says where it
+    /// stopped in `dropped_to`.
     pub(super) drop_journal: Option<(Vec<u8>, Vec<u8>)>,
+    /// Set by the store: the journal record (group number) the next drop starts at.
+    pub(super) dropped_to: Option<u64>,
     /// Where the fold stopped (`None`: it finished).
     cursor_after: Option<Vec<u8>>,
     /// This group's deferred writes.
@@ -116,6 +127,9 @@ impl Overlay {
         let mut st = self.state.write().expect("overlay lock");
         let mut n = 0;
         let mut first = None;
+        // Some of these writes may be folded already: they become `frozen` (see the
+        // module's invariants), removals kept as tombstones.
+        let mut ops = BTreeMap::new();
         for r in records {
             let (group, bytes) = r?;
             first.get_or_insert(group);
@@ -124,13 +138,19 @@ impl Overlay {
                 key: group.to_string(),
                 source,
             })? {
-                insert(&mut st, k, v);
+                ops.insert(k, v);
                 n += 1;
             }
             st.next_journal = group + 1;
         }
         st.first_journal = first.unwrap_or(st.next_journal);
-        self.turn_over(&mut st);
+        if first.is_some() {
+            st.frozen = Some(Frozen {
+                cursor: ops.keys().next().cloned(),
+                ops: Arc::new(ops),
+                journal_end: st.next_journal,
+            });
+        }
         Ok(n)
     }
 
@@ -185,20 +205,22 @@ impl Overlay {
         }
         plan.ops = ops;
         if let Some(frozen) = &st.frozen {
-            if let Some(cursor) = &frozen.cursor {
-                let mut it = frozen
-                    .ops
-                    .range::<[u8], _>((Bound::Included(cursor.as_slice()), Bound::Unbounded));
-                for (k, v) in it.by_ref().take(fold_max) {
-                    plan.fold.push((k.clone(), v.clone()));
+            match &frozen.cursor {
+                Some(cursor) => {
+                    let mut it = frozen
+                        .ops
+                        .range::<[u8], _>((Bound::Included(cursor.as_slice()), Bound::Unbounded));
+                    for (k, v) in it.by_ref().take(fold_max) {
+                        plan.fold.push((k.clone(), v.clone()));
+                    }
+                    plan.cursor_after = it.next().map(|(k, _)| k.clone());
                 }
-                plan.cursor_after = it.next().map(|(k, _)| k.clone());
-            }
-            if plan.cursor_after.is_none() {
-                plan.drop_journal = Some((
-                    journal_key(st.first_journal, 0),
-                    journal_key(frozen.journal_end, 0),
-                ));
+                None => {
+                    plan.drop_journal = Some((
+                        journal_key(st.first_journal, 0),
+                        journal_key(frozen.journal_end, 0),
+                    ));
+                }
             }
         }
         plan
@@ -213,12 +235,21 @@ impl Overlay {
         for (k, v) in plan.ops {
             insert(&mut st, k, v);
         }
-        if st.frozen.is_some() {
+        let first_journal = st.first_journal;
+        if let Some(f) = st.frozen.as_mut() {
             if plan.drop_journal.is_some() {
-                let end = st.frozen.take().expect("frozen").journal_end;
-                st.first_journal = end;
-            } else if let Some(f) = st.frozen.as_mut() {
+                let to = plan.dropped_to.unwrap_or(first_journal);
+                let finished = to >= f.journal_end;
+                st.first_journal = to;
+                if finished {
+                    st.frozen = None;
+                }
+            } else {
                 f.cursor = plan.cursor_after;
+                if f.cursor.is_none() {
+                    // All folded: the tree answers for these keys now.
+                    f.ops = Arc::new(BTreeMap::new());
+                }
             }
         }
         self.turn_over(&mut st);
@@ -229,6 +260,12 @@ impl Overlay {
         let st = self.state.read().expect("overlay lock");
         let frozen = st.frozen.as_ref().map_or(0, |f| f.ops.len());
         (st.active.len() + frozen, st.active_bytes)
+    }
+
+    /// True when nothing is left to fold and no journal record to drop.
+    pub(super) fn is_settled(&self) -> bool {
+        let st = self.state.read().expect("overlay lock");
+        st.active.is_empty() && st.frozen.is_none()
     }
 
     /// Turns `active` into `frozen` now, if nothing is frozen (to fold everything).
@@ -482,22 +519,21 @@ mod tests {
     fn folding_walks_frozen_in_slices_then_drops_its_journal() {
         let o = Overlay::new(0);
         o.commit(o.plan((0..5).map(|i| op(&format!("k{i}"), Some("v"))).collect(), 2));
-        let p = o.plan(vec![], 2);
-        assert_eq!(p.fold.len(), 2);
-        assert!(p.drop_journal.is_none());
-        o.commit(p);
-        let p = o.plan(vec![], 2);
-        assert_eq!(p.fold.len(), 2);
-        o.commit(p);
-        let p = o.plan(vec![], 2);
-        assert_eq!(p.fold.len(), 1);
-        let (from, to) = p
-            .drop_journal
-            .clone()
-            .expect("last slice drops the journal");
+        for want in [2, 2, 1] {
+            let p = o.plan(vec![], 2);
+            assert_eq!(p.fold.len(), want);
+            assert!(p.drop_journal.is_none(), "no drop while folding");
+            o.commit(p);
+        }
+        assert_eq!(o.size().0, 0, "folded writes are read from the tree");
+        assert_eq!(o.get(b"k0"), None);
+        assert!(!o.is_settled(), "the journal is still there");
+        let mut p = o.plan(vec![], 2);
+        assert!(p.fold.is_empty());
+        let (from, to) = p.drop_journal.clone().expect("then the journal goes");
         assert_eq!((from, to), (journal_key(0, 0), journal_key(1, 0)));
+        p.dropped_to = Some(1); // the store dropped all of it
         o.commit(p);
-        assert_eq!(o.size().0, 0);
-        assert_eq!(o.get(b"k0"), None, "folded writes are read from the tree");
+        assert!(o.is_settled());
     }
 }

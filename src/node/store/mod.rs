@@ -309,7 +309,7 @@ impl Store {
         let (folded, _) = self.overlay.size();
         loop {
             self.overlay.freeze_now();
-            if self.overlay.size().0 == 0 {
+            if self.overlay.is_settled() {
                 break;
             }
             // In slices: one batch of everything would hold it all in memory twice over.
@@ -331,7 +331,7 @@ impl Store {
                 ops.push((item?.0.to_vec(), None));
             }
         }
-        let plan = self.overlay.plan(deferred, fold_max);
+        let mut plan = self.overlay.plan(deferred, fold_max);
         let mut batch = sled::Batch::default();
         let mut put = |k: &[u8], v: Option<&[u8]>| match v {
             Some(v) => batch.insert(k, v),
@@ -359,9 +359,21 @@ impl Store {
             put(k, v.as_deref());
         }
         if let Some((from, to)) = &plan.drop_journal {
+            // Oldest first, at most a fold's worth per batch; where it stops is where the
+            // next batch starts (a group whose chunks are half dropped is still replayable:
+            // everything in it is folded).
+            let mut dropped = 0;
+            let mut next = deferred::journal_group(to);
             for item in self.db.range(from.as_slice()..to.as_slice()) {
-                put(&item?.0, None);
+                let k = item?.0;
+                if dropped == fold_max {
+                    next = deferred::journal_group(&k);
+                    break;
+                }
+                put(&k, None);
+                dropped += 1;
             }
+            plan.dropped_to = next;
         }
         self.db.apply_batch(batch)?;
         self.overlay.commit(plan);
