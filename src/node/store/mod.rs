@@ -362,16 +362,14 @@ impl Store {
             // Oldest first, at most a fold's worth per batch; where it stops is where the
             // next batch starts (a group whose chunks are half dropped is still replayable:
             // everything in it is folded).
-            let mut dropped = 0;
             let mut next = deferred::journal_group(to);
-            for item in self.db.range(from.as_slice()..to.as_slice()) {
+            for (dropped, item) in self.db.range(from.as_slice()..to.as_slice()).enumerate() {
                 let k = item?.0;
                 if dropped == fold_max {
                     next = deferred::journal_group(&k);
                     break;
                 }
                 put(&k, None);
-                dropped += 1;
             }
             plan.dropped_to = next;
         }
