@@ -29,7 +29,7 @@ impl Rng {
 }
 
 fn open(dir: &std::path::Path) -> Store {
-    Store::open_with(
+    open_with(
         dir,
         StoreOptions {
             overlay_bytes: 16 << 10, // turns over every few groups
@@ -37,7 +37,21 @@ fn open(dir: &std::path::Path) -> Store {
             ..StoreOptions::default()
         },
     )
-    .expect("open store")
+}
+
+/// Opens the store, waiting for a dropped one to let go of its lock: sled's I/O threads may
+/// still hold the file for a moment after the last handle is gone.
+fn open_with(dir: &std::path::Path, options: StoreOptions) -> Store {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Store::open_with(dir, options.clone()) {
+            Ok(store) => return store,
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("open store: {e}"),
+        }
+    }
 }
 
 /// What the model says each inbox holds: recipient → seq → id.
@@ -150,7 +164,7 @@ fn an_entry_folded_before_a_crash_stays_removed_after_replay() {
         reserve_bytes: 0,
         ..StoreOptions::default()
     };
-    let store = Store::open_with(dir.path(), options()).expect("open");
+    let store = open_with(dir.path(), options());
     let mut writes = WriteSet::new();
     for seq in 1..=100 {
         writes.put_inbox(&agency(0), seq, &id(seq));
@@ -164,7 +178,7 @@ fn an_entry_folded_before_a_crash_stays_removed_after_replay() {
     store.sync().expect("sync");
     drop(store); // a crash: the overlay is lost
 
-    let store = Store::open_with(dir.path(), options()).expect("reopen");
+    let store = open_with(dir.path(), options());
     let mut writes = WriteSet::new();
     writes.remove_inbox(&agency(0), 1);
     store.apply(writes).expect("apply");
