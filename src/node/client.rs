@@ -87,6 +87,9 @@ impl fmt::Display for HttpVersion {
 /// What went wrong in the client, grouped by who is likely at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The private key file is open to other users.
+    #[error(transparent)]
+    Exposed(#[from] crate::node::files::ExposedKey),
     /// A PEM file could not be read or holds no usable item (local setup at fault).
     #[error("reading {what} from {}: {source}", path.display())]
     Pem {
@@ -227,6 +230,7 @@ pub fn client_config(
     let mut config = match identity {
         Some((cert_path, key_path)) => {
             let chain = read_certs(cert_path, "client certificate")?;
+            crate::node::files::check_private("private key", key_path)?;
             let key =
                 PrivateKeyDer::from_pem_file(key_path).map_err(|source| ClientError::Pem {
                     path: key_path.to_owned(),

@@ -29,13 +29,45 @@ pub struct ReadError {
     pub source: io::Error,
 }
 
-/// Why a file could not be used: it could not be read, or what it holds is unusable
-/// (`E`, the core type's own error, which names the file too).
+/// A private key file that users other than its owner may read or write. Refused at start,
+/// as ssh refuses such a key: a key readable by others is as good as published, and one
+/// writable by others can be replaced. The operator's to fix, with the command we name.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {} is open to other users (mode {mode:04o}): a key must be readable by its owner only; run `chmod 600 {}`", path.display(), path.display())]
+pub struct ExposedKey {
+    /// What the file is, e.g. `data key`.
+    pub what: &'static str,
+    /// The file.
+    pub path: PathBuf,
+    /// Its permission bits.
+    pub mode: u32,
+}
+
+/// Refuses a private key file whose permissions let anyone but its owner read or write it
+/// (any of the group and other bits). A file that cannot be examined is left for the read
+/// that follows to report.
+pub fn check_private(what: &'static str, path: &Path) -> Result<(), ExposedKey> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => Err(ExposedKey {
+            what,
+            path: path.to_owned(),
+            mode: meta.permissions().mode() & 0o7777,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Why a file could not be used: it could not be read, it is a key open to other users,
+/// or what it holds is unusable (`E`, the core type's own error, which names the file too).
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError<E> {
     /// The file could not be read.
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// A private key file others may read or write.
+    #[error(transparent)]
+    Exposed(#[from] ExposedKey),
     /// The file was read, but its contents are unusable: fix the file.
     #[error(transparent)]
     Content(E),
@@ -62,6 +94,7 @@ pub fn read_to_string(what: &'static str, path: &Path) -> Result<String, ReadErr
 impl SigningKey {
     /// Reads a PKCS#8 PEM private key file ([`SigningKey::from_pem_file`]).
     pub fn load(path: &Path) -> Result<SigningKey, LoadError<KeyError>> {
+        check_private("private key file", path)?;
         let bytes = read("private key file", path)?;
         SigningKey::from_pem_file(path, &bytes).map_err(LoadError::Content)
     }
@@ -91,6 +124,7 @@ impl DataKeys {
     /// payloads ([`vault::key_from_file`]).
     pub fn load(current: &Path, old: &[PathBuf]) -> Result<DataKeys, LoadError<VaultError>> {
         let key = |path: &Path| {
+            check_private("data key", path)?;
             let text = read_to_string("data key", path)?;
             vault::key_from_file(path, &text).map_err(LoadError::Content)
         };
@@ -146,6 +180,13 @@ fn read_schema_dir(dir: &Path) -> Result<Vec<(String, String)>, ReadError> {
 mod tests {
     use super::*;
 
+    /// Writes a key file as a careful operator would: readable by its owner only.
+    fn write_private(path: &Path, contents: impl AsRef<[u8]>) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, contents)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    }
+
     #[test]
     fn a_key_file_that_is_not_there_is_named() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -159,19 +200,57 @@ mod tests {
 
         let (key, pem) = SigningKey::generate().expect("generate");
         let good = dir.path().join("node-signing.key");
-        std::fs::write(&good, &pem).expect("write");
+        write_private(&good, &pem).expect("write");
         assert_eq!(
             SigningKey::load(&good).expect("load").public_key(),
             key.public_key()
         );
         let garbage = dir.path().join("garbage.key");
-        std::fs::write(&garbage, "hello").expect("write");
+        write_private(&garbage, "hello").expect("write");
         let err = SigningKey::load(&garbage).expect_err("not PEM");
         assert!(
             matches!(err, LoadError::Content(KeyError::Pem { .. })),
             "{err}"
         );
         assert!(err.to_string().contains("garbage.key"), "{err}");
+    }
+
+    #[test]
+    fn key_files_open_to_other_users_are_refused_naming_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, pem) = SigningKey::generate().expect("generate");
+        let signing = dir.path().join("node-signing.key");
+        write_private(&signing, &pem).expect("write");
+        let data = dir.path().join("data.key");
+        write_private(&data, vault::generate_key_text().expect("key")).expect("write");
+        for mode in [0o600, 0o400] {
+            for path in [&signing, &data] {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .expect("chmod");
+            }
+            SigningKey::load(&signing).expect("owner-only signing key loads");
+            DataKeys::load(&data, &[]).expect("owner-only data key loads");
+        }
+        // Every group or other bit, read, write or execute, is refused.
+        for mode in [0o640, 0o604, 0o620, 0o602, 0o610, 0o601, 0o644, 0o666] {
+            for path in [&signing, &data] {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .expect("chmod");
+            }
+            let err = SigningKey::load(&signing).expect_err("exposed signing key");
+            assert!(matches!(err, LoadError::Exposed(_)), "{mode:o}: {err}");
+            assert!(
+                err.to_string()
+                    .contains(&format!("chmod 600 {}", signing.display())),
+                "{err}"
+            );
+            let err = DataKeys::load(&data, &[]).expect_err("exposed data key");
+            assert!(matches!(err, LoadError::Exposed(_)), "{mode:o}: {err}");
+            assert!(err.to_string().contains("data.key"), "{err}");
+            let err = crate::node::tls::read_key(&signing).expect_err("exposed TLS key");
+            assert!(err.to_string().contains(&format!("{mode:04o}")), "{err}");
+        }
     }
 
     #[test]
@@ -193,10 +272,10 @@ mod tests {
     fn data_key_files_are_read_and_a_bad_one_is_named() {
         let dir = tempfile::tempdir().expect("tempdir");
         let good = dir.path().join("good.key");
-        std::fs::write(&good, vault::generate_key_text().expect("key")).expect("write");
+        write_private(&good, vault::generate_key_text().expect("key")).expect("write");
         DataKeys::load(&good, &[]).expect("loads");
         let bad = dir.path().join("bad.key");
-        std::fs::write(&bad, "abc\n").expect("write");
+        write_private(&bad, "abc\n").expect("write");
         let err = DataKeys::load(&good, &[bad]).expect_err("refused");
         assert!(err.to_string().contains("bad.key"), "{err}");
         let absent = dir.path().join("absent.key");

@@ -73,6 +73,9 @@ pub enum NodeError {
     /// A file the config names could not be read.
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// A private key file is open to other users.
+    #[error(transparent)]
+    Exposed(#[from] crate::node::files::ExposedKey),
     /// A schema is broken.
     #[error(transparent)]
     Schema(#[from] SchemaError),
@@ -162,6 +165,7 @@ where
     fn from(e: LoadError<E>) -> NodeError {
         match e {
             LoadError::Read(e) => NodeError::Read(e),
+            LoadError::Exposed(e) => NodeError::Exposed(e),
             LoadError::Content(e) => NodeError::from(e),
         }
     }

@@ -33,6 +33,9 @@ pub enum TlsError {
     /// rustls refused the material (e.g. key does not match certificate).
     #[error("TLS configuration refused: {0}")]
     Rustls(String),
+    /// The private key file is open to other users.
+    #[error(transparent)]
+    Exposed(#[from] crate::node::files::ExposedKey),
 }
 
 /// The ring provider, restricted to ECDHE key exchange with AEAD suites (ring's TLS 1.2
@@ -72,6 +75,7 @@ pub fn read_certs(
 
 /// Reads a private key from a PEM file.
 pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    crate::node::files::check_private("TLS private key", path)?;
     PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Pem {
         what: "a private key",
         path: path.to_owned(),

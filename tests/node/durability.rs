@@ -331,6 +331,11 @@ async fn payloads_are_sealed_at_rest_and_a_rotated_key_still_opens_older_ones() 
         .expect("folder")
         .to_owned();
     std::fs::write(dir.join("data-2.key"), format!("{}\n", "ab".repeat(32))).expect("key");
+    std::fs::set_permissions(
+        dir.join("data-2.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
     fed.set_option("suwon", "storage", "data_key", "\"data-2.key\"");
     fed.set_option("suwon", "storage", "old_data_keys", "[\"data.key\"]");
     node.restart();

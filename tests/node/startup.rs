@@ -231,3 +231,20 @@ async fn sigterm_answers_waiting_long_polls_and_exits_promptly() {
         assert!(messages_of(&response).is_empty());
     }
 }
+
+/// Every private key the node reads (TLS, signing, data) is refused at start when others
+/// may read or write it, as ssh refuses such keys; the message names the file and the fix.
+#[test]
+fn a_key_file_open_to_other_users_stops_serve_naming_the_file() {
+    use std::os::unix::fs::PermissionsExt;
+    for key in ["node.key", "node-signing.key", "data.key"] {
+        let fed = Federation::new();
+        let path = fed
+            .config_path("suwon")
+            .parent()
+            .expect("config folder")
+            .join(key);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert_serve_refuses(&fed, "suwon", &format!("chmod 600 {}", path.display()));
+    }
+}

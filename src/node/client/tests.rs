@@ -78,7 +78,14 @@ fn leaf(dir: &Path, name: &str, sans: Vec<SanType>, issuer: &CertifiedIssuer<'st
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
     let cert = params.signed_by(&key, issuer).expect("leaf");
     std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).expect("write");
-    std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).expect("write");
+    let key_path = dir.join(format!("{name}.key"));
+    std::fs::write(&key_path, key.serialize_pem()).expect("write");
+    // Owner-only, or the client refuses the key as exposed.
+    std::fs::set_permissions(
+        &key_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
 }
 
 fn pki() -> Pki {

@@ -104,7 +104,12 @@ impl RoundError {
                 Fault::Internal
             }
             RoundError::Client(
-                C::Pem { .. } | C::Config { .. } | C::ServerName(_) | C::Url { .. } | C::Request(_),
+                C::Pem { .. }
+                | C::Exposed(_)
+                | C::Config { .. }
+                | C::ServerName(_)
+                | C::Url { .. }
+                | C::Request(_),
             ) => Fault::Internal,
             RoundError::Client(
                 C::Connect { .. }

@@ -24,7 +24,7 @@ use crate::core::identity::{AgencyId, CenterId, Identity};
 use crate::core::message::{Envelope, MessageId, MessageType};
 use crate::core::routing::Route;
 use crate::core::time::Timestamp;
-use crate::core::vault::{DataKeys, VaultError};
+use crate::core::vault::{Binding, DataKeys, VaultError};
 use crate::core::wire::WithheldReport;
 use crate::node::store::{DeliveryRecord, EncodedMessage, MessageRecord, RecordError, StoreError};
 
@@ -93,10 +93,15 @@ impl Submission {
         let accepted_at = Timestamp::new(now);
         let (payload, sealed) = match keys {
             None => (Some(payload), None),
-            Some(keys) => (
-                None,
-                Some(keys.seal(id.as_str(), payload.get().as_bytes())?),
-            ),
+            Some(keys) => {
+                let binding = Binding {
+                    id: id.as_str(),
+                    from: sender.as_str(),
+                    to: envelope.to.as_str(),
+                    subject: &envelope.subject,
+                };
+                (None, Some(keys.seal(&binding, payload.get().as_bytes())?))
+            }
         };
         let meta = MessageRecord {
             id: id.to_string(),

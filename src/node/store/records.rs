@@ -19,7 +19,7 @@ use super::keys::{key, MESSAGE};
 use super::record;
 use crate::core::identity::CenterId;
 use crate::core::message::MessageId;
-use crate::core::vault::{DataKeys, Sealed, VaultError};
+use crate::core::vault::{Binding, DataKeys, Sealed, VaultError};
 
 /// A message as accepted. Written once; changed only to erase its payload (withdrawal of its
 /// consent, end of retention), which keeps every other field.
@@ -92,7 +92,13 @@ impl MessageRecord {
         match (&self.payload, &self.sealed, keys) {
             (Some(plain), _, _) => Ok(plain.clone()),
             (None, Some(sealed), Some(keys)) => {
-                let bytes = keys.open(&self.id, sealed)?;
+                let binding = Binding {
+                    id: &self.id,
+                    from: &self.from,
+                    to: &self.to,
+                    subject: &self.subject,
+                };
+                let bytes = keys.open(&binding, sealed)?;
                 let text = String::from_utf8(bytes).map_err(|_| VaultError::Damaged)?;
                 RawValue::from_string(text).map_err(|_| VaultError::Damaged)
             }
