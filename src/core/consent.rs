@@ -94,18 +94,27 @@ impl std::fmt::Display for ConsentStatus {
     }
 }
 
-/// One change of a consent's status.
+/// One change of a consent's status, as this node recorded it.
+///
+/// Invariant: `at` and `by` are never taken from a request: `at` is when the node recorded
+/// the change (its clock), `by` the identity of the certificate that asked for it. What a
+/// caller says about the time is kept apart, in `stated_at`, so a report never shows an
+/// action at a time, or by someone, that the node did not see.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StatusChange {
     /// `granted`, `withdrawn` or `expired`.
     pub status: ConsentStatus,
-    /// When (as the registering agency states it, or when this node recorded it).
+    /// When this node recorded it (RFC 3339, the node's clock).
     pub at: String,
-    /// The agency that recorded the change.
+    /// The agency that asked for the change (from its certificate).
     pub by: String,
     /// Why, if stated (for a withdrawal, e.g. how the subject withdrew).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// When the caller says it happened (e.g. the date on a paper withdrawal form), if it
+    /// said: its statement, not the node's record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stated_at: Option<String>,
 }
 
 /// A consent document checked against the schema, ready to register.
@@ -130,7 +139,9 @@ pub enum RegistrationError {
 
 impl Registration {
     /// Builds the record for a schema-valid consent document registered by `caller` at
-    /// `now`. The document's own `status_history` is the history so far.
+    /// `now`. The document's own `status_history` is the collector's statement: its last
+    /// status becomes the consent's, but the record's history holds one change, recorded
+    /// now by `caller`, with the stated time kept as `stated_at` (see [`StatusChange`]).
     pub fn new(
         document: &Value,
         caller: &AgencyId,
@@ -159,25 +170,18 @@ impl Registration {
                     .collect()
             })
             .unwrap_or_default();
-        let mut history: Vec<StatusChange> = document["status_history"]
+        let stated: Option<StatedChange> = document["status_history"]
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|c| serde_json::from_value(strip_unknown(c)).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let status = history
-            .last()
-            .map_or_else(|| ConsentStatus::Granted, |c| c.status);
-        if history.is_empty() {
-            history.push(StatusChange {
-                status: ConsentStatus::Granted,
-                at: now.to_owned(),
-                by: caller.to_string(),
-                reason: None,
-            });
-        }
+            .and_then(|a| a.last())
+            .and_then(|c| serde_json::from_value(strip_unknown(c)).ok());
+        let history = vec![StatusChange {
+            status: stated.as_ref().map_or(ConsentStatus::Granted, |c| c.status),
+            at: now.to_owned(),
+            by: caller.to_string(),
+            reason: stated.as_ref().and_then(|c| c.reason.clone()),
+            stated_at: stated.map(|c| c.at),
+        }];
+        let status = history[0].status;
         let canonical =
             serde_json::value::to_raw_value(document).expect("JSON values always serialize");
         let digest = crate::core::hex::encode(
@@ -207,10 +211,20 @@ pub fn latest_withdrawal(history: &[StatusChange]) -> Option<&StatusChange> {
         .find(|c| c.status == ConsentStatus::Withdrawn)
 }
 
-/// A status-history item with only the fields the registry keeps.
+/// What a consent document says of its latest status change (its `by` is not kept: the
+/// node records who registered it).
+#[derive(Deserialize)]
+struct StatedChange {
+    status: ConsentStatus,
+    at: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// A status-history item with only the fields the registry reads.
 fn strip_unknown(change: &Value) -> Value {
     let mut out = serde_json::Map::new();
-    for key in ["status", "at", "by", "reason"] {
+    for key in ["status", "at", "reason"] {
         if let Some(v) = change.get(key) {
             out.insert(key.to_owned(), v.clone());
         }

@@ -129,7 +129,9 @@ async fn the_collector_and_the_recipients_read_it_and_only_the_collector_withdra
         "not-found",
     );
 
-    // Only the collector withdraws it; a second withdrawal changes nothing.
+    // Only the collector withdraws it; anyone else is answered as for an unknown id (the
+    // answer must not tell whether another agency's consent exists); a second withdrawal
+    // changes nothing.
     let withdraw = format!("/v1/consents/{id}/withdraw");
     let body = json!({"reason": "본인이 전화로 철회 요청"});
     let response = node
@@ -137,7 +139,17 @@ async fn the_collector_and_the_recipients_read_it_and_only_the_collector_withdra
         .post_json(&withdraw, &body)
         .await
         .expect("response");
-    assert_problem(&response, 403, "not-collector");
+    assert_problem(&response, 404, "not-found");
+    let unknown = node
+        .agent(&recipient, HttpVersion::Http1)
+        .post_json("/v1/consents/consent-nobody-registered/withdraw", &body)
+        .await
+        .expect("response");
+    assert_problem(&unknown, 404, "not-found");
+    assert_eq!(
+        response.text().replace(id.as_str(), "ID"),
+        unknown.text().replace("consent-nobody-registered", "ID"),
+    );
     let response = owner.post_json(&withdraw, &body).await.expect("response");
     assert_eq!(response.status.as_u16(), 200, "{}", response.text());
     let withdrawn: Value = response.json().expect("JSON");
@@ -184,5 +196,68 @@ async fn the_collector_and_the_recipients_read_it_and_only_the_collector_withdra
             ("consent-registered".to_owned(), actor.clone()),
             ("consent-withdrawn".to_owned(), actor)
         ]
+    );
+}
+
+/// Who changed a consent and when is the node's record, never the caller's say: a
+/// document's `status_history` and a withdrawal's `at` are kept as what they are, the
+/// caller's statement (`stated_at`), so a report cannot show an action nobody took, at a
+/// time nobody saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_records_who_changed_a_consent_and_when_whatever_the_caller_states() {
+    let fed = Federation::new();
+    let node = fed.start_bare("suwon", "");
+    let mut consent = fed.example("consent");
+    let collector = consent["collected_by"]["agency"]
+        .as_str()
+        .expect("collector")
+        .to_owned();
+    consent["status_history"] = json!([
+        {"status": "granted", "at": "2001-01-01T00:00:00Z", "by": "suwon/jobs"},
+    ]);
+    let id = consent["id"].as_str().expect("id").to_owned();
+    let owner = node.agent(&collector, HttpVersion::Http1);
+    let response = owner
+        .post_json("/v1/consents", &consent)
+        .await
+        .expect("response");
+    assert_eq!(response.status.as_u16(), 201, "{}", response.text());
+    let seen: Value = owner
+        .get(&format!("/v1/consents/{id}"))
+        .await
+        .expect("response")
+        .json()
+        .expect("JSON");
+    let history = seen["history"].as_array().expect("history");
+    assert_eq!(history.len(), 1, "{seen}");
+    assert_eq!(
+        history[0]["by"],
+        json!(collector),
+        "the registering agency, not the document's"
+    );
+    assert_eq!(history[0]["at"], seen["registered_at"], "the node's time");
+    assert_eq!(history[0]["stated_at"], json!("2001-01-01T00:00:00Z"));
+
+    let response = owner
+        .post_json(
+            &format!("/v1/consents/{id}/withdraw"),
+            &json!({"at": "2001-02-03T04:05:06Z", "reason": "서면 철회서 접수"}),
+        )
+        .await
+        .expect("response");
+    assert_eq!(response.status.as_u16(), 200, "{}", response.text());
+    let withdrawn: Value = response.json().expect("JSON");
+    let change = withdrawn["history"]
+        .as_array()
+        .and_then(|h| h.last())
+        .expect("change")
+        .clone();
+    assert_eq!(change["status"], json!("withdrawn"));
+    assert_eq!(change["by"], json!(collector));
+    assert_eq!(change["stated_at"], json!("2001-02-03T04:05:06Z"));
+    let at = change["at"].as_str().expect("at");
+    assert!(
+        at > "2020",
+        "recorded at the node's time, not the stated one: {at}"
     );
 }

@@ -186,7 +186,7 @@ async fn concurrent_pulls_never_hand_out_a_message_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ack_of_another_agencys_message_is_403_and_acks_nothing() {
+async fn ack_of_another_agencys_message_is_answered_as_an_unknown_id_and_acks_nothing() {
     let fed = Federation::new();
     let node = fed.start("suwon");
     let sender = node.agent("suwon/employment", HttpVersion::Http1);
@@ -198,14 +198,19 @@ async fn ack_of_another_agencys_message_is_403_and_acks_nothing() {
 
     let jobs = node.agent("suwon/jobs", HttpVersion::Http2);
     assert_eq!(ids_of(&pull(&jobs, "").await), ["ref-for-jobs"]);
-    assert_problem(
-        &ack(&jobs, &["ref-for-welfare"]).await,
-        403,
-        "not-your-message",
+    // Another agency's message and an id nobody used get the same answer, word for word
+    // but the id: an ack must not tell whether another agency's message exists.
+    let foreign = ack(&jobs, &["ref-for-welfare"]).await;
+    assert_problem(&foreign, 404, "not-found");
+    let unknown = ack(&jobs, &["ref-nobody-sent"]).await;
+    assert_problem(&unknown, 404, "not-found");
+    assert_eq!(
+        foreign.text().replace("ref-for-welfare", "ID"),
+        unknown.text().replace("ref-nobody-sent", "ID"),
     );
     // All or nothing: jobs' own message in the same ack is not acknowledged either.
     let mixed = ack(&jobs, &["ref-for-jobs", "ref-for-welfare"]).await;
-    assert_problem(&mixed, 403, "not-your-message");
+    assert_problem(&mixed, 404, "not-found");
     let seen: Value = status(&sender, "ref-for-jobs").await.json().expect("JSON");
     assert_eq!(seen["state"], json!("pulled"));
 

@@ -71,6 +71,7 @@ proptest! {
                 at: "2026-06-01T09:00:00+09:00".into(),
                 by: "suwon/employment".into(),
                 reason: None,
+                stated_at: None,
             });
         }
         let subject = if same_subject { record.subject.clone() } else { "ps-0123456789abcdef".to_owned() };

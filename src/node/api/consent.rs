@@ -75,11 +75,14 @@ impl Api {
     ) -> Result<Resp, Problem> {
         let body = self.read_json(req).await?;
         let (at, reason) = parse_withdrawal(&body).map_err(Problem::invalid)?;
+        // `at` and `by` are the ledger's to set (the group's time, the caller's identity);
+        // the time the caller states is kept as what it is, its statement.
         let change = StatusChange {
             status: ConsentStatus::Withdrawn,
-            at: at.unwrap_or_else(|| self.ledger.clock().now_rfc3339()),
-            by: agency.to_string(),
+            at: String::new(),
+            by: String::new(),
             reason,
+            stated_at: at,
         };
         let record = self
             .ledger

@@ -172,10 +172,6 @@ pub(super) fn ledger_problem(e: LedgerError) -> Problem {
             "Message id already used",
             format!("id {id} was already used for a different message; choose a new id"),
         ),
-        LedgerError::NotYours(id) => Problem::forbidden(
-            "not-your-message",
-            format!("message {id} is not in your inbox; nothing was acknowledged"),
-        ),
         LedgerError::NoSuchMessage(id) => Problem::not_found(format!(
             "no message {id} in your inbox; nothing was acknowledged"
         )),
@@ -196,7 +192,6 @@ pub(super) fn ledger_problem(e: LedgerError) -> Problem {
             format!("{e}; register a changed consent under a new id"),
         ),
         LedgerError::NoSuchConsent(_) => Problem::not_found(e.to_string()),
-        LedgerError::NotCollector(_) => Problem::forbidden("not-collector", e.to_string()),
         LedgerError::PeerRollback(_) => Problem::new(
             StatusCode::CONFLICT,
             "audit-rollback",
@@ -280,12 +275,10 @@ mod tests {
         let center = CenterId::parse("gangseo").expect("center");
         let errors = [
             LedgerError::IdConflict(id()),
-            LedgerError::NotYours(id()),
             LedgerError::NoSuchMessage(id()),
             LedgerError::OutboxFull(center),
             LedgerError::ConsentConflict("c-1".into()),
             LedgerError::NoSuchConsent("c-1".into()),
-            LedgerError::NotCollector("c-1".into()),
             LedgerError::PeerRollback(Divergence::RolledBack {
                 node: "gangseo".into(),
                 length: 1,

@@ -81,8 +81,10 @@ impl Writer {
                 .store
                 .message(&id)?
                 .ok_or_else(|| LedgerError::NoSuchMessage(id.clone()))?;
+            // Another agency's message gets the same answer as no message at all: an ack
+            // must not tell whether an id exists in someone else's inbox.
             if message.to != recipient.as_str() {
-                return Err(LedgerError::NotYours(id));
+                return Err(LedgerError::NoSuchMessage(id));
             }
             let delivery = self
                 .delivery(g, &id)?

@@ -96,11 +96,10 @@ pub enum LedgerError {
     /// caller's fault.
     #[error("message id {0} was already used for a different message")]
     IdConflict(MessageId),
-    /// An ack named a message in another agency's inbox. The caller's fault.
-    #[error("message {0} is not addressed to you")]
-    NotYours(MessageId),
-    /// An ack named a message that does not exist. The caller's fault.
-    #[error("no message {0}")]
+    /// An ack named a message that is not in the caller's inbox: none with that id, or one
+    /// addressed to another agency. One error for both, so that no answer tells an agency
+    /// whether another agency's message exists. The caller's fault.
+    #[error("no message {0} in your inbox")]
     NoSuchMessage(MessageId),
     /// The outbox to this center is full: the center has been unreachable for a while.
     /// Nothing was written; retry later.
@@ -109,12 +108,12 @@ pub enum LedgerError {
     /// The consent id was registered before with a different document. The caller's fault.
     #[error("consent {0} is already registered with a different document")]
     ConsentConflict(String),
-    /// No consent with this id is registered here. The caller's fault.
-    #[error("no consent {0} is registered here")]
+    /// No consent with this id that the caller collected is registered here: none at all, or
+    /// one another agency collected (only the collector may change it). One error for both,
+    /// so that no answer tells an agency whether another agency's consent exists. The
+    /// caller's fault.
+    #[error("no consent {0} collected by you is registered here")]
     NoSuchConsent(String),
-    /// Only the agency that collected a consent may change it.
-    #[error("consent {0} was collected by another agency; only it may withdraw it")]
-    NotCollector(String),
     /// A peer's checkpoint does not follow the one it signed before: it rolled back or
     /// rewrote its audit log. The earlier checkpoint is kept. The peer's fault.
     #[error(transparent)]
@@ -163,11 +162,9 @@ impl LedgerError {
             | LedgerError::Stopped => true,
             LedgerError::Storage(e) => !matches!(e, StoreError::Corrupt { .. }),
             LedgerError::IdConflict(_)
-            | LedgerError::NotYours(_)
             | LedgerError::NoSuchMessage(_)
             | LedgerError::ConsentConflict(_)
             | LedgerError::NoSuchConsent(_)
-            | LedgerError::NotCollector(_)
             | LedgerError::PeerRollback(_)
             | LedgerError::WrongState { .. }
             | LedgerError::Refused(_) => false,

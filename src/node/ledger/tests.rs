@@ -225,6 +225,7 @@ async fn a_withdrawn_message_cannot_be_retried_into_an_outbox() {
         at: f.clock.now_rfc3339(),
         by: collector.to_string(),
         reason: None,
+        stated_at: None,
     };
     f.ledger
         .withdraw_consent("cns-example-0001".into(), collector, change)
@@ -277,11 +278,9 @@ fn only_the_nodes_own_failures_are_worth_retrying() {
         (LedgerError::Stopped, true),
         (LedgerError::Storage(corrupt), false),
         (LedgerError::IdConflict(id()), false),
-        (LedgerError::NotYours(id()), false),
         (LedgerError::NoSuchMessage(id()), false),
         (LedgerError::ConsentConflict("c".into()), false),
         (LedgerError::NoSuchConsent("c".into()), false),
-        (LedgerError::NotCollector("c".into()), false),
         (
             LedgerError::PeerRollback(crate::core::audit::Divergence::Rewritten {
                 node: "suwon".into(),

@@ -76,13 +76,21 @@ impl Writer {
         let mut c = self
             .consent(g, id)?
             .ok_or_else(|| LedgerError::NoSuchConsent(id.to_owned()))?;
+        // Another agency's consent gets the same answer as none at all: a withdrawal must
+        // not tell whether an id exists among someone else's consents.
         if c.collected_by != caller.as_str() {
-            return Err(LedgerError::NotCollector(id.to_owned()));
+            return Err(LedgerError::NoSuchConsent(id.to_owned()));
         }
         if c.status == ConsentStatus::Withdrawn {
             return Ok(c);
         }
         let actor = Identity::Agency(caller.clone());
+        // Who and when are the node's record, never the request's (see `StatusChange`).
+        let change = StatusChange {
+            at: g.at.clone(),
+            by: caller.to_string(),
+            ..change
+        };
         c.status = ConsentStatus::Withdrawn;
         let detail = change.reason.clone();
         let reason = format!("consent {id} withdrawn at {}", change.at);

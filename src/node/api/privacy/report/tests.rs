@@ -109,6 +109,7 @@ fn a_consent_past_its_validity_is_expired_unless_withdrawn() {
         at: "2026-12-01T00:00:00Z".into(),
         by: "suwon/employment".into(),
         reason: None,
+        stated_at: None,
     });
     let row = ConsentRow::new(&record, after);
     assert_eq!(row.status, ConsentStatus::Withdrawn);
