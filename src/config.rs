@@ -486,7 +486,10 @@ impl Config {
             ));
         }
         if limits.handshakes_max == 0 {
-            return Err(invalid("limits.handshakes_max", "must be at least 1".into()));
+            return Err(invalid(
+                "limits.handshakes_max",
+                "must be at least 1".into(),
+            ));
         }
         if limits.connections_per_identity_max == 0
             || limits.connections_per_identity_max > limits.connections_max

@@ -81,16 +81,25 @@ fn each_mistake_names_its_key() {
     );
     for (line, key) in [
         ("handshake_timeout_ms = 0", "limits.handshake_timeout_ms"),
-        ("handshake_timeout_ms = 60000", "limits.handshake_timeout_ms"),
+        (
+            "handshake_timeout_ms = 60000",
+            "limits.handshake_timeout_ms",
+        ),
         ("handshakes_max = 0", "limits.handshakes_max"),
-        ("connections_per_identity_max = 0", "limits.connections_per_identity_max"),
+        (
+            "connections_per_identity_max = 0",
+            "limits.connections_per_identity_max",
+        ),
         (
             "connections_max = 10\nconnections_per_identity_max = 11",
             "limits.connections_per_identity_max",
         ),
         ("idle_timeout_ms = 0", "limits.idle_timeout_ms"),
         ("body_read_timeout_ms = 0", "limits.body_read_timeout_ms"),
-        ("body_read_timeout_ms = 999999999", "limits.body_read_timeout_ms"),
+        (
+            "body_read_timeout_ms = 999999999",
+            "limits.body_read_timeout_ms",
+        ),
     ] {
         check_err(&format!("{GOOD}\n[limits]\n{line}\n"), key);
     }

@@ -108,7 +108,8 @@ impl Connections {
     }
 
     async fn serve(&self, tcp: TcpStream, remote: SocketAddr, handshake: OwnedSemaphorePermit) {
-        let accepted = tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp)).await;
+        let accepted =
+            tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp)).await;
         drop(handshake);
         let tls = match accepted {
             Ok(Ok(tls)) => tls,

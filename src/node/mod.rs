@@ -13,8 +13,8 @@
 pub mod admission;
 pub mod api;
 pub mod client;
-pub mod connection;
 pub mod clock;
+pub mod connection;
 pub mod files;
 pub mod forwarder;
 pub mod inbox;
