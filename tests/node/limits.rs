@@ -75,7 +75,7 @@ async fn post_streamed(
     chunks: Vec<Bytes>,
 ) -> (StatusCode, mpsc::Sender<Bytes>) {
     let io = TokioIo::new(tls_as(fed, node, "suwon/employment", version).await);
-    let (tx, rx) = mpsc::channel(64);
+    let (tx, rx) = mpsc::channel(chunks.len().max(1));
     for chunk in chunks {
         tx.send(chunk).await.expect("queue a chunk");
     }
@@ -172,13 +172,16 @@ async fn a_body_that_does_not_arrive_in_time_is_408() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_http2_body_gets_its_413_before_the_stream_is_reset() {
     let fed = Federation::new();
-    fed.set_limit("suwon", "body_bytes_max", 1024);
-    let node = fed.start_bare("suwon", "");
+    let node = fed.start("suwon");
     // Streamed, so no Content-Length announces the size: the node finds out mid-body and
-    // must answer without reading the rest (which never ends).
-    let chunks = vec![Bytes::from(vec![b' '; 700]); 4];
-    let (status, _still_open) = post_streamed(&fed, &node, HttpVersion::Http2, chunks).await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // must answer without reading the rest. Twice the (default, 1 MiB) limit: more than
+    // HTTP/2's flow-control windows, so the client is still sending when the answer comes.
+    for (limit, chunk, chunks) in [(1 << 20, 64 << 10, 32), (1 << 20, 1000, 1100)] {
+        let body = vec![Bytes::from(vec![b' '; chunk]); chunks];
+        assert!(chunk * chunks > limit);
+        let (status, _still_open) = post_streamed(&fed, &node, HttpVersion::Http2, body).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

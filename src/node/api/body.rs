@@ -7,10 +7,10 @@
 //! - the whole body arrives within `limits.body_read_timeout` (else 408), so a client
 //!   trickling a body cannot hold a request, and its connection, open;
 //! - a body refused unread (413, 408) is kept, unread, until the answer is sent
-//!   ([`UnreadBody`], [`Answer`]): over HTTP/2, dropping it first would reset the stream
-//!   (RST_STREAM) before the answer, and the client would see only a stream error; kept, the
-//!   answer goes out whole and hyper then resets the stream with NO_ERROR, which clients
-//!   accept as "the server answered early".
+//!   ([`UnreadBody`], [`Answer`]): over HTTP/2, a half-open stream that loses its last
+//!   handle is reset with CANCEL, and a client then sees only a stream error; kept, the
+//!   answer goes out whole first and the stream is then reset with NO_ERROR, which clients
+//!   accept as "the server answered early" (RFC 9113 §8.1).
 //! - the JSON is parsed strictly: a duplicate key is a 400, never silently the last one.
 
 use std::convert::Infallible;
