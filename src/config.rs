@@ -135,6 +135,16 @@ struct RawLimits {
     inbox_wait_s_max: u64,
     #[serde(default = "default_inbox_pull_max")]
     inbox_pull_max: usize,
+    #[serde(default = "default_handshake_timeout_ms")]
+    handshake_timeout_ms: u64,
+    #[serde(default = "default_handshakes_max")]
+    handshakes_max: usize,
+    #[serde(default = "default_connections_per_identity_max")]
+    connections_per_identity_max: usize,
+    #[serde(default = "default_idle_timeout_ms")]
+    idle_timeout_ms: u64,
+    #[serde(default = "default_body_read_timeout_ms")]
+    body_read_timeout_ms: u64,
 }
 
 impl Default for RawLimits {
@@ -145,6 +155,11 @@ impl Default for RawLimits {
             inbox_lease_ms: default_inbox_lease_ms(),
             inbox_wait_s_max: default_inbox_wait_s_max(),
             inbox_pull_max: default_inbox_pull_max(),
+            handshake_timeout_ms: default_handshake_timeout_ms(),
+            handshakes_max: default_handshakes_max(),
+            connections_per_identity_max: default_connections_per_identity_max(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            body_read_timeout_ms: default_body_read_timeout_ms(),
         }
     }
 }
@@ -164,6 +179,46 @@ fn default_inbox_wait_s_max() -> u64 {
 fn default_inbox_pull_max() -> usize {
     100
 }
+fn default_handshake_timeout_ms() -> u64 {
+    HANDSHAKE_TIMEOUT_MS_DEFAULT
+}
+fn default_handshakes_max() -> usize {
+    HANDSHAKES_MAX_DEFAULT
+}
+fn default_connections_per_identity_max() -> usize {
+    CONNECTIONS_PER_IDENTITY_MAX_DEFAULT
+}
+fn default_idle_timeout_ms() -> u64 {
+    IDLE_TIMEOUT_MS_DEFAULT
+}
+fn default_body_read_timeout_ms() -> u64 {
+    BODY_READ_TIMEOUT_MS_DEFAULT
+}
+
+/// Default `limits.handshake_timeout_ms`: a TLS handshake on a LAN or across the country
+/// takes milliseconds; three seconds leaves room for a loaded client and little for a
+/// slowloris.
+pub const HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 3_000;
+/// Largest accepted `limits.handshake_timeout_ms`.
+pub const HANDSHAKE_TIMEOUT_MS_LIMIT: u64 = 30_000;
+/// Default `limits.handshakes_max`: connections still in the TLS handshake (not yet
+/// authenticated). Small next to `connections_max`, so unauthenticated sockets can never
+/// take the slots of authenticated clients.
+pub const HANDSHAKES_MAX_DEFAULT: usize = 128;
+/// Default `limits.connections_per_identity_max`: one agency system's pool of connections
+/// (HTTP/2 multiplexes up to 256 requests on each), so one identity (or one leaked key)
+/// cannot hold every slot.
+pub const CONNECTIONS_PER_IDENTITY_MAX_DEFAULT: usize = 64;
+/// Default `limits.idle_timeout_ms`: a connection with no open request for this long is
+/// closed (gracefully: HTTP/2 GOAWAY, HTTP/1.1 close between requests).
+pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 60_000;
+/// Largest accepted `limits.idle_timeout_ms`.
+pub const IDLE_TIMEOUT_MS_LIMIT: u64 = 3_600_000;
+/// Default `limits.body_read_timeout_ms`: the whole request body must arrive within this
+/// time after the handler starts reading it (1 MiB at a slow 1 Mbit/s takes 8 s), else 408.
+pub const BODY_READ_TIMEOUT_MS_DEFAULT: u64 = 15_000;
+/// Largest accepted `limits.body_read_timeout_ms`.
+pub const BODY_READ_TIMEOUT_MS_LIMIT: u64 = 300_000;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -354,8 +409,21 @@ pub struct TlsConfig {
 pub struct Limits {
     /// Largest accepted request body.
     pub body_bytes_max: usize,
-    /// Concurrent connections; more wait in the accept queue.
+    /// Concurrent authenticated connections (TLS handshake done, client certificate
+    /// verified); one more is closed right after its handshake.
     pub connections_max: usize,
+    /// Longest a TLS handshake may take.
+    pub handshake_timeout: Duration,
+    /// Concurrent connections still in the TLS handshake; a TCP connection beyond it is
+    /// closed at once, before a byte is read.
+    pub handshakes_max: usize,
+    /// Concurrent connections of one identity (the SAN URI of the client certificate); one
+    /// more is closed right after its handshake.
+    pub connections_per_identity_max: usize,
+    /// A connection without an open request for this long is closed.
+    pub idle_timeout: Duration,
+    /// A request body must arrive whole within this time, else 408.
+    pub body_read_timeout: Duration,
     /// How long a pulled message stays invisible to other pulls.
     pub inbox_lease: Duration,
     /// Longest long-poll a pull may ask for.
@@ -407,6 +475,45 @@ impl Config {
             return Err(invalid(
                 "limits.connections_max",
                 "must be at least 1".into(),
+            ));
+        }
+        if limits.handshake_timeout_ms == 0
+            || limits.handshake_timeout_ms > HANDSHAKE_TIMEOUT_MS_LIMIT
+        {
+            return Err(invalid(
+                "limits.handshake_timeout_ms",
+                format!("must be between 1 and {HANDSHAKE_TIMEOUT_MS_LIMIT}"),
+            ));
+        }
+        if limits.handshakes_max == 0 {
+            return Err(invalid(
+                "limits.handshakes_max",
+                "must be at least 1".into(),
+            ));
+        }
+        if limits.connections_per_identity_max == 0
+            || limits.connections_per_identity_max > limits.connections_max
+        {
+            return Err(invalid(
+                "limits.connections_per_identity_max",
+                format!(
+                    "must be between 1 and connections_max ({})",
+                    limits.connections_max
+                ),
+            ));
+        }
+        if limits.idle_timeout_ms == 0 || limits.idle_timeout_ms > IDLE_TIMEOUT_MS_LIMIT {
+            return Err(invalid(
+                "limits.idle_timeout_ms",
+                format!("must be between 1 and {IDLE_TIMEOUT_MS_LIMIT}"),
+            ));
+        }
+        if limits.body_read_timeout_ms == 0
+            || limits.body_read_timeout_ms > BODY_READ_TIMEOUT_MS_LIMIT
+        {
+            return Err(invalid(
+                "limits.body_read_timeout_ms",
+                format!("must be between 1 and {BODY_READ_TIMEOUT_MS_LIMIT}"),
             ));
         }
         if limits.inbox_lease_ms == 0 {
@@ -504,6 +611,11 @@ impl Config {
             limits: Limits {
                 body_bytes_max: limits.body_bytes_max,
                 connections_max: limits.connections_max,
+                handshake_timeout: Duration::from_millis(limits.handshake_timeout_ms),
+                handshakes_max: limits.handshakes_max,
+                connections_per_identity_max: limits.connections_per_identity_max,
+                idle_timeout: Duration::from_millis(limits.idle_timeout_ms),
+                body_read_timeout: Duration::from_millis(limits.body_read_timeout_ms),
                 inbox_lease: Duration::from_millis(limits.inbox_lease_ms),
                 inbox_wait_max: Duration::from_secs(limits.inbox_wait_s_max),
                 inbox_pull_max: limits.inbox_pull_max,

@@ -38,6 +38,11 @@ fn a_good_file_resolves_paths_against_its_folder_and_fills_defaults() {
     assert_eq!(c.tls.client_ca, Path::new("/etc/plusgate/suwon/../ca.crt"));
     assert_eq!(c.limits.inbox_lease, Duration::from_secs(30));
     assert_eq!(c.limits.body_bytes_max, 1 << 20);
+    assert_eq!(c.limits.handshake_timeout, Duration::from_secs(3));
+    assert_eq!(c.limits.handshakes_max, HANDSHAKES_MAX_DEFAULT);
+    assert_eq!(c.limits.connections_per_identity_max, 64);
+    assert_eq!(c.limits.idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.limits.body_read_timeout, Duration::from_secs(15));
     let sends = &c.directory.agencies[&AgencyId::parse("suwon/employment").expect("id")];
     assert_eq!(
         sends,
@@ -74,6 +79,30 @@ fn each_mistake_names_its_key() {
         &format!("{GOOD}\n[limits]\ninbox_pull_max = 5000\n"),
         "limits.inbox_pull_max",
     );
+    for (line, key) in [
+        ("handshake_timeout_ms = 0", "limits.handshake_timeout_ms"),
+        (
+            "handshake_timeout_ms = 60000",
+            "limits.handshake_timeout_ms",
+        ),
+        ("handshakes_max = 0", "limits.handshakes_max"),
+        (
+            "connections_per_identity_max = 0",
+            "limits.connections_per_identity_max",
+        ),
+        (
+            "connections_max = 10\nconnections_per_identity_max = 11",
+            "limits.connections_per_identity_max",
+        ),
+        ("idle_timeout_ms = 0", "limits.idle_timeout_ms"),
+        ("body_read_timeout_ms = 0", "limits.body_read_timeout_ms"),
+        (
+            "body_read_timeout_ms = 999999999",
+            "limits.body_read_timeout_ms",
+        ),
+    ] {
+        check_err(&format!("{GOOD}\n[limits]\n{line}\n"), key);
+    }
     check_err(
         &format!("{GOOD}\n[[agencies]]\nid = \"suwon/employment\"\nsends = []\n"),
         "listed twice",

@@ -121,7 +121,7 @@ scoped_id!(
 );
 
 /// The identity a verified certificate proves.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Identity {
     /// An agency's IT system.
     Agency(AgencyId),

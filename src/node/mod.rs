@@ -10,9 +10,11 @@
 //! `run(listener, shutdown)` takes the socket and the signal from the caller, so tests bind
 //! port 0 and stop the node when they like.
 
+pub mod admission;
 pub mod api;
 pub mod client;
 pub mod clock;
+pub mod connection;
 pub mod files;
 pub mod forwarder;
 pub mod inbox;
@@ -28,39 +30,30 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use self::api::Api;
 use self::client::HttpVersion;
 use self::clock::{Clock, SystemClock};
+use self::connection::Connections;
 use self::files::{LoadError, ReadError};
 use self::forwarder::{ForwardOptions, Forwarding};
 use self::inbox::Inbox;
 use self::ledger::{Anchor, CheckpointPolicy, Ledger, LedgerOptions};
 use self::store::{DirectorySeen, Store, StoreError};
 use self::tls::TlsError;
-use crate::config::{Config, FederationConfig};
+use crate::config::{Config, FederationConfig, Limits};
 use crate::core::directory::{Directory, DirectoryError};
 use crate::core::hex;
-use crate::core::identity::{self, Anonymous, CenterId, Identity, Peer};
+use crate::core::identity::{CenterId, Identity};
 use crate::core::keys::{KeyError, PublicKey, SigningKey};
 use crate::core::routing::Routing;
 use crate::core::schema::{SchemaError, Schemas};
 
-/// A TLS handshake that takes longer than this is dropped (slowloris guard).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for open requests (long polls included) to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// An HTTP/1.1 client must send a request's headers within this time (slowloris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most concurrent HTTP/2 streams per connection.
-const H2_STREAMS_MAX: u32 = 256;
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How often payloads past their consent's retention period are looked for and erased.
@@ -185,7 +178,7 @@ pub struct Node {
     routing: watch::Sender<Arc<Routing>>,
     federated: Option<Federated>,
     acceptor: TlsAcceptor,
-    connections_max: usize,
+    limits: Limits,
     store: Store,
     ledger_thread: JoinHandle<()>,
     closing: watch::Sender<bool>,
@@ -296,7 +289,7 @@ impl Node {
             routing: routing_tx,
             federated,
             acceptor: TlsAcceptor::from(server_config),
-            connections_max: config.limits.connections_max,
+            limits: config.limits.clone(),
             store,
             ledger_thread,
             closing,
@@ -317,23 +310,15 @@ impl Node {
             routing,
             federated,
             acceptor,
-            connections_max,
+            limits,
             store,
             ledger_thread,
             closing,
         } = self;
-        let limit = Arc::new(Semaphore::new(connections_max));
-        let graceful = GracefulShutdown::new();
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(H2_STREAMS_MAX);
-        let builder = Arc::new(builder);
+        admission::raise_open_files_limit(
+            (limits.connections_max + limits.handshakes_max) as u64 + admission::OTHER_FILES_MAX,
+        );
+        let connections = Connections::new(acceptor, api.clone(), &limits, closing.subscribe());
         tokio::pin!(shutdown);
 
         let federation = match federated {
@@ -377,14 +362,9 @@ impl Node {
             })
         };
 
+        // Accept at once, always: whether a connection may stay is decided by the budgets
+        // (`connection`), not by leaving it in the kernel's queue.
         loop {
-            let permit = tokio::select! {
-                _ = &mut shutdown => break,
-                permit = limit.clone().acquire_owned() => match permit {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-            };
             let (tcp, remote) = tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
@@ -396,45 +376,7 @@ impl Node {
                     }
                 },
             };
-            let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            let api = api.clone();
-            let builder = builder.clone();
-            let watcher = graceful.watcher();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::info!(%remote, error = %e, "TLS handshake refused");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::info!(%remote, "TLS handshake timed out");
-                        return;
-                    }
-                };
-                let peer: Arc<Peer> = Arc::new(
-                    tls.get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .map_or(Err(Anonymous::NoPlusgateUri), |c| {
-                            identity::from_certificate(c)
-                        }),
-                );
-                tracing::debug!(%remote, peer = ?peer, "connection");
-                let service = service_fn(move |req| {
-                    let api = api.clone();
-                    let peer = peer.clone();
-                    async move { Ok::<_, std::convert::Infallible>(api.handle(req, peer).await) }
-                });
-                let conn = builder.serve_connection(TokioIo::new(tls), service);
-                if let Err(e) = watcher.watch(conn.into_owned()).await {
-                    tracing::debug!(%remote, error = %e, "connection ended with an error");
-                }
-            });
+            connections.spawn(tcp, remote);
         }
 
         tracing::info!(node = %center, "shutting down: draining connections");
@@ -442,12 +384,14 @@ impl Node {
         purger.abort();
         // Long polls answer now rather than at their deadline.
         closing.send_replace(true);
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        if !connections
+            .drained(DRAIN_TIMEOUT, limits.connections_max)
             .await
-            .is_err()
         {
             tracing::warn!("some connections did not finish within the drain timeout");
         }
+        // The connections' share of the API goes too, so the ledger can stop below.
+        drop(connections);
         if let Ok(Some(f)) = reloader.await {
             // The chain's last entries get a signed checkpoint before the node goes.
             if let Err(e) = api.ledger.checkpoint().await {

@@ -9,6 +9,8 @@
 //! - `status`: `GET /v1/messages/{id}`;
 //! - `inbox`: pull, leases, long poll and acknowledgement;
 //! - `tls`: who may connect, and who may use the agency API;
+//! - `limits`: connection budgets before and after authentication, idle connections,
+//!   slow and oversized bodies;
 //! - `endpoints`: health, readiness, OpenAPI, unknown paths and methods;
 //! - `durability`: restart, crash under load, and corrupt records;
 //! - `audit`: the audit chain on disk and `plusgate audit verify`;
@@ -32,6 +34,7 @@ mod endpoints;
 mod enforcement;
 mod federation;
 mod inbox;
+mod limits;
 mod privacy;
 mod push;
 mod reports;

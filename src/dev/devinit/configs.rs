@@ -28,7 +28,12 @@ client_ca = "../ca.crt"          # CA bundle that client certificates must chain
 
 [limits]                          # every key optional; defaults shown
 body_bytes_max = 1048576
-connections_max = 4096
+connections_max = 4096            # authenticated connections
+handshakes_max = 128              # connections still in the TLS handshake
+handshake_timeout_ms = 3000
+connections_per_identity_max = 64 # per client-certificate identity
+idle_timeout_ms = 60000           # a connection without an open request is closed
+body_read_timeout_ms = 15000      # a request body must arrive within this, else 408
 inbox_lease_ms = 30000
 inbox_wait_s_max = 30
 inbox_pull_max = 100

@@ -4,11 +4,23 @@
 //! - the content type is `application/json` or `…+json` (else 415);
 //! - a declared `Content-Length` over the limit is refused before a byte is read, and
 //!   reading stops at the limit (413): a body is never buffered beyond it;
+//! - the whole body arrives within `limits.body_read_timeout` (else 408), so a client
+//!   trickling a body cannot hold a request, and its connection, open;
+//! - a body refused unread (413, 408) is kept, unread, until the answer is sent
+//!   ([`UnreadBody`], [`Answer`]): over HTTP/2, a half-open stream that loses its last
+//!   handle is reset with CANCEL, and a client then sees only a stream error; kept, the
+//!   answer goes out whole first and the stream is then reset with NO_ERROR, which clients
+//!   accept as "the server answered early" (RFC 9113 §8.1).
 //! - the JSON is parsed strictly: a duplicate key is a 400, never silently the last one.
 
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
@@ -64,19 +76,115 @@ impl Api {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(too_large());
         }
-        let bytes = Limited::new(req.into_body(), limit)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    too_large()
-                } else {
-                    Problem::bad_request(format!("could not read the body: {e}"))
-                }
-            })?
-            .to_bytes();
+        let unread = req.extensions().get::<UnreadBody>().cloned();
+        let mut body = req.into_body();
+        let timeout = self.limits.body_read_timeout;
+        let read = tokio::time::timeout(timeout, read_up_to(&mut body, limit)).await;
+        let refused = |problem: Problem, body: Incoming| {
+            if let Some(unread) = &unread {
+                unread.keep(body);
+            }
+            problem
+        };
+        let bytes = match read {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(ReadError::TooLarge)) => return Err(refused(too_large(), body)),
+            Ok(Err(ReadError::Transport(e))) => {
+                return Err(Problem::bad_request(format!(
+                    "could not read the body: {e}"
+                )))
+            }
+            Err(_) => {
+                let problem = Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body-timeout",
+                    "Request body too slow",
+                    format!(
+                        "the whole body must arrive within {} ms",
+                        timeout.as_millis()
+                    ),
+                );
+                return Err(refused(problem, body));
+            }
+        };
         crate::core::json::parse_strict(&bytes)
             .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))
+    }
+}
+
+/// Why a body could not be read whole.
+enum ReadError {
+    /// More than the limit.
+    TooLarge,
+    /// The connection failed or the client reset the stream.
+    Transport(hyper::Error),
+}
+
+/// Reads `body` whole, stopping as soon as it exceeds `limit` bytes (the rest stays unread).
+async fn read_up_to(body: &mut Incoming, limit: usize) -> Result<Vec<u8>, ReadError> {
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(ReadError::Transport)?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                return Err(ReadError::TooLarge);
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
+
+/// Where a handler leaves a request body it refused unread, for [`Api::handle`] to keep
+/// until the answer is sent. Put into the request's extensions by `handle`.
+#[derive(Debug, Clone, Default)]
+pub(super) struct UnreadBody(Arc<Mutex<Option<Incoming>>>);
+
+impl UnreadBody {
+    fn keep(&self, body: Incoming) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(body);
+    }
+
+    /// The body left here, if any.
+    pub(super) fn take(&self) -> Option<Incoming> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// The body of every answer: the bytes, and the request body left unread, which is
+/// dropped only with the answer (see the module's invariants).
+#[derive(Debug)]
+pub struct Answer {
+    body: Full<Bytes>,
+    _unread: Option<Incoming>,
+}
+
+impl Answer {
+    pub(super) fn new(body: Full<Bytes>, unread: Option<Incoming>) -> Answer {
+        Answer {
+            body,
+            _unread: unread,
+        }
+    }
+}
+
+impl Body for Answer {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

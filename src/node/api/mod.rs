@@ -24,8 +24,9 @@
 //!   only other centers' nodes listed in the signed directory, the admin endpoints only this
 //!   node's own certificate, the privacy reports and the console only privacy officers
 //!   registered here.
-//! - A request body is read only up to the configured limit; larger bodies get 413 before
-//!   anything is parsed (`body`).
+//! - A request body is read only up to the configured limit and within the configured
+//!   time; larger bodies get 413 and slower ones 408 before anything is parsed (`body`),
+//!   and the answer goes out before the unread rest is dropped.
 //! - Every error leaves as a problem, built in [`problem`]; internal errors are logged
 //!   there once and never returned in detail.
 
@@ -56,7 +57,9 @@ use crate::core::schema::Schemas;
 use crate::node::inbox::Inbox;
 use crate::node::ledger::Ledger;
 use crate::node::store::Store;
-use body::{json_response, raw_json};
+use body::{json_response, raw_json, UnreadBody};
+
+pub use body::Answer;
 
 pub use inbox::ACK_IDS_MAX;
 pub use problem::Problem;
@@ -99,13 +102,19 @@ type Resp = Response<Full<Bytes>>;
 
 impl Api {
     /// Handles one request from `peer`. Never fails: every error is a problem response.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: Arc<Peer>) -> Resp {
+    pub async fn handle(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        peer: Arc<Peer>,
+    ) -> Response<Answer> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
+        let unread = UnreadBody::default();
+        req.extensions_mut().insert(unread.clone());
         let result = self.route(req, &peer, &method, &path).await;
         let resp = result.unwrap_or_else(Problem::into_response);
         tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
-        resp
+        resp.map(|body| Answer::new(body, unread.take()))
     }
 
     /// The table of endpoints: each path and method, the role it admits (checked first,

@@ -1,0 +1,310 @@
+//! Admission: which connections the node holds, and for how long, before and after
+//! authentication.
+//!
+//! A connection passes two budgets. While it is in the TLS handshake it holds a slot of the
+//! small **handshake budget** (`limits.handshakes_max`) and nothing else; a TCP connection
+//! that finds that budget full is closed at once. Once the client certificate is verified,
+//! the connection gives the handshake slot back and takes one of `limits.connections_max`
+//! and one of its identity's `limits.connections_per_identity_max` ([`IdentitySlots`]); if
+//! either is full the connection is closed right after the handshake (the client sees the
+//! connection end before any answer, and should retry later). A connection then lives while
+//! it has an open request, or until it has been idle (no open request) for
+//! `limits.idle_timeout_ms` ([`Activity`]).
+//!
+//! Architecture invariants, enforced here and in the accept loop (`node/mod.rs`):
+//! - an unauthenticated connection never holds a slot of `connections_max`, so a flood of
+//!   slow or never-finished handshakes cannot take authenticated clients' slots;
+//! - one identity never holds more than `connections_per_identity_max` connections;
+//! - no connection stays open without an open request for longer than the idle timeout
+//!   (HTTP/2 keep-alive pings find dead peers while requests are open).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::sync::watch;
+
+use crate::core::identity::Identity;
+
+/// Refused connections are logged at most once per this period, with their count: a flood
+/// must not turn into a flood of log lines.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// File descriptors the node needs besides its connections: the store's files, the log,
+/// the listener, connections to peer nodes. A generous estimate; used only to warn.
+pub const OTHER_FILES_MAX: u64 = 256;
+
+/// Why a connection that completed its handshake is not served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Every slot of `connections_max` is taken (by authenticated clients).
+    #[error("connections_max reached")]
+    NodeFull,
+    /// This identity already holds `connections_per_identity_max` connections. Likely the
+    /// client's doing (a pool without a bound, or connections leaked).
+    #[error("connections_per_identity_max reached for this identity")]
+    IdentityFull,
+}
+
+/// Counts the connections of each identity, up to a bound.
+#[derive(Debug)]
+pub struct IdentitySlots {
+    max: usize,
+    held: Mutex<HashMap<Identity, usize>>,
+}
+
+/// One connection's place in its identity's count; given back when dropped.
+#[derive(Debug)]
+pub struct IdentitySlot {
+    slots: Arc<IdentitySlots>,
+    identity: Identity,
+}
+
+impl IdentitySlots {
+    /// At most `max` connections per identity.
+    pub fn new(max: usize) -> Arc<IdentitySlots> {
+        Arc::new(IdentitySlots {
+            max,
+            held: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Takes a slot for `identity`, or refuses if it holds `max` already.
+    pub fn take(self: &Arc<Self>, identity: &Identity) -> Result<IdentitySlot, Refusal> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let n = held.entry(identity.clone()).or_insert(0);
+        if *n >= self.max {
+            return Err(Refusal::IdentityFull);
+        }
+        *n += 1;
+        Ok(IdentitySlot {
+            slots: Arc::clone(self),
+            identity: identity.clone(),
+        })
+    }
+
+    /// Connections `identity` holds now.
+    pub fn held(&self, identity: &Identity) -> usize {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.get(identity).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for IdentitySlot {
+    fn drop(&mut self) {
+        let mut held = self.slots.held.lock().unwrap_or_else(|e| e.into_inner());
+        // Invariant: an entry exists with a count ≥ 1 while a slot of it lives; the entry
+        // goes with its last slot so the map holds only identities connected now.
+        if let Some(n) = held.get_mut(&self.identity) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.identity);
+            }
+        }
+    }
+}
+
+/// The open requests of one connection, watched to close it when idle.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    open: Arc<watch::Sender<usize>>,
+}
+
+/// One open request; the connection is not idle while it lives. It lives until the
+/// response body is sent (or dropped), so a long answer or a long poll counts as open.
+#[derive(Debug)]
+pub struct InFlight {
+    open: Arc<watch::Sender<usize>>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            open: Arc::new(watch::Sender::new(0)),
+        }
+    }
+}
+
+impl Activity {
+    /// Marks a request open until the returned guard is dropped.
+    pub fn begin(&self) -> InFlight {
+        self.open.send_modify(|n| *n += 1);
+        InFlight {
+            open: Arc::clone(&self.open),
+        }
+    }
+
+    /// Completes once the connection has had no open request for `timeout` without a
+    /// break. Any request that starts or ends starts the wait again.
+    pub async fn idle_for(&self, timeout: Duration) {
+        let mut open = self.open.subscribe();
+        loop {
+            let idle = *open.borrow_and_update() == 0;
+            if idle {
+                tokio::select! {
+                    _ = tokio::time::sleep(timeout) => return,
+                    _ = open.changed() => {}
+                }
+            } else if open.changed().await.is_err() {
+                // Unreachable while `self` holds the sender; treat as idle.
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.open.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// A response body that keeps its request [`InFlight`] until it is sent whole or dropped.
+#[derive(Debug)]
+pub struct Tracked<B> {
+    body: B,
+    _in_flight: InFlight,
+}
+
+impl<B> Tracked<B> {
+    /// `body`, counted as an open request until it ends.
+    pub fn new(body: B, in_flight: InFlight) -> Tracked<B> {
+        Tracked {
+            body,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes, Error = Infallible> + Unpin> Body for Tracked<B> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Logs refused connections at most once per [`REFUSAL_LOG_EVERY`], with how many there
+/// were since the last line.
+#[derive(Debug)]
+pub struct RefusalLog {
+    what: &'static str,
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl RefusalLog {
+    /// A log of refusals for `what` (e.g. "handshake budget full").
+    pub fn new(what: &'static str) -> RefusalLog {
+        RefusalLog {
+            what,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// Counts one refusal; logs if the last line is old enough.
+    pub fn refused(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.1 += 1;
+        let now = Instant::now();
+        if state.0.is_none_or(|last| now - last >= REFUSAL_LOG_EVERY) {
+            tracing::info!(
+                refused = state.1,
+                reason = self.what,
+                "connections closed at once (logged at most every {} s)",
+                REFUSAL_LOG_EVERY.as_secs()
+            );
+            *state = (Some(now), 0);
+        }
+    }
+}
+
+/// Raises the soft limit of open files to the hard limit, logs it, and warns if it is below
+/// `needed` (the connection budgets plus [`OTHER_FILES_MAX`]): past the limit `accept`
+/// fails and the store cannot open files.
+pub fn raise_open_files_limit(needed: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let limit = getrlimit(Resource::Nofile);
+    let raised = if limit.current != limit.maximum {
+        let wanted = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, wanted) {
+            Ok(()) => getrlimit(Resource::Nofile),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not raise the open-files limit");
+                limit
+            }
+        }
+    } else {
+        limit
+    };
+    // `None` is unlimited.
+    let soft = raised.current.unwrap_or(u64::MAX);
+    tracing::info!(open_files_max = soft, "open-files limit");
+    if soft < needed {
+        tracing::warn!(
+            open_files_max = soft,
+            needed,
+            "the open-files limit is below connections_max + handshakes_max + the store's \
+             files: raise the hard limit (e.g. LimitNOFILE=) or lower the budgets"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::identity::AgencyId;
+
+    fn agency(name: &str) -> Identity {
+        Identity::Agency(AgencyId::parse(&format!("suwon/{name}")).expect("agency id"))
+    }
+
+    #[test]
+    fn an_identity_holds_at_most_its_bound_and_gets_slots_back() {
+        let slots = IdentitySlots::new(2);
+        let a = agency("employment");
+        let first = slots.take(&a).expect("first");
+        let _second = slots.take(&a).expect("second");
+        assert_eq!(slots.take(&a).err(), Some(Refusal::IdentityFull));
+        // Another identity is not affected.
+        let _other = slots.take(&agency("welfare")).expect("other identity");
+        drop(first);
+        assert_eq!(slots.held(&a), 1);
+        let _third = slots.take(&a).expect("a slot came back");
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_idle_only_without_open_requests() {
+        let idle_timeout = Duration::from_millis(50);
+        let activity = Activity::default();
+        let request = activity.begin();
+        let idle = activity.idle_for(idle_timeout);
+        tokio::pin!(idle);
+        // An open request: never idle, however long it takes.
+        let waited = tokio::time::timeout(idle_timeout * 4, &mut idle).await;
+        assert!(waited.is_err(), "idle while a request is open");
+        drop(request);
+        let started = std::time::Instant::now();
+        idle.await;
+        assert!(started.elapsed() >= idle_timeout);
+    }
+}

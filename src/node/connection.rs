@@ -1,0 +1,197 @@
+//! One client connection's life: the TLS handshake on the handshake budget, admission by
+//! identity onto the main budget (`admission`), then HTTP/1.1 or HTTP/2 until the client
+//! closes, the connection is idle too long, or the node shuts down.
+//!
+//! Invariant: every slot a connection holds is an owned value moved into its task, so it
+//! is given back when the task ends, however it ends.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use super::admission::{Activity, IdentitySlots, RefusalLog, Tracked};
+use super::api::Api;
+use crate::config::Limits;
+use crate::core::identity::{self, Anonymous, Peer};
+
+/// An HTTP/1.1 client must send a request's headers within this time (slowloris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most concurrent HTTP/2 streams per connection.
+const H2_STREAMS_MAX: u32 = 256;
+/// HTTP/2 pings this often while the connection is open, so a peer that vanished (no FIN,
+/// no RST) is found even while a long request keeps the connection from being idle.
+const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// A ping not answered within this closes the connection.
+const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The bound on a connection's age, whatever it does. `None`: unbounded for now; a
+/// sibling issue (rotating connections across nodes) will set it, and the close is already
+/// graceful (GOAWAY, or close between HTTP/1.1 requests) like the idle close.
+const CONNECTION_AGE_MAX: Option<Duration> = None;
+
+/// What every connection task shares: the TLS acceptor, the HTTP server settings, the API
+/// and the budgets.
+pub struct Connections {
+    acceptor: TlsAcceptor,
+    builder: auto::Builder<TokioExecutor>,
+    api: Arc<Api>,
+    handshake_timeout: Duration,
+    idle_timeout: Duration,
+    /// Connections in the TLS handshake (`limits.handshakes_max`).
+    handshakes: Arc<Semaphore>,
+    /// Authenticated connections (`limits.connections_max`).
+    authenticated: Arc<Semaphore>,
+    identities: Arc<IdentitySlots>,
+    closing: watch::Receiver<bool>,
+    refused_unauthenticated: RefusalLog,
+    refused_authenticated: RefusalLog,
+}
+
+impl Connections {
+    /// The connection budgets and HTTP settings of `limits`.
+    pub fn new(
+        acceptor: TlsAcceptor,
+        api: Arc<Api>,
+        limits: &Limits,
+        closing: watch::Receiver<bool>,
+    ) -> Arc<Connections> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(H2_STREAMS_MAX)
+            .keep_alive_interval(Some(H2_KEEP_ALIVE_INTERVAL))
+            .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
+        Arc::new(Connections {
+            acceptor,
+            builder,
+            api,
+            handshake_timeout: limits.handshake_timeout,
+            idle_timeout: limits.idle_timeout,
+            handshakes: Arc::new(Semaphore::new(limits.handshakes_max)),
+            authenticated: Arc::new(Semaphore::new(limits.connections_max)),
+            identities: IdentitySlots::new(limits.connections_per_identity_max),
+            closing,
+            refused_unauthenticated: RefusalLog::new("handshakes_max reached"),
+            refused_authenticated: RefusalLog::new("connections_max reached"),
+        })
+    }
+
+    /// Takes a freshly accepted TCP connection: closes it at once if the handshake budget
+    /// is full, else serves it on its own task.
+    pub fn spawn(self: &Arc<Self>, tcp: TcpStream, remote: SocketAddr) {
+        let Ok(handshake) = Arc::clone(&self.handshakes).try_acquire_owned() else {
+            self.refused_unauthenticated.refused();
+            return;
+        };
+        let _ = tcp.set_nodelay(true);
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.serve(tcp, remote, handshake).await });
+    }
+
+    /// Waits until every connection has ended, at most `timeout`; false if some had not.
+    pub async fn drained(&self, timeout: Duration, connections_max: usize) -> bool {
+        let all = u32::try_from(connections_max).unwrap_or(u32::MAX);
+        tokio::time::timeout(timeout, self.authenticated.acquire_many(all))
+            .await
+            .is_ok()
+    }
+
+    async fn serve(&self, tcp: TcpStream, remote: SocketAddr, handshake: OwnedSemaphorePermit) {
+        let accepted =
+            tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp)).await;
+        drop(handshake);
+        let tls = match accepted {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::info!(%remote, error = %e, "TLS handshake refused");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%remote, "TLS handshake timed out");
+                return;
+            }
+        };
+        let peer: Arc<Peer> = Arc::new(
+            tls.get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map_or(Err(Anonymous::NoPlusgateUri), |c| {
+                    identity::from_certificate(c)
+                }),
+        );
+        let Ok(_slot) = Arc::clone(&self.authenticated).try_acquire_owned() else {
+            self.refused_authenticated.refused();
+            return;
+        };
+        // A verified certificate without a plusgate identity is still served (every
+        // endpoint answers it 403); such connections share `connections_max` only.
+        let _identity_slot = match peer.as_ref() {
+            Ok(identity) => match self.identities.take(identity) {
+                Ok(slot) => Some(slot),
+                Err(refusal) => {
+                    tracing::info!(%remote, %identity, %refusal, "connection closed after the handshake");
+                    return;
+                }
+            },
+            Err(_) => None,
+        };
+        tracing::debug!(%remote, peer = ?peer, "connection");
+
+        let activity = Activity::default();
+        let service = {
+            let activity = activity.clone();
+            let api = Arc::clone(&self.api);
+            service_fn(move |req| {
+                let in_flight = activity.begin();
+                let api = Arc::clone(&api);
+                let peer = Arc::clone(&peer);
+                async move {
+                    let resp = api.handle(req, peer).await;
+                    Ok::<_, std::convert::Infallible>(resp.map(|b| Tracked::new(b, in_flight)))
+                }
+            })
+        };
+        let conn = self
+            .builder
+            .serve_connection(TokioIo::new(tls), service)
+            .into_owned();
+        tokio::pin!(conn);
+        let mut closing = self.closing.clone();
+        let age = async {
+            match CONNECTION_AGE_MAX {
+                Some(age) => tokio::time::sleep(age).await,
+                None => std::future::pending().await,
+            }
+        };
+        let why = tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%remote, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = activity.idle_for(self.idle_timeout) => "idle",
+            _ = age => "age",
+            _ = closing.wait_for(|closing| *closing) => "shutdown",
+        };
+        tracing::debug!(%remote, why, "closing the connection");
+        // Graceful: HTTP/2 sends GOAWAY and finishes open streams; HTTP/1.1 closes after
+        // the current response.
+        conn.as_mut().graceful_shutdown();
+        if let Err(e) = conn.await {
+            tracing::debug!(%remote, error = %e, "connection ended with an error");
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Limits before and after authentication: sockets that never finish their TLS handshake
+//! cannot take authenticated clients' slots, a body must arrive in time, one identity holds
+//! a bounded number of connections, and an oversized HTTP/2 body gets its 413.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use plusgate::node::client::{client_config, HttpVersion};
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::support::{Federation, Node, VERSIONS};
+
+/// A generous bound on anything that should be prompt: this is a functional check, not a
+/// measurement.
+const PROMPT: Duration = Duration::from_secs(5);
+
+/// A request body the test feeds by hand (no `Content-Length`: it is streamed).
+struct Trickle(mpsc::Receiver<Bytes>);
+
+impl Body for Trickle {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.get_mut()
+            .0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// A TLS connection to `node` as `identity`, offering `version`.
+async fn tls_as(
+    fed: &Federation,
+    node: &Node,
+    identity: &str,
+    version: HttpVersion,
+) -> TlsStream<TcpStream> {
+    let cert = fed.identity(identity);
+    let config = client_config(
+        &fed.manifest().ca_path(),
+        Some((&cert.cert, &cert.key)),
+        version,
+    )
+    .expect("client config");
+    let tcp = TcpStream::connect(node.addr()).await.expect("connect");
+    let name = ServerName::try_from("localhost").expect("name");
+    TlsConnector::from(Arc::clone(&config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake")
+}
+
+/// POSTs a streamed body to `/v1/messages` over `version`; returns the status of the answer
+/// and the sender that feeds the body (kept open: the body never ends on its own).
+async fn post_streamed(
+    fed: &Federation,
+    node: &Node,
+    version: HttpVersion,
+    chunks: Vec<Bytes>,
+) -> (StatusCode, mpsc::Sender<Bytes>) {
+    let io = TokioIo::new(tls_as(fed, node, "suwon/employment", version).await);
+    let (tx, rx) = mpsc::channel(chunks.len().max(1));
+    for chunk in chunks {
+        tx.send(chunk).await.expect("queue a chunk");
+    }
+    let builder = Request::builder()
+        .method(Method::POST)
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    let response = match version {
+        HttpVersion::Http1 => {
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .expect("HTTP/1.1 handshake");
+            tokio::spawn(conn);
+            let request = builder
+                .uri("/v1/messages")
+                .header(hyper::header::HOST, "localhost")
+                .body(Trickle(rx))
+                .expect("request");
+            tokio::time::timeout(PROMPT, sender.send_request(request)).await
+        }
+        HttpVersion::Http2 => {
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .expect("HTTP/2 handshake");
+            tokio::spawn(conn);
+            let request = builder
+                .uri(format!(
+                    "https://localhost:{}/v1/messages",
+                    node.addr().port()
+                ))
+                .body(Trickle(rx))
+                .expect("request");
+            tokio::time::timeout(PROMPT, sender.send_request(request)).await
+        }
+    };
+    let response = response
+        .unwrap_or_else(|_| panic!("no answer over {version} within {PROMPT:?}"))
+        .unwrap_or_else(|e| panic!("over {version}: no answer, but {e:?}"));
+    let status = response.status();
+    let body = response.into_body().collect().await.expect("answer body");
+    let problem: serde_json::Value =
+        serde_json::from_slice(&body.to_bytes()).expect("problem JSON");
+    assert_eq!(problem["status"], status.as_u16(), "{problem}");
+    (status, tx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_that_never_handshake_do_not_starve_authenticated_clients() {
+    let fed = Federation::new();
+    // Before the handshake budget, these never-handshaking sockets each held one of the
+    // four slots for the whole (then 10 s) handshake timeout.
+    fed.set_limit("suwon", "connections_max", 4);
+    fed.set_limit("suwon", "connections_per_identity_max", 4);
+    fed.set_option("suwon", "limits", "handshakes_max", "2");
+    fed.set_option("suwon", "limits", "handshake_timeout_ms", "1000");
+    let node = fed.start("suwon");
+    let mut silent = Vec::new();
+    for _ in 0..16 {
+        silent.push(TcpStream::connect(node.addr()).await.expect("connect"));
+    }
+    for version in VERSIONS {
+        let agent = node.agent("suwon/employment", version);
+        // The handshake budget may be full when this client arrives (it is closed at once
+        // then, and retries); it is never kept waiting behind the silent sockets.
+        let answered = tokio::time::timeout(PROMPT, async {
+            loop {
+                match agent.get("/v1/inbox?max=1").await {
+                    Ok(response) => return response,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!("no answer over {version} within {PROMPT:?} while silent sockets are open")
+        });
+        assert_eq!(answered.status.as_u16(), 200, "{}", answered.text());
+    }
+    drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_does_not_arrive_in_time_is_408() {
+    let fed = Federation::new();
+    fed.set_option("suwon", "limits", "body_read_timeout_ms", "500");
+    let node = fed.start("suwon");
+    for version in VERSIONS {
+        let (status, _still_open) =
+            post_streamed(&fed, &node, version, vec![Bytes::from_static(b"{\"id\":")]).await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "over {version}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_http2_body_gets_its_413_before_the_stream_is_reset() {
+    let fed = Federation::new();
+    let node = fed.start("suwon");
+    // Streamed, so no Content-Length announces the size: the node finds out mid-body and
+    // must answer without reading the rest. Twice the (default, 1 MiB) limit: more than
+    // HTTP/2's flow-control windows, so the client is still sending when the answer comes.
+    for (limit, chunk, chunks) in [(1 << 20, 64 << 10, 32), (1 << 20, 1000, 1100)] {
+        let body = vec![Bytes::from(vec![b' '; chunk]); chunks];
+        assert!(chunk * chunks > limit);
+        let (status, _still_open) = post_streamed(&fed, &node, HttpVersion::Http2, body).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_identity_holds_at_most_its_connections_and_others_still_connect() {
+    let fed = Federation::new();
+    fed.set_option("suwon", "limits", "connections_per_identity_max", "2");
+    let node = fed.start("suwon");
+    let employment = node.agent("suwon/employment", HttpVersion::Http2);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut conn = employment.connect().await.expect("within the cap");
+        let ok = conn
+            .send(Method::GET, "/healthz", None)
+            .await
+            .expect("answer");
+        assert_eq!(ok.status.as_u16(), 200);
+        held.push(conn);
+    }
+    // The third of the same identity is closed right after its handshake.
+    let refused = match employment.connect().await {
+        Err(_) => true,
+        Ok(mut conn) => conn.send(Method::GET, "/healthz", None).await.is_err(),
+    };
+    assert!(
+        refused,
+        "a third connection of one identity must be refused"
+    );
+    // Another identity is not affected.
+    let other = node.agent("suwon/welfare", HttpVersion::Http2);
+    let ok = other
+        .get("/healthz")
+        .await
+        .expect("another identity connects");
+    assert_eq!(ok.status.as_u16(), 200);
+    // A connection given back makes room again.
+    drop(held.pop());
+    let again = tokio::time::timeout(PROMPT, async {
+        loop {
+            if let Ok(response) = employment.get("/healthz").await {
+                return response;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("a slot comes back once a connection closes");
+    assert_eq!(again.status.as_u16(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed() {
+    let fed = Federation::new();
+    fed.set_option("suwon", "limits", "idle_timeout_ms", "300");
+    let node = fed.start("suwon");
+    for version in VERSIONS {
+        let mut conn = node
+            .agent("suwon/employment", version)
+            .connect()
+            .await
+            .expect("connect");
+        let ok = conn
+            .send(Method::GET, "/healthz", None)
+            .await
+            .expect("answer");
+        assert_eq!(ok.status.as_u16(), 200);
+        let closed = tokio::time::timeout(PROMPT, async {
+            while !conn.is_closed() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "an idle {version} connection must be closed"
+        );
+    }
+}
