@@ -157,6 +157,39 @@ impl StrictValue {
 
 #[cfg(test)]
 mod tests {
+
+    use super::describe_error;
+    use serde_json::Value;
+    /// Regression: decoding errors quoted the value (`invalid type: string "…"`).
+    #[test]
+    fn decoding_errors_quote_no_value() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        #[serde(deny_unknown_fields)]
+        struct Shape {
+            n: u64,
+            kind: Kind,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        enum Kind {
+            A,
+        }
+        for body in [
+            r#"{"n": "홍길동 010-1111-2222", "kind": "A"}"#,
+            r#"{"n": 1, "kind": "홍길동 010-1111-2222"}"#,
+            r#"{"n": 1, "kind": "A", "홍길동 010-1111-2222": 1}"#,
+        ] {
+            let value: Value = serde_json::from_str(body).expect("JSON");
+            let e = serde_json::from_value::<Shape>(value).expect_err("wrong shape");
+            let text = describe_error(&e);
+            assert!(!text.contains("홍길동") && !text.contains("1111"), "{text}");
+            let e = serde_json::from_str::<Shape>(body).expect_err("wrong shape");
+            let text = describe_error(&e);
+            assert!(!text.contains("홍길동") && !text.contains("1111"), "{text}");
+        }
+        let e = parse_strict(br#"{"to": "a", "to": "b"}"#).expect_err("duplicate");
+        assert_eq!(describe_error(&e), "duplicate key `to` at line 1 column 16");
+    }
     use super::parse_strict;
 
     #[test]

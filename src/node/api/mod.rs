@@ -296,3 +296,22 @@ fn path_for_log(path: &str) -> String {
         None => path.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::path_for_log;
+
+    /// Regression: the request log printed the subject of a disclosure query.
+    #[test]
+    fn the_request_log_names_no_subject() {
+        assert_eq!(
+            path_for_log("/v1/privacy/subjects/ps-0123456789abcdef/disclosures"),
+            "/v1/privacy/subjects/{subject}/disclosures"
+        );
+        assert_eq!(
+            path_for_log("/v1/privacy/subjects/ps-0123456789abcdef"),
+            "/v1/privacy/subjects/{subject}"
+        );
+        assert_eq!(path_for_log("/v1/messages"), "/v1/messages");
+    }
+}
