@@ -503,10 +503,12 @@ impl Connection {
     ) -> Result<Response, ClientError> {
         let mut request = self.build_request(method, path, body)?;
         for (name, value) in headers {
-            let name = header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| ClientError::Request(e.to_string()))?;
-            let value = header::HeaderValue::from_str(value)
-                .map_err(|e| ClientError::Request(e.to_string()))?;
+            let (Ok(name), Ok(value)) = (
+                header::HeaderName::from_bytes(name.as_bytes()),
+                header::HeaderValue::from_str(value),
+            ) else {
+                return Err(ClientError::Request(format!("bad header {name}: {value}")));
+            };
             request.headers_mut().append(name, value);
         }
         let (addr, timeout) = (self.addr, self.timeout);
@@ -769,26 +771,6 @@ impl Agent {
         body: Option<(Bytes, &str)>,
     ) -> Result<Response, ClientError> {
         self.connect().await?.send(method, path, body).await
-    }
-
-    /// [`request`](Self::request) with extra request headers.
-    pub async fn request_with_headers(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<(Bytes, &str)>,
-    ) -> Result<Response, ClientError> {
-        self.connect()
-            .await?
-            .send_with_headers(method, path, headers, body)
-            .await
-    }
-
-    /// The authority requests are addressed to (`Host`, `:authority`): the server name and
-    /// port, as a browser's `Origin` for this node would carry them.
-    pub fn authority(&self) -> String {
-        authority(&self.server_name, self.addr.port())
     }
 
     /// POSTs a JSON body (`application/json`) on a fresh connection.

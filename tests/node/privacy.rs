@@ -388,7 +388,7 @@ async fn officer_endpoints_refuse_cross_site_requests_and_answer_no_store() {
     let fed = Federation::new();
     let mut a = fed.start("suwon");
     let officer = a.agent("suwon/privacy-officer", HttpVersion::Http1);
-    let own = format!("https://{}", officer.authority());
+    let own = format!("https://{}:{}", officer.server_name, officer.addr.port());
     let subject_path = "/v1/privacy/subjects/ps-0123456789abcdef/disclosures";
     let endpoints = [
         subject_path,
@@ -412,7 +412,10 @@ async fn officer_endpoints_refuse_cross_site_requests_and_answer_no_store() {
         for method in [Method::GET, Method::POST] {
             for headers in cross_site {
                 let response = officer
-                    .request_with_headers(method.clone(), path, headers, None)
+                    .connect()
+                    .await
+                    .expect("connect")
+                    .send_with_headers(method.clone(), path, headers, None)
                     .await
                     .expect("response");
                 assert_problem(&response, 403, "cross-site-request");
@@ -430,7 +433,10 @@ async fn officer_endpoints_refuse_cross_site_requests_and_answer_no_store() {
     for path in endpoints {
         for headers in same_origin {
             let response = officer
-                .request_with_headers(Method::GET, path, headers, None)
+                .connect()
+                .await
+                .expect("connect")
+                .send_with_headers(Method::GET, path, headers, None)
                 .await
                 .expect("response");
             assert_eq!(response.status.as_u16(), 200, "{path} {headers:?}");
