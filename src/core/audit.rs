@@ -96,6 +96,34 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
+/// Longest [`AuditEntry::detail`], and longest stored reason (a dead-letter reason, a
+/// delivery's last error, an erasure's reason), in bytes.
+///
+/// Invariant, kept by [`Head::append`] for details and by the ledger (through
+/// [`bound_detail`]) for the reasons in delivery and message records: no stored text of
+/// this kind is longer. Such texts come from outside (a peer node's answer, an agency's
+/// stated withdrawal reason); a bound keeps a chatty or hostile peer from filling the audit
+/// chain, which is kept for years and cannot be edited, and limits what personal data a
+/// reason could ever carry. 2000 is the longest withdrawal reason the API accepts, so a
+/// stated reason is never cut.
+pub const DETAIL_BYTES_MAX: usize = 2000;
+
+/// `text` cut to at most [`DETAIL_BYTES_MAX`] bytes on a character boundary, ending with
+/// `…` when it was cut.
+pub fn bound_detail(mut text: String) -> String {
+    if text.len() <= DETAIL_BYTES_MAX {
+        return text;
+    }
+    const MARK: &str = "…";
+    let mut end = DETAIL_BYTES_MAX - MARK.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(MARK);
+    text
+}
+
 /// The fields of an entry that the ledger supplies; the chain adds `seq`, `prev`, `hash`.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -165,7 +193,7 @@ impl Head {
             to: event.to,
             subject: event.subject,
             consent_id: event.consent_id,
-            detail: event.detail,
+            detail: event.detail.map(bound_detail),
             prev: hex::encode(&self.hash),
             hash: String::new(),
         };

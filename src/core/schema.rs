@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{Draft, PatternOptions, Registry, Validator};
 use serde_json::Value;
 
@@ -286,12 +287,122 @@ fn collect(validator: &Validator, instance: &Value, prefix: &str) -> Vec<Violati
         .iter_errors(instance)
         .take(VIOLATIONS_MAX)
         .map(|e| Violation {
-            pointer: format!("{prefix}{}", e.instance_path().as_str()),
-            // Messages quote the offending value; a resident registration number in it is
-            // not repeated back (nor anywhere else).
-            message: crate::core::rrn::redact(&e.to_string()),
+            // Keys are the document's structure, not what it says about the person; one
+            // shaped like a resident registration number is still not repeated.
+            pointer: crate::core::rrn::redact(&format!("{prefix}{}", e.instance_path().as_str())),
+            message: describe(e.kind()),
         })
         .collect()
+}
+
+/// Longest property name a violation message names; longer ones are counted, not named.
+const PROPERTY_NAME_LEN_MAX: usize = 64;
+
+/// What is wrong at a pointer, from the schema's side only.
+///
+/// Invariant: the text quotes nothing of the instance. `jsonschema`'s own messages start
+/// with the offending value (`"홍길동" is not one of …`), and these texts go back to the
+/// sender, into logs, and into dead-letter reasons and audit entries when a peer node
+/// refuses a message; so each kind is described by what the schema asked for (its limit,
+/// pattern, format or type), never by what the document holds. The one part of the
+/// instance named is an unexpected property name, and only when it is shaped like a field
+/// name ([`field_name_like`]), because that is what a sender needs to fix a typo.
+fn describe(kind: &ValidationErrorKind) -> String {
+    use ValidationErrorKind as K;
+    match kind {
+        K::AdditionalItems { limit } => format!("has more than {limit} items"),
+        K::AdditionalProperties { unexpected } | K::UnevaluatedProperties { unexpected } => {
+            unexpected_properties(unexpected)
+        }
+        K::UnevaluatedItems { unexpected } => {
+            format!("has {} items the schema does not allow", unexpected.len())
+        }
+        K::AnyOf { .. } | K::OneOfNotValid { .. } => {
+            "is not valid under any of the allowed schemas".into()
+        }
+        K::OneOfMultipleValid { .. } => {
+            "is valid under more than one of the schemas, where exactly one is allowed".into()
+        }
+        K::Constant { .. } => "is not the one allowed value".into(),
+        K::Contains => "contains no item of the required shape".into(),
+        K::ContentEncoding { content_encoding } => {
+            format!("is not valid {content_encoding}")
+        }
+        K::ContentMediaType { content_media_type } => {
+            format!("is not valid {content_media_type}")
+        }
+        K::Enum { .. } => "is not one of the allowed values".into(),
+        K::ExclusiveMaximum { limit } => format!("is not less than {limit}"),
+        K::ExclusiveMinimum { limit } => format!("is not greater than {limit}"),
+        K::FalseSchema => "is not allowed here".into(),
+        K::Format { format } => format!("is not a valid {format}"),
+        K::FromUtf8 { .. } => "does not decode to UTF-8 text".into(),
+        K::MaxItems { limit } => format!("has more than {limit} items"),
+        K::Maximum { limit } => format!("is greater than {limit}"),
+        K::MaxLength { limit } => format!("is longer than {limit} characters"),
+        K::MaxProperties { limit } => format!("has more than {limit} properties"),
+        K::MinItems { limit } => format!("has fewer than {limit} items"),
+        K::Minimum { limit } => format!("is less than {limit}"),
+        K::MinLength { limit } => format!("is shorter than {limit} characters"),
+        K::MinProperties { limit } => format!("has fewer than {limit} properties"),
+        K::MultipleOf { multiple_of } => format!("is not a multiple of {multiple_of}"),
+        K::Not { .. } => "matches a schema it must not match".into(),
+        K::Pattern { pattern } => format!("does not match pattern {pattern}"),
+        K::PropertyNames { .. } => "has a property name the schema does not allow".into(),
+        K::Required { property } => match property.as_str() {
+            Some(name) => format!("is missing required property {name:?}"),
+            None => "is missing a required property".into(),
+        },
+        K::Type { kind } => {
+            let types: Vec<&str> = match kind {
+                TypeKind::Single(t) => vec![t.as_str()],
+                TypeKind::Multiple(set) => set.iter().map(|t| t.as_str()).collect(),
+            };
+            format!("is not of type {}", types.join(" or "))
+        }
+        K::UniqueItems => "has items that are not unique".into(),
+        K::BacktrackLimitExceeded { .. } | K::RegexEngineFailure { .. } => {
+            "could not be checked against its pattern".into()
+        }
+        K::Custom { keyword, .. } => format!("does not satisfy {keyword}"),
+        K::Referencing(_) => "could not be checked: a schema reference does not resolve".into(),
+    }
+}
+
+/// "has properties the schema does not allow", naming those shaped like field names.
+fn unexpected_properties(unexpected: &[String]) -> String {
+    let named: Vec<String> = unexpected
+        .iter()
+        .filter(|p| field_name_like(p))
+        .map(|p| format!("{p:?}"))
+        .collect();
+    let unnamed = unexpected.len() - named.len();
+    let mut text = String::from("has properties the schema does not allow");
+    if !named.is_empty() {
+        text.push_str(": ");
+        text.push_str(&named.join(", "));
+    }
+    if unnamed > 0 {
+        text.push_str(&format!(
+            "{}{unnamed} other(s) not named",
+            if named.is_empty() { ": " } else { " and " }
+        ));
+    }
+    text
+}
+
+/// A property name a schema could have: ASCII letters, digits, `_` and `-`, starting with a
+/// letter or `_`, at most [`PROPERTY_NAME_LEN_MAX`] long. A name, a phone number or a note
+/// used as a key is not.
+fn field_name_like(name: &str) -> bool {
+    name.len() <= PROPERTY_NAME_LEN_MAX
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// The first `$ref` in `value` that names no registered schema, if any.

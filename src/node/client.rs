@@ -494,7 +494,27 @@ impl Connection {
         path: &str,
         body: Option<(Bytes, &str)>,
     ) -> Result<Response, ClientError> {
-        let request = self.build_request(method, path, body)?;
+        self.send_with_headers(method, path, &[], body).await
+    }
+
+    /// [`send`](Self::send) with extra request headers (e.g. the ones a browser adds).
+    pub async fn send_with_headers(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(Bytes, &str)>,
+    ) -> Result<Response, ClientError> {
+        let mut request = self.build_request(method, path, body)?;
+        for (name, value) in headers {
+            let (Ok(name), Ok(value)) = (
+                header::HeaderName::from_bytes(name.as_bytes()),
+                header::HeaderValue::from_str(value),
+            ) else {
+                return Err(ClientError::Request(format!("bad header {name}: {value}")));
+            };
+            request.headers_mut().append(name, value);
+        }
         let (addr, timeout) = (self.addr, self.timeout);
         tokio::time::timeout(timeout, self.exchange(request))
             .await

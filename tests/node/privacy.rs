@@ -377,3 +377,86 @@ async fn wait_for_messages(agent: &plusgate::node::client::Agent) -> Vec<String>
         }
     }
 }
+
+/// Regression: the officer endpoints answered any request carrying the officer's client
+/// certificate, so another site's page could make the officer's browser query the record
+/// (each query an audited look at a person's data) and read or cache the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn officer_endpoints_refuse_cross_site_requests_and_answer_no_store() {
+    use hyper::Method;
+
+    let fed = Federation::new();
+    let mut a = fed.start("suwon");
+    let officer = a.agent("suwon/privacy-officer", HttpVersion::Http1);
+    let own = format!("https://{}:{}", officer.server_name, officer.addr.port());
+    let subject_path = "/v1/privacy/subjects/ps-0123456789abcdef/disclosures";
+    let endpoints = [
+        subject_path,
+        "/v1/privacy/consents",
+        "/v1/privacy/refusals",
+        "/v1/privacy/withdrawals",
+        "/v1/privacy/audit",
+        "/console/",
+        "/console/app.js",
+    ];
+    let cross_site: [&[(&str, &str)]; 4] = [
+        &[("sec-fetch-site", "cross-site")],
+        &[("sec-fetch-site", "same-site")],
+        &[("origin", "https://evil.example")],
+        &[
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "https://evil.example"),
+        ],
+    ];
+    for path in endpoints {
+        for method in [Method::GET, Method::POST] {
+            for headers in cross_site {
+                let response = officer
+                    .connect()
+                    .await
+                    .expect("connect")
+                    .send_with_headers(method.clone(), path, headers, None)
+                    .await
+                    .expect("response");
+                assert_problem(&response, 403, "cross-site-request");
+                assert_eq!(response.headers["cache-control"], "no-store", "{path}");
+            }
+        }
+    }
+    // The node's own pages, an address typed by the officer, and non-browser clients.
+    let same_origin: [&[(&str, &str)]; 4] = [
+        &[("sec-fetch-site", "same-origin")],
+        &[("sec-fetch-site", "none")],
+        &[("sec-fetch-site", "same-origin"), ("origin", &own)],
+        &[],
+    ];
+    for path in endpoints {
+        for headers in same_origin {
+            let response = officer
+                .connect()
+                .await
+                .expect("connect")
+                .send_with_headers(Method::GET, path, headers, None)
+                .await
+                .expect("response");
+            assert_eq!(response.status.as_u16(), 200, "{path} {headers:?}");
+            assert_eq!(response.headers["cache-control"], "no-store", "{path}");
+        }
+    }
+    // Refusals for other roles are no-store too.
+    let agency = a.agent("suwon/employment", HttpVersion::Http2);
+    let refused = agency.get("/v1/privacy/consents").await.expect("response");
+    assert_problem(&refused, 403, "wrong-role");
+    assert_eq!(refused.headers["cache-control"], "no-store");
+
+    // Only the admitted queries are in the audit chain: 4 of the disclosures path.
+    assert!(a.stop().success());
+    let store = plusgate::node::store::Store::open(&fed.data_dir("suwon")).expect("store");
+    let queries = store
+        .audit_entries()
+        .map(|e| e.expect("entry"))
+        .filter(|e| serde_json::to_value(e.action).expect("action") == "queried")
+        .filter(|e| e.subject == "ps-0123456789abcdef")
+        .count();
+    assert_eq!(queries, same_origin.len(), "queries audited");
+}

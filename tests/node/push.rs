@@ -457,3 +457,37 @@ async fn every_example_a_center_can_deliver_is_accepted() {
         push_accepted(&agent, &fed.example(name)).await;
     }
 }
+
+/// Regression: violation messages used to quote the offending value back (`"…" is not one
+/// of …`), so whatever personal data a sender put in the wrong place came back in the
+/// answer, and, between nodes, into stored dead-letter reasons.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn violation_messages_quote_no_value_of_the_message() {
+    let fed = Federation::new();
+    let node = fed.start("suwon");
+    let agent = node.agent("suwon/employment", HttpVersion::Http1);
+    let name = "홍길동 님 010-9876-5432";
+    let mut body = fed.referral("ref-quotes-nothing");
+    body["subject"] = json!(name); // does not match the subject pattern
+    body["payload"]["urgency"] = json!(format!("{name} urgent")); // not an allowed value
+    body["version"] = json!(name); // not an integer
+    let problem = assert_problem(&push(&agent, &body).await, 422, "schema-violation");
+    let text = problem.to_string();
+    for piece in ["홍길동", "010-9876-5432"] {
+        assert!(
+            !text.contains(piece),
+            "the answer repeats {piece:?}: {text}"
+        );
+    }
+    let pointers = violation_pointers(&problem);
+    for pointer in ["/subject", "/version"] {
+        assert!(pointers.contains(&pointer.to_owned()), "{pointers:?}");
+    }
+    // An RRN written with full-width digits and dash is refused like an ASCII one, and not
+    // repeated either.
+    let mut body = fed.referral("ref-full-width-rrn");
+    body["payload"]["summary"] = json!("주민번호 ９００１０１－１２３４５６７");
+    let problem = assert_problem(&push(&agent, &body).await, 422, "schema-violation");
+    assert_eq!(violation_pointers(&problem), ["/payload/summary"]);
+    assert!(!problem.to_string().contains("１２３４５６７"), "{problem}");
+}

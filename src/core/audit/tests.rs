@@ -40,3 +40,18 @@ fn every_kind_of_tampering_names_the_first_bad_entry() {
     relinked[5].prev = hex::encode(&[1; 32]);
     check(relinked, 5);
 }
+
+/// Details come from outside (a peer's answer, a stated reason): the chain keeps at most
+/// `DETAIL_BYTES_MAX` bytes of one, cut on a character boundary.
+#[test]
+fn a_long_detail_is_bounded_when_appended() {
+    let mut e = event(0);
+    e.detail = Some("가".repeat(DETAIL_BYTES_MAX));
+    let mut head = Head::GENESIS;
+    let entry = head.append(e);
+    let detail = entry.detail.expect("detail");
+    assert!(detail.len() <= DETAIL_BYTES_MAX, "{}", detail.len());
+    assert!(detail.ends_with('…'));
+    let short = "refused by center gangseo: /payload/urgency: is not one of the allowed values";
+    assert_eq!(bound_detail(short.to_owned()), short);
+}

@@ -124,3 +124,38 @@ fn payload_violations_point_into_the_envelope() {
     let v = s.validate(&body).expect_err("bad urgency");
     assert!(v.iter().any(|v| v.pointer == "/payload/urgency"), "{v:?}");
 }
+
+/// Regression: messages used to start with the offending value; now they say what the
+/// schema asked for and nothing of what the document holds.
+#[test]
+fn violation_messages_quote_no_instance_value() {
+    let s = schemas();
+    let mut doc = read(&examples_dir().join("referral.json"));
+    let secret = "김영희 010-2222-3333";
+    let obj = doc.as_object_mut().expect("object");
+    for value in obj.values_mut() {
+        if value.is_string() {
+            *value = Value::String(format!("{secret} {}", "x".repeat(3000)));
+        } else if value.is_array() || value.is_number() || value.is_boolean() {
+            *value = Value::String(secret.into());
+        }
+    }
+    obj.insert("김영희".into(), Value::String(secret.into()));
+    obj.insert("unexpected_field".into(), Value::Null);
+    let violations = s
+        .validate_payload(MessageType::Referral, 1, &doc)
+        .expect_err("invalid");
+    assert!(violations.len() > 2, "{violations:#?}");
+    for v in &violations {
+        assert!(
+            !v.message.contains("김영희") && !v.message.contains("010-2222-3333"),
+            "{v:?}"
+        );
+        assert!(v.message.len() < 300, "{v:?}");
+    }
+    let text = format!("{violations:?}");
+    assert!(
+        text.contains("unexpected_field"),
+        "field names help: {text}"
+    );
+}

@@ -107,8 +107,12 @@ impl Api {
                 return Err(refused(problem, body));
             }
         };
-        crate::core::json::parse_strict(&bytes)
-            .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))
+        crate::core::json::parse_strict(&bytes).map_err(|e| {
+            Problem::bad_request(format!(
+                "the body is not valid JSON: {}",
+                crate::core::json::describe_error(&e)
+            ))
+        })
     }
 }
 

@@ -122,7 +122,9 @@ fn parse_withdrawal(body: &Value) -> Result<(Option<String>, Option<String>), Ve
     let reason = match obj.get("reason") {
         None => None,
         Some(Value::String(s))
-            if !s.is_empty() && s.len() <= 2000 && !crate::core::rrn::contains_rrn(s) =>
+            if !s.is_empty()
+                && s.len() <= crate::core::audit::DETAIL_BYTES_MAX
+                && !crate::core::rrn::contains_rrn(s) =>
         {
             Some(s.clone())
         }

@@ -46,8 +46,9 @@ pub enum HandoverRefusal {
     #[error("not an object")]
     NotAnObject,
     /// Not a handed-over message: a member missing, unknown or of the wrong type.
+    /// (What is wrong, in words that quote nothing of the message: `json::describe_error`.)
     #[error("not a handed-over message: {0}")]
-    Shape(#[source] serde_json::Error),
+    Shape(String),
     /// `from` is not an agency id.
     #[error("`from` is not an agency id: {0}")]
     Sender(#[source] IdError),
@@ -185,7 +186,8 @@ impl Api {
             Problem::bad_request(format!(
                 "expected {{\"messages\": [...], \"consents\"?: [...], \"withheld\"?: [...], \
                  \"checkpoint\"?: {{...}}, \"links\"?: [...], \"holds\"?: N, \
-                 \"evidence\"?: [...]}}: {e}"
+                 \"evidence\"?: [...]}}: {}",
+                crate::core::json::describe_error(&e)
             ))
         })?;
         if messages.len() > BATCH_LEN_MAX {
@@ -443,8 +445,11 @@ impl Api {
             payload,
             accepted_at: _,
             digest,
-        } = serde_json::from_value::<WireMessage<Value>>(m)
-            .map_err(|e| refuse(HandoverRefusal::Shape(e)))?;
+        } = serde_json::from_value::<WireMessage<Value>>(m).map_err(|e| {
+            refuse(HandoverRefusal::Shape(crate::core::json::describe_error(
+                &e,
+            )))
+        })?;
         let from = AgencyId::parse(&from).map_err(|e| refuse(HandoverRefusal::Sender(e)))?;
         if message_id.is_empty() {
             return Err(refuse(HandoverRefusal::NoId));

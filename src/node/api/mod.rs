@@ -12,6 +12,7 @@
 //! - [`federation`]: batches handed over by other centers' nodes;
 //! - [`admin`]: the operator's outbox view and actions;
 //! - [`privacy`] and [`console`]: the privacy officer's reports and web console;
+//! - [`cross_site`]: the refusal of cross-site requests to the officer endpoints;
 //! - `body`: reading request bodies (content type, size limit, strict JSON) and writing
 //!   JSON answers;
 //! - [`problem`]: the one place errors become `application/problem+json`.
@@ -24,6 +25,9 @@
 //!   only other centers' nodes listed in the signed directory, the admin endpoints only this
 //!   node's own certificate, the privacy reports and the console only privacy officers
 //!   registered here.
+//! - Every officer endpoint goes through one gate, `Api::officer_endpoint`: the officer role,
+//!   then the refusal of cross-site requests ([`cross_site`], 403 `cross-site-request`),
+//!   before anything else; every answer there carries `Cache-Control: no-store`.
 //! - A request body is read only up to the configured limit and within the configured
 //!   time; larger bodies get 413 and slower ones 408 before anything is parsed (`body`),
 //!   and the answer goes out before the unread rest is dropped.
@@ -34,6 +38,7 @@ pub mod admin;
 mod body;
 pub mod consent;
 pub mod console;
+pub mod cross_site;
 pub mod federation;
 mod inbox;
 mod messages;
@@ -45,12 +50,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CACHE_CONTROL};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 use tokio::sync::watch;
 
 use crate::config::Limits;
-use crate::core::identity::{AgencyId, Anonymous, CenterId, Identity, Peer};
+use crate::core::identity::{AgencyId, Anonymous, CenterId, Identity, OfficerId, Peer};
 use crate::core::keys::SigningKey;
 use crate::core::routing::Routing;
 use crate::core::schema::Schemas;
@@ -113,6 +119,7 @@ impl Api {
         req.extensions_mut().insert(unread.clone());
         let result = self.route(req, &peer, &method, &path).await;
         let resp = result.unwrap_or_else(Problem::into_response);
+        let path = path_for_log(&path);
         tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
         resp.map(|body| Answer::new(body, unread.take()))
     }
@@ -150,28 +157,9 @@ impl Api {
                 let recipient = self.agency(peer)?;
                 self.ack(req, recipient).await
             }
-            (["v1", "privacy", "subjects", subject, "disclosures"], &Method::GET) => {
-                let officer = self.officer(peer)?;
-                self.disclosures(&req, officer, subject).await
+            (["v1", "privacy", ..] | ["console", ..], _) => {
+                Ok(self.officer_endpoint(req, peer, method, &segments).await)
             }
-            (["v1", "privacy", "subjects", _, "disclosures"], _) => {
-                Err(Problem::method_not_allowed("GET"))
-            }
-            (
-                ["v1", "privacy", name @ ("consents" | "refusals" | "withdrawals" | "audit")],
-                &Method::GET,
-            ) => {
-                let officer = self.officer(peer)?;
-                self.report(&req, officer, name).await
-            }
-            (["v1", "privacy", "consents" | "refusals" | "withdrawals" | "audit"], _) => {
-                Err(Problem::method_not_allowed("GET"))
-            }
-            (["console", ..], &Method::GET) => {
-                self.officer(peer)?;
-                Ok(console::asset(&segments[1..]))
-            }
-            (["console", ..], _) => Err(Problem::method_not_allowed("GET")),
             (["v1", "consents"], &Method::POST) => {
                 let agency = self.agency(peer)?;
                 self.register_consent(req, agency).await
@@ -213,6 +201,56 @@ impl Api {
         }
     }
 
+    /// Every officer endpoint (`/v1/privacy/…`, `/console/…`), behind one gate: the officer
+    /// role and the refusal of cross-site requests (`Api::officer`), checked before the
+    /// method, the path or the body is looked at, so a refused request runs no query and
+    /// writes no audit entry. Every answer, a refusal included, is marked
+    /// `Cache-Control: no-store`: it shows who received what about a person, and no cache
+    /// between the officer and the node, nor the browser's own, may keep it.
+    async fn officer_endpoint(
+        &self,
+        req: Request<Incoming>,
+        peer: &Peer,
+        method: &Method,
+        segments: &[&str],
+    ) -> Resp {
+        let answer = match self.officer(peer, &req) {
+            Ok(officer) => self.officer_route(req, officer, method, segments).await,
+            Err(refused) => Err(refused),
+        };
+        let mut resp = answer.unwrap_or_else(Problem::into_response);
+        resp.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+
+    /// The officer endpoints, once `officer` is admitted.
+    async fn officer_route(
+        &self,
+        req: Request<Incoming>,
+        officer: &OfficerId,
+        method: &Method,
+        segments: &[&str],
+    ) -> Result<Resp, Problem> {
+        match (segments, method) {
+            (["v1", "privacy", "subjects", subject, "disclosures"], &Method::GET) => {
+                self.disclosures(&req, officer, subject).await
+            }
+            (
+                ["v1", "privacy", name @ ("consents" | "refusals" | "withdrawals" | "audit")],
+                &Method::GET,
+            ) => self.report(&req, officer, name).await,
+            (["console", rest @ ..], &Method::GET) => Ok(console::asset(rest)),
+            (["v1", "privacy", "subjects", _, "disclosures"], _)
+            | (["v1", "privacy", "consents" | "refusals" | "withdrawals" | "audit"], _)
+            | (["console", ..], _) => Err(Problem::method_not_allowed("GET")),
+            _ => Err(Problem::not_found(format!(
+                "no endpoint {}",
+                path_for_log(req.uri().path())
+            ))),
+        }
+    }
+
     /// The current directory view.
     fn routing(&self) -> Arc<Routing> {
         self.routing.borrow().clone()
@@ -249,5 +287,40 @@ impl Api {
             )
             .into_response(),
         }
+    }
+}
+
+/// `path` as the request log may show it: a segment that names a person (the subject of
+/// `/v1/privacy/subjects/{subject}/…`) is replaced by its placeholder.
+///
+/// Invariant: no log line names a subject. Logs are kept, copied and read far more widely
+/// than the audit chain, where an officer's query of a subject is recorded.
+fn path_for_log(path: &str) -> String {
+    const SUBJECTS: &str = "/v1/privacy/subjects/";
+    match path.strip_prefix(SUBJECTS) {
+        Some(rest) => match rest.split_once('/') {
+            Some((_, tail)) => format!("{SUBJECTS}{{subject}}/{tail}"),
+            None => format!("{SUBJECTS}{{subject}}"),
+        },
+        None => path.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_for_log;
+
+    /// Regression: the request log printed the subject of a disclosure query.
+    #[test]
+    fn the_request_log_names_no_subject() {
+        assert_eq!(
+            path_for_log("/v1/privacy/subjects/ps-0123456789abcdef/disclosures"),
+            "/v1/privacy/subjects/{subject}/disclosures"
+        );
+        assert_eq!(
+            path_for_log("/v1/privacy/subjects/ps-0123456789abcdef"),
+            "/v1/privacy/subjects/{subject}"
+        );
+        assert_eq!(path_for_log("/v1/messages"), "/v1/messages");
     }
 }

@@ -52,8 +52,22 @@ pub struct Disclosure {
 }
 
 impl Api {
-    /// The privacy officer behind the connection, if registered here.
-    pub(super) fn officer<'p>(&self, peer: &'p Peer) -> Result<&'p OfficerId, Problem> {
+    /// The privacy officer behind the connection, if registered here and if the request is
+    /// not a cross-site one made by the officer's browser on another site's behalf
+    /// ([`cross_site`](super::cross_site)).
+    pub(super) fn officer<'p, B>(
+        &self,
+        peer: &'p Peer,
+        req: &Request<B>,
+    ) -> Result<&'p OfficerId, Problem> {
+        let officer = self.registered_officer(peer)?;
+        super::cross_site::check(req.headers(), req.uri())
+            .map_err(|e| Problem::forbidden("cross-site-request", e.to_string()))?;
+        Ok(officer)
+    }
+
+    /// The privacy officer certificate behind the connection, if registered here.
+    fn registered_officer<'p>(&self, peer: &'p Peer) -> Result<&'p OfficerId, Problem> {
         match peer {
             Ok(Identity::Officer(o)) if self.officers.contains(o) => Ok(o),
             Ok(Identity::Officer(o)) => Err(Problem::forbidden(

@@ -13,7 +13,7 @@
 
 use super::group::Group;
 use super::{message_event, state_name, LedgerError, Parties, Writer};
-use crate::core::audit::{Action, Event};
+use crate::core::audit::{bound_detail, Action, Event};
 use crate::core::identity::{CenterId, Identity};
 use crate::core::message::MessageId;
 use crate::core::wire::Receipt;
@@ -134,7 +134,7 @@ impl Writer {
             }
             d.state = DeliveryState::Forwarded;
             d.failed_attempts = d.failed_attempts.saturating_add(1);
-            d.last_error = Some(error.to_owned());
+            d.last_error = Some(bound_detail(error.to_owned()));
             g.writes.put_delivery(&id, &d);
             g.deliveries.insert(id, d);
             n += 1;
@@ -150,6 +150,7 @@ impl Writer {
     ) -> Result<usize, LedgerError> {
         let mut n = 0;
         for (id, reason) in items {
+            let reason = bound_detail(reason);
             let why = reason.clone();
             let left = self.leave_outbox(
                 &id,

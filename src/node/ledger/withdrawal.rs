@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use super::group::Group;
 use super::{Ledger, LedgerError, Parties, Writer};
-use crate::core::audit::Action;
+use crate::core::audit::{bound_detail, Action};
 use crate::core::consent::{ConsentRecord, ConsentStatus, StatusChange};
 use crate::core::identity::{AgencyId, CenterId, Identity};
 use crate::core::message::MessageId;
@@ -172,7 +172,7 @@ impl Writer {
         }
         let erasure = Erasure {
             at: g.at.clone(),
-            reason: reason.to_owned(),
+            reason: bound_detail(reason.to_owned()),
         };
         let erased = MessageRecord {
             payload: None,
