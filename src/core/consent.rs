@@ -560,6 +560,23 @@ impl ConsentRecord {
         Ok(terms.retention)
     }
 
+    /// Whether this consent has ended at `now`: expired (past its `valid_until`, or marked
+    /// so) or withdrawn. A message taken under it may be handed out (pulled, forwarded)
+    /// only while this is `None`: nothing is disclosed after its consent ended, even if it
+    /// was taken before.
+    pub fn ended(&self, terms: &Terms, now: OffsetDateTime) -> Option<Refusal> {
+        if now > terms.valid_until || self.status == ConsentStatus::Expired {
+            return Some(Refusal::Expired {
+                id: self.id.clone(),
+                valid_until: rfc3339(terms.valid_until),
+            });
+        }
+        self.withdrawn_at().map(|at| Refusal::Withdrawn {
+            id: self.id.clone(),
+            at: at.to_owned(),
+        })
+    }
+
     /// [`ConsentRecord::check`] with this consent's `terms` already read.
     pub fn check_with(
         &self,
@@ -580,17 +597,8 @@ impl ConsentRecord {
                 valid_from: rfc3339(terms.valid_from),
             });
         }
-        if now > terms.valid_until || self.status == ConsentStatus::Expired {
-            return Err(Refusal::Expired {
-                id: id(),
-                valid_until: rfc3339(terms.valid_until),
-            });
-        }
-        if let Some(at) = self.withdrawn_at() {
-            return Err(Refusal::Withdrawn {
-                id: id(),
-                at: at.to_owned(),
-            });
+        if let Some(ended) = self.ended(terms, now) {
+            return Err(ended);
         }
         if self.collected_by != message.sender
             && !terms.recipients.iter().any(|r| r == message.sender)

@@ -535,3 +535,107 @@ async fn a_withdrawal_reaches_the_other_center_and_nothing_is_delivered_after_it
         .iter()
         .any(|e| e.action == Action::Purged && e.message_id == "ref-before-0"));
 }
+
+/// A consent can end while its message waits: it expires, or is withdrawn as the pull
+/// comes in. The message is checked again when it is handed out — at a pull and before it
+/// is forwarded — and withheld instead: nothing is disclosed after its consent ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_consent_ended_while_it_waited_is_withheld_not_pulled() {
+    let fed = Federation::new();
+    let mut node = fed.start("suwon");
+    let employment = node.agent("suwon/employment", HttpVersion::Http2);
+    let brief = consent_like(&fed, "cns-brief-local", |c| {
+        c["valid_until"] = json!(from_now(60));
+    });
+    register_consent(&employment, &brief).await;
+    push_accepted(
+        &employment,
+        &referral_under(&fed, "ref-waits-too-long", "cns-brief-local"),
+    )
+    .await;
+    push_accepted(&employment, &fed.referral("ref-still-covered")).await;
+
+    // Two minutes later (a restart on a shifted clock), the recipient pulls.
+    fed.shift_clock("suwon", 120);
+    node.restart();
+    let welfare = node.agent("suwon/welfare", HttpVersion::Http1);
+    assert_eq!(
+        ids_of(&pull(&welfare, "max=10").await),
+        ["ref-still-covered"]
+    );
+    assert!(
+        pull(&welfare, "max=10").await.is_empty(),
+        "not later either"
+    );
+
+    let status = status_of(&node, "suwon/employment", "ref-waits-too-long").await;
+    assert_eq!(status["state"], "withheld", "{status}");
+    let why = status["withheld"]["reason"].as_str().unwrap_or("");
+    assert!(
+        why.contains("cns-brief-local") && why.contains("expired"),
+        "{status}"
+    );
+    assert!(status["payload_erased"].is_object(), "{status}");
+    drop(node);
+    let entries = audit_entries(&fed, "suwon");
+    let withheld = entries
+        .iter()
+        .find(|e| e.message_id == "ref-waits-too-long" && e.action == Action::Withheld)
+        .expect("a withheld entry");
+    assert_eq!(withheld.actor, "urn:plusgate:node:suwon");
+    assert!(
+        !entries
+            .iter()
+            .any(|e| e.message_id == "ref-waits-too-long" && e.action == Action::Leased),
+        "never handed out"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_consent_ended_in_the_outbox_is_withheld_not_forwarded() {
+    let fed = Federation::new();
+    let mut a = fed.start("suwon");
+    let employment = a.agent("suwon/employment", HttpVersion::Http2);
+    let brief = consent_like(&fed, "cns-brief-remote", |c| {
+        c["valid_until"] = json!(from_now(60));
+    });
+    register_consent(&employment, &brief).await;
+    let mut late = with_id(fed.example("referral-remote"), "ref-outlived-its-consent");
+    late["consent_id"] = json!("cns-brief-remote");
+    let on_time = with_id(fed.example("referral-remote"), "ref-forwarded-on-time");
+    let recipient = on_time["to"].as_str().expect("to").to_owned();
+    // The recipient's center is down; the sender's node restarts two minutes later (on a
+    // shifted clock) with both waiting in its outbox.
+    push_accepted(&employment, &late).await;
+    push_accepted(&employment, &on_time).await;
+    fed.shift_clock("suwon", 120);
+    a.restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let s = status_of(&a, "suwon/employment", "ref-outlived-its-consent").await;
+        if s["state"] == "withheld" || Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status["state"], "withheld", "{status}");
+    let why = status["withheld"]["reason"].as_str().unwrap_or("");
+    assert!(
+        why.contains("cns-brief-remote") && why.contains("expired"),
+        "{status}"
+    );
+
+    // The recipient's center comes back: the covered one arrives, the other never does.
+    fed.shift_clock("gangseo", 120);
+    let b = fed.start("gangseo");
+    let inbox = b.agent(&recipient, HttpVersion::Http1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let got = ids_of(&pull(&inbox, "max=10&wait=2").await);
+        if !got.is_empty() || Instant::now() > deadline {
+            break got;
+        }
+    };
+    assert_eq!(got, ["ref-forwarded-on-time"]);
+    assert!(pull(&inbox, "max=10&wait=1").await.is_empty());
+}

@@ -3,6 +3,7 @@
 //! node), check every receipt against the peer's key in the directory, and record the
 //! outcome through the ledger.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -79,6 +80,10 @@ pub(super) async fn round(
     let mut batch = Vec::new();
     let mut last_seq = 0;
     let mut undelivered = Vec::new();
+    // Messages whose consent has ended since they were taken: never sent (nothing is
+    // disclosed after its consent ended), withheld through the ledger, which checks again.
+    let mut ended = Vec::new();
+    let mut consent_ended: HashMap<String, bool> = HashMap::new();
     let mut bytes = 0usize;
     for entry in ctx.store.outbox(peer, cursor) {
         let entry = entry?;
@@ -114,6 +119,18 @@ pub(super) async fn round(
             undelivered.push((entry.id, why));
             continue;
         }
+        let has_ended = match consent_ended.get(&record.consent_id) {
+            Some(e) => *e,
+            None => {
+                let e = consent_has_ended(ctx, &record.consent_id, now);
+                consent_ended.insert(record.consent_id.clone(), e);
+                e
+            }
+        };
+        if has_ended {
+            ended.push(entry.id);
+            continue;
+        }
         bytes += record.payload.as_ref().map_or(0, |p| p.get().len())
             + record.sealed.as_ref().map_or(0, |s| s.ct.len() * 3 / 4)
             + 512;
@@ -145,6 +162,13 @@ pub(super) async fn round(
                     undelivered.push((id, Undelivered::Unopenable(e)));
                 }
             }
+        }
+    }
+    if !ended.is_empty() {
+        let actor = Identity::Node(ctx.center.clone());
+        let held = ctx.ledger.withhold_ended(actor, ended).await?;
+        if !held.is_empty() {
+            tracing::info!(%peer, messages = held.len(), "withheld, not sent: their consent has ended");
         }
     }
     // Anything that could go later simply stays in the outbox, unsent this round.
@@ -227,6 +251,16 @@ pub(super) async fn round(
             }
             Err(e)
         }
+    }
+}
+
+/// Whether the consent `id` has ended at `now` (expired or withdrawn), as the store holds
+/// it. A consent that cannot be read counts as ended here: nothing is sent under it, and
+/// the ledger, checking again, leaves the message alone.
+fn consent_has_ended(ctx: &Forwarding, id: &str, now: time::OffsetDateTime) -> bool {
+    match ctx.store.consent(id) {
+        Ok(Some(c)) => c.terms().map_or(true, |t| c.ended(&t, now).is_some()),
+        Ok(None) | Err(_) => true,
     }
 }
 

@@ -163,6 +163,17 @@ impl Ledger {
         self.call(move |w, g| w.dead_letter(&actor, items, g)).await
     }
 
+    /// Withholds messages found in an outbox under a consent that has ended, each checked
+    /// again at the group's time (see `withdrawal`). Returns the ids withheld.
+    pub async fn withhold_ended(
+        &self,
+        actor: Identity,
+        ids: Vec<MessageId>,
+    ) -> Result<Vec<MessageId>, LedgerError> {
+        self.call(move |w, g| w.withhold_ended(&actor, ids, g))
+            .await
+    }
+
     /// Puts a dead-lettered message back at the end of its outbox (an operator's retry).
     pub async fn requeue(&self, actor: Identity, id: MessageId) -> Result<usize, LedgerError> {
         self.call(move |w, g| w.requeue(&actor, &id, g)).await

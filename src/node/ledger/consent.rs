@@ -34,6 +34,32 @@ impl Writer {
         })
     }
 
+    /// Why the consent `id` no longer lets a message under it be handed out at the group's
+    /// time (expired or withdrawn: see `ConsentRecord::ended`), or `None` while it does.
+    /// A consent that is missing or does not read is `Err(())`: hand nothing out under it,
+    /// but take no action on a record that may only be damaged.
+    pub(super) fn consent_ended(
+        &mut self,
+        id: &str,
+        g: &Group,
+    ) -> Result<Result<Option<String>, ()>, LedgerError> {
+        let record = match self.consent(g, id) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(Err(())),
+            Err(LedgerError::Storage(e @ StoreError::Corrupt { .. })) => {
+                tracing::error!(consent_id = %id, error = %e, "damaged consent: nothing handed out under it");
+                return Ok(Err(()));
+            }
+            Err(e) => return Err(e),
+        };
+        let Ok(terms) = record.terms() else {
+            return Ok(Err(()));
+        };
+        Ok(Ok(record.ended(&terms, g.now).map(|r| {
+            format!("{r}; nothing under it is handed out any more")
+        })))
+    }
+
     /// The audit entry of a change to consent `c`, at `at`.
     pub(super) fn consent_event(
         &mut self,

@@ -7,6 +7,10 @@
 //!   anything is written;
 //! - a message acked or withheld since the inbox read it is not leased; one whose record
 //!   went bad is skipped (logged), so one damaged record cannot block an inbox;
+//! - a message whose consent has ended (expired, or withdrawn in a race with the pull) is
+//!   not leased but withheld, in the same group: the check and the lease are on this
+//!   thread at the group's time, so nothing is handed out after its consent ended (a
+//!   consent that is missing or unreadable leases nothing and changes nothing);
 //! - the actor of a lease or an ack is the recipient agency itself.
 
 use std::collections::BTreeSet;
@@ -41,6 +45,16 @@ impl Writer {
             // Acked, or withheld (its consent was withdrawn) since the inbox read it.
             if matches!(d.state, DeliveryState::Acked | DeliveryState::Withheld) {
                 continue;
+            }
+            match self.consent_ended(&item.consent_id, g)? {
+                Ok(None) => {}
+                Ok(Some(why)) => {
+                    // This node withholds it: the recipient's center is this node's.
+                    let node = Identity::Node(recipient.center().clone());
+                    self.erase(&node, &item.id, &why, g)?;
+                    continue;
+                }
+                Err(()) => continue,
             }
             d.state = DeliveryState::Pulled;
             d.lease_count = d.lease_count.saturating_add(1);

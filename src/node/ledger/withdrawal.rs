@@ -148,7 +148,7 @@ impl Writer {
     ///
     /// Invariant: after this, no inbox or outbox entry points at the message, so nothing
     /// can lease or forward it (`lease` also skips `withheld`, for a read that raced).
-    fn erase(
+    pub(super) fn erase(
         &mut self,
         actor: &Identity,
         id: &MessageId,
@@ -231,6 +231,34 @@ impl Writer {
         g.writes.put_audit(&entry);
         g.metas.insert(id.clone(), erased);
         Ok(true)
+    }
+
+    /// Withholds the messages a forwarder found under a consent that has ended, before
+    /// sending them: each is checked again here, at the group's time, and withheld (out of
+    /// its outbox, payload erased, state `withheld`) only if its consent has indeed ended.
+    /// The ids withheld.
+    pub(super) fn withhold_ended(
+        &mut self,
+        actor: &Identity,
+        ids: Vec<MessageId>,
+        g: &mut Group,
+    ) -> Result<Vec<MessageId>, LedgerError> {
+        let mut held = Vec::new();
+        for id in ids {
+            let consent_id = match g.metas.get(&id) {
+                Some(r) => r.consent_id.clone(),
+                None => match self.store.message(&id)? {
+                    Some(r) => r.consent_id,
+                    None => continue,
+                },
+            };
+            if let Ok(Some(why)) = self.consent_ended(&consent_id, g)? {
+                if self.erase(actor, &id, &why, g)? {
+                    held.push(id);
+                }
+            }
+        }
+        Ok(held)
     }
 
     /// Queues a notice of consent `c`'s current state for every other center it names

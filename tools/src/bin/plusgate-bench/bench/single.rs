@@ -39,6 +39,18 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         Some(path) => (None, Manifest::load(path)?),
         None => {
             let federation = Federation::create(plusgate(args)?, &[CENTER])?;
+            // The bench is one agency holding all its connections: let it hold as many as
+            // it asks for (the node's default cap per identity is lower than the bench's
+            // largest --connections).
+            let wanted = usize::from(args.connections);
+            if wanted > plusgate::config::CONNECTIONS_PER_IDENTITY_MAX_DEFAULT {
+                federation.set_option(
+                    CENTER,
+                    "limits",
+                    "connections_per_identity_max",
+                    &wanted.to_string(),
+                );
+            }
             eprintln!(
                 "bench: created a dev federation in {}",
                 federation.dir().display()
