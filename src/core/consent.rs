@@ -28,6 +28,8 @@ use time::{Date, Duration, Month, OffsetDateTime};
 
 use crate::core::identity::AgencyId;
 
+pub mod attestation;
+
 /// A consent as the registry keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConsentRecord {
@@ -50,6 +52,12 @@ pub struct ConsentRecord {
     pub status: ConsentStatus,
     /// Every status change, oldest first.
     pub history: Vec<StatusChange>,
+    /// For a consent collected at another center: its collector's node's signed word on
+    /// its current state, as received, relayed unchanged when this node carries the
+    /// consent on (see [`attestation`]). `None` for consents collected here (this node
+    /// signs them when it sends them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<attestation::Attestation>,
 }
 
 /// A consent's status as its status history and the registry write it (`statusEntry` in
@@ -198,6 +206,7 @@ impl Registration {
                 registered_at: now.to_owned(),
                 status,
                 history,
+                attestation: None,
             },
         })
     }

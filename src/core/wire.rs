@@ -122,8 +122,10 @@ where
     T::deserialize(deserializer).map(Some)
 }
 
-/// A consent as it travels between nodes: the document as registered and its status. The
-/// receiver derives everything else from the document itself.
+/// A consent as it travels between nodes: the document as registered, its status, and its
+/// collector's node's signed word on that state. The receiver derives everything else from
+/// the document itself, and believes a status only as the attestation states it
+/// (`consent::attestation`); `status` and `history` are the sender's view, for the record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WireConsent {
@@ -133,15 +135,22 @@ pub struct WireConsent {
     pub status: crate::core::consent::ConsentStatus,
     /// Its status changes, oldest first.
     pub history: Vec<crate::core::consent::StatusChange>,
+    /// Signed by the node of the collecting agency's center: what the receiver goes by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<crate::core::consent::attestation::Attestation>,
 }
 
 impl WireConsent {
-    /// The wire form of a kept consent.
-    pub fn of(c: &crate::core::consent::ConsentRecord) -> WireConsent {
+    /// The wire form of a kept consent, with the attestation it travels under.
+    pub fn of(
+        c: &crate::core::consent::ConsentRecord,
+        attestation: crate::core::consent::attestation::Attestation,
+    ) -> WireConsent {
         WireConsent {
             document: c.document.clone(),
             status: c.status,
             history: c.history.clone(),
+            attestation: Some(attestation),
         }
     }
 }

@@ -169,6 +169,7 @@ struct Federated {
     config: FederationConfig,
     seen: DirectorySeen,
     forwarding_tls: Arc<rustls::ClientConfig>,
+    signing_key: Arc<SigningKey>,
 }
 
 /// A node ready to serve.
@@ -218,13 +219,15 @@ impl Node {
                     Some((&config.tls.cert, &config.tls.key)),
                     HttpVersion::Http2,
                 )?;
+                let key = Arc::new(key);
                 (
                     routing,
-                    Some(Arc::new(key)),
+                    Some(key.clone()),
                     Some(Federated {
                         config: f.clone(),
                         seen,
                         forwarding_tls,
+                        signing_key: key,
                     }),
                 )
             }
@@ -528,6 +531,7 @@ impl FederationRuntime {
             closing: closing.subscribe(),
             clock: api.ledger.clock().clone(),
             keys: api.data_keys.clone(),
+            signing_key: federated.signing_key.clone(),
         });
         let mut rt = FederationRuntime {
             ctx,

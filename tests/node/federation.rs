@@ -1070,3 +1070,99 @@ async fn an_older_directory_is_refused_and_a_newer_one_is_taken_on_sighup() {
     }
     assert!(a.log().contains("refusing to roll back"), "{}", a.log());
 }
+
+/// A consent travels on its collector's node's word only: a node whose center a consent
+/// names cannot hand another node a consent "collected by" a third center's agency, nor
+/// change one, nor vouch for it itself. Only a signature by the node of the collector's
+/// center, checked against the directory, makes the receiver hold it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consent_is_believed_only_on_its_collectors_nodes_signature() {
+    use plusgate::core::consent::attestation::Attestation;
+    use plusgate::core::consent::{ConsentRecord, Registration};
+    use plusgate::core::identity::AgencyId;
+    use plusgate::core::keys::SigningKey;
+
+    let fed = three_centers();
+    let suwon = fed.start("suwon");
+    let signing_key = |center: &str| {
+        let path = fed
+            .config_path(center)
+            .parent()
+            .expect("folder")
+            .join("node-signing.key");
+        SigningKey::load(&path).expect("signing key")
+    };
+    // Collected at jeongeup; names gangseo (the sending node's center) and suwon.
+    let document = |id: &str| {
+        let mut c = fed.example("consent");
+        c["id"] = json!(id);
+        c["collected_by"]["agency"] = json!("jeongeup/welfare");
+        c["recipients"] = json!(["gangseo/welfare", "suwon/welfare"]);
+        c
+    };
+    let record = |doc: &Value| -> ConsentRecord {
+        let collector = AgencyId::parse("jeongeup/welfare").expect("agency");
+        Registration::new(doc, &collector, "2026-11-29T00:00:00Z")
+            .expect("registrable")
+            .record
+    };
+    let gangseo_node = fed.node_identity("gangseo");
+    let from_gangseo = suwon.agent_as(Some(&gangseo_node), HttpVersion::Http2);
+    let reader = suwon.agent("suwon/welfare", HttpVersion::Http1);
+    let send = |doc: Value, attestation: Option<Attestation>| {
+        let mut wire = json!({"document": doc, "status": "granted", "history": []});
+        if let Some(a) = attestation {
+            wire["attestation"] = serde_json::to_value(a).expect("JSON");
+        }
+        json!({"messages": [], "consents": [wire]})
+    };
+    let held = |id: &str| {
+        let reader = &reader;
+        let path = format!("/v1/consents/{id}");
+        async move { reader.get(&path).await.expect("response").status.as_u16() == 200 }
+    };
+
+    // No signature at all.
+    let doc = document("cns-unsigned");
+    let response = from_gangseo
+        .post_json("/federation/v1/batches", &send(doc, None))
+        .await
+        .expect("response");
+    assert_eq!(response.status.as_u16(), 200, "{}", response.text());
+    assert!(
+        !held("cns-unsigned").await,
+        "an unsigned consent is not held"
+    );
+
+    // Signed by the sending node, not by the collector's.
+    let doc = document("cns-signed-by-sender");
+    let by_sender = Attestation::sign(&signing_key("gangseo"), &record(&doc));
+    from_gangseo
+        .post_json("/federation/v1/batches", &send(doc, Some(by_sender)))
+        .await
+        .expect("response");
+    assert!(!held("cns-signed-by-sender").await);
+
+    // The collector's node's signature over another document (here: valid for longer).
+    let doc = document("cns-altered");
+    let genuine = Attestation::sign(&signing_key("jeongeup"), &record(&doc));
+    let mut altered = doc.clone();
+    altered["valid_until"] = json!("2030-03-04T23:59:59+09:00");
+    from_gangseo
+        .post_json("/federation/v1/batches", &send(altered, Some(genuine)))
+        .await
+        .expect("response");
+    assert!(!held("cns-altered").await);
+
+    // The collector's node's signature over this document: relayed by gangseo, believed.
+    let doc = document("cns-genuine");
+    let genuine = Attestation::sign(&signing_key("jeongeup"), &record(&doc));
+    from_gangseo
+        .post_json("/federation/v1/batches", &send(doc, Some(genuine)))
+        .await
+        .expect("response");
+    assert!(
+        held("cns-genuine").await,
+        "a relayed genuine consent is held"
+    );
+}

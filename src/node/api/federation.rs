@@ -18,7 +18,10 @@ use super::body::json_response;
 use super::problem::ledger_problem;
 use super::{Api, Problem, Resp};
 use crate::core::audit::{Checkpoint, Evidence};
-use crate::core::consent::{ConsentRecord, ConsentStatus, Registration, RegistrationError};
+use crate::core::consent::attestation::{collector_center, AttestationError};
+use crate::core::consent::{
+    ConsentRecord, ConsentStatus, Registration, RegistrationError, StatusChange,
+};
 use crate::core::identity::{AgencyId, Anonymous, CenterId, IdError, Identity, Peer};
 use crate::core::message::MessageType;
 use crate::core::routing::{HandoverError, Route};
@@ -129,12 +132,10 @@ pub enum WireConsentError {
         /// The sending node's center.
         node: CenterId,
     },
-    /// Withdrawn, but no withdrawal in its history.
-    #[error("consent {id} is withdrawn but its history says not when")]
-    NoWithdrawal {
-        /// The consent id.
-        id: String,
-    },
+    /// Not vouched for by the collector's node (missing, or a signature that does not
+    /// check against the directory's key for the collector's center).
+    #[error(transparent)]
+    Unattested(#[from] AttestationError),
 }
 
 impl Api {
@@ -362,6 +363,14 @@ impl Api {
         ))
     }
 
+    /// The signing key of `center`'s node: this node's own, or the directory's for a peer.
+    fn node_key(&self, center: &CenterId) -> Option<crate::core::keys::PublicKey> {
+        if center == self.routing().center() {
+            return self.signing_key.as_ref().map(|k| k.public_key());
+        }
+        self.routing().peer(center).map(|p| p.signing_key.clone())
+    }
+
     /// Checks a consent a peer sent: its document passes `consent.v1.json` and holds no
     /// RRN, and the sending center is one it names (its collector's or a recipient's): a
     /// node speaks only for consents its own center is party to.
@@ -408,13 +417,29 @@ impl Api {
                 node: node.clone(),
             });
         }
-        if c.status == ConsentStatus::Withdrawn {
-            let Some(change) = crate::core::consent::latest_withdrawal(&c.history) else {
-                return Err(WireConsentError::NoWithdrawal { id });
-            };
+        // Only the collector's node can say what its consent is: the status is what its
+        // signature vouches for, checked against the directory's key for the center of the
+        // document's own collector (never the sender's).
+        let attestation = c
+            .attestation
+            .ok_or(AttestationError::Missing { id: id.clone() })?;
+        let key = collector_center(&record).and_then(|center| self.node_key(&center));
+        attestation.verify(&record, key.as_ref())?;
+        if attestation.status == ConsentStatus::Withdrawn {
+            let stated = crate::core::consent::latest_withdrawal(&c.history);
             record.status = ConsentStatus::Withdrawn;
-            record.history.push(change.clone());
+            record.history.push(StatusChange {
+                status: ConsentStatus::Withdrawn,
+                at: attestation
+                    .withdrawn_at
+                    .clone()
+                    .unwrap_or_else(|| now.clone()),
+                by: collector.to_string(),
+                reason: stated.and_then(|s| s.reason.clone()),
+                stated_at: stated.and_then(|s| s.stated_at.clone()),
+            });
         }
+        record.attestation = Some(attestation);
         Ok(record)
     }
 

@@ -90,6 +90,9 @@ pub struct Forwarding {
     pub clock: Arc<dyn Clock>,
     /// Opens payloads stored sealed.
     pub keys: Option<Arc<crate::core::vault::DataKeys>>,
+    /// This node's signing key: it vouches for the consents collected at its center when
+    /// they travel (`consent::attestation`).
+    pub signing_key: Arc<crate::core::keys::SigningKey>,
 }
 
 impl std::fmt::Debug for Forwarding {

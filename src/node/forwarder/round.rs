@@ -10,6 +10,7 @@ use bytes::Bytes;
 use hyper::{Method, StatusCode};
 
 use crate::core::audit::Checkpoint;
+use crate::core::consent::attestation::{collector_center, Attestation};
 use crate::core::consent::ConsentStatus;
 use crate::core::identity::{CenterId, Identity};
 use crate::core::keys::PublicKey;
@@ -284,10 +285,24 @@ pub(super) fn consents_for(
     for id in cited {
         match ctx.store.consent(id) {
             Ok(Some(c)) => {
+                // Collected here: this node vouches for it. Collected elsewhere: its
+                // collector's node's word, relayed as received; without one it cannot
+                // travel (the receiver would not believe it), and its messages are refused
+                // there for want of a consent.
+                let attestation = if collector_center(&c).as_ref() == Some(&ctx.center) {
+                    Some(Attestation::sign(&ctx.signing_key, &c))
+                } else {
+                    c.attestation.clone()
+                };
+                let Some(attestation) = attestation else {
+                    tracing::error!(%peer, consent_id = %id,
+                        "consent not sent: no signature of its collector's node is held");
+                    continue;
+                };
                 if notices.iter().any(|n| n == id) {
                     told.push((c.id.clone(), c.status));
                 }
-                consents.push(WireConsent::of(&c));
+                consents.push(WireConsent::of(&c, attestation));
             }
             // Unknown here: the message goes without it (and is refused there); a damaged
             // one is logged and left out the same way.

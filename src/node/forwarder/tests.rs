@@ -154,6 +154,11 @@ async fn a_peer_that_never_answers_is_retried_with_backoff_until_the_message_dea
         closing: closing_rx,
         clock: clock.clone(),
         keys: Some(Arc::new(keys)),
+        signing_key: Arc::new(
+            crate::core::keys::SigningKey::generate()
+                .expect("signing key")
+                .0,
+        ),
     });
     let task = tokio::spawn(forward(ctx, peer.clone()));
 

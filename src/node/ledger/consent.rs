@@ -135,6 +135,15 @@ impl Writer {
                 "a peer sent a different document under a consent id known here; kept ours");
             return Ok(());
         }
+        // Held from before consents travelled signed: keep the collector's word now, to
+        // relay it.
+        if local.attestation.is_none()
+            && incoming.attestation.is_some()
+            && incoming.status == local.status
+        {
+            local.attestation = incoming.attestation.clone();
+            self.put_consent(&local, g);
+        }
         let Some(withdrawal) = incoming
             .withdrawal()
             .filter(|_| local.status != ConsentStatus::Withdrawn)
@@ -150,6 +159,12 @@ impl Writer {
         );
         local.status = ConsentStatus::Withdrawn;
         local.history.push(withdrawal);
+        // The collector's node's word on the withdrawal, relayed with the consent from now
+        // on. (A `granted` attestation never replaces a withdrawn one: withdrawal is final,
+        // and an old signed word replayed must not undo it.)
+        if incoming.attestation.is_some() {
+            local.attestation = incoming.attestation.clone();
+        }
         let at = g.at.clone();
         let entry = self.consent_event(
             actor,
