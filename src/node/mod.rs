@@ -213,8 +213,9 @@ impl Node {
                     digest: hex::encode(&directory.digest()),
                 };
                 let routing = Routing::federated(config.center.clone(), Arc::new(directory));
-                let forwarding_tls = client::client_config(
+                let forwarding_tls = client::client_config_with_crls(
                     &config.tls.client_ca,
+                    &config.tls.crls,
                     Some((&config.tls.cert, &config.tls.key)),
                     HttpVersion::Http2,
                 )?;

@@ -1,6 +1,10 @@
 //! Unit tests of `node::client`.
 
 use super::*;
+use std::path::Path;
+use super::config::read_certs;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::PrivateKeyDer;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType,
     PKCS_ECDSA_P256_SHA256,
