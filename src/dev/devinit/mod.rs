@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use crate::core::directory::{DirectoryError, DIRECTORY_FILE};
 use crate::core::keys::KeyError;
 use crate::dev::manifest::{LoadedManifest, Manifest, ManifestError, MANIFEST_FILE};
-use crate::dev::pki::{CertificateAuthority, PkiError, Validity};
+use crate::dev::pki::{self, CertificateAuthority, PkiError, Validity};
 use directory::{directory_center, write_directory};
 use examples::write_examples;
 use files::{write_pair, write_signing_key};
@@ -45,7 +45,7 @@ pub use examples::{
     EXAMPLE_REFERRAL_REMOTE_ID, EXAMPLE_REMOTE_REPLY_CONSENT_ID, EXAMPLE_REPLY_CONSENT_ID,
     EXAMPLE_STATUS_ID,
 };
-pub use layout::{AGENCIES, AUTHORITY_KEY_FILE, DATA_KEY_FILE, NODE_SIGNING_KEY_FILE, OFFICERS};
+pub use layout::{AGENCIES, AUTHORITY_KEY_FILE, CRL_FILE, DATA_KEY_FILE, NODE_SIGNING_KEY_FILE, OFFICERS};
 pub use summary::summary;
 
 /// Centers created when `--centers` is not given, in port order.
@@ -125,6 +125,14 @@ fn write_federation(out: &Path, centers: &[PlannedCenter]) -> Result<LoadedManif
         }
     })?;
     write_pair(out, "ca", &ca.pem_pair(), "the CA")?;
+    // An empty CRL, so every node checks revocation from the start; `dev-revoke` (or
+    // `pki::revoke`) adds to it and the nodes pick it up within seconds.
+    pki::write_crl(&ca, &out.join(CRL_FILE), &[], 1, validity.not_after).map_err(|source| {
+        DevInitError::Pki {
+            what: "the CA's CRL".into(),
+            source,
+        }
+    })?;
     let authority = write_signing_key(&out.join(AUTHORITY_KEY_FILE), "the federation authority")?;
 
     let mut center_entries = BTreeMap::new();

@@ -42,6 +42,7 @@ fn default_federation_is_complete_and_follows_the_layout() {
     for file in [
         "ca.crt",
         "ca.key",
+        "ca.crl",
         "suwon/node.crt",
         "suwon/node.key",
         "jeongeup/agencies/saeil.key",
