@@ -731,7 +731,10 @@ fn crls(
     for (i, crl) in raw.crls.iter().enumerate() {
         let key = format!("tls.crls[{i}]");
         if crl.as_os_str().is_empty() {
-            return Err(invalid(&key, "is empty; name a CRL file (PEM or DER)".into()));
+            return Err(invalid(
+                &key,
+                "is empty; name a CRL file (PEM or DER)".into(),
+            ));
         }
         let path = base.join(crl);
         if crls.contains(&path) {

@@ -158,7 +158,9 @@ fn reload_requests() -> tokio::sync::mpsc::Receiver<()> {
                 }
             });
         }
-        Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP; reload on SIGHUP disabled (changed TLS and config files are still reloaded)"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGHUP; reload on SIGHUP disabled (changed TLS and config files are still reloaded)")
+        }
     }
     #[cfg(not(unix))]
     drop(tx);

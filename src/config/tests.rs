@@ -99,7 +99,10 @@ fn each_mistake_names_its_key() {
         ("idle_timeout_ms = 0", "limits.idle_timeout_ms"),
         ("body_read_timeout_ms = 0", "limits.body_read_timeout_ms"),
         ("connection_age_max_s = 0", "limits.connection_age_max_s"),
-        ("connection_age_max_s = 86401", "limits.connection_age_max_s"),
+        (
+            "connection_age_max_s = 86401",
+            "limits.connection_age_max_s",
+        ),
         (
             "body_read_timeout_ms = 999999999",
             "limits.body_read_timeout_ms",
@@ -115,7 +118,12 @@ fn each_mistake_names_its_key() {
 
 #[test]
 fn crls_resolve_against_the_config_folder_and_each_mistake_names_its_entry() {
-    let with = |crls: &str| GOOD.replace("client_ca = \"../ca.crt\"", &format!("client_ca = \"../ca.crt\"\ncrls = {crls}"));
+    let with = |crls: &str| {
+        GOOD.replace(
+            "client_ca = \"../ca.crt\"",
+            &format!("client_ca = \"../ca.crt\"\ncrls = {crls}"),
+        )
+    };
     let c = parse(&with(r#"["../ca.crl", "/etc/pki/other.crl"]"#)).expect("valid");
     assert_eq!(
         c.tls.crls,

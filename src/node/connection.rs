@@ -139,11 +139,9 @@ impl Connections {
             .peer_certificates()
             .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
             .unwrap_or_default();
-        let peer: Arc<Peer> = Arc::new(
-            chain
-                .first()
-                .map_or(Err(Anonymous::NoPlusgateUri), |c| identity::from_certificate(c)),
-        );
+        let peer: Arc<Peer> = Arc::new(chain.first().map_or(Err(Anonymous::NoPlusgateUri), |c| {
+            identity::from_certificate(c)
+        }));
         let Ok(_slot) = Arc::clone(&self.authenticated).try_acquire_owned() else {
             self.refused_authenticated.refused();
             return;

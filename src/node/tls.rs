@@ -168,7 +168,13 @@ fn check_crl(der: &[u8], roots: &RootCertStore) -> Result<(), String> {
     if !rest.is_empty() {
         return Err("has trailing bytes after the CRL".into());
     }
-    let issuer = crl.issuer().as_raw();
+    // A trust anchor's subject is the Name's content, without its SEQUENCE header.
+    let issuer = <x509_parser::asn1_rs::Any as x509_parser::asn1_rs::FromDer<
+        '_,
+        x509_parser::asn1_rs::Error,
+    >>::from_der(crl.issuer().as_raw())
+    .map(|(_, name)| name.data)
+    .map_err(|e| format!("has an unreadable issuer: {e}"))?;
     if !roots
         .roots
         .iter()
@@ -318,9 +324,9 @@ impl ClientCertVerifier for RequireClientAuth {
             .webpki
             .verify_client_cert(end_entity, intermediates, now)?;
         check_client_auth(end_entity).map_err(|e| {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
-                rustls::OtherError(Arc::new(e)),
-            ))
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+                Arc::new(e),
+            )))
         })?;
         Ok(verified)
     }

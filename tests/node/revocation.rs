@@ -134,9 +134,15 @@ async fn a_revoked_certificate_cannot_resume_its_tls_session() {
     };
     let (stolen_tls, reissued_tls) = (config_of(&stolen), config_of(&reissued));
     for config in [&stolen_tls, &reissued_tls] {
-        assert_eq!(raw_request(&node, config).await, (Some(HandshakeKind::Full), true));
+        assert_eq!(
+            raw_request(&node, config).await,
+            (Some(HandshakeKind::Full), true)
+        );
         // The premise: without a reload, the node lets a client resume.
-        assert_eq!(raw_request(&node, config).await, (Some(HandshakeKind::Resumed), true));
+        assert_eq!(
+            raw_request(&node, config).await,
+            (Some(HandshakeKind::Resumed), true)
+        );
     }
     fed.revoke(&stolen);
     node.hangup();
@@ -268,7 +274,10 @@ async fn an_officer_removed_from_the_config_is_refused_after_the_reload() {
             assert_problem(&response, 403, "unknown-identity");
             break;
         }
-        assert!(start.elapsed() < RELOAD_WITHIN, "the officer is still served");
+        assert!(
+            start.elapsed() < RELOAD_WITHIN,
+            "the officer is still served"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -271,7 +271,12 @@ impl Federation {
 
     /// Issues a currently valid certificate for `role` from the federation's CA with the
     /// extended key usages `usages` (empty: no such extension at all).
-    pub fn issue_with_usages(&self, stem: &str, role: &Role, usages: Vec<KeyPurpose>) -> ClientCert {
+    pub fn issue_with_usages(
+        &self,
+        stem: &str,
+        role: &Role,
+        usages: Vec<KeyPurpose>,
+    ) -> ClientCert {
         let issued = self
             .ca()
             .issue_with_usages(role, Validity::days_from_now(30), usages)

@@ -45,7 +45,9 @@ pub use examples::{
     EXAMPLE_REFERRAL_REMOTE_ID, EXAMPLE_REMOTE_REPLY_CONSENT_ID, EXAMPLE_REPLY_CONSENT_ID,
     EXAMPLE_STATUS_ID,
 };
-pub use layout::{AGENCIES, AUTHORITY_KEY_FILE, CRL_FILE, DATA_KEY_FILE, NODE_SIGNING_KEY_FILE, OFFICERS};
+pub use layout::{
+    AGENCIES, AUTHORITY_KEY_FILE, CRL_FILE, DATA_KEY_FILE, NODE_SIGNING_KEY_FILE, OFFICERS,
+};
 pub use summary::summary;
 
 /// Centers created when `--centers` is not given, in port order.

@@ -44,14 +44,16 @@ pub fn client_config_with_crls(
         detail: e.to_string(),
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier =
-        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .with_crls(crls)
-            .enforce_revocation_expiration()
-            .build()
-            .map_err(|e| ClientError::Config {
-                detail: format!("server certificate verifier: {e}"),
-            })?;
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .with_crls(crls)
+    .enforce_revocation_expiration()
+    .build()
+    .map_err(|e| ClientError::Config {
+        detail: format!("server certificate verifier: {e}"),
+    })?;
     let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| ClientError::Config {
