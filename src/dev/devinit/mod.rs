@@ -163,6 +163,26 @@ fn write_federation(out: &Path, centers: &[PlannedCenter]) -> Result<LoadedManif
     Ok(Manifest::load(path)?)
 }
 
+/// `dev-revoke`: adds the certificate at `cert` to the CRL of the development federation
+/// in `dir` (`ca.crl`, signed by its CA, valid as long as its certificates), where every
+/// node of it picks it up within seconds. Returns the CRL's path.
+pub fn revoke(dir: &Path, cert: &Path) -> Result<PathBuf, DevInitError> {
+    let failed = |detail: String| DevInitError::Revoke {
+        cert: cert.to_owned(),
+        detail,
+    };
+    let read = |path: PathBuf| {
+        std::fs::read_to_string(&path).map_err(|e| failed(format!("{}: {e}", path.display())))
+    };
+    let ca = CertificateAuthority::from_pem(&read(dir.join("ca.crt"))?, &read(dir.join("ca.key"))?)
+        .map_err(|e| failed(e.to_string()))?;
+    let crl = dir.join(CRL_FILE);
+    let next_update = Validity::days_from_now(DEV_CERT_VALIDITY_DAYS).not_after;
+    pki::revoke(&ca, &crl, &read(cert.to_owned())?, next_update)
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(crl)
+}
+
 /// Why `dev-init` refused or failed. Variants up to [`DevInitError::OutNotDirectory`] are
 /// mistakes in the command line and leave the disk untouched.
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +240,14 @@ pub enum DevInitError {
         path: PathBuf,
         /// The underlying error.
         source: io::Error,
+    },
+    /// `dev-revoke` could not add a certificate to the CA's CRL.
+    #[error("cannot revoke {cert}: {detail}")]
+    Revoke {
+        /// The certificate to revoke.
+        cert: PathBuf,
+        /// What failed.
+        detail: String,
     },
     /// A certificate could not be generated or written.
     #[error("cannot create the certificate of {what}: {source}")]
