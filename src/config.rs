@@ -120,6 +120,8 @@ struct RawTls {
     cert: PathBuf,
     key: PathBuf,
     client_ca: PathBuf,
+    #[serde(default)]
+    crls: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +147,8 @@ struct RawLimits {
     idle_timeout_ms: u64,
     #[serde(default = "default_body_read_timeout_ms")]
     body_read_timeout_ms: u64,
+    #[serde(default = "default_connection_age_max_s")]
+    connection_age_max_s: u64,
 }
 
 impl Default for RawLimits {
@@ -160,6 +164,7 @@ impl Default for RawLimits {
             connections_per_identity_max: default_connections_per_identity_max(),
             idle_timeout_ms: default_idle_timeout_ms(),
             body_read_timeout_ms: default_body_read_timeout_ms(),
+            connection_age_max_s: default_connection_age_max_s(),
         }
     }
 }
@@ -194,6 +199,9 @@ fn default_idle_timeout_ms() -> u64 {
 fn default_body_read_timeout_ms() -> u64 {
     BODY_READ_TIMEOUT_MS_DEFAULT
 }
+fn default_connection_age_max_s() -> u64 {
+    CONNECTION_AGE_MAX_S_DEFAULT
+}
 
 /// Default `limits.handshake_timeout_ms`: a TLS handshake on a LAN or across the country
 /// takes milliseconds; three seconds leaves room for a loaded client and little for a
@@ -219,6 +227,15 @@ pub const IDLE_TIMEOUT_MS_LIMIT: u64 = 3_600_000;
 pub const BODY_READ_TIMEOUT_MS_DEFAULT: u64 = 15_000;
 /// Largest accepted `limits.body_read_timeout_ms`.
 pub const BODY_READ_TIMEOUT_MS_LIMIT: u64 = 300_000;
+/// Default `limits.connection_age_max_s`: a connection older than this is closed gracefully
+/// (HTTP/2 GOAWAY, HTTP/1.1 close after the current response) and the client reconnects,
+/// with a full handshake against the current CA bundle and CRLs. It bounds how long a
+/// certificate revoked by a CRL the node cannot match to an open connection (or revoked
+/// while the node could not reload) keeps being served; an hour costs a busy agency one
+/// handshake an hour per connection.
+pub const CONNECTION_AGE_MAX_S_DEFAULT: u64 = 3_600;
+/// Largest accepted `limits.connection_age_max_s`: one day.
+pub const CONNECTION_AGE_MAX_S_LIMIT: u64 = 86_400;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -402,6 +419,10 @@ pub struct TlsConfig {
     pub key: PathBuf,
     /// CA bundle client certificates must chain to (PEM).
     pub client_ca: PathBuf,
+    /// Certificate revocation lists (PEM or DER) of the CAs in `client_ca`, checked for
+    /// client certificates and, when forwarding, for other nodes' server certificates.
+    /// Empty: no revocation checking (a certificate stays valid until it expires).
+    pub crls: Vec<PathBuf>,
 }
 
 /// Bounds on everything a client can make the node hold.
@@ -424,6 +445,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// A request body must arrive whole within this time, else 408.
     pub body_read_timeout: Duration,
+    /// A connection older than this is closed gracefully, whatever it does.
+    pub connection_age_max: Duration,
     /// How long a pulled message stays invisible to other pulls.
     pub inbox_lease: Duration,
     /// Longest long-poll a pull may ask for.
@@ -516,6 +539,14 @@ impl Config {
                 format!("must be between 1 and {BODY_READ_TIMEOUT_MS_LIMIT}"),
             ));
         }
+        if limits.connection_age_max_s == 0
+            || limits.connection_age_max_s > CONNECTION_AGE_MAX_S_LIMIT
+        {
+            return Err(invalid(
+                "limits.connection_age_max_s",
+                format!("must be between 1 and {CONNECTION_AGE_MAX_S_LIMIT}"),
+            ));
+        }
         if limits.inbox_lease_ms == 0 {
             return Err(invalid(
                 "limits.inbox_lease_ms",
@@ -534,6 +565,8 @@ impl Config {
                 "must be between 1 and 1000".into(),
             ));
         }
+
+        let crls = crls(&raw.tls, base, &invalid)?;
 
         if !(-DANGER_OFFSET_S_LIMIT..=DANGER_OFFSET_S_LIMIT).contains(&raw.clock.danger_offset_s) {
             return Err(invalid(
@@ -607,6 +640,7 @@ impl Config {
                 cert: base.join(&raw.tls.cert),
                 key: base.join(&raw.tls.key),
                 client_ca: base.join(&raw.tls.client_ca),
+                crls,
             },
             limits: Limits {
                 body_bytes_max: limits.body_bytes_max,
@@ -616,6 +650,7 @@ impl Config {
                 connections_per_identity_max: limits.connections_per_identity_max,
                 idle_timeout: Duration::from_millis(limits.idle_timeout_ms),
                 body_read_timeout: Duration::from_millis(limits.body_read_timeout_ms),
+                connection_age_max: Duration::from_secs(limits.connection_age_max_s),
                 inbox_lease: Duration::from_millis(limits.inbox_lease_ms),
                 inbox_wait_max: Duration::from_secs(limits.inbox_wait_s_max),
                 inbox_pull_max: limits.inbox_pull_max,
@@ -684,76 +719,34 @@ impl Config {
     }
 }
 
-/// Validates the `[federation]` section; `base` is the config file's folder.
-fn federation(
-    raw: &RawFederation,
+/// Validates `tls.crls`: each entry a file name, none twice (resolved against `base`, the
+/// config file's folder). Their contents are read and checked by `node::tls`, which names
+/// the same key (`check-config` runs both).
+fn crls(
+    raw: &RawTls,
     base: &Path,
     invalid: &dyn Fn(&str, String) -> ConfigError,
-) -> Result<FederationConfig, ConfigError> {
-    let authority_key = PublicKey::from_hex(&raw.authority_key).map_err(|e| {
-        invalid(
-            "federation.authority_key",
-            format!("is {e}; it is the federation authority's key, as its operators publish it"),
-        )
-    })?;
-    if raw.outbox_max == 0 {
-        return Err(invalid(
-            "federation.outbox_max",
-            "must be at least 1".into(),
-        ));
+) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut crls: Vec<PathBuf> = Vec::new();
+    for (i, crl) in raw.crls.iter().enumerate() {
+        let key = format!("tls.crls[{i}]");
+        if crl.as_os_str().is_empty() {
+            return Err(invalid(
+                &key,
+                "is empty; name a CRL file (PEM or DER)".into(),
+            ));
+        }
+        let path = base.join(crl);
+        if crls.contains(&path) {
+            return Err(invalid(&key, format!("names {} twice", path.display())));
+        }
+        crls.push(path);
     }
-    if raw.retry_initial_ms == 0 {
-        return Err(invalid(
-            "federation.retry_initial_ms",
-            "must be at least 1".into(),
-        ));
-    }
-    if raw.retry_max_ms < raw.retry_initial_ms {
-        return Err(invalid(
-            "federation.retry_max_ms",
-            format!(
-                "must be at least federation.retry_initial_ms ({})",
-                raw.retry_initial_ms
-            ),
-        ));
-    }
-    if raw.message_ttl_s == 0 {
-        return Err(invalid(
-            "federation.message_ttl_s",
-            "must be at least 1".into(),
-        ));
-    }
-    if raw.batch_max == 0 || raw.batch_max > BATCH_MAX_LIMIT {
-        return Err(invalid(
-            "federation.batch_max",
-            format!("must be between 1 and {BATCH_MAX_LIMIT}"),
-        ));
-    }
-    if raw.checkpoint_every == 0 {
-        return Err(invalid(
-            "federation.checkpoint_every",
-            "must be at least 1".into(),
-        ));
-    }
-    if raw.checkpoint_interval_s == 0 {
-        return Err(invalid(
-            "federation.checkpoint_interval_s",
-            "must be at least 1".into(),
-        ));
-    }
-    Ok(FederationConfig {
-        directory: base.join(&raw.directory),
-        authority_key,
-        signing_key: base.join(&raw.signing_key),
-        outbox_max: raw.outbox_max,
-        retry_initial: Duration::from_millis(raw.retry_initial_ms),
-        retry_max: Duration::from_millis(raw.retry_max_ms),
-        message_ttl: Duration::from_secs(raw.message_ttl_s),
-        batch_max: raw.batch_max,
-        checkpoint_every: raw.checkpoint_every,
-        checkpoint_interval: Duration::from_secs(raw.checkpoint_interval_s),
-    })
+    Ok(crls)
 }
+
+mod federation;
+use self::federation::federation;
 
 #[cfg(test)]
 mod tests;

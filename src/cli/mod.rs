@@ -41,6 +41,16 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Create a development federation: CA, node and agency certificates, configs, examples.
     DevInit(DevInitArgs),
+    /// Revoke a certificate of a development federation: add it to the dev CA's CRL
+    /// (`ca.crl`), which the nodes reload within seconds.
+    DevRevoke {
+        /// The federation folder (`dev-init --out`).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The certificate to revoke (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+    },
     /// Validate a config file (and the files it names) and exit.
     CheckConfig {
         /// The config file.
@@ -72,6 +82,13 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::DevInit(args) => match devinit::run(&args) {
             Ok(manifest) => {
                 println!("{}", devinit::summary(&manifest));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(EXIT_CONFIG, &e),
+        },
+        Command::DevRevoke { dir, cert } => match devinit::revoke(&dir, &cert) {
+            Ok(crl) => {
+                println!("revoked {} in {}", cert.display(), crl.display());
                 ExitCode::SUCCESS
             }
             Err(e) => fail(EXIT_CONFIG, &e),

@@ -144,7 +144,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// Directory reload requests: one per SIGHUP. Registered at once, for the same reason as
+/// Reload requests (TLS trust, officers, agencies, federation directory): one per SIGHUP. Registered at once, for the same reason as
 /// [`shutdown_signal`] (an unhandled SIGHUP would kill the node).
 fn reload_requests() -> tokio::sync::mpsc::Receiver<()> {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
@@ -158,7 +158,9 @@ fn reload_requests() -> tokio::sync::mpsc::Receiver<()> {
                 }
             });
         }
-        Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP; directory reload disabled"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGHUP; reload on SIGHUP disabled (changed TLS and config files are still reloaded)")
+        }
     }
     #[cfg(not(unix))]
     drop(tx);

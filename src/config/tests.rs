@@ -43,6 +43,8 @@ fn a_good_file_resolves_paths_against_its_folder_and_fills_defaults() {
     assert_eq!(c.limits.connections_per_identity_max, 64);
     assert_eq!(c.limits.idle_timeout, Duration::from_secs(60));
     assert_eq!(c.limits.body_read_timeout, Duration::from_secs(15));
+    assert_eq!(c.limits.connection_age_max, Duration::from_secs(3600));
+    assert!(c.tls.crls.is_empty(), "no CRLs unless configured");
     let sends = &c.directory.agencies[&AgencyId::parse("suwon/employment").expect("id")];
     assert_eq!(
         sends,
@@ -96,6 +98,11 @@ fn each_mistake_names_its_key() {
         ),
         ("idle_timeout_ms = 0", "limits.idle_timeout_ms"),
         ("body_read_timeout_ms = 0", "limits.body_read_timeout_ms"),
+        ("connection_age_max_s = 0", "limits.connection_age_max_s"),
+        (
+            "connection_age_max_s = 86401",
+            "limits.connection_age_max_s",
+        ),
         (
             "body_read_timeout_ms = 999999999",
             "limits.body_read_timeout_ms",
@@ -107,6 +114,26 @@ fn each_mistake_names_its_key() {
         &format!("{GOOD}\n[[agencies]]\nid = \"suwon/employment\"\nsends = []\n"),
         "listed twice",
     );
+}
+
+#[test]
+fn crls_resolve_against_the_config_folder_and_each_mistake_names_its_entry() {
+    let with = |crls: &str| {
+        GOOD.replace(
+            "client_ca = \"../ca.crt\"",
+            &format!("client_ca = \"../ca.crt\"\ncrls = {crls}"),
+        )
+    };
+    let c = parse(&with(r#"["../ca.crl", "/etc/pki/other.crl"]"#)).expect("valid");
+    assert_eq!(
+        c.tls.crls,
+        [
+            Path::new("/etc/plusgate/suwon/../ca.crl"),
+            Path::new("/etc/pki/other.crl")
+        ]
+    );
+    check_err(&with(r#"["ca.crl", ""]"#), "tls.crls[1]");
+    check_err(&with(r#"["ca.crl", "ca.crl"]"#), "tls.crls[1]");
 }
 
 #[test]

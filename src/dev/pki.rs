@@ -5,6 +5,9 @@
 //! one SAN URI per certificate (`urn:plusgate:agency:<center>:<agency>` and friends, see
 //! [`Role::san_uri`]); the node reads them back out of verified certificates in `identity`.
 //!
+//! Revocation: [`CertificateAuthority::crl`] signs a CRL, and [`revoke`] adds a certificate
+//! to a CRL file (what `dev-revoke` and the revocation tests use).
+//!
 //! Architecture Invariant: the running node never calls this module. It is used by
 //! `dev-init` and by tests, which is why the CA key lives in memory and in plain PEM files.
 
@@ -16,11 +19,15 @@ use std::path::{Path, PathBuf};
 
 use rcgen::string::Ia5String;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, SanType,
-    PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevocationReason, RevokedCertParams, SanType, SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
 use time::{Duration, OffsetDateTime};
+
+/// The extended key usages a certificate may be issued with
+/// ([`CertificateAuthority::issue_with_usages`]).
+pub use rcgen::ExtendedKeyUsagePurpose as KeyPurpose;
 use x509_parser::asn1_rs::Tag;
 use x509_parser::extensions::ParsedExtension;
 
@@ -193,6 +200,9 @@ impl fmt::Debug for IssuedCert {
 pub struct CertificateAuthority {
     cert_pem: String,
     issuer: Issuer<'static, KeyPair>,
+    /// How the CA's key identifier is derived, so that a CRL's authority key identifier
+    /// names the same key as the CA certificate's subject key identifier.
+    key_id: KeyIdMethod,
 }
 
 impl CertificateAuthority {
@@ -219,6 +229,7 @@ impl CertificateAuthority {
         let cert = params.self_signed(&key)?;
         Ok(CertificateAuthority {
             cert_pem: cert.pem(),
+            key_id: params.key_identifier_method.clone(),
             issuer: Issuer::new(params, key),
         })
     }
@@ -268,6 +279,7 @@ impl CertificateAuthority {
         }
         Ok(CertificateAuthority {
             cert_pem: cert_pem.to_owned(),
+            key_id: params.key_identifier_method.clone(),
             issuer: Issuer::new(params, key),
         })
     }
@@ -297,6 +309,21 @@ impl CertificateAuthority {
     /// and clientAuth (nodes will connect to each other); agency and officer
     /// certificates allow clientAuth only.
     pub fn issue(&self, role: &Role, validity: Validity) -> Result<IssuedCert, PkiError> {
+        let mut usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if let Role::Node { .. } = role {
+            usages.insert(0, ExtendedKeyUsagePurpose::ServerAuth);
+        }
+        self.issue_with_usages(role, validity, usages)
+    }
+
+    /// [`issue`](Self::issue) with the extended key usages given (none: no extension at
+    /// all), for testing that certificates unfit for client authentication are refused.
+    pub fn issue_with_usages(
+        &self,
+        role: &Role,
+        validity: Validity,
+        usages: Vec<ExtendedKeyUsagePurpose>,
+    ) -> Result<IssuedCert, PkiError> {
         role.validate()?;
         validity.check()?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
@@ -309,7 +336,7 @@ impl CertificateAuthority {
         params.subject_alt_names = vec![SanType::URI(Ia5String::try_from(role.san_uri())?)];
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.extended_key_usages = usages;
         if let Role::Node { .. } = role {
             params
                 .subject_alt_names
@@ -317,9 +344,6 @@ impl CertificateAuthority {
             params
                 .subject_alt_names
                 .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-            params
-                .extended_key_usages
-                .insert(0, ExtendedKeyUsagePurpose::ServerAuth);
         }
         params.use_authority_key_identifier_extension = true;
         params.not_before = validity.not_before;
@@ -331,6 +355,110 @@ impl CertificateAuthority {
             key_pem: key.serialize_pem(),
         })
     }
+}
+
+impl CertificateAuthority {
+    /// A CRL signed by this CA, numbered `number`, listing the certificates with the serial
+    /// numbers `revoked` (as [`serial_of`] reads them), valid until `next_update`; PEM.
+    pub fn crl(
+        &self,
+        revoked: &[Vec<u8>],
+        number: u64,
+        next_update: OffsetDateTime,
+    ) -> Result<String, PkiError> {
+        let now = OffsetDateTime::now_utc();
+        let params = CertificateRevocationListParams {
+            // Back by the same tolerance as certificates: a node whose clock is a little
+            // behind must not see a CRL from the future.
+            this_update: now - CLOCK_SKEW_TOLERANCE,
+            next_update,
+            crl_number: SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|serial| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(serial),
+                    revocation_time: now - CLOCK_SKEW_TOLERANCE,
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: self.key_id.clone(),
+        };
+        Ok(params.signed_by(&self.issuer)?.pem()?)
+    }
+}
+
+/// The serial number of the certificate in `cert_pem`, as its DER encodes it.
+pub fn serial_of(cert_pem: &str) -> Result<Vec<u8>, PkiError> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .map_err(|e| PkiError::BadCert(e.to_string()))?;
+    let x509 = pem
+        .parse_x509()
+        .map_err(|e| PkiError::BadCert(e.to_string()))?;
+    Ok(x509.raw_serial().to_vec())
+}
+
+/// What a CRL file lists: its number and the serials it revokes.
+fn read_crl(path: &Path) -> Result<(u64, Vec<Vec<u8>>), PkiError> {
+    let bad = |message: String| PkiError::BadCrl {
+        path: path.to_owned(),
+        message,
+    };
+    let text = fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&text).map_err(|e| bad(e.to_string()))?;
+    let (_, crl) = x509_parser::parse_x509_crl(&pem.contents).map_err(|e| bad(e.to_string()))?;
+    let number = crl
+        .crl_number()
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(0);
+    let serials = crl
+        .iter_revoked_certificates()
+        .map(|r| r.raw_serial().to_vec())
+        .collect();
+    Ok((number, serials))
+}
+
+/// Adds the certificate in `cert_pem` to the CRL file at `crl_path`, signed by `ca`: keeps
+/// every serial it already lists, raises its number, and sets its nextUpdate to
+/// `next_update`. Revoking a certificate the CRL already lists rewrites it unchanged but for
+/// number and dates. The file is replaced in one step (a new file renamed over it), so a
+/// node reloading it reads the old CRL or the new one, never half of one.
+pub fn revoke(
+    ca: &CertificateAuthority,
+    crl_path: &Path,
+    cert_pem: &str,
+    next_update: OffsetDateTime,
+) -> Result<(), PkiError> {
+    let serial = serial_of(cert_pem)?;
+    let (number, mut serials) = if crl_path.exists() {
+        read_crl(crl_path)?
+    } else {
+        (0, Vec::new())
+    };
+    if !serials.contains(&serial) {
+        serials.push(serial);
+    }
+    write_crl(ca, crl_path, &serials, number + 1, next_update)
+}
+
+/// Writes a CRL (by `ca`, listing `serials`) to `path`, replacing any file there in one
+/// step.
+pub fn write_crl(
+    ca: &CertificateAuthority,
+    path: &Path,
+    serials: &[Vec<u8>],
+    number: u64,
+    next_update: OffsetDateTime,
+) -> Result<(), PkiError> {
+    let pem = ca.crl(serials, number, next_update)?;
+    let write_err = |source| PkiError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension("crl.new");
+    fs::write(&tmp, pem).map_err(write_err)?;
+    fs::rename(&tmp, path).map_err(write_err)
 }
 
 /// Rebuilds an rcgen distinguished name from a parsed one, keeping each value's ASN.1
@@ -426,6 +554,17 @@ pub enum PkiError {
     /// The certificate given as CA lacks `basicConstraints cA=TRUE`.
     #[error("the CA certificate is not a CA (basicConstraints cA is not set)")]
     NotACa,
+    /// A certificate PEM could not be parsed.
+    #[error("not a valid PEM X.509 certificate: {0}")]
+    BadCert(String),
+    /// A CRL file could not be read or parsed.
+    #[error("cannot read the CRL {path}: {message}")]
+    BadCrl {
+        /// The CRL file.
+        path: PathBuf,
+        /// The problem.
+        message: String,
+    },
     /// The CA key does not belong to the CA certificate.
     #[error("the CA key does not match the CA certificate's public key")]
     KeyMismatch,

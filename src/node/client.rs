@@ -22,7 +22,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -34,8 +34,7 @@ use hyper::client::conn::{http1, http2};
 use hyper::{header, HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::ClientConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -203,75 +202,7 @@ impl ClientError {
     }
 }
 
-/// Builds a rustls client configuration (ring provider, TLS 1.3 only) that trusts the CA
-/// certificates in `ca_pem`, presents the client certificate chain and PKCS#8 key in
-/// `identity` if given (`None` = no client certificate), and offers `version` by ALPN.
-///
-/// TLS 1.3 only because both ends are plusgate software and it removes TLS 1.2's
-/// weaker options from consideration.
-pub fn client_config(
-    ca_pem: &Path,
-    identity: Option<(&Path, &Path)>,
-    version: HttpVersion,
-) -> Result<Arc<ClientConfig>, ClientError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in read_certs(ca_pem, "CA certificates")? {
-        roots.add(cert).map_err(|e| ClientError::Config {
-            detail: format!("CA certificate in {}: {e}", ca_pem.display()),
-        })?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| ClientError::Config {
-            detail: format!("protocol versions: {e}"),
-        })?
-        .with_root_certificates(roots);
-    let mut config = match identity {
-        Some((cert_path, key_path)) => {
-            let chain = read_certs(cert_path, "client certificate")?;
-            crate::node::files::check_private("private key", key_path)?;
-            let key =
-                PrivateKeyDer::from_pem_file(key_path).map_err(|source| ClientError::Pem {
-                    path: key_path.to_owned(),
-                    what: "private key",
-                    source,
-                })?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| ClientError::Config {
-                    detail: format!(
-                        "client certificate {} with key {}: {e}",
-                        cert_path.display(),
-                        key_path.display()
-                    ),
-                })?
-        }
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![version.alpn().to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// Reads every certificate in a PEM file; an empty file is an error.
-fn read_certs(
-    path: &Path,
-    what: &'static str,
-) -> Result<Vec<CertificateDer<'static>>, ClientError> {
-    let pem_error = |source| ClientError::Pem {
-        path: path.to_owned(),
-        what,
-        source,
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(pem_error)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(pem_error)?;
-    if certs.is_empty() {
-        return Err(pem_error(rustls_pki_types::pem::Error::NoItemsFound));
-    }
-    Ok(certs)
-}
+pub use self::config::{client_config, client_config_with_crls};
 
 /// Splits a node URL of the form `https://HOST[:PORT][/]` into the socket address to
 /// connect to and the host name to verify the server certificate against (the parsing is
@@ -794,5 +725,6 @@ impl Agent {
     }
 }
 
+mod config;
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,16 @@
-//! One client connection's life: the TLS handshake on the handshake budget, admission by
-//! identity onto the main budget (`admission`), then HTTP/1.1 or HTTP/2 until the client
-//! closes, the connection is idle too long, or the node shuts down.
+//! One client connection's life: the TLS handshake on the handshake budget (under the
+//! current [`Trust`]), admission by identity onto the main budget (`admission`), then
+//! HTTP/1.1 or HTTP/2 until the client closes, the connection is idle too long or older than
+//! `limits.connection_age_max_s`, a reload no longer accepts its client certificate
+//! (revoked, expired, CA removed), or the node shuts down. Every close the node starts is
+//! graceful.
 //!
 //! Invariant: every slot a connection holds is an owned value moved into its task, so it
 //! is given back when the task ends, however it ends.
+//!
+//! Invariant: each handshake uses the trust current when the TCP connection was taken; no
+//! connection outlives a reload that refuses its certificate by more than the time its
+//! in-flight requests take.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,12 +19,14 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use rustls::pki_types::CertificateDer;
 use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::admission::{Activity, IdentitySlots, RefusalLog, Tracked};
 use super::api::Api;
+use super::tls::Trust;
 use crate::config::Limits;
 use crate::core::identity::{self, Anonymous, Peer};
 
@@ -30,19 +39,19 @@ const H2_STREAMS_MAX: u32 = 256;
 const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
 /// A ping not answered within this closes the connection.
 const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-/// The bound on a connection's age, whatever it does. `None`: unbounded for now; a
-/// sibling issue (rotating connections across nodes) will set it, and the close is already
-/// graceful (GOAWAY, or close between HTTP/1.1 requests) like the idle close.
-const CONNECTION_AGE_MAX: Option<Duration> = None;
 
-/// What every connection task shares: the TLS acceptor, the HTTP server settings, the API
-/// and the budgets.
+/// What every connection task shares: the current TLS trust, the HTTP server settings, the
+/// API and the budgets.
 pub struct Connections {
-    acceptor: TlsAcceptor,
+    /// Replaced whole by a reload; read once per connection for its handshake, watched by
+    /// open connections to check their certificate again.
+    trust: watch::Receiver<Arc<Trust>>,
     builder: auto::Builder<TokioExecutor>,
     api: Arc<Api>,
     handshake_timeout: Duration,
     idle_timeout: Duration,
+    /// The bound on a connection's age, whatever it does (`limits.connection_age_max_s`).
+    age_max: Duration,
     /// Connections in the TLS handshake (`limits.handshakes_max`).
     handshakes: Arc<Semaphore>,
     /// Authenticated connections (`limits.connections_max`).
@@ -56,7 +65,7 @@ pub struct Connections {
 impl Connections {
     /// The connection budgets and HTTP settings of `limits`.
     pub fn new(
-        acceptor: TlsAcceptor,
+        trust: watch::Receiver<Arc<Trust>>,
         api: Arc<Api>,
         limits: &Limits,
         closing: watch::Receiver<bool>,
@@ -73,11 +82,12 @@ impl Connections {
             .keep_alive_interval(Some(H2_KEEP_ALIVE_INTERVAL))
             .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
         Arc::new(Connections {
-            acceptor,
+            trust,
             builder,
             api,
             handshake_timeout: limits.handshake_timeout,
             idle_timeout: limits.idle_timeout,
+            age_max: limits.connection_age_max,
             handshakes: Arc::new(Semaphore::new(limits.handshakes_max)),
             authenticated: Arc::new(Semaphore::new(limits.connections_max)),
             identities: IdentitySlots::new(limits.connections_per_identity_max),
@@ -108,8 +118,9 @@ impl Connections {
     }
 
     async fn serve(&self, tcp: TcpStream, remote: SocketAddr, handshake: OwnedSemaphorePermit) {
-        let accepted =
-            tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp)).await;
+        let mut trust = self.trust.clone();
+        let acceptor = TlsAcceptor::from(Arc::clone(&trust.borrow_and_update().server));
+        let accepted = tokio::time::timeout(self.handshake_timeout, acceptor.accept(tcp)).await;
         drop(handshake);
         let tls = match accepted {
             Ok(Ok(tls)) => tls,
@@ -122,15 +133,15 @@ impl Connections {
                 return;
             }
         };
-        let peer: Arc<Peer> = Arc::new(
-            tls.get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map_or(Err(Anonymous::NoPlusgateUri), |c| {
-                    identity::from_certificate(c)
-                }),
-        );
+        let chain: Vec<CertificateDer<'static>> = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default();
+        let peer: Arc<Peer> = Arc::new(chain.first().map_or(Err(Anonymous::NoPlusgateUri), |c| {
+            identity::from_certificate(c)
+        }));
         let Ok(_slot) = Arc::clone(&self.authenticated).try_acquire_owned() else {
             self.refused_authenticated.refused();
             return;
@@ -150,6 +161,7 @@ impl Connections {
         tracing::debug!(%remote, peer = ?peer, "connection");
 
         let activity = Activity::default();
+        let who = Arc::clone(&peer);
         let service = {
             let activity = activity.clone();
             let api = Arc::clone(&self.api);
@@ -169,10 +181,18 @@ impl Connections {
             .into_owned();
         tokio::pin!(conn);
         let mut closing = self.closing.clone();
-        let age = async {
-            match CONNECTION_AGE_MAX {
-                Some(age) => tokio::time::sleep(age).await,
-                None => std::future::pending().await,
+        let refused = async {
+            loop {
+                if trust.changed().await.is_err() {
+                    // No more reloads: the node is going; `closing` ends the connection.
+                    std::future::pending::<()>().await;
+                }
+                let current = Arc::clone(&trust.borrow_and_update());
+                if let Err(e) = current.still_accepts(&chain) {
+                    tracing::info!(%remote, peer = ?who, error = %e,
+                        "closing a connection whose client certificate the reloaded trust refuses");
+                    break;
+                }
             }
         };
         let why = tokio::select! {
@@ -183,7 +203,8 @@ impl Connections {
                 return;
             }
             _ = activity.idle_for(self.idle_timeout) => "idle",
-            _ = age => "age",
+            _ = tokio::time::sleep(self.age_max) => "age",
+            _ = refused => "certificate no longer accepted",
             _ = closing.wait_for(|closing| *closing) => "shutdown",
         };
         tracing::debug!(%remote, why, "closing the connection");

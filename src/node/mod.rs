@@ -21,6 +21,7 @@ pub mod inbox;
 pub mod ledger;
 pub mod parallel;
 pub mod peers;
+pub mod reload;
 pub mod store;
 pub mod tls;
 
@@ -32,7 +33,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 use self::api::Api;
 use self::client::HttpVersion;
@@ -42,12 +42,13 @@ use self::files::{LoadError, ReadError};
 use self::forwarder::{ForwardOptions, Forwarding};
 use self::inbox::Inbox;
 use self::ledger::{Anchor, CheckpointPolicy, Ledger, LedgerOptions};
+use self::reload::Reloadable;
 use self::store::{DirectorySeen, Store, StoreError};
-use self::tls::TlsError;
+use self::tls::{TlsError, Trust};
 use crate::config::{Config, FederationConfig, Limits};
 use crate::core::directory::{Directory, DirectoryError};
 use crate::core::hex;
-use crate::core::identity::{CenterId, Identity};
+use crate::core::identity::{CenterId, Identity, OfficerId};
 use crate::core::keys::{KeyError, PublicKey, SigningKey};
 use crate::core::routing::Routing;
 use crate::core::schema::{SchemaError, Schemas};
@@ -178,7 +179,10 @@ pub struct Node {
     api: Arc<Api>,
     routing: watch::Sender<Arc<Routing>>,
     federated: Option<Federated>,
-    acceptor: TlsAcceptor,
+    trust: watch::Sender<Arc<Trust>>,
+    officers: watch::Sender<Arc<Vec<OfficerId>>>,
+    /// What a reload starts from (the config file's path and what it named at build).
+    config: Config,
     limits: Limits,
     store: Store,
     ledger_thread: JoinHandle<()>,
@@ -198,7 +202,13 @@ impl Node {
     /// unusable TLS material or an unusable data directory.
     pub fn build(config: &Config) -> Result<Node, NodeError> {
         let schemas = Schemas::load(&config.schemas)?;
-        let server_config = tls::server_config(&config.tls)?;
+        let trust = Trust::load(&config.tls)?;
+        if config.tls.crls.is_empty() {
+            tracing::warn!(
+                "no CRLs configured (tls.crls): a client certificate cannot be revoked, only \
+                 left to expire or its identity removed"
+            );
+        }
         let store = Store::open_with(&config.data_dir, store_options(&config.storage))?;
         let (routing, signing_key, federated) = match &config.federation {
             None => (
@@ -214,8 +224,9 @@ impl Node {
                     digest: hex::encode(&directory.digest()),
                 };
                 let routing = Routing::federated(config.center.clone(), Arc::new(directory));
-                let forwarding_tls = client::client_config(
+                let forwarding_tls = client::client_config_with_crls(
                     &config.tls.client_ca,
+                    &config.tls.crls,
                     Some((&config.tls.cert, &config.tls.key)),
                     HttpVersion::Http2,
                 )?;
@@ -274,6 +285,8 @@ impl Node {
             data_keys.clone(),
         );
         let (routing_tx, routing_rx) = watch::channel(Arc::new(routing));
+        let (officers_tx, officers_rx) =
+            watch::channel(Arc::new(config.directory.officers.clone()));
         let api = Api {
             schemas,
             ledger,
@@ -283,7 +296,7 @@ impl Node {
             signing_key,
             data_keys,
             center: config.center.clone(),
-            officers: config.directory.officers.clone(),
+            officers: officers_rx,
             limits: config.limits.clone(),
         };
         Ok(Node {
@@ -291,7 +304,9 @@ impl Node {
             api: Arc::new(api),
             routing: routing_tx,
             federated,
-            acceptor: TlsAcceptor::from(server_config),
+            trust: watch::channel(Arc::new(trust)).0,
+            officers: officers_tx,
+            config: config.clone(),
             limits: config.limits.clone(),
             store,
             ledger_thread,
@@ -300,7 +315,9 @@ impl Node {
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains open connections. Each
-    /// message on `reload` (the CLI sends one per SIGHUP) reloads the federation directory.
+    /// message on `reload` (the CLI sends one per SIGHUP) reloads the TLS trust, officers and
+    /// agencies (`reload`) and the federation directory; the TLS files and the config file
+    /// are also reloaded when they change.
     pub async fn run(
         self,
         listener: TcpListener,
@@ -312,7 +329,9 @@ impl Node {
             api,
             routing,
             federated,
-            acceptor,
+            trust,
+            officers,
+            config,
             limits,
             store,
             ledger_thread,
@@ -321,19 +340,21 @@ impl Node {
         admission::raise_open_files_limit(
             (limits.connections_max + limits.handshakes_max) as u64 + admission::OTHER_FILES_MAX,
         );
-        let connections = Connections::new(acceptor, api.clone(), &limits, closing.subscribe());
+        let connections =
+            Connections::new(trust.subscribe(), api.clone(), &limits, closing.subscribe());
         tokio::pin!(shutdown);
 
-        let federation = match federated {
-            None => None,
+        let (federation, standalone_routing) = match federated {
+            None => (None, Some(routing)),
             Some(f) => match FederationRuntime::start(&center, &api, routing, f, &closing).await {
-                Ok(rt) => Some(rt),
+                Ok(rt) => (Some(rt), None),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start forwarding: messages for other centers stay in their outboxes until a restart");
-                    None
+                    (None, None)
                 }
             },
         };
+        let mut reloadable = Reloadable::new(&config, trust, officers, standalone_routing);
         // Payloads whose consent's retention period ended are erased at start and then
         // every PURGE_EVERY (metadata, receipts and the audit entries stay).
         let purger = tokio::spawn(ledger::purge_every(
@@ -349,15 +370,29 @@ impl Node {
             let mut closing = closing.subscribe();
             tokio::spawn(async move {
                 let mut federation = federation;
+                let mut requests_open = true;
+                let mut poll = tokio::time::interval_at(
+                    tokio::time::Instant::now() + reload::POLL_INTERVAL,
+                    reload::POLL_INTERVAL,
+                );
+                poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {
-                        request = reload.recv() => match (request, &mut federation) {
-                            (None, _) => break,
-                            (Some(()), Some(f)) => f.reload(&api).await,
-                            (Some(()), None) => {
-                                tracing::info!("reload ignored: this node is not federated");
+                        request = reload.recv(), if requests_open => match request {
+                            // No SIGHUP handler: the file poll goes on.
+                            None => requests_open = false,
+                            Some(()) => {
+                                reloadable.reload("SIGHUP");
+                                if let Some(f) = &mut federation {
+                                    f.reload(&api).await;
+                                }
                             }
                         },
+                        _ = poll.tick() => {
+                            if reloadable.files_changed() {
+                                reloadable.reload("a watched file changed");
+                            }
+                        }
                         _ = closing.changed() => break,
                     }
                 }

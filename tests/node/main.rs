@@ -9,6 +9,8 @@
 //! - `status`: `GET /v1/messages/{id}`;
 //! - `inbox`: pull, leases, long poll and acknowledgement;
 //! - `tls`: who may connect, and who may use the agency API;
+//! - `revocation`: revoked certificates (new connections, resumed sessions, open
+//!   connections), the connection age bound, and reloading trust and config;
 //! - `limits`: connection budgets before and after authentication, idle connections,
 //!   slow and oversized bodies;
 //! - `endpoints`: health, readiness, OpenAPI, unknown paths and methods;
@@ -38,6 +40,7 @@ mod limits;
 mod privacy;
 mod push;
 mod reports;
+mod revocation;
 mod startup;
 mod status;
 mod storage;

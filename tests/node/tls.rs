@@ -1,7 +1,7 @@
 //! Who may connect (TLS: a current certificate from the federation's CA) and who may use
 //! the agency API (an agency registered at this node), over both HTTP versions.
 
-use plusgate::dev::pki::{Role, Validity};
+use plusgate::dev::pki::{KeyPurpose, Role, Validity};
 use plusgate::node::client::{ClientError, HttpVersion};
 
 use crate::support::{
@@ -70,6 +70,21 @@ async fn not_yet_valid_certificate_is_refused_in_tls() {
     let role = agency("suwon", "employment");
     let cert = fed.issue("premature", &role, Validity::not_yet_valid());
     assert_refused_by_tls(&node, Some(&cert), "not-yet-valid certificate").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_without_the_client_auth_usage_is_refused_in_tls() {
+    let fed = Federation::new();
+    let node = fed.start("suwon");
+    let role = agency("suwon", "employment");
+    // webpki alone accepts a certificate without the extension as fit for any purpose.
+    let no_usage = fed.issue_with_usages("no-eku", &role, vec![]);
+    assert_refused_by_tls(&node, Some(&no_usage), "no extended key usage").await;
+    let server_only = fed.issue_with_usages("server-only", &role, vec![KeyPurpose::ServerAuth]);
+    assert_refused_by_tls(&node, Some(&server_only), "serverAuth only").await;
+    let client = fed.issue_with_usages("client", &role, vec![KeyPurpose::ClientAuth]);
+    let agent = node.agent_as(Some(&client), HttpVersion::Http1);
+    assert_eq!(pull_response(&agent, "").await.status.as_u16(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

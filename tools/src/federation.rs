@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use plusgate::dev::devinit::{self, DevInitArgs};
 use plusgate::dev::manifest::{LoadedManifest, Manifest};
-use plusgate::dev::pki::{self, CertificateAuthority, Role, Validity};
+use plusgate::dev::pki::{self, CertificateAuthority, KeyPurpose, Role, Validity};
 use plusgate::node::client::{client_config, Agent, HttpVersion};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -266,10 +266,49 @@ impl Federation {
     /// Issues a certificate for `role` from the federation's own CA, valid for `validity`,
     /// written as `<scratch>/certs/<stem>.crt|.key`.
     pub fn issue(&self, stem: &str, role: &Role, validity: Validity) -> ClientCert {
+        self.write_cert(stem, &self.ca(), role, validity)
+    }
+
+    /// Issues a currently valid certificate for `role` from the federation's CA with the
+    /// extended key usages `usages` (empty: no such extension at all).
+    pub fn issue_with_usages(
+        &self,
+        stem: &str,
+        role: &Role,
+        usages: Vec<KeyPurpose>,
+    ) -> ClientCert {
+        let issued = self
+            .ca()
+            .issue_with_usages(role, Validity::days_from_now(30), usages)
+            .expect("issue certificate");
+        let (cert, key) =
+            pki::write_pem_pair(&self.scratch("certs"), stem, &issued).expect("write certificate");
+        ClientCert { cert, key }
+    }
+
+    /// The federation's CA, loaded from its files.
+    pub fn ca(&self) -> CertificateAuthority {
         let read =
             |name: &str| std::fs::read_to_string(self.dir().join(name)).expect("read CA file");
-        let ca = CertificateAuthority::from_pem(&read("ca.crt"), &read("ca.key")).expect("CA");
-        self.write_cert(stem, &ca, role, validity)
+        CertificateAuthority::from_pem(&read("ca.crt"), &read("ca.key")).expect("CA")
+    }
+
+    /// The CA's revocation list, which every node's config names in `tls.crls`.
+    pub fn crl_path(&self) -> PathBuf {
+        self.dir().join(devinit::CRL_FILE)
+    }
+
+    /// Revokes `cert` in the federation's CRL, as its CA's operator would; nodes take it up
+    /// on SIGHUP or at their next file poll.
+    pub fn revoke(&self, cert: &ClientCert) {
+        let pem = std::fs::read_to_string(&cert.cert).expect("read certificate");
+        pki::revoke(
+            &self.ca(),
+            &self.crl_path(),
+            &pem,
+            Validity::days_from_now(30).not_after,
+        )
+        .expect("revoke");
     }
 
     /// Issues a currently valid certificate for `role` from a CA the node does not trust.

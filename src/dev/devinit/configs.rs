@@ -25,6 +25,7 @@ data_dir = "data"
 cert = "node.crt"                # node's server certificate chain (PEM)
 key = "node.key"                 # PKCS#8 PEM
 client_ca = "../ca.crt"          # CA bundle that client certificates must chain to
+crls = ["../ca.crl"]             # revocation lists of those CAs (PEM or DER); reloaded when changed
 
 [limits]                          # every key optional; defaults shown
 body_bytes_max = 1048576
@@ -33,6 +34,7 @@ handshakes_max = 128              # connections still in the TLS handshake
 handshake_timeout_ms = 3000
 connections_per_identity_max = 64 # per client-certificate identity
 idle_timeout_ms = 60000           # a connection without an open request is closed
+connection_age_max_s = 3600       # an older connection is closed gracefully (and reconnects)
 body_read_timeout_ms = 15000      # a request body must arrive within this, else 408
 inbox_lease_ms = 30000
 inbox_wait_s_max = 30

@@ -32,6 +32,10 @@ pub const OFFICERS: [&str; 1] = ["privacy-officer"];
 /// which signs `directory.json`. A development convenience: in production it lives offline.
 pub const AUTHORITY_KEY_FILE: &str = "authority.key";
 
+/// File (in the federation folder) holding the CA's certificate revocation list (PEM), which
+/// every node's config names in `tls.crls`.
+pub const CRL_FILE: &str = "ca.crl";
+
 /// File (in each center's folder) holding the node's Ed25519 private key for receipts and
 /// checkpoints.
 pub const NODE_SIGNING_KEY_FILE: &str = "node-signing.key";

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use crate::core::directory::{DirectoryError, DIRECTORY_FILE};
 use crate::core::keys::KeyError;
 use crate::dev::manifest::{LoadedManifest, Manifest, ManifestError, MANIFEST_FILE};
-use crate::dev::pki::{CertificateAuthority, PkiError, Validity};
+use crate::dev::pki::{self, CertificateAuthority, PkiError, Validity};
 use directory::{directory_center, write_directory};
 use examples::write_examples;
 use files::{write_pair, write_signing_key};
@@ -45,7 +45,9 @@ pub use examples::{
     EXAMPLE_REFERRAL_REMOTE_ID, EXAMPLE_REMOTE_REPLY_CONSENT_ID, EXAMPLE_REPLY_CONSENT_ID,
     EXAMPLE_STATUS_ID,
 };
-pub use layout::{AGENCIES, AUTHORITY_KEY_FILE, DATA_KEY_FILE, NODE_SIGNING_KEY_FILE, OFFICERS};
+pub use layout::{
+    AGENCIES, AUTHORITY_KEY_FILE, CRL_FILE, DATA_KEY_FILE, NODE_SIGNING_KEY_FILE, OFFICERS,
+};
 pub use summary::summary;
 
 /// Centers created when `--centers` is not given, in port order.
@@ -125,6 +127,14 @@ fn write_federation(out: &Path, centers: &[PlannedCenter]) -> Result<LoadedManif
         }
     })?;
     write_pair(out, "ca", &ca.pem_pair(), "the CA")?;
+    // An empty CRL, so every node checks revocation from the start; `dev-revoke` (or
+    // `pki::revoke`) adds to it and the nodes pick it up within seconds.
+    pki::write_crl(&ca, &out.join(CRL_FILE), &[], 1, validity.not_after).map_err(|source| {
+        DevInitError::Pki {
+            what: "the CA's CRL".into(),
+            source,
+        }
+    })?;
     let authority = write_signing_key(&out.join(AUTHORITY_KEY_FILE), "the federation authority")?;
 
     let mut center_entries = BTreeMap::new();
@@ -151,6 +161,26 @@ fn write_federation(out: &Path, centers: &[PlannedCenter]) -> Result<LoadedManif
     let path = manifest.write(out)?;
     // Read back what was written, so a manifest that does not load is caught here.
     Ok(Manifest::load(path)?)
+}
+
+/// `dev-revoke`: adds the certificate at `cert` to the CRL of the development federation
+/// in `dir` (`ca.crl`, signed by its CA, valid as long as its certificates), where every
+/// node of it picks it up within seconds. Returns the CRL's path.
+pub fn revoke(dir: &Path, cert: &Path) -> Result<PathBuf, DevInitError> {
+    let failed = |detail: String| DevInitError::Revoke {
+        cert: cert.to_owned(),
+        detail,
+    };
+    let read = |path: PathBuf| {
+        std::fs::read_to_string(&path).map_err(|e| failed(format!("{}: {e}", path.display())))
+    };
+    let ca = CertificateAuthority::from_pem(&read(dir.join("ca.crt"))?, &read(dir.join("ca.key"))?)
+        .map_err(|e| failed(e.to_string()))?;
+    let crl = dir.join(CRL_FILE);
+    let next_update = Validity::days_from_now(DEV_CERT_VALIDITY_DAYS).not_after;
+    pki::revoke(&ca, &crl, &read(cert.to_owned())?, next_update)
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(crl)
 }
 
 /// Why `dev-init` refused or failed. Variants up to [`DevInitError::OutNotDirectory`] are
@@ -210,6 +240,14 @@ pub enum DevInitError {
         path: PathBuf,
         /// The underlying error.
         source: io::Error,
+    },
+    /// `dev-revoke` could not add a certificate to the CA's CRL.
+    #[error("cannot revoke {cert}: {detail}")]
+    Revoke {
+        /// The certificate to revoke.
+        cert: PathBuf,
+        /// What failed.
+        detail: String,
     },
     /// A certificate could not be generated or written.
     #[error("cannot create the certificate of {what}: {source}")]

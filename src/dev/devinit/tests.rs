@@ -42,6 +42,7 @@ fn default_federation_is_complete_and_follows_the_layout() {
     for file in [
         "ca.crt",
         "ca.key",
+        "ca.crl",
         "suwon/node.crt",
         "suwon/node.key",
         "jeongeup/agencies/saeil.key",
@@ -549,4 +550,32 @@ fn quoting() {
         "'/tmp/my fed/ca.crt'"
     );
     assert_eq!(quote(Path::new("it's")), r"'it'\''s'");
+}
+
+/// The serials the PEM CRL at `path` lists.
+fn revoked_serials(path: &Path) -> Vec<Vec<u8>> {
+    let text = fs::read(path).expect("read CRL");
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&text).expect("PEM");
+    let (_, crl) = x509_parser::parse_x509_crl(&pem.contents).expect("CRL");
+    crl.iter_revoked_certificates()
+        .map(|r| r.raw_serial().to_vec())
+        .collect()
+}
+
+#[test]
+fn dev_init_writes_an_empty_crl_and_dev_revoke_adds_each_certificate_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let m = init(tmp.path(), DEFAULT_CENTERS, DEFAULT_BASE_PORT);
+    let fed = tmp.path().join("fed");
+    let crl = fed.join(CRL_FILE);
+    assert_eq!(revoked_serials(&crl), Vec::<Vec<u8>>::new());
+    let (cert, _) = m.agency_identity("suwon/employment").expect("agency");
+    let serial =
+        crate::dev::pki::serial_of(&fs::read_to_string(&cert).expect("cert")).expect("serial");
+    assert_eq!(revoke(&fed, &cert).expect("revoke"), crl);
+    assert_eq!(revoked_serials(&crl), std::slice::from_ref(&serial));
+    revoke(&fed, &cert).expect("again");
+    assert_eq!(revoked_serials(&crl), [serial]);
+    let err = revoke(&fed, &fed.join("nonexistent.crt")).expect_err("no such file");
+    assert!(err.to_string().contains("nonexistent.crt"), "{err}");
 }

@@ -91,8 +91,8 @@ pub struct Api {
     pub data_keys: Option<Arc<crate::core::vault::DataKeys>>,
     /// This node's center.
     pub center: CenterId,
-    /// Privacy officers registered at this node.
-    pub officers: Vec<crate::core::identity::OfficerId>,
+    /// Privacy officers registered at this node; replaced whole by a reload.
+    pub officers: tokio::sync::watch::Receiver<Arc<Vec<crate::core::identity::OfficerId>>>,
     /// Limits.
     pub limits: Limits,
 }

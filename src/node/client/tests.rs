@@ -1,11 +1,15 @@
 //! Unit tests of `node::client`.
 
+use super::config::read_certs;
 use super::*;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType,
     PKCS_ECDSA_P256_SHA256,
 };
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::PrivateKeyDer;
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 
 fn check_url(url: &str, expected: Option<(&str, &str)>) {
     let got = parse_https_url(url).ok();
