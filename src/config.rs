@@ -145,6 +145,14 @@ struct RawLimits {
     idle_timeout_ms: u64,
     #[serde(default = "default_body_read_timeout_ms")]
     body_read_timeout_ms: u64,
+    #[serde(default = "default_body_budget_bytes")]
+    body_budget_bytes: usize,
+    #[serde(default = "default_body_budget_identity_bytes")]
+    body_budget_identity_bytes: usize,
+    #[serde(default = "default_ledger_queue_bytes_max")]
+    ledger_queue_bytes_max: usize,
+    #[serde(default = "default_inbox_max")]
+    inbox_max: usize,
 }
 
 impl Default for RawLimits {
@@ -160,6 +168,10 @@ impl Default for RawLimits {
             connections_per_identity_max: default_connections_per_identity_max(),
             idle_timeout_ms: default_idle_timeout_ms(),
             body_read_timeout_ms: default_body_read_timeout_ms(),
+            body_budget_bytes: default_body_budget_bytes(),
+            body_budget_identity_bytes: default_body_budget_identity_bytes(),
+            ledger_queue_bytes_max: default_ledger_queue_bytes_max(),
+            inbox_max: default_inbox_max(),
         }
     }
 }
@@ -194,6 +206,18 @@ fn default_idle_timeout_ms() -> u64 {
 fn default_body_read_timeout_ms() -> u64 {
     BODY_READ_TIMEOUT_MS_DEFAULT
 }
+fn default_body_budget_bytes() -> usize {
+    BODY_BUDGET_BYTES_DEFAULT
+}
+fn default_body_budget_identity_bytes() -> usize {
+    BODY_BUDGET_IDENTITY_BYTES_DEFAULT
+}
+fn default_ledger_queue_bytes_max() -> usize {
+    LEDGER_QUEUE_BYTES_MAX_DEFAULT
+}
+fn default_inbox_max() -> usize {
+    INBOX_MAX_DEFAULT
+}
 
 /// Default `limits.handshake_timeout_ms`: a TLS handshake on a LAN or across the country
 /// takes milliseconds; three seconds leaves room for a loaded client and little for a
@@ -219,6 +243,27 @@ pub const IDLE_TIMEOUT_MS_LIMIT: u64 = 3_600_000;
 pub const BODY_READ_TIMEOUT_MS_DEFAULT: u64 = 15_000;
 /// Largest accepted `limits.body_read_timeout_ms`.
 pub const BODY_READ_TIMEOUT_MS_LIMIT: u64 = 300_000;
+/// Default `limits.body_budget_bytes`: request bodies the whole node buffers at once.
+/// Without it, 4,096 connections × 256 HTTP/2 streams × 1 MiB could ask for terabytes;
+/// 256 MiB is a quarter of the smallest host we deploy on (1 GiB), and at the measured
+/// ~2,000 pushes/s of 1 KiB–1 MiB bodies it is never the bottleneck of honest traffic
+/// (docs/performance.md).
+pub const BODY_BUDGET_BYTES_DEFAULT: usize = 256 << 20;
+/// Default `limits.body_budget_identity_bytes`: bodies one certificate identity buffers at
+/// once. A quarter of the node's budget, so one agency (or one leaked key) cannot take it
+/// all, and twice a federation batch (32 MiB), so a peer node's batch is always readable
+/// while another one is being answered.
+pub const BODY_BUDGET_IDENTITY_BYTES_DEFAULT: usize = 64 << 20;
+/// Default `limits.ledger_queue_bytes_max`: message bytes waiting for the ledger thread.
+/// Four federation batches' worth; the count bound (`ledger::QUEUE_LEN_MAX`) alone would
+/// let 16,384 queued 1 MiB pushes hold 16 GiB.
+pub const LEDGER_QUEUE_BYTES_MAX_DEFAULT: usize = 128 << 20;
+/// Largest accepted `limits.ledger_queue_bytes_max` (a semaphore's permits are `u32`).
+pub const LEDGER_QUEUE_BYTES_MAX_LIMIT: usize = u32::MAX as usize;
+/// Default `limits.inbox_max`: messages one local agency's inbox may hold. Like a
+/// federation outbox's `outbox_max`: an agency that stops pulling makes its senders wait
+/// (503) instead of growing the store without bound.
+pub const INBOX_MAX_DEFAULT: usize = 100_000;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -430,6 +475,14 @@ pub struct Limits {
     pub inbox_wait_max: Duration,
     /// Most messages one pull returns.
     pub inbox_pull_max: usize,
+    /// Request body bytes the whole node buffers at once; past it, 503 `busy`.
+    pub body_budget_bytes: usize,
+    /// Request body bytes one identity buffers at once; past it, 503 `busy`.
+    pub body_budget_identity_bytes: usize,
+    /// Message bytes that may wait in the ledger's queue; past it, senders wait.
+    pub ledger_queue_bytes_max: usize,
+    /// Most messages one local agency's inbox holds; past it, 503 `inbox-full`.
+    pub inbox_max: usize,
 }
 
 impl Config {
@@ -534,6 +587,40 @@ impl Config {
                 "must be between 1 and 1000".into(),
             ));
         }
+        // A body the identity's budget cannot hold could never be read: refuse the config
+        // rather than answer every such push 503 for ever.
+        if limits.body_budget_identity_bytes < limits.body_bytes_max {
+            return Err(invalid(
+                "limits.body_budget_identity_bytes",
+                format!(
+                    "must be at least body_bytes_max ({})",
+                    limits.body_bytes_max
+                ),
+            ));
+        }
+        if limits.body_budget_bytes < limits.body_budget_identity_bytes {
+            return Err(invalid(
+                "limits.body_budget_bytes",
+                format!(
+                    "must be at least body_budget_identity_bytes ({})",
+                    limits.body_budget_identity_bytes
+                ),
+            ));
+        }
+        if limits.ledger_queue_bytes_max < limits.body_bytes_max
+            || limits.ledger_queue_bytes_max > LEDGER_QUEUE_BYTES_MAX_LIMIT
+        {
+            return Err(invalid(
+                "limits.ledger_queue_bytes_max",
+                format!(
+                    "must be between body_bytes_max ({}) and {LEDGER_QUEUE_BYTES_MAX_LIMIT}",
+                    limits.body_bytes_max
+                ),
+            ));
+        }
+        if limits.inbox_max == 0 {
+            return Err(invalid("limits.inbox_max", "must be at least 1".into()));
+        }
 
         if !(-DANGER_OFFSET_S_LIMIT..=DANGER_OFFSET_S_LIMIT).contains(&raw.clock.danger_offset_s) {
             return Err(invalid(
@@ -619,6 +706,10 @@ impl Config {
                 inbox_lease: Duration::from_millis(limits.inbox_lease_ms),
                 inbox_wait_max: Duration::from_secs(limits.inbox_wait_s_max),
                 inbox_pull_max: limits.inbox_pull_max,
+                body_budget_bytes: limits.body_budget_bytes,
+                body_budget_identity_bytes: limits.body_budget_identity_bytes,
+                ledger_queue_bytes_max: limits.ledger_queue_bytes_max,
+                inbox_max: limits.inbox_max,
             },
             schemas: match &raw.schemas.dir {
                 Some(dir) => SchemaSource::Dir(base.join(dir)),
