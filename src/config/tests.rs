@@ -110,7 +110,10 @@ fn each_mistake_names_its_key() {
 body_budget_bytes = 1048576",
             "limits.body_budget_bytes",
         ),
-        ("ledger_queue_bytes_max = 1000", "limits.ledger_queue_bytes_max"),
+        (
+            "ledger_queue_bytes_max = 1000",
+            "limits.ledger_queue_bytes_max",
+        ),
         ("inbox_max = 0", "limits.inbox_max"),
     ] {
         check_err(&format!("{GOOD}\n[limits]\n{line}\n"), key);

@@ -142,7 +142,9 @@ impl Inbox {
             if now >= deadline || *closing.borrow_and_update() {
                 return Ok(Vec::new());
             }
-            let expiry = self.next_expiry(recipient, now).map_or(deadline, |e| e.min(deadline));
+            let expiry = self
+                .next_expiry(recipient, now)
+                .map_or(deadline, |e| e.min(deadline));
             tokio::select! {
                 changed = durable.changed() => {
                     if changed.is_err() {

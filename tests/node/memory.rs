@@ -71,10 +71,15 @@ async fn push_held_open(
             .await
             .expect("HTTP/2 handshake");
     let (tx, rx) = mpsc::channel(4);
-    tx.send(Bytes::from_static(b"{\"type\":")).await.expect("first bytes");
+    tx.send(Bytes::from_static(b"{\"type\":"))
+        .await
+        .expect("first bytes");
     let request = Request::builder()
         .method(Method::POST)
-        .uri(format!("https://localhost:{}/v1/messages", node.addr().port()))
+        .uri(format!(
+            "https://localhost:{}/v1/messages",
+            node.addr().port()
+        ))
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .header(hyper::header::CONTENT_LENGTH, declared)
         .body(Trickle(rx))
@@ -147,10 +152,7 @@ async fn a_full_inbox_refuses_pushes_until_its_agency_acks() {
     );
     // A pull alone makes no room: the messages are still the agency's to acknowledge.
     let welfare = node.agent("suwon/welfare", HttpVersion::Http1);
-    assert_eq!(
-        ids_of(&pull(&welfare, "max=1").await),
-        ["ref-inbox-1"]
-    );
+    assert_eq!(ids_of(&pull(&welfare, "max=1").await), ["ref-inbox-1"]);
     assert_problem(
         &push(&employment, &fed.referral("ref-inbox-3")).await,
         503,
@@ -188,7 +190,11 @@ async fn reports_with_more_rows_than_their_limit_are_cut_and_say_so() {
 
     let path = format!("/v1/privacy/subjects/{subject}/disclosures");
     let (_, whole) = get(path.clone()).await;
-    assert_eq!(whole["disclosures"].as_array().expect("list").len(), 2, "{whole}");
+    assert_eq!(
+        whole["disclosures"].as_array().expect("list").len(),
+        2,
+        "{whole}"
+    );
     assert_eq!(whole["truncated"], false, "{whole}");
     let (response, cut) = get(format!("{path}?limit=1")).await;
     let rows = cut["disclosures"].as_array().expect("list");
@@ -199,7 +205,10 @@ async fn reports_with_more_rows_than_their_limit_are_cut_and_say_so() {
 
     let (_, consents) = get("/v1/privacy/consents".into()).await;
     let all = consents["consents"].as_array().expect("list").len();
-    assert!(all >= 2, "the examples register several consents: {consents}");
+    assert!(
+        all >= 2,
+        "the examples register several consents: {consents}"
+    );
     let (_, cut) = get("/v1/privacy/consents?limit=1".into()).await;
     assert_eq!(cut["consents"].as_array().expect("list").len(), 1, "{cut}");
     assert_eq!(cut["truncated"], true, "{cut}");
@@ -222,7 +231,9 @@ async fn one_agencys_large_pulls_do_not_stall_another_agencys_pull() {
         for i in 0..10 {
             let agent = employment.clone();
             let body = fed.referral(&format!("ref-bulk-{chunk}-{i}"));
-            pushes.push(tokio::spawn(async move { push_accepted(&agent, &body).await }));
+            pushes.push(tokio::spawn(
+                async move { push_accepted(&agent, &body).await },
+            ));
         }
         for p in pushes {
             p.await.expect("push");

@@ -88,7 +88,11 @@ impl Api {
             return Err(too_large());
         }
         let unread = req.extensions().get::<UnreadBody>().cloned();
-        let scope = req.extensions().get::<BodyScope>().cloned().unwrap_or_default();
+        let scope = req
+            .extensions()
+            .get::<BodyScope>()
+            .cloned()
+            .unwrap_or_default();
         let mut grant = self.body_budget.grant(scope.identity.clone());
         let mut body = req.into_body();
         let refused = |problem: Problem, body: Incoming| {

@@ -110,7 +110,11 @@ impl Api {
             Ok(limit) => limit,
             Err(e) => return Err(Problem::bad_request(e.to_string())),
         };
-        let (store, keys, who) = (self.store.clone(), self.data_keys.clone(), subject.to_owned());
+        let (store, keys, who) = (
+            self.store.clone(),
+            self.data_keys.clone(),
+            subject.to_owned(),
+        );
         // The scan and the record reads run on the blocking pool (see `report`).
         let (list, truncated) = tokio::task::spawn_blocking(move || {
             disclosures_of(&store, keys.as_deref(), &who, limit)

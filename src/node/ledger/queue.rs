@@ -74,9 +74,10 @@ impl QueueBytes {
 mod tests {
     use super::*;
 
-    const WAIT: Duration = Duration::from_millis(100);
+    /// Short: these tests wait for real (tokio's test-util clock is not in the build).
+    const WAIT: Duration = Duration::from_millis(50);
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_sender_waits_for_room_and_gets_it_when_bytes_come_back() {
         let queue = QueueBytes::new(100, WAIT * 10);
         let first = queue.take(80).await.expect("room");
@@ -93,7 +94,7 @@ mod tests {
         assert_eq!(queue.available(), 100);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_sender_that_finds_no_room_in_time_is_told_busy() {
         let queue = QueueBytes::new(100, WAIT);
         let _held = queue.take(100).await.expect("room");
@@ -101,7 +102,7 @@ mod tests {
         assert_eq!(queue.available(), 0, "the refused sender took nothing");
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_command_larger_than_the_bound_takes_it_all_instead_of_waiting_for_ever() {
         let queue = QueueBytes::new(100, WAIT);
         let whole = queue.take(1_000).await.expect("a large command alone");

@@ -59,9 +59,7 @@ impl Store {
     }
 
     /// How many messages wait in each local agency's inbox.
-    pub fn inbox_lengths(
-        &self,
-    ) -> Result<std::collections::HashMap<AgencyId, usize>, StoreError> {
+    pub fn inbox_lengths(&self) -> Result<std::collections::HashMap<AgencyId, usize>, StoreError> {
         let mut lengths = std::collections::HashMap::new();
         for item in self.scan_prefix(vec![INBOX]) {
             let (k, _) = item?;
