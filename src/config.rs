@@ -17,12 +17,6 @@ use crate::core::message::MessageType;
 pub use crate::core::routing::LocalDirectory;
 pub use crate::core::schema::SchemaSource;
 
-/// Largest accepted `limits.body_bytes_max`: a request is buffered whole, validated and
-/// sealed in memory, and a federation batch carries up to `batch_max` of them. (The store
-/// keeps any size inside the one file it fsyncs: a large record is stored in pieces, see
-/// `store::pieces`.)
-pub const BODY_BYTES_MAX_LIMIT: usize = 1 << 20;
-
 /// Why a configuration is unusable. Always the operator's to fix; the message names the
 /// file and the key.
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +143,14 @@ struct RawLimits {
     body_read_timeout_ms: u64,
     #[serde(default = "default_connection_age_max_s")]
     connection_age_max_s: u64,
+    #[serde(default = "default_body_budget_bytes")]
+    body_budget_bytes: usize,
+    #[serde(default = "default_body_budget_identity_bytes")]
+    body_budget_identity_bytes: usize,
+    #[serde(default = "default_ledger_queue_bytes_max")]
+    ledger_queue_bytes_max: usize,
+    #[serde(default = "default_inbox_max")]
+    inbox_max: usize,
 }
 
 impl Default for RawLimits {
@@ -165,6 +167,10 @@ impl Default for RawLimits {
             idle_timeout_ms: default_idle_timeout_ms(),
             body_read_timeout_ms: default_body_read_timeout_ms(),
             connection_age_max_s: default_connection_age_max_s(),
+            body_budget_bytes: default_body_budget_bytes(),
+            body_budget_identity_bytes: default_body_budget_identity_bytes(),
+            ledger_queue_bytes_max: default_ledger_queue_bytes_max(),
+            inbox_max: default_inbox_max(),
         }
     }
 }
@@ -203,39 +209,21 @@ fn default_connection_age_max_s() -> u64 {
     CONNECTION_AGE_MAX_S_DEFAULT
 }
 
-/// Default `limits.handshake_timeout_ms`: a TLS handshake on a LAN or across the country
-/// takes milliseconds; three seconds leaves room for a loaded client and little for a
-/// slowloris.
-pub const HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 3_000;
-/// Largest accepted `limits.handshake_timeout_ms`.
-pub const HANDSHAKE_TIMEOUT_MS_LIMIT: u64 = 30_000;
-/// Default `limits.handshakes_max`: connections still in the TLS handshake (not yet
-/// authenticated). Small next to `connections_max`, so unauthenticated sockets can never
-/// take the slots of authenticated clients.
-pub const HANDSHAKES_MAX_DEFAULT: usize = 128;
-/// Default `limits.connections_per_identity_max`: one agency system's pool of connections
-/// (HTTP/2 multiplexes up to 256 requests on each), so one identity (or one leaked key)
-/// cannot hold every slot.
-pub const CONNECTIONS_PER_IDENTITY_MAX_DEFAULT: usize = 64;
-/// Default `limits.idle_timeout_ms`: a connection with no open request for this long is
-/// closed (gracefully: HTTP/2 GOAWAY, HTTP/1.1 close between requests).
-pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 60_000;
-/// Largest accepted `limits.idle_timeout_ms`.
-pub const IDLE_TIMEOUT_MS_LIMIT: u64 = 3_600_000;
-/// Default `limits.body_read_timeout_ms`: the whole request body must arrive within this
-/// time after the handler starts reading it (1 MiB at a slow 1 Mbit/s takes 8 s), else 408.
-pub const BODY_READ_TIMEOUT_MS_DEFAULT: u64 = 15_000;
-/// Largest accepted `limits.body_read_timeout_ms`.
-pub const BODY_READ_TIMEOUT_MS_LIMIT: u64 = 300_000;
-/// Default `limits.connection_age_max_s`: a connection older than this is closed gracefully
-/// (HTTP/2 GOAWAY, HTTP/1.1 close after the current response) and the client reconnects,
-/// with a full handshake against the current CA bundle and CRLs. It bounds how long a
-/// certificate revoked by a CRL the node cannot match to an open connection (or revoked
-/// while the node could not reload) keeps being served; an hour costs a busy agency one
-/// handshake an hour per connection.
-pub const CONNECTION_AGE_MAX_S_DEFAULT: u64 = 3_600;
-/// Largest accepted `limits.connection_age_max_s`: one day.
-pub const CONNECTION_AGE_MAX_S_LIMIT: u64 = 86_400;
+fn default_body_budget_bytes() -> usize {
+    BODY_BUDGET_BYTES_DEFAULT
+}
+fn default_body_budget_identity_bytes() -> usize {
+    BODY_BUDGET_IDENTITY_BYTES_DEFAULT
+}
+fn default_ledger_queue_bytes_max() -> usize {
+    LEDGER_QUEUE_BYTES_MAX_DEFAULT
+}
+fn default_inbox_max() -> usize {
+    INBOX_MAX_DEFAULT
+}
+
+mod limits;
+pub use self::limits::*;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -453,6 +441,14 @@ pub struct Limits {
     pub inbox_wait_max: Duration,
     /// Most messages one pull returns.
     pub inbox_pull_max: usize,
+    /// Request body bytes the whole node buffers at once; past it, 503 `busy`.
+    pub body_budget_bytes: usize,
+    /// Request body bytes one identity buffers at once; past it, 503 `busy`.
+    pub body_budget_identity_bytes: usize,
+    /// Message bytes that may wait in the ledger's queue; past it, senders wait.
+    pub ledger_queue_bytes_max: usize,
+    /// Most messages one local agency's inbox holds; past it, 503 `inbox-full`.
+    pub inbox_max: usize,
 }
 
 impl Config {
@@ -565,6 +561,40 @@ impl Config {
                 "must be between 1 and 1000".into(),
             ));
         }
+        // A body the identity's budget cannot hold could never be read: refuse the config
+        // rather than answer every such push 503 for ever.
+        if limits.body_budget_identity_bytes < limits.body_bytes_max {
+            return Err(invalid(
+                "limits.body_budget_identity_bytes",
+                format!(
+                    "must be at least body_bytes_max ({})",
+                    limits.body_bytes_max
+                ),
+            ));
+        }
+        if limits.body_budget_bytes < limits.body_budget_identity_bytes {
+            return Err(invalid(
+                "limits.body_budget_bytes",
+                format!(
+                    "must be at least body_budget_identity_bytes ({})",
+                    limits.body_budget_identity_bytes
+                ),
+            ));
+        }
+        if limits.ledger_queue_bytes_max < limits.body_bytes_max
+            || limits.ledger_queue_bytes_max > LEDGER_QUEUE_BYTES_MAX_LIMIT
+        {
+            return Err(invalid(
+                "limits.ledger_queue_bytes_max",
+                format!(
+                    "must be between body_bytes_max ({}) and {LEDGER_QUEUE_BYTES_MAX_LIMIT}",
+                    limits.body_bytes_max
+                ),
+            ));
+        }
+        if limits.inbox_max == 0 {
+            return Err(invalid("limits.inbox_max", "must be at least 1".into()));
+        }
 
         let crls = crls(&raw.tls, base, &invalid)?;
 
@@ -654,6 +684,10 @@ impl Config {
                 inbox_lease: Duration::from_millis(limits.inbox_lease_ms),
                 inbox_wait_max: Duration::from_secs(limits.inbox_wait_s_max),
                 inbox_pull_max: limits.inbox_pull_max,
+                body_budget_bytes: limits.body_budget_bytes,
+                body_budget_identity_bytes: limits.body_budget_identity_bytes,
+                ledger_queue_bytes_max: limits.ledger_queue_bytes_max,
+                inbox_max: limits.inbox_max,
             },
             schemas: match &raw.schemas.dir {
                 Some(dir) => SchemaSource::Dir(base.join(dir)),

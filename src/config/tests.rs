@@ -107,6 +107,21 @@ fn each_mistake_names_its_key() {
             "body_read_timeout_ms = 999999999",
             "limits.body_read_timeout_ms",
         ),
+        // A budget that cannot hold one body, or a node budget below one identity's.
+        (
+            "body_budget_identity_bytes = 1000",
+            "limits.body_budget_identity_bytes",
+        ),
+        (
+            "body_budget_identity_bytes = 2097152
+body_budget_bytes = 1048576",
+            "limits.body_budget_bytes",
+        ),
+        (
+            "ledger_queue_bytes_max = 1000",
+            "limits.ledger_queue_bytes_max",
+        ),
+        ("inbox_max = 0", "limits.inbox_max"),
     ] {
         check_err(&format!("{GOOD}\n[limits]\n{line}\n"), key);
     }

@@ -13,9 +13,15 @@
 //! - A pull is answered only after the ledger has durably recorded the lease in the audit
 //!   log (the disclosure is on record before it happens).
 //! - A record that fails verification is not served; it is logged and stays in the inbox.
+//! - The lease bookkeeping's lock is held only for in-memory work (reserving candidates,
+//!   dropping leases), never across a store read or a payload open: those run on tokio's
+//!   blocking pool, so one agency's large or slow pull never stalls another's.
+//! - A waiting long poll scans again only when something can have changed for it: the
+//!   durable sequence moved (and then only the entries above what it scanned), one of its
+//!   recipient's leases expired, or a lease was given back (then from the inbox's floor).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -26,9 +32,6 @@ use crate::core::message::MessageId;
 use crate::core::vault::DataKeys;
 use crate::node::ledger::{LeaseItem, Ledger, LedgerError};
 use crate::node::store::{MessageRecord, Store, StoreError};
-
-/// How often a waiting pull looks again for leases that expired meanwhile.
-const EXPIRY_RECHECK: Duration = Duration::from_millis(250);
 
 /// Why a pull failed.
 #[derive(Debug, thiserror::Error)]
@@ -43,23 +46,47 @@ pub enum InboxError {
 
 /// The inboxes of this node's agencies.
 pub struct Inbox {
-    store: Store,
+    shared: Arc<Shared>,
     ledger: Ledger,
-    lease: Duration,
-    leases: Mutex<HashMap<MessageId, Instant>>,
-    /// Per recipient, the lowest sequence number its inbox may still hold: a pull scans from
-    /// there, not over everything acknowledged before it. Sound because an inbox entry's
-    /// sequence number is that of the audit entry that took the message, so a new entry is
-    /// always above every durable one; and an entry once gone never comes back.
-    floors: Mutex<HashMap<AgencyId, u64>>,
+    /// Bumped when leases are given back before they expire (recording them failed), so
+    /// waiting pulls look again from their floor.
+    released: watch::Sender<u64>,
     closing: watch::Receiver<bool>,
+}
+
+/// What a pull's store work (on the blocking pool) needs.
+struct Shared {
+    store: Store,
+    lease: Duration,
     /// Opens payloads stored sealed.
-    keys: Option<std::sync::Arc<DataKeys>>,
+    keys: Option<Arc<DataKeys>>,
+    /// Per recipient, its leases and floor. Invariant: locked only for in-memory work.
+    recipients: Mutex<HashMap<AgencyId, Recipient>>,
+}
+
+/// One recipient's in-memory state.
+#[derive(Debug, Default)]
+struct Recipient {
+    /// Messages handed out, until when.
+    leases: HashMap<MessageId, Instant>,
+    /// The lowest sequence number its inbox may still hold: a pull scans from there, not
+    /// over everything acknowledged before it. Sound because an inbox entry's sequence
+    /// number is that of the audit entry that took the message, so a new entry is always
+    /// above every durable one; and an entry once gone never comes back.
+    floor: Option<u64>,
+}
+
+impl Recipient {
+    fn leased(&self, id: &MessageId, now: Instant) -> bool {
+        self.leases.get(id).is_some_and(|until| *until > now)
+    }
 }
 
 impl std::fmt::Debug for Inbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inbox").field("lease", &self.lease).finish()
+        f.debug_struct("Inbox")
+            .field("lease", &self.shared.lease)
+            .finish()
     }
 }
 
@@ -72,16 +99,18 @@ impl Inbox {
         ledger: Ledger,
         lease: Duration,
         closing: watch::Receiver<bool>,
-        keys: Option<std::sync::Arc<DataKeys>>,
+        keys: Option<Arc<DataKeys>>,
     ) -> Inbox {
         Inbox {
-            store,
+            shared: Arc::new(Shared {
+                store,
+                lease,
+                keys,
+                recipients: Mutex::new(HashMap::new()),
+            }),
             ledger,
-            lease,
-            leases: Mutex::new(HashMap::new()),
-            floors: Mutex::new(HashMap::new()),
+            released: watch::Sender::new(0),
             closing,
-            keys,
         }
     }
 
@@ -95,25 +124,35 @@ impl Inbox {
     ) -> Result<Vec<MessageRecord>, InboxError> {
         let deadline = Instant::now() + wait;
         let mut durable = self.ledger.subscribe();
+        let mut released = self.released.subscribe();
         let mut closing = self.closing.clone();
+        // Where the next scan starts: `None` from the floor; `Some(seq)` from `seq`, when
+        // everything below it was looked at and nothing there can have turned available.
+        let mut from = None;
         loop {
             durable.borrow_and_update();
-            let taken = self.take(recipient, max)?;
+            released.borrow_and_update();
+            let durable_seq = self.ledger.durable_seq();
+            let taken = self.take(recipient, max, from, durable_seq).await?;
             if !taken.is_empty() {
                 return self.record_lease(recipient, taken).await;
             }
+            from = Some(durable_seq);
             let now = Instant::now();
             if now >= deadline || *closing.borrow_and_update() {
                 return Ok(Vec::new());
             }
-            let recheck = (now + EXPIRY_RECHECK).min(deadline);
+            let expiry = self
+                .next_expiry(recipient, now)
+                .map_or(deadline, |e| e.min(deadline));
             tokio::select! {
                 changed = durable.changed() => {
                     if changed.is_err() {
                         return Err(LedgerError::Stopped.into());
                     }
                 }
-                _ = tokio::time::sleep_until(recheck) => {}
+                _ = tokio::time::sleep_until(expiry) => from = None,
+                _ = released.changed() => from = None,
                 _ = closing.changed() => {}
             }
         }
@@ -127,75 +166,46 @@ impl Inbox {
         ids: Vec<MessageId>,
     ) -> Result<Vec<MessageId>, LedgerError> {
         let acked = self.ledger.ack(recipient.clone(), ids).await?;
-        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        for id in &acked {
-            leases.remove(id);
+        let mut recipients = self.shared.lock();
+        if let Some(r) = recipients.get_mut(recipient) {
+            for id in &acked {
+                r.leases.remove(id);
+            }
         }
         Ok(acked)
     }
 
-    /// Picks up to `max` visible, unleased messages and leases them in memory.
-    fn take(&self, recipient: &AgencyId, max: usize) -> Result<Vec<MessageRecord>, StoreError> {
-        let durable_seq = self.ledger.durable_seq();
-        let now = Instant::now();
-        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        let mut taken = Vec::new();
-        let floor = self
-            .floors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(recipient)
-            .copied();
-        // Everything below `durable_seq` is in the store already; the first entry seen is
-        // the lowest the inbox holds (nothing below it can appear any more).
-        let mut lowest = durable_seq;
-        for entry in self
-            .store
-            .inbox(recipient, floor.and_then(|f| f.checked_sub(1)))
+    /// When the first of `recipient`'s leases runs out (leases run out already are
+    /// dropped on the way: an expired lease is as good as none).
+    fn next_expiry(&self, recipient: &AgencyId, now: Instant) -> Option<Instant> {
+        let mut recipients = self.shared.lock();
+        let r = recipients.get_mut(recipient)?;
+        r.leases.retain(|_, until| *until > now);
+        r.leases.values().min().copied()
+    }
+
+    /// Picks up to `max` visible, unleased messages of `recipient` from `from` (or its
+    /// floor) below `durable_seq`, and leases them in memory; on the blocking pool.
+    async fn take(
+        &self,
+        recipient: &AgencyId,
+        max: usize,
+        from: Option<u64>,
+        durable_seq: u64,
+    ) -> Result<Vec<MessageRecord>, InboxError> {
+        let shared = Arc::clone(&self.shared);
+        let recipient = recipient.clone();
+        match tokio::task::spawn_blocking(move || shared.take(&recipient, max, from, durable_seq))
+            .await
         {
-            let entry = entry?;
-            lowest = lowest.min(entry.seq);
-            if entry.seq >= durable_seq {
-                break;
-            }
-            match leases.get(&entry.id) {
-                Some(until) if *until > now => continue,
-                _ => {}
-            }
-            // Both records must verify; a damaged one is logged and skipped, never served,
-            // and never allowed to block the rest of the inbox.
-            let record = self.store.message(&entry.id).and_then(|m| match m {
-                Some(m) => self.store.delivery_of(&m).map(|_| Some(m)),
-                None => Ok(None),
-            });
-            match record {
-                Ok(Some(mut record)) => match record.open(self.keys.as_deref()) {
-                    Ok(payload) => {
-                        record.payload = Some(payload);
-                        record.sealed = None;
-                        leases.insert(entry.id, now + self.lease);
-                        taken.push(record);
-                    }
-                    Err(e) => {
-                        tracing::error!(message_id = %entry.id, error = %e, "payload does not open; not served");
-                    }
-                },
-                Ok(None) => {
-                    tracing::error!(message_id = %entry.id, "inbox entry points at a missing message; skipped");
-                }
-                Err(e) => {
-                    tracing::error!(message_id = %entry.id, error = %e, "corrupt record not served");
-                }
-            }
-            if taken.len() >= max {
-                break;
-            }
+            Ok(taken) => Ok(taken?),
+            // A panic in the scan is this task's, as if it had run here.
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Cancelled: the runtime is shutting down.
+                Err(_) => Err(LedgerError::Stopped.into()),
+            },
         }
-        self.floors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(recipient.clone(), lowest);
-        Ok(taken)
     }
 
     async fn record_lease(
@@ -220,13 +230,134 @@ impl Inbox {
                 .filter(|m| leased.iter().any(|id| id.as_str() == m.id))
                 .collect()),
             Err(e) => {
-                let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-                for m in &taken {
-                    if let Some(id) = MessageId::parse(&m.id) {
-                        leases.remove(&id);
-                    }
-                }
+                let ids = taken.iter().filter_map(|m| MessageId::parse(&m.id));
+                self.shared.release(recipient, ids);
+                self.released.send_modify(|n| *n = n.wrapping_add(1));
                 Err(e.into())
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AgencyId, Recipient>> {
+        self.recipients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives back the leases of `ids`.
+    fn release(&self, recipient: &AgencyId, ids: impl Iterator<Item = MessageId>) {
+        let mut recipients = self.lock();
+        if let Some(r) = recipients.get_mut(recipient) {
+            for id in ids {
+                r.leases.remove(&id);
+            }
+        }
+    }
+
+    /// [`Inbox::take`], on the calling (blocking) thread: the index is scanned without the
+    /// lock, candidates are reserved (leased) under it in chunks, and their records are
+    /// read and opened without it; one that fails is logged and its reservation given back.
+    fn take(
+        &self,
+        recipient: &AgencyId,
+        max: usize,
+        from: Option<u64>,
+        durable_seq: u64,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let floor = self.lock().get(recipient).and_then(|r| r.floor);
+        let start = match (from, floor) {
+            (Some(from), Some(floor)) => Some(from.max(floor)),
+            (from, floor) => from.or(floor),
+        };
+        let mut taken = Vec::new();
+        let mut candidates = Vec::new();
+        // Everything below `durable_seq` is in the store already; scanning from the floor,
+        // the first entry seen is the lowest the inbox holds (nothing below it can appear).
+        let mut lowest = durable_seq;
+        for entry in self
+            .store
+            .inbox(recipient, start.and_then(|s| s.checked_sub(1)))
+        {
+            let entry = entry?;
+            lowest = lowest.min(entry.seq);
+            if entry.seq >= durable_seq {
+                break;
+            }
+            candidates.push(entry.id);
+            if candidates.len() >= max - taken.len() {
+                self.reserve_and_open(recipient, &mut candidates, &mut taken);
+                if taken.len() >= max {
+                    break;
+                }
+            }
+        }
+        self.reserve_and_open(recipient, &mut candidates, &mut taken);
+        if from.is_none() {
+            self.lock().entry(recipient.clone()).or_default().floor = Some(lowest);
+        }
+        Ok(taken)
+    }
+
+    /// Leases those of `candidates` no one holds (under the lock), then reads and opens
+    /// them (without it) into `taken`.
+    fn reserve_and_open(
+        &self,
+        recipient: &AgencyId,
+        candidates: &mut Vec<MessageId>,
+        taken: &mut Vec<MessageRecord>,
+    ) {
+        if candidates.is_empty() {
+            return;
+        }
+        let reserved: Vec<MessageId> = {
+            let now = Instant::now();
+            let mut recipients = self.lock();
+            let r = recipients.entry(recipient.clone()).or_default();
+            let mut reserved = Vec::with_capacity(candidates.len());
+            for id in candidates.drain(..) {
+                if !r.leased(&id, now) {
+                    r.leases.insert(id.clone(), now + self.lease);
+                    reserved.push(id);
+                }
+            }
+            reserved
+        };
+        let mut failed = Vec::new();
+        for id in reserved {
+            match self.open(&id) {
+                Some(record) => taken.push(record),
+                None => failed.push(id),
+            }
+        }
+        self.release(recipient, failed.into_iter());
+    }
+
+    /// Message `id` with its payload opened, if both its records verify; a damaged one is
+    /// logged and skipped, never served, and never allowed to block the rest of the inbox.
+    fn open(&self, id: &MessageId) -> Option<MessageRecord> {
+        let record = self.store.message(id).and_then(|m| match m {
+            Some(m) => self.store.delivery_of(&m).map(|_| Some(m)),
+            None => Ok(None),
+        });
+        match record {
+            Ok(Some(mut record)) => match record.open(self.keys.as_deref()) {
+                Ok(payload) => {
+                    record.payload = Some(payload);
+                    record.sealed = None;
+                    Some(record)
+                }
+                Err(e) => {
+                    tracing::error!(message_id = %id, error = %e, "payload does not open; not served");
+                    None
+                }
+            },
+            Ok(None) => {
+                tracing::error!(message_id = %id, "inbox entry points at a missing message; skipped");
+                None
+            }
+            Err(e) => {
+                tracing::error!(message_id = %id, error = %e, "corrupt record not served");
+                None
             }
         }
     }

@@ -248,6 +248,8 @@ impl Node {
                 .federation
                 .as_ref()
                 .map_or(LedgerOptions::default().outbox_max, |f| f.outbox_max),
+            inbox_max: config.limits.inbox_max,
+            queue_bytes_max: config.limits.ledger_queue_bytes_max,
             checkpoints: match (&config.federation, &signing_key) {
                 (Some(f), Some(key)) => Some(CheckpointPolicy {
                     node: config.center.clone(),
@@ -298,6 +300,10 @@ impl Node {
             center: config.center.clone(),
             officers: officers_rx,
             limits: config.limits.clone(),
+            body_budget: crate::node::api::budget::BodyBudget::new(
+                config.limits.body_budget_bytes,
+                config.limits.body_budget_identity_bytes,
+            ),
         };
         Ok(Node {
             center: config.center.clone(),

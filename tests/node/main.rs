@@ -13,6 +13,8 @@
 //!   connections), the connection age bound, and reloading trust and config;
 //! - `limits`: connection budgets before and after authentication, idle connections,
 //!   slow and oversized bodies;
+//! - `memory`: what an authenticated flood can make a node hold: the body budget, the
+//!   inbox bound, report rows, and pulls that do not stall each other;
 //! - `endpoints`: health, readiness, OpenAPI, unknown paths and methods;
 //! - `durability`: restart, crash under load, and corrupt records;
 //! - `audit`: the audit chain on disk and `plusgate audit verify`;
@@ -37,6 +39,7 @@ mod enforcement;
 mod federation;
 mod inbox;
 mod limits;
+mod memory;
 mod privacy;
 mod push;
 mod reports;

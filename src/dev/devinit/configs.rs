@@ -39,6 +39,10 @@ body_read_timeout_ms = 15000      # a request body must arrive within this, else
 inbox_lease_ms = 30000
 inbox_wait_s_max = 30
 inbox_pull_max = 100
+inbox_max = 100000                # messages waiting per agency inbox, else 503 inbox-full
+body_budget_bytes = 268435456     # request bodies buffered at once, node-wide, else 503 busy
+body_budget_identity_bytes = 67108864  # … and per client-certificate identity
+ledger_queue_bytes_max = 134217728     # message bytes waiting for the ledger (backpressure)
 
 [federation]                      # agencies come from the signed directory
 directory = "../directory.json"   # signed by the federation authority, whose

@@ -11,6 +11,11 @@
 //!   handle is reset with CANCEL, and a client then sees only a stream error; kept, the
 //!   answer goes out whole first and the stream is then reset with NO_ERROR, which clients
 //!   accept as "the server answered early" (RFC 9113 §8.1).
+//! - a body is buffered only within the body budget ([`super::budget`]): its declared
+//!   length is granted before the first byte is read, a streamed body's frames as they
+//!   come; a request that finds the budget exhausted gets 503 `busy` with `Retry-After`,
+//!   its body unread, and the grant is held until the request's handler returns (the
+//!   parsed JSON lives that long);
 //! - the JSON is parsed strictly: a duplicate key is a 400, never silently the last one.
 
 use std::convert::Infallible;
@@ -26,7 +31,13 @@ use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::budget::{Exhausted, Grant};
 use super::{Api, Problem, Resp};
+use crate::core::identity::Identity;
+
+/// Seconds a client is asked to wait when the body budget is exhausted: bodies are read
+/// within `body_read_timeout_ms` and handled in milliseconds, so room comes back fast.
+const BUSY_RETRY_AFTER_S: u32 = 1;
 
 impl Api {
     /// Reads a JSON body: content type checked (415), size bounded (413), duplicate keys
@@ -77,18 +88,31 @@ impl Api {
             return Err(too_large());
         }
         let unread = req.extensions().get::<UnreadBody>().cloned();
+        let scope = req
+            .extensions()
+            .get::<BodyScope>()
+            .cloned()
+            .unwrap_or_default();
+        let mut grant = self.body_budget.grant(scope.identity.clone());
         let mut body = req.into_body();
-        let timeout = self.limits.body_read_timeout;
-        let read = tokio::time::timeout(timeout, read_up_to(&mut body, limit)).await;
         let refused = |problem: Problem, body: Incoming| {
             if let Some(unread) = &unread {
                 unread.keep(body);
             }
             problem
         };
+        if let Some(declared) = declared {
+            // Within `limit` (checked above), so it fits a usize.
+            if let Err(e) = grant.grow(declared as usize) {
+                return Err(refused(busy(e), body));
+            }
+        }
+        let timeout = self.limits.body_read_timeout;
+        let read = tokio::time::timeout(timeout, read_up_to(&mut body, limit, &mut grant)).await;
         let bytes = match read {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(ReadError::TooLarge)) => return Err(refused(too_large(), body)),
+            Ok(Err(ReadError::Busy(e))) => return Err(refused(busy(e), body)),
             Ok(Err(ReadError::Transport(e))) => {
                 return Err(Problem::bad_request(format!(
                     "could not read the body: {e}"
@@ -107,12 +131,52 @@ impl Api {
                 return Err(refused(problem, body));
             }
         };
-        crate::core::json::parse_strict(&bytes).map_err(|e| {
+        let parsed = crate::core::json::parse_strict(&bytes).map_err(|e| {
             Problem::bad_request(format!(
                 "the body is not valid JSON: {}",
                 crate::core::json::describe_error(&e)
             ))
-        })
+        });
+        // The parsed value lives on in the handler: the bytes stay granted until it returns.
+        scope.keep(grant);
+        parsed
+    }
+}
+
+/// 503 `busy`: the body budget is exhausted; nothing was read.
+fn busy(why: Exhausted) -> Problem {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        "Busy",
+        format!("{why}; nothing was read or accepted, retry later"),
+    )
+    .retry_after(BUSY_RETRY_AFTER_S)
+}
+
+/// What a request's body reading needs from its connection and keeps for its handler: the
+/// caller's identity (whose share of the budget the body takes) and the grants taken, held
+/// until the request's handler returns. Put into the request's extensions by `Api::handle`.
+#[derive(Debug, Clone, Default)]
+pub(super) struct BodyScope {
+    identity: Option<Identity>,
+    grants: Arc<Mutex<Vec<Grant>>>,
+}
+
+impl BodyScope {
+    /// The scope of a request from `identity`.
+    pub(super) fn new(identity: Option<Identity>) -> BodyScope {
+        BodyScope {
+            identity,
+            grants: Arc::default(),
+        }
+    }
+
+    fn keep(&self, grant: Grant) {
+        self.grants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(grant);
     }
 }
 
@@ -120,18 +184,31 @@ impl Api {
 enum ReadError {
     /// More than the limit.
     TooLarge,
+    /// The body budget has no room for the next frame.
+    Busy(Exhausted),
     /// The connection failed or the client reset the stream.
     Transport(hyper::Error),
 }
 
-/// Reads `body` whole, stopping as soon as it exceeds `limit` bytes (the rest stays unread).
-async fn read_up_to(body: &mut Incoming, limit: usize) -> Result<Vec<u8>, ReadError> {
+/// Reads `body` whole, stopping as soon as it exceeds `limit` bytes (the rest stays unread)
+/// or `grant` cannot grow to hold the next frame.
+async fn read_up_to(
+    body: &mut Incoming,
+    limit: usize,
+    grant: &mut Grant,
+) -> Result<Vec<u8>, ReadError> {
     let mut bytes = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(ReadError::Transport)?;
         if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > limit {
+            let len = bytes.len() + data.len();
+            if len > limit {
                 return Err(ReadError::TooLarge);
+            }
+            // Invariant: every byte kept is granted first (a declared length was granted
+            // whole before reading; a streamed body grows frame by frame).
+            if len > grant.bytes() {
+                grant.grow(len - grant.bytes()).map_err(ReadError::Busy)?;
             }
             bytes.extend_from_slice(&data);
         }

@@ -173,7 +173,10 @@ impl Api {
                 "this node is not part of a federation",
             ));
         };
-        let body = self.read_json_up_to(req, BATCH_BODY_BYTES_MAX).await?;
+        // A batch larger than one identity's body budget could never be granted: it is
+        // answered 413 rather than 503 for ever (the defaults leave room for two batches).
+        let limit = BATCH_BODY_BYTES_MAX.min(self.limits.body_budget_identity_bytes);
+        let body = self.read_json_up_to(req, limit).await?;
         // The batch's shape whole; each message on its own, below.
         let Batch {
             messages,
@@ -281,6 +284,17 @@ impl Api {
                             "the id is already used at this node for a different message".into(),
                         ),
                     },
+                    // The recipient's inbox is full: no receipt, so the sending node
+                    // keeps the message in its outbox and sends it again later (like any
+                    // unanswered message); expected under load, not an error here.
+                    Some(Err(e @ LedgerError::InboxFull(_))) => {
+                        tracing::info!(message_id = %id, reason = %e, "not taken over now");
+                        ItemResult {
+                            id,
+                            receipt: None,
+                            refused: None,
+                        }
+                    }
                     // Anything else is not the message's fault: no receipt, the sender
                     // retries.
                     Some(Err(e)) => {

@@ -14,7 +14,8 @@
 //! - [`privacy`] and [`console`]: the privacy officer's reports and web console;
 //! - [`cross_site`]: the refusal of cross-site requests to the officer endpoints;
 //! - `body`: reading request bodies (content type, size limit, strict JSON) and writing
-//!   JSON answers;
+//!   JSON answers; [`budget`]: the bytes of bodies buffered at once, node-wide and per
+//!   identity;
 //! - [`problem`]: the one place errors become `application/problem+json`.
 //!
 //! Architecture invariants, enforced here:
@@ -31,11 +32,14 @@
 //! - A request body is read only up to the configured limit and within the configured
 //!   time; larger bodies get 413 and slower ones 408 before anything is parsed (`body`),
 //!   and the answer goes out before the unread rest is dropped.
+//! - A request body is buffered only within the body budget ([`budget`]): beyond it, 503
+//!   `busy` with `Retry-After`, the body unread.
 //! - Every error leaves as a problem, built in [`problem`]; internal errors are logged
 //!   there once and never returned in detail.
 
 pub mod admin;
 mod body;
+pub mod budget;
 pub mod consent;
 pub mod console;
 pub mod cross_site;
@@ -63,7 +67,7 @@ use crate::core::schema::Schemas;
 use crate::node::inbox::Inbox;
 use crate::node::ledger::Ledger;
 use crate::node::store::Store;
-use body::{json_response, raw_json, UnreadBody};
+use body::{json_response, raw_json, BodyScope, UnreadBody};
 
 pub use body::Answer;
 
@@ -95,6 +99,8 @@ pub struct Api {
     pub officers: tokio::sync::watch::Receiver<Arc<Vec<crate::core::identity::OfficerId>>>,
     /// Limits.
     pub limits: Limits,
+    /// Bytes of request bodies buffered at once (`limits.body_budget_*`).
+    pub body_budget: Arc<budget::BodyBudget>,
 }
 
 impl std::fmt::Debug for Api {
@@ -117,7 +123,11 @@ impl Api {
         let path = req.uri().path().to_owned();
         let unread = UnreadBody::default();
         req.extensions_mut().insert(unread.clone());
+        // Holds the body's grant of the budget until the handler has returned.
+        let scope = BodyScope::new(peer.as_ref().as_ref().ok().cloned());
+        req.extensions_mut().insert(scope.clone());
         let result = self.route(req, &peer, &method, &path).await;
+        drop(scope);
         let resp = result.unwrap_or_else(Problem::into_response);
         let path = path_for_log(&path);
         tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");

@@ -5,7 +5,9 @@
 //!
 //! Architecture invariants: only privacy-officer certificates registered at this node get
 //! in (agencies and nodes get 403); every query is itself an audit entry, written durably
-//! before the answer goes out.
+//! before the answer goes out; every report answers at most its `limit` rows (at most
+//! [`REPORT_ROWS_MAX`]) and says when it was cut (`truncated`), and its store scan runs
+//! on tokio's blocking pool, never on the threads that serve requests.
 
 mod report;
 
@@ -20,7 +22,9 @@ use super::{Api, Problem, Resp};
 use crate::core::audit::Action;
 use crate::core::identity::{Identity, OfficerId, Peer};
 use crate::core::message::MessageId;
-use report::to_csv;
+use crate::core::vault::DataKeys;
+use crate::node::store::{Store, StoreError};
+use report::{to_csv, REPORT_ROWS_MAX};
 
 /// One message about the subject, as far as this node saw it.
 #[derive(Debug, Default, Serialize)]
@@ -102,52 +106,22 @@ impl Api {
                 .get(hyper::header::ACCEPT)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|a| a.contains("text/csv"));
-        let mut by_message: BTreeMap<u64, Disclosure> = BTreeMap::new();
-        let mut seq_of: BTreeMap<String, u64> = BTreeMap::new();
-        for entry in self.store.audit_for_subject(subject) {
-            let e = entry.map_err(store_problem)?;
-            // Consent events and queries concern no message; a refused message was never
-            // taken, so it was disclosed to nobody.
-            if e.message_id.is_empty() || e.action == Action::Refused {
-                continue;
-            }
-            let seq = *seq_of.entry(e.message_id.clone()).or_insert(e.seq);
-            let d = by_message.entry(seq).or_default();
-            match e.action {
-                Action::Accepted | Action::Received => {
-                    d.message_id = e.message_id.clone();
-                    d.from = e.from.clone();
-                    d.to = e.to.clone();
-                    d.consent_id = e.consent_id.clone();
-                    d.accepted_at = e.at.clone();
-                }
-                Action::Delivered => d.delivered_to_node = Some((e.actor.clone(), e.at.clone())),
-                Action::Leased if d.first_pulled.is_none() => {
-                    d.first_pulled = Some((e.actor.clone(), e.at.clone()));
-                }
-                Action::Acked => d.acked_at = Some(e.at.clone()),
-                _ => {}
-            }
-        }
-        // The items (field names, never values) and type come from the message record.
-        for d in by_message.values_mut() {
-            let Some(id) = MessageId::parse(&d.message_id) else {
-                continue;
-            };
-            if let Ok(Some(record)) = self.store.message(&id) {
-                d.message_type = record.message_type.clone();
-                d.items = record.items.clone();
-                // Records written before they listed their items: read them off the payload
-                // (if it is still there).
-                if d.items.is_empty() {
-                    if let Ok(payload) = record.open(self.data_keys.as_deref()) {
-                        if let Ok(payload) = serde_json::from_str(payload.get()) {
-                            d.items = crate::core::consent::items_of(&payload);
-                        }
-                    }
-                }
-            }
-        }
+        let limit = match disclosure_limit(req.uri().query()) {
+            Ok(limit) => limit,
+            Err(e) => return Err(Problem::bad_request(e.to_string())),
+        };
+        let (store, keys, who) = (
+            self.store.clone(),
+            self.data_keys.clone(),
+            subject.to_owned(),
+        );
+        // The scan and the record reads run on the blocking pool (see `report`).
+        let (list, truncated) = tokio::task::spawn_blocking(move || {
+            disclosures_of(&store, keys.as_deref(), &who, limit)
+        })
+        .await
+        .map_err(|e| Problem::internal("report-failed", &e))?
+        .map_err(store_problem)?;
         let what = if csv {
             "disclosures (csv)"
         } else {
@@ -157,15 +131,107 @@ impl Api {
             .queried(officer.clone(), subject.to_owned(), what.into())
             .await
             .map_err(ledger_problem)?;
-        let list: Vec<Disclosure> = by_message.into_values().collect();
-        if csv {
-            return Ok(report::csv_response("disclosures", to_csv(&list)));
+        let mut resp = if csv {
+            report::csv_response("disclosures", to_csv(&list))
+        } else {
+            json_response(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "subject": subject,
+                    "disclosures": list,
+                    "truncated": truncated,
+                }),
+            )
+        };
+        if truncated {
+            resp.headers_mut().insert(
+                "plusgate-truncated",
+                hyper::header::HeaderValue::from_static("true"),
+            );
         }
-        Ok(json_response(
-            StatusCode::OK,
-            &serde_json::json!({"subject": subject, "disclosures": list}),
-        ))
+        Ok(resp)
     }
+}
+
+/// The disclosures report's `limit` (the only parameter it checks; `format` is read as
+/// before): [`REPORT_ROWS_MAX`] when not given.
+fn disclosure_limit(query: Option<&str>) -> Result<usize, report::FilterError> {
+    let mut limit = REPORT_ROWS_MAX;
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if k == "limit" && !v.is_empty() {
+            limit = report::parse_limit(&v)?;
+        }
+    }
+    Ok(limit)
+}
+
+/// The messages about `subject`, oldest first, at most `limit` of them, and whether more
+/// were left out. Memory stays bounded by `limit`: the scan goes on to the end (later
+/// entries about the messages kept still count) but takes no new message past it.
+fn disclosures_of(
+    store: &Store,
+    keys: Option<&DataKeys>,
+    subject: &str,
+    limit: usize,
+) -> Result<(Vec<Disclosure>, bool), StoreError> {
+    let mut by_message: BTreeMap<u64, Disclosure> = BTreeMap::new();
+    let mut seq_of: BTreeMap<String, u64> = BTreeMap::new();
+    let mut truncated = false;
+    for entry in store.audit_for_subject(subject) {
+        let e = entry?;
+        // Consent events and queries concern no message; a refused message was never
+        // taken, so it was disclosed to nobody.
+        if e.message_id.is_empty() || e.action == Action::Refused {
+            continue;
+        }
+        let seq = match seq_of.get(&e.message_id) {
+            Some(seq) => *seq,
+            None if seq_of.len() >= limit => {
+                truncated = true;
+                continue;
+            }
+            None => {
+                seq_of.insert(e.message_id.clone(), e.seq);
+                e.seq
+            }
+        };
+        let d = by_message.entry(seq).or_default();
+        match e.action {
+            Action::Accepted | Action::Received => {
+                d.message_id = e.message_id.clone();
+                d.from = e.from.clone();
+                d.to = e.to.clone();
+                d.consent_id = e.consent_id.clone();
+                d.accepted_at = e.at.clone();
+            }
+            Action::Delivered => d.delivered_to_node = Some((e.actor.clone(), e.at.clone())),
+            Action::Leased if d.first_pulled.is_none() => {
+                d.first_pulled = Some((e.actor.clone(), e.at.clone()));
+            }
+            Action::Acked => d.acked_at = Some(e.at.clone()),
+            _ => {}
+        }
+    }
+    // The items (field names, never values) and type come from the message record.
+    for d in by_message.values_mut() {
+        let Some(id) = MessageId::parse(&d.message_id) else {
+            continue;
+        };
+        if let Ok(Some(record)) = store.message(&id) {
+            d.message_type = record.message_type.clone();
+            d.items = record.items.clone();
+            // Records written before they listed their items: read them off the payload
+            // (if it is still there).
+            if d.items.is_empty() {
+                if let Ok(payload) = record.open(keys) {
+                    if let Ok(payload) = serde_json::from_str(payload.get()) {
+                        d.items = crate::core::consent::items_of(&payload);
+                    }
+                }
+            }
+        }
+    }
+    Ok((by_message.into_values().collect(), truncated))
 }
 
 impl report::CsvRow for Disclosure {

@@ -185,6 +185,24 @@ pub(super) fn ledger_problem(e: LedgerError) -> Problem {
             ),
         )
         .retry_after(60),
+        LedgerError::InboxFull(agency) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "inbox-full",
+            "Inbox full",
+            format!(
+                "too many messages wait in the inbox of {agency}, which has not been pulling \
+                 them; nothing was accepted, retry later"
+            ),
+        )
+        .retry_after(30),
+        LedgerError::Busy => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "Busy",
+            "the node holds as many messages waiting to be written as it may; nothing was \
+             accepted, retry later",
+        )
+        .retry_after(1),
         LedgerError::ConsentConflict(_) => Problem::new(
             StatusCode::CONFLICT,
             "consent-conflict",
@@ -254,7 +272,7 @@ mod tests {
     use super::*;
     use crate::core::audit::Divergence;
     use crate::core::consent::Refusal;
-    use crate::core::identity::CenterId;
+    use crate::core::identity::{AgencyId, CenterId};
     use crate::core::message::MessageId;
     use crate::node::store::RecordError;
 
@@ -277,6 +295,8 @@ mod tests {
             LedgerError::IdConflict(id()),
             LedgerError::NoSuchMessage(id()),
             LedgerError::OutboxFull(center),
+            LedgerError::InboxFull(AgencyId::parse("suwon/welfare").expect("agency")),
+            LedgerError::Busy,
             LedgerError::ConsentConflict("c-1".into()),
             LedgerError::NoSuchConsent("c-1".into()),
             LedgerError::PeerRollback(Divergence::RolledBack {

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use super::checkpoints::Via;
 use super::group::Group;
+use super::queue::QueuedBytes;
 use super::{Accepted, LeaseItem, Ledger, LedgerError, Parties, Received, Submission, Writer};
 use crate::core::audit::{Checkpoint, Evidence, Link};
 use crate::core::consent::{ConsentRecord, ConsentStatus, StatusChange};
@@ -53,10 +54,12 @@ impl Pending {
     }
 }
 
-/// A writer function and the channel for its answer.
+/// A writer function and the channel for its answer, and the queue's bytes it holds until
+/// its group is answered (see `queue`).
 struct Call<F, T> {
     op: F,
     reply: Reply<T>,
+    bytes: Option<QueuedBytes>,
 }
 
 impl<F, T> Command for Call<F, T>
@@ -65,10 +68,12 @@ where
     T: Send + 'static,
 {
     fn apply(self: Box<Self>, writer: &mut Writer, group: &mut Group) -> Pending {
-        let Call { op, reply } = *self;
+        let Call { op, reply, bytes } = *self;
         let result = op(writer, group);
         Pending(Box::new(move |commit: Result<(), LedgerError>| {
             let _ = reply.send(commit.and(result));
+            // The group is written (or failed): what it held of the queue's bytes is free.
+            drop(bytes);
         }))
     }
 
@@ -84,8 +89,27 @@ impl Ledger {
         &self,
         op: impl FnOnce(&mut Writer, &mut Group) -> Result<T, LedgerError> + Send + 'static,
     ) -> Result<T, LedgerError> {
+        self.send(op, None).await
+    }
+
+    /// [`Ledger::call`] for a command that carries `bytes` of messages: it first takes them
+    /// from the queue's byte budget, waiting for room (see `queue`).
+    async fn call_sized<T: Send + 'static>(
+        &self,
+        bytes: usize,
+        op: impl FnOnce(&mut Writer, &mut Group) -> Result<T, LedgerError> + Send + 'static,
+    ) -> Result<T, LedgerError> {
+        let held = self.bytes.take(bytes).await?;
+        self.send(op, Some(held)).await
+    }
+
+    async fn send<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Writer, &mut Group) -> Result<T, LedgerError> + Send + 'static,
+        bytes: Option<QueuedBytes>,
+    ) -> Result<T, LedgerError> {
         let (reply, answer) = oneshot::channel();
-        let command: Box<dyn Command> = Box::new(Call { op, reply });
+        let command: Box<dyn Command> = Box::new(Call { op, reply, bytes });
         self.tx
             .send(command)
             .await
@@ -100,7 +124,11 @@ impl Ledger {
         op: impl FnOnce(&mut Writer, &mut Group) -> Result<T, LedgerError> + Send + 'static,
     ) -> Result<Queued<T>, LedgerError> {
         let (reply, answer) = oneshot::channel();
-        let command: Box<dyn Command> = Box::new(Call { op, reply });
+        let command: Box<dyn Command> = Box::new(Call {
+            op,
+            reply,
+            bytes: None,
+        });
         self.tx
             .send(command)
             .await
@@ -110,7 +138,8 @@ impl Ledger {
 
     /// Accepts a prepared submission from its sender (the audit entry's actor).
     pub async fn accept(&self, submission: Submission) -> Result<Accepted, LedgerError> {
-        self.call(move |w, g| w.accept(submission, g)).await
+        self.call_sized(submission.bytes(), move |w, g| w.accept(submission, g))
+            .await
     }
 
     /// Takes over messages the node of `peer` hands over (that node is the actor), in
@@ -127,8 +156,11 @@ impl Ledger {
         withheld: Vec<WithheldReport>,
         items: Vec<Submission>,
     ) -> Result<Vec<Result<Received, LedgerError>>, LedgerError> {
-        self.call(move |w, g| w.receive_batch(peer, consents, withheld, items, g))
-            .await
+        let bytes = items.iter().map(Submission::bytes).sum();
+        self.call_sized(bytes, move |w, g| {
+            w.receive_batch(peer, consents, withheld, items, g)
+        })
+        .await
     }
 
     /// Records receipts `peer` returned for messages in its outbox (already checked against

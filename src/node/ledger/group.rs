@@ -32,7 +32,7 @@ use super::commands::{Command, Pending};
 use super::{LedgerError, Writer, GROUP_LEN_MAX};
 use crate::core::audit::Checkpoint;
 use crate::core::consent::ConsentRecord;
-use crate::core::identity::CenterId;
+use crate::core::identity::{AgencyId, CenterId};
 use crate::core::message::MessageId;
 use crate::core::time::Timestamp;
 use crate::node::store::{DeliveryRecord, MessageRecord, WriteSet};
@@ -52,6 +52,8 @@ pub(super) struct Group {
     pub(super) deliveries: HashMap<MessageId, DeliveryRecord>,
     /// Outbox lengths before this group, to restore if its commit fails.
     outbox_len_before: BTreeMap<CenterId, usize>,
+    /// Inbox lengths before this group, likewise.
+    inbox_len_before: HashMap<AgencyId, usize>,
     /// A command asked for a checkpoint.
     pub(super) checkpoint_requested: bool,
     /// The checkpoint this group writes, published once durable.
@@ -66,7 +68,11 @@ pub(super) struct Group {
 }
 
 impl Group {
-    fn new(now: OffsetDateTime, outbox_len: &BTreeMap<CenterId, usize>) -> Group {
+    fn new(
+        now: OffsetDateTime,
+        outbox_len: &BTreeMap<CenterId, usize>,
+        inbox_len: &HashMap<AgencyId, usize>,
+    ) -> Group {
         Group {
             writes: WriteSet::new(),
             now,
@@ -74,6 +80,7 @@ impl Group {
             messages: HashMap::new(),
             deliveries: HashMap::new(),
             outbox_len_before: outbox_len.clone(),
+            inbox_len_before: inbox_len.clone(),
             checkpoint_requested: false,
             checkpoint: None,
             consents: HashMap::new(),
@@ -115,7 +122,7 @@ impl Writer {
             return;
         }
         let head_before = self.head.clone();
-        let mut group = Group::new(self.clock.now(), &self.outbox_len);
+        let mut group = Group::new(self.clock.now(), &self.outbox_len, &self.inbox_len);
         let pending: Vec<Pending> = commands
             .drain(..)
             .map(|cmd| cmd.apply(self, &mut group))
@@ -129,6 +136,7 @@ impl Writer {
             writes,
             checkpoint,
             outbox_len_before,
+            inbox_len_before,
             ..
         } = group;
         let outcome = if writes.is_empty() {
@@ -168,6 +176,7 @@ impl Writer {
                     tracing::warn!(error = %cause, "group refused: not enough disk space");
                     self.head = head_before;
                     self.outbox_len = outbox_len_before;
+                    self.inbox_len = inbox_len_before;
                     LedgerError::StorageFull
                 };
                 for p in pending {

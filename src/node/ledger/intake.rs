@@ -62,6 +62,13 @@ pub(super) struct StatusUpdate {
 }
 
 impl Submission {
+    /// What the submission holds in memory, about: its encoded record (the payload, sealed
+    /// or not); the record without payload and the other fields are small next to it. Used
+    /// to bound the ledger's queue in bytes (`queue`).
+    pub fn bytes(&self) -> usize {
+        self.record.len()
+    }
+
     /// Prepares `envelope` from `sender`, going `route`, taken at `now` (the node's clock,
     /// see [`super::Ledger::clock`]), assigning an id if the sender chose none.
     ///
@@ -215,12 +222,7 @@ impl Writer {
                 };
             }
         }
-        if let Route::Remote(peer) = &m.route {
-            let len = self.outbox_len.get(peer).copied().unwrap_or(0);
-            if len >= self.outbox_max {
-                return Err(LedgerError::OutboxFull(peer.clone()));
-            }
-        }
+        self.check_room(&m)?;
         let actor = Identity::Agency(m.from.clone());
         let retention = self.enforce(&actor, &mut m, g)?;
         let id = m.id.clone();
@@ -268,6 +270,7 @@ impl Writer {
                 received_at: at,
             });
         }
+        self.check_room(&m)?;
         let received = Received {
             id: m.id.clone(),
             digest: m.body_sha256.clone(),
@@ -277,6 +280,24 @@ impl Writer {
         let detail = Some(format!("digest {}", m.body_sha256));
         self.take(actor, Action::Received, m, retention, detail, g)?;
         Ok(received)
+    }
+
+    /// Room for `m` where it goes: its outbox below `outbox_max`, its recipient's inbox
+    /// below `inbox_max`. (A message held already, a retry, is answered before this.)
+    fn check_room(&self, m: &Submission) -> Result<(), LedgerError> {
+        match &m.route {
+            Route::Remote(peer) => {
+                if self.outbox_len.get(peer).copied().unwrap_or(0) >= self.outbox_max {
+                    return Err(LedgerError::OutboxFull(peer.clone()));
+                }
+            }
+            Route::Local => {
+                if self.inbox_len.get(&m.to).copied().unwrap_or(0) >= self.inbox_max {
+                    return Err(LedgerError::InboxFull(m.to.clone()));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// An earlier message with this id: (from, fingerprint, accepted_at). A stored record
@@ -329,6 +350,7 @@ impl Writer {
         let peer = match m.route {
             Route::Local => {
                 g.writes.put_inbox(&m.to, entry.seq, &m.id);
+                *self.inbox_len.entry(m.to.clone()).or_insert(0) += 1;
                 None
             }
             Route::Remote(peer) => {

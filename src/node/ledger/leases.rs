@@ -11,7 +11,9 @@
 //!   not leased but withheld, in the same group: the check and the lease are on this
 //!   thread at the group's time, so nothing is handed out after its consent ended (a
 //!   consent that is missing or unreadable leases nothing and changes nothing);
-//! - the actor of a lease or an ack is the recipient agency itself.
+//! - the actor of a lease or an ack is the recipient agency itself;
+//! - an inbox entry leaves only through [`Writer::remove_inbox_entry`], which keeps the
+//!   inbox's count (`inbox_max`).
 
 use std::collections::BTreeSet;
 
@@ -23,6 +25,17 @@ use crate::core::message::MessageId;
 use crate::node::store::DeliveryState;
 
 impl Writer {
+    /// Takes the entry at `seq` out of `recipient`'s inbox, keeping the inbox's count.
+    pub(super) fn remove_inbox_entry(&mut self, recipient: &AgencyId, seq: u64, g: &mut Group) {
+        g.writes.remove_inbox(recipient, seq);
+        if let Some(n) = self.inbox_len.get_mut(recipient) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.inbox_len.remove(recipient);
+            }
+        }
+    }
+
     pub(super) fn lease(
         &mut self,
         recipient: &AgencyId,
@@ -123,7 +136,7 @@ impl Writer {
                     consent_id: message.consent_id,
                     detail: None,
                 });
-                g.writes.remove_inbox(recipient, d.seq);
+                self.remove_inbox_entry(recipient, d.seq, g);
                 g.writes.put_delivery(&id, &d);
                 g.writes.put_audit(&entry);
                 g.deliveries.insert(id.clone(), d);

@@ -29,6 +29,12 @@
 //!   message's move from `accepted` to `delivered`.
 //! - An outbox never holds more than `outbox_max` messages: beyond that, pushes for that
 //!   center are refused (the caller answers 503) instead of growing without bound.
+//! - Likewise an inbox never holds more than `inbox_max` messages: beyond that, pushes and
+//!   handed-over messages for that agency are refused, retryably (503; a sending node keeps
+//!   the message in its outbox and tries again).
+//! - The commands that carry messages hold at most `queue_bytes_max` bytes between them,
+//!   queued or in the group being written (`queue`); the queue holds at most
+//!   `QUEUE_LEN_MAX` commands.
 //! - Audit sequence numbers are dense and ordered: only this thread appends to the chain.
 //! - A message is taken only if its consent covers it at the group's time, checked on this
 //!   thread, which also records withdrawals: a check and a withdrawal never interleave.
@@ -58,6 +64,7 @@ mod leases;
 mod lifecycle;
 mod outbox;
 mod queries;
+mod queue;
 mod withdrawal;
 
 use std::collections::{BTreeMap, HashMap};
@@ -68,7 +75,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::core::audit::{self, Checkpoint, Head};
 use crate::core::consent::{ConsentRecord, Refusal, Terms};
-use crate::core::identity::{CenterId, Identity};
+use crate::core::identity::{AgencyId, CenterId, Identity};
 use crate::core::message::MessageId;
 use crate::core::time::Timestamp;
 use crate::node::clock::Clock;
@@ -79,11 +86,13 @@ pub use self::checkpoints::{Via, EVIDENCE_PER_PEER_MAX, PEER_HISTORY_MAX};
 use self::commands::Command;
 pub use self::commands::Queued;
 pub use self::intake::Submission;
+pub use self::queue::QUEUE_WAIT_MAX;
 pub use self::withdrawal::{purge_every, PURGE_BATCH};
 
 /// Most commands committed by one flush+fsync.
 pub const GROUP_LEN_MAX: usize = 4096;
 /// Commands that may wait for the ledger; senders beyond this wait for room (backpressure).
+/// Commands carrying messages are bounded in bytes as well (`queue`).
 pub const QUEUE_LEN_MAX: usize = 16_384;
 /// Most consents [`Writer::consent_cache`] holds before it starts over.
 const CONSENT_CACHE_MAX: usize = 10_000;
@@ -105,6 +114,14 @@ pub enum LedgerError {
     /// Nothing was written; retry later.
     #[error("the outbox to center {0} is full; retry later")]
     OutboxFull(CenterId),
+    /// The inbox of this local agency holds `inbox_max` messages: the agency has not been
+    /// pulling and acknowledging. Nothing was written; retry later.
+    #[error("the inbox of {0} is full; retry later")]
+    InboxFull(AgencyId),
+    /// The ledger's queue holds as many message bytes as it may, and no room came within
+    /// `QUEUE_WAIT_MAX`: the node is busy. Nothing was queued; retry later.
+    #[error("the ledger is busy; retry later")]
+    Busy,
     /// The consent id was registered before with a different document. The caller's fault.
     #[error("consent {0} is already registered with a different document")]
     ConsentConflict(String),
@@ -157,6 +174,8 @@ impl LedgerError {
     pub fn retryable(&self) -> bool {
         match self {
             LedgerError::OutboxFull(_)
+            | LedgerError::InboxFull(_)
+            | LedgerError::Busy
             | LedgerError::StorageFull(_)
             | LedgerError::Halted(_)
             | LedgerError::Stopped => true,
@@ -249,6 +268,10 @@ impl Parties {
 pub struct LedgerOptions {
     /// Most messages one outbox (to one center) may hold.
     pub outbox_max: usize,
+    /// Most messages one local agency's inbox may hold.
+    pub inbox_max: usize,
+    /// Most message bytes waiting in the queue and in the group being written (`queue`).
+    pub queue_bytes_max: usize,
     /// Signed checkpoints of the audit chain (federated nodes, which have a signing key).
     pub checkpoints: Option<CheckpointPolicy>,
     /// This node's center, when it is part of a federation: a withdrawal is then queued to
@@ -260,6 +283,8 @@ impl Default for LedgerOptions {
     fn default() -> Self {
         LedgerOptions {
             outbox_max: 100_000,
+            inbox_max: crate::config::INBOX_MAX_DEFAULT,
+            queue_bytes_max: crate::config::LEDGER_QUEUE_BYTES_MAX_DEFAULT,
             checkpoints: None,
             federated_as: None,
         }
@@ -315,6 +340,8 @@ pub enum StartError {
 #[derive(Clone)]
 pub struct Ledger {
     tx: mpsc::Sender<Box<dyn Command>>,
+    /// The queue's bound in bytes, for commands carrying messages.
+    bytes: queue::QueueBytes,
     /// For readiness: the store's free space is checked live, so a node refused for a full
     /// disk turns ready again as soon as space is freed, even with no write coming.
     store: Store,
@@ -351,11 +378,13 @@ impl Ledger {
             None => store.latest_checkpoint()?,
         };
         let outbox_len = store.outbox_lengths()?;
+        let inbox_len = store.inbox_lengths()?;
         let indexed = store.ensure_subject_index()?;
         if indexed > 0 {
             tracing::info!(entries = indexed, "built the audit index by subject");
         }
         let (tx, rx) = mpsc::channel(QUEUE_LEN_MAX);
+        let options_queue_bytes_max = options.queue_bytes_max;
         let (durable_tx, durable) = watch::channel(head.next_seq);
         let (checkpoint_tx, checkpoint) = watch::channel(latest);
         let anchor = options.checkpoints.as_ref().map(|p| p.anchor.clone());
@@ -367,6 +396,8 @@ impl Ledger {
             failed: failed.clone(),
             outbox_len,
             outbox_max: options.outbox_max,
+            inbox_len,
+            inbox_max: options.inbox_max,
             checkpoints: options.checkpoints,
             checkpoint: anchor::Issued::new(checkpoint_tx, anchor),
             federated_as: options.federated_as,
@@ -382,6 +413,7 @@ impl Ledger {
         Ok((
             Ledger {
                 tx,
+                bytes: queue::QueueBytes::new(options_queue_bytes_max, QUEUE_WAIT_MAX),
                 store,
                 durable,
                 failed,
@@ -434,6 +466,10 @@ struct Writer {
     /// Messages waiting in each outbox (counted at start, kept here).
     outbox_len: BTreeMap<CenterId, usize>,
     outbox_max: usize,
+    /// Messages waiting in each local agency's inbox (counted at start, kept here; an
+    /// agency with none may be missing).
+    inbox_len: HashMap<AgencyId, usize>,
+    inbox_max: usize,
     checkpoints: Option<CheckpointPolicy>,
     /// The latest durable checkpoint, anchored outside the store and published after each
     /// commit that writes one; the next checkpoint names it as its `prev`.

@@ -273,6 +273,11 @@ fn only_the_nodes_own_failures_are_worth_retrying() {
     };
     for (e, retryable) in [
         (LedgerError::OutboxFull(center()), true),
+        (
+            LedgerError::InboxFull(AgencyId::parse("suwon/welfare").expect("agency")),
+            true,
+        ),
+        (LedgerError::Busy, true),
         (LedgerError::StorageFull(sync()), true),
         (LedgerError::Halted(sync()), true),
         (LedgerError::Stopped, true),

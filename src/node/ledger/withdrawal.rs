@@ -186,7 +186,7 @@ impl Writer {
             let held = match (&d.peer, d.state) {
                 (None, DeliveryState::Accepted) => {
                     if let Ok(to) = AgencyId::parse(&erased.to) {
-                        g.writes.remove_inbox(&to, d.seq);
+                        self.remove_inbox_entry(&to, d.seq, g);
                     }
                     true
                 }
@@ -194,7 +194,7 @@ impl Writer {
                 // cannot be pulled again, and an ack still closes it.
                 (None, DeliveryState::Pulled) => {
                     if let Ok(to) = AgencyId::parse(&erased.to) {
-                        g.writes.remove_inbox(&to, d.seq);
+                        self.remove_inbox_entry(&to, d.seq, g);
                     }
                     false
                 }

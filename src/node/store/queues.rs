@@ -58,6 +58,26 @@ impl Store {
         Ok(lengths)
     }
 
+    /// How many messages wait in each local agency's inbox.
+    pub fn inbox_lengths(&self) -> Result<std::collections::HashMap<AgencyId, usize>, StoreError> {
+        let mut lengths = std::collections::HashMap::new();
+        for item in self.scan_prefix(vec![INBOX]) {
+            let (k, _) = item?;
+            let recipient = k[1..]
+                .split(|b| *b == 0)
+                .next()
+                .and_then(|p| std::str::from_utf8(p).ok())
+                .and_then(|p| AgencyId::parse(p).ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    family: "inbox",
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    source: RecordError::Body("key names no agency".into()),
+                })?;
+            *lengths.entry(recipient).or_insert(0) += 1;
+        }
+        Ok(lengths)
+    }
+
     /// Scheduled purges due at or before `now` (unix seconds): (end, seq, message).
     pub fn retention_due(
         &self,

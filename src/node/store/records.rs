@@ -126,6 +126,16 @@ pub struct EncodedMessage {
 }
 
 impl EncodedMessage {
+    /// Bytes the encoded record holds (what it costs in memory until it is written).
+    pub fn len(&self) -> usize {
+        self.key.len() + self.bytes.len()
+    }
+
+    /// Never true: a record has at least its header. (For `len`'s sake.)
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The record with its `seq` set: known only to the writer, after the (expensive)
     /// encoding ran on the caller's thread. The record must have been encoded without one.
     ///

@@ -26,8 +26,9 @@ use crate::core::identity::{AgencyId, OfficerId};
 use crate::node::store::reports::{ChainStatus, PeerStatus, VerifiedFrom};
 use crate::node::store::{Store, StoreError};
 
-/// Most rows one report answers. More matching rows are left out, and the answer says so
-/// (`"truncated": true`, or the `Plusgate-Truncated: true` header on CSV): narrow the filters.
+/// Most rows one report answers, and the default of its `limit` parameter (which may ask
+/// for fewer). More matching rows are left out, and the answer says so (`"truncated":
+/// true`, or the `Plusgate-Truncated: true` header on CSV): narrow the filters.
 pub const REPORT_ROWS_MAX: usize = 10_000;
 
 /// Longest subject reference accepted as a filter (the schema's `subjectRef` is shorter).
@@ -70,9 +71,11 @@ impl Report {
     /// The query parameters it accepts.
     fn params(self) -> &'static [&'static str] {
         match self {
-            Report::Consents => &["subject", "agency", "status", "from", "to", "format"],
-            Report::Refusals => &["agency", "from", "to", "format"],
-            Report::Withdrawals => &["subject", "agency", "from", "to", "format"],
+            Report::Consents => &[
+                "subject", "agency", "status", "from", "to", "format", "limit",
+            ],
+            Report::Refusals => &["agency", "from", "to", "format", "limit"],
+            Report::Withdrawals => &["subject", "agency", "from", "to", "format", "limit"],
             Report::Audit => &["verify"],
         }
     }
@@ -81,7 +84,7 @@ impl Report {
 /// What is wrong with a report's query string: the caller's mistake, answered 400 naming
 /// the parameter; the same query fails again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-enum FilterError {
+pub(super) enum FilterError {
     /// A parameter the report does not take.
     #[error("unknown query parameter `{name}`; {report} takes {params}")]
     Unknown {
@@ -116,6 +119,17 @@ enum FilterError {
     /// The range is empty.
     #[error("`to` is before `from`")]
     ToBeforeFrom,
+    /// `limit` is not a number of rows the report may answer.
+    #[error("`limit` must be a number from 1 to {REPORT_ROWS_MAX}, not `{0}`")]
+    Limit(String),
+}
+
+/// A `limit` parameter's value: 1 to [`REPORT_ROWS_MAX`] rows.
+pub(super) fn parse_limit(v: &str) -> Result<usize, FilterError> {
+    v.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=REPORT_ROWS_MAX).contains(n))
+        .ok_or_else(|| FilterError::Limit(v.to_owned()))
 }
 
 /// The filters of a report request, parsed.
@@ -128,6 +142,8 @@ struct Filters {
     csv: bool,
     /// Audit: check the chain from genesis rather than from the last checkpoint.
     from_genesis: bool,
+    /// Most rows answered (`limit`; [`REPORT_ROWS_MAX`] when not given).
+    limit: Option<usize>,
     /// The accepted parameters again, normalised, for the audit entry of the query.
     normalised: String,
 }
@@ -235,6 +251,7 @@ impl Filters {
                     };
                     continue;
                 }
+                "limit" => f.limit = Some(parse_limit(&v)?),
                 "verify" => {
                     f.from_genesis = match v.as_ref() {
                         "full" => true,
@@ -482,17 +499,27 @@ pub(super) fn csv_response(name: &str, body: String) -> Resp {
     resp
 }
 
-/// A report's rows, at most [`REPORT_ROWS_MAX`], and whether more matched.
+impl Filters {
+    /// Most rows to answer.
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(REPORT_ROWS_MAX)
+    }
+}
+
+/// A report's rows, at most its limit (≤ [`REPORT_ROWS_MAX`]), and whether more matched.
 struct Rows<T> {
     rows: Vec<T>,
     truncated: bool,
 }
 
 impl<T> Rows<T> {
-    fn collect(items: impl Iterator<Item = Result<T, StoreError>>) -> Result<Rows<T>, StoreError> {
+    fn collect(
+        items: impl Iterator<Item = Result<T, StoreError>>,
+        limit: usize,
+    ) -> Result<Rows<T>, StoreError> {
         let mut rows = Vec::new();
         for item in items {
-            if rows.len() == REPORT_ROWS_MAX {
+            if rows.len() == limit {
                 return Ok(Rows {
                     rows,
                     truncated: true,
@@ -546,7 +573,7 @@ fn consents(store: &Store, f: &Filters, now: OffsetDateTime) -> Result<Resp, Sto
                 .map(Ok)
         }
     });
-    Ok(Rows::collect(matching)?.answer("consents", f.csv))
+    Ok(Rows::collect(matching, f.limit())?.answer("consents", f.csv))
 }
 
 fn refusals(store: &Store, f: &Filters) -> Result<Resp, StoreError> {
@@ -570,7 +597,7 @@ fn refusals(store: &Store, f: &Filters) -> Result<Resp, StoreError> {
             })
         }
     });
-    Ok(Rows::collect(matching)?.answer("refusals", f.csv))
+    Ok(Rows::collect(matching, f.limit())?.answer("refusals", f.csv))
 }
 
 fn withdrawals(store: &Store, f: &Filters) -> Result<Resp, StoreError> {
@@ -595,13 +622,13 @@ fn withdrawals(store: &Store, f: &Filters) -> Result<Resp, StoreError> {
         }
         // Bounded: past the limit the answer is truncated anyway (which withdrawals make it
         // is then decided by consent id, not by time).
-        if rows.len() > REPORT_ROWS_MAX {
+        if rows.len() > f.limit() {
             break;
         }
     }
     // Newest first; a time that does not parse sorts last.
     rows.sort_by_key(|r| std::cmp::Reverse(OffsetDateTime::parse(&r.withdrawn_at, &Rfc3339).ok()));
-    Ok(Rows::collect(rows.into_iter().map(Ok))?.answer("withdrawals", f.csv))
+    Ok(Rows::collect(rows.into_iter().map(Ok), f.limit())?.answer("withdrawals", f.csv))
 }
 
 /// A checkpoint as the audit status shows it.

@@ -91,6 +91,11 @@ pub struct BenchArgs {
     /// Debian's /usr/lib/rabbitmq/bin/rabbitmq-server).
     #[arg(long, value_name = "PATH", requires = "rabbitmq")]
     pub rabbitmq_server: Option<PathBuf>,
+    /// Measure memory under a flood instead: --connections HTTP/2 streams (16 per
+    /// connection) as one agency, each declaring a body of 1 MiB and sending it slowly over
+    /// --duration-s; reports the answers and the node's peak RSS.
+    #[arg(long, conflicts_with_all = ["manifest", "cross", "rabbitmq", "pull"])]
+    pub flood: bool,
     /// The `plusgate` executable to start nodes of (default: the one next to this
     /// executable, which `cargo build --release` puts there).
     #[arg(long, value_name = "PATH", conflicts_with = "manifest")]

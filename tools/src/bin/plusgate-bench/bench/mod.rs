@@ -58,6 +58,10 @@
 //! persistent message to a durable queue, wait for its publisher confirm, repeat. The
 //! report gets a RabbitMQ column and the ratio plusgate / RabbitMQ.
 //!
+//! `--flood` measures memory instead of speed: one agency opens `--connections` HTTP/2
+//! streams, each declaring a 1 MiB body and trickling it over the window, and the bench
+//! reports how the node answered and its peak RSS ([`flood`]).
+//!
 //! Files: [`args`] (the flags), [`single`] (one node), [`load`] (the closed-loop workers
 //! both modes use), [`cross`] with [`pullers`] and [`open_loop`] (two nodes), [`broker`]
 //! and [`amqp`] (RabbitMQ), [`histogram`], [`report`] and [`cross_report`] (the outputs),
@@ -68,6 +72,7 @@ mod args;
 mod broker;
 mod cross;
 mod cross_report;
+mod flood;
 mod histogram;
 mod load;
 mod open_loop;
@@ -121,6 +126,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                         print!("{}", report.to_text());
                     }
                 }
+                AnyReport::Flood(report) => {
+                    if args.json {
+                        println!("{}", serde_json::to_string_pretty(&report)?);
+                    } else {
+                        print!("{}", report.to_text());
+                    }
+                }
             }
             Ok(())
         }
@@ -133,10 +145,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 enum AnyReport {
     Single(report::Report),
     Cross(Box<cross_report::CrossReport>),
+    Flood(flood::FloodReport),
 }
 
 async fn run_mode(args: &BenchArgs) -> anyhow::Result<AnyReport> {
-    if args.cross {
+    if args.flood {
+        Ok(AnyReport::Flood(flood::run(args).await?))
+    } else if args.cross {
         Ok(AnyReport::Cross(Box::new(cross::run(args).await?)))
     } else {
         Ok(AnyReport::Single(single::run(args).await?))
