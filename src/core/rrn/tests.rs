@@ -185,3 +185,17 @@ fn an_rrn_in_an_object_key_is_found_and_not_repeated() {
     let payload = json!({"notes": {"900101-1234567": "seen"}});
     assert_eq!(find(&payload), ["/notes/[redacted]"]);
 }
+
+#[test]
+fn the_quick_digit_count_agrees_with_the_reading_of_every_character() {
+    // `is_digit` is the fast pre-check; `unit` the full reading. They must agree on every
+    // character up to the end of the digit ranges, or a number could slip past.
+    for c in (0..=0x1_FFFF).filter_map(char::from_u32) {
+        assert_eq!(
+            is_digit(c),
+            matches!(unit(c), Some(Unit::Digit(_))),
+            "U+{:04X}",
+            c as u32
+        );
+    }
+}

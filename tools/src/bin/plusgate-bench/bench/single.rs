@@ -51,6 +51,9 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
                     &wanted.to_string(),
                 );
             }
+            // Nobody pulls during the run: the recipient's inbox must hold everything the
+            // run accepts, or the node rightly answers 503 inbox-full past its bound.
+            federation.set_option(CENTER, "limits", "inbox_max", "1000000000");
             eprintln!(
                 "bench: created a dev federation in {}",
                 federation.dir().display()
