@@ -35,7 +35,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use self::api::Api;
-use self::client::HttpVersion;
 use self::clock::{Clock, SystemClock};
 use self::connection::Connections;
 use self::files::{LoadError, ReadError};
@@ -169,7 +168,6 @@ where
 struct Federated {
     config: FederationConfig,
     seen: DirectorySeen,
-    forwarding_tls: Arc<rustls::ClientConfig>,
     signing_key: Arc<SigningKey>,
 }
 
@@ -224,12 +222,6 @@ impl Node {
                     digest: hex::encode(&directory.digest()),
                 };
                 let routing = Routing::federated(config.center.clone(), Arc::new(directory));
-                let forwarding_tls = client::client_config_with_crls(
-                    &config.tls.client_ca,
-                    &config.tls.crls,
-                    Some((&config.tls.cert, &config.tls.key)),
-                    HttpVersion::Http2,
-                )?;
                 let key = Arc::new(key);
                 (
                     routing,
@@ -237,7 +229,6 @@ impl Node {
                     Some(Federated {
                         config: f.clone(),
                         seen,
-                        forwarding_tls,
                         signing_key: key,
                     }),
                 )
@@ -352,7 +343,16 @@ impl Node {
 
         let (federation, standalone_routing) = match federated {
             None => (None, Some(routing)),
-            Some(f) => match FederationRuntime::start(&center, &api, routing, f, &closing).await {
+            Some(f) => match FederationRuntime::start(
+                &center,
+                &api,
+                routing,
+                f,
+                trust.subscribe(),
+                &closing,
+            )
+            .await
+            {
                 Ok(rt) => (Some(rt), None),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start forwarding: messages for other centers stay in their outboxes until a restart");
@@ -552,6 +552,7 @@ impl FederationRuntime {
         api: &Api,
         routing: watch::Sender<Arc<Routing>>,
         federated: Federated,
+        trust: watch::Receiver<Arc<Trust>>,
         closing: &watch::Sender<bool>,
     ) -> Result<FederationRuntime, ledger::LedgerError> {
         api.ledger.record_directory(federated.seen.clone()).await?;
@@ -562,7 +563,7 @@ impl FederationRuntime {
             store: api.store.clone(),
             ledger: api.ledger.clone(),
             routing: routing.subscribe(),
-            tls: federated.forwarding_tls.clone(),
+            trust,
             options: ForwardOptions {
                 batch_max: f.batch_max,
                 retry_initial: f.retry_initial,

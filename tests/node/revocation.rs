@@ -281,3 +281,54 @@ async fn an_officer_removed_from_the_config_is_refused_after_the_reload() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The forwarding side reloads too: once a peer node's certificate is on the CRL and this
+/// node has reloaded, its forwarder refuses that peer's server certificate on the next
+/// connection, and nothing is handed over to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_forwards_nothing_to_a_peer_whose_certificate_was_revoked() {
+    let fed = Federation::new();
+    let remote = {
+        let r = fed.example("referral-remote");
+        r["to"].as_str().expect("to").to_owned()
+    };
+    let peer = remote.split('/').next().expect("center").to_owned();
+    let a = fed.start("suwon");
+    fed.revoke(&fed.node_identity(&peer));
+    a.hangup();
+    let start = Instant::now();
+    while !a.log().contains("reloaded the TLS trust") {
+        assert!(start.elapsed() < RELOAD_WITHIN, "{}", a.log_tail(30));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = fed.start(&peer);
+    let sender = a.agent("suwon/employment", HttpVersion::Http1);
+    let mut referral = fed.example("referral-remote");
+    referral["id"] = serde_json::json!("ref-to-a-revoked-node");
+    let response = sender
+        .post_json("/v1/messages", &referral)
+        .await
+        .expect("response");
+    assert_eq!(response.status.as_u16(), 202, "{}", response.text());
+    // A tries and fails, on the TLS handshake; B never gets it.
+    let start = Instant::now();
+    loop {
+        let status = sender
+            .get("/v1/messages/ref-to-a-revoked-node")
+            .await
+            .expect("response");
+        let status: serde_json::Value = status.json().expect("JSON");
+        if status["state"] == "forwarded" {
+            let error = status["forwarding"]["last_error"].as_str().unwrap_or_default().to_owned();
+            assert!(error.to_lowercase().contains("revoked"), "{status}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let inbox = b.agent(&remote, HttpVersion::Http1);
+    let pulled = pull_response(&inbox, "max=10").await;
+    assert_eq!(pulled.status.as_u16(), 200);
+    let body: serde_json::Value = pulled.json().expect("JSON");
+    assert_eq!(body["messages"], serde_json::json!([]), "{body}");
+}

@@ -127,7 +127,7 @@ impl Node {
         }
     }
 
-    /// SIGHUP: the node reloads its federation directory.
+    /// SIGHUP: the node reloads its federation directory, TLS trust, officers and agencies.
     pub fn hangup(&self) {
         let child = self.child.as_ref().expect("node is running");
         signal(child.id(), "HUP").unwrap_or_else(|e| panic!("{e}"));

@@ -38,7 +38,6 @@ mod triage;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::ClientConfig;
 use tokio::sync::watch;
 
 use crate::core::identity::CenterId;
@@ -79,8 +78,9 @@ pub struct Forwarding {
     pub ledger: Ledger,
     /// The current directory.
     pub routing: watch::Receiver<Arc<Routing>>,
-    /// TLS as this node (node certificate as client certificate), HTTP/2.
-    pub tls: Arc<ClientConfig>,
+    /// TLS as this node (node certificate as client certificate), HTTP/2: the current
+    /// trust's `forwarding` config, reloaded with the node's TLS material.
+    pub trust: watch::Receiver<Arc<crate::node::tls::Trust>>,
     /// Batching, retries, time to live.
     pub options: ForwardOptions,
     /// Turns true when the node shuts down.

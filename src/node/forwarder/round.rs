@@ -377,7 +377,8 @@ pub(super) async fn hand_over(
     };
     if conn.as_ref().is_none_or(Connection::is_closed) {
         let (addr, host) = client::parse_https_url(&url)?;
-        let c = Connection::connect(addr, &host, ctx.tls.clone(), HttpVersion::Http2).await?;
+        let tls = ctx.trust.borrow().forwarding.clone();
+        let c = Connection::connect(addr, &host, tls, HttpVersion::Http2).await?;
         match c.server_identity() {
             Ok(Identity::Node(c)) if c == peer => {}
             other => {

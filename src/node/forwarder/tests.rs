@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use super::triage::*;
 use super::*;
 use crate::core::message::MessageId;
-use crate::node::client::{self, HttpVersion};
+use crate::node::client;
 use crate::node::store::StoreError;
 
 #[test]
@@ -133,18 +133,14 @@ async fn a_peer_that_never_answers_is_retried_with_backoff_until_the_message_dea
 
     let (_routing_tx, routing_rx) = watch::channel(routing);
     let (closing_tx, closing_rx) = watch::channel(false);
-    let tls = client::client_config(
-        &config.tls.client_ca,
-        Some((&config.tls.cert, &config.tls.key)),
-        HttpVersion::Http2,
-    )
-    .expect("tls");
+    let trust = crate::node::tls::Trust::load(&config.tls).expect("tls");
+    let (_trust_tx, trust) = tokio::sync::watch::channel(Arc::new(trust));
     let ctx = Arc::new(Forwarding {
         center: config.center.clone(),
         store: store.clone(),
         ledger: ledger.clone(),
         routing: routing_rx,
-        tls,
+        trust,
         options: ForwardOptions {
             batch_max: 256,
             retry_initial: Duration::from_millis(200),
