@@ -169,6 +169,8 @@ struct Federated {
     config: FederationConfig,
     seen: DirectorySeen,
     signing_key: Arc<SigningKey>,
+    /// The forwarders' TLS config, replaced on every reload (`reload`).
+    forwarding_tls: watch::Sender<Arc<rustls::ClientConfig>>,
 }
 
 /// A node ready to serve.
@@ -230,6 +232,7 @@ impl Node {
                         config: f.clone(),
                         seen,
                         signing_key: key,
+                        forwarding_tls: watch::channel(reload::forwarding_config(&config.tls)?).0,
                     }),
                 )
             }
@@ -341,18 +344,10 @@ impl Node {
             Connections::new(trust.subscribe(), api.clone(), &limits, closing.subscribe());
         tokio::pin!(shutdown);
 
+        let forwarding_tls = federated.as_ref().map(|f| f.forwarding_tls.clone());
         let (federation, standalone_routing) = match federated {
             None => (None, Some(routing)),
-            Some(f) => match FederationRuntime::start(
-                &center,
-                &api,
-                routing,
-                f,
-                trust.subscribe(),
-                &closing,
-            )
-            .await
-            {
+            Some(f) => match FederationRuntime::start(&center, &api, routing, f, &closing).await {
                 Ok(rt) => (Some(rt), None),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start forwarding: messages for other centers stay in their outboxes until a restart");
@@ -360,7 +355,8 @@ impl Node {
                 }
             },
         };
-        let mut reloadable = Reloadable::new(&config, trust, officers, standalone_routing);
+        let mut reloadable =
+            Reloadable::new(&config, trust, officers, standalone_routing, forwarding_tls);
         // Payloads whose consent's retention period ended are erased at start and then
         // every PURGE_EVERY (metadata, receipts and the audit entries stay).
         let purger = tokio::spawn(ledger::purge_every(
@@ -552,7 +548,6 @@ impl FederationRuntime {
         api: &Api,
         routing: watch::Sender<Arc<Routing>>,
         federated: Federated,
-        trust: watch::Receiver<Arc<Trust>>,
         closing: &watch::Sender<bool>,
     ) -> Result<FederationRuntime, ledger::LedgerError> {
         api.ledger.record_directory(federated.seen.clone()).await?;
@@ -563,7 +558,7 @@ impl FederationRuntime {
             store: api.store.clone(),
             ledger: api.ledger.clone(),
             routing: routing.subscribe(),
-            trust,
+            tls: federated.forwarding_tls.subscribe(),
             options: ForwardOptions {
                 batch_max: f.batch_max,
                 retry_initial: f.retry_initial,

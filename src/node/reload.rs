@@ -40,6 +40,10 @@ pub struct Reloadable {
     /// federated node, whose agencies come from the signed directory (reloaded on SIGHUP
     /// by the federation runtime).
     standalone_routing: Option<watch::Sender<Arc<Routing>>>,
+    /// A federated node's client side: the TLS config its forwarders open connections to
+    /// other nodes with (its certificate and key, the CA bundle and CRLs, which check the
+    /// peers' server certificates). Reloaded with the trust.
+    forwarding: Option<watch::Sender<Arc<rustls::ClientConfig>>>,
     watched: Vec<(PathBuf, Stamp)>,
 }
 
@@ -50,6 +54,7 @@ impl Reloadable {
         trust: watch::Sender<Arc<Trust>>,
         officers: watch::Sender<Arc<Vec<OfficerId>>>,
         standalone_routing: Option<watch::Sender<Arc<Routing>>>,
+        forwarding: Option<watch::Sender<Arc<rustls::ClientConfig>>>,
     ) -> Reloadable {
         Reloadable {
             config_path: config.path.clone(),
@@ -57,6 +62,7 @@ impl Reloadable {
             trust,
             officers,
             standalone_routing,
+            forwarding,
             watched: watch_list(&config.path, &config.tls),
         }
     }
@@ -99,8 +105,22 @@ impl Reloadable {
                 return;
             }
         };
+        let forwarding = match &self.forwarding {
+            None => None,
+            Some(_) => match forwarding_config(&config.tls) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!(why, error = %e, "reload refused; keeping the current TLS trust, officers and agencies");
+                    self.rewatch(Some(&config.tls));
+                    return;
+                }
+            },
+        };
         // Open connections are checked against the new trust as soon as it is sent.
         self.trust.send_replace(Arc::new(trust));
+        if let (Some(tx), Some(c)) = (&self.forwarding, forwarding) {
+            tx.send_replace(c);
+        }
         self.officers
             .send_replace(Arc::new(config.directory.officers.clone()));
         if let Some(routing) = &self.standalone_routing {
@@ -129,6 +149,20 @@ impl Reloadable {
             }
         }
     }
+}
+
+/// The TLS config a federated node's forwarders connect to other nodes with: this node's
+/// certificate and key as client certificate, peers' server certificates checked against
+/// the CA bundle and the CRLs.
+pub fn forwarding_config(
+    tls: &TlsConfig,
+) -> Result<Arc<rustls::ClientConfig>, crate::node::client::ClientError> {
+    crate::node::client::client_config_with_crls(
+        &tls.client_ca,
+        &tls.crls,
+        Some((&tls.cert, &tls.key)),
+        crate::node::client::HttpVersion::Http2,
+    )
 }
 
 /// The config file and every TLS file it names, stamped as they are now.

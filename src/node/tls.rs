@@ -204,11 +204,6 @@ fn check_crl(der: &[u8], roots: &RootCertStore) -> Result<(), String> {
 pub struct Trust {
     /// For each new TLS handshake.
     pub server: Arc<ServerConfig>,
-    /// For each new connection this node opens to another node (forwarding): the node's
-    /// certificate as client certificate, the peer's server certificate checked against the
-    /// same CA bundle and CRLs. Reloaded with the rest, so a revoked peer is refused at the
-    /// next connection.
-    pub forwarding: Arc<rustls::ClientConfig>,
     /// The same verifier `server` uses.
     clients: Arc<dyn ClientCertVerifier>,
 }
@@ -248,16 +243,8 @@ impl Trust {
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_LEN);
         config.ticketer =
             ring_provider::Ticketer::new().map_err(|e| TlsError::Rustls(e.to_string()))?;
-        let forwarding = crate::node::client::client_config_with_crls(
-            &tls.client_ca,
-            &tls.crls,
-            Some((&tls.cert, &tls.key)),
-            crate::node::client::HttpVersion::Http2,
-        )
-        .map_err(|e| TlsError::Rustls(format!("the forwarding client: {e}")))?;
         Ok(Trust {
             server: Arc::new(config),
-            forwarding,
             clients,
         })
     }

@@ -319,7 +319,10 @@ async fn a_node_forwards_nothing_to_a_peer_whose_certificate_was_revoked() {
             .expect("response");
         let status: serde_json::Value = status.json().expect("JSON");
         if status["state"] == "forwarded" {
-            let error = status["forwarding"]["last_error"].as_str().unwrap_or_default().to_owned();
+            let error = status["forwarding"]["last_error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             assert!(error.to_lowercase().contains("revoked"), "{status}");
             break;
         }

@@ -78,9 +78,10 @@ pub struct Forwarding {
     pub ledger: Ledger,
     /// The current directory.
     pub routing: watch::Receiver<Arc<Routing>>,
-    /// TLS as this node (node certificate as client certificate), HTTP/2: the current
-    /// trust's `forwarding` config, reloaded with the node's TLS material.
-    pub trust: watch::Receiver<Arc<crate::node::tls::Trust>>,
+    /// TLS as this node (node certificate as client certificate), HTTP/2: each new
+    /// connection takes the current one, reloaded with the node's TLS material
+    /// (`reload::forwarding_config`).
+    pub tls: watch::Receiver<Arc<rustls::ClientConfig>>,
     /// Batching, retries, time to live.
     pub options: ForwardOptions,
     /// Turns true when the node shuts down.

@@ -377,7 +377,7 @@ pub(super) async fn hand_over(
     };
     if conn.as_ref().is_none_or(Connection::is_closed) {
         let (addr, host) = client::parse_https_url(&url)?;
-        let tls = ctx.trust.borrow().forwarding.clone();
+        let tls = ctx.tls.borrow().clone();
         let c = Connection::connect(addr, &host, tls, HttpVersion::Http2).await?;
         match c.server_identity() {
             Ok(Identity::Node(c)) if c == peer => {}

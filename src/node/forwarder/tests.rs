@@ -133,14 +133,14 @@ async fn a_peer_that_never_answers_is_retried_with_backoff_until_the_message_dea
 
     let (_routing_tx, routing_rx) = watch::channel(routing);
     let (closing_tx, closing_rx) = watch::channel(false);
-    let trust = crate::node::tls::Trust::load(&config.tls).expect("tls");
-    let (_trust_tx, trust) = tokio::sync::watch::channel(Arc::new(trust));
+    let tls = crate::node::reload::forwarding_config(&config.tls).expect("tls");
+    let (_tls_tx, tls) = tokio::sync::watch::channel(tls);
     let ctx = Arc::new(Forwarding {
         center: config.center.clone(),
         store: store.clone(),
         ledger: ledger.clone(),
         routing: routing_rx,
-        trust,
+        tls,
         options: ForwardOptions {
             batch_max: 256,
             retry_initial: Duration::from_millis(200),

@@ -238,6 +238,9 @@ async fn a_withdrawn_message_cannot_be_retried_into_an_outbox() {
         .expect("record")
         .erased
         .is_some());
+    // The dead-letter reason goes with the payload.
+    let d = f.store.delivery(&id).expect("read").expect("delivery");
+    assert_eq!(d.last_error, None);
     let refused = f.ledger.requeue(f.node(), id.clone()).await;
     assert!(
         matches!(

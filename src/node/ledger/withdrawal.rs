@@ -204,6 +204,14 @@ impl Writer {
                 }
                 _ => false,
             };
+            // The last forwarding error (a dead-letter reason, a peer's refusal) is free
+            // text from outside this node: it goes with the payload it was about, so that
+            // nothing stored about the message outlives what the consent allows.
+            let cleared = d.last_error.take().is_some();
+            if cleared && !held {
+                g.writes.put_delivery(id, &d);
+                g.deliveries.insert(id.clone(), d.clone());
+            }
             if held {
                 // Taken over from another center: that node's sender is to hear of it.
                 let origin = AgencyId::parse(&erased.from)
