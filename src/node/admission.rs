@@ -19,15 +19,9 @@
 //!   (HTTP/2 keep-alive pings find dead peers while requests are open).
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-
-use bytes::Bytes;
-use hyper::body::{Body, Frame, SizeHint};
 
 use crate::core::identity::Identity;
 
@@ -197,43 +191,6 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.inner.touch();
         self.inner.open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A response body that keeps its request [`InFlight`] until it is sent whole or dropped.
-#[derive(Debug)]
-pub struct Tracked<B> {
-    body: B,
-    _in_flight: InFlight,
-}
-
-impl<B> Tracked<B> {
-    /// `body`, counted as an open request until it ends.
-    pub fn new(body: B, in_flight: InFlight) -> Tracked<B> {
-        Tracked {
-            body,
-            _in_flight: in_flight,
-        }
-    }
-}
-
-impl<B: Body<Data = Bytes, Error = Infallible> + Unpin> Body for Tracked<B> {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 

@@ -24,8 +24,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use super::admission::{Activity, IdentitySlots, RefusalLog, Tracked};
+use super::admission::{Activity, IdentitySlots, RefusalLog};
 use super::api::Api;
+use super::api::Holding;
 use super::tls::Trust;
 use crate::config::Limits;
 use crate::core::identity::{self, Anonymous, Peer};
@@ -171,7 +172,7 @@ impl Connections {
                 let peer = Arc::clone(&peer);
                 async move {
                     let resp = api.handle(req, peer).await;
-                    Ok::<_, std::convert::Infallible>(resp.map(|b| Tracked::new(b, in_flight)))
+                    Ok::<_, std::convert::Infallible>(resp.map(|b| Holding::new(b, in_flight)))
                 }
             })
         };

@@ -232,24 +232,28 @@ impl UnreadBody {
     }
 }
 
-/// The body of every answer: the bytes, and the request body left unread, which is
-/// dropped only with the answer (see the module's invariants).
+/// A response body that keeps `G` alive until the body is sent whole or dropped. Two things
+/// must outlive an answer: the request body left unread (dropped before the answer, it
+/// makes HTTP/2 reset the stream, and the client sees no 413), and a connection's
+/// open-request guard (so a long answer counts as activity; `admission::InFlight`).
 #[derive(Debug)]
-pub struct Answer {
-    body: Full<Bytes>,
-    _unread: Option<Incoming>,
+pub struct Holding<B, G> {
+    body: B,
+    _held: G,
 }
 
-impl Answer {
-    pub(super) fn new(body: Full<Bytes>, unread: Option<Incoming>) -> Answer {
-        Answer {
-            body,
-            _unread: unread,
-        }
+impl<B, G> Holding<B, G> {
+    /// `body`, keeping `held` until it ends.
+    pub fn new(body: B, held: G) -> Holding<B, G> {
+        Holding { body, _held: held }
     }
 }
 
-impl Body for Answer {
+impl<B, G> Body for Holding<B, G>
+where
+    B: Body<Data = Bytes, Error = Infallible> + Unpin,
+    G: Unpin,
+{
     type Data = Bytes;
     type Error = Infallible;
 
@@ -268,6 +272,10 @@ impl Body for Answer {
         self.body.size_hint()
     }
 }
+
+/// The body of every answer: the bytes, and the request body left unread, which is
+/// dropped only with the answer (see the module's invariants).
+pub type Answer = Holding<Full<Bytes>, Option<Incoming>>;
 
 /// A JSON answer with `status`.
 pub(super) fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Resp {

@@ -69,7 +69,7 @@ use crate::node::ledger::Ledger;
 use crate::node::store::Store;
 use body::{json_response, raw_json, BodyScope, UnreadBody};
 
-pub use body::Answer;
+pub use body::{Answer, Holding};
 
 pub use inbox::ACK_IDS_MAX;
 pub use problem::Problem;
