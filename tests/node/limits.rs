@@ -2,15 +2,11 @@
 //! cannot take authenticated clients' slots, a body must arrive in time, one identity holds
 //! a bounded number of connections, and an oversized HTTP/2 body gets its 413.
 
-use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use plusgate::node::client::{client_config, HttpVersion};
@@ -20,29 +16,11 @@ use tokio::sync::mpsc;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::support::{Federation, Node, VERSIONS};
+use crate::support::{Federation, Node, Trickle, VERSIONS};
 
 /// A generous bound on anything that should be prompt: this is a functional check, not a
 /// measurement.
 const PROMPT: Duration = Duration::from_secs(5);
-
-/// A request body the test feeds by hand (no `Content-Length`: it is streamed).
-struct Trickle(mpsc::Receiver<Bytes>);
-
-impl Body for Trickle {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.get_mut()
-            .0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
-    }
-}
 
 /// A TLS connection to `node` as `identity`, offering `version`.
 async fn tls_as(

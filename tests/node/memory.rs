@@ -2,14 +2,10 @@
 //! body budget, node-wide and per identity), messages waiting in one agency's inbox
 //! (`inbox_max`), report rows, and whether one agency's pulls can stall another's.
 
-use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame};
 use hyper::{Method, Request};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use plusgate::node::client::{client_config, HttpVersion};
@@ -20,30 +16,12 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
 
 use crate::support::{
-    ack, assert_problem, ids_of, pull, push, push_accepted, with_id, Federation, Node,
+    ack, assert_problem, ids_of, pull, push, push_accepted, with_id, Federation, Node, Trickle,
 };
 
 /// A generous bound on anything that should be prompt: a functional check, not a
 /// measurement.
 const PROMPT: Duration = Duration::from_secs(10);
-
-/// A request body the test feeds by hand.
-struct Trickle(mpsc::Receiver<Bytes>);
-
-impl Body for Trickle {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.get_mut()
-            .0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
-    }
-}
 
 /// Starts a push over HTTP/2 as suwon/employment that declares `declared` bytes and sends
 /// only a first few: the node holds its grant of the budget while it waits for the rest.

@@ -28,6 +28,7 @@ mod federation;
 mod node;
 mod ports;
 mod process;
+mod trickle;
 
 pub use api::{
     ack, drain_inbox, drain_inbox_by, ids_of, messages_of, pull, pull_response, push,
@@ -40,3 +41,4 @@ pub use federation::{agent_to, identity_in, load_manifest, ClientCert, Federatio
 pub use node::{listening_addr, Node, NodeSpec, STOP_TIMEOUT};
 pub use ports::{free_port_range, PORT_END, PORT_FIRST};
 pub use process::{run_command_to_exit, wait_with_timeout, Finished, Plusgate};
+pub use trickle::Trickle;

@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 pub use harness::{
     ack, drain_inbox, drain_inbox_by, ids_of, load_manifest, messages_of, pull, pull_response,
     push, push_accepted, push_raw, push_referrals, register_consent, run_command_to_exit, status,
-    wait_with_timeout, with_id, ClientCert, Federation, Finished, Node, NodeSpec, REQUEST_TIMEOUT,
-    VERSIONS,
+    wait_with_timeout, with_id, ClientCert, Federation, Finished, Node, NodeSpec, Trickle,
+    REQUEST_TIMEOUT, VERSIONS,
 };
 
 /// The path of the binary under test.

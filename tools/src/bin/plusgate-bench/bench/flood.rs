@@ -7,16 +7,13 @@
 //! answered 503 `busy` at once and their bodies never read.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use harness::Trickle;
 use harness::{identity_in, Federation};
-use hyper::body::{Body, Frame};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use plusgate::node::client::{client_config, HttpVersion};
@@ -75,24 +72,6 @@ impl FloodReport {
             self.rss_before_mib,
             self.peak_rss_mib,
         )
-    }
-}
-
-/// A body fed by the bench, piece by piece.
-struct Trickle(mpsc::Receiver<Bytes>);
-
-impl Body for Trickle {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.get_mut()
-            .0
-            .poll_recv(cx)
-            .map(|piece| piece.map(|b| Ok(Frame::data(b))))
     }
 }
 
