@@ -12,8 +12,8 @@ use plusgate::node::client::{Agent, HttpVersion};
 use serde_json::{json, Value};
 
 use crate::support::{
-    assert_problem, ids_of, pull, push, push_accepted, run_to_exit, status, with_id, Federation,
-    Node,
+    ack, assert_problem, ids_of, pull, push, push_accepted, run_to_exit, status, with_id,
+    Federation, Node,
 };
 
 /// Longest a test waits for forwarding to catch up.
@@ -1165,4 +1165,56 @@ async fn a_consent_is_believed_only_on_its_collectors_nodes_signature() {
         held("cns-genuine").await,
         "a relayed genuine consent is held"
     );
+}
+
+/// A recipient's full inbox at another center holds messages back, never loses them: the
+/// receiving node answers a message for a full inbox with neither a receipt nor a refusal,
+/// so the sending node keeps it in its outbox and sends it again; once the recipient acks,
+/// it arrives. Nothing is dead-lettered, nothing arrives twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_inbox_at_another_center_holds_messages_back_until_the_recipient_acks() {
+    let fed = three_centers();
+    let (recipient, center) = remote_recipient(&fed);
+    fed.set_limit(&center, "inbox_max", 2);
+    let b = fed.start(&center);
+    let a = fed.start("suwon");
+    let sender = a.agent("suwon/employment", HttpVersion::Http1);
+    let ids = ["ref-full-b-1", "ref-full-b-2", "ref-full-b-3"];
+    for id in ids {
+        push_accepted(&sender, &remote_referral(&fed, id)).await;
+    }
+    let inbox = b.agent(&recipient, HttpVersion::Http1);
+    // Two arrive; the third waits at A, tried again and again, not dead-lettered.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut arrived = BTreeSet::new();
+    while arrived.len() < 2 {
+        for m in ids_of(&pull(&inbox, "max=10&wait=1").await) {
+            arrived.insert(m);
+        }
+        assert!(Instant::now() < deadline, "{arrived:?}");
+    }
+    let third = loop {
+        let s: Value = status(&sender, "ref-full-b-3").await.json().expect("JSON");
+        if s["forwarding"]["failed_attempts"].as_u64().unwrap_or(0) >= 1
+            || Instant::now() > deadline
+        {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(third["state"], "forwarded", "{third}");
+    assert!(!arrived.contains("ref-full-b-3"));
+    // The recipient acks what it has: room again, and the third arrives, once.
+    let got: Vec<&str> = arrived.iter().map(String::as_str).collect();
+    assert_eq!(ack(&inbox, &got).await.status.as_u16(), 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let late = loop {
+        let late = ids_of(&pull(&inbox, "max=10&wait=1").await);
+        if !late.is_empty() || Instant::now() > deadline {
+            break late;
+        }
+    };
+    assert_eq!(late, ["ref-full-b-3"]);
+    let s: Value = status(&sender, "ref-full-b-3").await.json().expect("JSON");
+    assert_eq!(s["state"], "delivered", "{s}");
 }
