@@ -237,3 +237,48 @@ async fn an_idle_connection_is_closed() {
         );
     }
 }
+
+/// The class the finding came from: a client (curl before 8, some SDKs) that sends its
+/// whole declared body before it reads the answer, and takes any RST_STREAM, even NO_ERROR,
+/// as a failed request. A moderately oversized body (here twice the 1 MiB limit, declared)
+/// is read to its end and thrown away, then answered 413, with no reset before the upload
+/// ends; a strict HTTP/2 client sees every reset (hyper's hides a NO_ERROR one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_declared_http2_body_is_answered_413_after_its_upload_not_reset() {
+    let fed = Federation::new();
+    let node = fed.start("suwon");
+    let io = tls_as(&fed, &node, "suwon/employment", HttpVersion::Http2).await;
+    let (client, connection) = h2::client::handshake(io).await.expect("HTTP/2 handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client.ready().await.expect("ready");
+    let len: usize = 2 << 20;
+    let request = Request::post("https://localhost/v1/messages")
+        .header("content-type", "application/json")
+        .header("content-length", len)
+        .body(())
+        .expect("request");
+    let (response, mut upload) = client.send_request(request, false).expect("send");
+    let mut left = len;
+    while left > 0 {
+        upload.reserve_capacity(left.min(64 << 10));
+        let granted = std::future::poll_fn(|cx| upload.poll_capacity(cx))
+            .await
+            .expect("the stream stays open while the body is sent")
+            .expect("not reset while the body is sent");
+        let n = granted.min(left);
+        if n == 0 {
+            continue;
+        }
+        upload
+            .send_data(Bytes::from(vec![b' '; n]), n == left)
+            .expect("not reset while the body is sent");
+        left -= n;
+    }
+    let response = tokio::time::timeout(PROMPT, response)
+        .await
+        .expect("answered promptly")
+        .expect("an answer");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}

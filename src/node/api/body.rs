@@ -52,6 +52,16 @@ impl Api {
         req: Request<Incoming>,
         limit: usize,
     ) -> Result<Value, Problem> {
+        // Every refusal below leaves the body unread, kept until the answer is sent: dropped
+        // first, HTTP/2 resets the stream and the client sees a framing error, not the
+        // answer (whatever the refusal: 415, 413 by declared or by counted length, 503, 408).
+        let unread = req.extensions().get::<UnreadBody>().cloned();
+        let refused = |problem: Problem, body: Incoming| {
+            if let Some(unread) = &unread {
+                unread.keep(body);
+            }
+            problem
+        };
         let content_type = req
             .headers()
             .get(CONTENT_TYPE)
@@ -64,12 +74,13 @@ impl Api {
             .trim()
             .to_ascii_lowercase();
         if essence != "application/json" && !essence.ends_with("+json") {
-            return Err(Problem::new(
+            let problem = Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
                 "Unsupported media type",
                 format!("send application/json, not `{content_type}`"),
-            ));
+            );
+            return Err(refused(problem, req.into_body()));
         }
         let too_large = || {
             Problem::new(
@@ -85,9 +96,10 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
-            return Err(too_large());
+            let mut body = req.into_body();
+            drain_oversized(&mut body, declared, self.limits.body_read_timeout).await;
+            return Err(refused(too_large(), body));
         }
-        let unread = req.extensions().get::<UnreadBody>().cloned();
         let scope = req
             .extensions()
             .get::<BodyScope>()
@@ -95,12 +107,6 @@ impl Api {
             .unwrap_or_default();
         let mut grant = self.body_budget.grant(scope.identity.clone());
         let mut body = req.into_body();
-        let refused = |problem: Problem, body: Incoming| {
-            if let Some(unread) = &unread {
-                unread.keep(body);
-            }
-            problem
-        };
         if let Some(declared) = declared {
             // Within `limit` (checked above), so it fits a usize.
             if let Err(e) = grant.grow(declared as usize) {
@@ -111,7 +117,10 @@ impl Api {
         let read = tokio::time::timeout(timeout, read_up_to(&mut body, limit, &mut grant)).await;
         let bytes = match read {
             Ok(Ok(bytes)) => bytes,
-            Ok(Err(ReadError::TooLarge)) => return Err(refused(too_large(), body)),
+            Ok(Err(ReadError::TooLarge)) => {
+                drain_oversized(&mut body, declared, timeout).await;
+                return Err(refused(too_large(), body));
+            }
             Ok(Err(ReadError::Busy(e))) => return Err(refused(busy(e), body)),
             Ok(Err(ReadError::Transport(e))) => {
                 return Err(Problem::bad_request(format!(
@@ -214,6 +223,37 @@ async fn read_up_to(
         }
     }
     Ok(bytes)
+}
+
+/// Most bytes of an oversized body the node reads and throws away before answering 413.
+///
+/// Why read any: answering before the client has finished sending is allowed (HTTP/2 then
+/// ends the stream with RST_STREAM NO_ERROR, RFC 9113 §8.1, which h2 does), but common
+/// clients (curl before 8, some SDKs) report that reset as a stream error and never show
+/// the 413. Reading the rest of a moderately oversized body, without keeping it, lets the
+/// client finish its upload and see the answer; a body far beyond it is answered at once.
+/// Bounded in bytes (here) and in time (`limits.body_read_timeout_ms`), and nothing read
+/// is kept, so it costs bandwidth, never memory.
+pub const DRAIN_BYTES_MAX: u64 = 8 << 20;
+
+/// Reads and discards what is left of an oversized body, if its declared length (when it
+/// has one) is within [`DRAIN_BYTES_MAX`], for at most `timeout`.
+async fn drain_oversized(body: &mut Incoming, declared: Option<u64>, timeout: std::time::Duration) {
+    if declared.is_some_and(|n| n > DRAIN_BYTES_MAX) {
+        return;
+    }
+    let drain = async {
+        let mut seen: u64 = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                seen += data.len() as u64;
+                if seen > DRAIN_BYTES_MAX {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, drain).await;
 }
 
 /// Where a handler leaves a request body it refused unread, for [`Api::handle`] to keep
