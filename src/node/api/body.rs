@@ -225,7 +225,8 @@ async fn read_up_to(
     Ok(bytes)
 }
 
-/// Most bytes of an oversized body the node reads and throws away before answering 413.
+/// Most bytes of an oversized body (its declared `Content-Length`) the node reads and throws
+/// away before answering 413.
 ///
 /// Why read any: answering before the client has finished sending is allowed (HTTP/2 then
 /// ends the stream with RST_STREAM NO_ERROR, RFC 9113 §8.1, which h2 does), but common
@@ -236,10 +237,11 @@ async fn read_up_to(
 /// is kept, so it costs bandwidth, never memory.
 pub const DRAIN_BYTES_MAX: u64 = 8 << 20;
 
-/// Reads and discards what is left of an oversized body, if its declared length (when it
-/// has one) is within [`DRAIN_BYTES_MAX`], for at most `timeout`.
+/// Reads and discards what is left of an oversized body whose declared length is within
+/// [`DRAIN_BYTES_MAX`], for at most `timeout`. A body without a declared length is answered
+/// at once: nothing says when it would end (a streaming client may keep it open).
 async fn drain_oversized(body: &mut Incoming, declared: Option<u64>, timeout: std::time::Duration) {
-    if declared.is_some_and(|n| n > DRAIN_BYTES_MAX) {
+    if declared.is_none_or(|n| n > DRAIN_BYTES_MAX) {
         return;
     }
     let drain = async {

@@ -31,9 +31,9 @@
 //!   before anything else; every answer there carries `Cache-Control: no-store`.
 //! - A request body is read only up to the configured limit and within the configured
 //!   time; larger bodies get 413 and slower ones 408 before anything is parsed (`body`),
-//!   and the answer goes out before the unread rest is dropped. The rest of a moderately
-//!   oversized body (up to `body::DRAIN_BYTES_MAX`) is read and discarded first, so a
-//!   client that sends its whole body before reading sees the 413, not a reset.
+//!   and the answer goes out before the unread rest is dropped. An oversized body that
+//!   declares a length of at most `body::DRAIN_BYTES_MAX` is read and discarded first, so
+//!   a client that sends its whole body before reading sees the 413, not a reset.
 //! - A request body is buffered only within the body budget ([`budget`]): beyond it, 503
 //!   `busy` with `Retry-After`, the body unread.
 //! - Every error leaves as a problem, built in [`problem`]; internal errors are logged
