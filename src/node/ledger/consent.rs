@@ -43,21 +43,20 @@ impl Writer {
         id: &str,
         g: &Group,
     ) -> Result<Result<Option<String>, ()>, LedgerError> {
-        let record = match self.consent(g, id) {
-            Ok(Some(c)) => c,
-            Ok(None) => return Ok(Err(())),
-            Err(LedgerError::Storage(e @ StoreError::Corrupt { .. })) => {
-                tracing::error!(consent_id = %id, error = %e, "damaged consent: nothing handed out under it");
-                return Ok(Err(()));
-            }
-            Err(e) => return Err(e),
-        };
-        let Ok(terms) = record.terms() else {
+        let describe = |r: Refusal| format!("{r}; nothing under it is handed out any more");
+        // Written in this group: not in the cache yet (the cache holds durable consents).
+        if let Some(c) = g.consents.get(id) {
+            return Ok(c
+                .terms()
+                .map(|t| c.ended(&t, g.now).map(describe))
+                .map_err(|_| ()));
+        }
+        if let Err(why) = self.cache_consent(id)? {
+            tracing::error!(consent_id = %id, %why, "consent unusable: nothing handed out under it");
             return Ok(Err(()));
-        };
-        Ok(Ok(record.ended(&terms, g.now).map(|r| {
-            format!("{r}; nothing under it is handed out any more")
-        })))
+        }
+        let (c, terms) = &self.consent_cache[id];
+        Ok(Ok(c.ended(terms, g.now).map(describe)))
     }
 
     /// The audit entry of a change to consent `c`, at `at`.
@@ -246,33 +245,39 @@ impl Writer {
         if let Some(c) = g.consents.get(&m.consent_id) {
             return Ok(c.check(&wanted, g.now));
         }
-        if !self.consent_cache.contains_key(&m.consent_id) {
-            let c = match self.store.consent(&m.consent_id) {
-                Ok(Some(c)) => c,
-                Ok(None) => {
-                    return Ok(Err(Refusal::Unknown {
-                        id: m.consent_id.clone(),
-                    }))
-                }
-                Err(e @ StoreError::Corrupt { .. }) => {
-                    return Ok(Err(Refusal::Unreadable {
-                        id: m.consent_id.clone(),
-                        why: e.to_string(),
-                    }))
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let terms = match c.terms() {
-                Ok(t) => t,
-                Err(r) => return Ok(Err(r)),
-            };
-            if self.consent_cache.len() >= CONSENT_CACHE_MAX {
-                self.consent_cache.clear();
-            }
-            self.consent_cache.insert(m.consent_id.clone(), (c, terms));
+        if let Err(refusal) = self.cache_consent(&m.consent_id)? {
+            return Ok(Err(refusal));
         }
         let (c, terms) = &self.consent_cache[&m.consent_id];
         Ok(c.check_with(terms, &wanted, g.now)
             .map(|()| terms.retention))
+    }
+
+    /// Puts durable consent `id` and its parsed terms into [`Writer::consent_cache`] if they
+    /// are not there; a consent that is missing or does not read is the refusal to give.
+    fn cache_consent(&mut self, id: &str) -> Result<Result<(), Refusal>, LedgerError> {
+        if self.consent_cache.contains_key(id) {
+            return Ok(Ok(()));
+        }
+        let c = match self.store.consent(id) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(Err(Refusal::Unknown { id: id.to_owned() })),
+            Err(e @ StoreError::Corrupt { .. }) => {
+                return Ok(Err(Refusal::Unreadable {
+                    id: id.to_owned(),
+                    why: e.to_string(),
+                }))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let terms = match c.terms() {
+            Ok(t) => t,
+            Err(r) => return Ok(Err(r)),
+        };
+        if self.consent_cache.len() >= CONSENT_CACHE_MAX {
+            self.consent_cache.clear();
+        }
+        self.consent_cache.insert(id.to_owned(), (c, terms));
+        Ok(Ok(()))
     }
 }
