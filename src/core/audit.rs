@@ -84,8 +84,13 @@ pub struct AuditEntry {
     pub to: String,
     /// Pseudonymous subject.
     pub subject: String,
-    /// Consent the message travels under.
+    /// Consent the message travels under: its id ...
     pub consent_id: String,
+    /// ... and its collecting agency (see `consent::ConsentKey`), on every message entry
+    /// written since consents were scoped by collector. Absent on consent events (their
+    /// `from` is the collector) and on older entries, which hash as they always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_by: Option<String>,
     /// What else matters for this action (a receipt signature, a dead-letter reason).
     /// Absent when empty, so entries of actions without detail hash as they always did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,8 +146,10 @@ pub struct Event {
     pub to: String,
     /// Subject.
     pub subject: String,
-    /// Consent.
+    /// Consent id.
     pub consent_id: String,
+    /// Consent's collector (see [`AuditEntry::consent_by`]).
+    pub consent_by: Option<String>,
     /// Detail (see [`AuditEntry::detail`]).
     pub detail: Option<String>,
 }
@@ -193,6 +200,7 @@ impl Head {
             to: event.to,
             subject: event.subject,
             consent_id: event.consent_id,
+            consent_by: event.consent_by,
             detail: event.detail.map(bound_detail),
             prev: hex::encode(&self.hash),
             hash: String::new(),
@@ -311,6 +319,7 @@ pub(crate) fn test_event(n: u64) -> Event {
         to: "suwon/welfare".into(),
         subject: "ps-0123456789abcdef".into(),
         consent_id: "cns-1".into(),
+        consent_by: Some("suwon/employment".into()),
         detail: None,
     }
 }

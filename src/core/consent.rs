@@ -12,9 +12,9 @@
 //! enforces, the `store` keeps.
 //!
 //! Enforcement ([`ConsentRecord::check`]): a message may travel only under a consent that
-//! exists, is about the message's subject, is valid at the time, is not withdrawn, has the
-//! sender as a party (its collector or a named recipient: the parties share among
-//! themselves), names the recipient, covers the purpose and covers every data item of the
+//! exists and has the sender as a party (its collector or a named recipient: the parties
+//! share among themselves; to anyone else it does not exist), is about the message's
+//! subject, is valid at the time, is not withdrawn, names the recipient, covers the purpose and covers every data item of the
 //! payload. The ledger runs
 //! this check on its single writer thread, at the origin before the 202 and at the
 //! destination before the inbox, so a check and a withdrawal are never interleaved: what
@@ -29,6 +29,79 @@ use time::{Date, Duration, Month, OffsetDateTime};
 use crate::core::identity::AgencyId;
 
 pub mod attestation;
+
+/// Which consent: its collecting agency and its id. Consent ids are chosen by the collecting
+/// agency, so they are unique only per collector: two agencies may both have a consent
+/// `cns-1`. Everything that finds, changes or cites a consent does it by this pair, so no
+/// agency (and no other node) can register an id first and shadow another collector's
+/// consent or its withdrawal.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ConsentKey {
+    /// The collecting agency (`collected_by.agency`).
+    pub collector: String,
+    /// The consent id the collector chose.
+    pub id: String,
+}
+
+impl ConsentKey {
+    /// The pair.
+    pub fn new(collector: impl Into<String>, id: impl Into<String>) -> ConsentKey {
+        ConsentKey {
+            collector: collector.into(),
+            id: id.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ConsentKey {
+    /// `<collector>/<id>`, e.g. `suwon/employment/cns-1`: unambiguous, since an agency id
+    /// has exactly one `/` and a consent id none.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.collector, self.id)
+    }
+}
+
+/// Which consent a message cites when its sender did not name the collector: of the
+/// consents with the cited id (`candidates`), the sender's own if it has one; otherwise the
+/// single one under which the sender is a party and the recipient is named. `Ok(None)`: no
+/// consent with that id can cover the message (the caller answers [`Refusal::Unknown`]).
+///
+/// Why this order: an agency's own ids are its own namespace, so nobody else can put a
+/// consent where the sender's own is looked for. A consent collected elsewhere is used only
+/// if it is the only one that fits; if another agency registered a second one with the same
+/// id that also fits, the message is refused as ambiguous ([`Refusal::Ambiguous`]) rather
+/// than sent under whichever came first, and the sender names the collector
+/// (`consent_collected_by`).
+pub fn resolve<'a>(
+    id: &str,
+    sender: &str,
+    recipient: &str,
+    candidates: impl IntoIterator<Item = &'a ConsentRecord>,
+) -> Result<Option<ConsentKey>, Refusal> {
+    let mut fitting: Option<ConsentKey> = None;
+    let mut ambiguous = false;
+    for c in candidates {
+        if c.id != id {
+            continue;
+        }
+        if c.collected_by == sender {
+            return Ok(Some(c.key()));
+        }
+        let named = |a: &str| c.recipients.iter().any(|r| r == a);
+        if named(sender) && named(recipient) {
+            match &fitting {
+                // The same consent seen twice (as stored and as changed since) is one.
+                Some(f) if f.collector == c.collected_by => {}
+                Some(_) => ambiguous = true,
+                None => fitting = Some(c.key()),
+            }
+        }
+    }
+    if ambiguous {
+        return Err(Refusal::Ambiguous { id: id.to_owned() });
+    }
+    Ok(fitting)
+}
 
 /// A consent as the registry keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -242,6 +315,11 @@ fn strip_unknown(change: &Value) -> Value {
 }
 
 impl ConsentRecord {
+    /// Which consent this is: its collector and id.
+    pub fn key(&self) -> ConsentKey {
+        ConsentKey::new(self.collected_by.clone(), self.id.clone())
+    }
+
     /// True if `agency` may read this consent: the collector and the recipients.
     pub fn readable_by(&self, agency: &AgencyId) -> bool {
         self.collected_by == agency.as_str() || self.recipients.iter().any(|r| r == agency.as_str())
@@ -312,6 +390,13 @@ pub enum Refusal {
         /// The cited id.
         id: String,
     },
+    /// The message did not name the collector, and more than one consent with the cited id
+    /// (collected by other agencies) names both the sender and the recipient.
+    #[error("more than one consent {id} names both you and the recipient: name the collecting agency in `consent_collected_by`")]
+    Ambiguous {
+        /// The cited id.
+        id: String,
+    },
     /// The consent is another person's.
     #[error("consent {id} is about another subject, not {subject}")]
     OtherSubject {
@@ -343,16 +428,6 @@ pub enum Refusal {
         id: String,
         /// When.
         at: String,
-    },
-    /// The sender is not a party to the consent: neither the agency that collected it nor
-    /// one of the recipients it names. A consent lets its parties share among themselves;
-    /// another agency cannot borrow it.
-    #[error("{sender} is not a party to consent {id} (neither its collecting agency nor a recipient it names)")]
-    SenderNotParty {
-        /// The consent.
-        id: String,
-        /// The sending agency.
-        sender: String,
     },
     /// The consent does not name the recipient.
     #[error("consent {id} does not name {recipient} as a recipient")]
@@ -401,11 +476,11 @@ impl Refusal {
     pub fn kind(&self) -> &'static str {
         match self {
             Refusal::Unknown { .. } => "consent-unknown",
+            Refusal::Ambiguous { .. } => "consent-ambiguous",
             Refusal::OtherSubject { .. } => "consent-other-subject",
             Refusal::NotYetValid { .. } => "consent-not-yet-valid",
             Refusal::Expired { .. } => "consent-expired",
             Refusal::Withdrawn { .. } => "consent-withdrawn",
-            Refusal::SenderNotParty { .. } => "consent-sender-not-party",
             Refusal::RecipientNotNamed { .. } => "consent-recipient-not-named",
             Refusal::PurposeNotCovered { .. } => "consent-purpose-not-covered",
             Refusal::PurposeUnknown { .. } => "consent-purpose-unknown",
@@ -560,8 +635,9 @@ impl ConsentRecord {
     }
 
     /// Whether this consent covers `message` at `now`; the first condition that fails, in
-    /// the order: subject, validity, withdrawal, sender, recipient, purpose, items. (That the
-    /// consent exists is the caller's check: [`Refusal::Unknown`].) On success, the
+    /// the order: sender (one that is no party to it gets [`Refusal::Unknown`], as for a
+    /// consent that does not exist, which is the caller's check), subject, validity,
+    /// withdrawal, recipient, purpose, items. On success, the
     /// retention period the recipient keeps the data for.
     pub fn check(&self, message: &Use<'_>, now: OffsetDateTime) -> Result<Retention, Refusal> {
         let terms = self.terms()?;
@@ -594,6 +670,14 @@ impl ConsentRecord {
         now: OffsetDateTime,
     ) -> Result<(), Refusal> {
         let id = || self.id.clone();
+        // First, and as if it did not exist: a consent the sender is no party to is, for the
+        // sender, no consent at all. Answering anything else (its subject, its validity,
+        // its withdrawal) would tell an agency about another agency's consent.
+        if self.collected_by != message.sender
+            && !terms.recipients.iter().any(|r| r == message.sender)
+        {
+            return Err(Refusal::Unknown { id: id() });
+        }
         if self.subject != message.subject {
             return Err(Refusal::OtherSubject {
                 id: id(),
@@ -608,14 +692,6 @@ impl ConsentRecord {
         }
         if let Some(ended) = self.ended(terms, now) {
             return Err(ended);
-        }
-        if self.collected_by != message.sender
-            && !terms.recipients.iter().any(|r| r == message.sender)
-        {
-            return Err(Refusal::SenderNotParty {
-                id: id(),
-                sender: message.sender.to_owned(),
-            });
         }
         if !terms.recipients.iter().any(|r| r == message.recipient) {
             return Err(Refusal::RecipientNotNamed {

@@ -108,8 +108,11 @@ pub struct Envelope {
     pub to: AgencyId,
     /// Pseudonymous reference of the data subject.
     pub subject: String,
-    /// The consent the message travels under.
+    /// The consent the message travels under: its id, ...
     pub consent_id: String,
+    /// ... and, if the sender named it, the agency that collected it (otherwise the node
+    /// finds it: `consent::resolve`).
+    pub consent_collected_by: Option<AgencyId>,
     /// The payload, validated against `schemas/<type>.v<version>.json`.
     pub payload: Value,
 }
@@ -177,6 +180,19 @@ impl Envelope {
         if let (Some(ty), Some(to)) = (message_type, &to) {
             errors.extend(cross_checks(ty, &payload, sender, to));
         }
+        let consent_collected_by = match field("consent_collected_by") {
+            None => None,
+            Some(s) => match AgencyId::parse(s) {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    errors.push(violation(
+                        "/consent_collected_by",
+                        "must be an agency id <center>/<agency>".into(),
+                    ));
+                    None
+                }
+            },
+        };
         for pointer in crate::core::rrn::find(&payload) {
             errors.push(violation(
                 &format!("/payload{pointer}"),
@@ -202,6 +218,7 @@ impl Envelope {
                     to,
                     subject: subject.to_owned(),
                     consent_id: consent_id.to_owned(),
+                    consent_collected_by,
                     payload,
                 })
             }

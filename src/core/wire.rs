@@ -187,8 +187,13 @@ pub struct WireMessage<P = Box<RawValue>> {
     pub version: u32,
     /// Pseudonymous subject.
     pub subject: String,
-    /// Consent.
+    /// Consent id, ...
     pub consent_id: String,
+    /// ... and its collecting agency, when that is not `from` (see `consent::ConsentKey`).
+    /// Absent from nodes that predate it: the receiver then finds the consent as for an
+    /// agency that named no collector (`consent::resolve`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_collected_by: Option<String>,
     /// Payload (canonical JSON).
     pub payload: P,
     /// When the origin accepted it.

@@ -221,6 +221,7 @@ impl Inbox {
                     from: m.from.clone(),
                     subject: m.subject.clone(),
                     consent_id: m.consent_id.clone(),
+                    consent_by: m.consent_by.clone(),
                 })
             })
             .collect();

@@ -146,11 +146,13 @@ async fn every_failed_condition_is_a_403_that_names_it_and_an_audited_refusal() 
             "withdrawn at",
         ),
         (
+            // To an agency that is no party to it, a consent does not exist: the answer
+            // says nothing of it (not its subject, its validity or its withdrawal).
             "a consent the sender is no party to",
             &finance,
             borrowed,
-            "consent-sender-not-party",
-            "suwon/finance is not a party",
+            "consent-unknown",
+            "cns-example-0001",
         ),
         (
             "recipient not named",

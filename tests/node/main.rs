@@ -21,6 +21,7 @@
 //! - `audit_export`: `plusgate audit export` and the offline `audit verify --file`;
 //! - `startup`: configurations and schemas that must stop a node, and `serve --dev`;
 //! - `consent`: the consent registry (register, read, withdraw, audited);
+//! - `consent_ids`: consent ids are per collector: no squatting, shadowing or telling;
 //! - `console`: the privacy officer's web console in headless Chromium (playwright-core);
 //! - `federation`: delivery between centers, crashes and outages on the way, dead letters,
 //!   the operator's outbox commands and the signed directory;
@@ -31,6 +32,7 @@ mod support;
 mod audit;
 mod audit_export;
 mod consent;
+mod consent_ids;
 mod console;
 mod deploy;
 mod durability;

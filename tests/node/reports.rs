@@ -278,6 +278,7 @@ async fn the_audit_report_verifies_the_chain_from_its_last_checkpoint_and_lists_
             to: "gangseo/welfare".into(),
             subject: "ps-7f3a9c21e4b05d18".into(),
             consent_id: "cns-2026-000123".into(),
+            consent_by: Some("suwon/employment".into()),
             detail: Some("urn:plusgate:problem:consent-withdrawn: consent was withdrawn".into()),
         }));
         store.apply(writes).expect("apply");

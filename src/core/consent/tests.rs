@@ -39,3 +39,48 @@ fn the_same_document_has_the_same_digest_whatever_its_key_order() {
     let c = Registration::new(&changed, &collector, "t3").expect("ok");
     assert_ne!(a.record.digest, c.record.digest);
 }
+
+/// A consent collected by `collector` under `id`, naming `recipients`.
+fn collected(id: &str, collector: &str, recipients: &[&str]) -> ConsentRecord {
+    let mut doc = example();
+    doc["id"] = Value::from(id);
+    doc["collected_by"]["agency"] = Value::from(collector);
+    doc["recipients"] = Value::from(recipients.to_vec());
+    let agency = AgencyId::parse(collector).expect("agency");
+    Registration::new(&doc, &agency, "2026-03-05T01:20:00Z")
+        .expect("registrable")
+        .record
+}
+
+#[test]
+fn a_cited_id_is_the_senders_own_consent_else_the_only_one_naming_both_parties() {
+    let own = collected("c-1", "suwon/welfare", &["suwon/jobs"]);
+    let employment = collected("c-1", "suwon/employment", &["suwon/welfare", "suwon/jobs"]);
+    let finance = collected("c-1", "suwon/finance", &["suwon/welfare", "suwon/jobs"]);
+    let elsewhere = collected("c-1", "suwon/finance", &["suwon/jobs"]);
+    let other_id = collected("c-2", "suwon/employment", &["suwon/welfare", "suwon/jobs"]);
+    let key = |c: &ConsentRecord| Ok(Some(c.key()));
+    let resolve = |cands: &[&ConsentRecord]| {
+        resolve("c-1", "suwon/welfare", "suwon/jobs", cands.iter().copied())
+    };
+
+    // The sender's own wins, wherever it is among the others.
+    assert_eq!(resolve(&[&employment, &finance, &own]), key(&own));
+    // Else the only one naming sender and recipient; one that does not name the sender,
+    // or has another id, does not count.
+    assert_eq!(
+        resolve(&[&employment, &elsewhere, &other_id]),
+        key(&employment)
+    );
+    // The same consent seen twice (stored, and changed in this group) is one.
+    assert_eq!(resolve(&[&employment, &employment]), key(&employment));
+    // Two collectors' consents that both fit: refused, whatever their order.
+    for cands in [[&employment, &finance], [&finance, &employment]] {
+        assert_eq!(
+            resolve(&cands),
+            Err(Refusal::Ambiguous { id: "c-1".into() })
+        );
+    }
+    // None fits: unknown (the caller's answer).
+    assert_eq!(resolve(&[&elsewhere, &other_id]), Ok(None));
+}

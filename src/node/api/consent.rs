@@ -56,14 +56,49 @@ impl Api {
         ))
     }
 
-    pub(super) fn consent_view(&self, agency: &AgencyId, id: &str) -> Result<Resp, Problem> {
+    /// `GET /v1/consents/{id}[?collected_by=<agency>]`: the caller's own consent with that
+    /// id, else the one it names as collector, else the only one with that id that names
+    /// the caller. Consents the caller may not read are never looked at, so every answer
+    /// about them is the same 404 as for an id nobody uses.
+    pub(super) fn consent_view(
+        &self,
+        agency: &AgencyId,
+        id: &str,
+        query: Option<&str>,
+    ) -> Result<Resp, Problem> {
+        let collector = consent_query(query)?;
         let not_found = || Problem::not_found(format!("no consent {id} that names you"));
-        let record = self
+        let readable: Vec<_> = self
             .store
-            .consent(id)
+            .consents_with_id(id)
             .map_err(store_problem)?
+            .into_iter()
             .filter(|c| c.readable_by(agency))
-            .ok_or_else(not_found)?;
+            .filter(|c| {
+                collector
+                    .as_ref()
+                    .is_none_or(|a| c.collected_by == a.as_str())
+            })
+            .collect();
+        let record = match readable.iter().find(|c| c.collected_by == agency.as_str()) {
+            Some(own) => own,
+            None => match readable.as_slice() {
+                [] => return Err(not_found()),
+                [only] => only,
+                _ => {
+                    return Err(Problem::new(
+                        StatusCode::CONFLICT,
+                        "consent-ambiguous",
+                        "More than one consent with this id names you",
+                        format!(
+                            "{} consents {id}, collected by different agencies, name you: \
+                             name the collector with ?collected_by=<agency>",
+                            readable.len()
+                        ),
+                    ))
+                }
+            },
+        };
         Ok(json_response(StatusCode::OK, &record.to_json()))
     }
 
@@ -91,6 +126,28 @@ impl Api {
             .map_err(ledger_problem)?;
         Ok(json_response(StatusCode::OK, &record.to_json()))
     }
+}
+
+/// `collected_by=<agency id>`, the only query parameter of a consent read.
+fn consent_query(query: Option<&str>) -> Result<Option<AgencyId>, Problem> {
+    let mut collector = None;
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "collected_by" if collector.is_none() => {
+                let a = AgencyId::parse(&v).map_err(|_| {
+                    Problem::bad_request("collected_by must be an agency id <center>/<agency>")
+                })?;
+                collector = Some(a);
+            }
+            "collected_by" => return Err(Problem::bad_request("collected_by is given twice")),
+            other => {
+                return Err(Problem::bad_request(format!(
+                    "unknown query parameter `{other}`"
+                )))
+            }
+        }
+    }
+    Ok(collector)
 }
 
 /// `{"at"?: RFC 3339, "reason"?: string}`.

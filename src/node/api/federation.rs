@@ -481,6 +481,7 @@ impl Api {
             version,
             subject,
             consent_id,
+            consent_collected_by,
             payload,
             accepted_at: _,
             digest,
@@ -495,8 +496,9 @@ impl Api {
         }
         crate::core::routing::Routing::check_handed_over_by(node, &from)
             .map_err(|e| refuse(e.into()))?;
-        // What remains is exactly the envelope the origin's agency sent.
-        let envelope = json!({
+        // What remains is exactly the envelope the origin's agency sent (with the consent's
+        // collector as the origin found it, which the fingerprint does not cover).
+        let mut envelope = json!({
             "id": message_id,
             "type": message_type,
             "version": version,
@@ -505,6 +507,9 @@ impl Api {
             "consent_id": consent_id,
             "payload": payload,
         });
+        if let Some(collector) = consent_collected_by {
+            envelope["consent_collected_by"] = Value::String(collector);
+        }
         let envelope = self
             .envelope(envelope, &from)
             .map_err(|v| refuse(HandoverRefusal::Invalid(v)))?;

@@ -76,6 +76,7 @@ impl Api {
                     "version": m.version,
                     "subject": m.subject,
                     "consent_id": m.consent_id,
+                    "consent_collected_by": m.consent_by,
                     "payload": m.payload,  // opened by the inbox
                     "received_at": m.accepted_at,
                 })

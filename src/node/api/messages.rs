@@ -111,6 +111,7 @@ impl Api {
             "to": record.to,
             "subject": record.subject,
             "consent_id": record.consent_id,
+            "consent_collected_by": record.consent_by,
             "accepted_at": record.accepted_at,
             "state": state_name(delivery.state),
             "first_pulled_at": delivery.first_pulled_at,

@@ -178,7 +178,7 @@ impl Api {
             }
             (["v1", "consents", id], &Method::GET) => {
                 let agency = self.agency(peer)?;
-                self.consent_view(agency, id)
+                self.consent_view(agency, id, req.uri().query())
             }
             (["v1", "consents", id, "withdraw"], &Method::POST) => {
                 let agency = self.agency(peer)?;

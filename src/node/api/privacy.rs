@@ -38,8 +38,11 @@ pub struct Disclosure {
     pub from: String,
     /// Receiving agency.
     pub to: String,
-    /// The consent it travelled under.
+    /// The consent it travelled under: its id ...
     pub consent_id: String,
+    /// ... and the agency that collected it (empty for messages taken before consents were
+    /// scoped by collector, when an id was one consent per node).
+    pub consent_collected_by: String,
     /// The data items it carried (the payload's top-level fields except routing ones).
     pub items: Vec<String>,
     /// When this node took it (from a local agency, or from another node).
@@ -202,6 +205,7 @@ fn disclosures_of(
                 d.from = e.from.clone();
                 d.to = e.to.clone();
                 d.consent_id = e.consent_id.clone();
+                d.consent_collected_by = e.consent_by.clone().unwrap_or_default();
                 d.accepted_at = e.at.clone();
             }
             Action::Delivered => d.delivered_to_node = Some((e.actor.clone(), e.at.clone())),
@@ -241,6 +245,7 @@ impl report::CsvRow for Disclosure {
         "from",
         "to",
         "consent_id",
+        "consent_collected_by",
         "items",
         "accepted_at",
         "delivered_to_node",
@@ -258,6 +263,7 @@ impl report::CsvRow for Disclosure {
             self.from.clone(),
             self.to.clone(),
             self.consent_id.clone(),
+            self.consent_collected_by.clone(),
             self.items.join(";"),
             self.accepted_at.clone(),
             node,
@@ -281,6 +287,7 @@ mod tests {
             from: "suwon/employment".into(),
             to: "suwon/welfare".into(),
             consent_id: "cns-1".into(),
+            consent_collected_by: "suwon/employment".into(),
             items: vec!["needs".into(), "summary".into()],
             accepted_at: "2026-11-26T05:00:00Z".into(),
             first_pulled: Some((
@@ -295,7 +302,7 @@ mod tests {
         assert!(rows[0].starts_with("message_id,type,from,to"));
         assert_eq!(
             rows[1],
-            "ref-1,referral,suwon/employment,suwon/welfare,cns-1,needs;summary,2026-11-26T05:00:00Z,,,urn:plusgate:agency:suwon:welfare,\"t, \"\"x\"\"\","
+            "ref-1,referral,suwon/employment,suwon/welfare,cns-1,suwon/employment,needs;summary,2026-11-26T05:00:00Z,,,urn:plusgate:agency:suwon:welfare,\"t, \"\"x\"\"\","
         );
     }
 }

@@ -11,7 +11,7 @@ use hyper::{Method, StatusCode};
 
 use crate::core::audit::Checkpoint;
 use crate::core::consent::attestation::{collector_center, Attestation};
-use crate::core::consent::ConsentStatus;
+use crate::core::consent::{ConsentKey, ConsentStatus};
 use crate::core::identity::{CenterId, Identity};
 use crate::core::keys::PublicKey;
 use crate::core::message::MessageId;
@@ -40,8 +40,8 @@ pub(super) struct Handed {
     pub(super) checkpoint: Option<PeerCheckpoints>,
     /// What the peer keeps against this node (checked by the ledger).
     pub(super) evidence: Vec<crate::core::audit::Evidence>,
-    /// Consent notices the batch carried (id, status sent).
-    pub(super) told: Vec<(String, ConsentStatus)>,
+    /// Consent notices the batch carried (which consent, status sent).
+    pub(super) told: Vec<(ConsentKey, ConsentStatus)>,
     /// Withheld reports the batch carried.
     pub(super) reported: Vec<MessageId>,
 }
@@ -84,14 +84,14 @@ pub(super) async fn round(
     // Messages whose consent has ended since they were taken: never sent (nothing is
     // disclosed after its consent ended), withheld through the ledger, which checks again.
     let mut ended = Vec::new();
-    let mut consent_ended: HashMap<String, bool> = HashMap::new();
+    let mut consent_ended: HashMap<ConsentKey, bool> = HashMap::new();
     let mut bytes = 0usize;
     for entry in ctx.store.outbox(peer, cursor) {
         let entry = entry?;
         if entry.seq >= durable_seq {
             break;
         }
-        let record = match ctx.store.message(&entry.id) {
+        let mut record = match ctx.store.message(&entry.id) {
             Ok(Some(record)) => record,
             Ok(None) => continue,
             Err(e @ StoreError::Corrupt { .. }) => {
@@ -120,11 +120,16 @@ pub(super) async fn round(
             undelivered.push((entry.id, why));
             continue;
         }
-        let has_ended = match consent_ended.get(&record.consent_id) {
+        // Which consent, said once here for the rest of the round (the batch's consents,
+        // the wire message's collector); a record from before consents were scoped names
+        // none, and the store says which it is.
+        let consent = ctx.store.consent_of(&record)?;
+        record.consent_by = Some(consent.collector.clone());
+        let has_ended = match consent_ended.get(&consent) {
             Some(e) => *e,
             None => {
-                let e = consent_has_ended(ctx, &record.consent_id, now);
-                consent_ended.insert(record.consent_id.clone(), e);
+                let e = consent_has_ended(ctx, &consent, now);
+                consent_ended.insert(consent, e);
                 e
             }
         };
@@ -255,11 +260,11 @@ pub(super) async fn round(
     }
 }
 
-/// Whether the consent `id` has ended at `now` (expired or withdrawn), as the store holds
+/// Whether consent `key` has ended at `now` (expired or withdrawn), as the store holds
 /// it. A consent that cannot be read counts as ended here: nothing is sent under it, and
 /// the ledger, checking again, leaves the message alone.
-fn consent_has_ended(ctx: &Forwarding, id: &str, now: time::OffsetDateTime) -> bool {
-    match ctx.store.consent(id) {
+fn consent_has_ended(ctx: &Forwarding, key: &ConsentKey, now: time::OffsetDateTime) -> bool {
+    match ctx.store.consent(key) {
         Ok(Some(c)) => c.terms().map_or(true, |t| c.ended(&t, now).is_some()),
         Ok(None) | Err(_) => true,
     }
@@ -267,22 +272,26 @@ fn consent_has_ended(ctx: &Forwarding, id: &str, now: time::OffsetDateTime) -> b
 
 /// The consents a batch carries: those its messages cite and those `peer` is to be told of
 /// (a withdrawal), each in its current state; and the told ones with the status sent, to
-/// clear their notices once the peer has them.
+/// clear their notices once the peer has them. (Every record of `batch` names its
+/// consent's collector: `round` said it.)
 #[allow(clippy::type_complexity)]
 pub(super) fn consents_for(
     ctx: &Forwarding,
     peer: &CenterId,
     batch: &[MessageRecord],
-) -> Result<(Vec<WireConsent>, Vec<(String, ConsentStatus)>), RoundError> {
-    let notices: Vec<String> = ctx.store.notices(peer).collect::<Result<_, _>>()?;
-    let cited: std::collections::BTreeSet<&str> = batch
+) -> Result<(Vec<WireConsent>, Vec<(ConsentKey, ConsentStatus)>), RoundError> {
+    let notices: Vec<ConsentKey> = ctx.store.notices(peer).collect::<Result<_, _>>()?;
+    let cited: std::collections::BTreeSet<ConsentKey> = batch
         .iter()
-        .map(|m| m.consent_id.as_str())
-        .chain(notices.iter().map(String::as_str))
+        .map(|m| {
+            let collector = m.consent_by.clone().unwrap_or_else(|| m.from.clone());
+            ConsentKey::new(collector, m.consent_id.clone())
+        })
+        .chain(notices.iter().cloned())
         .collect();
     let mut consents = Vec::with_capacity(cited.len());
     let mut told = Vec::new();
-    for id in cited {
+    for id in &cited {
         match ctx.store.consent(id) {
             Ok(Some(c)) => {
                 // Collected here: this node vouches for it. Collected elsewhere: its
@@ -295,19 +304,19 @@ pub(super) fn consents_for(
                     c.attestation.clone()
                 };
                 let Some(attestation) = attestation else {
-                    tracing::error!(%peer, consent_id = %id,
+                    tracing::error!(%peer, consent = %id,
                         "consent not sent: no signature of its collector's node is held");
                     continue;
                 };
-                if notices.iter().any(|n| n == id) {
-                    told.push((c.id.clone(), c.status));
+                if notices.contains(id) {
+                    told.push((c.key(), c.status));
                 }
                 consents.push(WireConsent::of(&c, attestation));
             }
             // Unknown here: the message goes without it (and is refused there); a damaged
             // one is logged and left out the same way.
             Ok(None) => {}
-            Err(e) => tracing::error!(%peer, consent_id = %id, error = %e, "consent not sent"),
+            Err(e) => tracing::error!(%peer, consent = %id, error = %e, "consent not sent"),
         }
     }
     Ok((consents, told))
@@ -426,6 +435,9 @@ pub(super) async fn hand_over(
                 version: m.version,
                 subject: m.subject.clone(),
                 consent_id: m.consent_id.clone(),
+                // Named when it is not the sender's own: the receiver then checks the same
+                // consent this node did, whatever else it holds under that id.
+                consent_collected_by: m.consent_by.clone().filter(|c| *c != m.from),
                 // Opened when the batch was read.
                 payload: m.payload.clone().unwrap_or_else(null_payload),
                 accepted_at: m.accepted_at.clone(),

@@ -18,7 +18,7 @@ use super::group::Group;
 use super::queue::QueuedBytes;
 use super::{Accepted, LeaseItem, Ledger, LedgerError, Parties, Received, Submission, Writer};
 use crate::core::audit::{Checkpoint, Evidence, Link};
-use crate::core::consent::{ConsentRecord, ConsentStatus, StatusChange};
+use crate::core::consent::{ConsentKey, ConsentRecord, ConsentStatus, StatusChange};
 use crate::core::identity::{AgencyId, CenterId, Identity, OfficerId};
 use crate::core::message::MessageId;
 use crate::core::wire::{Receipt, WithheldReport};
@@ -314,7 +314,7 @@ impl Ledger {
     pub async fn notices_told(
         &self,
         peer: CenterId,
-        told: Vec<(String, ConsentStatus)>,
+        told: Vec<(ConsentKey, ConsentStatus)>,
         reported: Vec<MessageId>,
     ) -> Result<usize, LedgerError> {
         self.call(move |w, g| w.notices_told(&peer, told, &reported, g))

@@ -6,8 +6,14 @@
 //! - a message is taken only if `consent::ConsentRecord::check` passes against the consent
 //!   as this thread knows it, at the group's time; otherwise a `refused` audit entry (with
 //!   the condition that failed) is written and the caller gets [`LedgerError::Refused`];
-//! - a consent id is registered once: the same document again is answered with the record,
-//!   another document under it is a conflict; from a peer, another document is ignored
+//! - consents are kept, found and changed by collector and id (`consent::ConsentKey`): an
+//!   agency registers each of its ids once (the same document again is answered with the
+//!   record, another document under it is a conflict, which tells the agency only of its
+//!   own ids); another collector's consent with the same id is another consent, never a
+//!   conflict, and never one a message is checked against unless it is the one the message
+//!   cites (`consent::resolve`);
+//! - a consent from a peer is kept under its own collector and id: it can neither replace
+//!   nor shadow another collector's; another document under a key known here is ignored
 //!   (logged) and the one registered first stays;
 //! - the consent cache is coherent: this thread is the only writer of consents, and every
 //!   consent write drops the cached entry.
@@ -15,23 +21,63 @@
 use super::group::Group;
 use super::{LedgerError, Writer, CONSENT_CACHE_MAX};
 use crate::core::audit::{self, Action, Event};
-use crate::core::consent::{ConsentRecord, ConsentStatus, Refusal, Retention, Use};
+use crate::core::consent::{ConsentKey, ConsentRecord, ConsentStatus, Refusal, Retention, Use};
 use crate::core::identity::{AgencyId, Identity};
 use crate::node::store::StoreError;
 
 use super::intake::Submission;
 
 impl Writer {
-    /// Consent `id`, as written in this group or stored.
+    /// Consent `key`, as written in this group or stored.
     pub(super) fn consent(
         &self,
         g: &Group,
-        id: &str,
+        key: &ConsentKey,
     ) -> Result<Option<ConsentRecord>, LedgerError> {
-        Ok(match g.consents.get(id) {
+        Ok(match g.consents.get(key) {
             Some(c) => Some(c.clone()),
-            None => self.store.consent(id)?,
+            None => self.store.consent(key)?,
         })
+    }
+
+    /// Which consent submission `m` cites: the collector it names (the sender's envelope, or
+    /// the sending node's word on a handed-over message), else the one `consent::resolve`
+    /// picks among the consents with the cited id, as written in this group or stored.
+    fn resolve_consent(
+        &mut self,
+        m: &Submission,
+        g: &Group,
+    ) -> Result<Result<ConsentKey, Refusal>, LedgerError> {
+        if let Some(collector) = &m.consent_by {
+            return Ok(Ok(ConsentKey::new(collector.clone(), m.consent_id.clone())));
+        }
+        // The common case first, without a scan: the sender's own consent.
+        let own = ConsentKey::new(m.from.as_str(), m.consent_id.clone());
+        if g.consents.contains_key(&own) {
+            return Ok(Ok(own));
+        }
+        match self.cache_consent(&own)? {
+            Ok(()) => return Ok(Ok(own)),
+            Err(Refusal::Unknown { .. }) => {}
+            Err(unreadable) => return Ok(Err(unreadable)),
+        }
+        let mut candidates = self.store.consents_with_id(&m.consent_id)?;
+        candidates.extend(
+            g.consents
+                .values()
+                .filter(|c| c.id == m.consent_id)
+                .cloned(),
+        );
+        let unknown = || Refusal::Unknown {
+            id: m.consent_id.clone(),
+        };
+        Ok(crate::core::consent::resolve(
+            &m.consent_id,
+            m.from.as_str(),
+            m.to.as_str(),
+            &candidates,
+        )
+        .and_then(|k| k.ok_or_else(unknown)))
     }
 
     /// Why the consent `id` no longer lets a message under it be handed out at the group's
@@ -40,22 +86,22 @@ impl Writer {
     /// but take no action on a record that may only be damaged.
     pub(super) fn consent_ended(
         &mut self,
-        id: &str,
+        key: &ConsentKey,
         g: &Group,
     ) -> Result<Result<Option<String>, ()>, LedgerError> {
         let describe = |r: Refusal| format!("{r}; nothing under it is handed out any more");
         // Written in this group: not in the cache yet (the cache holds durable consents).
-        if let Some(c) = g.consents.get(id) {
+        if let Some(c) = g.consents.get(key) {
             return Ok(c
                 .terms()
                 .map(|t| c.ended(&t, g.now).map(describe))
                 .map_err(|_| ()));
         }
-        if let Err(why) = self.cache_consent(id)? {
-            tracing::error!(consent_id = %id, %why, "consent unusable: nothing handed out under it");
+        if let Err(why) = self.cache_consent(key)? {
+            tracing::error!(consent = %key, %why, "consent unusable: nothing handed out under it");
             return Ok(Err(()));
         }
-        let (c, terms) = &self.consent_cache[id];
+        let (c, terms) = &self.consent_cache[key];
         Ok(Ok(c.ended(terms, g.now).map(describe)))
     }
 
@@ -77,6 +123,7 @@ impl Writer {
             to: c.recipients.join(" "),
             subject: c.subject.clone(),
             consent_id: c.id.clone(),
+            consent_by: None,
             detail,
         })
     }
@@ -84,8 +131,9 @@ impl Writer {
     /// Keeps consent `c` as written in this group (record, cache, group view).
     pub(super) fn put_consent(&mut self, c: &ConsentRecord, g: &mut Group) {
         g.writes.put_consent(c);
-        self.consent_cache.remove(&c.id);
-        g.consents.insert(c.id.clone(), c.clone());
+        let key = c.key();
+        self.consent_cache.remove(&key);
+        g.consents.insert(key, c.clone());
     }
 
     pub(super) fn register_consent(
@@ -94,10 +142,8 @@ impl Writer {
         record: ConsentRecord,
         g: &mut Group,
     ) -> Result<(ConsentRecord, bool), LedgerError> {
-        if let Some(existing) = self.consent(g, &record.id)? {
-            return if existing.digest == record.digest
-                && existing.collected_by == record.collected_by
-            {
+        if let Some(existing) = self.consent(g, &record.key())? {
+            return if existing.digest == record.digest {
                 Ok((existing, false))
             } else {
                 Err(LedgerError::ConsentConflict(record.id))
@@ -121,7 +167,7 @@ impl Writer {
         incoming: ConsentRecord,
         g: &mut Group,
     ) -> Result<(), LedgerError> {
-        let Some(mut local) = self.consent(g, &incoming.id)? else {
+        let Some(mut local) = self.consent(g, &incoming.key())? else {
             let detail = Some(format!("status {}", incoming.status));
             let at = g.at.clone();
             let entry = self.consent_event(actor, Action::ConsentReceived, &incoming, &at, detail);
@@ -130,8 +176,8 @@ impl Writer {
             return Ok(());
         };
         if local.digest != incoming.digest {
-            tracing::warn!(consent_id = %incoming.id, actor = %actor.uri(),
-                "a peer sent a different document under a consent id known here; kept ours");
+            tracing::warn!(consent = %incoming.key(), actor = %actor.uri(),
+                "a peer sent a different document under a consent known here; kept ours");
             return Ok(());
         }
         // Held from before consents travelled signed: keep the collector's word now, to
@@ -189,7 +235,14 @@ impl Writer {
         if let Some(update) = &mut m.status_update {
             update.referral = self.find_referral(&update.referral_id, g)?;
         }
-        let refusal = match self.check_consent(m, g)? {
+        let checked = match self.resolve_consent(m, g)? {
+            Ok(key) => {
+                m.consent_by = Some(key.collector.clone());
+                self.check_consent(m, &key, g)?
+            }
+            Err(refusal) => Err(refusal),
+        };
+        let refusal = match checked {
             Ok(retention) => return Ok(retention),
             Err(refusal) => refusal,
         };
@@ -202,18 +255,20 @@ impl Writer {
             to: m.to.to_string(),
             subject: m.subject.clone(),
             consent_id: m.consent_id.clone(),
+            consent_by: m.consent_by.clone(),
             detail: Some(refusal.describe()),
         });
         g.writes.put_audit(&entry);
         Err(LedgerError::Refused(refusal))
     }
 
-    /// Whether the consent `m` cites covers it at the group's time (see
+    /// Whether consent `key`, the one `m` cites, covers it at the group's time (see
     /// `consent::ConsentRecord::check`); the outer error is a storage failure, the inner
     /// the refusal.
     fn check_consent(
         &mut self,
         m: &Submission,
+        key: &ConsentKey,
         g: &Group,
     ) -> Result<Result<Retention, Refusal>, LedgerError> {
         let purpose = match (&m.purpose, &m.status_update) {
@@ -242,24 +297,26 @@ impl Writer {
             purpose: purpose.as_deref(),
             items: &m.items,
         };
-        if let Some(c) = g.consents.get(&m.consent_id) {
+        if let Some(c) = g.consents.get(key) {
             return Ok(c.check(&wanted, g.now));
         }
-        if let Err(refusal) = self.cache_consent(&m.consent_id)? {
+        if let Err(refusal) = self.cache_consent(key)? {
             return Ok(Err(refusal));
         }
-        let (c, terms) = &self.consent_cache[&m.consent_id];
+        let (c, terms) = &self.consent_cache[key];
         Ok(c.check_with(terms, &wanted, g.now)
             .map(|()| terms.retention))
     }
 
-    /// Puts durable consent `id` and its parsed terms into [`Writer::consent_cache`] if they
-    /// are not there; a consent that is missing or does not read is the refusal to give.
-    fn cache_consent(&mut self, id: &str) -> Result<Result<(), Refusal>, LedgerError> {
-        if self.consent_cache.contains_key(id) {
+    /// Puts durable consent `key` and its parsed terms into [`Writer::consent_cache`] if
+    /// they are not there; a consent that is missing or does not read is the refusal to
+    /// give.
+    fn cache_consent(&mut self, key: &ConsentKey) -> Result<Result<(), Refusal>, LedgerError> {
+        if self.consent_cache.contains_key(key) {
             return Ok(Ok(()));
         }
-        let c = match self.store.consent(id) {
+        let id = key.id.as_str();
+        let c = match self.store.consent(key) {
             Ok(Some(c)) => c,
             Ok(None) => return Ok(Err(Refusal::Unknown { id: id.to_owned() })),
             Err(e @ StoreError::Corrupt { .. }) => {
@@ -277,7 +334,7 @@ impl Writer {
         if self.consent_cache.len() >= CONSENT_CACHE_MAX {
             self.consent_cache.clear();
         }
-        self.consent_cache.insert(id.to_owned(), (c, terms));
+        self.consent_cache.insert(key.clone(), (c, terms));
         Ok(Ok(()))
     }
 }

@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use super::commands::{Command, Pending};
 use super::{LedgerError, Writer, GROUP_LEN_MAX};
 use crate::core::audit::Checkpoint;
-use crate::core::consent::ConsentRecord;
+use crate::core::consent::{ConsentKey, ConsentRecord};
 use crate::core::identity::{AgencyId, CenterId};
 use crate::core::message::MessageId;
 use crate::core::time::Timestamp;
@@ -59,12 +59,12 @@ pub(super) struct Group {
     /// The checkpoint this group writes, published once durable.
     pub(super) checkpoint: Option<Checkpoint>,
     /// Consents written in this group.
-    pub(super) consents: HashMap<String, ConsentRecord>,
+    pub(super) consents: HashMap<ConsentKey, ConsentRecord>,
     /// Records (without payload) of messages written in this group.
     pub(super) metas: HashMap<MessageId, MessageRecord>,
     /// Messages taken in this group, by the consent they cite (a withdrawal in the same
     /// group cannot find them through the index yet).
-    pub(super) under_consent: HashMap<String, Vec<MessageId>>,
+    pub(super) under_consent: HashMap<ConsentKey, Vec<MessageId>>,
 }
 
 impl Group {

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use super::group::Group;
 use super::{Accepted, LedgerError, Received, Writer};
 use crate::core::audit::{Action, Event};
-use crate::core::consent::{ConsentRecord, Retention};
+use crate::core::consent::{ConsentKey, ConsentRecord, Retention};
 use crate::core::identity::{AgencyId, CenterId, Identity};
 use crate::core::message::{Envelope, MessageId, MessageType};
 use crate::core::routing::Route;
@@ -38,6 +38,9 @@ pub struct Submission {
     pub(super) route: Route,
     pub(super) subject: String,
     pub(super) consent_id: String,
+    /// The cited consent's collector: as the sender named it (or the sending node, for a
+    /// handed-over message), and once the writer found the consent (`enforce`), as found.
+    pub(super) consent_by: Option<String>,
     pub(super) body_sha256: String,
     pub(super) accepted_at: Timestamp,
     pub(super) status_update: Option<StatusUpdate>,
@@ -119,6 +122,8 @@ impl Submission {
             version: envelope.version,
             subject: envelope.subject,
             consent_id: envelope.consent_id,
+            // The writer's to set, with the queue position (`EncodedMessage::stamped`).
+            consent_by: None,
             payload: None,
             sealed: None,
             body_sha256: fingerprint,
@@ -146,6 +151,10 @@ impl Submission {
             route,
             subject: meta.subject.clone(),
             consent_id: meta.consent_id.clone(),
+            consent_by: envelope
+                .consent_collected_by
+                .as_ref()
+                .map(ToString::to_string),
             body_sha256: meta.body_sha256.clone(),
             accepted_at,
             status_update,
@@ -186,7 +195,10 @@ fn status_update(t: MessageType, payload: &serde_json::Value) -> Option<StatusUp
 }
 
 /// SHA-256 (hex) over the envelope's fields in canonical JSON, a NUL, and the canonical
-/// payload.
+/// payload. Not over `consent_collected_by`: the origin node resolves the collector when
+/// the sender did not name it and hands the message over naming it, and both nodes must
+/// compute the same fingerprint (a retry naming another collector for the same id and body
+/// is answered as the original).
 fn fingerprint(envelope: &Envelope, canonical_payload: &str) -> String {
     let head = serde_json::json!({
         "id": envelope.id.as_ref().map(MessageId::as_str),
@@ -345,6 +357,7 @@ impl Writer {
             to: m.to.to_string(),
             subject: m.subject,
             consent_id: m.consent_id,
+            consent_by: m.consent_by.clone(),
             detail,
         });
         let peer = match m.route {
@@ -362,18 +375,22 @@ impl Writer {
         // The record carries its queue position, which is all its delivery record would say
         // yet (`Store::delivery`): no delivery record is written until it changes.
         let delivery = DeliveryRecord::new(entry.seq, peer);
-        g.writes.put_message(m.record.with_seq(entry.seq));
+        // `enforce` found the consent before `take` is called, so its collector is known.
+        let collector = m.consent_by.unwrap_or_else(|| m.from.to_string());
+        g.writes
+            .put_message(m.record.stamped(entry.seq, &collector));
         g.writes.put_audit(&entry);
         // When its retention ends (counted from now). A withdrawal finds it through the
         // audit entry's subject (`withhold_under`).
         let end = retention.end(g.now).unix_timestamp().max(0) as u64;
         g.writes.put_retention(end, entry.seq, &m.id);
         g.under_consent
-            .entry(entry.consent_id.clone())
+            .entry(ConsentKey::new(collector.clone(), entry.consent_id.clone()))
             .or_default()
             .push(m.id.clone());
         let mut meta = m.meta;
         meta.seq = Some(entry.seq);
+        meta.consent_by = Some(collector);
         g.metas.insert(m.id.clone(), meta);
         g.deliveries.insert(m.id.clone(), delivery);
         // Only a sender-chosen id (every handed-over message has one) can come again in the

@@ -59,7 +59,13 @@ impl Writer {
             if matches!(d.state, DeliveryState::Acked | DeliveryState::Withheld) {
                 continue;
             }
-            match self.consent_ended(&item.consent_id, g)? {
+            let consent = self.store.consent_cited(
+                &item.consent_id,
+                item.consent_by.as_deref(),
+                &item.from,
+                recipient.as_str(),
+            )?;
+            match self.consent_ended(&consent, g)? {
                 Ok(None) => {}
                 Ok(Some(why)) => {
                     // This node withholds it: the recipient's center is this node's.
@@ -81,6 +87,7 @@ impl Writer {
                 to: recipient.to_string(),
                 subject: item.subject,
                 consent_id: item.consent_id,
+                consent_by: item.consent_by,
                 detail: None,
             });
             g.writes.put_delivery(&item.id, &d);
@@ -134,6 +141,7 @@ impl Writer {
                     to: message.to,
                     subject: message.subject,
                     consent_id: message.consent_id,
+                    consent_by: message.consent_by,
                     detail: None,
                 });
                 self.remove_inbox_entry(recipient, d.seq, g);

@@ -74,7 +74,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, watch};
 
 use crate::core::audit::{self, Checkpoint, Head};
-use crate::core::consent::{ConsentRecord, Refusal, Terms};
+use crate::core::consent::{ConsentKey, ConsentRecord, Refusal, Terms};
 use crate::core::identity::{AgencyId, CenterId, Identity};
 use crate::core::message::MessageId;
 use crate::core::time::Timestamp;
@@ -222,8 +222,10 @@ pub struct LeaseItem {
     pub from: String,
     /// Subject.
     pub subject: String,
-    /// Consent.
+    /// Consent id.
     pub consent_id: String,
+    /// Consent's collector (`None` in records from before consents were scoped).
+    pub consent_by: Option<String>,
 }
 
 /// Who a message is from, to and about: what an audit entry records of it. Callers that
@@ -236,8 +238,10 @@ pub struct Parties {
     pub to: String,
     /// Pseudonymous subject.
     pub subject: String,
-    /// Consent.
+    /// Consent id.
     pub consent_id: String,
+    /// Consent's collector (see `audit::AuditEntry::consent_by`).
+    pub consent_by: Option<String>,
 }
 
 impl Parties {
@@ -249,6 +253,7 @@ impl Parties {
             to: unknown(),
             subject: unknown(),
             consent_id: unknown(),
+            consent_by: None,
         }
     }
 
@@ -259,6 +264,7 @@ impl Parties {
             to: m.to.clone(),
             subject: m.subject.clone(),
             consent_id: m.consent_id.clone(),
+            consent_by: m.consent_by.clone(),
         }
     }
 }
@@ -480,7 +486,7 @@ struct Writer {
     /// Durable consents and their parsed terms, so the check per message does not re-read
     /// and re-parse the document. Coherent because this thread is the only writer of
     /// consents: every consent write drops its entry.
-    consent_cache: HashMap<String, (ConsentRecord, Terms)>,
+    consent_cache: HashMap<ConsentKey, (ConsentRecord, Terms)>,
     /// Where every group's time comes from.
     clock: Arc<dyn Clock>,
     /// The checkpoints held of each peer, by length (see `checkpoints`), read from the
@@ -525,6 +531,7 @@ fn message_event(
         to: parties.to,
         subject: parties.subject,
         consent_id: parties.consent_id,
+        consent_by: parties.consent_by,
         detail,
     }
 }

@@ -219,6 +219,7 @@ impl Writer {
             to: message.to,
             subject: message.subject,
             consent_id: message.consent_id,
+            consent_by: message.consent_by,
             detail: d.last_error.clone(),
         });
         // A new position at the end of the outbox: the message goes after everything

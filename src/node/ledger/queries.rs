@@ -26,6 +26,7 @@ impl Writer {
             to: String::new(),
             subject,
             consent_id: String::new(),
+            consent_by: None,
             detail: Some(detail),
         });
         g.writes.put_audit(&entry);

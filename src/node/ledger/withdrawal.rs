@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use super::group::Group;
 use super::{Ledger, LedgerError, Parties, Writer};
 use crate::core::audit::{bound_detail, Action};
-use crate::core::consent::{ConsentRecord, ConsentStatus, StatusChange};
+use crate::core::consent::{ConsentKey, ConsentRecord, ConsentStatus, StatusChange};
 use crate::core::identity::{AgencyId, CenterId, Identity};
 use crate::core::message::MessageId;
 use crate::core::wire::WithheldReport;
@@ -73,14 +73,12 @@ impl Writer {
         change: StatusChange,
         g: &mut Group,
     ) -> Result<ConsentRecord, LedgerError> {
+        // Only the collector withdraws, so only the caller's own consents are looked at:
+        // another agency's consent with this id is, for the caller, no consent at all, and
+        // the answer cannot tell whether one exists.
         let mut c = self
-            .consent(g, id)?
+            .consent(g, &ConsentKey::new(caller.as_str(), id))?
             .ok_or_else(|| LedgerError::NoSuchConsent(id.to_owned()))?;
-        // Another agency's consent gets the same answer as none at all: a withdrawal must
-        // not tell whether an id exists among someone else's consents.
-        if c.collected_by != caller.as_str() {
-            return Err(LedgerError::NoSuchConsent(id.to_owned()));
-        }
         if c.status == ConsentStatus::Withdrawn {
             return Ok(c);
         }
@@ -124,7 +122,13 @@ impl Writer {
         let mut held: Vec<MessageId> = Vec::new();
         for entry in self.store.audit_for_subject(&consent.subject) {
             let entry = entry?;
+            // An entry naming no collector is from before consents were scoped, when an id
+            // was one consent per node: the id alone says it.
             if entry.consent_id == consent.id
+                && entry
+                    .consent_by
+                    .as_ref()
+                    .is_none_or(|by| *by == consent.collected_by)
                 && matches!(entry.action, Action::Accepted | Action::Received)
             {
                 if let Some(id) = MessageId::parse(&entry.message_id) {
@@ -132,7 +136,7 @@ impl Writer {
                 }
             }
         }
-        if let Some(here) = g.under_consent.get(&consent.id) {
+        if let Some(here) = g.under_consent.get(&consent.key()) {
             held.extend(here.iter().cloned());
         }
         let mut n = 0;
@@ -253,14 +257,14 @@ impl Writer {
     ) -> Result<Vec<MessageId>, LedgerError> {
         let mut held = Vec::new();
         for id in ids {
-            let consent_id = match g.metas.get(&id) {
-                Some(r) => r.consent_id.clone(),
+            let consent = match g.metas.get(&id) {
+                Some(r) => self.store.consent_of(r)?,
                 None => match self.store.message(&id)? {
-                    Some(r) => r.consent_id,
+                    Some(r) => self.store.consent_of(&r)?,
                     None => continue,
                 },
             };
-            if let Ok(Some(why)) = self.consent_ended(&consent_id, g)? {
+            if let Ok(Some(why)) = self.consent_ended(&consent, g)? {
                 if self.erase(actor, &id, &why, g)? {
                     held.push(id);
                 }
@@ -282,7 +286,7 @@ impl Writer {
             .filter(|center| center != me)
             .collect();
         for center in centers {
-            g.writes.put_notice(&center, &c.id);
+            g.writes.put_notice(&center, &c.key());
         }
     }
 
@@ -336,7 +340,7 @@ impl Writer {
     pub(super) fn notices_told(
         &mut self,
         peer: &CenterId,
-        told: Vec<(String, ConsentStatus)>,
+        told: Vec<(ConsentKey, ConsentStatus)>,
         reported: &[MessageId],
         g: &mut Group,
     ) -> Result<usize, LedgerError> {
@@ -344,9 +348,9 @@ impl Writer {
             g.writes.remove_withheld_report(peer, id);
         }
         let mut n = 0;
-        for (id, status) in told {
-            if self.consent(g, &id)?.is_some_and(|c| c.status == status) {
-                g.writes.remove_notice(peer, &id);
+        for (key, status) in told {
+            if self.consent(g, &key)?.is_some_and(|c| c.status == status) {
+                g.writes.remove_notice(peer, &key);
                 n += 1;
             }
         }

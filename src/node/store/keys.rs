@@ -78,12 +78,6 @@ pub(super) fn retention_key(end: u64, seq: u64) -> Vec<u8> {
     queue_key(&key(RETENTION, &end.to_be_bytes()), seq)
 }
 
-pub(super) fn notice_key(peer: &CenterId, consent_id: &str) -> Vec<u8> {
-    let mut k = queue_prefix(NOTICE, peer.as_str());
-    k.extend_from_slice(consent_id.as_bytes());
-    k
-}
-
 pub(super) fn report_key(peer: &CenterId, id: &MessageId) -> Vec<u8> {
     let mut k = queue_prefix(WITHHELD_REPORT, peer.as_str());
     k.extend_from_slice(id.as_str().as_bytes());

@@ -4,10 +4,9 @@
 //! Invariant kept here: a record is decoded and its checksum verified before it is
 //! returned; one that fails is [`StoreError::Corrupt`], never served. Absent is `Ok(None)`.
 
-use super::keys::{key, CONSENT, DELIVERY, DIRECTORY_SEEN, MESSAGE, RECEIPT, SETTING};
+use super::keys::{key, DELIVERY, DIRECTORY_SEEN, MESSAGE, RECEIPT, SETTING};
 use super::records::{DeliveryRecord, DirectorySeen, MessageRecord};
 use super::{decode_at, Store, StoreError};
-use crate::core::consent::ConsentRecord;
 use crate::core::message::MessageId;
 use crate::core::wire::Receipt;
 
@@ -36,11 +35,6 @@ impl Store {
             return Ok(Some(d));
         }
         Ok(initial_delivery(record))
-    }
-
-    /// Reads and verifies a registered consent.
-    pub fn consent(&self, id: &str) -> Result<Option<ConsentRecord>, StoreError> {
-        self.get(CONSENT, "consent", id)
     }
 
     /// Reads and verifies a stored receipt.

@@ -28,11 +28,11 @@
 //! | `p`    | peer center                          | its latest [`Checkpoint`] |
 //! | `h`    | peer center, `0x00`, chain length (BE) | its [`Checkpoint`]s held in turn, each extending the one before (the newest few hundred) |
 //! | `f`    | peer center, `0x00`, refused checkpoint's digest | `audit::Evidence`: two of its checkpoints that contradict each other |
-//! | `k`    | consent id                           | [`ConsentRecord`]     |
+//! | `k`    | consent id, `0x00`, collector        | [`ConsentRecord`] ([`consents`]) |
 //! | `u`    | subject, `0x00`, audit seq (BE)      | empty: index of `a` by subject (deferred) |
 //! | `e`    | retention end (unix s, BE), seq (BE) | message id: payloads to purge, by when (deferred) |
 //! | `j`    | group (BE), chunk (BE)               | journal record of a group's deferred writes |
-//! | `n`    | peer center, `0x00`, consent id      | empty: a consent change to tell that center |
+//! | `n`    | peer center, `0x00`, consent id, `0x00`, collector | empty: a consent change to tell that center |
 //! | `w`    | peer center, `0x00`, message id      | [`Erasure`]: tell that (origin) center its message was withheld here |
 //!
 //! `i` and `o` are queues: a message for an agency at this center waits in its recipient's
@@ -67,6 +67,7 @@
 //! [`Receipt`]: crate::core::wire::Receipt
 
 mod audit;
+mod consents;
 mod deferred;
 mod keys;
 mod lookups;
@@ -286,6 +287,13 @@ impl Store {
             tracing::info!(
                 writes = replayed,
                 "replayed deferred writes from the journal"
+            );
+        }
+        let rewritten = store.scope_consent_keys()?;
+        if rewritten > 0 {
+            tracing::info!(
+                keys = rewritten,
+                "consents and their notices rewritten under collector and id"
             );
         }
         Ok(store)

@@ -9,8 +9,7 @@
 //!   skipped: a queue never silently loses a message.
 
 use super::keys::{
-    key, queue_key, queue_prefix, retention_key, DEAD, INBOX, NOTICE, OUTBOX, RETENTION,
-    WITHHELD_REPORT,
+    key, queue_key, queue_prefix, retention_key, DEAD, INBOX, OUTBOX, RETENTION, WITHHELD_REPORT,
 };
 use super::records::{Erasure, QueueEntry};
 use super::{decode_at, RecordError, Store, StoreError};
@@ -105,23 +104,6 @@ impl Store {
                     .ok_or_else(|| corrupt("value is not a message id"))?;
                 Ok((u64::from_be_bytes(end), u64::from_be_bytes(seq), id))
             })
-    }
-
-    /// The consents whose current state center `peer` is still to be told, in id order.
-    pub fn notices(
-        &self,
-        peer: &CenterId,
-    ) -> impl Iterator<Item = Result<String, StoreError>> + '_ {
-        let prefix = queue_prefix(NOTICE, peer.as_str());
-        let prefix_len = prefix.len();
-        self.db.scan_prefix(prefix).map(move |item| {
-            let (k, _) = item?;
-            String::from_utf8(k[prefix_len..].to_vec()).map_err(|_| StoreError::Corrupt {
-                family: "notice",
-                key: String::from_utf8_lossy(&k).into_owned(),
-                source: RecordError::Body("consent id is not UTF-8".into()),
-            })
-        })
     }
 
     /// Messages from center `peer` withheld here that it is still to be told of.

@@ -40,8 +40,12 @@ pub struct MessageRecord {
     pub version: u32,
     /// Pseudonymous subject reference.
     pub subject: String,
-    /// Consent the message travels under.
+    /// Consent the message travels under: its id ...
     pub consent_id: String,
+    /// ... and its collecting agency (see `consent::ConsentKey`). Absent in records taken
+    /// before consents were scoped by collector (see [`super::Store::consent_of`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_by: Option<String>,
     /// The payload as canonical JSON, kept raw: written and served without re-encoding.
     /// Absent when it is stored sealed (see `sealed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,13 +140,16 @@ impl EncodedMessage {
         self.len() == 0
     }
 
-    /// The record with its `seq` set: known only to the writer, after the (expensive)
-    /// encoding ran on the caller's thread. The record must have been encoded without one.
+    /// The record with its `seq` and `consent_by` set: known only to the writer (the queue
+    /// position, and which agency's consent the cited id turned out to be), after the
+    /// (expensive) encoding ran on the caller's thread. The record must have been encoded
+    /// without either.
     ///
-    /// A record's body is a JSON object, so `"seq":N,` goes right after its opening brace
+    /// A record's body is a JSON object, so the fields go right after its opening brace
     /// (JSON field order carries no meaning); the checksum is then computed anew.
-    pub fn with_seq(mut self, seq: u64) -> EncodedMessage {
-        let field = format!("\"seq\":{seq},");
+    pub fn stamped(mut self, seq: u64, consent_by: &str) -> EncodedMessage {
+        let collector = serde_json::to_string(consent_by).expect("strings always serialize");
+        let field = format!("\"seq\":{seq},\"consent_by\":{collector},");
         let at = record::BODY_START + 1;
         debug_assert_eq!(self.bytes.get(at - 1), Some(&b'{'));
         self.bytes.splice(at..at, field.bytes());

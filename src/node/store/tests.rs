@@ -227,3 +227,50 @@ fn a_finished_fold_drops_its_journal_in_slices() {
     }
     assert_eq!(store.inbox(&agency(0), None).count() as u64, groups);
 }
+
+/// A store written before consents were kept by collector and id (keys `k` + id, notices
+/// `n` + peer NUL id) opens with every consent and notice under its new key, once.
+#[test]
+fn consents_stored_under_their_id_alone_are_rewritten_under_collector_and_id_at_open() {
+    use crate::core::consent::{ConsentKey, Registration};
+    use crate::core::identity::CenterId;
+    use crate::node::store::keys::{key, queue_prefix, CONSENT, NOTICE};
+    use crate::node::store::record;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let collector = AgencyId::parse("suwon/employment").expect("agency");
+    let document = serde_json::from_str(include_str!("../../../schemas/examples/consent.json"))
+        .expect("example consent");
+    let consent = Registration::new(&document, &collector, "2026-03-05T01:20:00Z")
+        .expect("registrable")
+        .record;
+    let peer = CenterId::parse("gangseo").expect("center");
+    {
+        // The old layout, written directly.
+        let store = open(dir.path());
+        store
+            .db
+            .insert(
+                key(CONSENT, consent.id.as_bytes()),
+                record::encode(&consent),
+            )
+            .expect("insert");
+        let mut notice = queue_prefix(NOTICE, peer.as_str());
+        notice.extend_from_slice(consent.id.as_bytes());
+        store.db.insert(notice, Vec::new()).expect("insert");
+        store.sync().expect("sync");
+    }
+    let store = open(dir.path());
+    let k = ConsentKey::new("suwon/employment", consent.id.clone());
+    let read = store
+        .consent(&k)
+        .expect("read")
+        .expect("found by collector and id");
+    assert_eq!(read.digest, consent.digest);
+    assert_eq!(store.consents_with_id(&consent.id).expect("scan").len(), 1);
+    let notices: Vec<ConsentKey> = store.notices(&peer).map(|n| n.expect("notice")).collect();
+    assert_eq!(notices, [k]);
+    // Nothing is left under the old keys, and a second open rewrites nothing.
+    assert_eq!(store.scope_consent_keys().expect("again"), 0);
+    assert_eq!(store.db.scan_prefix([CONSENT]).count(), 1);
+}

@@ -11,18 +11,18 @@
 //!   goes through [`record::encode`], so it is versioned and checksummed;
 //! - an audit entry about a subject and its subject-index entry are always written together.
 
+use super::consents::{consent_key, notice_key};
 use super::deferred::Op;
 use super::keys::is_deferred;
 use super::keys::{
-    inbox_key, key, notice_key, outbox_key, queue_key, queue_prefix, report_key, retention_key,
-    AUDIT, BY_SUBJECT, CHECKPOINT, CONSENT, DEAD, DELIVERY, DIRECTORY_SEEN, PEER_CHECKPOINT,
-    RECEIPT, SETTING,
+    inbox_key, key, outbox_key, queue_key, queue_prefix, report_key, retention_key, AUDIT,
+    BY_SUBJECT, CHECKPOINT, DEAD, DELIVERY, DIRECTORY_SEEN, PEER_CHECKPOINT, RECEIPT, SETTING,
 };
 use super::pieces;
 use super::record;
 use super::records::{DeliveryRecord, DirectorySeen, EncodedMessage, Erasure};
 use crate::core::audit::{AuditEntry, Checkpoint, Evidence};
-use crate::core::consent::ConsentRecord;
+use crate::core::consent::{ConsentKey, ConsentRecord};
 use crate::core::identity::{AgencyId, CenterId};
 use crate::core::message::MessageId;
 use crate::core::wire::Receipt;
@@ -144,7 +144,7 @@ impl WriteSet {
     }
     /// Stores a consent (registered or changed).
     pub fn put_consent(&mut self, consent: &ConsentRecord) {
-        self.put(key(CONSENT, consent.id.as_bytes()), record::encode(consent));
+        self.put(consent_key(&consent.key()), record::encode(consent));
     }
     /// Schedules the purge of message `id`'s payload at `end` (unix seconds).
     pub fn put_retention(&mut self, end: u64, seq: u64, id: &MessageId) {
@@ -155,12 +155,12 @@ impl WriteSet {
         self.remove(retention_key(end, seq));
     }
     /// Notes that center `peer` is to be told of consent `consent_id`'s current state.
-    pub fn put_notice(&mut self, peer: &CenterId, consent_id: &str) {
-        self.put(notice_key(peer, consent_id), Vec::new());
+    pub fn put_notice(&mut self, peer: &CenterId, consent: &ConsentKey) {
+        self.put(notice_key(peer, consent), Vec::new());
     }
     /// `peer` was told.
-    pub fn remove_notice(&mut self, peer: &CenterId, consent_id: &str) {
-        self.remove(notice_key(peer, consent_id));
+    pub fn remove_notice(&mut self, peer: &CenterId, consent: &ConsentKey) {
+        self.remove(notice_key(peer, consent));
     }
     /// Notes that center `peer`, where message `id` came from, is to be told it was
     /// withheld here.
