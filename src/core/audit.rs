@@ -76,7 +76,8 @@ pub struct AuditEntry {
     pub actor: String,
     /// What happened.
     pub action: Action,
-    /// The message concerned.
+    /// The message concerned: its id as its sender wrote it, which with `from` names it
+    /// (see `message::MessageId`).
     pub message_id: String,
     /// Sending agency.
     pub from: String,

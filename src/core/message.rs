@@ -58,7 +58,15 @@ impl fmt::Display for MessageType {
     }
 }
 
-/// A message id: chosen by the sender (then it is the idempotency key) or assigned by the node.
+/// A message id, as the node keys the message: `<sender agency>/<id>`, the id the sender
+/// chose (or the node assigned) scoped by the sending agency. Agency ids are unique in the
+/// federation and each sender's ids are unique at its node, so the key is unique
+/// everywhere: two agencies (at one center or at two) may both send a message `ref-1`, and
+/// neither can squat, shadow or learn of the other's. Records taken before ids were scoped
+/// are keyed by the bare id; [`MessageId::from_key`] reads both.
+///
+/// Agencies see and write the bare id ([`MessageId::public`]); audit entries, reports and
+/// operators' tools show the key (it says who sent the message).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MessageId(String);
 
@@ -66,15 +74,26 @@ impl MessageId {
     /// Longest id accepted.
     pub const LEN_MAX: usize = 128;
 
-    /// Parses an id: `[A-Za-z0-9][A-Za-z0-9._:-]{0,127}` (the schema's `messageId`).
+    /// Parses an id as an agency writes it: `[A-Za-z0-9][A-Za-z0-9._:-]{0,127}` (the
+    /// schema's `messageId`). As a key, it is one from before ids were scoped.
     pub fn parse(s: &str) -> Option<MessageId> {
-        let b = s.as_bytes();
-        let ok = !b.is_empty()
-            && b.len() <= Self::LEN_MAX
-            && b[0].is_ascii_alphanumeric()
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'));
-        ok.then(|| MessageId(s.to_owned()))
+        is_public(s).then(|| MessageId(s.to_owned()))
+    }
+
+    /// `id` as sent by `sender`: the key of the message.
+    pub fn scoped(sender: &AgencyId, id: &MessageId) -> MessageId {
+        MessageId(format!("{sender}/{}", id.public()))
+    }
+
+    /// A key as stored or shown: `<center>/<agency>/<id>`, or a bare id (a message from
+    /// before ids were scoped).
+    pub fn from_key(s: &str) -> Option<MessageId> {
+        match s.rsplit_once('/') {
+            None => MessageId::parse(s),
+            Some((sender, id)) => {
+                (AgencyId::parse(sender).is_ok() && is_public(id)).then(|| MessageId(s.to_owned()))
+            }
+        }
     }
 
     /// A fresh node-assigned id (UUIDv7: time-ordered, so keys stay local in the store).
@@ -82,10 +101,34 @@ impl MessageId {
         MessageId(format!("msg-{}", uuid::Uuid::now_v7()))
     }
 
-    /// The id.
+    /// The key.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id as the sender wrote it (or the node assigned it): what agencies see.
+    pub fn public(&self) -> &str {
+        public_of(&self.0)
+    }
+
+    /// The sending agency, if the key names it (not in keys from before ids were scoped).
+    pub fn sender(&self) -> Option<&str> {
+        self.0.rsplit_once('/').map(|(sender, _)| sender)
+    }
+}
+
+/// The id part of a message key (see [`MessageId`]).
+pub fn public_of(key: &str) -> &str {
+    key.rsplit_once('/').map_or(key, |(_, id)| id)
+}
+
+fn is_public(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= MessageId::LEN_MAX
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
 }
 
 impl fmt::Display for MessageId {
@@ -276,4 +319,39 @@ fn cross_checks(
         MessageType::Consent => {}
     }
     errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_the_id_scoped_by_its_sender_and_reads_back_either_way() {
+        let sender = AgencyId::parse("suwon/employment").expect("agency");
+        let id = MessageId::parse("ref-1").expect("id");
+        let key = MessageId::scoped(&sender, &id);
+        assert_eq!(key.as_str(), "suwon/employment/ref-1");
+        assert_eq!(
+            (key.public(), key.sender()),
+            ("ref-1", Some("suwon/employment"))
+        );
+        assert_eq!(MessageId::from_key(key.as_str()), Some(key.clone()));
+        // Scoping a key again scopes its id, not the key.
+        assert_eq!(MessageId::scoped(&sender, &key), key);
+        // A key from before ids were scoped: the bare id, no sender.
+        let legacy = MessageId::from_key("ref-1").expect("bare id");
+        assert_eq!((legacy.public(), legacy.sender()), ("ref-1", None));
+        // What agencies write is never a key: `/` is not in their ids.
+        assert_eq!(MessageId::parse("suwon/employment/ref-1"), None);
+        for bad in [
+            "",
+            "/ref-1",
+            "suwon/ref-1",
+            "Suwon/employment/ref-1",
+            "a/b/c/d",
+            "a/b/",
+        ] {
+            assert_eq!(MessageId::from_key(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -125,6 +125,11 @@ impl Routing {
         &self.center
     }
 
+    /// The agencies this node serves.
+    pub fn local_agencies(&self) -> impl Iterator<Item = &AgencyId> {
+        self.local.keys()
+    }
+
     /// True if `agency` is served by this node.
     pub fn is_local_agency(&self, agency: &AgencyId) -> bool {
         self.local.contains_key(agency)

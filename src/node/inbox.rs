@@ -44,6 +44,11 @@ pub enum InboxError {
     Ledger(#[from] LedgerError),
 }
 
+/// How many acknowledged keys a recipient's state remembers (see
+/// `Recipient::recently_acked`): about a minute of acks at a busy agency, a few hundred
+/// KiB at most.
+const RECENTLY_ACKED_MAX: usize = 4096;
+
 /// The inboxes of this node's agencies.
 pub struct Inbox {
     shared: Arc<Shared>,
@@ -69,6 +74,10 @@ struct Shared {
 struct Recipient {
     /// Messages handed out, until when.
     leases: HashMap<MessageId, Instant>,
+    /// The keys of the messages acknowledged last, newest at the back (at most
+    /// [`RECENTLY_ACKED_MAX`]): an ack sent again by the bare id (its answer was lost) finds
+    /// its message here, gone from the inbox and its leases.
+    recently_acked: std::collections::VecDeque<MessageId>,
     /// The lowest sequence number its inbox may still hold: a pull scans from there, not
     /// over everything acknowledged before it. Sound because an inbox entry's sequence
     /// number is that of the audit entry that took the message, so a new entry is always
@@ -159,20 +168,91 @@ impl Inbox {
     }
 
     /// Acknowledges `ids` for `recipient` (all or nothing; the recipient is the actor) and
-    /// drops their leases.
+    /// drops their leases. Each id is one the recipient was given: the bare id, or
+    /// `<from>/<id>` (see [`Inbox::key_of`]). Answers the ids as given.
     pub async fn ack(
         &self,
         recipient: &AgencyId,
         ids: Vec<MessageId>,
     ) -> Result<Vec<MessageId>, LedgerError> {
-        let acked = self.ledger.ack(recipient.clone(), ids).await?;
+        let mut keys = Vec::with_capacity(ids.len());
+        for id in &ids {
+            keys.extend(self.keys_of(recipient, id).await?);
+        }
+        let acked = self.ledger.ack(recipient.clone(), keys).await?;
         let mut recipients = self.shared.lock();
-        if let Some(r) = recipients.get_mut(recipient) {
-            for id in &acked {
-                r.leases.remove(id);
+        let r = recipients.entry(recipient.clone()).or_default();
+        for key in acked {
+            r.leases.remove(&key);
+            if !r.recently_acked.contains(&key) {
+                if r.recently_acked.len() >= RECENTLY_ACKED_MAX {
+                    r.recently_acked.pop_front();
+                }
+                r.recently_acked.push_back(key);
             }
         }
-        Ok(acked)
+        let mut seen = std::collections::HashSet::new();
+        Ok(ids
+            .into_iter()
+            .filter(|id| seen.insert(id.clone()))
+            .collect())
+    }
+
+    /// The keys of the messages `id` names for `recipient`. A key (`<from>/<id>`) names
+    /// itself. A bare id, as agencies are shown it, names the message with that id among
+    /// the recipient's leased ones, else among those waiting in its inbox (a lease ran out
+    /// before the ack); two there means two senders used the id, and the ack must say
+    /// which (`LedgerError::AmbiguousId`). Else the ones acknowledged lately, all of them
+    /// (acking one again changes nothing). None of those: the bare id itself, the key of a
+    /// message from before ids were scoped (or of none: 404).
+    async fn keys_of(
+        &self,
+        recipient: &AgencyId,
+        id: &MessageId,
+    ) -> Result<Vec<MessageId>, LedgerError> {
+        if id.sender().is_some() {
+            return Ok(vec![id.clone()]);
+        }
+        let named = |k: &MessageId| k.sender().is_some() && k.public() == id.as_str();
+        let (leased, acked): (Vec<MessageId>, Vec<MessageId>) = {
+            let recipients = self.shared.lock();
+            recipients
+                .get(recipient)
+                .map_or_else(Default::default, |r| {
+                    (
+                        r.leases.keys().filter(|k| named(k)).cloned().collect(),
+                        r.recently_acked
+                            .iter()
+                            .filter(|k| named(k))
+                            .cloned()
+                            .collect(),
+                    )
+                })
+        };
+        let waiting = if leased.is_empty() {
+            let shared = Arc::clone(&self.shared);
+            let who = recipient.clone();
+            let wanted = id.clone();
+            tokio::task::spawn_blocking(move || {
+                shared
+                    .store
+                    .inbox(&who, None)
+                    .filter_map(Result::ok)
+                    .map(|e| e.id)
+                    .filter(|k| k.sender().is_some() && k.public() == wanted.as_str())
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|_| LedgerError::Stopped)?
+        } else {
+            leased
+        };
+        match waiting.len() {
+            0 if acked.is_empty() => Ok(vec![id.clone()]),
+            0 => Ok(acked),
+            1 => Ok(waiting),
+            _ => Err(LedgerError::AmbiguousId(id.clone())),
+        }
     }
 
     /// When the first of `recipient`'s leases runs out (leases run out already are
@@ -217,7 +297,7 @@ impl Inbox {
             .iter()
             .filter_map(|m| {
                 Some(LeaseItem {
-                    id: MessageId::parse(&m.id)?,
+                    id: MessageId::from_key(&m.id)?,
                     from: m.from.clone(),
                     subject: m.subject.clone(),
                     consent_id: m.consent_id.clone(),
@@ -231,7 +311,7 @@ impl Inbox {
                 .filter(|m| leased.iter().any(|id| id.as_str() == m.id))
                 .collect()),
             Err(e) => {
-                let ids = taken.iter().filter_map(|m| MessageId::parse(&m.id));
+                let ids = taken.iter().filter_map(|m| MessageId::from_key(&m.id));
                 self.shared.release(recipient, ids);
                 self.released.send_modify(|n| *n = n.wrapping_add(1));
                 Err(e.into())

@@ -8,27 +8,10 @@
 use plusgate::node::client::{Agent, HttpVersion};
 use serde_json::{json, Value};
 
-use crate::support::{assert_problem, ids_of, pull, push, push_accepted, Federation, Node};
-
-/// The example consent as collected by `collector` under `id`, naming `recipients`.
-fn consent(fed: &Federation, id: &str, collector: &str, recipients: &[&str]) -> Value {
-    let mut c = fed.example("consent");
-    c["id"] = json!(id);
-    c["collected_by"]["agency"] = json!(collector);
-    c["recipients"] = json!(recipients);
-    c["status_history"][0]["by"] = json!(collector);
-    c
-}
-
-/// The example referral from `from` to `to` under consent id `consent_id`.
-fn referral(fed: &Federation, id: &str, from: &str, to: &str, consent_id: &str) -> Value {
-    let mut r = fed.referral(id);
-    r["to"] = json!(to);
-    r["consent_id"] = json!(consent_id);
-    r["payload"]["referrer"]["agency"] = json!(from);
-    r["payload"]["recipient"]["agency"] = json!(to);
-    r
-}
+use crate::support::{
+    assert_problem, consent_of, ids_of, pull, push, push_accepted, quick_federation,
+    referral_between, Federation, Node,
+};
 
 async fn register(node: &Node, collector: &str, document: &Value) -> u16 {
     let response = node
@@ -74,11 +57,11 @@ async fn an_id_taken_first_by_another_agency_neither_blocks_nor_shadows_the_coll
 
     // Another agency registers the id first, naming the same recipient and the same
     // subject, with a consent it collected.
-    let squat = consent(&fed, id, "suwon/finance", &["suwon/welfare"]);
+    let squat = consent_of(&fed, id, "suwon/finance", &["suwon/welfare"]);
     assert_eq!(register(&node, "suwon/finance", &squat).await, 201);
     // The real collector registers its consent under the same id: its own, not a
     // conflict (which would also tell it that someone else uses the id).
-    let real = consent(&fed, id, "suwon/employment", &["suwon/welfare"]);
+    let real = consent_of(&fed, id, "suwon/employment", &["suwon/welfare"]);
     assert_eq!(register(&node, "suwon/employment", &real).await, 201);
 
     // Each collector reads its own; the recipient of both must say which.
@@ -105,7 +88,7 @@ async fn an_id_taken_first_by_another_agency_neither_blocks_nor_shadows_the_coll
     // The collector withdraws its consent: its messages under the id are refused as
     // withdrawn, not carried on under the other agency's consent.
     withdraw(&node, "suwon/employment", id).await;
-    let body = referral(
+    let body = referral_between(
         &fed,
         "ref-after-withdrawal",
         "suwon/employment",
@@ -114,7 +97,7 @@ async fn an_id_taken_first_by_another_agency_neither_blocks_nor_shadows_the_coll
     );
     assert_problem(&push(&employment, &body).await, 403, "consent-withdrawn");
     // And the other agency's consent is untouched by that withdrawal.
-    let body = referral(&fed, "ref-by-finance", "suwon/finance", "suwon/welfare", id);
+    let body = referral_between(&fed, "ref-by-finance", "suwon/finance", "suwon/welfare", id);
     push_accepted(&finance, &body).await;
     let pulled = pull(&welfare, "max=10").await;
     assert_eq!(ids_of(&pulled), ["ref-by-finance"]);
@@ -130,7 +113,7 @@ async fn a_message_under_another_agencys_consent_names_it_when_the_id_is_not_uni
     let jobs = node.agent("suwon/jobs", HttpVersion::Http1);
     // Collected by employment, naming welfare and jobs: welfare may pass data on to jobs
     // under it (the parties to a consent share among themselves).
-    let shared = consent(
+    let shared = consent_of(
         &fed,
         id,
         "suwon/employment",
@@ -139,15 +122,15 @@ async fn a_message_under_another_agencys_consent_names_it_when_the_id_is_not_uni
     assert_eq!(register(&node, "suwon/employment", &shared).await, 201);
 
     // The only consent with the id that names both: no need to name its collector.
-    let first = referral(&fed, "ref-1", "suwon/welfare", "suwon/jobs", id);
+    let first = referral_between(&fed, "ref-1", "suwon/welfare", "suwon/jobs", id);
     push_accepted(&welfare, &first).await;
 
     // Another agency registers a consent under the same id naming both as well: from now
     // on a message that does not say which consent it means is refused, never sent under
     // the one that happens to come first.
-    let squat = consent(&fed, id, "suwon/finance", &["suwon/welfare", "suwon/jobs"]);
+    let squat = consent_of(&fed, id, "suwon/finance", &["suwon/welfare", "suwon/jobs"]);
     assert_eq!(register(&node, "suwon/finance", &squat).await, 201);
-    let unnamed = referral(&fed, "ref-2", "suwon/welfare", "suwon/jobs", id);
+    let unnamed = referral_between(&fed, "ref-2", "suwon/welfare", "suwon/jobs", id);
     let problem = assert_problem(&push(&welfare, &unnamed).await, 403, "consent-ambiguous");
     assert!(
         problem["detail"]
@@ -158,7 +141,7 @@ async fn a_message_under_another_agencys_consent_names_it_when_the_id_is_not_uni
     let mut named = unnamed.clone();
     named["consent_collected_by"] = json!("suwon/employment");
     push_accepted(&welfare, &named).await;
-    let mut under_finance = referral(&fed, "ref-3", "suwon/welfare", "suwon/jobs", id);
+    let mut under_finance = referral_between(&fed, "ref-3", "suwon/welfare", "suwon/jobs", id);
     under_finance["consent_collected_by"] = json!("suwon/finance");
     push_accepted(&welfare, &under_finance).await;
 
@@ -169,7 +152,7 @@ async fn a_message_under_another_agencys_consent_names_it_when_the_id_is_not_uni
     assert_eq!(ids_of(&pulled), ["ref-3"]);
     assert_eq!(pulled[0]["consent_collected_by"], json!("suwon/finance"));
     // And a message naming the withdrawn consent is refused for that reason.
-    let mut late = referral(&fed, "ref-4", "suwon/welfare", "suwon/jobs", id);
+    let mut late = referral_between(&fed, "ref-4", "suwon/welfare", "suwon/jobs", id);
     late["consent_collected_by"] = json!("suwon/employment");
     assert_problem(&push(&welfare, &late).await, 403, "consent-withdrawn");
 }
@@ -181,7 +164,7 @@ async fn a_consent_that_does_not_name_the_sender_is_answered_as_no_consent_at_al
     let finance = node.agent("suwon/finance", HttpVersion::Http1);
     // Employment's consent, withdrawn, about another subject: finance is no party to it,
     // so nothing about it may be told to finance, named collector or not.
-    let mut other = consent(
+    let mut other = consent_of(
         &fed,
         "cns-not-yours",
         "suwon/employment",
@@ -192,7 +175,8 @@ async fn a_consent_that_does_not_name_the_sender_is_answered_as_no_consent_at_al
     withdraw(&node, "suwon/employment", "cns-not-yours").await;
     let mut answers = Vec::new();
     for consent_id in ["cns-not-yours", "cns-nobody-has"] {
-        let mut body = referral(&fed, "ref-a", "suwon/finance", "suwon/welfare", consent_id);
+        let mut body =
+            referral_between(&fed, "ref-a", "suwon/finance", "suwon/welfare", consent_id);
         body["consent_collected_by"] = json!("suwon/employment");
         let response = push(&finance, &body).await;
         assert_problem(&response, 403, "consent-unknown");
@@ -207,13 +191,8 @@ async fn a_consent_that_does_not_name_the_sender_is_answered_as_no_consent_at_al
 /// it withdrew.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consent_from_another_center_with_an_id_used_here_stays_its_collectors() {
-    let fed = Federation::with_centers(&["suwon", "gangseo"]);
-    for center in ["suwon", "gangseo"] {
-        fed.set_option(center, "federation", "retry_initial_ms", "50");
-        fed.set_option(center, "federation", "retry_max_ms", "1000");
-    }
-    let suwon = fed.start("suwon");
-    let gangseo = fed.start("gangseo");
+    let (fed, nodes) = quick_federation(&["suwon", "gangseo"], &["suwon", "gangseo"]);
+    let (suwon, gangseo) = (&nodes[0], &nodes[1]);
     let referral = fed.example("referral-remote");
     let to = referral["to"].as_str().expect("to").to_owned();
     assert!(to.starts_with("gangseo/"), "{to}");
@@ -221,8 +200,8 @@ async fn a_consent_from_another_center_with_an_id_used_here_stays_its_collectors
     // At gangseo, the recipient itself collected a consent under the same id, about the
     // same subject, which does not name itself as a recipient: checked against it, the
     // referral from suwon would be refused.
-    let local = consent(&fed, &id, &to, &["suwon/employment", "gangseo/jobs"]);
-    assert_eq!(register(&gangseo, &to, &local).await, 201);
+    let local = consent_of(&fed, &id, &to, &["suwon/employment", "gangseo/jobs"]);
+    assert_eq!(register(gangseo, &to, &local).await, 201);
 
     push_accepted(
         &suwon.agent("suwon/employment", HttpVersion::Http1),
@@ -236,7 +215,7 @@ async fn a_consent_from_another_center_with_an_id_used_here_stays_its_collectors
 
     // The collector at suwon withdraws its consent; gangseo hears of it, for that consent
     // only: its own under the same id stays granted.
-    withdraw(&suwon, "suwon/employment", &id).await;
+    withdraw(suwon, "suwon/employment", &id).await;
     let theirs = format!("/v1/consents/{id}?collected_by=suwon/employment");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {

@@ -218,7 +218,7 @@ async fn corrupt_message_record_is_reported_and_not_served() {
     push_accepted(&sender, &fed.referral("ref-intact")).await;
     assert!(node.stop().success());
 
-    damage_record(&fed.data_dir("suwon"), b'm', "ref-damaged");
+    damage_record(&fed.data_dir("suwon"), b'm', "suwon/employment/ref-damaged");
 
     node.restart();
     let sender = node.agent("suwon/employment", HttpVersion::Http2);
@@ -253,7 +253,7 @@ async fn corrupt_delivery_record_does_not_block_the_rest_of_the_inbox() {
     );
     assert!(node.stop().success());
 
-    damage_record(&fed.data_dir("suwon"), b'd', "ref-damaged");
+    damage_record(&fed.data_dir("suwon"), b'd', "suwon/employment/ref-damaged");
 
     node.restart();
     let sender = node.agent("suwon/employment", HttpVersion::Http2);
@@ -273,16 +273,17 @@ async fn corrupt_delivery_record_does_not_block_the_rest_of_the_inbox() {
 }
 
 /// Flips one byte in the body of a stored record, directly in sled: the message record
-/// (`family` `b'm'`) or the delivery record (`b'd'`) of message `id`. Keys are the family
-/// byte followed by the id; values are `[version][crc32][JSON]`.
-pub(crate) fn damage_record(data_dir: &std::path::Path, family: u8, id: &str) {
+/// (`family` `b'm'`) or the delivery record (`b'd'`) of message `key` (`<from>/<id>`, see
+/// `MessageId`). Keys are the family byte followed by the message key; values are
+/// `[version][crc32][JSON]`.
+pub(crate) fn damage_record(data_dir: &std::path::Path, family: u8, key: &str) {
     // The node opens sled with 8 MiB segments, and sled refuses a different setting.
     let db = sled::Config::new()
         .path(data_dir)
         .segment_size(8 << 20)
         .open()
         .expect("open the node's sled directory");
-    let key = [&[family], id.as_bytes()].concat();
+    let key = [&[family], key.as_bytes()].concat();
     let mut value = db.get(&key).expect("read").expect("record exists").to_vec();
     assert!(value.len() > 10, "record has a body");
     let middle = 5 + (value.len() - 5) / 2;

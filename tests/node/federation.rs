@@ -697,7 +697,11 @@ async fn a_damaged_record_in_an_outbox_is_dead_lettered_and_blocks_nothing() {
     push_accepted(&agent, &remote_referral(&fed, "ref-fed-damaged")).await;
     push_accepted(&agent, &remote_referral(&fed, "ref-fed-intact")).await;
     assert!(a.stop().success());
-    crate::durability::damage_record(&fed.data_dir("suwon"), b'm', "ref-fed-damaged");
+    crate::durability::damage_record(
+        &fed.data_dir("suwon"),
+        b'm',
+        "suwon/employment/ref-fed-damaged",
+    );
 
     a.restart();
     let b = fed.start(&center);

@@ -7,6 +7,7 @@
 //!   the API and `plusgate privacy …`;
 //! - `push`: `POST /v1/messages` and every status code it can answer;
 //! - `status`: `GET /v1/messages/{id}`;
+//! - `message_ids`: message ids are per sender: no conflict, squatting or telling;
 //! - `inbox`: pull, leases, long poll and acknowledgement;
 //! - `tls`: who may connect, and who may use the agency API;
 //! - `revocation`: revoked certificates (new connections, resumed sessions, open
@@ -42,6 +43,7 @@ mod federation;
 mod inbox;
 mod limits;
 mod memory;
+mod message_ids;
 mod privacy;
 mod push;
 mod reports;

@@ -90,6 +90,44 @@ impl Api {
         })
     }
 
+    /// The key of the message an operator names: a key (`<from>/<id>`, as listed) names
+    /// itself; a bare id names the one message with that id sent by an agency of this
+    /// center (only theirs are in outboxes), or one from before ids were scoped. Two
+    /// agencies' messages with that id: 409, listing their keys.
+    fn operator_key(&self, id: &MessageId) -> Result<MessageId, Problem> {
+        if id.sender().is_some() {
+            return Ok(id.clone());
+        }
+        let mut found: Vec<MessageId> = Vec::new();
+        for agency in self.routing().local_agencies() {
+            let key = MessageId::scoped(agency, id);
+            match self.store.message(&key) {
+                Ok(None) => {}
+                // A damaged record is still a message the operator may name.
+                Ok(Some(_)) | Err(StoreError::Corrupt { .. }) => found.push(key),
+                Err(e) => return Err(store_problem(e)),
+            }
+        }
+        match found.len() {
+            0 => Ok(id.clone()),
+            1 => Ok(found.remove(0)),
+            _ => Err(Problem::new(
+                StatusCode::CONFLICT,
+                "ambiguous-id",
+                "Several messages with this id",
+                format!(
+                    "{} agencies sent a message {id}: name one as {}",
+                    found.len(),
+                    found
+                        .iter()
+                        .map(MessageId::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            )),
+        }
+    }
+
     pub(super) async fn outbox_action(
         &self,
         req: Request<Incoming>,
@@ -97,7 +135,11 @@ impl Api {
         action: &str,
     ) -> Result<Resp, Problem> {
         let body = self.read_json(req).await?;
-        let ids = parse_ack(&body).map_err(Problem::invalid)?;
+        let named = parse_ack(&body).map_err(Problem::invalid)?;
+        let mut ids = Vec::with_capacity(named.len());
+        for id in &named {
+            ids.push(self.operator_key(id)?);
+        }
         let mut done = Vec::new();
         match action {
             "retry" => {
@@ -143,7 +185,8 @@ impl Api {
                 )))
             }
         }
-        let done: Vec<&str> = done.iter().map(MessageId::as_str).collect();
+        // As the operator named them.
+        let done: Vec<&str> = named[..done.len()].iter().map(MessageId::as_str).collect();
         Ok(json_response(StatusCode::OK, &json!({ action: done })))
     }
 }

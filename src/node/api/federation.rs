@@ -214,7 +214,8 @@ impl Api {
         for (i, outcome) in checked.into_iter().enumerate() {
             match outcome {
                 Ok(submission) => {
-                    results.push((submission.id().to_string(), None));
+                    // Answered by the id as the batch carried it.
+                    results.push((submission.id().public().to_owned(), None));
                     valid.push(submission);
                 }
                 Err((id, reason)) => {
@@ -248,10 +249,12 @@ impl Api {
         let center = &self.center;
         let signed = crate::node::parallel::map_owned(outcomes, |outcome| {
             outcome.map(|r| {
+                // The id as the batch carried it (the sending node matches receipts to
+                // its messages by it).
                 Receipt::sign(
                     &key,
                     center,
-                    r.id.as_str(),
+                    r.id.public(),
                     &r.digest,
                     r.received_at.as_str(),
                 )
@@ -281,7 +284,7 @@ impl Api {
                         id,
                         receipt: None,
                         refused: Some(
-                            "the id is already used at this node for a different message".into(),
+                            "its sender already used the id for a different message".into(),
                         ),
                     },
                     // The recipient's inbox is full: no receipt, so the sending node

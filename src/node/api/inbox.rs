@@ -70,7 +70,7 @@ impl Api {
             .into_iter()
             .map(|m| {
                 json!({
-                    "id": m.id,
+                    "id": crate::core::message::public_of(&m.id),
                     "from": m.from,
                     "type": m.message_type,
                     "version": m.version,
@@ -98,6 +98,7 @@ impl Api {
         let ids = parse_ack(&body).map_err(Problem::invalid)?;
         match self.inbox.ack(recipient, ids).await {
             Ok(acked) => {
+                // As the caller named them.
                 let acked: Vec<&str> = acked.iter().map(MessageId::as_str).collect();
                 Ok(json_response(StatusCode::OK, &json!({ "acked": acked })))
             }
@@ -129,9 +130,13 @@ pub(super) fn parse_ack(body: &Value) -> Result<Vec<MessageId>, Vec<Violation>> 
     let mut out = Vec::with_capacity(ids.len());
     let mut bad = Vec::new();
     for (i, v) in ids.iter().enumerate() {
-        match v.as_str().and_then(MessageId::parse) {
+        // A message id as pulled, or `<from>/<id>` (which names the sender too).
+        match v.as_str().and_then(MessageId::from_key) {
             Some(id) => out.push(id),
-            None => bad.push(violation(&format!("/ids/{i}"), "is not a message id")),
+            None => bad.push(violation(
+                &format!("/ids/{i}"),
+                "is not a message id (or <from>/<id>)",
+            )),
         }
     }
     if bad.is_empty() {

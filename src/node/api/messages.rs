@@ -59,7 +59,7 @@ impl Api {
         match self.ledger.accept(submission).await {
             Ok(accepted) => Ok(json_response(
                 StatusCode::ACCEPTED,
-                &json!({"id": accepted.id.as_str(), "status": "accepted", "accepted_at": accepted.accepted_at.as_str()}),
+                &json!({"id": accepted.id.public(), "status": "accepted", "accepted_at": accepted.accepted_at.as_str()}),
             )),
             Err(e) => Err(ledger_problem(e)),
         }
@@ -88,13 +88,15 @@ impl Api {
     /// lifecycle and withholding, as this node knows them.
     pub(super) fn status(&self, sender: &AgencyId, id: &str) -> Result<Resp, Problem> {
         let not_found = || Problem::not_found(format!("you sent no message {id}"));
-        let id = MessageId::parse(id).ok_or_else(not_found)?;
+        // Only the caller's own messages are looked for: the id scoped by the caller.
+        let scoped = MessageId::scoped(sender, &MessageId::parse(id).ok_or_else(not_found)?);
         let record = self
             .store
-            .message(&id)
+            .message_by_key_or_legacy(&scoped)
             .map_err(store_problem)?
             .filter(|m| m.from == sender.as_str())
             .ok_or_else(not_found)?;
+        let id = MessageId::from_key(&record.id).ok_or_else(not_found)?;
         // Not yet durable (its group is still being fsynced): the sender has not been told
         // it was accepted, and a crash could still undo it, so it does not exist yet.
         let durable_seq = self.ledger.durable_seq();
@@ -105,7 +107,7 @@ impl Api {
             .filter(|d| d.seq < durable_seq)
             .ok_or_else(not_found)?;
         let mut body = json!({
-            "id": record.id,
+            "id": id.public(),
             "type": record.message_type,
             "version": record.version,
             "to": record.to,
@@ -134,6 +136,9 @@ impl Api {
         }
         if let Some(lifecycle) = &delivery.lifecycle {
             body["lifecycle"] = json!(lifecycle);
+            // The status message's id as its sender wrote it (the record keeps its key).
+            body["lifecycle"]["message_id"] =
+                json!(crate::core::message::public_of(&lifecycle.message_id));
         }
         // Why it never reached the recipient (its consent was withdrawn), and whether the
         // payload is gone from this node.

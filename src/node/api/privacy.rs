@@ -21,7 +21,6 @@ use super::problem::{ledger_problem, store_problem};
 use super::{Api, Problem, Resp};
 use crate::core::audit::Action;
 use crate::core::identity::{Identity, OfficerId, Peer};
-use crate::core::message::MessageId;
 use crate::core::vault::DataKeys;
 use crate::node::store::{Store, StoreError};
 use report::{to_csv, REPORT_ROWS_MAX};
@@ -29,7 +28,8 @@ use report::{to_csv, REPORT_ROWS_MAX};
 /// One message about the subject, as far as this node saw it.
 #[derive(Debug, Default, Serialize)]
 pub struct Disclosure {
-    /// The message.
+    /// The message's id as its sender wrote it (with `from`, it names the message; see
+    /// `message::MessageId`).
     pub message_id: String,
     /// Its type.
     #[serde(rename = "type")]
@@ -187,14 +187,16 @@ fn disclosures_of(
         if e.message_id.is_empty() || e.action == Action::Refused {
             continue;
         }
-        let seq = match seq_of.get(&e.message_id) {
+        // A message is its sender and id (two senders may use one id).
+        let named = format!("{}/{}", e.from, e.message_id);
+        let seq = match seq_of.get(&named) {
             Some(seq) => *seq,
             None if seq_of.len() >= limit => {
                 truncated = true;
                 continue;
             }
             None => {
-                seq_of.insert(e.message_id.clone(), e.seq);
+                seq_of.insert(named, e.seq);
                 e.seq
             }
         };
@@ -218,10 +220,7 @@ fn disclosures_of(
     }
     // The items (field names, never values) and type come from the message record.
     for d in by_message.values_mut() {
-        let Some(id) = MessageId::parse(&d.message_id) else {
-            continue;
-        };
-        if let Ok(Some(record)) = store.message(&id) {
+        if let Ok(Some(record)) = store.message_named(&d.from, &d.message_id) {
             d.message_type = record.message_type.clone();
             d.items = record.items.clone();
             // Records written before they listed their items: read them off the payload

@@ -170,7 +170,19 @@ pub(super) fn ledger_problem(e: LedgerError) -> Problem {
             StatusCode::CONFLICT,
             "id-conflict",
             "Message id already used",
-            format!("id {id} was already used for a different message; choose a new id"),
+            format!(
+                "id {} was already used for a different message; choose a new id",
+                id.public()
+            ),
+        ),
+        LedgerError::AmbiguousId(id) => Problem::new(
+            StatusCode::CONFLICT,
+            "ambiguous-id",
+            "Two messages with this id",
+            format!(
+                "two messages {id} from different senders are in your inbox; nothing was \
+                 acknowledged: acknowledge each as <from>/{id}"
+            ),
         ),
         LedgerError::NoSuchMessage(id) => Problem::not_found(format!(
             "no message {id} in your inbox; nothing was acknowledged"
@@ -294,6 +306,7 @@ mod tests {
         let errors = [
             LedgerError::IdConflict(id()),
             LedgerError::NoSuchMessage(id()),
+            LedgerError::AmbiguousId(id()),
             LedgerError::OutboxFull(center),
             LedgerError::InboxFull(AgencyId::parse("suwon/welfare").expect("agency")),
             LedgerError::Busy,

@@ -30,7 +30,7 @@ pub(super) struct Handed {
     /// Outbox position of the batch's last message.
     pub(super) last_seq: u64,
     /// Verified receipts.
-    pub(super) receipts: Vec<(crate::core::wire::Receipt, Parties)>,
+    pub(super) receipts: Vec<(MessageId, crate::core::wire::Receipt, Parties)>,
     /// Messages the peer will never take, with its reason.
     pub(super) refused: Vec<(MessageId, String)>,
     /// Messages without a valid receipt (sent again later).
@@ -85,6 +85,9 @@ pub(super) async fn round(
     // disclosed after its consent ended), withheld through the ledger, which checks again.
     let mut ended = Vec::new();
     let mut consent_ended: HashMap<ConsentKey, bool> = HashMap::new();
+    // The ids as sent in this batch: two senders may have used one id, and the peer
+    // answers by id, so the second waits for the next batch.
+    let mut sent_ids: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut bytes = 0usize;
     for entry in ctx.store.outbox(peer, cursor) {
         let entry = entry?;
@@ -103,6 +106,9 @@ pub(super) async fn round(
             }
             Err(e) => return Err(e.into()),
         };
+        if !sent_ids.insert(crate::core::message::public_of(&record.id).to_owned()) {
+            break;
+        }
         // The time to live counts from acceptance, or from an operator's retry (read only
         // when acceptance alone says expired: the common case costs no extra read).
         let ttl = ctx.options.message_ttl;
@@ -164,7 +170,7 @@ pub(super) async fn round(
             Ok(record) => batch.push(record),
             Err((id, e)) => {
                 tracing::error!(%peer, message_id = %id, error = %e, "payload does not open");
-                if let Some(id) = MessageId::parse(&id) {
+                if let Some(id) = MessageId::from_key(&id) {
                     undelivered.push((id, Undelivered::Unopenable(e)));
                 }
             }
@@ -198,7 +204,7 @@ pub(super) async fn round(
         .collect::<Result<_, _>>()?;
     let reported: Vec<MessageId> = withheld
         .iter()
-        .filter_map(|r| MessageId::parse(&r.id))
+        .filter_map(|r| MessageId::from_key(&r.id))
         .collect();
     let extras = Extras { consents, withheld };
     if batch.is_empty() {
@@ -236,7 +242,7 @@ pub(super) async fn round(
         Err(e) => {
             let ids: Vec<MessageId> = batch
                 .iter()
-                .filter_map(|m| MessageId::parse(&m.id))
+                .filter_map(|m| MessageId::from_key(&m.id))
                 .collect();
             let recorded = match e.retry() {
                 Retry::Resend => {
@@ -428,7 +434,8 @@ pub(super) async fn hand_over(
         messages: batch
             .iter()
             .map(|m| WireMessage {
-                id: m.id.clone(),
+                // As the sender wrote it; the receiver scopes it by `from` again.
+                id: crate::core::message::public_of(&m.id).to_owned(),
                 from: m.from.clone(),
                 to: m.to.clone(),
                 message_type: m.message_type.clone(),
@@ -467,11 +474,11 @@ pub(super) async fn hand_over(
     let mut receipts = Vec::new();
     let mut undelivered = Vec::new();
     for (m, outcome) in batch.iter().zip(checked) {
-        let Some(id) = MessageId::parse(&m.id) else {
+        let Some(id) = MessageId::from_key(&m.id) else {
             continue;
         };
         match outcome {
-            Ok(receipt) => receipts.push((receipt, Parties::of(m))),
+            Ok(receipt) => receipts.push((id, receipt, Parties::of(m))),
             Err(why) => undelivered.push((id, why)),
         }
     }
@@ -505,12 +512,18 @@ pub(super) fn check_receipts(
     batch: &[MessageRecord],
     answer: &BatchResult,
 ) -> Vec<Result<crate::core::wire::Receipt, Undelivered>> {
+    // By the id as sent (`round` puts no two messages with one id in a batch).
     let by_id: std::collections::HashMap<&str, &crate::core::wire::ItemResult> =
         answer.results.iter().map(|r| (r.id.as_str(), r)).collect();
-    let check = |m: &MessageRecord| match by_id.get(m.id.as_str()) {
+    let check = |m: &MessageRecord| match by_id.get(crate::core::message::public_of(&m.id)) {
         None => Err(Undelivered::Unanswered),
         Some(r) => match (&r.receipt, &r.refused) {
-            (Some(receipt), _) => match receipt.check(peer, key, &m.id, &m.body_sha256) {
+            (Some(receipt), _) => match receipt.check(
+                peer,
+                key,
+                crate::core::message::public_of(&m.id),
+                &m.body_sha256,
+            ) {
                 Ok(()) => Ok(receipt.clone()),
                 Err(problem) => Err(Undelivered::BadReceipt(problem)),
             },

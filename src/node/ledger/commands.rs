@@ -169,7 +169,7 @@ impl Ledger {
     pub async fn delivered(
         &self,
         peer: CenterId,
-        receipts: Vec<(Receipt, Parties)>,
+        receipts: Vec<(MessageId, Receipt, Parties)>,
     ) -> Result<usize, LedgerError> {
         self.call(move |w, g| w.delivered(&peer, receipts, g)).await
     }

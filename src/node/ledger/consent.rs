@@ -23,6 +23,7 @@ use super::{LedgerError, Writer, CONSENT_CACHE_MAX};
 use crate::core::audit::{self, Action, Event};
 use crate::core::consent::{ConsentKey, ConsentRecord, ConsentStatus, Refusal, Retention, Use};
 use crate::core::identity::{AgencyId, Identity};
+use crate::core::message::MessageId;
 use crate::node::store::StoreError;
 
 use super::intake::Submission;
@@ -233,7 +234,15 @@ impl Writer {
         g: &mut Group,
     ) -> Result<Retention, LedgerError> {
         if let Some(update) = &mut m.status_update {
-            update.referral = self.find_referral(&update.referral_id, g)?;
+            // The referral this status answers went to the status's sender from its
+            // recipient: its key is the id scoped by the status's recipient.
+            let key = MessageId::scoped(&m.to, &update.referral_id);
+            update.referral = self.find_referral(&key, g)?;
+            update.referral_id = update
+                .referral
+                .as_ref()
+                .and_then(|r| MessageId::from_key(&r.id))
+                .unwrap_or(key);
         }
         let checked = match self.resolve_consent(m, g)? {
             Ok(key) => {
@@ -250,7 +259,7 @@ impl Writer {
             at: g.at.clone(),
             actor: actor.uri(),
             action: Action::Refused,
-            message_id: m.id.to_string(),
+            message_id: m.id.public().to_owned(),
             from: m.from.to_string(),
             to: m.to.to_string(),
             subject: m.subject.clone(),

@@ -99,7 +99,11 @@ impl Submission {
             .map(str::to_owned);
         let items = crate::core::consent::items_of(&envelope.payload);
         let sender_chose_id = envelope.id.is_some();
-        let id = envelope.id.unwrap_or_else(MessageId::generate);
+        // The key: the id scoped by its sender (see `MessageId`).
+        let id = MessageId::scoped(
+            sender,
+            &envelope.id.clone().unwrap_or_else(MessageId::generate),
+        );
         let accepted_at = Timestamp::new(now);
         let (payload, sealed) = match keys {
             None => (Some(payload), None),
@@ -322,7 +326,7 @@ impl Writer {
         if let Some(seen) = g.messages.get(id) {
             return Ok(Some(seen.clone()));
         }
-        let Some(r) = self.store.message(id)? else {
+        let Some(r) = self.store.message_by_key_or_legacy(id)? else {
             return Ok(None);
         };
         let at = Timestamp::parse(&r.accepted_at).ok_or_else(|| StoreError::Corrupt {
@@ -352,7 +356,7 @@ impl Writer {
             at: m.accepted_at.to_string(),
             actor: actor.uri(),
             action,
-            message_id: m.id.to_string(),
+            message_id: m.id.public().to_owned(),
             from: m.from.to_string(),
             to: m.to.to_string(),
             subject: m.subject,

@@ -82,7 +82,7 @@ impl Writer {
                 at: g.at.clone(),
                 actor: actor.uri(),
                 action: Action::Leased,
-                message_id: item.id.to_string(),
+                message_id: item.id.public().to_owned(),
                 from: item.from,
                 to: recipient.to_string(),
                 subject: item.subject,
@@ -113,13 +113,16 @@ impl Writer {
             }
             let message = self
                 .store
-                .message(&id)?
+                .message_by_key_or_legacy(&id)?
                 .ok_or_else(|| LedgerError::NoSuchMessage(id.clone()))?;
             // Another agency's message gets the same answer as no message at all: an ack
             // must not tell whether an id exists in someone else's inbox.
             if message.to != recipient.as_str() {
                 return Err(LedgerError::NoSuchMessage(id));
             }
+            // The key it is stored under (a message from before ids were scoped named by
+            // `<from>/<id>` is stored under the bare id).
+            let id = MessageId::from_key(&message.id).unwrap_or(id);
             let delivery = self
                 .delivery(g, &id)?
                 .ok_or_else(|| LedgerError::NoSuchMessage(id.clone()))?;
@@ -136,7 +139,7 @@ impl Writer {
                     at: g.at.clone(),
                     actor: actor.uri(),
                     action: Action::Acked,
-                    message_id: id.to_string(),
+                    message_id: id.public().to_owned(),
                     from: message.from,
                     to: message.to,
                     subject: message.subject,

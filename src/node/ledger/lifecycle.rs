@@ -17,7 +17,8 @@ use crate::core::message::{MessageId, MessageType};
 use crate::node::store::{Lifecycle, MessageRecord, StoreError};
 
 impl Writer {
-    /// The record of referral `id` at this node (written in this group or stored), if any.
+    /// The record of referral `id` (a key; a referral from before ids were scoped is found
+    /// by its bare id) at this node (written in this group or stored), if any.
     /// A damaged one counts as absent: the status it answers is still checked and taken,
     /// only without its referral's purpose and lifecycle.
     pub(super) fn find_referral(
@@ -28,7 +29,7 @@ impl Writer {
         if let Some(r) = g.metas.get(id) {
             return Ok(Some(r.clone()));
         }
-        match self.store.message(id) {
+        match self.store.message_by_key_or_legacy(id) {
             Ok(r) => Ok(r),
             Err(e @ StoreError::Corrupt { .. }) => {
                 tracing::error!(referral = %id, error = %e, "the referral's record is damaged");
@@ -76,6 +77,7 @@ impl Writer {
             d.lifecycle = Some(Lifecycle {
                 status: update.status,
                 changed_at: update.changed_at,
+                // The key; shown to the referral's sender as the status's own id.
                 message_id: status_id.to_string(),
             });
             g.writes.put_delivery(&update.referral_id, &d);

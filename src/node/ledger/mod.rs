@@ -110,6 +110,14 @@ pub enum LedgerError {
     /// whether another agency's message exists. The caller's fault.
     #[error("no message {0} in your inbox")]
     NoSuchMessage(MessageId),
+    /// An ack names a message by its bare id, and two senders sent the recipient a
+    /// message with that id (ids are unique per sender). The caller's fault: it acks that
+    /// one as `<from>/<id>`. (Both are the caller's own messages: telling it so tells
+    /// nothing about anyone else's.)
+    #[error(
+        "two messages {0} from different senders are in your inbox: acknowledge each as <from>/{0}"
+    )]
+    AmbiguousId(MessageId),
     /// The outbox to this center is full: the center has been unreachable for a while.
     /// Nothing was written; retry later.
     #[error("the outbox to center {0} is full; retry later")]
@@ -182,6 +190,7 @@ impl LedgerError {
             LedgerError::Storage(e) => !matches!(e, StoreError::Corrupt { .. }),
             LedgerError::IdConflict(_)
             | LedgerError::NoSuchMessage(_)
+            | LedgerError::AmbiguousId(_)
             | LedgerError::ConsentConflict(_)
             | LedgerError::NoSuchConsent(_)
             | LedgerError::PeerRollback(_)
@@ -194,7 +203,8 @@ impl LedgerError {
 /// The answer to an accepted push.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
-    /// The message id (the sender's, or the one the node assigned).
+    /// The message (its key; the sender's id, or the one the node assigned, is
+    /// [`MessageId::public`]).
     pub id: MessageId,
     /// When it was first accepted (an identical retry gets the original time, as stored).
     pub accepted_at: Timestamp,
@@ -526,7 +536,7 @@ fn message_event(
         at: at.to_owned(),
         actor: actor.uri(),
         action,
-        message_id: id.to_string(),
+        message_id: id.public().to_owned(),
         from: parties.from,
         to: parties.to,
         subject: parties.subject,

@@ -84,15 +84,14 @@ impl Writer {
     pub(super) fn delivered(
         &mut self,
         peer: &CenterId,
-        receipts: Vec<(Receipt, Parties)>,
+        receipts: Vec<(MessageId, Receipt, Parties)>,
         g: &mut Group,
     ) -> Result<usize, LedgerError> {
         let actor = Identity::Node(peer.clone());
         let mut n = 0;
-        for (receipt, parties) in receipts {
-            let Some(id) = MessageId::parse(&receipt.message_id) else {
-                continue;
-            };
+        // Each receipt with the key of the message it is for (the receipt names the id as
+        // sent, unscoped).
+        for (id, receipt, parties) in receipts {
             let detail = format!("receipt {}", receipt.signature);
             let at = receipt.received_at.clone();
             let left = self.leave_outbox(
@@ -110,7 +109,7 @@ impl Writer {
                 },
             )?;
             if left {
-                g.writes.put_receipt(&receipt);
+                g.writes.put_receipt(&id, &receipt);
                 n += 1;
             }
         }
@@ -214,7 +213,7 @@ impl Writer {
             at: g.at.clone(),
             actor: actor.uri(),
             action: Action::Requeued,
-            message_id: id.to_string(),
+            message_id: id.public().to_owned(),
             from: message.from,
             to: message.to,
             subject: message.subject,

@@ -121,7 +121,7 @@ async fn payloads_are_purged_when_the_retention_period_ends_and_the_record_stays
     let last = f.store.audit_head().expect("read").expect("entry");
     assert_eq!(
         (last.action, last.message_id.as_str()),
-        (Action::Withheld, id.as_str())
+        (Action::Withheld, id.public())
     );
     assert_eq!(last.actor, "urn:plusgate:node:suwon");
     // Done once: nothing is due again.

@@ -131,8 +131,15 @@ impl Writer {
                     .is_none_or(|by| *by == consent.collected_by)
                 && matches!(entry.action, Action::Accepted | Action::Received)
             {
-                if let Some(id) = MessageId::parse(&entry.message_id) {
-                    held.push(id);
+                // The entry names the message by sender and id; its key is the record's.
+                match self.store.message_named(&entry.from, &entry.message_id) {
+                    Ok(Some(m)) => held.extend(MessageId::from_key(&m.id)),
+                    Ok(None) => {}
+                    Err(e @ StoreError::Corrupt { .. }) => {
+                        tracing::error!(message_id = %entry.message_id, error = %e,
+                            "damaged record not erased");
+                    }
+                    Err(e) => return Err(e.into()),
                 }
             }
         }
@@ -300,8 +307,19 @@ impl Writer {
         g: &mut Group,
     ) -> Result<(), LedgerError> {
         for report in reports {
-            let Some(id) = MessageId::parse(&report.id) else {
+            // The peer names the message by its key there, which is this node's key for it
+            // unless one of the two took it before ids were scoped (then one key is the
+            // bare id: the record found says which this node uses).
+            let Some(named) = MessageId::from_key(&report.id) else {
                 continue;
+            };
+            let (id, parties) = match self.store.message_by_key_or_legacy(&named) {
+                Ok(Some(m)) => match MessageId::from_key(&m.id) {
+                    Some(id) => (id, Parties::of(&m)),
+                    None => continue,
+                },
+                Ok(None) => continue,
+                Err(_) => (named, Parties::unknown()),
             };
             let Some(mut d) = self.delivery(g, &id)? else {
                 continue;
@@ -309,10 +327,6 @@ impl Writer {
             if d.peer.as_ref() != Some(peer) || d.state != DeliveryState::Delivered {
                 continue;
             }
-            let parties = match self.store.message(&id) {
-                Ok(Some(m)) => Parties::of(&m),
-                _ => Parties::unknown(),
-            };
             let reason = format!("withheld at center {peer}: {}", report.reason);
             d.state = DeliveryState::Withheld;
             d.withheld = Some(Erasure {

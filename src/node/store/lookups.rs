@@ -7,6 +7,7 @@
 use super::keys::{key, DELIVERY, DIRECTORY_SEEN, MESSAGE, RECEIPT, SETTING};
 use super::records::{DeliveryRecord, DirectorySeen, MessageRecord};
 use super::{decode_at, Store, StoreError};
+use crate::core::identity::AgencyId;
 use crate::core::message::MessageId;
 use crate::core::wire::Receipt;
 
@@ -14,6 +15,34 @@ impl Store {
     /// Reads and verifies a message record.
     pub fn message(&self, id: &MessageId) -> Result<Option<MessageRecord>, StoreError> {
         self.get(MESSAGE, "message", id.as_str())
+    }
+
+    /// The message with key `id`, or, if there is none and `id` names its sender, the
+    /// message that sender sent with that id before ids were scoped (keyed by the bare id;
+    /// see `MessageId`). The record's `id` is the key it is stored under.
+    pub fn message_by_key_or_legacy(
+        &self,
+        id: &MessageId,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        if let Some(m) = self.message(id)? {
+            return Ok(Some(m));
+        }
+        let Some(sender) = id.sender() else {
+            return Ok(None);
+        };
+        let legacy = self.get::<MessageRecord>(MESSAGE, "message", id.public())?;
+        Ok(legacy.filter(|m| m.from == sender))
+    }
+
+    /// The message agency `from` sent as `id` (as an audit entry names it), under its key
+    /// or, from before ids were scoped, its bare id.
+    pub fn message_named(&self, from: &str, id: &str) -> Result<Option<MessageRecord>, StoreError> {
+        match (AgencyId::parse(from), MessageId::parse(id)) {
+            (Ok(sender), Some(id)) => {
+                self.message_by_key_or_legacy(&MessageId::scoped(&sender, &id))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Reads and verifies a delivery record: the one written since the message was taken,

@@ -35,6 +35,11 @@
 //! | `n`    | peer center, `0x00`, consent id, `0x00`, collector | empty: a consent change to tell that center |
 //! | `w`    | peer center, `0x00`, message id      | [`Erasure`]: tell that (origin) center its message was withheld here |
 //!
+//! A *message id* in a key or value is the message's key, `<from>/<id>` (`MessageId`): the
+//! sending agency and the id it chose, so ids never collide between senders. Records taken
+//! before ids were scoped stay under their bare id; `Store::message_by_key_or_legacy` finds
+//! both.
+//!
 //! `i` and `o` are queues: a message for an agency at this center waits in its recipient's
 //! inbox (`i`), a message for another center in that center's outbox (`o`), both ordered by
 //! the sequence number of the audit entry that put it there.

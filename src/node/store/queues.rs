@@ -100,7 +100,7 @@ impl Store {
                     .ok_or_else(|| corrupt("key has no sequence number"))?;
                 let id = std::str::from_utf8(&v)
                     .ok()
-                    .and_then(MessageId::parse)
+                    .and_then(MessageId::from_key)
                     .ok_or_else(|| corrupt("value is not a message id"))?;
                 Ok((u64::from_be_bytes(end), u64::from_be_bytes(seq), id))
             })
@@ -117,7 +117,7 @@ impl Store {
             let (k, v) = item?;
             let id = std::str::from_utf8(&k[prefix_len..])
                 .ok()
-                .and_then(MessageId::parse)
+                .and_then(MessageId::from_key)
                 .ok_or_else(|| StoreError::Corrupt {
                     family: "withheld report",
                     key: String::from_utf8_lossy(&k).into_owned(),
@@ -133,7 +133,7 @@ impl Store {
             let (k, _) = item?;
             std::str::from_utf8(&k[1..])
                 .ok()
-                .and_then(MessageId::parse)
+                .and_then(MessageId::from_key)
                 .ok_or_else(|| StoreError::Corrupt {
                     family: "dead-letter",
                     key: String::from_utf8_lossy(&k).into_owned(),
@@ -166,7 +166,7 @@ impl Store {
                     .map_err(|_| corrupt("key has no sequence number"))?;
                 let id = std::str::from_utf8(&v)
                     .ok()
-                    .and_then(MessageId::parse)
+                    .and_then(MessageId::from_key)
                     .ok_or_else(|| corrupt("value is not a message id"))?;
                 Ok(QueueEntry {
                     seq: u64::from_be_bytes(seq_bytes),

@@ -274,3 +274,52 @@ fn consents_stored_under_their_id_alone_are_rewritten_under_collector_and_id_at_
     assert_eq!(store.scope_consent_keys().expect("again"), 0);
     assert_eq!(store.db.scan_prefix([CONSENT]).count(), 1);
 }
+
+/// A message stored before ids were scoped (under its bare id) is found by its sender's
+/// key, and only by its sender's.
+#[test]
+fn a_message_stored_under_its_bare_id_is_found_by_its_senders_key_only() {
+    use crate::node::store::MessageRecord;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let record = MessageRecord {
+        id: "ref-1".into(),
+        sender_chose_id: true,
+        from: "suwon/employment".into(),
+        to: "suwon/welfare".into(),
+        message_type: "referral".into(),
+        version: 1,
+        subject: "ps-0123456789abcdef".into(),
+        consent_id: "cns-1".into(),
+        consent_by: None,
+        payload: None,
+        sealed: None,
+        body_sha256: "00".into(),
+        accepted_at: "2026-11-29T00:00:00Z".into(),
+        purpose: None,
+        items: Vec::new(),
+        erased: None,
+        seq: Some(1),
+        peer: None,
+    };
+    let mut writes = WriteSet::new();
+    writes.put_message(record.encode());
+    store.apply(writes).expect("apply");
+    let id = MessageId::parse("ref-1").expect("id");
+    let by_sender = MessageId::scoped(&AgencyId::parse("suwon/employment").expect("a"), &id);
+    let found = store
+        .message_by_key_or_legacy(&by_sender)
+        .expect("read")
+        .expect("found by its sender's key");
+    assert_eq!(found.id, "ref-1", "the record says the key it is under");
+    let by_other = MessageId::scoped(&AgencyId::parse("suwon/finance").expect("a"), &id);
+    assert!(store
+        .message_by_key_or_legacy(&by_other)
+        .expect("read")
+        .is_none());
+    let named = store
+        .message_named("suwon/employment", "ref-1")
+        .expect("read");
+    assert!(named.is_some());
+}

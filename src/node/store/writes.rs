@@ -97,10 +97,11 @@ impl WriteSet {
     pub fn remove_outbox(&mut self, peer: &CenterId, seq: u64) {
         self.remove(outbox_key(peer, seq));
     }
-    /// Stores the receipt a peer signed for a message this node forwarded.
-    pub fn put_receipt(&mut self, receipt: &Receipt) {
+    /// Stores the receipt a peer signed for message `id`, which this node forwarded (the
+    /// receipt names the id as sent, without its sender).
+    pub fn put_receipt(&mut self, id: &MessageId, receipt: &Receipt) {
         self.put(
-            key(RECEIPT, receipt.message_id.as_bytes()),
+            key(RECEIPT, id.as_str().as_bytes()),
             record::encode(receipt),
         );
     }

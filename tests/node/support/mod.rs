@@ -111,3 +111,42 @@ pub fn cut_audit_log(data_dir: &Path, keep: u64) -> u64 {
     db.flush().expect("flush");
     deleted
 }
+
+/// The example consent as collected by `collector` under `id`, naming `recipients`.
+pub fn consent_of(fed: &Federation, id: &str, collector: &str, recipients: &[&str]) -> Value {
+    let mut c = fed.example("consent");
+    c["id"] = json!(id);
+    c["collected_by"]["agency"] = json!(collector);
+    c["recipients"] = json!(recipients);
+    c["status_history"][0]["by"] = json!(collector);
+    c
+}
+
+/// The example referral with id `id` from `from` to `to` under consent id `consent_id`.
+pub fn referral_between(
+    fed: &Federation,
+    id: &str,
+    from: &str,
+    to: &str,
+    consent_id: &str,
+) -> Value {
+    let mut r = fed.referral(id);
+    r["to"] = json!(to);
+    r["consent_id"] = json!(consent_id);
+    r["payload"]["referrer"]["agency"] = json!(from);
+    r["payload"]["recipient"]["agency"] = json!(to);
+    r
+}
+
+/// A federation of `centers` whose forwarders retry quickly (a test must not wait a
+/// minute for a backoff to expire), with the nodes of `start` started, their example
+/// consents registered.
+pub fn quick_federation(centers: &[&str], start: &[&str]) -> (Federation, Vec<Node>) {
+    let fed = Federation::with_centers(centers);
+    for center in centers {
+        fed.set_option(center, "federation", "retry_initial_ms", "50");
+        fed.set_option(center, "federation", "retry_max_ms", "1000");
+    }
+    let nodes = start.iter().map(|c| fed.start(c)).collect();
+    (fed, nodes)
+}
