@@ -136,3 +136,102 @@ async fn a_message_from_another_center_with_an_id_used_here_arrives() {
         ]
     );
 }
+
+/// A node upgraded over a store written before ids were scoped: its messages stay under
+/// their bare ids, and everything still finds them. The sender follows them, the recipient
+/// pulls and acks them by the ids it is shown, and a withdrawal finds the one still waiting
+/// through its audit entry, which names no consent collector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_stored_before_ids_were_scoped_are_followed_pulled_acked_and_withheld() {
+    use plusgate::core::audit::{Action, Event, Head};
+    use plusgate::core::identity::AgencyId;
+    use plusgate::core::message::MessageId;
+    use plusgate::node::store::{MessageRecord, Store, WriteSet};
+
+    let fed = Federation::new();
+    let mut node = fed.start("suwon");
+    assert!(node.stop().success());
+    let example = fed.referral("ref-old");
+    let (from, to) = ("suwon/employment", "suwon/welfare");
+    let consent_id = example["consent_id"].as_str().expect("consent").to_owned();
+    {
+        // What the previous version wrote for a push: the record under the bare id, the
+        // inbox entry, the `accepted` audit entry without `consent_by`.
+        let store = Store::open(&fed.data_dir("suwon")).expect("store");
+        let last = store.audit_head().expect("read").expect("an entry");
+        let mut head = Head::after(&last).expect("head");
+        let mut writes = WriteSet::new();
+        let welfare = AgencyId::parse(to).expect("agency");
+        for id in ["ref-old-1", "ref-old-2"] {
+            let entry = head.append(Event {
+                at: last.at.clone(),
+                actor: "urn:plusgate:agency:suwon:employment".into(),
+                action: Action::Accepted,
+                message_id: id.into(),
+                from: from.into(),
+                to: to.into(),
+                subject: example["subject"].as_str().expect("subject").into(),
+                consent_id: consent_id.clone(),
+                consent_by: None,
+                detail: None,
+            });
+            let record = MessageRecord {
+                id: id.into(),
+                sender_chose_id: true,
+                from: from.into(),
+                to: to.into(),
+                message_type: "referral".into(),
+                version: 1,
+                subject: entry.subject.clone(),
+                consent_id: consent_id.clone(),
+                consent_by: None,
+                payload: Some(serde_json::value::to_raw_value(&example["payload"]).expect("raw")),
+                sealed: None,
+                body_sha256: "0".repeat(64),
+                accepted_at: entry.at.clone(),
+                purpose: Some("medical-support".into()),
+                items: vec!["needs".into()],
+                erased: None,
+                seq: Some(entry.seq),
+                peer: None,
+            };
+            writes.put_message(record.encode());
+            writes.put_inbox(&welfare, entry.seq, &MessageId::parse(id).expect("id"));
+            writes.put_audit(&entry);
+        }
+        store.apply(writes).expect("apply");
+        store.sync().expect("sync");
+    }
+    node.restart();
+    let employment = node.agent(from, HttpVersion::Http1);
+    let welfare = node.agent(to, HttpVersion::Http1);
+
+    let seen: Value = status(&employment, "ref-old-1").await.json().expect("JSON");
+    assert_eq!(
+        (&seen["id"], &seen["state"]),
+        (&json!("ref-old-1"), &json!("accepted"))
+    );
+    let pulled = pull(&welfare, "max=1").await;
+    assert_eq!(
+        senders_and_ids(&pulled),
+        [(from.to_owned(), "ref-old-1".to_owned())]
+    );
+    for _ in 0..2 {
+        let response = ack(&welfare, &["ref-old-1"]).await;
+        assert_eq!(response.status.as_u16(), 200, "{}", response.text());
+    }
+    let seen: Value = status(&employment, "ref-old-1").await.json().expect("JSON");
+    assert_eq!(seen["state"], json!("acked"));
+
+    let withdrawn = employment
+        .post_json(
+            &format!("/v1/consents/{consent_id}/withdraw"),
+            &json!({"reason": "the client withdrew by phone"}),
+        )
+        .await
+        .expect("response");
+    assert_eq!(withdrawn.status.as_u16(), 200, "{}", withdrawn.text());
+    let seen: Value = status(&employment, "ref-old-2").await.json().expect("JSON");
+    assert_eq!(seen["state"], json!("withheld"), "{seen}");
+    assert!(pull(&welfare, "max=10").await.is_empty());
+}
