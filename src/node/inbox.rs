@@ -175,10 +175,7 @@ impl Inbox {
         recipient: &AgencyId,
         ids: Vec<MessageId>,
     ) -> Result<Vec<MessageId>, LedgerError> {
-        let mut keys = Vec::with_capacity(ids.len());
-        for id in &ids {
-            keys.extend(self.keys_of(recipient, id).await?);
-        }
+        let keys = self.keys_of(recipient, &ids).await?;
         let acked = self.ledger.ack(recipient.clone(), keys).await?;
         let mut recipients = self.shared.lock();
         let r = recipients.entry(recipient.clone()).or_default();
@@ -198,61 +195,81 @@ impl Inbox {
             .collect())
     }
 
-    /// The keys of the messages `id` names for `recipient`. A key (`<from>/<id>`) names
+    /// The keys of the messages `ids` name for `recipient`. A key (`<from>/<id>`) names
     /// itself. A bare id, as agencies are shown it, names the message with that id among
     /// the recipient's leased ones, else among those waiting in its inbox (a lease ran out
-    /// before the ack); two there means two senders used the id, and the ack must say
-    /// which (`LedgerError::AmbiguousId`). Else the ones acknowledged lately, all of them
-    /// (acking one again changes nothing). None of those: the bare id itself, the key of a
-    /// message from before ids were scoped (or of none: 404).
+    /// before the ack; one scan for all such ids); two there means two senders used the
+    /// id, and the ack must say which (`LedgerError::AmbiguousId`). Else the ones
+    /// acknowledged lately, all of them (acking one again changes nothing). None of those:
+    /// the bare id itself, the key of a message from before ids were scoped (or of none:
+    /// 404).
     async fn keys_of(
         &self,
         recipient: &AgencyId,
-        id: &MessageId,
+        ids: &[MessageId],
     ) -> Result<Vec<MessageId>, LedgerError> {
-        if id.sender().is_some() {
-            return Ok(vec![id.clone()]);
-        }
-        let named = |k: &MessageId| k.sender().is_some() && k.public() == id.as_str();
-        let (leased, acked): (Vec<MessageId>, Vec<MessageId>) = {
+        // A key names the message with the bare id `id`: its sender's key, or (from before
+        // ids were scoped) the bare id itself.
+        let names = |k: &MessageId, id: &MessageId| k.public() == id.as_str();
+        let mut out = Vec::with_capacity(ids.len());
+        let mut unresolved: Vec<(&MessageId, Vec<MessageId>)> = Vec::new();
+        {
             let recipients = self.shared.lock();
-            recipients
-                .get(recipient)
-                .map_or_else(Default::default, |r| {
-                    (
-                        r.leases.keys().filter(|k| named(k)).cloned().collect(),
-                        r.recently_acked
-                            .iter()
-                            .filter(|k| named(k))
-                            .cloned()
-                            .collect(),
-                    )
-                })
-        };
-        let waiting = if leased.is_empty() {
-            let shared = Arc::clone(&self.shared);
-            let who = recipient.clone();
-            let wanted = id.clone();
-            tokio::task::spawn_blocking(move || {
-                shared
-                    .store
-                    .inbox(&who, None)
-                    .filter_map(Result::ok)
-                    .map(|e| e.id)
-                    .filter(|k| k.sender().is_some() && k.public() == wanted.as_str())
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .map_err(|_| LedgerError::Stopped)?
-        } else {
-            leased
-        };
-        match waiting.len() {
-            0 if acked.is_empty() => Ok(vec![id.clone()]),
-            0 => Ok(acked),
-            1 => Ok(waiting),
-            _ => Err(LedgerError::AmbiguousId(id.clone())),
+            let state = recipients.get(recipient);
+            for id in ids {
+                if id.sender().is_some() {
+                    out.push(id.clone());
+                    continue;
+                }
+                let tier = |keys: &mut dyn Iterator<Item = &MessageId>| -> Vec<MessageId> {
+                    let mut found: Vec<MessageId> =
+                        keys.filter(|k| names(k, id)).cloned().collect();
+                    found.sort();
+                    found.dedup();
+                    found
+                };
+                let leased = state.map_or_else(Vec::new, |r| tier(&mut r.leases.keys()));
+                let acked = state.map_or_else(Vec::new, |r| tier(&mut r.recently_acked.iter()));
+                match leased.len() {
+                    0 => unresolved.push((id, acked)),
+                    1 => out.extend(leased),
+                    _ => return Err(LedgerError::AmbiguousId(id.clone())),
+                }
+            }
         }
+        if unresolved.is_empty() {
+            return Ok(out);
+        }
+        let shared = Arc::clone(&self.shared);
+        let who = recipient.clone();
+        let wanted: std::collections::HashSet<String> = unresolved
+            .iter()
+            .map(|(id, _)| id.as_str().to_owned())
+            .collect();
+        let waiting: Vec<MessageId> = tokio::task::spawn_blocking(move || {
+            shared
+                .store
+                .inbox(&who, None)
+                .filter_map(Result::ok)
+                .map(|e| e.id)
+                .filter(|k| wanted.contains(k.public()))
+                .collect()
+        })
+        .await
+        .map_err(|_| LedgerError::Stopped)?;
+        for (id, acked) in unresolved {
+            let mut found: Vec<MessageId> =
+                waiting.iter().filter(|k| names(k, id)).cloned().collect();
+            found.sort();
+            found.dedup();
+            match found.len() {
+                0 if acked.is_empty() => out.push(id.clone()),
+                0 => out.extend(acked),
+                1 => out.extend(found),
+                _ => return Err(LedgerError::AmbiguousId(id.clone())),
+            }
+        }
+        Ok(out)
     }
 
     /// When the first of `recipient`'s leases runs out (leases run out already are
