@@ -118,112 +118,9 @@ struct RawTls {
     crls: Vec<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    #[serde(default = "default_body_bytes_max")]
-    body_bytes_max: usize,
-    #[serde(default = "default_connections_max")]
-    connections_max: usize,
-    #[serde(default = "default_inbox_lease_ms")]
-    inbox_lease_ms: u64,
-    #[serde(default = "default_inbox_wait_s_max")]
-    inbox_wait_s_max: u64,
-    #[serde(default = "default_inbox_pull_max")]
-    inbox_pull_max: usize,
-    #[serde(default = "default_handshake_timeout_ms")]
-    handshake_timeout_ms: u64,
-    #[serde(default = "default_handshakes_max")]
-    handshakes_max: usize,
-    #[serde(default = "default_connections_per_identity_max")]
-    connections_per_identity_max: usize,
-    #[serde(default = "default_idle_timeout_ms")]
-    idle_timeout_ms: u64,
-    #[serde(default = "default_body_read_timeout_ms")]
-    body_read_timeout_ms: u64,
-    #[serde(default = "default_connection_age_max_s")]
-    connection_age_max_s: u64,
-    #[serde(default = "default_body_budget_bytes")]
-    body_budget_bytes: usize,
-    #[serde(default = "default_body_budget_identity_bytes")]
-    body_budget_identity_bytes: usize,
-    #[serde(default = "default_ledger_queue_bytes_max")]
-    ledger_queue_bytes_max: usize,
-    #[serde(default = "default_inbox_max")]
-    inbox_max: usize,
-}
-
-impl Default for RawLimits {
-    fn default() -> Self {
-        RawLimits {
-            body_bytes_max: default_body_bytes_max(),
-            connections_max: default_connections_max(),
-            inbox_lease_ms: default_inbox_lease_ms(),
-            inbox_wait_s_max: default_inbox_wait_s_max(),
-            inbox_pull_max: default_inbox_pull_max(),
-            handshake_timeout_ms: default_handshake_timeout_ms(),
-            handshakes_max: default_handshakes_max(),
-            connections_per_identity_max: default_connections_per_identity_max(),
-            idle_timeout_ms: default_idle_timeout_ms(),
-            body_read_timeout_ms: default_body_read_timeout_ms(),
-            connection_age_max_s: default_connection_age_max_s(),
-            body_budget_bytes: default_body_budget_bytes(),
-            body_budget_identity_bytes: default_body_budget_identity_bytes(),
-            ledger_queue_bytes_max: default_ledger_queue_bytes_max(),
-            inbox_max: default_inbox_max(),
-        }
-    }
-}
-
-fn default_body_bytes_max() -> usize {
-    1 << 20
-}
-fn default_connections_max() -> usize {
-    4096
-}
-fn default_inbox_lease_ms() -> u64 {
-    30_000
-}
-fn default_inbox_wait_s_max() -> u64 {
-    30
-}
-fn default_inbox_pull_max() -> usize {
-    100
-}
-fn default_handshake_timeout_ms() -> u64 {
-    HANDSHAKE_TIMEOUT_MS_DEFAULT
-}
-fn default_handshakes_max() -> usize {
-    HANDSHAKES_MAX_DEFAULT
-}
-fn default_connections_per_identity_max() -> usize {
-    CONNECTIONS_PER_IDENTITY_MAX_DEFAULT
-}
-fn default_idle_timeout_ms() -> u64 {
-    IDLE_TIMEOUT_MS_DEFAULT
-}
-fn default_body_read_timeout_ms() -> u64 {
-    BODY_READ_TIMEOUT_MS_DEFAULT
-}
-fn default_connection_age_max_s() -> u64 {
-    CONNECTION_AGE_MAX_S_DEFAULT
-}
-
-fn default_body_budget_bytes() -> usize {
-    BODY_BUDGET_BYTES_DEFAULT
-}
-fn default_body_budget_identity_bytes() -> usize {
-    BODY_BUDGET_IDENTITY_BYTES_DEFAULT
-}
-fn default_ledger_queue_bytes_max() -> usize {
-    LEDGER_QUEUE_BYTES_MAX_DEFAULT
-}
-fn default_inbox_max() -> usize {
-    INBOX_MAX_DEFAULT
-}
-
 mod limits;
 pub use self::limits::*;
+use self::limits::{limits, RawLimits};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -449,6 +346,12 @@ pub struct Limits {
     pub ledger_queue_bytes_max: usize,
     /// Most messages one local agency's inbox holds; past it, 503 `inbox-full`.
     pub inbox_max: usize,
+    /// Request body bytes one HTTP/2 stream may send before the node reads them (its
+    /// flow-control window).
+    pub h2_stream_window_bytes: u32,
+    /// Request body bytes all streams of one HTTP/2 connection may send before the node
+    /// reads them: what one connection can make the node buffer unread.
+    pub h2_connection_window_bytes: u32,
 }
 
 impl Config {
@@ -483,119 +386,7 @@ impl Config {
                 format!("is not an address like 127.0.0.1:7443 ({e})"),
             )
         })?;
-        let limits = &raw.limits;
-        if limits.body_bytes_max == 0 || limits.body_bytes_max > BODY_BYTES_MAX_LIMIT {
-            return Err(invalid(
-                "limits.body_bytes_max",
-                format!("must be between 1 and {BODY_BYTES_MAX_LIMIT}"),
-            ));
-        }
-        if limits.connections_max == 0 {
-            return Err(invalid(
-                "limits.connections_max",
-                "must be at least 1".into(),
-            ));
-        }
-        if limits.handshake_timeout_ms == 0
-            || limits.handshake_timeout_ms > HANDSHAKE_TIMEOUT_MS_LIMIT
-        {
-            return Err(invalid(
-                "limits.handshake_timeout_ms",
-                format!("must be between 1 and {HANDSHAKE_TIMEOUT_MS_LIMIT}"),
-            ));
-        }
-        if limits.handshakes_max == 0 {
-            return Err(invalid(
-                "limits.handshakes_max",
-                "must be at least 1".into(),
-            ));
-        }
-        if limits.connections_per_identity_max == 0
-            || limits.connections_per_identity_max > limits.connections_max
-        {
-            return Err(invalid(
-                "limits.connections_per_identity_max",
-                format!(
-                    "must be between 1 and connections_max ({})",
-                    limits.connections_max
-                ),
-            ));
-        }
-        if limits.idle_timeout_ms == 0 || limits.idle_timeout_ms > IDLE_TIMEOUT_MS_LIMIT {
-            return Err(invalid(
-                "limits.idle_timeout_ms",
-                format!("must be between 1 and {IDLE_TIMEOUT_MS_LIMIT}"),
-            ));
-        }
-        if limits.body_read_timeout_ms == 0
-            || limits.body_read_timeout_ms > BODY_READ_TIMEOUT_MS_LIMIT
-        {
-            return Err(invalid(
-                "limits.body_read_timeout_ms",
-                format!("must be between 1 and {BODY_READ_TIMEOUT_MS_LIMIT}"),
-            ));
-        }
-        if limits.connection_age_max_s == 0
-            || limits.connection_age_max_s > CONNECTION_AGE_MAX_S_LIMIT
-        {
-            return Err(invalid(
-                "limits.connection_age_max_s",
-                format!("must be between 1 and {CONNECTION_AGE_MAX_S_LIMIT}"),
-            ));
-        }
-        if limits.inbox_lease_ms == 0 {
-            return Err(invalid(
-                "limits.inbox_lease_ms",
-                "must be at least 1".into(),
-            ));
-        }
-        if limits.inbox_wait_s_max > 300 {
-            return Err(invalid(
-                "limits.inbox_wait_s_max",
-                "must be at most 300 seconds".into(),
-            ));
-        }
-        if limits.inbox_pull_max == 0 || limits.inbox_pull_max > 1000 {
-            return Err(invalid(
-                "limits.inbox_pull_max",
-                "must be between 1 and 1000".into(),
-            ));
-        }
-        // A body the identity's budget cannot hold could never be read: refuse the config
-        // rather than answer every such push 503 for ever.
-        if limits.body_budget_identity_bytes < limits.body_bytes_max {
-            return Err(invalid(
-                "limits.body_budget_identity_bytes",
-                format!(
-                    "must be at least body_bytes_max ({})",
-                    limits.body_bytes_max
-                ),
-            ));
-        }
-        if limits.body_budget_bytes < limits.body_budget_identity_bytes {
-            return Err(invalid(
-                "limits.body_budget_bytes",
-                format!(
-                    "must be at least body_budget_identity_bytes ({})",
-                    limits.body_budget_identity_bytes
-                ),
-            ));
-        }
-        if limits.ledger_queue_bytes_max < limits.body_bytes_max
-            || limits.ledger_queue_bytes_max > LEDGER_QUEUE_BYTES_MAX_LIMIT
-        {
-            return Err(invalid(
-                "limits.ledger_queue_bytes_max",
-                format!(
-                    "must be between body_bytes_max ({}) and {LEDGER_QUEUE_BYTES_MAX_LIMIT}",
-                    limits.body_bytes_max
-                ),
-            ));
-        }
-        if limits.inbox_max == 0 {
-            return Err(invalid("limits.inbox_max", "must be at least 1".into()));
-        }
-
+        let limits = limits(&raw.limits, &invalid)?;
         let crls = crls(&raw.tls, base, &invalid)?;
 
         if !(-DANGER_OFFSET_S_LIMIT..=DANGER_OFFSET_S_LIMIT).contains(&raw.clock.danger_offset_s) {
@@ -672,23 +463,7 @@ impl Config {
                 client_ca: base.join(&raw.tls.client_ca),
                 crls,
             },
-            limits: Limits {
-                body_bytes_max: limits.body_bytes_max,
-                connections_max: limits.connections_max,
-                handshake_timeout: Duration::from_millis(limits.handshake_timeout_ms),
-                handshakes_max: limits.handshakes_max,
-                connections_per_identity_max: limits.connections_per_identity_max,
-                idle_timeout: Duration::from_millis(limits.idle_timeout_ms),
-                body_read_timeout: Duration::from_millis(limits.body_read_timeout_ms),
-                connection_age_max: Duration::from_secs(limits.connection_age_max_s),
-                inbox_lease: Duration::from_millis(limits.inbox_lease_ms),
-                inbox_wait_max: Duration::from_secs(limits.inbox_wait_s_max),
-                inbox_pull_max: limits.inbox_pull_max,
-                body_budget_bytes: limits.body_budget_bytes,
-                body_budget_identity_bytes: limits.body_budget_identity_bytes,
-                ledger_queue_bytes_max: limits.ledger_queue_bytes_max,
-                inbox_max: limits.inbox_max,
-            },
+            limits,
             schemas: match &raw.schemas.dir {
                 Some(dir) => SchemaSource::Dir(base.join(dir)),
                 None => SchemaSource::Embedded,

@@ -1,5 +1,12 @@
-//! The documented defaults and largest accepted values of `[limits]`: every bound a
-//! client can push against, named, with why it has its value.
+//! The `[limits]` section: every bound a client can push against, with its documented
+//! default and largest accepted value, each named with why it has its value, and the
+//! validation of the section into [`Limits`].
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ConfigError, Limits};
 
 /// Largest accepted `limits.body_bytes_max`: a request is buffered whole, validated and
 /// sealed in memory, and a federation batch carries up to `batch_max` of them. (The store
@@ -61,3 +68,294 @@ pub const INBOX_MAX_DEFAULT: usize = 100_000;
 pub const CONNECTION_AGE_MAX_S_DEFAULT: u64 = 3_600;
 /// Largest accepted `limits.connection_age_max_s`: one day.
 pub const CONNECTION_AGE_MAX_S_LIMIT: u64 = 86_400;
+/// Default `limits.h2_stream_window_bytes`: request body bytes one HTTP/2 stream may send
+/// before the node has read them (the stream's flow-control window, RFC 9113 §6.9). A
+/// quarter of the largest push: a 1 MiB body crosses a LAN in four windows, and a sender
+/// never has more of one request in flight than this.
+pub const H2_STREAM_WINDOW_BYTES_DEFAULT: u32 = 256 << 10;
+/// Default `limits.h2_connection_window_bytes`: request body bytes all streams of one
+/// HTTP/2 connection may send before the node has read them. It bounds what a connection
+/// makes the node buffer unread (one identity: `connections_per_identity_max` × this,
+/// 64 MiB, as much as its body budget; the node: `connections_max` × this), and it paces
+/// one connection at this much per round trip: 1 MiB keeps a peer node's batches across
+/// the country (a forwarder sends them over one connection) as fast as hyper's default
+/// did, while four streams can upload at once at full speed.
+pub const H2_CONNECTION_WINDOW_BYTES_DEFAULT: u32 = 1 << 20;
+/// Smallest accepted HTTP/2 window: the protocol's initial window (RFC 9113 §6.9.2), below
+/// which a connection's window cannot be set at all and a stream's would slow every body.
+pub const H2_WINDOW_BYTES_MIN: u32 = 65_535;
+/// Largest accepted HTTP/2 window: 2^31-1, the protocol's maximum (RFC 9113 §6.9.1).
+pub const H2_WINDOW_BYTES_LIMIT: u32 = (1 << 31) - 1;
+
+/// `[limits]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    #[serde(default = "default_body_bytes_max")]
+    body_bytes_max: usize,
+    #[serde(default = "default_connections_max")]
+    connections_max: usize,
+    #[serde(default = "default_inbox_lease_ms")]
+    inbox_lease_ms: u64,
+    #[serde(default = "default_inbox_wait_s_max")]
+    inbox_wait_s_max: u64,
+    #[serde(default = "default_inbox_pull_max")]
+    inbox_pull_max: usize,
+    #[serde(default = "default_handshake_timeout_ms")]
+    handshake_timeout_ms: u64,
+    #[serde(default = "default_handshakes_max")]
+    handshakes_max: usize,
+    #[serde(default = "default_connections_per_identity_max")]
+    connections_per_identity_max: usize,
+    #[serde(default = "default_idle_timeout_ms")]
+    idle_timeout_ms: u64,
+    #[serde(default = "default_body_read_timeout_ms")]
+    body_read_timeout_ms: u64,
+    #[serde(default = "default_connection_age_max_s")]
+    connection_age_max_s: u64,
+    #[serde(default = "default_body_budget_bytes")]
+    body_budget_bytes: usize,
+    #[serde(default = "default_body_budget_identity_bytes")]
+    body_budget_identity_bytes: usize,
+    #[serde(default = "default_ledger_queue_bytes_max")]
+    ledger_queue_bytes_max: usize,
+    #[serde(default = "default_inbox_max")]
+    inbox_max: usize,
+    #[serde(default = "default_h2_stream_window_bytes")]
+    h2_stream_window_bytes: u64,
+    #[serde(default = "default_h2_connection_window_bytes")]
+    h2_connection_window_bytes: u64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            body_bytes_max: default_body_bytes_max(),
+            connections_max: default_connections_max(),
+            inbox_lease_ms: default_inbox_lease_ms(),
+            inbox_wait_s_max: default_inbox_wait_s_max(),
+            inbox_pull_max: default_inbox_pull_max(),
+            handshake_timeout_ms: default_handshake_timeout_ms(),
+            handshakes_max: default_handshakes_max(),
+            connections_per_identity_max: default_connections_per_identity_max(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            body_read_timeout_ms: default_body_read_timeout_ms(),
+            connection_age_max_s: default_connection_age_max_s(),
+            body_budget_bytes: default_body_budget_bytes(),
+            body_budget_identity_bytes: default_body_budget_identity_bytes(),
+            ledger_queue_bytes_max: default_ledger_queue_bytes_max(),
+            inbox_max: default_inbox_max(),
+            h2_stream_window_bytes: default_h2_stream_window_bytes(),
+            h2_connection_window_bytes: default_h2_connection_window_bytes(),
+        }
+    }
+}
+
+fn default_body_bytes_max() -> usize {
+    1 << 20
+}
+fn default_connections_max() -> usize {
+    4096
+}
+fn default_inbox_lease_ms() -> u64 {
+    30_000
+}
+fn default_inbox_wait_s_max() -> u64 {
+    30
+}
+fn default_inbox_pull_max() -> usize {
+    100
+}
+fn default_handshake_timeout_ms() -> u64 {
+    HANDSHAKE_TIMEOUT_MS_DEFAULT
+}
+fn default_handshakes_max() -> usize {
+    HANDSHAKES_MAX_DEFAULT
+}
+fn default_connections_per_identity_max() -> usize {
+    CONNECTIONS_PER_IDENTITY_MAX_DEFAULT
+}
+fn default_idle_timeout_ms() -> u64 {
+    IDLE_TIMEOUT_MS_DEFAULT
+}
+fn default_body_read_timeout_ms() -> u64 {
+    BODY_READ_TIMEOUT_MS_DEFAULT
+}
+fn default_connection_age_max_s() -> u64 {
+    CONNECTION_AGE_MAX_S_DEFAULT
+}
+fn default_body_budget_bytes() -> usize {
+    BODY_BUDGET_BYTES_DEFAULT
+}
+fn default_body_budget_identity_bytes() -> usize {
+    BODY_BUDGET_IDENTITY_BYTES_DEFAULT
+}
+fn default_ledger_queue_bytes_max() -> usize {
+    LEDGER_QUEUE_BYTES_MAX_DEFAULT
+}
+fn default_inbox_max() -> usize {
+    INBOX_MAX_DEFAULT
+}
+fn default_h2_stream_window_bytes() -> u64 {
+    H2_STREAM_WINDOW_BYTES_DEFAULT.into()
+}
+fn default_h2_connection_window_bytes() -> u64 {
+    H2_CONNECTION_WINDOW_BYTES_DEFAULT.into()
+}
+
+/// Validates the `[limits]` section.
+pub(super) fn limits(
+    limits: &RawLimits,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Limits, ConfigError> {
+    if limits.body_bytes_max == 0 || limits.body_bytes_max > BODY_BYTES_MAX_LIMIT {
+        return Err(invalid(
+            "limits.body_bytes_max",
+            format!("must be between 1 and {BODY_BYTES_MAX_LIMIT}"),
+        ));
+    }
+    if limits.connections_max == 0 {
+        return Err(invalid(
+            "limits.connections_max",
+            "must be at least 1".into(),
+        ));
+    }
+    if limits.handshake_timeout_ms == 0 || limits.handshake_timeout_ms > HANDSHAKE_TIMEOUT_MS_LIMIT
+    {
+        return Err(invalid(
+            "limits.handshake_timeout_ms",
+            format!("must be between 1 and {HANDSHAKE_TIMEOUT_MS_LIMIT}"),
+        ));
+    }
+    if limits.handshakes_max == 0 {
+        return Err(invalid(
+            "limits.handshakes_max",
+            "must be at least 1".into(),
+        ));
+    }
+    if limits.connections_per_identity_max == 0
+        || limits.connections_per_identity_max > limits.connections_max
+    {
+        return Err(invalid(
+            "limits.connections_per_identity_max",
+            format!(
+                "must be between 1 and connections_max ({})",
+                limits.connections_max
+            ),
+        ));
+    }
+    if limits.idle_timeout_ms == 0 || limits.idle_timeout_ms > IDLE_TIMEOUT_MS_LIMIT {
+        return Err(invalid(
+            "limits.idle_timeout_ms",
+            format!("must be between 1 and {IDLE_TIMEOUT_MS_LIMIT}"),
+        ));
+    }
+    if limits.body_read_timeout_ms == 0 || limits.body_read_timeout_ms > BODY_READ_TIMEOUT_MS_LIMIT
+    {
+        return Err(invalid(
+            "limits.body_read_timeout_ms",
+            format!("must be between 1 and {BODY_READ_TIMEOUT_MS_LIMIT}"),
+        ));
+    }
+    if limits.connection_age_max_s == 0 || limits.connection_age_max_s > CONNECTION_AGE_MAX_S_LIMIT
+    {
+        return Err(invalid(
+            "limits.connection_age_max_s",
+            format!("must be between 1 and {CONNECTION_AGE_MAX_S_LIMIT}"),
+        ));
+    }
+    if limits.inbox_lease_ms == 0 {
+        return Err(invalid(
+            "limits.inbox_lease_ms",
+            "must be at least 1".into(),
+        ));
+    }
+    if limits.inbox_wait_s_max > 300 {
+        return Err(invalid(
+            "limits.inbox_wait_s_max",
+            "must be at most 300 seconds".into(),
+        ));
+    }
+    if limits.inbox_pull_max == 0 || limits.inbox_pull_max > 1000 {
+        return Err(invalid(
+            "limits.inbox_pull_max",
+            "must be between 1 and 1000".into(),
+        ));
+    }
+    // A body the identity's budget cannot hold could never be read: refuse the config
+    // rather than answer every such push 503 for ever.
+    if limits.body_budget_identity_bytes < limits.body_bytes_max {
+        return Err(invalid(
+            "limits.body_budget_identity_bytes",
+            format!(
+                "must be at least body_bytes_max ({})",
+                limits.body_bytes_max
+            ),
+        ));
+    }
+    if limits.body_budget_bytes < limits.body_budget_identity_bytes {
+        return Err(invalid(
+            "limits.body_budget_bytes",
+            format!(
+                "must be at least body_budget_identity_bytes ({})",
+                limits.body_budget_identity_bytes
+            ),
+        ));
+    }
+    if limits.ledger_queue_bytes_max < limits.body_bytes_max
+        || limits.ledger_queue_bytes_max > LEDGER_QUEUE_BYTES_MAX_LIMIT
+    {
+        return Err(invalid(
+            "limits.ledger_queue_bytes_max",
+            format!(
+                "must be between body_bytes_max ({}) and {LEDGER_QUEUE_BYTES_MAX_LIMIT}",
+                limits.body_bytes_max
+            ),
+        ));
+    }
+    if limits.inbox_max == 0 {
+        return Err(invalid("limits.inbox_max", "must be at least 1".into()));
+    }
+    let window = |key: &str, bytes: u64, min: u32| {
+        u32::try_from(bytes)
+            .ok()
+            .filter(|b| (min..=H2_WINDOW_BYTES_LIMIT).contains(b))
+            .ok_or_else(|| {
+                invalid(
+                    key,
+                    format!("must be between {min} and {H2_WINDOW_BYTES_LIMIT} (RFC 9113 §6.9)"),
+                )
+            })
+    };
+    let h2_stream_window_bytes = window(
+        "limits.h2_stream_window_bytes",
+        limits.h2_stream_window_bytes,
+        H2_WINDOW_BYTES_MIN,
+    )?;
+    // A stream can never use more than its connection's window, so a larger stream window
+    // would only mislead whoever reads the config.
+    let h2_connection_window_bytes = window(
+        "limits.h2_connection_window_bytes",
+        limits.h2_connection_window_bytes,
+        h2_stream_window_bytes,
+    )?;
+    Ok(Limits {
+        body_bytes_max: limits.body_bytes_max,
+        connections_max: limits.connections_max,
+        handshake_timeout: Duration::from_millis(limits.handshake_timeout_ms),
+        handshakes_max: limits.handshakes_max,
+        connections_per_identity_max: limits.connections_per_identity_max,
+        idle_timeout: Duration::from_millis(limits.idle_timeout_ms),
+        body_read_timeout: Duration::from_millis(limits.body_read_timeout_ms),
+        connection_age_max: Duration::from_secs(limits.connection_age_max_s),
+        inbox_lease: Duration::from_millis(limits.inbox_lease_ms),
+        inbox_wait_max: Duration::from_secs(limits.inbox_wait_s_max),
+        inbox_pull_max: limits.inbox_pull_max,
+        body_budget_bytes: limits.body_budget_bytes,
+        body_budget_identity_bytes: limits.body_budget_identity_bytes,
+        ledger_queue_bytes_max: limits.ledger_queue_bytes_max,
+        inbox_max: limits.inbox_max,
+        h2_stream_window_bytes,
+        h2_connection_window_bytes,
+    })
+}

@@ -44,6 +44,8 @@ fn a_good_file_resolves_paths_against_its_folder_and_fills_defaults() {
     assert_eq!(c.limits.idle_timeout, Duration::from_secs(60));
     assert_eq!(c.limits.body_read_timeout, Duration::from_secs(15));
     assert_eq!(c.limits.connection_age_max, Duration::from_secs(3600));
+    assert_eq!(c.limits.h2_stream_window_bytes, 256 << 10);
+    assert_eq!(c.limits.h2_connection_window_bytes, 1 << 20);
     assert!(c.tls.crls.is_empty(), "no CRLs unless configured");
     let sends = &c.directory.agencies[&AgencyId::parse("suwon/employment").expect("id")];
     assert_eq!(
@@ -122,6 +124,32 @@ body_budget_bytes = 1048576",
             "limits.ledger_queue_bytes_max",
         ),
         ("inbox_max = 0", "limits.inbox_max"),
+        // HTTP/2 windows: within the protocol's bounds, a connection's at least a stream's.
+        (
+            "h2_stream_window_bytes = 65534",
+            "limits.h2_stream_window_bytes",
+        ),
+        (
+            "h2_stream_window_bytes = 2147483648",
+            "limits.h2_stream_window_bytes",
+        ),
+        (
+            "h2_stream_window_bytes = 4294967296",
+            "limits.h2_stream_window_bytes",
+        ),
+        (
+            "h2_connection_window_bytes = 65534",
+            "limits.h2_connection_window_bytes",
+        ),
+        (
+            "h2_stream_window_bytes = 524288
+h2_connection_window_bytes = 262144",
+            "limits.h2_connection_window_bytes",
+        ),
+        (
+            "h2_connection_window_bytes = 2147483648",
+            "limits.h2_connection_window_bytes",
+        ),
     ] {
         check_err(&format!("{GOOD}\n[limits]\n{line}\n"), key);
     }
@@ -129,6 +157,22 @@ body_budget_bytes = 1048576",
         &format!("{GOOD}\n[[agencies]]\nid = \"suwon/employment\"\nsends = []\n"),
         "listed twice",
     );
+}
+
+#[test]
+fn http2_windows_take_the_protocols_whole_range() {
+    for (stream, connection) in [
+        (65_535, 65_535),
+        (65_535, 2_147_483_647),
+        (2_147_483_647, 2_147_483_647),
+    ] {
+        let c = parse(&format!(
+            "{GOOD}\n[limits]\nh2_stream_window_bytes = {stream}\nh2_connection_window_bytes = {connection}\n"
+        ))
+        .expect("valid");
+        assert_eq!(c.limits.h2_stream_window_bytes, stream);
+        assert_eq!(c.limits.h2_connection_window_bytes, connection);
+    }
 }
 
 #[test]

@@ -1,9 +1,12 @@
 //! One client connection's life: the TLS handshake on the handshake budget (under the
 //! current [`Trust`]), admission by identity onto the main budget (`admission`), then
-//! HTTP/1.1 or HTTP/2 until the client closes, the connection is idle too long or older than
-//! `limits.connection_age_max_s`, a reload no longer accepts its client certificate
-//! (revoked, expired, CA removed), or the node shuts down. Every close the node starts is
-//! graceful.
+//! HTTP/1.1 or HTTP/2 (with the flow-control windows of `limits`) until the client closes,
+//! the connection is idle too long or older than `limits.connection_age_max_s`, a reload
+//! no longer accepts its client certificate (revoked, expired, CA removed), or the node
+//! shuts down. Every close the node starts is graceful.
+//!
+//! Invariant: an HTTP/2 connection's request bytes that the node has not read are at most
+//! `limits.h2_connection_window_bytes` (a stream's at most `h2_stream_window_bytes`).
 //!
 //! Invariant: every slot a connection holds is an owned value moved into its task, so it
 //! is given back when the task ends, however it ends.
@@ -76,9 +79,17 @@ impl Connections {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT);
+        // Flow control bounds what a client can make the node buffer unread: at most the
+        // connection's window per connection, whatever its streams do. Named rather than
+        // hyper's defaults (which may change), and never adaptive: hyper's adaptive window
+        // follows the bandwidth-delay product the client shows it, up to 16 MiB a window,
+        // so the bound would be the client's to set.
         builder
             .http2()
             .timer(TokioTimer::new())
+            .adaptive_window(false)
+            .initial_stream_window_size(limits.h2_stream_window_bytes)
+            .initial_connection_window_size(limits.h2_connection_window_bytes)
             .max_concurrent_streams(H2_STREAMS_MAX)
             .keep_alive_interval(Some(H2_KEEP_ALIVE_INTERVAL))
             .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);

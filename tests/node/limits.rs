@@ -1,6 +1,7 @@
 //! Limits before and after authentication: sockets that never finish their TLS handshake
 //! cannot take authenticated clients' slots, a body must arrive in time, one identity holds
-//! a bounded number of connections, and an oversized HTTP/2 body gets its 413.
+//! a bounded number of connections, an oversized HTTP/2 body gets its 413, and HTTP/2 flow
+//! control lets a client send only the configured windows ahead of what the node reads.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -281,4 +282,156 @@ async fn an_oversized_declared_http2_body_is_answered_413_after_its_upload_not_r
         .expect("answered promptly")
         .expect("an answer");
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// Opens `streams` POST streams on one HTTP/2 connection to `node` as suwon/employment,
+/// each declaring a 1 MiB body and asking for room to send all of it, and sends nothing:
+/// the node has read nothing, so what the client may send is exactly what the node's
+/// flow-control windows grant. Returns each stream's grant once the node has had time to
+/// give everything it will (it gives no more while nothing is read).
+async fn granted_without_reading(fed: &Federation, node: &Node, streams: usize) -> Vec<usize> {
+    let io = tls_as(fed, node, "suwon/employment", HttpVersion::Http2).await;
+    // A send buffer above every window, so the grant is what `capacity()` reports.
+    let (client, connection) = h2::client::Builder::new()
+        .max_send_buffer_size(8 << 20)
+        .handshake::<_, Bytes>(io)
+        .await
+        .expect("HTTP/2 handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client.ready().await.expect("ready");
+    // A whole exchange first: by its answer the node's SETTINGS (the stream window) and
+    // its first WINDOW_UPDATE (the connection window), sent before it, have arrived.
+    let (health, _) = client
+        .send_request(
+            Request::get("https://localhost/healthz")
+                .body(())
+                .expect("request"),
+            true,
+        )
+        .expect("send");
+    let health = tokio::time::timeout(PROMPT, health)
+        .await
+        .expect("answered promptly")
+        .expect("an answer");
+    assert_eq!(health.status(), StatusCode::OK);
+
+    let mut uploads = Vec::new();
+    for _ in 0..streams {
+        let mut client = client.clone().ready().await.expect("ready");
+        let request = Request::post("https://localhost/v1/messages")
+            .header("content-type", "application/json")
+            .header("content-length", 1 << 20)
+            .body(())
+            .expect("request");
+        let (response, mut upload) = client.send_request(request, false).expect("send");
+        upload.reserve_capacity(1 << 20);
+        uploads.push((response, upload));
+    }
+    let granted = |uploads: &Vec<(h2::client::ResponseFuture, h2::SendStream<Bytes>)>| {
+        uploads
+            .iter()
+            .map(|(_, upload)| upload.capacity())
+            .collect::<Vec<usize>>()
+    };
+    // Grants are assigned as the connection task runs; wait until they stop changing.
+    let mut last = granted(&uploads);
+    let deadline = tokio::time::Instant::now() + PROMPT;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = granted(&uploads);
+        if now == last && now.iter().any(|&g| g > 0) {
+            return now;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "grants still changing: {now:?}"
+        );
+        last = now;
+    }
+}
+
+/// What one HTTP/2 connection can make the node buffer unread is its flow-control windows
+/// (`h2_stream_window_bytes`, `h2_connection_window_bytes`), whatever the client declares:
+/// hyper's defaults (1 MiB each) gave one stream a whole megabyte, and they were no
+/// setting of ours. Checked without sending a byte of body: the node grants the windows
+/// up front, and grants more only as it reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_may_send_no_more_unread_body_than_the_configured_windows() {
+    // (configured stream and connection windows, or the defaults)
+    for windows in [None, Some((100_000, 300_000)), Some((65_535, 65_535))] {
+        let fed = Federation::new();
+        if let Some((stream, connection)) = windows {
+            fed.set_limit("suwon", "h2_stream_window_bytes", stream);
+            fed.set_limit("suwon", "h2_connection_window_bytes", connection);
+        }
+        let (stream, connection) = windows.unwrap_or((
+            plusgate::config::H2_STREAM_WINDOW_BYTES_DEFAULT.into(),
+            plusgate::config::H2_CONNECTION_WINDOW_BYTES_DEFAULT.into(),
+        ));
+        let (stream, connection) = (stream as usize, connection as usize);
+        let node = fed.start("suwon");
+        // One stream more than the connection's window has room for at full stream windows.
+        let streams = connection / stream + 1;
+        let granted = granted_without_reading(&fed, &node, streams).await;
+        assert!(
+            granted.iter().all(|&g| g <= stream),
+            "no stream gets more than {stream}: {granted:?}"
+        );
+        assert_eq!(
+            granted.iter().sum::<usize>(),
+            connection,
+            "the streams share the connection's window: {granted:?} (configured {windows:?})"
+        );
+        assert_eq!(granted.iter().max(), Some(&stream), "{granted:?}");
+    }
+}
+
+/// The windows only pace a sender: with the smallest the protocol allows (64 KiB), a
+/// push of the largest body (1 MiB) and a federation batch of the largest size (32 MiB)
+/// still arrive whole, each window handed back as the node reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_bodies_get_through_the_smallest_http2_windows() {
+    let fed = Federation::new();
+    fed.set_limit("suwon", "h2_stream_window_bytes", 65_535);
+    fed.set_limit("suwon", "h2_connection_window_bytes", 65_535);
+    let node = fed.start("suwon");
+
+    // A referral padded with whitespace (which a strict parser still takes) to 1 MiB.
+    let limit = 1 << 20;
+    let mut push = fed.referral("ref-through-small-windows").to_string();
+    push.push_str(&" ".repeat(limit - push.len()));
+    let employment = node.agent("suwon/employment", HttpVersion::Http2);
+    let response = employment
+        .request(
+            Method::POST,
+            "/v1/messages",
+            Some((Bytes::from(push), "application/json")),
+        )
+        .await
+        .expect("an answer");
+    assert_eq!(response.status.as_u16(), 202, "{}", response.text());
+    let welfare = node.agent("suwon/welfare", HttpVersion::Http2);
+    assert_eq!(
+        crate::support::ids_of(&crate::support::pull(&welfare, "").await),
+        ["ref-through-small-windows"]
+    );
+
+    // An empty batch padded to 32 MiB from the node of the other center: it can be
+    // answered only once the node has read its last byte (the closing brace).
+    let limit = 32 << 20;
+    let mut batch = String::from("{\"messages\": []");
+    batch.push_str(&" ".repeat(limit - batch.len() - 1));
+    batch.push('}');
+    let peer = node.agent_as(Some(&fed.node_identity("gangseo")), HttpVersion::Http2);
+    let response = peer
+        .request(
+            Method::POST,
+            "/federation/v1/batches",
+            Some((Bytes::from(batch), "application/json")),
+        )
+        .await
+        .expect("an answer");
+    assert_eq!(response.status.as_u16(), 200, "{}", response.text());
 }

@@ -13,7 +13,7 @@
 //! - `revocation`: revoked certificates (new connections, resumed sessions, open
 //!   connections), the connection age bound, and reloading trust and config;
 //! - `limits`: connection budgets before and after authentication, idle connections,
-//!   slow and oversized bodies;
+//!   slow and oversized bodies, HTTP/2 flow-control windows;
 //! - `memory`: what an authenticated flood can make a node hold: the body budget, the
 //!   inbox bound, report rows, and pulls that do not stall each other;
 //! - `endpoints`: health, readiness, OpenAPI, unknown paths and methods;

@@ -43,6 +43,8 @@ inbox_max = 100000                # messages waiting per agency inbox, else 503 
 body_budget_bytes = 268435456     # request bodies buffered at once, node-wide, else 503 busy
 body_budget_identity_bytes = 67108864  # … and per client-certificate identity
 ledger_queue_bytes_max = 134217728     # message bytes waiting for the ledger (backpressure)
+h2_stream_window_bytes = 262144        # HTTP/2 body bytes a stream may send unread
+h2_connection_window_bytes = 1048576   # … and a connection: what it can make the node buffer
 
 [federation]                      # agencies come from the signed directory
 directory = "../directory.json"   # signed by the federation authority, whose
