@@ -15,7 +15,8 @@
 //! - `limits`: connection budgets before and after authentication, idle connections,
 //!   slow and oversized bodies, HTTP/2 flow-control windows;
 //! - `memory`: what an authenticated flood can make a node hold: the body budget, the
-//!   inbox bound, report rows, and pulls that do not stall each other;
+//!   ledger queue's bytes, the inbox bound, report rows, and pulls that do not stall each
+//!   other;
 //! - `endpoints`: health, readiness, OpenAPI, unknown paths and methods;
 //! - `durability`: restart, crash under load, and corrupt records;
 //! - `audit`: the audit chain on disk and `plusgate audit verify`;

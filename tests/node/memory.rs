@@ -1,22 +1,29 @@
 //! What an authenticated flood can make a node hold: request bodies buffered at once (the
-//! body budget, node-wide and per identity), messages waiting in one agency's inbox
-//! (`inbox_max`), report rows, and whether one agency's pulls can stall another's.
+//! body budget, node-wide and per identity), message bytes waiting for the ledger
+//! (`ledger_queue_bytes_max`), messages waiting in one agency's inbox (`inbox_max`), report
+//! rows, and whether one agency's pulls can stall another's.
 
+use std::collections::BTreeSet;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::{Method, Request};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use plusgate::node::client::{client_config, HttpVersion};
+use plusgate::node::client::{client_config, Agent, HttpVersion, Response};
 use rustls_pki_types::ServerName;
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
 
 use crate::support::{
-    ack, assert_problem, ids_of, pull, push, push_accepted, with_id, Federation, Node, Trickle,
+    ack, assert_problem, drain_inbox_by, ids_of, large_case_summary, pull, push, push_accepted,
+    status, with_id, Federation, Node, Trickle,
 };
 
 /// A generous bound on anything that should be prompt: a functional check, not a
@@ -196,6 +203,235 @@ async fn reports_with_more_rows_than_their_limit_are_cut_and_say_so() {
         .await
         .expect("response");
     assert_problem(&response, 400, "bad-request");
+}
+
+/// Starts pushing `bodies` from `agent` at once, one HTTP/2 stream each; each task ends
+/// with the body's id and the answer.
+async fn spawn_pushes(agent: &Agent, bodies: Vec<Value>) -> JoinSet<(String, Response)> {
+    let conn = agent.connect().await.expect("connect");
+    let mut pushes = JoinSet::new();
+    for body in bodies {
+        let mut conn = conn.try_clone().expect("HTTP/2 connections clone");
+        pushes.spawn(async move {
+            let id = body["id"].as_str().expect("id").to_owned();
+            let bytes = Bytes::from(body.to_string());
+            let response = conn
+                .send(
+                    Method::POST,
+                    "/v1/messages",
+                    Some((bytes, "application/json")),
+                )
+                .await
+                .expect("push gets a response");
+            (id, response)
+        });
+    }
+    pushes
+}
+
+/// Pushes `bodies` from `agent` at once (see [`spawn_pushes`]); returns each body's id
+/// with the answer.
+async fn push_all_at_once(agent: &Agent, bodies: Vec<Value>) -> Vec<(String, Response)> {
+    spawn_pushes(agent, bodies).await.join_all().await
+}
+
+/// Where the answers to a burst of pushes went: accepted, or refused 503 `busy` with
+/// `Retry-After` (anything else fails the test).
+#[derive(Debug, Default)]
+struct Answers {
+    accepted: BTreeSet<String>,
+    busy: BTreeSet<String>,
+}
+
+impl Answers {
+    fn record(&mut self, (id, response): (String, Response)) {
+        if response.status.as_u16() == 202 {
+            self.accepted.insert(id);
+            return;
+        }
+        let problem = assert_problem(&response, 503, "busy");
+        assert!(
+            response.headers.contains_key(hyper::header::RETRY_AFTER),
+            "{problem}"
+        );
+        self.busy.insert(id);
+    }
+}
+
+/// An ext4 file system in a file, loop-mounted over a folder for the test's life (root
+/// only), which the test can freeze (`fsfreeze`): every write and fsync to it then blocks
+/// until it is thawed, as on a disk that stalls.
+struct StallableDisk {
+    dir: PathBuf,
+}
+
+impl StallableDisk {
+    /// Mounts a fresh 256 MiB file system (room for the node's free-space reserve) from
+    /// `image` over `dir`; `None`, with a visible SKIPPED line, where that is not allowed.
+    fn mount(image: &Path, dir: &Path) -> Option<StallableDisk> {
+        std::fs::create_dir_all(dir).expect("create the data directory");
+        std::fs::File::create(image)
+            .and_then(|f| f.set_len(256 << 20))
+            .expect("image file");
+        let run = |program: &str, args: &[&std::ffi::OsStr]| {
+            Command::new(program)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let made = run("mkfs.ext4", &["-q".as_ref(), "-F".as_ref(), image.as_ref()]);
+        if !(made
+            && run(
+                "mount",
+                &["-o".as_ref(), "loop".as_ref(), image.as_ref(), dir.as_ref()],
+            ))
+        {
+            eprintln!(
+                "SKIPPED: cannot loop-mount an ext4 image over {}; the stalled-disk part needs \
+                 root, mkfs.ext4 and a loop device",
+                dir.display()
+            );
+            return None;
+        }
+        let _ = std::fs::remove_dir(dir.join("lost+found"));
+        Some(StallableDisk {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Freezes the file system until the returned guard is dropped.
+    fn freeze(&self) -> Frozen {
+        // A process writing to a frozen file system cannot be killed until it is thawed:
+        // should this test die while it is frozen, a watchdog of its own process group thaws
+        // it anyway, so the node can still be ended.
+        let watchdog = Command::new("sh")
+            .args(["-c", "sleep 60; fsfreeze --unfreeze \"$0\""])
+            .arg(&self.dir)
+            .process_group(0)
+            .spawn()
+            .expect("start the thawing watchdog");
+        let frozen = Frozen {
+            dir: self.dir.clone(),
+            watchdog,
+        };
+        let status = Command::new("fsfreeze")
+            .arg("--freeze")
+            .arg(&self.dir)
+            .status()
+            .expect("run fsfreeze");
+        assert!(status.success(), "fsfreeze --freeze: {status}");
+        frozen
+    }
+}
+
+impl Drop for StallableDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// A frozen [`StallableDisk`]; dropping it thaws the disk and ends the watchdog.
+struct Frozen {
+    dir: PathBuf,
+    watchdog: Child,
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = Command::new("fsfreeze")
+            .arg("--unfreeze")
+            .arg(&self.dir)
+            .status();
+        // The watchdog's shell and its sleep, by their group's id (the shell's pid).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.watchdog.id())])
+            .status();
+        let _ = self.watchdog.wait();
+    }
+}
+
+/// The ledger's queue holds at most `ledger_queue_bytes_max` of messages; a sender waits
+/// for room up to `QUEUE_WAIT_MAX` (5 s), then gets 503 `busy`. Here the bound is the least
+/// the config takes (one largest body), and each message is sealed into a record of more
+/// than half of it, so one at a time is queued or in a group commit and every other push of
+/// a burst waits its turn. First a burst of 48 (over 20 times the bound) with the writer at
+/// full speed; then, with the node's disk frozen so that the writer is stuck in its fsync,
+/// six more: the one the writer holds waits for the disk, the other five wait for room and
+/// are answered busy while the disk is still frozen. Nothing is lost or taken twice: every
+/// 202 is pulled exactly once, and no refused message is in the inbox or known to the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_burst_past_the_ledger_queue_bound_waits_or_is_refused_busy_and_loses_nothing() {
+    const STALLED: usize = 6;
+    let fed = Federation::new();
+    let bound: u64 = 600_000;
+    fed.set_limit("suwon", "body_bytes_max", bound);
+    fed.set_limit("suwon", "ledger_queue_bytes_max", bound);
+    let disk = StallableDisk::mount(
+        &fed.scratch("disk").join("ext4.img"),
+        &fed.data_dir("suwon"),
+    );
+    let node = fed.start("suwon");
+    let welfare = node.agent("suwon/welfare", HttpVersion::Http2);
+    let summaries = |prefix: &str, n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|i| large_case_summary(&fed, &format!("{prefix}-{i:02}"), 330))
+            .collect()
+    };
+
+    let burst = summaries("cs-burst", 48);
+    let bytes: usize = burst.iter().map(|b| b.to_string().len()).sum();
+    assert!(
+        bytes as u64 > 20 * bound,
+        "the burst is many times the bound"
+    );
+    let mut answers = Answers::default();
+    for answer in push_all_at_once(&welfare, burst).await {
+        answers.record(answer);
+    }
+
+    if let Some(disk) = &disk {
+        let frozen = disk.freeze();
+        let mut stalled = spawn_pushes(&welfare, summaries("cs-stalled", STALLED)).await;
+        for _ in 1..STALLED {
+            // Bounded well inside the agent's own timeout, to say what went wrong.
+            let (id, response) = tokio::time::timeout(Duration::from_secs(15), stalled.join_next())
+                .await
+                .expect("a push waiting for room is answered busy after 5 s")
+                .expect("a push")
+                .expect("push task");
+            // Nothing is accepted while the disk is frozen: each answer now is a refusal.
+            assert_problem(&response, 503, "busy");
+            answers.record((id, response));
+        }
+        drop(frozen);
+        while let Some(answer) = stalled.join_next().await {
+            answers.record(answer.expect("push task"));
+        }
+        assert!(
+            answers.busy.len() >= STALLED - 1,
+            "refused busy: {:?}",
+            answers.busy
+        );
+    }
+
+    let employment = node.agent("suwon/employment", HttpVersion::Http1);
+    // Ten at a time: a pull's answer stays under the client's 16 MiB.
+    let delivered = drain_inbox_by(&employment, 10).await;
+    let once: BTreeSet<String> = delivered.iter().cloned().collect();
+    assert_eq!(
+        once.len(),
+        delivered.len(),
+        "each message once: {delivered:?}"
+    );
+    assert_eq!(
+        once, answers.accepted,
+        "every accepted message, and only those"
+    );
+    for id in &answers.busy {
+        assert_problem(&status(&welfare, id).await, 404, "not-found");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

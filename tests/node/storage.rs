@@ -14,28 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use plusgate::node::client::{Agent, HttpVersion};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::support::{drain_inbox, push, with_id, Federation, Node};
-
-/// A case summary of about `kib` KiB (well inside the 1 MiB body limit): the example, its
-/// plan filled with long Korean notes (3 bytes a character in UTF-8).
-fn large_case_summary(fed: &Federation, id: &str, kib: usize) -> Value {
-    let mut summary = with_id(fed.example("case-summary"), id);
-    let note: String = "가".repeat(1_990);
-    let items = (kib * 1024 / (note.len() + 64)).clamp(1, 50);
-    summary["payload"]["plan"] = Value::Array(
-        (0..items)
-            .map(|i| {
-                json!({
-                    "action": format!("{i:02}{note}"),
-                    "owner_agency": "suwon/welfare",
-                })
-            })
-            .collect(),
-    );
-    summary
-}
+use crate::support::{drain_inbox, large_case_summary, push, with_id, Federation, Node};
 
 /// The files sled wrote outside its main log (`blobs/`): none may exist, since the node
 /// fsyncs only the main log.

@@ -74,6 +74,25 @@ pub fn assert_problem(response: &Response, status: u16, kind: &str) -> Value {
     body
 }
 
+/// A case summary of about `kib` KiB (well inside the 1 MiB body limit): the example, its
+/// plan filled with long Korean notes (3 bytes a character in UTF-8).
+pub fn large_case_summary(fed: &Federation, id: &str, kib: usize) -> Value {
+    let mut summary = with_id(fed.example("case-summary"), id);
+    let note: String = "가".repeat(1_990);
+    let items = (kib * 1024 / (note.len() + 64)).clamp(1, 50);
+    summary["payload"]["plan"] = Value::Array(
+        (0..items)
+            .map(|i| {
+                json!({
+                    "action": format!("{i:02}{note}"),
+                    "owner_agency": "suwon/welfare",
+                })
+            })
+            .collect(),
+    );
+    summary
+}
+
 /// The JSON pointers of a 422 problem's violations.
 pub fn violation_pointers(problem: &Value) -> Vec<String> {
     problem["violations"]
