@@ -18,6 +18,7 @@ use super::{Api, Problem, Resp};
 use crate::core::identity::AgencyId;
 use crate::core::message::MessageId;
 use crate::core::schema::Violation;
+use crate::node::store::MessageRecord;
 
 /// Most ids one ack may carry.
 pub const ACK_IDS_MAX: usize = 1000;
@@ -66,26 +67,11 @@ impl Api {
             .pull(recipient, max, wait)
             .await
             .map_err(inbox_problem)?;
-        let messages: Vec<Value> = messages
-            .into_iter()
-            .map(|m| {
-                json!({
-                    "id": crate::core::message::public_of(&m.id),
-                    "from": m.from,
-                    "type": m.message_type,
-                    "version": m.version,
-                    "subject": m.subject,
-                    "consent_id": m.consent_id,
-                    "consent_collected_by": m.consent_by,
-                    "payload": m.payload,  // opened by the inbox
-                    "received_at": m.accepted_at,
-                })
-            })
-            .collect();
-        Ok(json_response(
-            StatusCode::OK,
-            &json!({"messages": messages}),
-        ))
+        // Written straight from the stored canonical JSON: the payloads (up to 100 of up to
+        // 1 MiB) are copied into the answer, never parsed into values and serialised again
+        // on the runtime's threads.
+        let messages: Vec<Pulled<'_>> = messages.iter().map(Pulled::of).collect();
+        Ok(json_response(StatusCode::OK, &Answer { messages }))
     }
 
     /// `POST /v1/inbox/ack` from `recipient`: `{"ids": [...]}` acknowledged, all or nothing.
@@ -144,4 +130,42 @@ pub(super) fn parse_ack(body: &Value) -> Result<Vec<MessageId>, Vec<Violation>> 
     } else {
         Err(bad)
     }
+}
+
+/// A pulled message as the answer shows it (`InboxMessage` in the OpenAPI document).
+#[derive(serde::Serialize)]
+struct Pulled<'a> {
+    id: &'a str,
+    from: &'a str,
+    #[serde(rename = "type")]
+    message_type: &'a str,
+    version: u32,
+    subject: &'a str,
+    consent_id: &'a str,
+    consent_collected_by: Option<&'a str>,
+    /// Opened by the inbox; raw canonical JSON.
+    payload: Option<&'a serde_json::value::RawValue>,
+    received_at: &'a str,
+}
+
+impl<'a> Pulled<'a> {
+    fn of(m: &'a MessageRecord) -> Pulled<'a> {
+        Pulled {
+            id: crate::core::message::public_of(&m.id),
+            from: &m.from,
+            message_type: &m.message_type,
+            version: m.version,
+            subject: &m.subject,
+            consent_id: &m.consent_id,
+            consent_collected_by: m.consent_by.as_deref(),
+            payload: m.payload.as_deref(),
+            received_at: &m.accepted_at,
+        }
+    }
+}
+
+/// The answer to a pull.
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    messages: Vec<Pulled<'a>>,
 }
