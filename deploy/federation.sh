@@ -309,9 +309,12 @@ hints() {
     to_url=$(logged_url "${to%%/*}")
     if [ -n "$sender" ] && [ -n "$to" ] && [ -n "$from_url" ] && [ -n "$to_url" ]; then
         ca=$(quote "$dir/ca.crt")
+        say "  # $sender registers the consent the referral cites (once; again is 200):"
+        say "  curl --cacert $ca --cert $(quote "$dir/${sender%%/*}/agencies/${sender#*/}.crt") --key $(quote "$dir/${sender%%/*}/agencies/${sender#*/}.key") \\"
+        say "    -H 'content-type: application/json' --data-binary @$(quote "$dir/examples/consent.json") $from_url/v1/consents"
         say "  # $sender sends a referral to $to, at another center:"
         say "  curl --cacert $ca --cert $(quote "$dir/${sender%%/*}/agencies/${sender#*/}.crt") --key $(quote "$dir/${sender%%/*}/agencies/${sender#*/}.key") \\"
-        say "    -H 'content-type: application/json' --data @$(quote "$example") $from_url/v1/messages"
+        say "    -H 'content-type: application/json' --data-binary @$(quote "$example") $from_url/v1/messages"
         say "  # $to pulls it from its own node:"
         say "  curl --cacert $ca --cert $(quote "$dir/${to%%/*}/agencies/${to#*/}.crt") --key $(quote "$dir/${to%%/*}/agencies/${to#*/}.key") \\"
         say "    '$to_url/v1/inbox?max=10&wait=5'"

@@ -81,7 +81,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve::serve(args),
         Command::DevInit(args) => match devinit::run(&args) {
             Ok(manifest) => {
-                println!("{}", devinit::summary(&manifest));
+                println!("{}", devinit::summary(&manifest, None));
                 ExitCode::SUCCESS
             }
             Err(e) => fail(EXIT_CONFIG, &e),

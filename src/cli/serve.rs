@@ -81,9 +81,9 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         (Some(path), _) => (path.clone(), None),
         (None, _) => match devinit::ensure(Path::new(DEV_DIR)) {
             Ok(manifest) => match manifest.centers_in_order().first() {
-                Some((_, center)) => (
+                Some((name, center)) => (
                     manifest.resolve(&center.config),
-                    Some(devinit::summary(&manifest)),
+                    Some(devinit::summary(&manifest, Some(name))),
                 ),
                 None => return fail(EXIT_CONFIG, &"the development federation has no center"),
             },
@@ -108,6 +108,17 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     rt.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(config.listen).await {
             Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return fail(
+                    EXIT_CONFIG,
+                    &format!(
+                        "cannot listen on {}: the port is taken, perhaps by another node (the \
+                         one `serve --dev` started listens on 127.0.0.1:7443): stop it, or \
+                         choose another address with --listen or `listen` in the config",
+                        config.listen
+                    ),
+                )
+            }
             Err(e) => return fail(EXIT_CONFIG, &format!("cannot listen on {}: {e}", config.listen)),
         };
         let addr = listener.local_addr().unwrap_or(config.listen);

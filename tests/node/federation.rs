@@ -804,6 +804,47 @@ async fn a_center_that_is_down_does_not_hold_up_the_others() {
     assert!(waiting["forwarding"]["failed_attempts"].as_u64() > Some(0));
 }
 
+/// A peer that stays down is not a warning at every retry: the first failure, a changed
+/// error, and failures 2, 4, 8, … are; the node says when forwarding works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stays_down_is_warned_of_a_few_times_not_at_every_retry() {
+    let fed = Federation::with_centers(&["suwon", "gangseo"]);
+    fed.set_option("suwon", "federation", "retry_initial_ms", "20");
+    fed.set_option("suwon", "federation", "retry_max_ms", "40");
+    let a = fed.start("suwon");
+    let (_, center) = remote_recipient(&fed);
+    push_accepted(
+        &a.agent("suwon/employment", HttpVersion::Http1),
+        &remote_referral(&fed, "ref-to-a-down-center"),
+    )
+    .await;
+    let seen = wait_for_status(&a, "ref-to-a-down-center", |s| {
+        s["forwarding"]["failed_attempts"].as_u64() >= Some(40)
+    })
+    .await;
+    let failures = seen["forwarding"]["failed_attempts"]
+        .as_u64()
+        .expect("count");
+    let warnings = a
+        .log()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("forwarding failed"))
+        .count() as u64;
+    assert!(warnings >= 1, "the first failure is a warning");
+    // 1, 2, 4, 8, 16, 32 (and 64 if it got there): about log2 of the failures.
+    assert!(
+        warnings <= 2 + u64::from(failures.ilog2()),
+        "{warnings} warnings for {failures} failures"
+    );
+    let b = fed.start(&center);
+    let deadline = Instant::now() + CATCH_UP;
+    while !a.log().contains("forwarding works again") {
+        assert!(Instant::now() < deadline, "never said it works again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(b);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_carry_ids_and_never_what_a_message_says() {
     let fed = three_centers();

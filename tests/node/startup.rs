@@ -248,3 +248,55 @@ fn a_key_file_open_to_other_users_stops_serve_naming_the_file() {
         assert_serve_refuses(&fed, "suwon", &format!("chmod 600 {}", path.display()));
     }
 }
+
+/// A second node on a data directory a running node uses is refused at start, saying so
+/// (not with sled's lock error), and the running node is undisturbed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_on_the_same_data_directory_is_refused_saying_why() {
+    let fed = Federation::new();
+    let node = fed.start("suwon");
+    let args = serve_args(&fed.config_path("suwon"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let finished = run_to_exit(&args, fed.dir(), FAIL_FAST);
+    assert_eq!(finished.status.code(), Some(78), "{finished:?}");
+    assert!(
+        finished
+            .stderr
+            .contains("another plusgate process is using the data directory"),
+        "{}",
+        finished.stderr
+    );
+    assert!(
+        !finished.stderr.contains("could not acquire lock"),
+        "{}",
+        finished.stderr
+    );
+    let employment = node.agent("suwon/employment", HttpVersion::Http1);
+    push_accepted(
+        &employment,
+        &with_id(fed.example("referral"), "ref-still-served"),
+    )
+    .await;
+}
+
+/// A port another process holds stops `serve` with exit 78, saying the port is taken and
+/// what to do (not only the operating system's error).
+#[test]
+fn a_taken_port_stops_serve_saying_so() {
+    let fed = Federation::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let config = fed.config_path("suwon").display().to_string();
+    let finished = run_to_exit(
+        &["serve", "--config", &config, "--listen", &addr],
+        fed.dir(),
+        FAIL_FAST,
+    );
+    assert_eq!(finished.status.code(), Some(78), "{finished:?}");
+    assert!(
+        finished.stderr.contains("the port is taken"),
+        "{}",
+        finished.stderr
+    );
+    assert!(finished.stderr.contains("--listen"), "{}", finished.stderr);
+}

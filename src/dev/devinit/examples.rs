@@ -45,6 +45,9 @@ pub const EXAMPLE_REFERRAL_REMOTE_ID: &str = "ref-example-remote-0001";
 /// Envelope id of the `referral-status` example.
 pub const EXAMPLE_STATUS_ID: &str = "sts-example-0001";
 
+/// Envelope id of the `referral-status-remote` example (the answer to `referral-remote`).
+pub const EXAMPLE_STATUS_REMOTE_ID: &str = "sts-example-remote-0001";
+
 /// Envelope id of the `case-summary` example.
 pub const EXAMPLE_CASE_SUMMARY_ID: &str = "cs-example-0001";
 
@@ -165,8 +168,34 @@ fn build_examples(
         "referral-status",
         &employment,
         EXAMPLE_REPLY_CONSENT_ID,
-        status,
+        status.clone(),
     );
+    // The same answer from the second center's welfare team to `referral-remote`, under
+    // the consent that team collected for answering.
+    if let Some(c1) = c1 {
+        let remote_welfare = format!("{c1}/welfare");
+        let mut remote = status.clone();
+        set(
+            &mut remote,
+            "referral-status-remote",
+            "/referral_id",
+            EXAMPLE_REFERRAL_REMOTE_ID,
+        )?;
+        set(
+            &mut remote,
+            "referral-status-remote",
+            "/changed_by/agency",
+            remote_welfare.as_str(),
+        )?;
+        let body = envelope(
+            EXAMPLE_STATUS_REMOTE_ID,
+            "referral-status",
+            &employment,
+            EXAMPLE_REMOTE_REPLY_CONSENT_ID,
+            remote,
+        );
+        examples.insert("referral-status-remote", (remote_welfare, body));
+    }
     examples.insert("referral-status", (welfare.clone(), body));
 
     let mut case_summary = parse("case-summary", embedded::CASE_SUMMARY)?;

@@ -1,5 +1,6 @@
 //! What the CLI shows after `dev-init` (and `serve --dev`): the command that starts each
-//! node, and `curl` commands that send the example referral and pull it.
+//! node (the others, when one is running already), and `curl` commands that register the
+//! example consent, send the example referral under it and pull it.
 //!
 //! Invariant kept here: nothing is printed here; every path shown is quoted for a POSIX
 //! shell when it needs it.
@@ -9,9 +10,12 @@ use std::path::Path;
 
 use crate::dev::manifest::LoadedManifest;
 
-/// What to try next with a federation: the command that starts each node, and `curl`
-/// commands that send the example referral and pull it from the recipient's inbox.
-pub fn summary(federation: &LoadedManifest) -> String {
+/// What to try next with a federation: the command that starts each node (`running`: the
+/// center whose node the caller is starting, which is then not listed), and `curl` commands
+/// that register the example consent, send the example referral under it and pull it from
+/// the recipient's inbox. `plusgate` is shown as the path of the running executable, which
+/// works whether or not it is on the `PATH`.
+pub fn summary(federation: &LoadedManifest, running: Option<&str>) -> String {
     let dir = federation.dir();
     let centers = federation.centers_in_order();
     let mut out = String::new();
@@ -22,10 +26,28 @@ pub fn summary(federation: &LoadedManifest) -> String {
         centers.len(),
         if centers.len() == 1 { "" } else { "s" }
     );
-    let _ = writeln!(out, "\nStart each node (one terminal each):");
-    for (_, center) in &centers {
+    let exe = std::env::current_exe().map_or_else(|_| "plusgate".to_owned(), |p| quote(&p));
+    let others: Vec<_> = centers
+        .iter()
+        .filter(|(name, _)| Some(*name) != running)
+        .collect();
+    match (running, others.is_empty()) {
+        (Some(center), true) => {
+            let _ = writeln!(out, "\nThe node of {center} is starting here.");
+        }
+        (Some(center), false) => {
+            let _ = writeln!(
+                out,
+                "\nThe node of {center} is starting here; start the others, one terminal each:"
+            );
+        }
+        (None, _) => {
+            let _ = writeln!(out, "\nStart each node (one terminal each):");
+        }
+    }
+    for (_, center) in others {
         let config = federation.resolve(&center.config);
-        let _ = writeln!(out, "  plusgate serve --config {}", quote(&config));
+        let _ = writeln!(out, "  {exe} serve --config {}", quote(&config));
     }
 
     let ca = quote(&federation.ca_path());
@@ -38,10 +60,26 @@ pub fn summary(federation: &LoadedManifest) -> String {
     ) else {
         return out;
     };
+    // The referral travels only under a consent its sender registered first.
+    if let Ok((consent, collector)) = federation.example("consent") {
+        if let Ok((ccert, ckey)) = federation.agency_identity(collector) {
+            let _ = writeln!(
+                out,
+                "\nRegister the example consent as {collector} (once; the same again is 200):"
+            );
+            let _ = writeln!(
+                out,
+                "  curl --cacert {ca} --cert {} --key {} \\\n    -H 'content-type: application/json' --data-binary @{} \\\n    {url}/v1/consents",
+                quote(&ccert),
+                quote(&ckey),
+                quote(&consent),
+            );
+        }
+    }
     let _ = writeln!(out, "\nSend the example referral as {sender}:");
     let _ = writeln!(
         out,
-        "  curl --cacert {ca} --cert {} --key {} \\\n    -H 'content-type: application/json' --data @{} \\\n    {url}/v1/messages",
+        "  curl --cacert {ca} --cert {} --key {} \\\n    -H 'content-type: application/json' --data-binary @{} \\\n    {url}/v1/messages",
         quote(&cert),
         quote(&key),
         quote(&body),

@@ -81,7 +81,8 @@ fn default_federation_is_complete_and_follows_the_layout() {
             "consent-reply-remote",
             "referral",
             "referral-remote",
-            "referral-status"
+            "referral-status",
+            "referral-status-remote"
         ]
     );
     // Whatever the manifest says is also what is on disk, after a fresh load.
@@ -333,6 +334,7 @@ fn examples_are_consistent_with_each_other_and_the_centers() {
     assert_eq!(senders["referral"], "north/employment");
     assert_eq!(senders["referral-remote"], "north/employment");
     assert_eq!(senders["referral-status"], "north/welfare");
+    assert_eq!(senders["referral-status-remote"], "south/welfare");
     assert_eq!(senders["case-summary"], "north/welfare");
     assert_eq!(senders["consent"], "north/employment");
 
@@ -355,6 +357,12 @@ fn examples_are_consistent_with_each_other_and_the_centers() {
     assert_eq!(remote["to"], "south/welfare");
     assert_eq!(remote["payload"]["recipient"]["agency"], "south/welfare");
     assert_eq!(remote["payload"]["referrer"]["agency"], "north/employment");
+    // Its answer, ready to send from the other center (no editing of examples needed).
+    let answer = example(&m, "referral-status-remote");
+    assert_eq!(answer["to"], "north/employment");
+    assert_eq!(answer["consent_id"], EXAMPLE_REMOTE_REPLY_CONSENT_ID);
+    assert_eq!(answer["payload"]["referral_id"], EXAMPLE_REFERRAL_REMOTE_ID);
+    assert_eq!(answer["payload"]["changed_by"]["agency"], "south/welfare");
 
     let status = example(&m, "referral-status");
     assert_eq!(status["id"], EXAMPLE_STATUS_ID);
@@ -431,6 +439,7 @@ fn one_center_has_no_remote_referral_and_a_single_recipient() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let m = init(tmp.path(), "solo", 7443);
     assert!(m.example("referral-remote").is_err());
+    assert!(m.example("referral-status-remote").is_err());
     assert_eq!(
         example(&m, "consent")["recipients"],
         json!(["solo/welfare", "solo/jobs"])
@@ -493,24 +502,66 @@ fn ensure_refuses_a_folder_left_incomplete() {
 fn summary_shows_serve_and_curl_commands() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let m = init(tmp.path(), "suwon,gangseo", 7443);
-    let text = summary(&m);
+    let text = summary(&m, None);
     let fed = tmp.path().join("fed");
+    // The executable as it runs (not a bare `plusgate`, which may not be on the PATH).
+    let exe = quote(&std::env::current_exe().expect("exe"));
     for center in ["suwon", "gangseo"] {
         let config = fed.join(center).join("plusgate.toml");
         assert!(
-            text.contains(&format!("plusgate serve --config {}", quote(&config))),
+            text.contains(&format!("{exe} serve --config {}", quote(&config))),
             "{text}"
         );
     }
     assert!(text.contains(&format!("--cacert {}", quote(&fed.join("ca.crt")))));
     assert!(text.contains(&quote(&fed.join("suwon/agencies/employment.crt"))));
-    assert!(text.contains(&format!(
-        "--data @{}",
-        quote(&fed.join("examples/referral.json"))
-    )));
+    // The consent the referral cites is registered before the referral is sent, and bodies
+    // go as they are (`--data-binary` keeps the line breaks JSON errors point into).
+    let consent = text
+        .find(&format!(
+            "--data-binary @{}",
+            quote(&fed.join("examples/consent.json"))
+        ))
+        .expect("the consent is registered");
+    let referral = text
+        .find(&format!(
+            "--data-binary @{}",
+            quote(&fed.join("examples/referral.json"))
+        ))
+        .expect("the referral is sent");
+    assert!(consent < referral, "{text}");
+    assert!(text.contains("https://127.0.0.1:7443/v1/consents"));
     assert!(text.contains("https://127.0.0.1:7443/v1/messages"));
     assert!(text.contains(&quote(&fed.join("suwon/agencies/welfare.key"))));
     assert!(text.contains("https://127.0.0.1:7443/v1/inbox?max=10&wait=5"));
+    assert!(!text.contains("--data @"), "{text}");
+}
+
+#[test]
+fn summary_for_a_running_node_lists_only_the_others() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let m = init(tmp.path(), "suwon,gangseo", 7443);
+    let fed = tmp.path().join("fed");
+    let text = summary(&m, Some("suwon"));
+    assert!(
+        text.contains("The node of suwon is starting here"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&quote(&fed.join("suwon").join("plusgate.toml"))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&quote(&fed.join("gangseo").join("plusgate.toml"))),
+        "{text}"
+    );
+    let single = tempfile::tempdir().expect("tempdir");
+    let m = init(single.path(), "suwon", 7443);
+    let text = summary(&m, Some("suwon"));
+    assert!(
+        !text.contains(" serve --config "),
+        "nothing else to start: {text}"
+    );
 }
 
 #[test]

@@ -115,6 +115,8 @@ impl std::fmt::Debug for Forwarding {
 /// original receipts).
 pub async fn forward(ctx: Arc<Forwarding>, peer: CenterId) {
     let mut backoff = Backoff::new(ctx.options.retry_initial, ctx.options.retry_max);
+    // The error last logged at warn level, so a repeat of it is not logged at every retry.
+    let mut last_logged: Option<String> = None;
     let mut conn: Option<Connection> = None;
     let mut durable = ctx.ledger.subscribe();
     let mut closing = ctx.closing.clone();
@@ -130,6 +132,10 @@ pub async fn forward(ctx: Arc<Forwarding>, peer: CenterId) {
         }
         match round(&ctx, &peer, &mut conn, cursor, &mut peer_holds).await {
             Ok(Some(handed)) => {
+                if backoff.failures() > 0 {
+                    tracing::info!(%peer, failures = backoff.failures(), "forwarding works again");
+                    last_logged = None;
+                }
                 backoff.reset();
                 if !settle(&peer, recording.take()).await {
                     cursor = None;
@@ -159,8 +165,20 @@ pub async fn forward(ctx: Arc<Forwarding>, peer: CenterId) {
                 // Every round error leaves its batch in the outbox (`RoundError::retry`):
                 // wait, then try again.
                 let delay = backoff.fail(jitter());
-                tracing::warn!(%peer, error = %e, fault = ?e.fault(), failures = backoff.failures(),
-                    retry_in_ms = delay.as_millis() as u64, "forwarding failed");
+                // A peer that stays unreachable (a center never started, a long outage)
+                // is not worth a warning every retry: warn at the first failure, when the
+                // error changes, and at failures 2, 4, 8, …; the rest go to debug.
+                let error = e.to_string();
+                let failures = backoff.failures();
+                if failures.is_power_of_two() || last_logged.as_deref() != Some(error.as_str()) {
+                    tracing::warn!(%peer, %error, fault = ?e.fault(), failures,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "forwarding failed (repeats of this are logged at 2, 4, 8, … failures)");
+                    last_logged = Some(error);
+                } else {
+                    tracing::debug!(%peer, %error, failures,
+                        retry_in_ms = delay.as_millis() as u64, "forwarding failed");
+                }
                 tokio::select! {
                     _ = ctx.clock.sleep(delay) => {}
                     _ = closing.changed() => {}

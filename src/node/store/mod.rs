@@ -182,6 +182,13 @@ pub enum StoreError {
         /// sled's error.
         source: sled::Error,
     },
+    /// Another process (another node on the same `data_dir`, or a stopped-node command
+    /// such as `audit verify` while the node runs) holds the store's lock.
+    #[error("another plusgate process is using the data directory {path} (it holds the store's lock): stop that node first, or give this one its own data_dir")]
+    InUse {
+        /// The directory.
+        path: PathBuf,
+    },
     /// sled failed during operation (I/O error, or sled found its own log corrupt).
     #[error("storage engine error: {0}")]
     Engine(#[from] sled::Error),
@@ -257,9 +264,18 @@ impl Store {
     /// Opens (creating if needed) the store in `dir`, and replays the journal records of
     /// deferred writes not yet folded into the tree (see [`deferred`]).
     pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
-        let open_err = |source| StoreError::Open {
-            path: dir.to_owned(),
-            source,
+        let open_err = |source: sled::Error| match &source {
+            // sled 0.34 reports a lock held elsewhere only as this message (an
+            // `ErrorKind::Other` I/O error), so that is what is matched.
+            sled::Error::Io(e) if e.to_string().starts_with("could not acquire lock") => {
+                StoreError::InUse {
+                    path: dir.to_owned(),
+                }
+            }
+            _ => StoreError::Open {
+                path: dir.to_owned(),
+                source,
+            },
         };
         let db = sled_config(dir, options.cache_bytes)
             .open()
