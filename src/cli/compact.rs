@@ -133,7 +133,7 @@ fn side_path(data_dir: &Path) -> PathBuf {
 
 /// Copies the node's own files in the data directory (not sled's: its log `db`, its `conf`,
 /// its snapshots `snap.*`, its `blobs/`) into the copy, e.g. the audit anchor, fsynced.
-fn copy_node_files(from: &Path, to: &Path) -> Result<(), CompactError> {
+pub(super) fn copy_node_files(from: &Path, to: &Path) -> Result<(), CompactError> {
     for entry in std::fs::read_dir(from).map_err(io("reading", from))? {
         let entry = entry.map_err(io("reading", from))?;
         let name = entry.file_name();

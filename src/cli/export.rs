@@ -221,15 +221,12 @@ pub fn open_store(data_dir: &Path) -> Result<Store, StoreOpenError> {
     if !data_dir.is_dir() {
         return Err(StoreOpenError::Missing(data_dir.to_owned()));
     }
-    Store::open(data_dir).map_err(|e| {
-        if e.to_string().contains("could not acquire lock") {
-            StoreOpenError::Locked {
-                path: data_dir.to_owned(),
-                source: e,
-            }
-        } else {
-            StoreOpenError::Other(e)
-        }
+    Store::open(data_dir).map_err(|e| match e {
+        StoreError::InUse { .. } => StoreOpenError::Locked {
+            path: data_dir.to_owned(),
+            source: e,
+        },
+        e => StoreOpenError::Other(e),
     })
 }
 

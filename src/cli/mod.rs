@@ -9,6 +9,7 @@ pub mod compact;
 pub mod directory;
 pub mod exit;
 pub mod export;
+pub mod migrate;
 pub mod node_client;
 pub mod outbox;
 pub mod privacy;
@@ -73,6 +74,9 @@ pub enum Command {
     /// Give a stopped node's disk space back: copy its store into a fresh one and swap
     /// them atomically (sled keeps the space that acks, purges and retention free).
     Compact(compact::CompactArgs),
+    /// Bring a stopped node's store to this version's format (after an upgrade), keeping a
+    /// copy of it as it was next to the data directory.
+    Migrate(migrate::MigrateArgs),
 }
 
 /// Runs the parsed command line.
@@ -110,6 +114,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Directory(command) => finish(directory::run(&command), |_| EXIT_FAILURE),
         Command::Compact(args) => finish(compact::run(&args), |e| match e {
             compact::CompactError::Config(_) => EXIT_CONFIG,
+            _ => EXIT_FAILURE,
+        }),
+        Command::Migrate(args) => finish(migrate::run(&args), |e| match e {
+            migrate::MigrateError::Config(_) => EXIT_CONFIG,
             _ => EXIT_FAILURE,
         }),
     }

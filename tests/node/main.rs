@@ -27,6 +27,7 @@
 //! - `console`: the privacy officer's web console in headless Chromium (playwright-core);
 //! - `federation`: delivery between centers, crashes and outages on the way, dead letters,
 //!   the operator's outbox commands and the signed directory;
+//! - `upgrade`: a store of an older format is refused, and `plusgate migrate` upgrades it;
 //! - `deploy`: `deploy/federation.sh` starting, using and stopping a whole federation.
 
 mod support;
@@ -53,3 +54,4 @@ mod startup;
 mod status;
 mod storage;
 mod tls;
+mod upgrade;

@@ -22,7 +22,7 @@
 //! | `a`    | audit seq (BE)                       | [`AuditEntry`]        |
 //! | `o`    | peer center, `0x00`, seq (BE)        | message id (deferred) |
 //! | `r`    | message id                           | [`Receipt`]           |
-//! | `s`    | setting name                         | e.g. [`DirectorySeen`]|
+//! | `s`    | setting name                         | e.g. [`DirectorySeen`]; `format` ([`format`]) |
 //! | `x`    | message id                           | empty: dead-lettered  |
 //! | `c`    | chain length (BE)                    | own [`Checkpoint`]    |
 //! | `p`    | peer center                          | its latest [`Checkpoint`] |
@@ -74,6 +74,7 @@
 mod audit;
 mod consents;
 mod deferred;
+pub mod format;
 mod keys;
 mod lookups;
 mod pieces;
@@ -189,6 +190,23 @@ pub enum StoreError {
         /// The directory.
         path: PathBuf,
     },
+    /// The store was written by an older plusgate, in a format this one does not read:
+    /// `plusgate migrate` brings it up to date (keeping a copy as it was).
+    #[error("the store in {path} is format {found}, written by an older plusgate; this one reads format {}: stop the node and run `plusgate migrate --config FILE`, which keeps a copy of the store as it is", format::FORMAT)]
+    OldFormat {
+        /// The data directory.
+        path: PathBuf,
+        /// The format it records.
+        found: u32,
+    },
+    /// The store was written by a newer plusgate.
+    #[error("the store in {path} is format {found}, written by a newer plusgate; this one reads format {}: run the newer version (or restore the copy `plusgate migrate` kept)", format::FORMAT)]
+    NewerFormat {
+        /// The data directory.
+        path: PathBuf,
+        /// The format it records.
+        found: u32,
+    },
     /// sled failed during operation (I/O error, or sled found its own log corrupt).
     #[error("storage engine error: {0}")]
     Engine(#[from] sled::Error),
@@ -264,6 +282,13 @@ impl Store {
     /// Opens (creating if needed) the store in `dir`, and replays the journal records of
     /// deferred writes not yet folded into the tree (see [`deferred`]).
     pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        let store = Store::open_unchecked(dir, options)?;
+        store.check_format()?;
+        Ok(store)
+    }
+
+    /// Opens the store whatever its format (see `format`).
+    fn open_unchecked(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         let open_err = |source: sled::Error| match &source {
             // sled 0.34 reports a lock held elsewhere only as this message (an
             // `ErrorKind::Other` I/O error), so that is what is matched.
@@ -310,14 +335,17 @@ impl Store {
                 "replayed deferred writes from the journal"
             );
         }
-        let rewritten = store.scope_consent_keys()?;
-        if rewritten > 0 {
-            tracing::info!(
-                keys = rewritten,
-                "consents and their notices rewritten under collector and id"
-            );
-        }
         Ok(store)
+    }
+
+    /// [`Store::open_with`] for `plusgate migrate`: a store of an older format opens too,
+    /// for [`Store::migrate`].
+    pub fn open_for_migration(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        let store = Store::open_unchecked(dir, options)?;
+        match store.check_format() {
+            Ok(()) | Err(StoreError::OldFormat { .. }) => Ok(store),
+            Err(e) => Err(e),
+        }
     }
 
     /// Applies a write set atomically. Visible to readers at once, durable only after

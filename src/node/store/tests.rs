@@ -229,13 +229,15 @@ fn a_finished_fold_drops_its_journal_in_slices() {
 }
 
 /// A store written before consents were kept by collector and id (keys `k` + id, notices
-/// `n` + peer NUL id) opens with every consent and notice under its new key, once.
+/// `n` + peer NUL id, no format recorded) is refused by a node; `migrate` puts every
+/// consent and notice under its new key, once, and stamps the format.
 #[test]
-fn consents_stored_under_their_id_alone_are_rewritten_under_collector_and_id_at_open() {
+fn a_format_1_store_is_refused_and_migrate_rewrites_its_consents_under_collector_and_id() {
     use crate::core::consent::{ConsentKey, Registration};
     use crate::core::identity::CenterId;
-    use crate::node::store::keys::{key, queue_prefix, CONSENT, NOTICE};
+    use crate::node::store::keys::{key, queue_prefix, CONSENT, NOTICE, SETTING};
     use crate::node::store::record;
+    use crate::node::store::StoreError;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let collector = AgencyId::parse("suwon/employment").expect("agency");
@@ -258,9 +260,33 @@ fn consents_stored_under_their_id_alone_are_rewritten_under_collector_and_id_at_
         let mut notice = queue_prefix(NOTICE, peer.as_str());
         notice.extend_from_slice(consent.id.as_bytes());
         store.db.insert(notice, Vec::new()).expect("insert");
+        // A store of then records no format.
+        store.db.remove(key(SETTING, b"format")).expect("remove");
         store.sync().expect("sync");
     }
-    let store = open(dir.path());
+    // A node refuses it, naming the command; the command migrates it.
+    let refused = Store::open_with(dir.path(), StoreOptions::default()).expect_err("old");
+    assert!(
+        matches!(refused, StoreError::OldFormat { found: 1, .. }),
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("plusgate migrate"),
+        "{refused}"
+    );
+    drop(refused);
+    let store = loop {
+        match Store::open_for_migration(dir.path(), StoreOptions::default()) {
+            Ok(store) => break store,
+            Err(StoreError::InUse { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("open: {e}"),
+        }
+    };
+    let steps = store.migrate().expect("migrate");
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!(store.format().expect("format"), Some(super::format::FORMAT));
     let k = ConsentKey::new("suwon/employment", consent.id.clone());
     let read = store
         .consent(&k)
@@ -270,8 +296,9 @@ fn consents_stored_under_their_id_alone_are_rewritten_under_collector_and_id_at_
     assert_eq!(store.consents_with_id(&consent.id).expect("scan").len(), 1);
     let notices: Vec<ConsentKey> = store.notices(&peer).map(|n| n.expect("notice")).collect();
     assert_eq!(notices, [k]);
-    // Nothing is left under the old keys, and a second open rewrites nothing.
+    // Nothing is left under the old keys, and migrating again does nothing.
     assert_eq!(store.scope_consent_keys().expect("again"), 0);
+    assert_eq!(store.migrate().expect("again"), Vec::<String>::new());
     assert_eq!(store.db.scan_prefix([CONSENT]).count(), 1);
 }
 
