@@ -1,4 +1,5 @@
-//! How a command ends: its exit code (78 when the operator must fix the configuration, 1
+//! How a command ends: its exit code (78 when the operator must fix the configuration, 2
+//! for a wrong command line, 3 when a running node refused, 69 when it was unreachable, 1
 //! for any other failure), its one-line summary on stdout or its reason on stderr, and the
 //! async runtime the commands that talk to a node run on. Shared by every command group.
 
@@ -8,6 +9,14 @@ use std::process::ExitCode;
 pub const EXIT_CONFIG: u8 = 78;
 /// Exit code for a failure while running.
 pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for a command line that is wrong (clap's own, for its usage errors).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code when the running node answered a command with a refusal (its reason is
+/// printed): sending the same again will not help.
+pub const EXIT_REFUSED: u8 = 3;
+/// Exit code when the running node could not be reached (sysexits' EX_UNAVAILABLE): it
+/// may help to try again once it runs.
+pub const EXIT_UNREACHABLE: u8 = 69;
 
 /// Prints a command's one-line summary, or fails with the exit code `code` gives for its
 /// error.

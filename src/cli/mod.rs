@@ -15,7 +15,7 @@ pub mod outbox;
 pub mod privacy;
 pub mod serve;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::dev::devinit::{self, DevInitArgs};
 
 use self::exit::{fail, finish, runtime};
-pub use self::exit::{EXIT_CONFIG, EXIT_FAILURE};
+pub use self::exit::{EXIT_CONFIG, EXIT_FAILURE, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE};
 
 /// plusgate: the data-exchange gateway of an Employment-Welfare Plus Center.
 #[derive(Debug, Parser)]
@@ -100,16 +100,32 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::CheckConfig { config } => finish(serve::check_config(&config), |_| EXIT_CONFIG),
         Command::Audit(command) => audit::run(command),
         Command::Outbox(command) => {
-            let config = command.config().clone();
-            against_node(&config, |config| async move {
-                crate::cli::outbox::run(&config, command).await
-            })
+            let config = match Config::load(&command.node().config) {
+                Ok(c) => c,
+                Err(e) => return fail(EXIT_CONFIG, &e),
+            };
+            against_node(crate::cli::outbox::run(&config, command))
         }
         Command::Privacy(command) => {
-            let config = command.officer().config.clone();
-            against_node(&config, |config| async move {
-                crate::cli::privacy::run(&config, &command).await
-            })
+            let officer = command.officer();
+            let target = match (&officer.config, &officer.url, &officer.ca) {
+                (Some(path), _, _) => match Config::load(path) {
+                    Ok(c) => node_client::Target::of_config(&c),
+                    Err(e) => return fail(EXIT_CONFIG, &e),
+                },
+                (None, Some(url), Some(ca)) => match node_client::Target::at(url, ca) {
+                    Ok(t) => t,
+                    Err(e) => return fail(e.exit_code(), &e),
+                },
+                // clap requires `--config`, or `--url` with `--ca`.
+                _ => {
+                    return fail(
+                        EXIT_USAGE,
+                        &"name the node: --config FILE, or --url URL --ca FILE",
+                    )
+                }
+            };
+            against_node(async move { crate::cli::privacy::run(&target, &command).await })
         }
         Command::Directory(command) => finish(directory::run(&command), |_| EXIT_FAILURE),
         Command::Compact(args) => finish(compact::run(&args), |e| match e {
@@ -123,19 +139,15 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Loads the node config at `path` and runs `call` (a request to that running node) with
-/// it; prints its answer, or fails naming why.
-fn against_node<F, Fut>(path: &Path, call: F) -> ExitCode
+/// Runs `call` (a request to a running node) and prints its answer, or fails with the exit
+/// code its error says (`AdminError::exit_code`: refused, unreachable, or the caller's
+/// files).
+fn against_node<Fut>(call: Fut) -> ExitCode
 where
-    F: FnOnce(Config) -> Fut,
     Fut: std::future::Future<Output = Result<String, crate::cli::node_client::AdminError>>,
 {
-    let config = match Config::load(path) {
-        Ok(c) => c,
-        Err(e) => return fail(EXIT_CONFIG, &e),
-    };
     let result = match runtime() {
-        Ok(rt) => rt.block_on(call(config)),
+        Ok(rt) => rt.block_on(call),
         Err(e) => return fail(EXIT_FAILURE, &format!("{e:#}")),
     };
     match result {
@@ -147,6 +159,6 @@ where
             }
             ExitCode::SUCCESS
         }
-        Err(e) => fail(EXIT_FAILURE, &e),
+        Err(e) => fail(e.exit_code(), &e),
     }
 }

@@ -1,9 +1,10 @@
 //! The mutual-TLS client that commands against a running node share (`plusgate outbox`,
-//! `plusgate privacy`): the node's address and CA come from its config file; the
-//! certificate presented is the node's own (outbox) or the privacy officer's (privacy).
+//! `plusgate privacy`): the node's address and CA come from its config file, or from
+//! `--url` and `--ca` (an officer at their own desk has no node config); the certificate
+//! presented is the node's own (outbox) or the privacy officer's (privacy).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use hyper::Method;
@@ -19,6 +20,9 @@ pub enum AdminError {
     /// The client certificate, its key or the CA could not be loaded: the caller's files.
     #[error("cannot set up TLS to the node: {0}")]
     Tls(Box<ClientError>),
+    /// `--url` is not a node URL.
+    #[error("{0}")]
+    Url(Box<ClientError>),
     /// The node could not be reached (not running?) or TLS failed.
     #[error("cannot reach the node at {addr}: {source} (is it running?)")]
     Unreachable {
@@ -32,14 +36,54 @@ pub enum AdminError {
     Refused(String),
 }
 
-/// Where the node listens, as seen from this machine: an unspecified listen address
-/// (0.0.0.0, ::) is reached on loopback.
-fn local_addr(config: &Config) -> SocketAddr {
-    let mut addr = config.listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+impl AdminError {
+    /// The exit code a command ends with for this error: 78 for the caller's own files, 2
+    /// for a bad `--url`, 69 (EX_UNAVAILABLE) when the node cannot be reached, 3 when it
+    /// answered with a refusal. Scripts tell "try later" from "this will not work" by it.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AdminError::Tls(_) => crate::cli::exit::EXIT_CONFIG,
+            AdminError::Url(_) => crate::cli::exit::EXIT_USAGE,
+            AdminError::Unreachable { .. } => crate::cli::exit::EXIT_UNREACHABLE,
+            AdminError::Refused(_) => crate::cli::exit::EXIT_REFUSED,
+        }
     }
-    addr
+}
+
+/// Which node a command talks to, and the CA its certificate is checked against.
+#[derive(Debug, Clone)]
+pub struct Target {
+    addr: SocketAddr,
+    server_name: String,
+    ca: PathBuf,
+}
+
+impl Target {
+    /// The node of `config`, on this machine: its listen address (an unspecified one,
+    /// 0.0.0.0 or ::, is reached on loopback) and its CA.
+    pub fn of_config(config: &Config) -> Target {
+        let mut addr = config.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        }
+        Target {
+            addr,
+            server_name: addr.ip().to_string(),
+            ca: config.tls.client_ca.clone(),
+        }
+    }
+
+    /// The node at `url` (`https://IP:PORT`, as in the federation directory), its
+    /// certificate checked against `ca`.
+    pub fn at(url: &str, ca: &Path) -> Result<Target, AdminError> {
+        let (addr, server_name) =
+            client::parse_https_url(url).map_err(|e| AdminError::Url(Box::new(e)))?;
+        Ok(Target {
+            addr,
+            server_name,
+            ca: ca.to_owned(),
+        })
+    }
 }
 
 /// The node configured in `config`, reached over mutual TLS as `identity` (certificate and
@@ -50,13 +94,17 @@ pub(crate) struct NodeClient {
 }
 
 impl NodeClient {
-    /// A client for the node of `config`, presenting `identity`.
-    pub(crate) fn new(config: &Config, identity: (&Path, &Path)) -> Result<NodeClient, AdminError> {
-        let addr = local_addr(config);
-        let tls = client::client_config(&config.tls.client_ca, Some(identity), HttpVersion::Http1)
+    /// A client for the node `target`, presenting `identity`.
+    pub(crate) fn new(target: &Target, identity: (&Path, &Path)) -> Result<NodeClient, AdminError> {
+        let tls = client::client_config(&target.ca, Some(identity), HttpVersion::Http1)
             .map_err(|e| AdminError::Tls(Box::new(e)))?;
         Ok(NodeClient {
-            agent: Agent::new(addr, addr.ip().to_string(), tls, HttpVersion::Http1),
+            agent: Agent::new(
+                target.addr,
+                target.server_name.clone(),
+                tls,
+                HttpVersion::Http1,
+            ),
         })
     }
 

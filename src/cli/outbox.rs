@@ -9,50 +9,70 @@ use std::path::PathBuf;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use crate::cli::node_client::{AdminError, NodeClient};
+use crate::cli::node_client::{AdminError, NodeClient, Target};
 use crate::config::Config;
+
+/// Which node: its config (its certificate and key, CA and, unless `--url` says another,
+/// its listen address).
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// The node's config file.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Reach the node at this URL (`https://IP:PORT`) instead of its configured listen
+    /// address (e.g. when it listens on another interface than loopback).
+    #[arg(long)]
+    pub url: Option<String>,
+}
 
 /// `plusgate outbox …`: talks to the running node as the node itself (its certificate).
 #[derive(Debug, clap::Subcommand)]
 pub enum OutboxCommand {
     /// List messages waiting for other centers, and dead-lettered ones, with the reasons.
     List {
-        /// The node's config file.
-        #[arg(long)]
-        config: PathBuf,
+        /// Which node.
+        #[command(flatten)]
+        node: NodeArgs,
         /// Print the node's JSON answer instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Put dead-lettered messages back at the end of their outbox (their time to live
-    /// starts again).
+    /// starts again): those named, or with `--all` every one (for `--center`: every one
+    /// for that center), e.g. after a long outage.
     Retry {
-        /// The node's config file.
-        #[arg(long)]
-        config: PathBuf,
-        /// Message ids.
-        #[arg(required = true)]
+        /// Which node.
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Every dead-lettered message (with `--center`, for that center only).
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        /// With `--all`: only the messages for this center.
+        #[arg(long, requires = "all")]
+        center: Option<String>,
+        /// Message keys as `outbox list` shows them (`<from>/<id>`), or bare ids.
+        #[arg(required_unless_present = "all")]
         ids: Vec<String>,
     },
     /// Take waiting messages out of their outbox for good (dead-lettered, "dropped by the
     /// operator").
     Drop {
-        /// The node's config file.
-        #[arg(long)]
-        config: PathBuf,
-        /// Message ids.
+        /// Which node.
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Message keys as `outbox list` shows them (`<from>/<id>`), or bare ids.
         #[arg(required = true)]
         ids: Vec<String>,
     },
 }
 
 impl OutboxCommand {
-    /// The node's config file.
-    pub fn config(&self) -> &PathBuf {
+    /// Which node.
+    pub fn node(&self) -> &NodeArgs {
         match self {
-            OutboxCommand::List { config, .. }
-            | OutboxCommand::Retry { config, .. }
-            | OutboxCommand::Drop { config, .. } => config,
+            OutboxCommand::List { node, .. }
+            | OutboxCommand::Retry { node, .. }
+            | OutboxCommand::Drop { node, .. } => node,
         }
     }
 }
@@ -70,12 +90,19 @@ enum OutboxAction {
 
 /// Runs `command` against the node configured in `config`; returns what to print.
 pub async fn run(config: &Config, command: OutboxCommand) -> Result<String, AdminError> {
+    let target = match &command.node().url {
+        Some(url) => Target::at(url, &config.tls.client_ca)?,
+        None => Target::of_config(config),
+    };
+    let node = NodeClient::new(&target, (&config.tls.cert, &config.tls.key))?;
     let (action, json_out) = match command {
         OutboxCommand::List { json, .. } => (OutboxAction::List, json),
+        OutboxCommand::Retry {
+            all: true, center, ..
+        } => return retry_all(&node, center.as_deref()).await,
         OutboxCommand::Retry { ids, .. } => (OutboxAction::Retry(ids), false),
         OutboxCommand::Drop { ids, .. } => (OutboxAction::Drop(ids), false),
     };
-    let node = NodeClient::new(config, (&config.tls.cert, &config.tls.key))?;
     let (method, path, body, what) = match &action {
         OutboxAction::List => (Method::GET, "/admin/v1/outbox", None, "list"),
         OutboxAction::Retry(ids) => (
@@ -101,6 +128,83 @@ pub async fn run(config: &Config, command: OutboxCommand) -> Result<String, Admi
         "retry" => format!("put back into the outbox: {}", join_ids(&body["retry"])),
         _ => format!("dropped (dead-lettered): {}", join_ids(&body["drop"])),
     })
+}
+
+/// Most ids one retry request carries (the node's limit for an id list).
+const RETRY_BATCH: usize = 1000;
+
+/// `outbox retry --all [--center C]`: puts every dead letter (for center `center`) back,
+/// a list and a retry at a time (the node lists at most 1,000), until none is left that
+/// can go back. A message that cannot (its payload was erased: its consent was withdrawn)
+/// is named with the node's reason and left; the others go on.
+async fn retry_all(node: &NodeClient, center: Option<&str>) -> Result<String, AdminError> {
+    let mut put_back = 0usize;
+    let mut left: Vec<(String, String)> = Vec::new();
+    loop {
+        let list: Value = node
+            .send(Method::GET, "/admin/v1/outbox", None)
+            .await?
+            .json()
+            .unwrap_or_else(|_| json!({}));
+        let ids: Vec<String> = list["dead_lettered"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| {
+                center.is_none_or(|c| {
+                    m["to"]
+                        .as_str()
+                        .and_then(|to| to.split_once('/'))
+                        .is_some_and(|(to_center, _)| to_center == c)
+                })
+            })
+            .filter_map(|m| m["id"].as_str().map(str::to_owned))
+            .filter(|id| !left.iter().any(|(l, _)| l == id))
+            .take(RETRY_BATCH)
+            .collect();
+        if ids.is_empty() {
+            break;
+        }
+        let before = put_back;
+        match node
+            .send(
+                Method::POST,
+                "/admin/v1/outbox/retry",
+                Some(&json!({ "ids": ids })),
+            )
+            .await
+        {
+            Ok(_) => put_back += ids.len(),
+            // One of them cannot go back: one at a time, to put back the rest.
+            Err(AdminError::Refused(_)) => {
+                for id in ids {
+                    let body = json!({ "ids": [id] });
+                    match node
+                        .send(Method::POST, "/admin/v1/outbox/retry", Some(&body))
+                        .await
+                    {
+                        Ok(_) => put_back += 1,
+                        Err(AdminError::Refused(why)) => left.push((id, why)),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        if put_back == before && left.is_empty() {
+            break;
+        }
+        eprintln!("  put back {put_back} so far");
+    }
+    let scope = center.map_or_else(String::new, |c| format!(" for {c}"));
+    let mut out = format!("put back into the outbox: {put_back} dead-lettered messages{scope}");
+    if !left.is_empty() {
+        out.push_str(&format!("; {} left dead-lettered:", left.len()));
+        for (id, why) in left {
+            out.push_str(&format!("\n  {id}: {why}"));
+        }
+    }
+    Ok(out)
 }
 
 fn join_ids(ids: &Value) -> String {

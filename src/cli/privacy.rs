@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use hyper::Method;
 use serde_json::Value;
 
-use crate::cli::node_client::{AdminError, NodeClient};
-use crate::config::Config;
+use crate::cli::node_client::{AdminError, NodeClient, Target};
 
 /// How the report is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -24,9 +23,15 @@ pub enum Format {
 /// The node and the officer: where to connect and as whom.
 #[derive(Debug, Clone, clap::Args)]
 pub struct OfficerArgs {
-    /// The node's config file (for its listen address and CA).
-    #[arg(long)]
-    pub config: PathBuf,
+    /// The node's config file (for its listen address and CA), on the node's host.
+    #[arg(long, required_unless_present = "url", conflicts_with_all = ["url", "ca"])]
+    pub config: Option<PathBuf>,
+    /// Elsewhere (an officer's own desk): the node's URL, `https://IP:PORT`.
+    #[arg(long, requires = "ca")]
+    pub url: Option<String>,
+    /// With `--url`: the CA certificate (PEM) the node's certificate is checked against.
+    #[arg(long, requires = "url")]
+    pub ca: Option<PathBuf>,
     /// The officer's client certificate (PEM), SAN `urn:plusgate:officer:<center>:<name>`.
     #[arg(long)]
     pub cert: PathBuf,
@@ -232,11 +237,11 @@ impl PrivacyCommand {
     }
 }
 
-/// Runs `command` against the node configured in `config`; returns what to print.
-pub async fn run(config: &Config, command: &PrivacyCommand) -> Result<String, AdminError> {
+/// Runs `command` against the node `target`; returns what to print.
+pub async fn run(target: &Target, command: &PrivacyCommand) -> Result<String, AdminError> {
     let (path, format) = command.target()?;
     let officer = command.officer();
-    let node = NodeClient::new(config, (&officer.cert, &officer.key))?;
+    let node = NodeClient::new(target, (&officer.cert, &officer.key))?;
     let response = node.send(Method::GET, &path, None).await?;
     Ok(match format {
         Format::Csv => response.text(),

@@ -688,6 +688,86 @@ async fn an_undeliverable_message_is_dead_lettered_and_an_operator_can_retry_it(
     assert!(again.stderr.contains("delivered"), "{}", again.stderr);
 }
 
+/// After a long outage, `outbox retry --all --center C` puts every dead letter for that
+/// center back (and only those); the exit codes tell a refusal from an unreachable node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_retries_every_dead_letter_for_a_center_at_once() {
+    let fed = three_centers();
+    let (recipient, center) = remote_recipient(&fed);
+    let other = if center == "gangseo" {
+        "jeongeup"
+    } else {
+        "gangseo"
+    };
+    fed.set_option("suwon", "federation", "message_ttl_s", "2");
+    let mut a = fed.start("suwon");
+    let agent = a.agent("suwon/employment", HttpVersion::Http1);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let id = format!("ref-outage-{i}");
+        push_accepted(&agent, &remote_referral(&fed, &id)).await;
+        ids.push(id);
+    }
+    push_accepted(
+        &agent,
+        &referral_to(&fed, "ref-other-center", &format!("{other}/welfare")),
+    )
+    .await;
+    fed.shift_clock("suwon", 60);
+    a.restart();
+    for id in ids
+        .iter()
+        .chain(std::iter::once(&"ref-other-center".to_owned()))
+    {
+        wait_for_status(&a, id, |s| s["state"] == "dead-lettered").await;
+    }
+
+    let b = fed.start(&center);
+    let config = fed.config_path("suwon").display().to_string();
+    let retried = run_to_exit(
+        &[
+            "outbox", "retry", "--config", &config, "--all", "--center", &center,
+        ],
+        fed.dir(),
+        Duration::from_secs(30),
+    );
+    assert!(retried.status.success(), "{retried:?}");
+    assert!(
+        retried.stdout.contains(&format!(
+            "put back into the outbox: 3 dead-lettered messages for {center}"
+        )),
+        "{}",
+        retried.stdout
+    );
+    let mut got = collect(&b.agent(&recipient, HttpVersion::Http2), 3).await;
+    got.sort();
+    assert_eq!(got, ids);
+    let other_one: Value = status(&agent, "ref-other-center")
+        .await
+        .json()
+        .expect("JSON");
+    assert_eq!(
+        other_one["state"],
+        json!("dead-lettered"),
+        "only {center}'s went back"
+    );
+
+    // Refused by the node (nothing to retry under that id): exit 3. Node down: exit 69.
+    let refused = run_to_exit(
+        &["outbox", "retry", "--config", &config, "ref-nobody-sent"],
+        fed.dir(),
+        Duration::from_secs(30),
+    );
+    assert_eq!(refused.status.code(), Some(3), "{refused:?}");
+    assert!(a.stop().success());
+    let down = run_to_exit(
+        &["outbox", "list", "--config", &config],
+        fed.dir(),
+        Duration::from_secs(30),
+    );
+    assert_eq!(down.status.code(), Some(69), "{down:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_record_in_an_outbox_is_dead_lettered_and_blocks_nothing() {
     let fed = three_centers();

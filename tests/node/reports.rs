@@ -356,7 +356,7 @@ async fn the_privacy_commands_ask_the_running_node_as_the_officer() {
     );
     assert!(out.status.success(), "{out:?}");
     let body: Value = serde_json::from_str(&out.stdout).expect("JSON");
-    assert_eq!(ids(&body, "withdrawals", "consent_id"), [withdrawn]);
+    assert_eq!(ids(&body, "withdrawals", "consent_id"), std::slice::from_ref(&withdrawn));
 
     let out = privacy(&fed, OFFICER, &["refusals", "--from", "2026-01-01"]);
     assert!(out.status.success(), "{out:?}");
@@ -386,12 +386,40 @@ async fn the_privacy_commands_ask_the_running_node_as_the_officer() {
     let body: Value = serde_json::from_str(&out.stdout).expect("JSON");
     assert_eq!(body["verified"], true, "{body}");
 
-    // A bad filter and a wrong certificate are refused with the node's reason.
+    // From an officer's own desk: no node config, the node's URL and the CA instead.
+    let cert = fed.identity(OFFICER);
+    let url = format!("https://{}", node.addr());
+    let ca = fed.dir().join("ca.crt").display().to_string();
+    let (c, k) = (
+        cert.cert.display().to_string(),
+        cert.key.display().to_string(),
+    );
+    let remote = |args: &[&str]| {
+        let mut all: Vec<&str> = vec!["privacy"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--url", &url, "--ca", &ca, "--cert", &c, "--key", &k]);
+        run_to_exit(&all, fed.dir(), Duration::from_secs(30))
+    };
+    let out = remote(&["withdrawals"]);
+    assert!(out.status.success(), "{out:?}");
+    let body: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(ids(&body, "withdrawals", "consent_id"), std::slice::from_ref(&withdrawn));
+    // `--url` needs `--ca`; `--config` and `--url` do not go together (clap's usage error).
+    let out = run_to_exit(
+        &[
+            "privacy", "consents", "--url", &url, "--cert", &c, "--key", &k,
+        ],
+        fed.dir(),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+
+    // A bad filter and a wrong certificate are refused with the node's reason: exit 3.
     let out = privacy(&fed, OFFICER, &["consents", "--status", "revoked"]);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(out.stderr.contains("`status` must be"), "{}", out.stderr);
     let out = privacy(&fed, "suwon/employment", &["consents"]);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(
         out.stderr.contains("may not use the privacy officer API"),
         "{}",
@@ -399,11 +427,11 @@ async fn the_privacy_commands_ask_the_running_node_as_the_officer() {
     );
     assert!(out.stdout.is_empty(), "{}", out.stdout);
 
-    // A stopped node: the error names where it looked.
+    // A stopped node: the error names where it looked; exit 69 (try again later).
     let addr = node.addr().to_string();
     assert!(node.stop().success());
     let out = privacy(&fed, OFFICER, &["consents"]);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
     assert!(
         out.stderr
             .contains(&format!("cannot reach the node at {addr}")),
