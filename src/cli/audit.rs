@@ -231,13 +231,18 @@ fn verify_chain(path: &Path) -> Result<String, AuditError> {
     let config = Config::load(path)?;
     let store = crate::node::store::Store::open(&config.data_dir).map_err(StoreOpenError::Other)?;
     let mut verifier = Verifier::new();
+    let total = store.audit_head().ok().flatten().map(|last| last.seq + 1);
+    let mut progress =
+        crate::cli::progress::Progress::new("verifying the audit chain", total, "entries");
     for entry in store.audit_entries() {
         let entry = entry.map_err(|source| AuditError::Unreadable {
             seq: verifier.head().next_seq,
             source,
         })?;
         verifier.push(&entry)?;
+        progress.set(verifier.head().next_seq);
     }
+    progress.finish();
     let head = verifier.head();
     Ok(format!(
         "audit chain of node {} ok: {} entries, head {}",

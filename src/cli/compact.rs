@@ -11,7 +11,7 @@
 //! interrupted run is therefore never the live store, and is removed first.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::cli::export::{open_store, StoreOpenError};
 use crate::config::{Config, ConfigError};
@@ -69,7 +69,7 @@ pub fn run(args: &CompactArgs) -> Result<String, CompactError> {
     }
     let before = dir_bytes(&data_dir).map_err(io("measuring", &data_dir))?;
     let started = Instant::now();
-    let mut shown = Instant::now();
+    let mut progress = crate::cli::progress::Progress::new("copying", None, "records");
     eprintln!(
         "compacting {} ({} MiB on disk) into {}",
         data_dir.display(),
@@ -77,13 +77,9 @@ pub fn run(args: &CompactArgs) -> Result<String, CompactError> {
         side.display()
     );
     let (records, bytes) = store
-        .compact_into(&side, |records, bytes| {
-            if shown.elapsed() >= Duration::from_secs(2) {
-                eprintln!("  copied {records} records, {} MiB", bytes >> 20);
-                shown = Instant::now();
-            }
-        })
+        .compact_into(&side, |records, _| progress.set(records))
         .map_err(CompactError::Copy)?;
+    progress.finish();
     copy_node_files(&data_dir, &side)?;
     drop(store);
 

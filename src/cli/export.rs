@@ -247,24 +247,26 @@ pub fn export_to_file(
     let tmp = PathBuf::from(tmp);
     let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
     let mut buffered = std::io::BufWriter::new(file);
-    let result = write(
-        store.audit_entries(),
-        store.checkpoints(),
-        since,
-        closing,
-        &mut buffered,
-    )
-    .map_err(|e| match e {
-        WriteError::Io { source, .. } => io(&tmp)(source),
-        other => other,
-    })
-    .and_then(|written| {
-        let file = buffered
-            .into_inner()
-            .map_err(|e| io(&tmp)(e.into_error()))?;
-        file.sync_all().map_err(io(&tmp))?;
-        Ok(written)
+    let total = store.audit_head().ok().flatten().map(|last| last.seq + 1);
+    let mut progress =
+        crate::cli::progress::Progress::new("exporting the audit chain", total, "entries");
+    let mut seen = 0u64;
+    let entries = store.audit_entries().inspect(|_| {
+        seen += 1;
+        progress.set(seen);
     });
+    let result = write(entries, store.checkpoints(), since, closing, &mut buffered)
+        .map_err(|e| match e {
+            WriteError::Io { source, .. } => io(&tmp)(source),
+            other => other,
+        })
+        .and_then(|written| {
+            let file = buffered
+                .into_inner()
+                .map_err(|e| io(&tmp)(e.into_error()))?;
+            file.sync_all().map_err(io(&tmp))?;
+            Ok(written)
+        });
     match result {
         Ok(written) => {
             std::fs::rename(&tmp, out).map_err(io(out))?;

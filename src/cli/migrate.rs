@@ -7,7 +7,7 @@
 //! stamped last, so an interrupted run leaves a store that `migrate` takes up again.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::cli::compact::{copy_node_files, CompactError};
 use crate::config::{Config, ConfigError};
@@ -84,15 +84,11 @@ pub fn run(args: &MigrateArgs) -> Result<String, MigrateError> {
         copy.display()
     );
     let started = Instant::now();
-    let mut shown = Instant::now();
+    let mut progress = crate::cli::progress::Progress::new("copying", None, "records");
     let (records, _) = store
-        .compact_into(&copy, |records, bytes| {
-            if shown.elapsed() >= Duration::from_secs(2) {
-                eprintln!("  copied {records} records, {} MiB", bytes >> 20);
-                shown = Instant::now();
-            }
-        })
+        .compact_into(&copy, |records, _| progress.set(records))
         .map_err(|e| MigrateError::Copy(CompactError::Copy(e)))?;
+    progress.finish();
     copy_node_files(&data_dir, &copy)?;
     let steps = store.migrate().map_err(|source| MigrateError::Step {
         source,

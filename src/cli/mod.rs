@@ -13,6 +13,7 @@ pub mod migrate;
 pub mod node_client;
 pub mod outbox;
 pub mod privacy;
+pub(crate) mod progress;
 pub mod serve;
 
 use std::path::PathBuf;

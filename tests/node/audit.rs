@@ -198,3 +198,36 @@ async fn a_chain_cut_back_behind_its_newest_checkpoint_is_refused_at_start() {
         );
     }
 }
+
+/// `audit verify` shows its progress on a terminal (a pseudo-terminal from `script`), and
+/// nothing but its summary otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_shows_progress_on_a_terminal_only() {
+    let fed = Federation::new();
+    let mut node = fed.start("suwon");
+    assert!(node.stop().success());
+    let quiet = audit_verify(&fed);
+    assert!(quiet.status.success(), "{quiet:?}");
+    assert!(quiet.stderr.is_empty(), "off a terminal: {}", quiet.stderr);
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED: no `script` (util-linux) for a pseudo-terminal");
+        return;
+    }
+    let config = fed.config_path("suwon").display().to_string();
+    let command = format!(
+        "{} audit verify --config {config}",
+        crate::support::plusgate_bin()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .expect("script runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("verifying the audit chain: ["), "{text}");
+    assert!(text.contains("audit chain of node suwon ok"), "{text}");
+}

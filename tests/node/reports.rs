@@ -356,7 +356,10 @@ async fn the_privacy_commands_ask_the_running_node_as_the_officer() {
     );
     assert!(out.status.success(), "{out:?}");
     let body: Value = serde_json::from_str(&out.stdout).expect("JSON");
-    assert_eq!(ids(&body, "withdrawals", "consent_id"), std::slice::from_ref(&withdrawn));
+    assert_eq!(
+        ids(&body, "withdrawals", "consent_id"),
+        std::slice::from_ref(&withdrawn)
+    );
 
     let out = privacy(&fed, OFFICER, &["refusals", "--from", "2026-01-01"]);
     assert!(out.status.success(), "{out:?}");
@@ -403,7 +406,10 @@ async fn the_privacy_commands_ask_the_running_node_as_the_officer() {
     let out = remote(&["withdrawals"]);
     assert!(out.status.success(), "{out:?}");
     let body: Value = serde_json::from_str(&out.stdout).expect("JSON");
-    assert_eq!(ids(&body, "withdrawals", "consent_id"), std::slice::from_ref(&withdrawn));
+    assert_eq!(
+        ids(&body, "withdrawals", "consent_id"),
+        std::slice::from_ref(&withdrawn)
+    );
     // `--url` needs `--ca`; `--config` and `--url` do not go together (clap's usage error).
     let out = run_to_exit(
         &[
