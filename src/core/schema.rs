@@ -119,6 +119,8 @@ pub struct Violation {
 pub struct Schemas {
     envelope: Validator,
     payloads: BTreeMap<(MessageType, u32), Validator>,
+    /// Every file of the set by name, as served at `GET /v1/schemas/{file}` ([`publish`]).
+    served: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Schemas {
@@ -144,6 +146,7 @@ impl Schemas {
     /// Compiles a set of `(file name, text)` schema files.
     pub fn compile(files: Vec<(String, String)>) -> Result<Schemas, SchemaError> {
         let mut docs: Vec<(String, String, Value)> = Vec::new();
+        let mut served = BTreeMap::new();
         for (file, text) in files {
             let value: Value = serde_json::from_str(&text).map_err(|e| SchemaError::Json {
                 file: file.clone(),
@@ -163,6 +166,10 @@ impl Schemas {
                     message: format!("has the same `$id` as {other}"),
                 });
             }
+            served.insert(
+                file.clone(),
+                publish::served_text(&file, &text, &value, &id),
+            );
             docs.push((file, id, value));
         }
 
@@ -225,7 +232,22 @@ impl Schemas {
                 });
             }
         }
-        Ok(Schemas { envelope, payloads })
+        Ok(Schemas {
+            envelope,
+            payloads,
+            served,
+        })
+    }
+
+    /// The schema file `file` as the node serves it: its text with its `$id` made relative,
+    /// so the `$ref`s in it resolve against the URL it was fetched from ([`publish`]).
+    pub fn served(&self, file: &str) -> Option<&str> {
+        self.served.get(file).map(String::as_str)
+    }
+
+    /// The names of every file of the set, each servable by [`Schemas::served`].
+    pub fn served_files(&self) -> impl Iterator<Item = &str> {
+        self.served.keys().map(String::as_str)
     }
 
     /// Validates an envelope body: the envelope schema first, then the payload against the
@@ -436,6 +458,8 @@ fn payload_file(file: &str) -> Option<(MessageType, u32)> {
     let (name, version) = stem.rsplit_once(".v")?;
     Some((MessageType::parse(name)?, version.parse().ok()?))
 }
+
+mod publish;
 
 #[cfg(test)]
 mod tests;

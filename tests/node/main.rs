@@ -18,6 +18,8 @@
 //!   ledger queue's bytes, the inbox bound, report rows, and pulls that do not stall each
 //!   other;
 //! - `endpoints`: health, readiness, OpenAPI, unknown paths and methods;
+//! - `openapi`: the OpenAPI document is the router's endpoints, resolves from the node,
+//!   describes real requests and answers, and a standard validator accepts it;
 //! - `durability`: restart, crash under load, and corrupt records;
 //! - `audit`: the audit chain on disk and `plusgate audit verify`;
 //! - `audit_export`: `plusgate audit export` and the offline `audit verify --file`;
@@ -46,6 +48,7 @@ mod inbox;
 mod limits;
 mod memory;
 mod message_ids;
+mod openapi;
 mod privacy;
 mod push;
 mod reports;

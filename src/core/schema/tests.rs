@@ -159,3 +159,23 @@ fn violation_messages_quote_no_instance_value() {
         "field names help: {text}"
     );
 }
+
+/// Each file is served as written but for its top-level `$id`, made relative: with the
+/// canonical one, a tool that fetched the file from a node would look for the files its
+/// relative `$ref`s name on `schemas.plusgate.kr`, which serves nothing.
+#[test]
+fn served_files_are_the_files_with_a_relative_id() {
+    let schemas = schemas();
+    let names: Vec<&str> = schemas.served_files().collect();
+    assert_eq!(names.len(), EMBEDDED.len());
+    for (file, text) in EMBEDDED {
+        let served = schemas.served(file).expect("served");
+        let canonical: Value = serde_json::from_str(text).expect("JSON");
+        let id = canonical["$id"].as_str().expect("$id");
+        assert_eq!(
+            served,
+            text.replacen(&format!("\"{id}\""), &format!("\"{file}\""), 1)
+        );
+    }
+    assert_eq!(schemas.served("nope.v1.json"), None);
+}

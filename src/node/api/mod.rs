@@ -8,6 +8,8 @@
 //! to the ledger call:
 //! - `messages`: push (`POST /v1/messages`) and its status (`GET /v1/messages/{id}`);
 //! - `inbox`: pull (`GET /v1/inbox`) and ack (`POST /v1/inbox/ack`);
+//! - [`routes`]: the route table the router checks first (404, 405) and the OpenAPI
+//!   document is tested against; [`schemas`]: the JSON Schemas (`GET /v1/schemas/{file}`);
 //! - [`consent`]: the consent registry (`/v1/consents…`);
 //! - [`federation`]: batches handed over by other centers' nodes;
 //! - [`admin`]: the operator's outbox view and actions;
@@ -50,6 +52,8 @@ mod inbox;
 mod messages;
 pub mod privacy;
 pub mod problem;
+pub mod routes;
+mod schemas;
 
 use std::sync::Arc;
 
@@ -137,8 +141,9 @@ impl Api {
     }
 
     /// The table of endpoints: each path and method, the role it admits (checked first,
-    /// before the body is read) and its handler. A known path with another method is a 405
-    /// naming the allowed one; anything else is a 404.
+    /// before the body is read) and its handler. Which paths and methods exist is the route
+    /// table's ([`routes::find`]): a known path with another method is a 405 naming the
+    /// allowed one; anything else is a 404.
     async fn route(
         &self,
         req: Request<Incoming>,
@@ -147,12 +152,17 @@ impl Api {
         path: &str,
     ) -> Result<Resp, Problem> {
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        // The officer gate comes before any 404 or 405 there; `officer_route` asks the table.
+        if !matches!(segments.as_slice(), ["v1", "privacy", ..] | ["console", ..]) {
+            routes::find(method, path, path)?;
+        }
         match (segments.as_slice(), method) {
             (["healthz"], &Method::GET) => {
                 Ok(json_response(StatusCode::OK, &json!({"status": "ok"})))
             }
             (["readyz"], &Method::GET) => Ok(self.readyz()),
             (["v1", "openapi.json"], &Method::GET) => Ok(raw_json(StatusCode::OK, OPENAPI)),
+            (["v1", "schemas", file], &Method::GET) => self.schema_file(file),
             (["v1", "messages"], &Method::POST) => {
                 let sender = self.agency(peer)?;
                 self.push(req, sender).await
@@ -184,10 +194,6 @@ impl Api {
                 let agency = self.agency(peer)?;
                 self.withdraw_consent(req, agency, id).await
             }
-            (["v1", "consents"] | ["v1", "consents", _, "withdraw"], _) => {
-                Err(Problem::method_not_allowed("POST"))
-            }
-            (["v1", "consents", _], _) => Err(Problem::method_not_allowed("GET")),
             (["federation", "v1", "batches"], &Method::POST) => {
                 let node = self.peer_node(peer)?;
                 self.receive_batch(req, node).await
@@ -200,16 +206,7 @@ impl Api {
                 let actor = self.operator(peer)?;
                 self.outbox_action(req, actor, action).await
             }
-            (["federation", "v1", "batches"] | ["admin", "v1", "outbox", _], _) => {
-                Err(Problem::method_not_allowed("POST"))
-            }
-            (["admin", "v1", "outbox"], _) => Err(Problem::method_not_allowed("GET")),
-            (["healthz"] | ["readyz"] | ["v1", "openapi.json"] | ["v1", "inbox"], _)
-            | (["v1", "messages", _], _) => Err(Problem::method_not_allowed("GET")),
-            (["v1", "messages"] | ["v1", "inbox", "ack"], _) => {
-                Err(Problem::method_not_allowed("POST"))
-            }
-            _ => Err(Problem::not_found(format!("no endpoint {path}"))),
+            _ => Err(routes::unhandled(method, path)),
         }
     }
 
@@ -244,6 +241,8 @@ impl Api {
         method: &Method,
         segments: &[&str],
     ) -> Result<Resp, Problem> {
+        let path = req.uri().path();
+        routes::find(method, path, &path_for_log(path))?;
         match (segments, method) {
             (["v1", "privacy", "subjects", subject, "disclosures"], &Method::GET) => {
                 self.disclosures(&req, officer, subject).await
@@ -253,13 +252,7 @@ impl Api {
                 &Method::GET,
             ) => self.report(&req, officer, name).await,
             (["console", rest @ ..], &Method::GET) => Ok(console::asset(rest)),
-            (["v1", "privacy", "subjects", _, "disclosures"], _)
-            | (["v1", "privacy", "consents" | "refusals" | "withdrawals" | "audit"], _)
-            | (["console", ..], _) => Err(Problem::method_not_allowed("GET")),
-            _ => Err(Problem::not_found(format!(
-                "no endpoint {}",
-                path_for_log(req.uri().path())
-            ))),
+            _ => Err(routes::unhandled(method, &path_for_log(req.uri().path()))),
         }
     }
 
