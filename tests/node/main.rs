@@ -18,6 +18,7 @@
 //!   ledger queue's bytes, the inbox bound, report rows, and pulls that do not stall each
 //!   other;
 //! - `endpoints`: health, readiness, OpenAPI, unknown paths and methods;
+//! - `ops`: the operations listener: metrics, health and readiness over plain HTTP;
 //! - `durability`: restart, crash under load, and corrupt records;
 //! - `audit`: the audit chain on disk and `plusgate audit verify`;
 //! - `audit_export`: `plusgate audit export` and the offline `audit verify --file`;
@@ -45,6 +46,7 @@ mod inbox;
 mod limits;
 mod memory;
 mod message_ids;
+mod ops;
 mod privacy;
 mod push;
 mod reports;
