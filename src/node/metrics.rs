@@ -250,6 +250,16 @@ impl LedgerMetrics {
         depths.outbox.clone_from(outbox);
     }
 
+    /// How many messages for `peer` were dead-lettered (for tests).
+    #[cfg(test)]
+    pub fn dead_letters_of(&self, peer: &CenterId) -> u64 {
+        self.dead_letters
+            .get(&PeerLabels {
+                peer: peer.to_string(),
+            })
+            .map_or(0, |c| c.get())
+    }
+
     /// The depths last published.
     pub fn depths(&self) -> Depths {
         self.depths

@@ -268,3 +268,40 @@ fn ops_listen_off_means_no_operations_listener() {
     let node = fed.start_bare("suwon", "");
     assert_eq!(node.ops_addr(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_message_shows_as_delivery_lag_for_its_peer() {
+    let fed = Federation::new();
+    let a = fed.start("suwon");
+    let _b = fed.start("gangseo");
+    let referral = crate::support::with_id(fed.example("referral-remote"), "ref-ops-remote");
+    let to = referral["to"].as_str().expect("to").to_owned();
+    let peer = to.split('/').next().expect("center").to_owned();
+    let employment = a.agent("suwon/employment", HttpVersion::Http1);
+    push_accepted(&employment, &referral).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, samples) = scrape(&a);
+        let lag = value(
+            &samples,
+            "plusgate_delivery_lag_seconds_count",
+            &[("peer", &peer)],
+        );
+        if lag == Some(1.0) {
+            assert_eq!(
+                value(&samples, "plusgate_outbox_messages", &[("peer", &peer)]),
+                Some(0.0)
+            );
+            assert_eq!(
+                value(&samples, "plusgate_dead_letters_total", &[("peer", &peer)]),
+                None
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never delivered: {lag:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
