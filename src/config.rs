@@ -68,6 +68,8 @@ struct RawConfig {
     storage: RawStorage,
     #[serde(default)]
     clock: RawClock,
+    #[serde(default)]
+    ops: RawOps,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,8 +121,11 @@ struct RawTls {
 }
 
 mod limits;
+mod ops;
 pub use self::limits::*;
 use self::limits::{limits, RawLimits};
+use self::ops::{ops, RawOps};
+pub use self::ops::{OpsConfig, OPS_LISTEN_DEFAULT, OPS_LISTEN_OFF};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -220,6 +225,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The node's clock.
     pub clock: ClockConfig,
+    /// The operations listener (metrics, health, readiness).
+    pub ops: OpsConfig,
 }
 
 /// The `[clock]` section. Absent in production configs.
@@ -387,6 +394,7 @@ impl Config {
             )
         })?;
         let limits = limits(&raw.limits, &invalid)?;
+        let ops = ops(&raw.ops, &invalid)?;
         let crls = crls(&raw.tls, base, &invalid)?;
 
         if !(-DANGER_OFFSET_S_LIMIT..=DANGER_OFFSET_S_LIMIT).contains(&raw.clock.danger_offset_s) {
@@ -524,6 +532,7 @@ impl Config {
             clock: ClockConfig {
                 danger_offset: time::Duration::seconds(raw.clock.danger_offset_s),
             },
+            ops,
         })
     }
 }

@@ -11,12 +11,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     // Logs go to stderr; stdout carries what scripts read (the bound address, summaries).
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PLUSGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    if let Err(e) = plusgate::cli::logging::init() {
+        eprintln!("plusgate: {e}");
+        return ExitCode::from(plusgate::cli::EXIT_CONFIG);
+    }
     plusgate::cli::run(plusgate::cli::Cli::parse())
 }

@@ -9,6 +9,7 @@ pub mod compact;
 pub mod directory;
 pub mod exit;
 pub mod export;
+pub mod logging;
 pub mod migrate;
 pub mod node_client;
 pub mod outbox;

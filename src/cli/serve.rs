@@ -122,15 +122,29 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             Err(e) => return fail(EXIT_CONFIG, &format!("cannot listen on {}: {e}", config.listen)),
         };
         let addr = listener.local_addr().unwrap_or(config.listen);
+        let ops = match config.ops.listen {
+            None => None,
+            Some(at) => match tokio::net::TcpListener::bind(at).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    return fail(EXIT_CONFIG, &format!("cannot listen on {at} (ops.listen): {e}"))
+                }
+            },
+        };
         let shutdown = shutdown_signal();
         let reload = reload_requests();
-        // Scripts and tests read this line to learn the bound address.
+        // Scripts and tests read these lines to learn the bound addresses; the operations
+        // line comes first, so a reader that waits for the listening line has both.
+        if let Some(ops_addr) = ops.as_ref().and_then(|l| l.local_addr().ok()) {
+            println!("plusgate operations on http://{ops_addr} (node {})", config.center);
+            tracing::info!(node = %config.center, addr = %ops_addr, "operations listener (metrics, health, readiness)");
+        }
         println!("plusgate listening on https://{addr} (node {})", config.center);
         if let Some(hint) = dev_hint {
             println!("{hint}");
         }
         tracing::info!(node = %config.center, %addr, data_dir = %config.data_dir.display(), "serving");
-        node.run(listener, shutdown, reload).await;
+        node.run(listener, ops, shutdown, reload).await;
         ExitCode::SUCCESS
     })
 }

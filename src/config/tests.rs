@@ -353,3 +353,22 @@ fn each_clock_mistake_names_its_key() {
     // Only the name that says what it is: no quiet way to shift a node's clock.
     check_err(&format!("{GOOD}\n[clock]\noffset_s = 8\n"), "offset_s");
 }
+
+#[test]
+fn the_ops_listener_is_on_loopback_unless_configured() {
+    let check = |section: &str, want: Option<&str>| {
+        let config = parse(&format!("{GOOD}\n{section}")).expect("valid");
+        assert_eq!(
+            config.ops.listen,
+            want.map(|a| a.parse().expect("address")),
+            "{section}"
+        );
+    };
+    check("", Some("127.0.0.1:9464"));
+    check("[ops]", Some("127.0.0.1:9464"));
+    check("[ops]\nlisten = \"127.0.0.1:0\"", Some("127.0.0.1:0"));
+    check("[ops]\nlisten = \"0.0.0.0:9100\"", Some("0.0.0.0:9100"));
+    check("[ops]\nlisten = \"off\"", None);
+    check_err(&format!("{GOOD}\n[ops]\nlisten = \"9464\""), "ops.listen");
+    check_err(&format!("{GOOD}\n[ops]\nport = 9464"), "port");
+}

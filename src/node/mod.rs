@@ -19,6 +19,8 @@ pub mod files;
 pub mod forwarder;
 pub mod inbox;
 pub mod ledger;
+pub mod metrics;
+pub mod ops;
 pub mod parallel;
 pub mod peers;
 pub mod reload;
@@ -41,6 +43,8 @@ use self::files::{LoadError, ReadError};
 use self::forwarder::{ForwardOptions, Forwarding};
 use self::inbox::Inbox;
 use self::ledger::{Anchor, CheckpointPolicy, Ledger, LedgerOptions};
+use self::metrics::{ApiMetrics, LedgerMetrics, Metrics};
+use self::ops::{Ops, Scraped};
 use self::reload::Reloadable;
 use self::store::{DirectorySeen, Store, StoreError};
 use self::tls::{TlsError, Trust};
@@ -187,6 +191,10 @@ pub struct Node {
     store: Store,
     ledger_thread: JoinHandle<()>,
     closing: watch::Sender<bool>,
+    /// Every metric, for the operations listener.
+    metrics: Arc<Metrics>,
+    /// The ledger's metrics, which the forwarders record delivery lag into.
+    ledger_metrics: Arc<LedgerMetrics>,
 }
 
 impl std::fmt::Debug for Node {
@@ -254,7 +262,9 @@ impl Node {
                 _ => None,
             },
             federated_as: config.federation.as_ref().map(|_| config.center.clone()),
+            metrics: Arc::new(LedgerMetrics::default()),
         };
+        let ledger_metrics = Arc::clone(&options.metrics);
         let data_keys = match &config.storage.data_key {
             None => None,
             Some(current) => Some(Arc::new(crate::core::vault::DataKeys::load(
@@ -272,6 +282,7 @@ impl Node {
             );
         }
         let (ledger, ledger_thread) = Ledger::start(store.clone(), options, clock)?;
+        let ledger_for_metrics = ledger.clone();
         let (closing, closing_rx) = watch::channel(false);
         let inbox = Inbox::new(
             store.clone(),
@@ -298,29 +309,45 @@ impl Node {
                 config.limits.body_budget_bytes,
                 config.limits.body_budget_identity_bytes,
             ),
+            metrics: Arc::new(ApiMetrics::default()),
         };
+        let trust = watch::channel(Arc::new(trust)).0;
+        let metrics = Metrics::new(
+            &api.metrics,
+            &ledger_metrics,
+            Box::new(Scraped {
+                ledger: ledger_for_metrics,
+                depths: Arc::clone(&ledger_metrics),
+                routing: routing_tx.subscribe(),
+                trust: trust.subscribe(),
+            }),
+        );
         Ok(Node {
             center: config.center.clone(),
             api: Arc::new(api),
             routing: routing_tx,
             federated,
-            trust: watch::channel(Arc::new(trust)).0,
+            trust,
             officers: officers_tx,
             config: config.clone(),
             limits: config.limits.clone(),
             store,
             ledger_thread,
             closing,
+            metrics: Arc::new(metrics),
+            ledger_metrics,
         })
     }
 
     /// Serves on `listener` until `shutdown` completes, then drains open connections. Each
     /// message on `reload` (the CLI sends one per SIGHUP) reloads the TLS trust, officers and
     /// agencies (`reload`) and the federation directory; the TLS files and the config file
-    /// are also reloaded when they change.
+    /// are also reloaded when they change. With `ops`, the operations listener (`ops`:
+    /// metrics, health, readiness, plain HTTP) serves on it until the same shutdown.
     pub async fn run(
         self,
         listener: TcpListener,
+        ops: Option<TcpListener>,
         shutdown: impl Future<Output = ()>,
         mut reload: tokio::sync::mpsc::Receiver<()>,
     ) {
@@ -336,7 +363,19 @@ impl Node {
             store,
             ledger_thread,
             closing,
+            metrics,
+            ledger_metrics,
         } = self;
+        let ops = ops.map(|listener| {
+            let ops = Arc::new(Ops {
+                api: Arc::clone(&api),
+                metrics: Arc::clone(&metrics),
+            });
+            tokio::spawn(ops::serve(listener, ops, closing.subscribe()))
+        });
+        // Only the operations listener reads the metrics; its registry holds a ledger
+        // handle, which must go for the ledger to stop.
+        drop(metrics);
         admission::raise_open_files_limit(
             (limits.connections_max + limits.handshakes_max) as u64 + admission::OTHER_FILES_MAX,
         );
@@ -347,13 +386,17 @@ impl Node {
         let forwarding_tls = federated.as_ref().map(|f| f.forwarding_tls.clone());
         let (federation, standalone_routing) = match federated {
             None => (None, Some(routing)),
-            Some(f) => match FederationRuntime::start(&center, &api, routing, f, &closing).await {
-                Ok(rt) => (Some(rt), None),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start forwarding: messages for other centers stay in their outboxes until a restart");
-                    (None, None)
+            Some(f) => {
+                match FederationRuntime::start(&center, &api, routing, f, &closing, ledger_metrics)
+                    .await
+                {
+                    Ok(rt) => (Some(rt), None),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start forwarding: messages for other centers stay in their outboxes until a restart");
+                        (None, None)
+                    }
                 }
-            },
+            }
         };
         let mut reloadable =
             Reloadable::new(&config, trust, officers, standalone_routing, forwarding_tls);
@@ -430,8 +473,12 @@ impl Node {
         {
             tracing::warn!("some connections did not finish within the drain timeout");
         }
-        // The connections' share of the API goes too, so the ledger can stop below.
+        // The connections' share of the API goes too, so the ledger can stop below, and so
+        // does the operations listener's (it stops on `closing`).
         drop(connections);
+        if let Some(ops) = ops {
+            let _ = ops.await;
+        }
         if let Ok(Some(f)) = reloader.await {
             // The chain's last entries get a signed checkpoint before the node goes.
             if let Err(e) = api.ledger.checkpoint().await {
@@ -549,6 +596,7 @@ impl FederationRuntime {
         routing: watch::Sender<Arc<Routing>>,
         federated: Federated,
         closing: &watch::Sender<bool>,
+        metrics: Arc<LedgerMetrics>,
     ) -> Result<FederationRuntime, ledger::LedgerError> {
         api.ledger.record_directory(federated.seen.clone()).await?;
         let f = &federated.config;
@@ -569,6 +617,7 @@ impl FederationRuntime {
             clock: api.ledger.clock().clone(),
             keys: api.data_keys.clone(),
             signing_key: federated.signing_key.clone(),
+            metrics,
         });
         let mut rt = FederationRuntime {
             ctx,

@@ -206,6 +206,18 @@ pub struct Trust {
     pub server: Arc<ServerConfig>,
     /// The same verifier `server` uses.
     clients: Arc<dyn ClientCertVerifier>,
+    /// When the node certificate expires, and when the first CRL is due for renewal (Unix
+    /// seconds), for the operations metrics.
+    pub expiry: Expiry,
+}
+
+/// When this trust's material runs out (Unix seconds; `None`: unknown or no CRL).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expiry {
+    /// The node certificate's notAfter.
+    pub certificate: Option<i64>,
+    /// The earliest nextUpdate of the configured CRLs.
+    pub crl_next_update: Option<i64>,
 }
 
 impl Trust {
@@ -222,6 +234,17 @@ impl Trust {
         let key = read_key(&tls.key)?;
         let roots = read_roots(&tls.client_ca)?;
         let crls = read_crls(&tls.crls, &roots)?;
+        let expiry = Expiry {
+            certificate: chain
+                .first()
+                .and_then(|c| x509_parser::parse_x509_certificate(c).ok())
+                .map(|(_, x)| x.validity().not_after.timestamp()),
+            crl_next_update: crls
+                .iter()
+                .filter_map(|d| x509_parser::parse_x509_crl(d).ok())
+                .filter_map(|(_, crl)| crl.next_update().map(|t| t.timestamp()))
+                .min(),
+        };
         let provider = provider();
         // Requires a client certificate: `allow_unauthenticated` is deliberately not called;
         // nor is `allow_unknown_revocation_status` (see above).
@@ -246,6 +269,7 @@ impl Trust {
         Ok(Trust {
             server: Arc::new(config),
             clients,
+            expiry,
         })
     }
 

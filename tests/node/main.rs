@@ -20,6 +20,7 @@
 //! - `endpoints`: health, readiness, OpenAPI, unknown paths and methods;
 //! - `openapi`: the OpenAPI document is the router's endpoints, resolves from the node,
 //!   describes real requests and answers, and a standard validator accepts it;
+//! - `ops`: the operations listener: metrics, health and readiness over plain HTTP;
 //! - `durability`: restart, crash under load, and corrupt records;
 //! - `audit`: the audit chain on disk and `plusgate audit verify`;
 //! - `audit_export`: `plusgate audit export` and the offline `audit verify --file`;
@@ -49,6 +50,7 @@ mod limits;
 mod memory;
 mod message_ids;
 mod openapi;
+mod ops;
 mod privacy;
 mod push;
 mod reports;

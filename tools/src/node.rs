@@ -24,6 +24,10 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// The line `serve` prints once it is bound; the address is read from it.
 const LISTENING_PREFIX: &str = "plusgate listening on https://";
 
+/// The line `serve` prints, before the listening line, when its operations listener is
+/// bound.
+const OPERATIONS_PREFIX: &str = "plusgate operations on http://";
+
 /// Log lines quoted in an error about a node.
 const LOG_TAIL_LINES: usize = 40;
 
@@ -49,6 +53,7 @@ pub struct Node {
     spec: NodeSpec,
     child: Option<Child>,
     addr: SocketAddr,
+    ops_addr: Option<SocketAddr>,
 }
 
 impl Node {
@@ -64,12 +69,13 @@ impl Node {
         spec: NodeSpec,
         timeout: Duration,
     ) -> Result<Node, Error> {
-        let (child, addr) = spawn(plusgate, &spec, timeout)?;
+        let (child, addr, ops_addr) = spawn(plusgate, &spec, timeout)?;
         Ok(Node {
             plusgate: plusgate.clone(),
             spec,
             child: Some(child),
             addr,
+            ops_addr,
         })
     }
 
@@ -83,6 +89,12 @@ impl Node {
     /// The bound address (changes on every restart).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The operations listener's bound address (plain HTTP: `/metrics`, `/healthz`,
+    /// `/readyz`), if the node has one; changes on every restart.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops_addr
     }
 
     /// The process id, while the process runs.
@@ -189,9 +201,10 @@ impl Node {
     /// failure instead of panicking.
     pub fn try_restart_within(&mut self, timeout: Duration) -> Result<(), Error> {
         self.kill_hard();
-        let (child, addr) = spawn(&self.plusgate, &self.spec, timeout)?;
+        let (child, addr, ops_addr) = spawn(&self.plusgate, &self.spec, timeout)?;
         self.child = Some(child);
         self.addr = addr;
+        self.ops_addr = ops_addr;
         Ok(())
     }
 }
@@ -207,15 +220,26 @@ impl Drop for Node {
 
 /// The address in the node's `plusgate listening on https://ADDR (node ID)` line.
 pub fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let rest = line.trim().strip_prefix(LISTENING_PREFIX)?;
+    addr_after(line, LISTENING_PREFIX)
+}
+
+/// The address in the node's `plusgate operations on http://ADDR (node ID)` line.
+pub fn operations_addr(line: &str) -> Option<SocketAddr> {
+    addr_after(line, OPERATIONS_PREFIX)
+}
+
+fn addr_after(line: &str, prefix: &str) -> Option<SocketAddr> {
+    let rest = line.trim().strip_prefix(prefix)?;
     rest.split_whitespace().next()?.parse().ok()
 }
 
+/// Spawns the node and waits for its listening line: the process, its address and its
+/// operations listener's address (printed before the listening line, if at all).
 fn spawn(
     plusgate: &Plusgate,
     spec: &NodeSpec,
     timeout: Duration,
-) -> Result<(Child, SocketAddr), Error> {
+) -> Result<(Child, SocketAddr, Option<SocketAddr>), Error> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -240,17 +264,21 @@ fn spawn(
     // Keep draining stdout for the node's whole life so it can never block on a full pipe.
     std::thread::spawn(move || {
         let mut tx = Some(tx);
+        let mut ops = None;
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
+            if let Some(addr) = operations_addr(&line) {
+                ops = Some(addr);
+            }
             if let Some(addr) = listening_addr(&line) {
                 if let Some(tx) = tx.take() {
-                    let _ = tx.send(addr);
+                    let _ = tx.send((addr, ops));
                 }
             }
         }
     });
     match rx.recv_timeout(timeout) {
-        Ok(addr) => Ok((child, addr)),
+        Ok((addr, ops)) => Ok((child, addr, ops)),
         Err(_) => {
             let _ = child.kill();
             let exit = match child.wait() {
@@ -297,5 +325,13 @@ mod tests {
         );
         check("plusgate listening on http://127.0.0.1:1", None);
         check("starting", None);
+        assert_eq!(
+            operations_addr("plusgate operations on http://127.0.0.1:40124 (node suwon)"),
+            Some("127.0.0.1:40124".parse().expect("addr"))
+        );
+        assert_eq!(
+            operations_addr("plusgate listening on https://127.0.0.1:40123"),
+            None
+        );
     }
 }

@@ -65,6 +65,10 @@ old_data_keys = []                # earlier keys, kept to open older payloads
 # cache_mb = 16                   # sled's page cache
 # overlay_mb = 4                  # deferred index writes held in memory (at most ~2x)
 # reserve_mb = 64                 # below this much free disk, writes get 507 until freed
+
+[ops]                             # plain-HTTP /metrics, /healthz, /readyz (no certificate)
+listen = "127.0.0.1:0"            # a free port, printed at start (several dev nodes share a
+                                  # host); without [ops]: 127.0.0.1:9464; "off": none
 "#
     );
     for officer in OFFICERS {

@@ -67,6 +67,7 @@ impl Api {
             .pull(recipient, max, wait)
             .await
             .map_err(inbox_problem)?;
+        self.metrics.pulled(recipient, messages.len());
         // Written straight from the stored canonical JSON: the payloads (up to 100 of up to
         // 1 MiB) are copied into the answer, never parsed into values and serialised again
         // on the runtime's threads.
@@ -84,6 +85,7 @@ impl Api {
         let ids = parse_ack(&body).map_err(Problem::invalid)?;
         match self.inbox.ack(recipient, ids).await {
             Ok(acked) => {
+                self.metrics.acked(recipient, acked.len());
                 // As the caller named them.
                 let acked: Vec<&str> = acked.iter().map(MessageId::as_str).collect();
                 Ok(json_response(StatusCode::OK, &json!({ "acked": acked })))

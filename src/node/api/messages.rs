@@ -57,10 +57,14 @@ impl Api {
         let submission = Submission::new(sender, envelope, route, self.data_keys.as_deref(), now)
             .map_err(|e| Problem::unavailable(&e))?;
         match self.ledger.accept(submission).await {
-            Ok(accepted) => Ok(json_response(
-                StatusCode::ACCEPTED,
-                &json!({"id": accepted.id.public(), "status": "accepted", "accepted_at": accepted.accepted_at.as_str()}),
-            )),
+            Ok(accepted) => {
+                self.metrics.pushed(sender);
+                tracing::Span::current().record("message_id", accepted.id.public());
+                Ok(json_response(
+                    StatusCode::ACCEPTED,
+                    &json!({"id": accepted.id.public(), "status": "accepted", "accepted_at": accepted.accepted_at.as_str()}),
+                ))
+            }
             Err(e) => Err(ledger_problem(e)),
         }
     }

@@ -50,6 +50,7 @@ pub mod cross_site;
 pub mod federation;
 mod inbox;
 mod messages;
+mod observe;
 pub mod privacy;
 pub mod problem;
 pub mod routes;
@@ -64,6 +65,7 @@ use hyper::header::{HeaderValue, CACHE_CONTROL};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::config::Limits;
 use crate::core::identity::{AgencyId, Anonymous, CenterId, Identity, OfficerId, Peer};
@@ -107,6 +109,8 @@ pub struct Api {
     pub limits: Limits,
     /// Bytes of request bodies buffered at once (`limits.body_budget_*`).
     pub body_budget: Arc<budget::BodyBudget>,
+    /// Requests, pushes, pulls and acks, for the operations listener's `/metrics`.
+    pub metrics: Arc<crate::node::metrics::ApiMetrics>,
 }
 
 impl std::fmt::Debug for Api {
@@ -125,18 +129,36 @@ impl Api {
         mut req: Request<Incoming>,
         peer: Arc<Peer>,
     ) -> Response<Answer> {
+        let started = std::time::Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
+        let (method_label, route) = observe::labels(&method, &path);
+        // Every line logged while handling the request carries its id and route (and a
+        // push its message id): never the path itself, which may name a subject.
+        let span = tracing::info_span!(
+            "request",
+            request_id = observe::next_request_id(),
+            route,
+            message_id = tracing::field::Empty,
+        );
         let unread = UnreadBody::default();
         req.extensions_mut().insert(unread.clone());
         // Holds the body's grant of the budget until the handler has returned.
         let scope = BodyScope::new(peer.as_ref().as_ref().ok().cloned());
         req.extensions_mut().insert(scope.clone());
-        let result = self.route(req, &peer, &method, &path).await;
+        let result = self
+            .route(req, &peer, &method, &path)
+            .instrument(span.clone())
+            .await;
         drop(scope);
         let resp = result.unwrap_or_else(Problem::into_response);
+        let status = resp.status().as_u16();
+        let took = started.elapsed();
+        self.metrics.request(method_label, route, status, took);
         let path = path_for_log(&path);
-        tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
+        span.in_scope(|| {
+            tracing::debug!(%method, %path, status, took_us = took.as_micros() as u64, "request");
+        });
         resp.map(|body| Answer::new(body, unread.take()))
     }
 
@@ -157,9 +179,7 @@ impl Api {
             routes::find(method, path, path)?;
         }
         match (segments.as_slice(), method) {
-            (["healthz"], &Method::GET) => {
-                Ok(json_response(StatusCode::OK, &json!({"status": "ok"})))
-            }
+            (["healthz"], &Method::GET) => Ok(Api::healthz()),
             (["readyz"], &Method::GET) => Ok(self.readyz()),
             (["v1", "openapi.json"], &Method::GET) => Ok(raw_json(StatusCode::OK, OPENAPI)),
             (["v1", "schemas", file], &Method::GET) => self.schema_file(file),
@@ -280,8 +300,14 @@ impl Api {
         }
     }
 
-    /// `GET /readyz`: ready while the ledger accepts writes, else 503 with the reason.
-    fn readyz(&self) -> Resp {
+    /// `GET /healthz`: the process answers. Also served by the operations listener.
+    pub fn healthz() -> Resp {
+        json_response(StatusCode::OK, &json!({"status": "ok"}))
+    }
+
+    /// `GET /readyz`: ready while the ledger accepts writes, else 503 with the reason. Also
+    /// served by the operations listener.
+    pub fn readyz(&self) -> Resp {
         match self.ledger.failure() {
             None => json_response(StatusCode::OK, &json!({"status": "ready"})),
             Some(reason) => Problem::new(

@@ -94,6 +94,8 @@ pub struct Forwarding {
     /// This node's signing key: it vouches for the consents collected at its center when
     /// they travel (`consent::attestation`).
     pub signing_key: Arc<crate::core::keys::SigningKey>,
+    /// Where the delivery lag per peer is recorded (`node::metrics`).
+    pub metrics: Arc<crate::node::metrics::LedgerMetrics>,
 }
 
 impl std::fmt::Debug for Forwarding {

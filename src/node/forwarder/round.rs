@@ -222,6 +222,7 @@ pub(super) async fn round(
     match hand_over(ctx, peer, conn, &batch, extras, peer_holds).await {
         Ok(mut handed) => {
             handed.last_seq = last_seq;
+            record_lag(ctx, peer, &batch, &handed, ctx.clock.now());
             handed.told = told;
             handed.reported = reported;
             if handed.receipts.is_empty() && handed.refused.is_empty() {
@@ -326,6 +327,33 @@ pub(super) fn consents_for(
         }
     }
     Ok((consents, told))
+}
+
+/// Records, for each message `handed` holds a verified receipt for, the time since it was
+/// accepted here, until `now`.
+fn record_lag(
+    ctx: &Forwarding,
+    peer: &CenterId,
+    batch: &[MessageRecord],
+    handed: &Handed,
+    now: time::OffsetDateTime,
+) {
+    if handed.receipts.is_empty() {
+        return;
+    }
+    let accepted: HashMap<&str, &str> = batch
+        .iter()
+        .map(|m| (m.id.as_str(), m.accepted_at.as_str()))
+        .collect();
+    for (id, _, _) in &handed.receipts {
+        let at = accepted
+            .get(id.as_str())
+            .and_then(|at| crate::core::time::parse(at));
+        if let Some(at) = at {
+            let lag = std::time::Duration::try_from(now - at).unwrap_or_default();
+            ctx.metrics.delivered(peer, lag);
+        }
+    }
 }
 
 /// Records what a peer's answer said: receipts (the messages leave the outbox as

@@ -155,6 +155,7 @@ async fn a_peer_that_never_answers_is_retried_with_backoff_until_the_message_dea
                 .expect("signing key")
                 .0,
         ),
+        metrics: Arc::default(),
     });
     let task = tokio::spawn(forward(ctx, peer.clone()));
 

@@ -268,6 +268,7 @@ impl Writer {
             detail: Some(refusal.describe()),
         });
         g.writes.put_audit(&entry);
+        self.metrics.refused(refusal.kind());
         Err(LedgerError::Refused(refusal))
     }
 

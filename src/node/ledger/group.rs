@@ -122,6 +122,7 @@ impl Writer {
             return;
         }
         let head_before = self.head.clone();
+        let commands_len = commands.len();
         let mut group = Group::new(self.clock.now(), &self.outbox_len, &self.inbox_len);
         let pending: Vec<Pending> = commands
             .drain(..)
@@ -147,7 +148,12 @@ impl Writer {
                 Ok(()) => self
                     .store
                     .apply(writes)
-                    .and_then(|()| self.store.sync())
+                    .and_then(|()| {
+                        let started = std::time::Instant::now();
+                        let synced = self.store.sync();
+                        self.metrics.committed(commands_len, started.elapsed());
+                        synced
+                    })
                     .map_err(|e| (e, true)),
             }
         };
@@ -156,6 +162,8 @@ impl Writer {
                 // Publish before answering, so a sender that is told "accepted" and
                 // immediately asks the recipient to pull finds the message visible.
                 self.durable.send_replace(self.head.next_seq);
+                self.metrics
+                    .publish_depths(&self.inbox_len, &self.outbox_len);
                 if checkpoint.is_some() {
                     self.checkpoint.send_replace(checkpoint);
                 }

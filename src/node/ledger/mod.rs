@@ -79,6 +79,7 @@ use crate::core::identity::{AgencyId, CenterId, Identity};
 use crate::core::message::MessageId;
 use crate::core::time::Timestamp;
 use crate::node::clock::Clock;
+use crate::node::metrics::LedgerMetrics;
 use crate::node::store::{DeliveryState, MessageRecord, Store, StoreError};
 
 pub use self::anchor::{Anchor, AnchorError, Unextended, ANCHOR_FILE};
@@ -293,6 +294,9 @@ pub struct LedgerOptions {
     /// This node's center, when it is part of a federation: a withdrawal is then queued to
     /// be told to every other center the consent names (see `outbox`).
     pub federated_as: Option<CenterId>,
+    /// Where the writer records group sizes, fsync times, refusals, dead letters and the
+    /// inbox and outbox depths (`node::metrics`).
+    pub metrics: Arc<LedgerMetrics>,
 }
 
 impl Default for LedgerOptions {
@@ -303,6 +307,7 @@ impl Default for LedgerOptions {
             queue_bytes_max: crate::config::LEDGER_QUEUE_BYTES_MAX_DEFAULT,
             checkpoints: None,
             federated_as: None,
+            metrics: Arc::default(),
         }
     }
 }
@@ -421,7 +426,11 @@ impl Ledger {
             clock: clock.clone(),
             peer_history: HashMap::new(),
             peer_latest: HashMap::new(),
+            metrics: options.metrics,
         };
+        writer
+            .metrics
+            .publish_depths(&writer.inbox_len, &writer.outbox_len);
         let thread = std::thread::Builder::new()
             .name("plusgate-ledger".into())
             .spawn(move || writer.run(rx))
@@ -507,6 +516,8 @@ struct Writer {
     /// The newest checkpoint each peer sent over each channel since this node started
     /// (see `checkpoints`: one that goes back on its own channel is a rollback).
     peer_latest: HashMap<(CenterId, Via), Checkpoint>,
+    /// Where group commits, refusals, dead letters and depths are recorded.
+    metrics: Arc<LedgerMetrics>,
 }
 
 /// The wire name of a delivery state.

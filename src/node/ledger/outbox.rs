@@ -166,6 +166,9 @@ impl Writer {
             )?;
             if left {
                 g.writes.put_dead_letter(&id);
+                if let Some(peer) = g.deliveries.get(&id).and_then(|d| d.peer.as_ref()) {
+                    self.metrics.dead_lettered(peer);
+                }
                 n += 1;
             }
         }

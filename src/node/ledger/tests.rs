@@ -24,6 +24,7 @@ struct Fixture {
     ledger: Ledger,
     clock: Arc<ManualClock>,
     manifest: crate::dev::manifest::LoadedManifest,
+    metrics: Arc<crate::node::metrics::LedgerMetrics>,
 }
 
 fn fixture() -> Fixture {
@@ -36,14 +37,19 @@ fn fixture() -> Fixture {
     let manifest = crate::dev::devinit::run(&args).expect("dev-init");
     let store = Store::open(&tmp.path().join("data")).expect("store");
     let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
-    let (ledger, _thread) =
-        Ledger::start(store.clone(), LedgerOptions::default(), clock.clone()).expect("ledger");
+    let metrics = Arc::new(crate::node::metrics::LedgerMetrics::default());
+    let options = LedgerOptions {
+        metrics: Arc::clone(&metrics),
+        ..LedgerOptions::default()
+    };
+    let (ledger, _thread) = Ledger::start(store.clone(), options, clock.clone()).expect("ledger");
     Fixture {
         _tmp: tmp,
         store,
         ledger,
         clock,
         manifest,
+        metrics,
     }
 }
 
@@ -203,6 +209,29 @@ async fn the_consent_check_and_audit_times_read_the_ledgers_clock() {
     let last = f.store.audit_head().expect("read").expect("entry");
     assert_eq!(last.action, Action::Refused);
     assert_eq!(last.at, f.clock.now_rfc3339());
+}
+
+/// The depths `/metrics` shows are the writer's counts after each durable group, and a
+/// dead letter is counted for the center the message was for.
+#[tokio::test]
+async fn the_writer_publishes_outbox_depths_and_counts_dead_letters_per_peer() {
+    let f = fixture();
+    f.register(|_| {}).await;
+    let peer = CenterId::parse("gangseo").expect("center");
+    let id = f
+        .ledger
+        .accept(f.referral(|_| Route::Remote(peer.clone())))
+        .await
+        .expect("accepted")
+        .id;
+    assert_eq!(f.metrics.depths().outbox.get(&peer), Some(&1));
+    assert_eq!(f.metrics.dead_letters_of(&peer), 0);
+    f.ledger
+        .dead_letter(f.node(), vec![(id, "peer down".into())])
+        .await
+        .expect("dead-lettered");
+    assert_eq!(f.metrics.depths().outbox.get(&peer), Some(&0));
+    assert_eq!(f.metrics.dead_letters_of(&peer), 1);
 }
 
 #[tokio::test]

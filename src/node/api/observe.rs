@@ -1,0 +1,101 @@
+//! Which endpoint a request was, as the request metrics label it: the method, one of a
+//! fixed few, and the route template (`/v1/messages/{id}`), one of a fixed list.
+//!
+//! Invariant: a label is never a raw path segment, so no id, subject or anything else a
+//! client wrote becomes a metric label, and the number of series stays bounded whatever
+//! clients send. A path outside the endpoint table is `other`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hyper::Method;
+
+/// A new request id: unique within this process's life, in order of arrival. Logs carry
+/// it, so the lines of one request can be found together.
+pub(super) fn next_request_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The method and route template labels of a request to `path`.
+pub(super) fn labels(method: &Method, path: &str) -> (&'static str, &'static str) {
+    (method_label(method), route(path))
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
+/// The template of `path` (see `Api::route` for the endpoints).
+fn route(path: &str) -> &'static str {
+    // Without allocating: no endpoint has more than five segments.
+    let mut segments = [""; 6];
+    let mut len = 0;
+    for segment in path.trim_start_matches('/').split('/') {
+        let Some(slot) = segments.get_mut(len) else {
+            return "other";
+        };
+        *slot = segment;
+        len += 1;
+    }
+    match &segments[..len] {
+        ["healthz"] => "/healthz",
+        ["readyz"] => "/readyz",
+        ["v1", "openapi.json"] => "/v1/openapi.json",
+        ["v1", "messages"] => "/v1/messages",
+        ["v1", "messages", _] => "/v1/messages/{id}",
+        ["v1", "inbox"] => "/v1/inbox",
+        ["v1", "inbox", "ack"] => "/v1/inbox/ack",
+        ["v1", "consents"] => "/v1/consents",
+        ["v1", "consents", _] => "/v1/consents/{id}",
+        ["v1", "consents", _, "withdraw"] => "/v1/consents/{id}/withdraw",
+        ["v1", "privacy", "subjects", _, "disclosures"] => {
+            "/v1/privacy/subjects/{subject}/disclosures"
+        }
+        ["v1", "privacy", "consents"] => "/v1/privacy/consents",
+        ["v1", "privacy", "refusals"] => "/v1/privacy/refusals",
+        ["v1", "privacy", "withdrawals"] => "/v1/privacy/withdrawals",
+        ["v1", "privacy", "audit"] => "/v1/privacy/audit",
+        ["console", ..] => "/console/{file}",
+        ["federation", "v1", "batches"] => "/federation/v1/batches",
+        ["admin", "v1", "outbox"] => "/admin/v1/outbox",
+        ["admin", "v1", "outbox", _] => "/admin/v1/outbox/{action}",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_templates_and_never_carry_ids() {
+        let check = |path: &str, want: &str| assert_eq!(route(path), want, "{path}");
+        check("/v1/messages", "/v1/messages");
+        check("/v1/messages/ref-0001", "/v1/messages/{id}");
+        check("/v1/inbox", "/v1/inbox");
+        check("/v1/inbox/ack", "/v1/inbox/ack");
+        check("/v1/consents/cns-1/withdraw", "/v1/consents/{id}/withdraw");
+        check(
+            "/v1/privacy/subjects/ps-0123456789abcdef/disclosures",
+            "/v1/privacy/subjects/{subject}/disclosures",
+        );
+        check("/console/app.js", "/console/{file}");
+        check("/admin/v1/outbox/retry", "/admin/v1/outbox/{action}");
+        check("/v1/messages/a/b", "other");
+        check("/ps-0123456789abcdef", "other");
+        check("/", "other");
+        assert_eq!(
+            method_label(&Method::from_bytes(b"BREW").expect("method")),
+            "other"
+        );
+    }
+}
