@@ -34,42 +34,10 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// The template of `path` (see `Api::route` for the endpoints).
+/// The template of `path`: the route table's (`routes::ROUTES`, the one list of endpoints
+/// the router, the OpenAPI document and these labels share), or `other`.
 fn route(path: &str) -> &'static str {
-    // Without allocating: no endpoint has more than five segments.
-    let mut segments = [""; 6];
-    let mut len = 0;
-    for segment in path.trim_start_matches('/').split('/') {
-        let Some(slot) = segments.get_mut(len) else {
-            return "other";
-        };
-        *slot = segment;
-        len += 1;
-    }
-    match &segments[..len] {
-        ["healthz"] => "/healthz",
-        ["readyz"] => "/readyz",
-        ["v1", "openapi.json"] => "/v1/openapi.json",
-        ["v1", "messages"] => "/v1/messages",
-        ["v1", "messages", _] => "/v1/messages/{id}",
-        ["v1", "inbox"] => "/v1/inbox",
-        ["v1", "inbox", "ack"] => "/v1/inbox/ack",
-        ["v1", "consents"] => "/v1/consents",
-        ["v1", "consents", _] => "/v1/consents/{id}",
-        ["v1", "consents", _, "withdraw"] => "/v1/consents/{id}/withdraw",
-        ["v1", "privacy", "subjects", _, "disclosures"] => {
-            "/v1/privacy/subjects/{subject}/disclosures"
-        }
-        ["v1", "privacy", "consents"] => "/v1/privacy/consents",
-        ["v1", "privacy", "refusals"] => "/v1/privacy/refusals",
-        ["v1", "privacy", "withdrawals"] => "/v1/privacy/withdrawals",
-        ["v1", "privacy", "audit"] => "/v1/privacy/audit",
-        ["console", ..] => "/console/{file}",
-        ["federation", "v1", "batches"] => "/federation/v1/batches",
-        ["admin", "v1", "outbox"] => "/admin/v1/outbox",
-        ["admin", "v1", "outbox", _] => "/admin/v1/outbox/{action}",
-        _ => "other",
-    }
+    super::routes::template(path).unwrap_or("other")
 }
 
 #[cfg(test)]
@@ -89,6 +57,8 @@ mod tests {
             "/v1/privacy/subjects/{subject}/disclosures",
         );
         check("/console/app.js", "/console/{file}");
+        check("/console/", "/console/");
+        check("/v1/schemas/common.v1.json", "/v1/schemas/{file}");
         check("/admin/v1/outbox/retry", "/admin/v1/outbox/{action}");
         check("/v1/messages/a/b", "other");
         check("/ps-0123456789abcdef", "other");

@@ -93,6 +93,15 @@ pub fn unhandled(method: &Method, shown: &str) -> Problem {
 }
 
 /// Whether `path` is an instance of `template`.
+/// The template of the first route whose path matches `path`, whatever its method (what
+/// request metrics label a request with: never the path itself).
+pub fn template(path: &str) -> Option<&'static str> {
+    ROUTES
+        .iter()
+        .find(|r| matches(r.path, path))
+        .map(|r| r.path)
+}
+
 fn matches(template: &str, path: &str) -> bool {
     let mut wanted = template.split('/');
     let mut given = path.split('/');
