@@ -7,9 +7,10 @@
 //!   agencies' consents with the same id are two records, and all consents with one id are
 //!   one prefix scan (what `consent::resolve` chooses among);
 //! - a notice is stored under the peer center, NUL, the consent id, NUL, the collector;
-//! - a store written before this layout (consent keys without a NUL) is rewritten at open,
-//!   each old key replaced by its new one in one atomic batch, then synced, before anything
-//!   else reads it; a store already rewritten has no key to rewrite, so opening is cheap.
+//! - a store written before this layout (format 1: consent keys without a NUL) is
+//!   rewritten by `plusgate migrate` (`format`), each old key replaced by its new one in one
+//!   atomic batch, then synced; a node never opens it before (`Store::open_with` refuses
+//!   format 1), and a store already rewritten has no key to rewrite.
 
 use super::keys::{key, queue_prefix, CONSENT, NOTICE};
 use super::records::MessageRecord;
