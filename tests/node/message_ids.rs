@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::support::{
     ack, assert_problem, consent_of, pull, push_accepted, quick_federation, referral_between,
-    status, Federation,
+    run_to_exit, status, Federation,
 };
 
 /// `(from, id)` of pulled messages, sorted.
@@ -137,8 +137,8 @@ async fn a_message_from_another_center_with_an_id_used_here_arrives() {
     );
 }
 
-/// A node upgraded over a store written before ids were scoped: its messages stay under
-/// their bare ids, and everything still finds them. The sender follows them, the recipient
+/// A node upgraded (`plusgate migrate`) over a store written before ids were scoped: its
+/// messages stay under their bare ids, and everything still finds them. The sender follows them, the recipient
 /// pulls and acks them by the ids it is shown, and a withdrawal finds the one still waiting
 /// through its audit entry, which names no consent collector.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,6 +202,23 @@ async fn messages_stored_before_ids_were_scoped_are_followed_pulled_acked_and_wi
         store.apply(writes).expect("apply");
         store.sync().expect("sync");
     }
+    // A store of then recorded no format; `plusgate migrate` brings it to this one.
+    {
+        let db = sled::Config::new()
+            .path(fed.data_dir("suwon"))
+            .segment_size(8 << 20)
+            .open()
+            .expect("open the node's sled directory");
+        db.remove(b"sformat").expect("remove the format");
+        db.flush().expect("flush");
+    }
+    let config = fed.config_path("suwon").display().to_string();
+    let migrated = run_to_exit(
+        &["migrate", "--config", &config],
+        fed.dir(),
+        Duration::from_secs(60),
+    );
+    assert!(migrated.status.success(), "{migrated:?}");
     node.restart();
     let employment = node.agent(from, HttpVersion::Http1);
     let welfare = node.agent(to, HttpVersion::Http1);

@@ -100,10 +100,10 @@ impl Submission {
         let items = crate::core::consent::items_of(&envelope.payload);
         let sender_chose_id = envelope.id.is_some();
         // The key: the id scoped by its sender (see `MessageId`).
-        let id = MessageId::scoped(
-            sender,
-            &envelope.id.clone().unwrap_or_else(MessageId::generate),
-        );
+        let id = match &envelope.id {
+            Some(chosen) => MessageId::scoped(sender, chosen),
+            None => MessageId::scoped(sender, &MessageId::generate()),
+        };
         let accepted_at = Timestamp::new(now);
         let (payload, sealed) = match keys {
             None => (Some(payload), None),

@@ -6,7 +6,7 @@
 //! | format | what changed | migration |
 //! |--------|--------------|-----------|
 //! | 1 | (consents under their id; messages under their bare id) | — |
-//! | 2 | consents and notices under id and collector (`consents`); new messages under `<from>/<id>` | consents and notices rewritten; messages stay (read through `Store::message_by_key_or_legacy`) |
+//! | 2 | consents and notices under id and collector (`consents`); new messages under `<from>/<id>` | consents and notices rewritten; messages stay, and the setting `legacy-message-ids` makes `Store::message_by_key_or_legacy` look for them (a store that never was format 1 is spared that read) |
 //!
 //! Invariants kept here:
 //! - a node opens only a store of its own format ([`Store::open_with`] refuses an older one
@@ -18,6 +18,8 @@
 //!   succeeded: an interrupted migration is run again from the start, and every step is
 //!   safe to run twice.
 
+use std::sync::atomic::Ordering;
+
 use super::keys::{key, SETTING};
 use super::{Store, StoreError};
 
@@ -28,6 +30,9 @@ pub const FORMAT: u32 = 2;
 const UNRECORDED: u32 = 1;
 
 const FORMAT_KEY: &[u8] = b"format";
+
+/// Present in a store migrated from format 1: it may hold messages under their bare id.
+const LEGACY_IDS_KEY: &[u8] = b"legacy-message-ids";
 
 impl Store {
     /// The format the store records (1 if it records none; `None` for an empty store).
@@ -46,6 +51,19 @@ impl Store {
             None if self.db.is_empty() => Ok(None),
             None => Ok(Some(UNRECORDED)),
         }
+    }
+
+    /// Reads whether the store may hold messages under their bare id (see
+    /// `Store::message_by_key_or_legacy`).
+    pub(super) fn load_legacy_ids(&self) -> Result<(), StoreError> {
+        let legacy = self.db.contains_key(key(SETTING, LEGACY_IDS_KEY))?;
+        self.legacy_ids.store(legacy, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// True if the store may hold messages under their bare id.
+    pub(super) fn has_legacy_ids(&self) -> bool {
+        self.legacy_ids.load(Ordering::Relaxed)
     }
 
     /// Refuses a store of another format than this build's; stamps an empty one.
@@ -87,8 +105,13 @@ impl Store {
         };
         if from < 2 {
             let n = self.scope_consent_keys()?;
+            // Its messages stay under their bare ids: lookups by key look there too from
+            // now on.
+            self.db.insert(key(SETTING, LEGACY_IDS_KEY), &[][..])?;
+            self.legacy_ids.store(true, Ordering::Relaxed);
             done.push(format!(
-                "format 1 → 2: {n} consent and notice keys rewritten under id and collector"
+                "format 1 → 2: {n} consent and notice keys rewritten under id and collector; \
+                 messages stay under their bare ids and are found there"
             ));
         }
         self.stamp_format()?;

@@ -17,9 +17,10 @@ impl Store {
         self.get(MESSAGE, "message", id.as_str())
     }
 
-    /// The message with key `id`, or, if there is none and `id` names its sender, the
-    /// message that sender sent with that id before ids were scoped (keyed by the bare id;
-    /// see `MessageId`). The record's `id` is the key it is stored under.
+    /// The message with key `id`, or, if there is none, `id` names its sender and the store
+    /// was migrated from format 1 (only such a store holds any), the message that sender
+    /// sent with that id before ids were scoped (keyed by the bare id; see `MessageId`).
+    /// The record's `id` is the key it is stored under.
     pub fn message_by_key_or_legacy(
         &self,
         id: &MessageId,
@@ -27,7 +28,7 @@ impl Store {
         if let Some(m) = self.message(id)? {
             return Ok(Some(m));
         }
-        let Some(sender) = id.sender() else {
+        let Some(sender) = id.sender().filter(|_| self.has_legacy_ids()) else {
             return Ok(None);
         };
         let legacy = self.get::<MessageRecord>(MESSAGE, "message", id.public())?;

@@ -37,8 +37,8 @@
 //!
 //! A *message id* in a key or value is the message's key, `<from>/<id>` (`MessageId`): the
 //! sending agency and the id it chose, so ids never collide between senders. Records taken
-//! before ids were scoped stay under their bare id; `Store::message_by_key_or_legacy` finds
-//! both.
+//! before ids were scoped stay under their bare id; in a store migrated from format 1,
+//! `Store::message_by_key_or_legacy` finds both (`format`).
 //!
 //! `i` and `o` are queues: a message for an agency at this center waits in its recipient's
 //! inbox (`i`), a message for another center in that center's outbox (`o`), both ordered by
@@ -260,6 +260,11 @@ pub struct Store {
     faults: Arc<FaultCounters>,
     /// The folder's change stamp when it was last fsynced (see `sync_dir_if_changed`).
     dir_synced: Arc<std::sync::Mutex<Option<DirStamp>>>,
+    /// True if the store may hold messages under their bare id (it was migrated from
+    /// format 1; see `format`): only then does a lookup by key look for one
+    /// ([`Store::message_by_key_or_legacy`]), so a store that never had them pays no second
+    /// read on the push path's idempotency check.
+    legacy_ids: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A folder's (ctime, ctime ns, mtime, mtime ns).
@@ -317,7 +322,9 @@ impl Store {
                 ..FaultCounters::default()
             }),
             dir_synced: Arc::default(),
+            legacy_ids: Arc::default(),
         };
+        store.load_legacy_ids()?;
         let replayed = store
             .overlay
             .replay(store.db.scan_prefix([JOURNAL]).map(|item| {

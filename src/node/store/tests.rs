@@ -302,10 +302,11 @@ fn a_format_1_store_is_refused_and_migrate_rewrites_its_consents_under_collector
     assert_eq!(store.db.scan_prefix([CONSENT]).count(), 1);
 }
 
-/// A message stored before ids were scoped (under its bare id) is found by its sender's
-/// key, and only by its sender's.
+/// In a store migrated from format 1, a message stored before ids were scoped (under its
+/// bare id) is found by its sender's key, and only by its sender's.
 #[test]
 fn a_message_stored_under_its_bare_id_is_found_by_its_senders_key_only() {
+    use crate::node::store::keys::{key, SETTING};
     use crate::node::store::MessageRecord;
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -335,6 +336,16 @@ fn a_message_stored_under_its_bare_id_is_found_by_its_senders_key_only() {
     store.apply(writes).expect("apply");
     let id = MessageId::parse("ref-1").expect("id");
     let by_sender = MessageId::scoped(&AgencyId::parse("suwon/employment").expect("a"), &id);
+    // A store that never was format 1 holds no bare ids, and is not searched for one.
+    assert!(store
+        .message_by_key_or_legacy(&by_sender)
+        .expect("read")
+        .is_none());
+    store
+        .db
+        .insert(key(SETTING, b"legacy-message-ids"), &[][..])
+        .expect("mark as migrated from format 1");
+    store.load_legacy_ids().expect("load");
     let found = store
         .message_by_key_or_legacy(&by_sender)
         .expect("read")
