@@ -1,6 +1,9 @@
-//! `plusgate audit verify|export`: a stopped node's audit chain, checked end to end
+//! `plusgate audit verify|export`: a node's audit chain, checked end to end
 //! (`verify --config`), written as an export (`export`), or an export checked offline
-//! against the federation directory's node keys (`verify --file`). Writing and reading the
+//! against the federation directory's node keys (`verify --file`). A stopped node's store
+//! is read directly; a running node's (it holds the store's lock) through a backup taken
+//! from it now and restored into a temporary folder (`cli::backup::snapshot`), so the chain
+//! read is one consistent state of it. Writing and reading the
 //! export file is [`crate::cli::export`]; the chain and export rules are `core`.
 //!
 //! `audit verify` exits 1 on any failure, naming the first bad entry or line; `audit export`
@@ -10,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::exit::{finish, EXIT_CONFIG, EXIT_FAILURE};
+use crate::cli::backup::BackupCliError;
 use crate::cli::export::{self, Closing, StoreOpenError, WriteError};
 use crate::config::{Config, ConfigError};
 use crate::core::audit::{ChainError, Verifier};
@@ -18,19 +22,23 @@ use crate::core::export::ExportError;
 use crate::core::hex;
 use crate::core::keys::{KeyError, PublicKey, SigningKey};
 use crate::node::files::LoadError;
-use crate::node::store::StoreError;
+use crate::node::store::{Store, StoreError};
 
 /// `plusgate audit …`.
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
-    /// Check a (stopped) node's audit chain end to end (`--config`), or an audit export
-    /// offline (`--file`, with the federation directory for the node's signing key); exit 1
-    /// naming the first bad entry or line.
+    /// Check a node's audit chain end to end (`--config`; a running node's through a backup
+    /// taken from it now), or an audit export offline (`--file`, with the federation
+    /// directory for the node's signing key); exit 1 naming the first bad entry or line.
     #[command(group(clap::ArgGroup::new("source").required(true).args(["config", "file"])))]
     Verify {
         /// The node's config file (its data directory is read).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// With `--config`, for a running node: reach it at this URL (`https://IP:PORT`)
+        /// instead of its configured listen address.
+        #[arg(long, requires = "config")]
+        url: Option<String>,
         /// An export written by `plusgate audit export`.
         #[arg(long, value_name = "EXPORT", requires = "directory")]
         file: Option<PathBuf>,
@@ -43,12 +51,17 @@ pub enum AuditCommand {
         #[arg(long, value_name = "HEX", conflicts_with = "config")]
         authority_key: Option<String>,
     },
-    /// Write a (stopped) node's audit chain as JSON Lines, with its signed checkpoints and,
-    /// for a federated node, one signed now that vouches for the export's end.
+    /// Write a node's audit chain as JSON Lines (a running node's through a backup taken
+    /// from it now), with its signed checkpoints and, for a federated node, one signed now
+    /// that vouches for the export's end.
     Export {
         /// The node's config file (its data directory is read).
         #[arg(long)]
         config: PathBuf,
+        /// For a running node: reach it at this URL (`https://IP:PORT`) instead of its
+        /// configured listen address.
+        #[arg(long)]
+        url: Option<String>,
         /// The export file to write (replaced atomically).
         #[arg(long, value_name = "EXPORT")]
         out: PathBuf,
@@ -70,10 +83,12 @@ pub enum AuditError {
     /// The node's signing key (for the closing checkpoint) is unusable: the operator's to fix.
     #[error(transparent)]
     Key(LoadError<KeyError>),
-    /// The data directory cannot be opened (not there, or the node still runs: stop it and
-    /// try again).
+    /// The data directory cannot be opened (not there, or damaged).
     #[error(transparent)]
     Store(#[from] StoreOpenError),
+    /// The node runs, and a backup of it could not be taken to read.
+    #[error("the node is running, and reading a backup of it failed: {0}")]
+    Snapshot(#[source] Box<BackupCliError>),
     /// A stored audit entry cannot be read (damage).
     #[error("audit entry {seq}: unreadable: {source}")]
     Unreadable {
@@ -118,6 +133,16 @@ impl AuditError {
     fn export_exit_code(&self) -> u8 {
         match self {
             AuditError::Config(_) | AuditError::Key(_) => EXIT_CONFIG,
+            AuditError::Snapshot(e) => e.exit_code(),
+            _ => EXIT_FAILURE,
+        }
+    }
+
+    /// `audit verify`'s exit code: 1 for a chain that does not verify, or the node's codes
+    /// (69 unreachable, 3 refused) when a running node could not be read.
+    fn verify_exit_code(&self) -> u8 {
+        match self {
+            AuditError::Snapshot(e) => e.exit_code(),
             _ => EXIT_FAILURE,
         }
     }
@@ -128,8 +153,12 @@ pub fn run(command: AuditCommand) -> ExitCode {
     match command {
         AuditCommand::Verify {
             config: Some(config),
+            url,
             ..
-        } => finish(verify_chain(&config), |_| EXIT_FAILURE),
+        } => finish(
+            verify_chain(&config, url.as_deref()),
+            AuditError::verify_exit_code,
+        ),
         AuditCommand::Verify {
             file: Some(file),
             directory: Some(directory),
@@ -140,8 +169,13 @@ pub fn run(command: AuditCommand) -> ExitCode {
             |_| EXIT_FAILURE,
         ),
         AuditCommand::Verify { .. } => finish(Err(AuditError::NoSource), |_| EXIT_FAILURE),
-        AuditCommand::Export { config, out, since } => finish(
-            write_export(&config, &out, since),
+        AuditCommand::Export {
+            config,
+            out,
+            since,
+            url,
+        } => finish(
+            write_export(&config, &out, since, url.as_deref()),
             AuditError::export_exit_code,
         ),
     }
@@ -149,7 +183,12 @@ pub fn run(command: AuditCommand) -> ExitCode {
 
 /// `audit export`: the chain of the stopped node configured in `path`, from `since`, into
 /// `out`, closed by a checkpoint signed now when the node is federated.
-fn write_export(path: &Path, out: &Path, since: u64) -> Result<String, AuditError> {
+fn write_export(
+    path: &Path,
+    out: &Path,
+    since: u64,
+    url: Option<&str>,
+) -> Result<String, AuditError> {
     let config = Config::load(path)?;
     let key = match &config.federation {
         Some(federation) => {
@@ -157,7 +196,7 @@ fn write_export(path: &Path, out: &Path, since: u64) -> Result<String, AuditErro
         }
         None => None,
     };
-    let store = export::open_store(&config.data_dir)?;
+    let (store, _snapshot) = node_store(&config, url)?;
     // The node's clock, as configured: the closing checkpoint's time is on the same clock
     // as the chain it closes.
     let clock = crate::node::clock::SystemClock::shifted(config.clock.danger_offset);
@@ -227,9 +266,9 @@ fn verify_export(
 }
 
 /// `audit verify --config`: walks the whole audit chain of the node configured in `path`.
-fn verify_chain(path: &Path) -> Result<String, AuditError> {
+fn verify_chain(path: &Path, url: Option<&str>) -> Result<String, AuditError> {
     let config = Config::load(path)?;
-    let store = crate::node::store::Store::open(&config.data_dir).map_err(StoreOpenError::Other)?;
+    let (store, _snapshot) = node_store(&config, url)?;
     let mut verifier = Verifier::new();
     let total = store.audit_head().ok().flatten().map(|last| last.seq + 1);
     let mut progress =
@@ -250,4 +289,26 @@ fn verify_chain(path: &Path) -> Result<String, AuditError> {
         head.next_seq,
         hex::encode(&head.hash)
     ))
+}
+
+/// The store of the node configured in `config`: opened directly when the node is stopped,
+/// else read through a backup taken from it now (at `url` if given; see
+/// `cli::backup::snapshot`), whose temporary folder lives as long as the second value.
+fn node_store(
+    config: &Config,
+    url: Option<&str>,
+) -> Result<(Store, Option<crate::cli::backup::TempDir>), AuditError> {
+    match export::open_store(&config.data_dir) {
+        Ok(store) => Ok((store, None)),
+        Err(StoreOpenError::Locked { .. }) => {
+            let snapshot = crate::cli::exit::runtime()
+                .map_err(|e| {
+                    AuditError::Snapshot(Box::new(BackupCliError::Runtime(format!("{e:#}"))))
+                })?
+                .block_on(crate::cli::backup::snapshot(config, url))
+                .map_err(|e| AuditError::Snapshot(Box::new(e)))?;
+            Ok((snapshot.0, Some(snapshot.1)))
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -134,8 +134,7 @@ pub(super) fn copy_node_files(from: &Path, to: &Path) -> Result<(), CompactError
         let entry = entry.map_err(io("reading", from))?;
         let name = entry.file_name();
         let name_str = name.to_string_lossy();
-        let sleds = name_str == "db" || name_str == "conf" || name_str.starts_with("snap.");
-        if sleds || !entry.path().is_file() {
+        if crate::node::store::dump::is_engine_file(&name_str) || !entry.path().is_file() {
             continue;
         }
         let target = to.join(&name);

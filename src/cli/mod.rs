@@ -5,6 +5,7 @@
 //! codes (78 = configuration, 1 = other). `anyhow` lives here and nowhere deeper.
 
 pub mod audit;
+pub mod backup;
 pub mod compact;
 pub mod directory;
 pub mod exit;
@@ -76,6 +77,12 @@ pub enum Command {
     /// Give a stopped node's disk space back: copy its store into a fresh one and swap
     /// them atomically (sled keeps the space that acks, purges and retention free).
     Compact(compact::CompactArgs),
+    /// Copy a consistent backup of the running node into a folder (through its admin API,
+    /// as the node itself); its writes wait only while the node writes the copy locally.
+    Backup(backup::BackupArgs),
+    /// Replace a stopped node's data directory with a backup (the one replaced is kept
+    /// beside it).
+    Restore(backup::RestoreArgs),
     /// Bring a stopped node's store to this version's format (after an upgrade), keeping a
     /// copy of it as it was next to the data directory.
     Migrate(migrate::MigrateArgs),
@@ -134,6 +141,17 @@ pub fn run(cli: Cli) -> ExitCode {
             compact::CompactError::Config(_) => EXIT_CONFIG,
             _ => EXIT_FAILURE,
         }),
+        Command::Backup(args) => {
+            let result = match runtime() {
+                Ok(rt) => rt.block_on(backup::run_backup(&args)),
+                Err(e) => return fail(EXIT_FAILURE, &format!("{e:#}")),
+            };
+            finish(result, backup::BackupCliError::exit_code)
+        }
+        Command::Restore(args) => finish(
+            backup::run_restore(&args),
+            backup::BackupCliError::exit_code,
+        ),
         Command::Migrate(args) => finish(migrate::run(&args), |e| match e {
             migrate::MigrateError::Config(_) => EXIT_CONFIG,
             _ => EXIT_FAILURE,

@@ -12,6 +12,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod backup;
 pub mod client;
 pub mod clock;
 pub mod connection;
@@ -310,6 +311,10 @@ impl Node {
                 config.limits.body_budget_identity_bytes,
             ),
             metrics: Arc::new(ApiMetrics::default()),
+            backups: Arc::new(crate::node::backup::Backups::new(
+                config.data_dir.clone(),
+                config.storage.reserve_bytes,
+            )),
         };
         let trust = watch::channel(Arc::new(trust)).0;
         let metrics = Metrics::new(

@@ -37,6 +37,7 @@ mod support;
 
 mod audit;
 mod audit_export;
+mod backup;
 mod consent;
 mod consent_ids;
 mod console;

@@ -12,7 +12,8 @@
 //!   document is tested against; [`schemas`]: the JSON Schemas (`GET /v1/schemas/{file}`);
 //! - [`consent`]: the consent registry (`/v1/consents…`);
 //! - [`federation`]: batches handed over by other centers' nodes;
-//! - [`admin`]: the operator's outbox view and actions;
+//! - [`admin`]: the operator's outbox view and actions; `backup`: backups of the running
+//!   node (`/admin/v1/backups…`);
 //! - [`privacy`] and [`console`]: the privacy officer's reports and web console;
 //! - [`cross_site`]: the refusal of cross-site requests to the officer endpoints;
 //! - `body`: reading request bodies (content type, size limit, strict JSON) and writing
@@ -42,6 +43,7 @@
 //!   there once and never returned in detail.
 
 pub mod admin;
+mod backup;
 mod body;
 pub mod budget;
 pub mod consent;
@@ -111,6 +113,8 @@ pub struct Api {
     pub body_budget: Arc<budget::BodyBudget>,
     /// Requests, pushes, pulls and acks, for the operations listener's `/metrics`.
     pub metrics: Arc<crate::node::metrics::ApiMetrics>,
+    /// The backup held for the operator's command to read (`/admin/v1/backups`).
+    pub backups: Arc<crate::node::backup::Backups>,
 }
 
 impl std::fmt::Debug for Api {
@@ -225,6 +229,18 @@ impl Api {
             (["admin", "v1", "outbox", action], &Method::POST) => {
                 let actor = self.operator(peer)?;
                 self.outbox_action(req, actor, action).await
+            }
+            (["admin", "v1", "backups"], &Method::POST) => {
+                self.operator(peer)?;
+                self.backup_take().await
+            }
+            (["admin", "v1", "backups", id], &Method::GET) => {
+                self.operator(peer)?;
+                self.backup_piece(id, req.uri().query()).await
+            }
+            (["admin", "v1", "backups", id], &Method::DELETE) => {
+                self.operator(peer)?;
+                self.backup_release(id)
             }
             _ => Err(routes::unhandled(method, path)),
         }

@@ -52,6 +52,9 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/federation/v1/batches", "receiveBatch"),
     route("GET", "/admin/v1/outbox", "listOutbox"),
     route("POST", "/admin/v1/outbox/{action}", "outboxAction"),
+    route("POST", "/admin/v1/backups", "takeBackup"),
+    route("GET", "/admin/v1/backups/{id}", "readBackup"),
+    route("DELETE", "/admin/v1/backups/{id}", "releaseBackup"),
     route(
         "GET",
         "/v1/privacy/subjects/{subject}/disclosures",

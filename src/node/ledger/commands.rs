@@ -22,6 +22,7 @@ use crate::core::consent::{ConsentKey, ConsentRecord, ConsentStatus, StatusChang
 use crate::core::identity::{AgencyId, CenterId, Identity, OfficerId};
 use crate::core::message::MessageId;
 use crate::core::wire::{Receipt, WithheldReport};
+use crate::node::backup::{BackupError, Summary};
 use crate::node::store::DirectorySeen;
 
 type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
@@ -134,6 +135,35 @@ impl Ledger {
             .await
             .map_err(|_| LedgerError::Stopped)?;
         Ok(Queued(answer))
+    }
+
+    /// Writes a backup of the store and of the node's files in `data_dir` into `out` on the
+    /// writer thread, between two groups' writes: one consistent state, the store's and
+    /// its anchor's (`node::backup`). Writes wait meanwhile; the time is logged. Returns
+    /// `out` and what was written.
+    pub async fn backup(
+        &self,
+        data_dir: std::path::PathBuf,
+        center: CenterId,
+        mut out: std::fs::File,
+    ) -> Result<(std::fs::File, Result<Summary, BackupError>), LedgerError> {
+        self.call(move |w, g| {
+            let started = std::time::Instant::now();
+            let written = crate::node::backup::write(&w.store, &data_dir, &center, g.now, &mut out);
+            let took_ms = started.elapsed().as_millis() as u64;
+            match &written {
+                Ok(s) => tracing::info!(
+                    took_ms,
+                    bytes = s.bytes,
+                    records = s.records,
+                    audit_length = s.header.audit_length,
+                    "backup written; writes waited meanwhile"
+                ),
+                Err(e) => tracing::warn!(took_ms, error = %e, "backup failed"),
+            }
+            Ok((out, written))
+        })
+        .await
     }
 
     /// Accepts a prepared submission from its sender (the audit entry's actor).

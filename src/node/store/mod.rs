@@ -60,7 +60,8 @@
 //! the journal), `pieces` (large records), `records` (the values),
 //! `record` (their byte format), `writes` ([`WriteSet`]), `lookups` (point reads), `queues`
 //! (scans of the queues and indexes), `audit` (the chain, its subject index and
-//! checkpoints), `reports` (the privacy officer's queries). This file holds the store
+//! checkpoints), `reports` (the privacy officer's queries), `dump` (the store as a stream
+//! of keys and values, and a store built from one: backups and compaction). This file holds the store
 //! itself: opening it, applying a write set, making it durable, and the verified read every
 //! other file uses.
 //!
@@ -74,6 +75,7 @@
 mod audit;
 mod consents;
 mod deferred;
+pub mod dump;
 pub mod format;
 mod keys;
 mod lookups;
@@ -452,51 +454,12 @@ impl Store {
     pub fn compact_into(
         &self,
         dir: &Path,
-        mut progress: impl FnMut(u64, u64),
+        progress: impl FnMut(u64, u64),
     ) -> Result<(u64, u64), StoreError> {
         self.fold_all()?;
-        let open_err = |source| StoreError::Open {
-            path: dir.to_owned(),
-            source,
-        };
-        let copy = sled_config(dir, 8 << 20)
-            .create_new(true)
-            .open()
-            .map_err(open_err)?;
-        let (mut records, mut bytes, mut pending) = (0u64, 0u64, 0usize);
-        let mut batch = sled::Batch::default();
-        for item in self.db.iter() {
-            let (k, v) = item?;
-            records += 1;
-            bytes += (k.len() + v.len()) as u64;
-            pending += k.len() + v.len();
-            batch.insert(k, v);
-            if pending >= 8 << 20 {
-                copy.apply_batch(std::mem::take(&mut batch))?;
-                pending = 0;
-                progress(records, bytes);
-            }
-        }
-        copy.apply_batch(batch)?;
-        copy.flush()?;
-        drop(copy);
-        // Every file sled made (its log, its config, a snapshot), then the folder.
-        let entries = std::fs::read_dir(dir).map_err(|source| StoreError::Sync {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
-            .collect();
-        paths.push(dir.to_owned());
-        for path in paths {
-            File::open(&path)
-                .and_then(|f| f.sync_all())
-                .map_err(|source| StoreError::Sync { path, source })?;
-        }
-        progress(records, bytes);
-        Ok((records, bytes))
+        Store::build(dir, self.records(), progress).map_err(|e| match e {
+            dump::BuildError::Source(e) | dump::BuildError::Store(e) => e,
+        })
     }
 
     /// Refuses with [`StoreError::Full`] when the store's file system has less free space
@@ -631,6 +594,26 @@ impl Store {
     fn scan_prefix(&self, prefix: Vec<u8>) -> Scan {
         let end = prefix_end(&prefix);
         self.scan(prefix, end)
+    }
+}
+
+/// True if a process holds the lock of the store in `dir` (a running node, or a command
+/// that opened it), found without opening the store: sled takes an exclusive `flock` on its
+/// log file `db`. False when there is no store there.
+pub fn in_use(dir: &Path) -> std::io::Result<bool> {
+    let file = match File::open(dir.join("db")) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    // fs2's, as sled uses (std's `File::try_lock_shared` is newer than our MSRV).
+    match fs2::FileExt::try_lock_shared(&file) {
+        Ok(()) => {
+            fs2::FileExt::unlock(&file)?;
+            Ok(false)
+        }
+        Err(e) if e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => Ok(true),
+        Err(e) => Err(e),
     }
 }
 
