@@ -288,6 +288,7 @@ pub fn run_restore(args: &RestoreArgs) -> Result<String, BackupCliError> {
     let mut progress = Progress::new("restoring", Some(total), "records");
     let restored = backup::restore(&from, &building, &config.center, |n| progress.set(n))?;
     progress.finish();
+    drop(restored.store);
 
     let parent = data_dir
         .parent()
@@ -382,10 +383,9 @@ pub async fn snapshot(
     );
     let fetched = fetch(config, url, &tmp.0.join("backup")).await?;
     let dir = tmp.0.join("store");
-    backup::restore(&fetched.file, &dir, &config.center, |_| {})?;
+    let restored = backup::restore(&fetched.file, &dir, &config.center, |_| {})?;
     std::fs::remove_dir_all(tmp.0.join("backup")).map_err(io("removing", &tmp.0))?;
-    let store = crate::node::store::Store::open(&dir).map_err(BackupError::Store)?;
-    Ok((store, tmp))
+    Ok((restored.store, tmp))
 }
 
 /// A folder under the system's temporary folder, removed when dropped.

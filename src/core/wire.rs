@@ -51,6 +51,34 @@ use crate::core::keys::{PublicKey, SigningKey};
 /// The endpoint nodes POST batches to.
 pub const BATCHES_PATH: &str = "/federation/v1/batches";
 
+/// Where a node restored from a backup asks another for what it delivered since.
+pub const RESEND_PATH: &str = "/federation/v1/resend";
+
+/// How far before the backup a restored node asks its peers to go back: what they
+/// delivered before that is in the backup; more is harmless (the restored node keeps one
+/// copy of each message), so the margin covers clocks that disagree.
+pub const RESEND_MARGIN_S: i64 = 3600;
+
+/// A node restored from a backup taken at `backup_taken_at` asks a peer to send again
+/// what it delivered to it since (its receipts are in the peer's store, the messages no
+/// longer in the restored one), and to tell it again of the consents that changed since.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ResendRequest {
+    /// When the backup was taken (RFC 3339, the restored node's clock).
+    pub backup_taken_at: String,
+}
+
+/// What the peer queued again for the restored node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ResendAnswer {
+    /// Messages put back into its outbox for the restored node.
+    pub messages: u64,
+    /// Consents it will tell the restored node of again.
+    pub consents: u64,
+}
+
 /// Most messages in one batch a node accepts.
 pub const BATCH_LEN_MAX: usize = 1000;
 

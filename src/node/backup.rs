@@ -26,7 +26,11 @@
 //!   creates anything, so a damaged or cut-off backup restores nothing;
 //! - [`restore`] builds the new data directory beside the live one and returns only once it
 //!   is durable; swapping it in is the caller's (`cli::backup`), one atomic rename;
-//! - a backup is of one node: restore refuses another center's.
+//! - a backup is of one node: restore refuses another center's;
+//! - a restored store records the backup's time (`Store::mark_restored`), and its
+//!   forwarders ask every peer to send again what it delivered since
+//!   (`POST /federation/v1/resend`), so messages other centers handed over after the backup
+//!   are not lost with the rest of what came after it.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -461,6 +465,9 @@ pub struct Restored {
     pub records: u64,
     /// Node files written.
     pub files: u64,
+    /// The restored store, open (sled may release its lock a moment after the last handle
+    /// is dropped: whoever reads it next takes this one).
+    pub store: Store,
 }
 
 /// Builds a data directory at `dir` (which must not exist) from the backup at `path`, for
@@ -514,6 +521,10 @@ pub fn restore(
         }
         item = r.next()?;
     }
+    // The node's peers are to send again what they delivered after the backup: the
+    // restored store says since when (`store::resend`), its forwarders ask.
+    let store = Store::open(dir)?;
+    store.mark_restored(&header.taken_at)?;
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err("fsyncing", dir))?;
@@ -521,6 +532,7 @@ pub fn restore(
         header,
         records: count,
         files,
+        store,
     })
 }
 

@@ -29,7 +29,11 @@ fn backup(fed: &Federation, center: &str, out: &Path) -> Finished {
 /// Pushes `ids` made from the example `template` at `agent`, in order; each must be
 /// accepted (a second push of an id the node holds is answered as the first was).
 async fn push_all(fed: &Federation, agent: &Agent, template: &str, ids: &[String]) {
-    let template = fed.example(template);
+    push_each(agent, &fed.example(template), ids).await
+}
+
+/// [`push_all`] with the body `template`.
+async fn push_each(agent: &Agent, template: &Value, ids: &[String]) {
     for id in ids {
         let body = with_id(template.clone(), id);
         let response = agent.post_json("/v1/messages", &body).await.expect("push");
@@ -132,10 +136,24 @@ async fn a_backup_taken_mid_stream_and_restored_loses_nothing_and_duplicates_not
     let local: Vec<Vec<String>> = (1..=3)
         .map(|n| numbered(&format!("ref-l{n}"), 100))
         .collect();
+    // The other center answers the whole time: what it hands over after the backup is
+    // lost with the rest, until the restored node asks it to send that again.
+    let answerer = b.agent(&remote_to, HttpVersion::Http2);
+    // A case summary from the other center's welfare team to the employment center here,
+    // under the consent that team collected for its answers.
+    let answers_to = "suwon/employment".to_owned();
+    let mut summary = fed.example("case-summary");
+    summary["to"] = json!(answers_to);
+    summary["consent_id"] = fed.example("consent-reply-remote")["id"].clone();
+    summary["payload"]["author"]["agency"] = json!(remote_to);
+    let answers: Vec<Vec<String>> = (1..=3)
+        .map(|n| numbered(&format!("cs-a{n}"), 100))
+        .collect();
 
     // 1: before the backup. 2: while it is taken. 3: after it.
     push_all(&fed, &sender, "referral-remote", &remote[0]).await;
     push_all(&fed, &sender, "referral", &local[0]).await;
+    push_each(&answerer, &summary, &answers[0]).await;
     let out = fed.scratch("backup");
     let taken = {
         let fed_dir = fed.dir().to_owned();
@@ -156,6 +174,7 @@ async fn a_backup_taken_mid_stream_and_restored_loses_nothing_and_duplicates_not
         });
         push_all(&fed, &sender, "referral-remote", &remote[1]).await;
         push_all(&fed, &sender, "referral", &local[1]).await;
+        push_each(&answerer, &summary, &answers[1]).await;
         taking.await.expect("backup task")
     };
     assert!(taken.status.success(), "{taken:?}");
@@ -171,12 +190,28 @@ async fn a_backup_taken_mid_stream_and_restored_loses_nothing_and_duplicates_not
     assert!(description["audit_length"].as_u64().expect("length") > 400);
     push_all(&fed, &sender, "referral-remote", &remote[2]).await;
     push_all(&fed, &sender, "referral", &local[2]).await;
+    push_each(&answerer, &summary, &answers[2]).await;
 
     // Everything reaches the other center once, then the sending node's disk is lost.
     let at_b = b.agent(&remote_to, HttpVersion::Http2);
     let all_remote: Vec<String> = remote.concat();
     let got = collect(&at_b, all_remote.len(), Duration::ZERO).await;
     assert_eq!(once_each(&got).len(), all_remote.len());
+    // And everything the other center answered has reached this one (its receipts say so).
+    let all_answers: Vec<String> = answers.concat();
+    let answered_by = b.agent(&remote_to, HttpVersion::Http1);
+    for id in &all_answers {
+        let deadline = Instant::now() + CATCH_UP;
+        while status(&answered_by, id)
+            .await
+            .json::<Value>()
+            .expect("status")["state"]
+            != "delivered"
+        {
+            assert!(Instant::now() < deadline, "{id} not delivered");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     a.kill_hard();
 
     let config = fed.config_path("suwon").display().to_string();
@@ -217,6 +252,19 @@ async fn a_backup_taken_mid_stream_and_restored_loses_nothing_and_duplicates_not
     let got = collect(&at_a, all_local.len(), Duration::from_secs(2)).await;
     let got = once_each(&got);
     assert_eq!(got, all_local.iter().cloned().collect::<BTreeSet<_>>());
+
+    // Every answer the other center sent is in the restored node's inbox once: those it
+    // handed over after the backup it sent again when the restored node asked.
+    let at_a = a.agent(&answers_to, HttpVersion::Http2);
+    let got = collect(&at_a, all_answers.len(), Duration::from_secs(2)).await;
+    let got = once_each(&got);
+    assert_eq!(got, all_answers.iter().cloned().collect::<BTreeSet<_>>());
+    assert!(
+        b.log()
+            .contains("a restored peer asked for what it was sent since its backup"),
+        "{}",
+        b.log_tail(30)
+    );
 
     // Both audit chains verify, read from the running nodes.
     for center in ["suwon", "gangseo"] {

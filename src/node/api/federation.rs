@@ -28,8 +28,8 @@ use crate::core::routing::{HandoverError, Route};
 use crate::core::schema::Violation;
 use crate::core::vault::VaultError;
 use crate::core::wire::{
-    Batch, BatchResult, ItemResult, Receipt, WireConsent, WireMessage, BATCH_LEN_MAX, EVIDENCE_MAX,
-    LINKS_MAX,
+    Batch, BatchResult, ItemResult, Receipt, ResendAnswer, ResendRequest, WireConsent, WireMessage,
+    BATCH_LEN_MAX, EVIDENCE_MAX, LINKS_MAX, RESEND_MARGIN_S,
 };
 use crate::node::ledger::{LedgerError, Submission};
 use crate::node::store::StoreError;
@@ -360,6 +360,59 @@ impl Api {
             evidence: answer_evidence,
         };
         Ok(json_response(StatusCode::OK, &answer))
+    }
+
+    /// `POST /federation/v1/resend`: `node` was restored from a backup and asks for what
+    /// this node delivered to it since (by the receipts' time, less
+    /// [`RESEND_MARGIN_S`]): those messages go back into its outbox, and the consents that
+    /// name its agencies and changed since get notices. The scans run off the writer; the
+    /// ledger checks each message again. Answered once that is durable; asking again is
+    /// harmless (the restored node keeps one copy of each message).
+    pub(super) async fn resend(
+        &self,
+        req: Request<Incoming>,
+        node: &CenterId,
+    ) -> Result<Resp, Problem> {
+        if self.signing_key.is_none() {
+            return Err(Problem::forbidden(
+                "not-federated",
+                "this node is not part of a federation",
+            ));
+        }
+        let body = self.read_json_up_to(req, 4096).await?;
+        let ResendRequest { backup_taken_at } = serde_json::from_value(body).map_err(|e| {
+            Problem::bad_request(format!(
+                "expected {{\"backup_taken_at\": \"RFC 3339 time\"}}: {}",
+                crate::core::json::describe_error(&e)
+            ))
+        })?;
+        let taken = crate::core::time::parse(&backup_taken_at).ok_or_else(|| {
+            Problem::bad_request(format!(
+                "backup_taken_at is not an RFC 3339 time: {backup_taken_at:?}"
+            ))
+        })?;
+        let since = taken - time::Duration::seconds(RESEND_MARGIN_S);
+        let (store, peer) = (self.store.clone(), node.clone());
+        let (ids, consents) = tokio::task::spawn_blocking(move || {
+            Ok::<_, StoreError>((
+                store.delivered_to(&peer, since)?,
+                store.consents_changed_for(&peer, since)?,
+            ))
+        })
+        .await
+        .map_err(|e| Problem::internal("resend-failed", &e))?
+        .map_err(super::problem::store_problem)?;
+        let (messages, consents) = self
+            .ledger
+            .resend(node.clone(), ids, consents, backup_taken_at.clone())
+            .await
+            .map_err(ledger_problem)?;
+        tracing::info!(%node, messages, consents, backup_taken_at = %backup_taken_at,
+            "a restored peer asked for what it was sent since its backup: queued again");
+        Ok(json_response(
+            StatusCode::OK,
+            &ResendAnswer { messages, consents },
+        ))
     }
 
     /// What an answer to `node` carries besides results and this node's newest checkpoint:

@@ -222,6 +222,10 @@ impl Api {
                 let node = self.peer_node(peer)?;
                 self.receive_batch(req, node).await
             }
+            (["federation", "v1", "resend"], &Method::POST) => {
+                let node = self.peer_node(peer)?;
+                self.resend(req, node).await
+            }
             (["admin", "v1", "outbox"], &Method::GET) => {
                 self.operator(peer)?;
                 self.outbox_list()

@@ -50,6 +50,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/v1/consents/{id}", "getConsent"),
     route("POST", "/v1/consents/{id}/withdraw", "withdrawConsent"),
     route("POST", "/federation/v1/batches", "receiveBatch"),
+    route("POST", "/federation/v1/resend", "resendSince"),
     route("GET", "/admin/v1/outbox", "listOutbox"),
     route("POST", "/admin/v1/outbox/{action}", "outboxAction"),
     route("POST", "/admin/v1/backups", "takeBackup"),

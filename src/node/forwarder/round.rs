@@ -16,7 +16,8 @@ use crate::core::identity::{CenterId, Identity};
 use crate::core::keys::PublicKey;
 use crate::core::message::MessageId;
 use crate::core::wire::{
-    Batch, BatchResult, WireConsent, WireMessage, WithheldReport, BATCHES_PATH,
+    Batch, BatchResult, ResendAnswer, ResendRequest, WireConsent, WireMessage, WithheldReport,
+    BATCHES_PATH, RESEND_PATH,
 };
 use crate::node::client::{self, Connection, HttpVersion};
 use crate::node::ledger::Parties;
@@ -76,6 +77,10 @@ pub(super) async fn round(
     cursor: Option<u64>,
     peer_holds: &mut Option<u64>,
 ) -> Result<Option<Handed>, RoundError> {
+    // Restored from a backup: first ask the peer for what it delivered since.
+    if let Some(taken_at) = ctx.store.resend_pending(peer)? {
+        ask_resend(ctx, peer, conn, &taken_at).await?;
+    }
     let durable_seq = ctx.ledger.durable_seq();
     let now = ctx.clock.now();
     let mut batch = Vec::new();
@@ -411,33 +416,7 @@ pub(super) async fn hand_over(
     extras: Extras,
     peer_holds: &mut Option<u64>,
 ) -> Result<Handed, RoundError> {
-    let (url, key) = {
-        let routing = ctx.routing.borrow();
-        let entry = routing
-            .peer(peer)
-            .ok_or_else(|| RoundError::UnknownPeer(peer.clone()))?;
-        (entry.url.clone(), entry.signing_key.clone())
-    };
-    if conn.as_ref().is_none_or(Connection::is_closed) {
-        let (addr, host) = client::parse_https_url(&url)?;
-        let tls = ctx.tls.borrow().clone();
-        let c = Connection::connect(addr, &host, tls, HttpVersion::Http2).await?;
-        match c.server_identity() {
-            Ok(Identity::Node(c)) if c == peer => {}
-            other => {
-                return Err(RoundError::WrongServer {
-                    url,
-                    peer: peer.clone(),
-                    found: match other {
-                        Ok(i) => i.to_string(),
-                        Err(_) => "a server without a plusgate identity".into(),
-                    },
-                })
-            }
-        }
-        *conn = Some(c);
-    }
-    let c = conn.as_mut().expect("connected above");
+    let (c, key) = connected(ctx, peer, conn).await?;
     let checkpoint = ctx.ledger.latest_checkpoint();
     // Evidence, not the hand-over: a failed read sends none.
     let read = || -> Result<_, StoreError> {
@@ -525,6 +504,87 @@ pub(super) async fn hand_over(
         told: Vec::new(),
         reported: Vec::new(),
     })
+}
+
+/// The connection to `peer` (made, at its directory URL, if there is none open) whose
+/// server proved to be `peer`'s node, and `peer`'s signing key from the directory.
+async fn connected<'c>(
+    ctx: &Forwarding,
+    peer: &CenterId,
+    conn: &'c mut Option<Connection>,
+) -> Result<(&'c mut Connection, PublicKey), RoundError> {
+    let (url, key) = {
+        let routing = ctx.routing.borrow();
+        let entry = routing
+            .peer(peer)
+            .ok_or_else(|| RoundError::UnknownPeer(peer.clone()))?;
+        (entry.url.clone(), entry.signing_key.clone())
+    };
+    if conn.as_ref().is_none_or(Connection::is_closed) {
+        let (addr, host) = client::parse_https_url(&url)?;
+        let tls = ctx.tls.borrow().clone();
+        let c = Connection::connect(addr, &host, tls, HttpVersion::Http2).await?;
+        match c.server_identity() {
+            Ok(Identity::Node(c)) if c == peer => {}
+            other => {
+                return Err(RoundError::WrongServer {
+                    url,
+                    peer: peer.clone(),
+                    found: match other {
+                        Ok(i) => i.to_string(),
+                        Err(_) => "a server without a plusgate identity".into(),
+                    },
+                })
+            }
+        }
+        *conn = Some(c);
+    }
+    Ok((conn.as_mut().expect("connected above"), key))
+}
+
+/// This node was restored from a backup taken at `taken_at`: asks `peer` to send again
+/// what it delivered since, and records that it was asked once it answered. A peer whose
+/// plusgate has no such endpoint (404) is warned of and not asked again: its operator must
+/// retry those messages by hand.
+async fn ask_resend(
+    ctx: &Forwarding,
+    peer: &CenterId,
+    conn: &mut Option<Connection>,
+    taken_at: &str,
+) -> Result<(), RoundError> {
+    let (c, _) = connected(ctx, peer, conn).await?;
+    let body = ResendRequest {
+        backup_taken_at: taken_at.to_owned(),
+    };
+    let bytes = Bytes::from(serde_json::to_vec(&body).expect("requests serialize"));
+    let resp = c
+        .send(Method::POST, RESEND_PATH, Some((bytes, "application/json")))
+        .await?;
+    match resp.status {
+        StatusCode::OK => {
+            let answer: ResendAnswer = resp.json()?;
+            tracing::info!(%peer, messages = answer.messages, consents = answer.consents,
+                backup_taken_at = taken_at,
+                "restored from a backup: the peer sends again what it delivered since");
+        }
+        StatusCode::NOT_FOUND => {
+            tracing::warn!(%peer, backup_taken_at = taken_at,
+                "restored from a backup, but the peer's plusgate cannot send again what it \
+                 delivered since: ask its operator to (its outbox's delivered messages since \
+                 that time)");
+        }
+        status => {
+            return Err(RoundError::Refused {
+                peer: peer.clone(),
+                status,
+                detail: resp.text(),
+            })
+        }
+    }
+    ctx.ledger
+        .resend_told(peer.clone(), taken_at.to_owned())
+        .await?;
+    Ok(())
 }
 
 pub(super) fn null_payload() -> Box<serde_json::value::RawValue> {

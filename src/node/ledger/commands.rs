@@ -351,6 +351,30 @@ impl Ledger {
             .await
     }
 
+    /// `peer`, restored from a backup taken at `taken_at`, asked for what this node
+    /// delivered to it since: `ids` go back into its outbox, `consents` get notices (see
+    /// `outbox`). Returns (messages, consents) queued.
+    pub async fn resend(
+        &self,
+        peer: CenterId,
+        ids: Vec<MessageId>,
+        consents: Vec<ConsentKey>,
+        taken_at: String,
+    ) -> Result<(u64, u64), LedgerError> {
+        self.call(move |w, g| w.resend(&peer, ids, consents, &taken_at, g))
+            .await
+    }
+
+    /// `peer` answered this node's request to send again what it delivered since the
+    /// backup taken at `taken_at`: it is not asked again.
+    pub async fn resend_told(&self, peer: CenterId, taken_at: String) -> Result<(), LedgerError> {
+        self.call(move |w, g| {
+            w.resend_told(&peer, &taken_at, g);
+            Ok(())
+        })
+        .await
+    }
+
     /// Erases payloads whose retention period ended by now, on the ledger's clock (at most
     /// [`super::PURGE_BATCH`]; call again while it returns that many). `actor`: this node.
     pub async fn purge(&self, actor: Identity) -> Result<usize, LedgerError> {

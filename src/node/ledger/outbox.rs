@@ -1,7 +1,8 @@
 //! Leaving the outbox: a message for another center waits in its outbox (`o`) until the
 //! forwarder records a verified receipt (`delivered`), a permanent refusal or expiry
 //! (`dead_letter`), or an operator drops it; failed attempts are counted
-//! (`attempt_failed`); an operator may put a dead-lettered message back (`requeue`).
+//! (`attempt_failed`); an operator may put a dead-lettered message back (`requeue`), and
+//! a peer restored from a backup what was delivered to it since (`resend`).
 //!
 //! Invariants enforced here:
 //! - a message leaves its outbox only through [`Writer::leave_outbox`]: its outbox entry
@@ -14,6 +15,7 @@
 use super::group::Group;
 use super::{message_event, state_name, LedgerError, Parties, Writer};
 use crate::core::audit::{bound_detail, Action, Event};
+use crate::core::consent::ConsentKey;
 use crate::core::identity::{CenterId, Identity};
 use crate::core::message::MessageId;
 use crate::core::wire::Receipt;
@@ -181,7 +183,7 @@ impl Writer {
         id: &MessageId,
         g: &mut Group,
     ) -> Result<usize, LedgerError> {
-        let mut d = self
+        let d = self
             .delivery(g, id)?
             .ok_or_else(|| LedgerError::NoSuchMessage(id.clone()))?;
         let peer = match (&d.peer, d.state) {
@@ -197,6 +199,23 @@ impl Writer {
         if self.outbox_len.get(&peer).copied().unwrap_or(0) >= self.outbox_max {
             return Err(LedgerError::OutboxFull(peer));
         }
+        let detail = d.last_error.clone();
+        self.put_back(actor, id, d, peer, detail, g)?;
+        Ok(1)
+    }
+
+    /// Puts message `id` (delivery record `d`) back at the end of the outbox to `peer`,
+    /// with a `requeued` audit entry by `actor`: sent again, its time to live counted from
+    /// now. Refused for a message whose payload was erased.
+    fn put_back(
+        &mut self,
+        actor: &Identity,
+        id: &MessageId,
+        mut d: DeliveryRecord,
+        peer: CenterId,
+        detail: Option<String>,
+        g: &mut Group,
+    ) -> Result<(), LedgerError> {
         let message = match g.metas.get(id) {
             Some(m) => m.clone(),
             None => self
@@ -222,7 +241,7 @@ impl Writer {
             subject: message.subject,
             consent_id: message.consent_id,
             consent_by: message.consent_by,
-            detail: d.last_error.clone(),
+            detail,
         });
         // A new position at the end of the outbox: the message goes after everything
         // accepted meanwhile (an operator's retry does not keep the original order).
@@ -237,6 +256,49 @@ impl Writer {
         g.writes.put_delivery(id, &d);
         g.writes.put_audit(&entry);
         g.deliveries.insert(id.clone(), d);
-        Ok(1)
+        Ok(())
+    }
+
+    /// `peer` was restored from a backup taken at `taken_at` and asks for what this node
+    /// delivered to it since: each of `ids` still delivered to `peer` goes back into its
+    /// outbox (audit `requeued`, actor: that node; no `outbox_max`: these were accepted
+    /// long ago), and each of `consents` gets a notice for its forwarder to carry. Returns
+    /// (messages, consents) queued. Messages erased since are left: nothing is left to send.
+    pub(super) fn resend(
+        &mut self,
+        peer: &CenterId,
+        ids: Vec<MessageId>,
+        consents: Vec<ConsentKey>,
+        taken_at: &str,
+        g: &mut Group,
+    ) -> Result<(u64, u64), LedgerError> {
+        let actor = Identity::Node(peer.clone());
+        let detail = bound_detail(format!(
+            "sent again: center {peer} was restored from a backup taken at {taken_at}"
+        ));
+        let mut messages = 0;
+        for id in ids {
+            let Some(d) = self.delivery(g, &id)? else {
+                continue;
+            };
+            if d.state != DeliveryState::Delivered || d.peer.as_ref() != Some(peer) {
+                continue;
+            }
+            match self.put_back(&actor, &id, d, peer.clone(), Some(detail.clone()), g) {
+                Ok(()) => messages += 1,
+                Err(LedgerError::WrongState { .. } | LedgerError::NoSuchMessage(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for key in &consents {
+            g.writes.put_notice(peer, key);
+        }
+        Ok((messages, consents.len() as u64))
+    }
+
+    /// `peer` answered this node's request to send again what it delivered since the
+    /// backup taken at `taken_at` (see `store::resend`).
+    pub(super) fn resend_told(&mut self, peer: &CenterId, taken_at: &str, g: &mut Group) {
+        g.writes.put_resend_told(peer, taken_at);
     }
 }

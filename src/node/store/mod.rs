@@ -22,7 +22,7 @@
 //! | `a`    | audit seq (BE)                       | [`AuditEntry`]        |
 //! | `o`    | peer center, `0x00`, seq (BE)        | message id (deferred) |
 //! | `r`    | message id                           | [`Receipt`]           |
-//! | `s`    | setting name                         | e.g. [`DirectorySeen`]; `format` ([`format`]) |
+//! | `s`    | setting name                         | e.g. [`DirectorySeen`]; `format` ([`format`]); after a restore, `restored-from` and `resend-told/<peer>` (`resend`) |
 //! | `x`    | message id                           | empty: dead-lettered  |
 //! | `c`    | chain length (BE)                    | own [`Checkpoint`]    |
 //! | `p`    | peer center                          | its latest [`Checkpoint`] |
@@ -84,6 +84,7 @@ mod queues;
 pub mod record;
 mod records;
 pub mod reports;
+mod resend;
 mod writes;
 
 use std::fs::File;

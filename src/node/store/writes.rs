@@ -187,7 +187,7 @@ impl WriteSet {
             );
         }
     }
-    fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
+    pub(super) fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
         debug_assert!(
             v.len() <= pieces::PIECE_BYTES,
             "values stay below the blob threshold"
