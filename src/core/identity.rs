@@ -227,7 +227,10 @@ mod tests {
         ] {
             let id = Identity::from_uri(uri).expect("valid uri");
             assert_eq!(id.uri(), uri);
-            assert!(uri.starts_with(&format!("urn:plusgate:{}:", id.role())), "{uri}");
+            assert!(
+                uri.starts_with(&format!("urn:plusgate:{}:", id.role())),
+                "{uri}"
+            );
         }
     }
 

@@ -44,7 +44,10 @@ fn require_browser_tooling(dir: &Path) {
     );
     for package in ["playwright-core", "@axe-core/playwright", "axe-core"] {
         assert!(
-            dir.join("node_modules").join(package).join("package.json").exists(),
+            dir.join("node_modules")
+                .join(package)
+                .join("package.json")
+                .exists(),
             "{} has no node_modules/{package}; {hint}",
             dir.display()
         );

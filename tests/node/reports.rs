@@ -479,7 +479,9 @@ async fn a_day_is_an_asia_seoul_day_at_the_api_and_in_the_cli() {
     )
     .expect("RFC 3339");
     // Instants stay UTC on the wire; this one is late on UTC day D (the shift worked).
-    assert!(registered["registered_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert!(registered["registered_at"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
     assert_eq!((at.date(), at.hour()), (target.date(), 23), "{at}");
     let day = at.date();
     let next = day.next_day().expect("a next day");
@@ -502,7 +504,7 @@ async fn a_day_is_an_asia_seoul_day_at_the_api_and_in_the_cli() {
         let w = get(officer, &format!("/v1/privacy/withdrawals?from={d}&to={d}")).await;
         ids(&w, "withdrawals", "consent_id")
     };
-    assert_eq!(on(next).await, [id.clone()]);
+    assert_eq!(on(next).await, std::slice::from_ref(&id));
     assert_eq!(on(day).await, Vec::<String>::new());
 
     // The CLI takes the same days; its CSV starts with the BOM and keeps the Hangul.
@@ -520,5 +522,10 @@ async fn a_day_is_an_asia_seoul_day_at_the_api_and_in_the_cli() {
     assert!(lines[1].ends_with(",본인 요청"), "{}", lines[1]);
     let out = args(&day);
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(out.stdout.trim_end().split("\r\n").count(), 1, "{}", out.stdout);
+    assert_eq!(
+        out.stdout.trim_end().split("\r\n").count(),
+        1,
+        "{}",
+        out.stdout
+    );
 }

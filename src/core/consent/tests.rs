@@ -103,14 +103,32 @@ fn the_lists_of_statuses_and_refusal_kinds_are_whole() {
     let refusals = [
         Refusal::Unknown { id: s() },
         Refusal::Ambiguous { id: s() },
-        Refusal::OtherSubject { id: s(), subject: s() },
-        Refusal::NotYetValid { id: s(), valid_from: s() },
-        Refusal::Expired { id: s(), valid_until: s() },
+        Refusal::OtherSubject {
+            id: s(),
+            subject: s(),
+        },
+        Refusal::NotYetValid {
+            id: s(),
+            valid_from: s(),
+        },
+        Refusal::Expired {
+            id: s(),
+            valid_until: s(),
+        },
         Refusal::Withdrawn { id: s(), at: s() },
-        Refusal::RecipientNotNamed { id: s(), recipient: s() },
-        Refusal::PurposeNotCovered { id: s(), purpose: s() },
+        Refusal::RecipientNotNamed {
+            id: s(),
+            recipient: s(),
+        },
+        Refusal::PurposeNotCovered {
+            id: s(),
+            purpose: s(),
+        },
         Refusal::PurposeUnknown { why: s() },
-        Refusal::ItemNotCovered { id: s(), items: Vec::new() },
+        Refusal::ItemNotCovered {
+            id: s(),
+            items: Vec::new(),
+        },
         Refusal::Unreadable { id: s(), why: s() },
     ];
     for (i, refusal) in refusals.iter().enumerate() {

@@ -469,7 +469,10 @@ mod types_tests {
                 }
             }
         }
-        assert!(literals > 20, "the scan found only {literals} slugs: is it still reading calls?");
+        assert!(
+            literals > 20,
+            "the scan found only {literals} slugs: is it still reading calls?"
+        );
         let mut sorted = TYPES.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
