@@ -27,11 +27,6 @@ pub fn seoul_day_start(day: Date) -> OffsetDateTime {
     day.with_time(Time::MIDNIGHT).assume_offset(SEOUL)
 }
 
-/// The Asia/Seoul calendar day instant `t` falls on.
-pub fn seoul_day(t: OffsetDateTime) -> Date {
-    t.to_offset(SEOUL).date()
-}
-
 /// `t` as RFC 3339 in UTC, cut (not rounded) to milliseconds, e.g.
 /// `2026-11-26T03:00:00.123Z`.
 pub fn rfc3339(t: OffsetDateTime) -> String {
@@ -157,11 +152,13 @@ mod tests {
     /// UTC on day D belongs to Seoul day D+1.
     #[test]
     fn a_seoul_day_begins_at_15_00_utc_the_day_before() {
+        use super::seoul_day_start as start;
         use ::time::macros::{date, datetime};
         assert_eq!(
-            super::seoul_day_start(date!(2026 - 11 - 27)),
+            start(date!(2026 - 11 - 27)),
             datetime!(2026-11-26 15:00 UTC)
         );
+        // (instant, the Seoul day it is on)
         for (at, day) in [
             (datetime!(2026-11-26 23:30 UTC), date!(2026 - 11 - 27)),
             (
@@ -171,7 +168,8 @@ mod tests {
             (datetime!(2026-11-26 15:00 UTC), date!(2026 - 11 - 27)),
             (datetime!(2026-12-31 15:00 UTC), date!(2027 - 01 - 01)),
         ] {
-            assert_eq!(super::seoul_day(at), day, "{at}");
+            let next = day.next_day().expect("a next day");
+            assert!(start(day) <= at && at < start(next), "{at} on {day}");
         }
     }
 
