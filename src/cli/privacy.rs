@@ -16,7 +16,8 @@ use crate::cli::node_client::{AdminError, NodeClient, Target};
 pub enum Format {
     /// The node's JSON answer, pretty-printed.
     Json,
-    /// CSV: a header row and one row per record (lists joined with `;`).
+    /// CSV: a UTF-8 byte-order mark, a header row and one row per record (lists joined
+    /// with `;`).
     Csv,
 }
 
@@ -40,15 +41,30 @@ pub struct OfficerArgs {
     pub key: PathBuf,
 }
 
-/// Filters by time: a day (`YYYY-MM-DD`, UTC, inclusive) or an RFC 3339 date-time.
+/// Filters by time: a day (`YYYY-MM-DD`, an Asia/Seoul calendar day, 00:00 to 24:00 at
+/// +09:00, inclusive) or an RFC 3339 date-time. The node interprets both.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Range {
-    /// From this day or time on.
+    /// From this day (YYYY-MM-DD, Asia/Seoul) or RFC 3339 time on.
     #[arg(long)]
     pub from: Option<String>,
-    /// Up to this day or time (inclusive).
+    /// Up to this day (YYYY-MM-DD, Asia/Seoul, inclusive) or RFC 3339 time.
     #[arg(long)]
     pub to: Option<String>,
+}
+
+/// The UTF-8 byte-order mark a CSV for officers starts with (Excel on Korean Windows reads
+/// a CSV without it as CP949 and garbles Hangul). The node sends it; [`with_bom`] makes
+/// sure of it for a node from before it did.
+const UTF8_BOM: char = '\u{FEFF}';
+
+/// `csv` starting with [`UTF8_BOM`], exactly once.
+fn with_bom(csv: String) -> String {
+    if csv.starts_with(UTF8_BOM) {
+        csv
+    } else {
+        format!("{UTF8_BOM}{csv}")
+    }
 }
 
 type Params<'a> = Vec<(&'static str, &'a Option<String>)>;
@@ -244,7 +260,7 @@ pub async fn run(target: &Target, command: &PrivacyCommand) -> Result<String, Ad
     let node = NodeClient::new(target, (&officer.cert, &officer.key))?;
     let response = node.send(Method::GET, &path, None).await?;
     Ok(match format {
-        Format::Csv => response.text(),
+        Format::Csv => with_bom(response.text()),
         Format::Json => match response.json::<Value>() {
             Ok(body) => serde_json::to_string_pretty(&body).unwrap_or_else(|_| response.text()),
             Err(_) => response.text(),
@@ -268,6 +284,15 @@ mod tests {
         let args = format!("privacy {args} --config c.toml --cert o.crt --key o.key");
         let cli = Cli::try_parse_from(args.split(' ')).ok()?;
         cli.command.target().ok()
+    }
+
+    #[test]
+    fn csv_output_starts_with_one_bom() {
+        for csv in ["id,subject\r\n", "\u{FEFF}id,subject\r\n"] {
+            let out = with_bom(csv.to_owned());
+            assert_eq!(out.as_bytes()[..3], [0xEF, 0xBB, 0xBF]);
+            assert_eq!(&out[3..], "id,subject\r\n");
+        }
     }
 
     #[test]

@@ -149,6 +149,13 @@ pub enum ConsentStatus {
 }
 
 impl ConsentStatus {
+    /// Every status, in a stable order (the console has a label for each).
+    pub const ALL: [ConsentStatus; 3] = [
+        ConsentStatus::Granted,
+        ConsentStatus::Withdrawn,
+        ConsentStatus::Expired,
+    ];
+
     /// The status named `s`, if it is one.
     pub fn parse(s: &str) -> Option<ConsentStatus> {
         Some(match s {
@@ -472,6 +479,22 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every [`Refusal::kind`], in declaration order: the problem types a consent check can
+    /// answer with (the console has a label for each; a unit test keeps the list whole).
+    pub const KINDS: [&'static str; 11] = [
+        "consent-unknown",
+        "consent-ambiguous",
+        "consent-other-subject",
+        "consent-not-yet-valid",
+        "consent-expired",
+        "consent-withdrawn",
+        "consent-recipient-not-named",
+        "consent-purpose-not-covered",
+        "consent-purpose-unknown",
+        "consent-item-not-covered",
+        "consent-unreadable",
+    ];
+
     /// The problem type (`https://plusgate.kr/problems/<kind>`) naming the failed condition.
     pub fn kind(&self) -> &'static str {
         match self {

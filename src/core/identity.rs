@@ -142,6 +142,19 @@ impl fmt::Display for Identity {
 }
 
 impl Identity {
+    /// Every [`Identity::role`]: the kinds of party an audit entry or a report can name
+    /// (the console has a label for each).
+    pub const ROLES: [&'static str; 3] = ["agency", "officer", "node"];
+
+    /// Its role, as its SAN URI names it (`urn:plusgate:<role>:…`).
+    pub fn role(&self) -> &'static str {
+        match self {
+            Identity::Agency(_) => Identity::ROLES[0],
+            Identity::Officer(_) => Identity::ROLES[1],
+            Identity::Node(_) => Identity::ROLES[2],
+        }
+    }
+
     /// The SAN URI that carries this identity.
     pub fn uri(&self) -> String {
         match self {
@@ -214,6 +227,10 @@ mod tests {
         ] {
             let id = Identity::from_uri(uri).expect("valid uri");
             assert_eq!(id.uri(), uri);
+            assert!(
+                uri.starts_with(&format!("urn:plusgate:{}:", id.role())),
+                "{uri}"
+            );
         }
     }
 

@@ -2,6 +2,10 @@
 //! passed in (reading it is `node::clock`'s job), so the same instant always gives the same
 //! text, which the audit chain's hashes depend on.
 //!
+//! Days are another matter: a day an officer names (`YYYY-MM-DD` in a report filter) is an
+//! Asia/Seoul calendar day ([`SEOUL`], [`seoul_day_start`]), because that is the day the
+//! officers and the agencies live in; instants stay UTC on the wire.
+//!
 //! [`Timestamp`] is a time as the node's types carry it: the instant, to compare, and the
 //! exact text it was written as, to store, sign and hash.
 
@@ -10,7 +14,18 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 
 use ::time::format_description::well_known::Rfc3339;
-use ::time::{OffsetDateTime, UtcOffset};
+use ::time::{Date, OffsetDateTime, Time, UtcOffset};
+
+/// Asia/Seoul's offset from UTC, +09:00 all year: Korea has observed no daylight saving
+/// time since 1988, so a fixed offset is exact for every day a plusgate record can name
+/// and no time-zone database is needed.
+pub const SEOUL: UtcOffset = ::time::macros::offset!(+9);
+
+/// The instant Asia/Seoul day `day` begins: its 00:00 at +09:00, which is 15:00 UTC the day
+/// before. A Seoul day runs from there up to (not including) the next day's start.
+pub fn seoul_day_start(day: Date) -> OffsetDateTime {
+    day.with_time(Time::MIDNIGHT).assume_offset(SEOUL)
+}
 
 /// `t` as RFC 3339 in UTC, cut (not rounded) to milliseconds, e.g.
 /// `2026-11-26T03:00:00.123Z`.
@@ -133,6 +148,31 @@ impl Hash for Timestamp {
 
 #[cfg(test)]
 mod tests {
+    /// A Seoul day runs 15:00 UTC the day before to 14:59:59.999 UTC: an event at 23:30
+    /// UTC on day D belongs to Seoul day D+1.
+    #[test]
+    fn a_seoul_day_begins_at_15_00_utc_the_day_before() {
+        use super::seoul_day_start as start;
+        use ::time::macros::{date, datetime};
+        assert_eq!(
+            start(date!(2026 - 11 - 27)),
+            datetime!(2026-11-26 15:00 UTC)
+        );
+        // (instant, the Seoul day it is on)
+        for (at, day) in [
+            (datetime!(2026-11-26 23:30 UTC), date!(2026 - 11 - 27)),
+            (
+                datetime!(2026-11-26 14:59:59.999 UTC),
+                date!(2026 - 11 - 26),
+            ),
+            (datetime!(2026-11-26 15:00 UTC), date!(2026 - 11 - 27)),
+            (datetime!(2026-12-31 15:00 UTC), date!(2027 - 01 - 01)),
+        ] {
+            let next = day.next_day().expect("a next day");
+            assert!(start(day) <= at && at < start(next), "{at} on {day}");
+        }
+    }
+
     use super::*;
     use ::time::macros::datetime;
 

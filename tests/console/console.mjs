@@ -1,7 +1,8 @@
 // Browser test of the privacy officer's console: Debian's headless Chromium driven by
 // playwright-core, presenting the officer's client certificate to a real node that
-// tests/node/console.rs started and filled. Exits 0 if every check holds, 1 naming the
-// first that failed.
+// tests/node/console.rs started and filled (its clock at 23:30 UTC, so every record is on
+// the next Seoul day), and axe-core checking every view in both languages. Exits 0 if every
+// check holds, 1 naming the first that failed.
 //
 // Environment (set by tests/node/console.rs):
 //   PLUSGATE_URL               https://127.0.0.1:PORT of the node
@@ -11,11 +12,14 @@
 //   CONSENT_ID                 a granted consent of SUBJECT
 //   WITHDRAWN_ID               a withdrawn consent; its reason is markup that must stay text
 //   MESSAGE_IDS                comma-separated ids of messages about SUBJECT
+//   REFUSED_ID                 a message refused because it cited WITHDRAWN_ID
 //   SCREENSHOT_DIR             optional: where to leave screenshots of the views
 //   CHROMIUM                   optional: the browser (default /usr/bin/chromium)
 
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { chromium } from 'playwright-core';
+import { AxeBuilder } from '@axe-core/playwright';
 
 const env = (name) => {
   const v = process.env[name];
@@ -29,6 +33,9 @@ const subject = env('SUBJECT');
 const consentId = env('CONSENT_ID');
 const withdrawnId = env('WITHDRAWN_ID');
 const messageIds = env('MESSAGE_IDS').split(',');
+const refusedId = env('REFUSED_ID');
+const UTF8_BOM = [0xef, 0xbb, 0xbf];
+const VIEWS = ['consents', 'disclosures', 'refusals', 'withdrawals', 'audit'];
 const shots = process.env.SCREENSHOT_DIR;
 
 const LAUNCH = {
@@ -47,13 +54,44 @@ const LAUNCH = {
 };
 
 /** A browser context presenting the given client certificate to the node. */
-function contextAs(browser, cert, key) {
+function contextAs(browser, cert, key, locale = 'ko-KR') {
   return browser.newContext({
     // The development CA is self-signed; the node's identity is not what is tested here.
     ignoreHTTPSErrors: true,
     clientCertificates: [{ origin, certPath: cert, keyPath: key }],
-    locale: 'ko-KR',
+    locale,
   });
+}
+
+/** Loads the console and waits until its labels are applied. */
+async function open(page) {
+  const resp = await page.goto(`${origin}/console/`);
+  await page.waitForSelector('body[data-ready=true]');
+  return resp;
+}
+
+/** The Seoul day after the UTC day of RFC 3339 instant `utc`, as YYYY-MM-DD. */
+function nextDay(utc) {
+  const d = new Date(`${utc.slice(0, 10)}T00:00:00Z`);
+  d.setUTCDate(d.getUTCDate() + 1);
+  return d.toISOString().slice(0, 10);
+}
+
+/** Zero accessibility violations (axe-core, WCAG 2.x A/AA and best practices) on the page. */
+async function accessible(page, what) {
+  const results = await new AxeBuilder({ page }).analyze();
+  const found = results.violations.map(
+    (v) => `${v.id} (${v.impact}): ${v.help}: ${v.nodes.map((n) => n.target.join(' ')).join('; ')}`,
+  );
+  assert.deepEqual(found, [], `${what}: axe found ${found.length} violation(s)`);
+}
+
+/** A downloaded CSV: it starts with the UTF-8 BOM; returns the text after it. */
+async function downloadCsv(page, linkId) {
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click(`#${linkId}`)]);
+  const bytes = fs.readFileSync(await download.path());
+  assert.deepEqual([...bytes.subarray(0, 3)], UTF8_BOM, 'the CSV starts with the UTF-8 BOM');
+  return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes.subarray(3));
 }
 
 let step = 'start';
@@ -114,6 +152,9 @@ async function main() {
       await page.waitForSelector('body[data-ready=true]');
       assert.equal(await page.getAttribute('html', 'lang'), 'ko');
       assert.equal(await page.textContent('#title'), 'plusgate 개인정보 보호책임자 콘솔');
+      // The time zone is stated on the page.
+      assert.match(await page.textContent('#tz-note'), /한국 표준시\(KST, UTC\+09:00\)/);
+      assert.equal(await page.textContent('#consents-form label:has(#consents-from) span'), '시작일 (KST)');
     });
 
     await check('the language toggle switches every label and the lang attribute', async () => {
@@ -121,11 +162,51 @@ async function main() {
       assert.equal(await page.getAttribute('html', 'lang'), 'en');
       assert.equal(await page.textContent('#title'), 'plusgate privacy officer console');
       assert.equal(await page.textContent('nav button[data-view=withdrawals]'), 'Withdrawals');
+      assert.match(await page.textContent('#tz-note'), /Korea Standard Time \(KST, UTC\+09:00\)/);
+      assert.equal(await page.getAttribute('nav', 'aria-label'), 'Reports');
+      assert.equal(await page.getAttribute('#lang-toggle', 'lang'), 'ko');
       await page.click('#lang-toggle');
       assert.equal(await page.getAttribute('html', 'lang'), 'ko');
       assert.equal(await page.textContent('nav button[data-view=withdrawals]'), '동의 철회');
+      assert.equal(await page.getAttribute('nav', 'aria-label'), '보고서');
     });
 
+    await check('the language chosen is remembered across reloads', async () => {
+      await page.click('#lang-toggle');
+      await open(page);
+      assert.equal(await page.getAttribute('html', 'lang'), 'en');
+      assert.equal(await page.textContent('#title'), 'plusgate privacy officer console');
+      assert.equal(await page.evaluate(() => localStorage.getItem('plusgate.console.lang')), 'en');
+      await page.click('#lang-toggle');
+      await open(page);
+      assert.equal(await page.getAttribute('html', 'lang'), 'ko');
+    });
+
+    await check("without a choice, the browser's language decides", async () => {
+      const english = await contextAs(browser, env('OFFICER_CERT'), env('OFFICER_KEY'), 'en-US');
+      const other = await english.newPage();
+      await open(other);
+      assert.equal(await other.getAttribute('html', 'lang'), 'en');
+      assert.equal(await other.textContent('nav button[data-view=consents]'), 'Consents');
+      await english.close();
+    });
+
+    await check('times are shown in Seoul time with the offset: 23:30 UTC is 08:30 the next day', async () => {
+      const shown = await page.evaluate(() => [
+        seoulTime('2026-11-26T23:30:00Z'),
+        seoulTime('2026-11-26T14:59:59.999Z'),
+        seoulTime('2026-11-27T08:30:00+09:00'),
+        seoulTime('2026-12-31T15:00:00.000Z'),
+      ]);
+      assert.deepEqual(shown, [
+        '2026-11-27 08:30:00 +09:00',
+        '2026-11-26 23:59:59 +09:00',
+        '2026-11-27 08:30:00 +09:00',
+        '2027-01-01 00:00:00 +09:00',
+      ]);
+    });
+
+    let seoulDay = '';
     await check('the consent search finds the registered consent, with a CSV link', async () => {
       await page.fill('#consents-subject', subject);
       await page.selectOption('#consents-status', 'granted');
@@ -136,26 +217,40 @@ async function main() {
         [consentId],
         JSON.stringify(found),
       );
-      assert.equal(found[0][2], 'granted');
+      assert.equal(found[0][2], '동의', 'the status, translated');
       const header = await page.locator('#consents-result th').first().textContent();
       assert.equal(header, '동의 ID');
+      // Registered at 23:3x UTC on day D (the node's clock): shown as 08:3x on D+1 in Seoul.
+      const registered = page.locator('#consents-result tbody tr td:nth-child(11) time');
+      const utc = await registered.getAttribute('datetime');
+      assert.match(utc, /T23:\d\d:\d\d(\.\d+)?Z$/, `the node's clock is late on a UTC day: ${utc}`);
+      seoulDay = nextDay(utc);
+      const shown = await registered.textContent();
+      assert.ok(shown.startsWith(`${seoulDay} 08:`) && shown.endsWith(' +09:00'), shown);
       const href = await page.getAttribute('#consents-csv', 'href');
       assert.ok(href.includes('format=csv') && href.includes(`subject=${subject}`), href);
       assert.equal(await page.isVisible('#consents-csv'), true);
       // The link is a real download of the same report as CSV.
-      const [download] = await Promise.all([
-        page.waitForEvent('download'),
-        page.click('#consents-csv'),
-      ]);
-      const path = await download.path();
-      const fs = await import('node:fs');
-      const csv = fs.readFileSync(path, 'utf8');
+      const csv = await downloadCsv(page, 'consents-csv');
       assert.ok(csv.startsWith('id,subject,collected_by'), csv);
       assert.ok(csv.includes(`\r\n${consentId},${subject},`), csv);
       await shot(page, 'consents');
     });
 
-    await check('a refused query shows the node\'s reason', async () => {
+    await check('a date filter is a Seoul day: the consent is on D+1, not on its UTC day D', async () => {
+      const utcDay = new Date(Date.parse(`${seoulDay}T00:00:00Z`) - 86400000).toISOString().slice(0, 10);
+      for (const [day, expected] of [[seoulDay, [consentId]], [utcDay, []]]) {
+        await page.fill('#consents-from', day);
+        await page.fill('#consents-to', day);
+        await submit(page, 'consents');
+        const found = await rows(page, 'consents-result');
+        assert.deepEqual(found.map((r) => r[0]), expected, `from=to=${day}`);
+      }
+      await page.fill('#consents-from', '');
+      await page.fill('#consents-to', '');
+    });
+
+    await check('a refused query shows the node\'s reason, its type translated', async () => {
       await page.fill('#consents-subject', '');
       await page.selectOption('#consents-status', '');
       await page.fill('#consents-agency', 'not an agency');
@@ -163,6 +258,11 @@ async function main() {
       assert.equal(await page.isVisible('#error'), true);
       const error = await page.textContent('#error');
       assert.ok(error.includes('(400)') && error.includes('`agency`'), error);
+      assert.ok(error.startsWith('요청이 거부되었습니다 (400): 잘못된 요청'), error);
+      await accessible(page, 'consents with an error (ko)');
+      await page.click('#lang-toggle');
+      assert.ok((await page.textContent('#error')).startsWith('The request was refused (400): Malformed request'));
+      await page.click('#lang-toggle');
       await page.fill('#consents-agency', '');
       // The browser logs the refused request; that one is expected.
       assert.equal(problems.length, 1, JSON.stringify(problems));
@@ -170,7 +270,7 @@ async function main() {
       problems.length = 0;
     });
 
-    await check('the withdrawal shows in withdrawals, its reason as plain text', async () => {
+    await check('the withdrawal shows in withdrawals, its reason as plain text; its CSV keeps the Hangul', async () => {
       await page.click('nav button[data-view=withdrawals]');
       assert.equal(await page.isVisible('#view-withdrawals'), true);
       assert.equal(await page.isVisible('#error'), false);
@@ -180,17 +280,32 @@ async function main() {
       assert.ok(row, JSON.stringify(found));
       assert.ok(row[6].includes('<img'), `the reason is shown as written: ${row[6]}`);
       assert.equal(await page.locator('#withdrawals-result img').count(), 0, 'no markup from data');
+      assert.match(row[0], new RegExp(`^${seoulDay} 08:\\d\\d:\\d\\d \\+09:00$`), row[0]);
+      const csv = await downloadCsv(page, 'withdrawals-csv');
+      assert.ok(csv.startsWith('consent_id,'), csv);
+      assert.ok(csv.includes('전화로 철회'), csv);
       await shot(page, 'withdrawals');
     });
 
-    await check('the refusals view answers (none here) in the chosen date range', async () => {
+    await check('the refusals view lists the refused message, its reason translated', async () => {
       await page.click('nav button[data-view=refusals]');
-      await page.fill('#refusals-from', '2020-01-01');
-      await page.fill('#refusals-to', '2099-12-31');
+      await page.fill('#refusals-from', seoulDay);
+      await page.fill('#refusals-to', seoulDay);
       await submit(page, 'refusals');
-      assert.equal(await page.textContent('#refusals-result'), '해당하는 기록이 없습니다.');
+      const found = await rows(page, 'refusals-result');
+      assert.deepEqual(found.map((r) => r[1]), [refusedId], JSON.stringify(found));
+      const [row] = found;
+      assert.ok(row[6].startsWith('철회된 동의'), `the reason, translated: ${row[6]}`);
+      assert.ok(row[6].includes(withdrawnId), `the node's explanation stays: ${row[6]}`);
+      assert.equal(row[7], '기관 suwon/employment', 'the actor, its role translated');
       const href = await page.getAttribute('#refusals-csv', 'href');
-      assert.ok(href.includes('from=2020-01-01') && href.includes('to=2099-12-31'), href);
+      assert.ok(href.includes(`from=${seoulDay}`) && href.includes(`to=${seoulDay}`), href);
+      await page.click('#lang-toggle');
+      const english = await rows(page, 'refusals-result');
+      assert.ok(english[0][6].startsWith('Consent withdrawn'), english[0][6]);
+      assert.equal(english[0][7], 'Agency suwon/employment');
+      await page.click('#lang-toggle');
+      await shot(page, 'refusals');
     });
 
     await check("the subject's disclosure timeline lists the pushed messages", async () => {
@@ -203,7 +318,8 @@ async function main() {
         messageIds,
         JSON.stringify(found),
       );
-      assert.ok(found.every((r) => r[8].startsWith('urn:plusgate:agency:suwon:welfare')), 'first pulled by');
+      assert.ok(found.every((r) => r[2] === '의뢰'), 'the message type, translated');
+      assert.ok(found.every((r) => r[8].startsWith(`기관 suwon/welfare, ${seoulDay} `)), 'first pulled by, when');
       await shot(page, 'disclosures');
     });
 
@@ -215,12 +331,26 @@ async function main() {
       const status = Object.fromEntries(terms.map((t, i) => [t, values[i]]));
       assert.equal(status['검증 결과'], '정상 (검증됨)', JSON.stringify(status));
       assert.equal(status['서명 검증'], '유효', JSON.stringify(status));
+      assert.equal(status['검증 시작점'], '마지막 체크포인트부터', JSON.stringify(status));
       assert.match(status['체크포인트 위치 (seq)'], /^\d+ \(\d+\)$/);
       assert.match(status['체크포인트 해시'], /^[0-9a-f]{64}$/);
       assert.match(status['최신 해시'], /^[0-9a-f]{64}$/);
+      assert.match(status['서명 시각'], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+09:00$/);
       await page.click('#lang-toggle');
       assert.equal(await page.textContent('#audit-status dd.ok'), 'OK (verified)');
       await shot(page, 'audit');
+      await page.click('#lang-toggle');
+    });
+
+    await check('axe-core finds no accessibility violation on any view, in either language', async () => {
+      for (const language of ['ko', 'en']) {
+        if ((await page.getAttribute('html', 'lang')) !== language) await page.click('#lang-toggle');
+        for (const view of VIEWS) {
+          await page.click(`nav button[data-view=${view}]`);
+          await submit(page, view);
+          await accessible(page, `${view} (${language})`);
+        }
+      }
       await page.click('#lang-toggle');
     });
 

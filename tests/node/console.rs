@@ -1,7 +1,12 @@
 //! The privacy officer's web console in a real browser: headless Chromium (Debian's
 //! `chromium`) driven by playwright-core (`tests/console/`), presenting the officer's client
 //! certificate to a real node filled through the real API. The browser part is
-//! `tests/console/console.mjs`; this test sets the scene and requires it to pass.
+//! `tests/console/console.mjs`; this test sets the scene and requires it to pass. It
+//! includes an accessibility check (axe-core, through `@axe-core/playwright`) of every view
+//! in both languages, which must find nothing.
+//!
+//! The node's clock is shifted to 23:30 UTC today, so what it records falls on the next
+//! Asia/Seoul day: the console must show Seoul times and filter by Seoul days.
 //!
 //! Without Chromium, Node.js or `tests/console/node_modules` this test fails (never skips):
 //! `.ci/test` installs them. `CONSOLE_SCREENSHOTS=DIR` keeps screenshots of each view there;
@@ -37,12 +42,16 @@ fn require_browser_tooling(dir: &Path) {
         node.is_ok_and(|o| o.status.success()),
         "`node` is not on PATH: the console test needs Node.js; {hint}"
     );
-    assert!(
-        dir.join("node_modules/playwright-core/package.json")
-            .exists(),
-        "{} has no node_modules/playwright-core; {hint}",
-        dir.display()
-    );
+    for package in ["playwright-core", "@axe-core/playwright", "axe-core"] {
+        assert!(
+            dir.join("node_modules")
+                .join(package)
+                .join("package.json")
+                .exists(),
+            "{} has no node_modules/{package}; {hint}",
+            dir.display()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,6 +61,10 @@ async fn an_officer_uses_the_console_in_a_real_browser_and_an_agency_cannot() {
     let fed = Federation::new();
     // A checkpoint soon, so the audit view has one to show.
     fed.set_option("suwon", "federation", "checkpoint_every", "3");
+    // Late on a UTC day: everything the node records is on the next day in Seoul.
+    let now = time::OffsetDateTime::now_utc();
+    let late = now.date().midnight().assume_utc() + time::Duration::minutes(23 * 60 + 30);
+    fed.shift_clock("suwon", (late - now).whole_seconds());
     let node = fed.start_bare("suwon", "");
 
     let employment = node.agent("suwon/employment", HttpVersion::Http2);
@@ -86,6 +99,15 @@ async fn an_officer_uses_the_console_in_a_real_browser_and_an_agency_cannot() {
     let welfare = node.agent("suwon/welfare", HttpVersion::Http1);
     assert_eq!(ids_of(&pull(&welfare, "max=10").await), ids);
     assert_eq!(ack(&welfare, &ids).await.status.as_u16(), 200);
+    // One refused: it cites the withdrawn consent (the refusals view translates why).
+    let mut refused = fed.referral("ref-console-refused");
+    refused["consent_id"] = json!("cns-console-withdrawn");
+    let r = employment
+        .post_json("/v1/messages", &refused)
+        .await
+        .expect("response");
+    assert_eq!(r.status.as_u16(), 403, "{}", r.text());
+    assert!(r.text().contains("consent-withdrawn"), "{}", r.text());
 
     let officer = fed.identity("suwon/privacy-officer");
     let agency = fed.identity("suwon/welfare");
@@ -104,9 +126,12 @@ async fn an_officer_uses_the_console_in_a_real_browser_and_an_agency_cannot() {
         .env("CONSENT_ID", consent["id"].as_str().expect("id"))
         .env("WITHDRAWN_ID", "cns-console-withdrawn")
         .env("MESSAGE_IDS", ids.join(","))
+        .env("REFUSED_ID", "ref-console-refused")
         .env("SCREENSHOT_DIR", &shots)
         .env("CHROMIUM", chromium());
     let done = run_command_to_exit(command, BROWSER_TEST_TIMEOUT);
+    // Each check the browser part passed (shown with `--nocapture`).
+    println!("{}", done.stdout);
     assert!(
         done.status.success() && done.stdout.contains("console test passed"),
         "the browser test failed ({}):\n{}\n{}\nnode log:\n{}",

@@ -12,6 +12,9 @@ use crate::support::{assert_problem, run_to_exit, Federation, Finished, Node};
 
 const OFFICER: &str = "suwon/privacy-officer";
 
+/// The UTF-8 byte-order mark every officer's CSV starts with.
+const UTF8_BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+
 /// Registers the example consent, one to be withdrawn and one past its validity; withdraws
 /// the second. Returns the three ids.
 async fn consents(node: &Node, fed: &Federation) -> [String; 3] {
@@ -117,7 +120,7 @@ async fn an_officer_filters_consents_and_withdrawals_and_gets_them_as_csv() {
     let text = csv.text();
     let lines: Vec<&str> = text.trim_end().split("\r\n").collect();
     assert_eq!(lines.len(), 2, "{text}");
-    assert!(lines[0].starts_with("id,subject,collected_by,recipients,purposes,items,"));
+    assert!(lines[0].starts_with("\u{FEFF}id,subject,collected_by,recipients,purposes,items,"));
     let recipients: Vec<&str> = example["recipients"]
         .as_array()
         .expect("recipients")
@@ -139,11 +142,16 @@ async fn an_officer_filters_consents_and_withdrawals_and_gets_them_as_csv() {
     assert_eq!(w["withdrawals"][0]["reason"], "전화로 철회, \"본인 요청\"");
     let none = get(&officer, "/v1/privacy/withdrawals?from=2999-01-01").await;
     assert_eq!(none["withdrawals"], json!([]));
-    let csv = officer
+    // The CSV's bytes: a UTF-8 byte-order mark (so Excel on Korean Windows reads UTF-8,
+    // not CP949), then the Hangul of the reason as it was written.
+    let body = officer
         .get("/v1/privacy/withdrawals?format=csv")
         .await
         .expect("response")
-        .text();
+        .body;
+    assert_eq!(body[..3], UTF8_BOM, "{body:?}");
+    let csv = std::str::from_utf8(&body[3..]).expect("UTF-8 after the BOM");
+    assert!(csv.starts_with("consent_id,"), "{csv}");
     assert!(
         csv.contains(",suwon/employment,\"전화로 철회, \"\"본인 요청\"\"\"\r\n"),
         "{csv}"
@@ -379,9 +387,9 @@ async fn the_privacy_commands_ask_the_running_node_as_the_officer() {
     );
     assert!(out.status.success(), "{out:?}");
     assert!(
-        out.stdout.starts_with("message_id,type,from,to"),
-        "{}",
-        out.stdout
+        out.stdout.starts_with("\u{FEFF}message_id,type,from,to"),
+        "the CLI's CSV starts with the UTF-8 BOM: {:?}",
+        out.stdout.as_bytes().get(..8)
     );
 
     let out = privacy(&fed, OFFICER, &["audit", "--full"]);
@@ -443,5 +451,81 @@ async fn the_privacy_commands_ask_the_running_node_as_the_officer() {
             .contains(&format!("cannot reach the node at {addr}")),
         "{}",
         out.stderr
+    );
+}
+
+/// A day in a filter is an Asia/Seoul day, at the API and in the CLI: a consent registered
+/// at 23:30 UTC on day D (08:30 on D+1 in Seoul) is found by `from=D+1&to=D+1` and not by
+/// `from=D&to=D`. The node's clock is shifted to 23:30 UTC today so the boundary is real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_is_an_asia_seoul_day_at_the_api_and_in_the_cli() {
+    let now = time::OffsetDateTime::now_utc();
+    let target = now.date().midnight().assume_utc() + time::Duration::minutes(23 * 60 + 30);
+    let fed = Federation::new();
+    fed.shift_clock("suwon", (target - now).whole_seconds());
+    let node = fed.start_bare("suwon", "");
+    let agent = node.agent("suwon/employment", HttpVersion::Http1);
+    let consent = fed.example("consent");
+    let r = agent
+        .post_json("/v1/consents", &consent)
+        .await
+        .expect("response");
+    assert_eq!(r.status.as_u16(), 201, "{}", r.text());
+    let id = consent["id"].as_str().expect("id").to_owned();
+    let registered: Value = r.json().expect("JSON");
+    let at = time::OffsetDateTime::parse(
+        registered["registered_at"].as_str().expect("registered_at"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("RFC 3339");
+    // Instants stay UTC on the wire; this one is late on UTC day D (the shift worked).
+    assert!(registered["registered_at"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+    assert_eq!((at.date(), at.hour()), (target.date(), 23), "{at}");
+    let day = at.date();
+    let next = day.next_day().expect("a next day");
+    let r = agent
+        .post_json(
+            &format!("/v1/consents/{id}/withdraw"),
+            &json!({"reason": "본인 요청"}),
+        )
+        .await
+        .expect("response");
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+
+    let officer = node.agent(OFFICER, HttpVersion::Http2);
+    check(&officer, &format!("from={next}&to={next}"), &[&id]).await;
+    check(&officer, &format!("from={next}"), &[&id]).await;
+    check(&officer, &format!("from={day}&to={day}"), &[]).await;
+    check(&officer, &format!("to={day}"), &[]).await;
+    let officer = &officer;
+    let on = |d: time::Date| async move {
+        let w = get(officer, &format!("/v1/privacy/withdrawals?from={d}&to={d}")).await;
+        ids(&w, "withdrawals", "consent_id")
+    };
+    assert_eq!(on(next).await, std::slice::from_ref(&id));
+    assert_eq!(on(day).await, Vec::<String>::new());
+
+    // The CLI takes the same days; its CSV starts with the BOM and keeps the Hangul.
+    let (day, next) = (day.to_string(), next.to_string());
+    let args = |d: &str| {
+        let args = ["withdrawals", "--from", d, "--to", d, "--format", "csv"];
+        privacy(&fed, OFFICER, &args)
+    };
+    let out = args(&next);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout.as_bytes()[..3], UTF8_BOM, "{:?}", out.stdout);
+    let lines: Vec<&str> = out.stdout[3..].trim_end().split("\r\n").collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    assert!(lines[0].starts_with("consent_id,") && lines[1].starts_with(&format!("{id},")));
+    assert!(lines[1].ends_with(",본인 요청"), "{}", lines[1]);
+    let out = args(&day);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        out.stdout.trim_end().split("\r\n").count(),
+        1,
+        "{}",
+        out.stdout
     );
 }

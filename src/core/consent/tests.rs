@@ -84,3 +84,69 @@ fn a_cited_id_is_the_senders_own_consent_else_the_only_one_naming_both_parties()
     // None fits: unknown (the caller's answer).
     assert_eq!(resolve(&[&elsewhere, &other_id]), Ok(None));
 }
+
+/// `ConsentStatus::ALL` and `Refusal::KINDS` name every status and every refusal: the
+/// matches below stop compiling when a variant is added, and the indexes they give must
+/// be the lists' positions.
+#[test]
+fn the_lists_of_statuses_and_refusal_kinds_are_whole() {
+    for status in ConsentStatus::ALL {
+        let at = match status {
+            ConsentStatus::Granted => 0,
+            ConsentStatus::Withdrawn => 1,
+            ConsentStatus::Expired => 2,
+        };
+        assert_eq!(ConsentStatus::ALL[at], status);
+        assert_eq!(ConsentStatus::parse(status.as_str()), Some(status));
+    }
+    let s = String::new;
+    let refusals = [
+        Refusal::Unknown { id: s() },
+        Refusal::Ambiguous { id: s() },
+        Refusal::OtherSubject {
+            id: s(),
+            subject: s(),
+        },
+        Refusal::NotYetValid {
+            id: s(),
+            valid_from: s(),
+        },
+        Refusal::Expired {
+            id: s(),
+            valid_until: s(),
+        },
+        Refusal::Withdrawn { id: s(), at: s() },
+        Refusal::RecipientNotNamed {
+            id: s(),
+            recipient: s(),
+        },
+        Refusal::PurposeNotCovered {
+            id: s(),
+            purpose: s(),
+        },
+        Refusal::PurposeUnknown { why: s() },
+        Refusal::ItemNotCovered {
+            id: s(),
+            items: Vec::new(),
+        },
+        Refusal::Unreadable { id: s(), why: s() },
+    ];
+    for (i, refusal) in refusals.iter().enumerate() {
+        let at = match refusal {
+            Refusal::Unknown { .. } => 0,
+            Refusal::Ambiguous { .. } => 1,
+            Refusal::OtherSubject { .. } => 2,
+            Refusal::NotYetValid { .. } => 3,
+            Refusal::Expired { .. } => 4,
+            Refusal::Withdrawn { .. } => 5,
+            Refusal::RecipientNotNamed { .. } => 6,
+            Refusal::PurposeNotCovered { .. } => 7,
+            Refusal::PurposeUnknown { .. } => 8,
+            Refusal::ItemNotCovered { .. } => 9,
+            Refusal::Unreadable { .. } => 10,
+        };
+        assert_eq!(at, i, "{refusal:?}");
+        assert_eq!(Refusal::KINDS[at], refusal.kind());
+    }
+    assert_eq!(refusals.len(), Refusal::KINDS.len());
+}

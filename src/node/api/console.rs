@@ -1,7 +1,9 @@
-//! The privacy officer's web console at `/console/`: one HTML page, its script and its
-//! style sheet, compiled into the binary (plain HTML, CSS and JavaScript, no build step, no
-//! external resources). The page calls the `/v1/privacy/…` endpoints of the same node; the
-//! browser presents the officer's client certificate for both.
+//! The privacy officer's web console at `/console/`: one HTML page, its script, its style
+//! sheet and its label catalogue (`labels.json`, Korean and English), compiled into the
+//! binary (plain HTML, CSS and JavaScript, no build step, no external resources). The page
+//! calls the `/v1/privacy/…` endpoints of the same node; the browser presents the officer's
+//! client certificate for both. Times are shown in Korea Standard Time (+09:00, stated on
+//! the page) and date filters are Asia/Seoul days, as the reports take them.
 //!
 //! Architecture invariants:
 //! - Only registered officer certificates get any of it (`api::route` checks before calling
@@ -10,6 +12,9 @@
 //!   other origin), `Cache-Control: no-store`, `X-Content-Type-Options: nosniff` and
 //!   refuses framing.
 //! - The script puts data into the page only as text (`textContent`), never as markup.
+//! - The label catalogue has a Korean and an English label for every status, problem type
+//!   (refusal reasons included), role, message type and verification start the node can
+//!   emit, taken from the Rust lists of them (a unit test), so no value shows untranslated.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -25,6 +30,7 @@ const INDEX_HTML: &str = include_str!("console/index.html");
 const APP_JS: &str = include_str!("console/app.js");
 const APP_CSS: &str = include_str!("console/app.css");
 const FAVICON_SVG: &str = include_str!("console/favicon.svg");
+const LABELS_JSON: &str = include_str!("console/labels.json");
 
 /// The policy every console answer carries. `default-src 'self'` is the rule; the others
 /// cover what `default-src` does not (framing, `<base>`, form targets).
@@ -45,6 +51,11 @@ pub fn asset(rest: &[&str]) -> Resp {
         ["app.js"] => (StatusCode::OK, "text/javascript; charset=utf-8", APP_JS),
         ["app.css"] => (StatusCode::OK, "text/css; charset=utf-8", APP_CSS),
         ["favicon.svg"] => (StatusCode::OK, "image/svg+xml", FAVICON_SVG),
+        ["labels.json"] => (
+            StatusCode::OK,
+            "application/json; charset=utf-8",
+            LABELS_JSON,
+        ),
         _ => {
             let mut resp = Problem::not_found("no such console file").into_response();
             secure(&mut resp);
@@ -79,6 +90,8 @@ fn secure(resp: &mut Resp) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     #[test]
@@ -88,6 +101,7 @@ mod tests {
             (vec!["app.js"], "text/javascript; charset=utf-8"),
             (vec!["app.css"], "text/css; charset=utf-8"),
             (vec!["favicon.svg"], "image/svg+xml"),
+            (vec!["labels.json"], "application/json; charset=utf-8"),
             (vec!["nope.js"], "application/problem+json"),
         ] {
             let resp = asset(&path);
@@ -123,5 +137,97 @@ mod tests {
         ] {
             assert!(!APP_JS.contains(forbidden), "app.js uses {forbidden}");
         }
+    }
+
+    /// The label keys `text` uses: `data-i18n="…"` and `data-i18n-aria-label="…"`
+    /// attributes, `t('…')` and `label('…', '…')` calls, and `'group.key'` literals (the
+    /// column and audit-row keys).
+    fn keys_used(text: &str) -> BTreeSet<String> {
+        let mut keys = BTreeSet::new();
+        let mut after = |open: &str, close: char| {
+            for (at, _) in text.match_indices(open) {
+                // A call of `t`, not of `split` or `get`.
+                let before = text[..at].chars().next_back().unwrap_or(' ');
+                if before.is_ascii_alphanumeric() || before == '_' || before == '.' {
+                    continue;
+                }
+                let rest = &text[at + open.len()..];
+                if let Some(end) = rest.find(close) {
+                    keys.insert(rest[..end].to_owned());
+                }
+            }
+        };
+        after("data-i18n=\"", '"');
+        after("data-i18n-aria-label=\"", '"');
+        after("t('", '\'');
+        for (at, _) in text.match_indices("label('") {
+            // `label('tag', 'key')`; a key in a variable is some other literal's business.
+            let parts: Vec<&str> = text[at..].splitn(5, '\'').collect();
+            if let [_, _, ", ", key, _] = parts.as_slice() {
+                keys.insert((*key).to_owned());
+            }
+        }
+        // Every stretch between two quotes: apostrophes in comments pair up wrongly, but
+        // what they enclose is prose, which the pattern below never matches.
+        let pieces: Vec<&str> = text.split('\'').collect();
+        for literal in pieces.iter().skip(1) {
+            let dotted = literal.split_once('.').is_some_and(|(group, key)| {
+                !group.is_empty()
+                    && !key.is_empty()
+                    && !key.contains('.')
+                    && key != "json"
+                    && (group.chars().chain(key.chars()))
+                        .all(|c| c.is_ascii_lowercase() || c == '_')
+            });
+            if dotted {
+                keys.insert((*literal).to_owned());
+            }
+        }
+        keys
+    }
+
+    /// Every value the node can emit into a view (consent statuses, problem types and
+    /// refusal reasons, roles, message types, where a chain check started) has a Korean and
+    /// an English label, and so has every label key the page and the script use. The lists
+    /// come from the Rust types that define the values, not from a copy.
+    #[test]
+    fn the_label_catalogue_covers_every_value_the_node_can_emit() {
+        use crate::core::consent::ConsentStatus;
+        use crate::core::identity::Identity;
+        use crate::core::message::MessageType;
+        use crate::node::store::reports::VerifiedFrom;
+
+        let catalogue: serde_json::Value =
+            serde_json::from_str(LABELS_JSON).expect("labels.json is JSON");
+        let language = |code: &str| -> BTreeSet<String> {
+            let labels = catalogue[code].as_object().expect("a language's labels");
+            for (key, label) in labels {
+                assert!(
+                    label.as_str().is_some_and(|l| !l.trim().is_empty()),
+                    "{code}: {key} has no label"
+                );
+            }
+            labels.keys().cloned().collect()
+        };
+        let (ko, en) = (language("ko"), language("en"));
+        assert_eq!(ko, en, "Korean and English label the same keys");
+        assert_eq!(catalogue.as_object().map(|o| o.len()), Some(2));
+
+        let mut needed: BTreeSet<String> = BTreeSet::new();
+        needed.extend(ConsentStatus::ALL.map(|s| format!("status.{s}")));
+        needed.extend(super::super::problem::all_types().map(|p| format!("problem.{p}")));
+        needed.extend(crate::core::consent::Refusal::KINDS.map(|k| format!("problem.{k}")));
+        needed.extend(MessageType::ALL.map(|t| format!("type.{t}")));
+        needed.extend(Identity::ROLES.map(|r| format!("role.{r}")));
+        needed.extend(VerifiedFrom::ALL.map(|v| format!("verified_from.{}", v.as_str())));
+        let emitted = needed.len();
+        needed.extend(keys_used(INDEX_HTML));
+        needed.extend(keys_used(APP_JS));
+        assert!(
+            needed.len() > emitted + 50,
+            "the key scan found too few keys: {needed:?}"
+        );
+        let missing: Vec<&String> = needed.difference(&ko).collect();
+        assert!(missing.is_empty(), "labels.json lacks {missing:?}");
     }
 }

@@ -12,10 +12,58 @@ use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
+use crate::core::consent::Refusal;
 use crate::core::schema::Violation;
 use crate::node::inbox::InboxError;
 use crate::node::ledger::LedgerError;
 use crate::node::store::StoreError;
+
+/// Every problem type (`urn:plusgate:problem:<slug>`) the node answers with, except the
+/// consent refusals, which are [`Refusal::KINDS`] (see [`all_types`]). The console shows a
+/// translated label for each; a unit test reads every `Problem` constructor call in `src/`
+/// and fails on a slug missing here, so this list cannot fall behind the code.
+pub const TYPES: &[&str] = &[
+    "ambiguous-id",
+    "audit-rollback",
+    "bad-request",
+    "body-timeout",
+    "body-too-large",
+    "busy",
+    "consent-ambiguous",
+    "consent-conflict",
+    "corrupt-record",
+    "cross-site-request",
+    "id-conflict",
+    "inbox-full",
+    "method-not-allowed",
+    "no-handler",
+    "not-collector",
+    "not-federated",
+    "not-found",
+    "not-ready",
+    "outbox-full",
+    "report-failed",
+    "schema-violation",
+    "storage-full",
+    "type-not-allowed",
+    "type-not-received",
+    "unavailable",
+    "unknown-identity",
+    "unknown-node",
+    "unknown-recipient",
+    "unsupported-media-type",
+    "wrong-role",
+    "wrong-state",
+];
+
+/// Every problem type the node can answer with: [`TYPES`], then the consent refusals
+/// ([`Refusal::KINDS`], which also go into the audit chain as `<kind>: <explanation>`).
+pub fn all_types() -> impl Iterator<Item = &'static str> {
+    TYPES
+        .iter()
+        .copied()
+        .chain(Refusal::KINDS.into_iter().filter(|k| !TYPES.contains(k)))
+}
 
 /// A problem response body.
 #[derive(Debug, Clone, Serialize)]
@@ -283,7 +331,6 @@ mod tests {
 
     use super::*;
     use crate::core::audit::Divergence;
-    use crate::core::consent::Refusal;
     use crate::core::identity::{AgencyId, CenterId};
     use crate::core::message::MessageId;
     use crate::node::store::RecordError;
@@ -340,5 +387,95 @@ mod tests {
             );
             assert_eq!(problem.retry_after_s.is_some(), retryable, "{what}");
         }
+    }
+}
+
+#[cfg(test)]
+mod types_tests {
+    use std::path::Path;
+
+    use super::{Refusal, TYPES};
+
+    /// The `.rs` files under `dir`, recursively.
+    fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("src readable") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The slug argument of each `Problem::new(`, `Problem::forbidden(` and
+    /// `Problem::internal(` call in `text`: a string literal, or the expression written
+    /// there when it is computed.
+    fn slugs_in(text: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for (call, skip_status) in [
+            ("Problem::new(", true),
+            ("Problem::forbidden(", false),
+            ("Problem::internal(", false),
+        ] {
+            for (at, _) in text.match_indices(call) {
+                let mut rest = &text[at + call.len()..];
+                if skip_status {
+                    // The status (`StatusCode::…`) comes first and holds no comma.
+                    rest = rest.split_once(',').map_or("", |(_, r)| r);
+                }
+                let rest = rest.trim_start();
+                let slug = match rest.strip_prefix('"') {
+                    Some(lit) => lit.split('"').next().unwrap_or_default(),
+                    None => rest.split([',', '\n']).next().unwrap_or_default().trim(),
+                };
+                found.push(slug.to_owned());
+            }
+        }
+        found
+    }
+
+    /// Every problem type the code can build is listed: a literal slug must be in
+    /// [`TYPES`]; a computed one must be one of the few whose values are listed elsewhere
+    /// (the constructors' own parameter, a refusal's kind from [`Refusal::KINDS`]).
+    #[test]
+    fn every_problem_type_the_code_builds_is_listed() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        sources(&root, &mut files);
+        let mut literals = 0;
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("source readable");
+            // This module names the calls it looks for; it makes none.
+            let code = text.split("mod types_tests").next().unwrap_or_default();
+            for slug in slugs_in(code) {
+                match slug.as_str() {
+                    "slug" if file.ends_with("node/api/problem.rs") => {}
+                    "refusal.kind()" => {}
+                    s if s.chars().all(|c| c.is_ascii_lowercase() || c == '-') => {
+                        literals += 1;
+                        assert!(
+                            TYPES.contains(&s) || Refusal::KINDS.contains(&s),
+                            "{}: problem type `{s}` is not in problem::TYPES: add it there \
+                             (and its labels to the console's labels.json)",
+                            file.display()
+                        );
+                    }
+                    other => panic!(
+                        "{}: a problem type computed as `{other}`: list its values in \
+                         problem::TYPES and teach this test where they come from",
+                        file.display()
+                    ),
+                }
+            }
+        }
+        assert!(
+            literals > 20,
+            "the scan found only {literals} slugs: is it still reading calls?"
+        );
+        let mut sorted = TYPES.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted, TYPES, "TYPES is sorted and has no duplicates");
     }
 }

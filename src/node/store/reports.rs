@@ -34,6 +34,20 @@ pub enum VerifiedFrom {
     Checkpoint,
 }
 
+impl VerifiedFrom {
+    /// Every starting point, as [`VerifiedFrom::as_str`] names them (the console has a
+    /// label for each).
+    pub const ALL: [VerifiedFrom; 2] = [VerifiedFrom::Genesis, VerifiedFrom::Checkpoint];
+
+    /// Its name in the audit status (`verified_from`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifiedFrom::Genesis => "genesis",
+            VerifiedFrom::Checkpoint => "checkpoint",
+        }
+    }
+}
+
 /// The audit chain as [`Store::audit_status`] found it.
 #[derive(Debug, Clone)]
 pub struct ChainStatus {

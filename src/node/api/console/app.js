@@ -4,184 +4,80 @@
 // authenticates here.
 'use strict';
 
-const LABELS = {
-  ko: {
-    title: 'plusgate 개인정보 보호책임자 콘솔',
-    toggle: 'English',
-    'nav.consents': '동의 검색',
-    'nav.disclosures': '정보주체 제공 이력',
-    'nav.refusals': '전송 거부',
-    'nav.withdrawals': '동의 철회',
-    'nav.audit': '감사 로그 상태',
-    'f.subject': '정보주체',
-    'f.agency': '기관',
-    'f.status': '상태',
-    'f.from': '시작일',
-    'f.to': '종료일',
-    's.any': '전체',
-    's.granted': '동의',
-    's.withdrawn': '철회',
-    's.expired': '만료',
-    search: '검색',
-    csv: 'CSV 내려받기',
-    loading: '불러오는 중…',
-    empty: '해당하는 기록이 없습니다.',
-    truncated: '결과가 너무 많아 일부만 표시합니다. 조건을 좁혀 주세요.',
-    count: '건',
-    'err.http': '요청이 거부되었습니다',
-    'err.network': '노드에 연결할 수 없습니다',
-    'c.id': '동의 ID',
-    'c.subject': '정보주체',
-    'c.collected_by': '수집 기관',
-    'c.recipients': '제공받는 기관',
-    'c.purposes': '목적',
-    'c.items': '항목',
-    'c.valid_from': '유효 시작',
-    'c.valid_until': '유효 종료',
-    'c.retention': '보유 기간',
-    'c.registered_at': '등록 시각',
-    'c.status': '상태',
-    'c.withdrawn_at': '철회 시각',
-    'd.accepted_at': '접수 시각',
-    'd.message_id': '메시지 ID',
-    'd.type': '유형',
-    'd.from': '보낸 기관',
-    'd.to': '받는 기관',
-    'd.consent_id': '동의 ID',
-    'd.items': '항목',
-    'd.delivered': '전달된 노드',
-    'd.first_pulled': '최초 수신',
-    'd.acked_at': '수신 확인',
-    'r.at': '시각',
-    'r.actor': '처리자',
-    'r.detail': '거부 사유',
-    'w.withdrawn_at': '철회 시각',
-    'w.by': '기록 기관',
-    'w.reason': '사유',
-    'a.full': '처음부터 전체 검증 (느림)',
-    'a.check': '검증',
-    'a.length': '항목 수',
-    'a.head': '최신 해시',
-    'a.verified': '검증 결과',
-    'a.verified_from': '검증 시작점',
-    'a.entries_checked': '이번에 검증한 항목',
-    'a.problem': '문제',
-    'a.checkpoint': '마지막 서명 체크포인트',
-    'a.cp_seq': '체크포인트 위치 (seq)',
-    'a.cp_head': '체크포인트 해시',
-    'a.cp_signed_at': '서명 시각',
-    'a.cp_signature': '서명 검증',
-    'a.checked_at': '확인 시각',
-    'a.none': '없음',
-    'a.ok': '정상 (검증됨)',
-    'a.broken': '손상됨',
-    'a.genesis': '처음(제네시스)부터',
-    'a.from_checkpoint': '체크포인트부터',
-    'a.sig_ok': '유효',
-    'a.sig_bad': '유효하지 않음',
-    'a.sig_unknown': '확인할 키 없음',
-    'a.peer': '보관 중인 센터 체크포인트',
-    'a.peer_status': '센터 감사 로그',
-    'a.consistent': '일관됨',
-    'a.contradicted': '모순됨 (되돌림 또는 분기)',
-    'a.evidence': '증거',
-  },
-  en: {
-    title: 'plusgate privacy officer console',
-    toggle: '한국어',
-    'nav.consents': 'Consents',
-    'nav.disclosures': 'Disclosure history',
-    'nav.refusals': 'Refusals',
-    'nav.withdrawals': 'Withdrawals',
-    'nav.audit': 'Audit log status',
-    'f.subject': 'Subject',
-    'f.agency': 'Agency',
-    'f.status': 'Status',
-    'f.from': 'From',
-    'f.to': 'To',
-    's.any': 'Any',
-    's.granted': 'Granted',
-    's.withdrawn': 'Withdrawn',
-    's.expired': 'Expired',
-    search: 'Search',
-    csv: 'Download CSV',
-    loading: 'Loading…',
-    empty: 'No matching records.',
-    truncated: 'Too many results: only the first are shown. Narrow the filters.',
-    count: 'rows',
-    'err.http': 'The request was refused',
-    'err.network': 'Cannot reach the node',
-    'c.id': 'Consent id',
-    'c.subject': 'Subject',
-    'c.collected_by': 'Collected by',
-    'c.recipients': 'Recipients',
-    'c.purposes': 'Purposes',
-    'c.items': 'Items',
-    'c.valid_from': 'Valid from',
-    'c.valid_until': 'Valid until',
-    'c.retention': 'Retention',
-    'c.registered_at': 'Registered at',
-    'c.status': 'Status',
-    'c.withdrawn_at': 'Withdrawn at',
-    'd.accepted_at': 'Accepted at',
-    'd.message_id': 'Message id',
-    'd.type': 'Type',
-    'd.from': 'From',
-    'd.to': 'To',
-    'd.consent_id': 'Consent id',
-    'd.items': 'Items',
-    'd.delivered': 'Handed to node',
-    'd.first_pulled': 'First pulled',
-    'd.acked_at': 'Acknowledged',
-    'r.at': 'At',
-    'r.actor': 'Actor',
-    'r.detail': 'Reason',
-    'w.withdrawn_at': 'Withdrawn at',
-    'w.by': 'Recorded by',
-    'w.reason': 'Reason',
-    'a.full': 'Verify the whole chain from genesis (slow)',
-    'a.check': 'Verify',
-    'a.length': 'Entries',
-    'a.head': 'Head hash',
-    'a.verified': 'Result',
-    'a.verified_from': 'Verified from',
-    'a.entries_checked': 'Entries checked now',
-    'a.problem': 'Problem',
-    'a.checkpoint': 'Last signed checkpoint',
-    'a.cp_seq': 'Checkpoint position (seq)',
-    'a.cp_head': 'Checkpoint head',
-    'a.cp_signed_at': 'Signed at',
-    'a.cp_signature': 'Signature',
-    'a.checked_at': 'Checked at',
-    'a.none': 'none',
-    'a.ok': 'OK (verified)',
-    'a.broken': 'BROKEN',
-    'a.genesis': 'genesis',
-    'a.from_checkpoint': 'last checkpoint',
-    'a.sig_ok': 'valid',
-    'a.sig_bad': 'INVALID',
-    'a.sig_unknown': 'no key to check',
-    'a.peer': 'Checkpoint held of center',
-    'a.peer_status': "Center's audit log",
-    'a.consistent': 'consistent',
-    'a.contradicted': 'CONTRADICTED (rolled back or forked)',
-    'a.evidence': 'Evidence',
-  },
-};
+// Labels come from labels.json (one catalogue, Korean and English, checked by a unit test
+// to cover every status, problem type, role and message type the node can emit). The
+// language is the officer's last choice (localStorage), else the browser's.
+const LANGUAGES = ['ko', 'en'];
+const LANGUAGE_KEY = 'plusgate.console.lang';
+let LABELS = null;
+let lang = initialLanguage();
 
-let lang = 'ko';
+/** The remembered language, else the first of the browser's that the console has, else Korean. */
+function initialLanguage() {
+  try {
+    const saved = window.localStorage.getItem(LANGUAGE_KEY);
+    if (LANGUAGES.includes(saved)) return saved;
+  } catch (e) {
+    // Storage blocked (a privacy setting): fall back to the browser's language.
+  }
+  for (const tag of navigator.languages || [navigator.language]) {
+    const primary = String(tag || '').toLowerCase().split('-')[0];
+    if (LANGUAGES.includes(primary)) return primary;
+  }
+  return 'ko';
+}
 
+function setLanguage(next) {
+  lang = next;
+  try {
+    window.localStorage.setItem(LANGUAGE_KEY, next);
+  } catch (e) {
+    // Not remembered, but still switched.
+  }
+  applyLabels();
+}
+
+/** The label `key` in the current language. A missing one is a bug: logged, and the key shown. */
 function t(key) {
-  return (LABELS[lang] && LABELS[lang][key]) || LABELS.en[key] || key;
+  const text = LABELS && LABELS[lang] && LABELS[lang][key];
+  if (typeof text === 'string') return text;
+  console.error(`plusgate console: no ${lang} label for ${key}`);
+  return key;
+}
+
+/** True if the catalogue has label `key` (for values from the node: shown as sent if not). */
+function hasLabel(key) {
+  return Boolean(LABELS && LABELS[lang] && typeof LABELS[lang][key] === 'string');
 }
 
 /** Writes the labels of the current language into every [data-i18n] element. */
 function applyLabels() {
+  if (!LABELS) return; // still loading: the page's built-in Korean stays until then
   document.documentElement.lang = lang;
   document.title = t('title');
-  for (const el of document.querySelectorAll('[data-i18n]')) {
-    el.textContent = t(el.dataset.i18n);
+  for (const e of document.querySelectorAll('[data-i18n]')) {
+    e.textContent = t(e.dataset.i18n);
   }
+  for (const e of document.querySelectorAll('[data-i18n-aria-label]')) {
+    e.setAttribute('aria-label', t(e.dataset.i18nAriaLabel));
+  }
+  // The toggle names the other language, in that language.
+  document.getElementById('lang-toggle').lang = t('toggle.lang');
+}
+
+/**
+ * An RFC 3339 instant as Korea Standard Time with the offset shown, e.g.
+ * 2026-11-26T23:30:00Z -> "2026-11-27 08:30:00 +09:00". Korea has no daylight saving time
+ * (since 1988), so +09:00 is exact. Anything that is not a time is returned as it is.
+ */
+function seoulTime(value) {
+  const ms = typeof value === 'string' ? Date.parse(value) : Number.NaN;
+  if (Number.isNaN(ms)) return value === undefined || value === null ? '' : String(value);
+  const d = new Date(ms + 9 * 3600 * 1000);
+  const p = (n, width = 2) => String(n).padStart(width, '0');
+  const day = `${p(d.getUTCFullYear(), 4)}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())}`;
+  const time = `${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())}`;
+  return `${day} ${time} +09:00`;
 }
 
 /** An element with text content and optional attributes (all data goes in as text). */
@@ -197,38 +93,101 @@ function label(tag, key) {
   return el(tag, t(key), { 'data-i18n': key });
 }
 
-function showError(message) {
+/**
+ * A value the node sent from a fixed set (a status, a message type, a problem type, a role)
+ * as its translated label, which follows the toggle; a value without one as it was sent.
+ */
+function coded(prefix, value) {
+  const key = `${prefix}${value}`;
+  if (value !== undefined && value !== null && hasLabel(key)) return label('span', key);
+  return el('span', text(value));
+}
+
+/** An instant as Korea Standard Time; the instant itself stays in `datetime`. */
+function timeOf(value) {
+  if (value === undefined || value === null || value === '') return el('span', '');
+  return el('time', seoulTime(value), { datetime: String(value) });
+}
+
+/** Text the node wrote in English (a problem's detail): marked so, for screen readers. */
+function nodeText(value) {
+  return el('span', value, { lang: 'en', class: 'node-text' });
+}
+
+/**
+ * A party as an audit entry names it, `urn:plusgate:<role>:<center>[:<name>]`, as its
+ * translated role and its id (`suwon/welfare`, or the center of a node).
+ */
+function party(uri) {
+  const parts = typeof uri === 'string' ? uri.split(':') : [];
+  if (parts.length < 4 || parts[0] !== 'urn' || parts[1] !== 'plusgate') return el('span', text(uri));
+  const span = el('span', null, { title: uri });
+  span.append(coded('role.', parts[2]), document.createTextNode(` ${parts.slice(3).join('/')}`));
+  return span;
+}
+
+/** A refusal's `<problem-type>: <explanation>` as the translated reason and the node's words. */
+function refusal(detail) {
+  const s = text(detail);
+  const cut = s.indexOf(': ');
+  const kind = cut > 0 ? s.slice(0, cut) : s;
+  const span = el('span', null, { class: 'refusal' });
+  span.append(coded('problem.', kind));
+  if (cut > 0) span.append(el('br'), nodeText(s.slice(cut + 2)));
+  return span;
+}
+
+/** A (party, time) pair: who took or pulled a message, and when. */
+function partyAt(p) {
+  if (!Array.isArray(p)) return el('span', '');
+  const span = el('span');
+  span.append(party(p[0]), document.createTextNode(', '), timeOf(p[1]));
+  return span;
+}
+
+function showError(parts) {
   const box = document.getElementById('error');
-  box.textContent = message;
+  box.replaceChildren(...parts);
   box.hidden = false;
 }
 
 function clearError() {
   const box = document.getElementById('error');
-  box.textContent = '';
+  box.replaceChildren();
   box.hidden = true;
 }
 
-/** GETs JSON from this node; throws an Error whose message says what went wrong. */
+/** An error the console shows: what failed, as labels and the node's own words. */
+class ConsoleError extends Error {
+  constructor(parts) {
+    super(parts.map((p) => p.textContent).join(''));
+    this.parts = parts;
+  }
+}
+
+/** GETs JSON from this node; throws a ConsoleError saying what went wrong. */
 async function getJson(path) {
   let resp;
   try {
     resp = await fetch(path, { headers: { accept: 'application/json' }, cache: 'no-store' });
   } catch (e) {
-    throw new Error(`${t('err.network')}: ${e.message}`);
+    throw new ConsoleError([label('span', 'err.network'), document.createTextNode(': '), nodeText(e.message)]);
   }
-  const text = await resp.text();
-  let body = null;
+  const body = await resp.text();
+  let json = null;
   try {
-    body = JSON.parse(text);
+    json = JSON.parse(body);
   } catch (e) {
-    body = null;
+    json = null;
   }
   if (!resp.ok) {
-    const detail = body && body.detail ? body.detail : text.slice(0, 300);
-    throw new Error(`${t('err.http')} (${resp.status}): ${detail}`);
+    const parts = [label('span', 'err.http'), document.createTextNode(` (${resp.status}): `)];
+    const kind = json && typeof json.type === 'string' ? json.type.replace(/^urn:plusgate:problem:/, '') : '';
+    if (kind) parts.push(coded('problem.', kind), document.createTextNode(' — '));
+    parts.push(nodeText(json && json.detail ? json.detail : body.slice(0, 300)));
+    throw new ConsoleError(parts);
   }
-  return body;
+  return json;
 }
 
 /** The non-empty fields of a form as a query string. */
@@ -246,8 +205,17 @@ function text(v) {
   return String(v);
 }
 
+/** A cell's content: a node as it is, anything else as text. */
+function cell(value) {
+  const td = el('td');
+  if (value instanceof Node) td.append(value);
+  else td.textContent = text(value);
+  return td;
+}
+
 /**
- * Renders rows as a table into `container`. `columns`: [labelKey, row => value].
+ * Renders rows as a table into `container`. `columns`: [labelKey, row => value], where a
+ * value is text or an element (a translated label, a time).
  */
 function renderTable(container, columns, rows, truncated) {
   container.replaceChildren();
@@ -262,19 +230,18 @@ function renderTable(container, columns, rows, truncated) {
   const table = el('table');
   const head = el('tr');
   for (const [key] of columns) head.append(label('th', key));
+  for (const th of head.children) th.setAttribute('scope', 'col');
   table.append(el('thead'));
   table.tHead.append(head);
   const body = el('tbody');
   for (const row of rows) {
     const tr = el('tr');
-    for (const [, value] of columns) tr.append(el('td', text(value(row))));
+    for (const [, value] of columns) tr.append(cell(value(row)));
     body.append(tr);
   }
   table.append(body);
   container.append(table);
 }
-
-const pair = (p) => (Array.isArray(p) ? `${p[0]} (${p[1]})` : '');
 
 const REPORTS = {
   consents: {
@@ -283,16 +250,16 @@ const REPORTS = {
     columns: [
       ['c.id', (r) => r.id],
       ['c.subject', (r) => r.subject],
-      ['c.status', (r) => r.status],
+      ['c.status', (r) => coded('status.', r.status)],
       ['c.collected_by', (r) => r.collected_by],
       ['c.recipients', (r) => r.recipients],
       ['c.purposes', (r) => r.purposes],
       ['c.items', (r) => r.items],
-      ['c.valid_from', (r) => r.valid_from],
-      ['c.valid_until', (r) => r.valid_until],
+      ['c.valid_from', (r) => timeOf(r.valid_from)],
+      ['c.valid_until', (r) => timeOf(r.valid_until)],
       ['c.retention', (r) => r.retention_period],
-      ['c.registered_at', (r) => r.registered_at],
-      ['c.withdrawn_at', (r) => r.withdrawn_at],
+      ['c.registered_at', (r) => timeOf(r.registered_at)],
+      ['c.withdrawn_at', (r) => timeOf(r.withdrawn_at)],
     ],
   },
   disclosures: {
@@ -303,37 +270,37 @@ const REPORTS = {
     },
     key: 'disclosures',
     columns: [
-      ['d.accepted_at', (r) => r.accepted_at],
+      ['d.accepted_at', (r) => timeOf(r.accepted_at)],
       ['d.message_id', (r) => r.message_id],
-      ['d.type', (r) => r.type],
+      ['d.type', (r) => coded('type.', r.type)],
       ['d.from', (r) => r.from],
       ['d.to', (r) => r.to],
       ['d.consent_id', (r) => r.consent_id],
       ['d.items', (r) => r.items],
-      ['d.delivered', (r) => pair(r.delivered_to_node)],
-      ['d.first_pulled', (r) => pair(r.first_pulled)],
-      ['d.acked_at', (r) => r.acked_at],
+      ['d.delivered', (r) => partyAt(r.delivered_to_node)],
+      ['d.first_pulled', (r) => partyAt(r.first_pulled)],
+      ['d.acked_at', (r) => timeOf(r.acked_at)],
     ],
   },
   refusals: {
     path: () => '/v1/privacy/refusals',
     key: 'refusals',
     columns: [
-      ['r.at', (r) => r.at],
+      ['r.at', (r) => timeOf(r.at)],
       ['d.message_id', (r) => r.message_id],
       ['d.from', (r) => r.from],
       ['d.to', (r) => r.to],
       ['c.subject', (r) => r.subject],
       ['d.consent_id', (r) => r.consent_id],
-      ['r.detail', (r) => r.detail],
-      ['r.actor', (r) => r.actor],
+      ['r.reason', (r) => refusal(r.detail)],
+      ['r.actor', (r) => party(r.actor)],
     ],
   },
   withdrawals: {
     path: () => '/v1/privacy/withdrawals',
     key: 'withdrawals',
     columns: [
-      ['w.withdrawn_at', (r) => r.withdrawn_at],
+      ['w.withdrawn_at', (r) => timeOf(r.withdrawn_at)],
       ['c.id', (r) => r.consent_id],
       ['c.subject', (r) => r.subject],
       ['c.collected_by', (r) => r.collected_by],
@@ -343,6 +310,11 @@ const REPORTS = {
     ],
   },
 };
+
+/** Shows what failed: a ConsoleError's parts, or any other error's message. */
+function showFailure(e) {
+  showError(e instanceof ConsoleError ? e.parts : [nodeText(e.message)]);
+}
 
 async function runReport(name) {
   const report = REPORTS[name];
@@ -364,15 +336,17 @@ async function runReport(name) {
     csv.hidden = false;
   } catch (e) {
     result.replaceChildren();
-    showError(e.message);
+    showFailure(e);
   } finally {
     result.setAttribute('aria-busy', 'false');
   }
 }
 
-/** A row of the audit status list: a translated term and a value (text, or a label key). */
-function auditRow(list, key, value, valueKey) {
-  const dd = valueKey ? label('dd', valueKey) : el('dd', text(value));
+/** A row of the audit status list: a translated term and its value (text or an element). */
+function auditRow(list, key, value) {
+  const dd = el('dd');
+  if (value instanceof Node) dd.append(value);
+  else dd.textContent = text(value);
   list.append(label('dt', key), dd);
   return dd;
 }
@@ -386,46 +360,53 @@ async function runAudit() {
   try {
     const s = await getJson(`/v1/privacy/audit${full ? '?verify=full' : ''}`);
     const list = el('dl', null, { id: 'audit-status' });
-    auditRow(list, 'a.verified', null, s.verified ? 'a.ok' : 'a.broken').className = s.verified
+    auditRow(list, 'a.verified', label('span', s.verified ? 'a.ok' : 'a.broken')).className = s.verified
       ? 'ok'
       : 'bad';
     auditRow(list, 'a.length', s.length);
     auditRow(list, 'a.head', s.head);
-    auditRow(list, 'a.verified_from', null, s.verified_from === 'genesis' ? 'a.genesis' : 'a.from_checkpoint');
+    auditRow(list, 'a.verified_from', coded('verified_from.', s.verified_from));
     auditRow(list, 'a.entries_checked', `${s.entries_checked} (${s.check_ms} ms)`);
-    if (s.problem) auditRow(list, 'a.problem', s.problem).className = 'bad';
+    if (s.problem) auditRow(list, 'a.problem', nodeText(s.problem)).className = 'bad';
     const cp = s.checkpoint;
     if (cp) {
       auditRow(list, 'a.cp_seq', `${cp.seq} (${cp.length})`);
       auditRow(list, 'a.cp_head', cp.head);
-      auditRow(list, 'a.cp_signed_at', cp.signed_at);
+      auditRow(list, 'a.cp_signed_at', timeOf(cp.signed_at));
       const sig = cp.signature_valid === true ? 'a.sig_ok' : cp.signature_valid === false ? 'a.sig_bad' : 'a.sig_unknown';
-      auditRow(list, 'a.cp_signature', null, sig).className = cp.signature_valid === false ? 'bad' : '';
+      auditRow(list, 'a.cp_signature', label('span', sig)).className = cp.signature_valid === false ? 'bad' : '';
     } else {
-      auditRow(list, 'a.checkpoint', null, 'a.none');
+      auditRow(list, 'a.checkpoint', label('span', 'a.none'));
     }
     // What this node holds of each center's checkpoints, and any two that contradict.
     for (const p of s.peers || []) {
-      const held = p.checkpoint ? `${p.checkpoint.length} (${p.checkpoint.signed_at})` : '-';
-      auditRow(list, 'a.peer', `${p.center}: ${held}`);
-      auditRow(list, 'a.peer_status', null, p.consistent ? 'a.consistent' : 'a.contradicted')
+      const held = el('span', `${p.center}: `);
+      if (p.checkpoint) {
+        held.append(document.createTextNode(`${p.checkpoint.length} (`), timeOf(p.checkpoint.signed_at), document.createTextNode(')'));
+      } else {
+        held.append(document.createTextNode('-'));
+      }
+      auditRow(list, 'a.peer', held);
+      auditRow(list, 'a.peer_status', label('span', p.consistent ? 'a.consistent' : 'a.contradicted'))
         .className = p.consistent ? '' : 'bad';
       for (const e of p.evidence) {
-        auditRow(list, 'a.evidence', `${e.found_at}: ${e.problem}`).className = 'bad';
+        const found = el('span');
+        found.append(timeOf(e.found_at), document.createTextNode(': '), nodeText(e.problem));
+        auditRow(list, 'a.evidence', found).className = 'bad';
       }
     }
-    auditRow(list, 'a.checked_at', s.checked_at);
+    auditRow(list, 'a.checked_at', timeOf(s.checked_at));
     result.replaceChildren(list);
   } catch (e) {
     result.replaceChildren();
-    showError(e.message);
+    showFailure(e);
   } finally {
     result.setAttribute('aria-busy', 'false');
   }
 }
 
 function showView(name) {
-  for (const section of document.querySelectorAll('section.view')) {
+  for (const section of document.querySelectorAll('main > .view')) {
     section.hidden = section.id !== `view-${name}`;
   }
   for (const button of document.querySelectorAll('nav button')) {
@@ -434,11 +415,16 @@ function showView(name) {
   clearError();
 }
 
-document.addEventListener('DOMContentLoaded', () => {
-  applyLabels();
+/** Loads the label catalogue; the page keeps its built-in Korean labels if that fails. */
+async function loadLabels() {
+  const resp = await fetch('labels.json', { cache: 'no-store' });
+  if (!resp.ok) throw new Error(`labels.json: ${resp.status}`);
+  LABELS = await resp.json();
+}
+
+document.addEventListener('DOMContentLoaded', async () => {
   document.getElementById('lang-toggle').addEventListener('click', () => {
-    lang = lang === 'ko' ? 'en' : 'ko';
-    applyLabels();
+    setLanguage(lang === 'ko' ? 'en' : 'ko');
   });
   for (const button of document.querySelectorAll('nav button')) {
     button.addEventListener('click', () => showView(button.dataset.view));
@@ -454,5 +440,11 @@ document.addEventListener('DOMContentLoaded', () => {
     runAudit();
   });
   showView('consents');
+  try {
+    await loadLabels();
+    applyLabels();
+  } catch (e) {
+    showError([el('span', '화면 문구를 불러오지 못했습니다 / Could not load the labels: '), nodeText(e.message)]);
+  }
   document.body.dataset.ready = 'true';
 });

@@ -4,9 +4,13 @@
 //! node's chain, and whether any peer's checkpoints contradict each other).
 //!
 //! The query string is parsed strictly at the edge: an unknown parameter, one given twice,
-//! or a bad value is a 400 naming the parameter. Dates are `YYYY-MM-DD` (a UTC day, both
-//! ends inclusive) or RFC 3339 date-times. The store scans run on tokio's blocking pool, so
-//! a report over a long audit chain does not hold up other requests.
+//! or a bad value is a 400 naming the parameter. Dates are `YYYY-MM-DD`, an Asia/Seoul
+//! calendar day (00:00 to 24:00 at +09:00, both ends inclusive: the day Korean officers
+//! live in, see `core::time::SEOUL`), or RFC 3339 date-times. The store scans run on tokio's
+//! blocking pool, so a report over a long audit chain does not hold up other requests.
+//!
+//! Every CSV answer starts with a UTF-8 byte-order mark ([`UTF8_BOM`]): Excel on Korean
+//! Windows reads a CSV without one in the legacy code page (CP949) and garbles Hangul.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -15,7 +19,7 @@ use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
-use time::{Date, OffsetDateTime, Time};
+use time::{Date, OffsetDateTime};
 
 use super::super::body::json_response;
 use super::super::problem::{ledger_problem, store_problem};
@@ -23,7 +27,7 @@ use super::super::{Api, Problem, Resp};
 use crate::core::audit::{Action, Checkpoint};
 use crate::core::consent::{ConsentRecord, ConsentStatus};
 use crate::core::identity::{AgencyId, OfficerId};
-use crate::node::store::reports::{ChainStatus, PeerStatus, VerifiedFrom};
+use crate::node::store::reports::{ChainStatus, PeerStatus};
 use crate::node::store::{Store, StoreError};
 
 /// Most rows one report answers, and the default of its `limit` parameter (which may ask
@@ -105,7 +109,7 @@ pub(super) enum FilterError {
     #[error("`status` must be granted, withdrawn or expired, not `{0}`")]
     Status(String),
     /// `from` or `to` is neither a date nor a date-time.
-    #[error("`{name}` must be a date (YYYY-MM-DD) or an RFC 3339 date-time, not `{value}`")]
+    #[error("`{name}` must be a date (YYYY-MM-DD, an Asia/Seoul day) or an RFC 3339 date-time, not `{value}`")]
     Time { name: &'static str, value: String },
     /// `to` is the last day the calendar has.
     #[error("`{0}` is past the last day there is")]
@@ -176,8 +180,8 @@ impl Range {
     }
 }
 
-/// `YYYY-MM-DD` (its start, or with `end` the start of the next day) or an RFC 3339
-/// date-time.
+/// `YYYY-MM-DD`, an Asia/Seoul day (its start, or with `end` the start of the next day,
+/// both at +09:00), or an RFC 3339 date-time.
 fn parse_time(
     name: &'static str,
     value: &str,
@@ -191,7 +195,7 @@ fn parse_time(
         name,
         value: value.to_owned(),
     })?;
-    let start = |d: Date| d.with_time(Time::MIDNIGHT).assume_utc();
+    let start = crate::core::time::seoul_day_start;
     if end {
         let next = day.next_day().ok_or(FilterError::PastLastDay(name))?;
         Ok((start(next), true))
@@ -484,9 +488,17 @@ pub(super) fn to_csv<T: CsvRow>(rows: &[T]) -> String {
     out
 }
 
-/// A `text/csv` answer, offered for download as `<name>.csv`.
+/// The UTF-8 byte-order mark (EF BB BF) every CSV answer starts with. Excel takes a CSV
+/// without it for the system's legacy code page (CP949 on Korean Windows) and shows Hangul
+/// as mojibake; with it, Excel, LibreOffice and Python's `utf-8-sig` read UTF-8.
+pub const UTF8_BOM: &str = "\u{FEFF}";
+
+/// A `text/csv` answer, offered for download as `<name>.csv`: [`UTF8_BOM`], then `body`.
 pub(super) fn csv_response(name: &str, body: String) -> Resp {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut bytes = String::with_capacity(UTF8_BOM.len() + body.len());
+    bytes.push_str(UTF8_BOM);
+    bytes.push_str(&body);
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = StatusCode::OK;
     let headers = resp.headers_mut();
     headers.insert(
@@ -684,10 +696,7 @@ fn audit_json(s: &ChainStatus, peers: &[PeerStatus], checked_at: &str, check_ms:
         "head": s.head,
         "verified": s.verified() && peer_problem.is_none(),
         "chain_verified": s.verified(),
-        "verified_from": match s.verified_from {
-            VerifiedFrom::Genesis => "genesis",
-            VerifiedFrom::Checkpoint => "checkpoint",
-        },
+        "verified_from": s.verified_from.as_str(),
         "entries_checked": s.entries_checked,
         "problem": s.problem.as_ref().map(ToString::to_string).or(peer_problem),
         "checkpoint": checkpoint,

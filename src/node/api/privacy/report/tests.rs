@@ -33,15 +33,21 @@ fn filters_name_the_bad_parameter() {
     check(Report::Consents, "from=2026-11-27&to=2026-11-26", "before");
 }
 
+/// A day is an Asia/Seoul day: 2026-11-26 runs from 2026-11-25T15:00:00Z up to
+/// 2026-11-26T15:00:00Z, so an event at 23:30 UTC on the 25th is on the 26th.
 #[test]
-fn dates_cover_whole_utc_days_and_date_times_are_exact() {
+fn dates_cover_whole_seoul_days_and_date_times_are_exact() {
     let f = parse(Report::Consents, "from=2026-11-26&to=2026-11-26").expect("ok");
     for (at, inside) in [
-        ("2026-11-25T23:59:59.999Z", false),
-        ("2026-11-26T00:00:00Z", true),
-        ("2026-11-26T23:59:59.999Z", true),
-        ("2026-11-27T00:00:00Z", false),
-        ("2026-11-27T08:00:00+09:00", true),
+        ("2026-11-25T14:59:59.999Z", false),
+        ("2026-11-25T15:00:00Z", true),
+        ("2026-11-25T23:30:00Z", true),
+        ("2026-11-26T00:00:00+09:00", true),
+        ("2026-11-26T14:59:59.999Z", true),
+        ("2026-11-26T23:59:59.999+09:00", true),
+        ("2026-11-26T15:00:00Z", false),
+        ("2026-11-26T23:30:00Z", false),
+        ("2026-11-27T00:00:00+09:00", false),
         ("not a time", false),
     ] {
         assert_eq!(f.range.contains(at), inside, "{at}");
@@ -68,6 +74,34 @@ impl CsvRow for Row {
     fn cells(&self) -> Vec<String> {
         self.0.iter().map(|s| (*s).to_owned()).collect()
     }
+}
+
+/// The answer's bytes start with the UTF-8 byte-order mark, and Hangul comes back whole.
+#[test]
+fn csv_answers_start_with_a_utf8_bom_and_keep_hangul() {
+    use http_body_util::BodyExt;
+    let body = to_csv(&[Row(vec!["전화로 철회", "수원/복지"])]);
+    let resp = csv_response("withdrawals", body.clone());
+    assert_eq!(resp.headers()[CONTENT_TYPE], "text/csv; charset=utf-8");
+    let bytes = futures_bytes(resp.into_body().collect());
+    assert_eq!(bytes[..3], [0xEF, 0xBB, 0xBF]);
+    let text = std::str::from_utf8(&bytes[3..]).expect("UTF-8");
+    assert_eq!(text, body);
+    assert!(text.contains("전화로 철회,수원/복지\r\n"), "{text}");
+}
+
+/// The collected body of a `Full` (ready at once: it never waits).
+fn futures_bytes<F, E>(collect: F) -> Bytes
+where
+    F: std::future::Future<Output = Result<http_body_util::Collected<Bytes>, E>>,
+    E: std::fmt::Debug,
+{
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(collect)
+        .expect("body")
+        .to_bytes()
 }
 
 #[test]
