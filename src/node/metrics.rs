@@ -91,6 +91,7 @@ pub struct ApiMetrics {
     pushed: Family<AgencyLabels, Counter>,
     pulled: Family<AgencyLabels, Counter>,
     acked: Family<AgencyLabels, Counter>,
+    received: Family<PeerLabels, Counter>,
     agencies: PerAgency,
 }
 
@@ -101,6 +102,7 @@ impl Default for ApiMetrics {
             pushed: Family::default(),
             pulled: Family::default(),
             acked: Family::default(),
+            received: Family::default(),
             agencies: PerAgency::default(),
         }
     }
@@ -141,6 +143,18 @@ impl ApiMetrics {
     /// `n` messages handed to a pull of `agency`.
     pub fn pulled(&self, agency: &AgencyId, n: usize) {
         self.of(agency, |c| c.pulled.inc_by(n as u64));
+    }
+
+    /// `n` messages another center's node `peer` handed over were taken (receipts signed;
+    /// a resend of a message held here counts again).
+    pub fn received(&self, peer: &CenterId, n: usize) {
+        if n > 0 {
+            self.received
+                .get_or_create(&PeerLabels {
+                    peer: peer.to_string(),
+                })
+                .inc_by(n as u64);
+        }
     }
 
     /// `n` messages acknowledged by `agency`.
@@ -301,6 +315,12 @@ impl Metrics {
             "messages_acked",
             "Messages acknowledged, by recipient agency",
             api.acked.clone(),
+        );
+        registry.register(
+            "messages_received",
+            "Messages other centers' nodes handed over and this node took (receipt signed), \
+             by peer center (a resend of one held here counts again)",
+            api.received.clone(),
         );
         registry.register(
             "ledger_group_commands",

@@ -273,7 +273,7 @@ fn ops_listen_off_means_no_operations_listener() {
 async fn a_forwarded_message_shows_as_delivery_lag_for_its_peer() {
     let fed = Federation::new();
     let a = fed.start("suwon");
-    let _b = fed.start("gangseo");
+    let b = fed.start("gangseo");
     let referral = crate::support::with_id(fed.example("referral-remote"), "ref-ops-remote");
     let to = referral["to"].as_str().expect("to").to_owned();
     let peer = to.split('/').next().expect("center").to_owned();
@@ -296,6 +296,16 @@ async fn a_forwarded_message_shows_as_delivery_lag_for_its_peer() {
                 value(&samples, "plusgate_dead_letters_total", &[("peer", &peer)]),
                 None
             );
+            // The receiving node counts what it took, by the center that sent it.
+            let (_, at_b) = scrape(&b);
+            assert_eq!(
+                value(
+                    &at_b,
+                    "plusgate_messages_received_total",
+                    &[("peer", "suwon")]
+                ),
+                Some(1.0)
+            );
             break;
         }
         assert!(
@@ -304,4 +314,29 @@ async fn a_forwarded_message_shows_as_delivery_lag_for_its_peer() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_names_its_request_id_as_the_log_lines_do() {
+    let fed = Federation::new();
+    let node = fed.start_logging("suwon", "plusgate=debug");
+    let employment = node.agent("suwon/employment", HttpVersion::Http1);
+    let accepted = push(&employment, &fed.referral("ref-ops-request-id")).await;
+    let missing = employment.get("/v1/messages/nope").await.expect("answer");
+    let id_of = |r: &plusgate::node::client::Response| -> u64 {
+        r.headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no numeric X-Request-Id: {:?}", r.headers))
+    };
+    let (first, second) = (id_of(&accepted), id_of(&missing));
+    assert!(second > first, "{first} then {second}");
+    // A refusal names its id too, and the log line of that request carries the same.
+    let log = node.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("request_id={second}")) && l.contains("status=404")),
+        "{log}"
+    );
 }

@@ -260,6 +260,8 @@ impl Api {
                 )
             })
         });
+        self.metrics
+            .received(node, signed.iter().filter(|r| r.is_ok()).count());
         let mut signed = signed.into_iter();
         let items: Vec<ItemResult> = results
             .into_iter()

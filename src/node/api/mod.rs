@@ -139,9 +139,10 @@ impl Api {
         let (method_label, route) = observe::labels(&method, &path);
         // Every line logged while handling the request carries its id and route (and a
         // push its message id): never the path itself, which may name a subject.
+        let request_id = observe::next_request_id();
         let span = tracing::info_span!(
             "request",
-            request_id = observe::next_request_id(),
+            request_id,
             route,
             message_id = tracing::field::Empty,
         );
@@ -155,7 +156,10 @@ impl Api {
             .instrument(span.clone())
             .await;
         drop(scope);
-        let resp = result.unwrap_or_else(Problem::into_response);
+        let mut resp = result.unwrap_or_else(Problem::into_response);
+        // The id every log line of this request carries, for the caller to quote.
+        resp.headers_mut()
+            .insert(observe::REQUEST_ID, HeaderValue::from(request_id));
         let status = resp.status().as_u16();
         let took = started.elapsed();
         self.metrics.request(method_label, route, status, took);

@@ -9,8 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hyper::Method;
 
+/// The response header naming the request's id (as its log lines do).
+pub(super) const REQUEST_ID: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-request-id");
+
 /// A new request id: unique within this process's life, in order of arrival. Logs carry
-/// it, so the lines of one request can be found together.
+/// it, and the answer's `X-Request-Id` header, so the lines of one request can be found
+/// from what its caller saw.
 pub(super) fn next_request_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
