@@ -523,7 +523,9 @@ pub fn restore(
     }
     // The node's peers are to send again what they delivered after the backup: the
     // restored store says since when (`store::resend`), its forwarders ask.
-    let store = Store::open(dir)?;
+    // Whatever its format: a backup of an older one is restored as it is, and the node
+    // then asks for `plusgate migrate` as for any store of that format.
+    let store = Store::open_for_migration(dir, crate::node::store::StoreOptions::default())?;
     store.mark_restored(&header.taken_at)?;
     File::open(dir)
         .and_then(|d| d.sync_all())

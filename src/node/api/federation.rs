@@ -40,6 +40,10 @@ pub const BATCH_BODY_BYTES_MAX: usize = 32 << 20;
 /// Most schema violations a refusal lists.
 const REFUSAL_VIOLATIONS_MAX: usize = 10;
 
+/// Messages put back into an outbox per ledger command when a restored peer asks (so no
+/// group grows with the peer's history).
+const RESEND_SLICE: usize = 1000;
+
 /// Why a handed-over message is refused for good: answered `refused` with this reason, and
 /// the origin dead-letters it. The origin node is at fault (or its agency, whose message it
 /// took without checking it the same way); handing it over again never helps.
@@ -404,11 +408,27 @@ impl Api {
         .await
         .map_err(|e| Problem::internal("resend-failed", &e))?
         .map_err(super::problem::store_problem)?;
-        let (messages, consents) = self
-            .ledger
-            .resend(node.clone(), ids, consents, backup_taken_at.clone())
-            .await
-            .map_err(ledger_problem)?;
+        // In slices, so no group grows with the peer's history; the consents go with the
+        // first.
+        let (mut messages, mut announced) = (0, 0);
+        let mut consents = Some(consents);
+        let mut slices = ids.chunks(RESEND_SLICE).peekable();
+        while slices.peek().is_some() || consents.is_some() {
+            let slice = slices.next().unwrap_or_default().to_vec();
+            let (m, c) = self
+                .ledger
+                .resend(
+                    node.clone(),
+                    slice,
+                    consents.take().unwrap_or_default(),
+                    backup_taken_at.clone(),
+                )
+                .await
+                .map_err(ledger_problem)?;
+            messages += m;
+            announced += c;
+        }
+        let consents = announced;
         tracing::info!(%node, messages, consents, backup_taken_at = %backup_taken_at,
             "a restored peer asked for what it was sent since its backup: queued again");
         Ok(json_response(
