@@ -29,7 +29,7 @@ pub enum AdminError {
     /// TLS failed.
     #[error("cannot reach the node at {node}: {source} (is it running?)")]
     Unreachable {
-        /// Where we tried (`https://HOST:PORT`).
+        /// Where we tried (`HOST:PORT`).
         node: String,
         /// Why it failed.
         source: Box<ClientError>,
@@ -116,7 +116,8 @@ impl NodeClient {
         body: Option<&Value>,
     ) -> Result<Response, AdminError> {
         let unreachable = |source| AdminError::Unreachable {
-            node: self.url.to_string(),
+            // `HOST:PORT`, as a socket address is written (IPv6 in brackets).
+            node: format!("{}:{}", self.url.host, self.url.port()),
             source: Box::new(source),
         };
         let payload = body.map(|b| (Bytes::from(b.to_string()), "application/json"));

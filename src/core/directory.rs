@@ -32,7 +32,7 @@ use crate::core::identity::{AgencyId, CenterId};
 use crate::core::keys::{PublicKey, SigningKey, SIGNATURE_LEN};
 use crate::core::message::MessageType;
 
-pub use self::url::{parse_https_url, Host, HostName, NodeUrl, UrlError};
+pub use self::url::{parse_https_url, Host, HostName, NodeUrl, UrlError, DEFAULT_PORT};
 
 mod url;
 

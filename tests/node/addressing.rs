@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use plusgate::node::client::HttpVersion;
 use serde_json::{json, Value};
 
-use crate::support::{ack, ids_of, pull, push_accepted, status, Federation, Node};
+use crate::support::{
+    ack, ids_of, pull, push_accepted, run_to_exit, status, Federation, Finished, Node,
+};
 
 /// Longest a test waits for forwarding to catch up.
 const CATCH_UP: Duration = Duration::from_secs(60);
@@ -109,7 +111,7 @@ async fn nodes_named_by_host_name_and_ipv6_address_exchange_messages() {
     let (referral, answer, recipient) = referral_and_answer(&fed);
     let id = referral["id"].as_str().expect("id").to_owned();
     push_accepted(&a.agent("suwon/employment", HttpVersion::Http2), &referral).await;
-    assert_eq!(pull_one(&b, &recipient).await, [id.clone()]);
+    assert_eq!(pull_one(&b, &recipient).await, [id.as_str()]);
     let seen = wait_for_status(&a, &id, |s| s["state"] == "delivered").await;
     assert_eq!(seen["forwarding"]["receipt"]["node"], json!("gangseo"));
 
@@ -169,6 +171,15 @@ async fn a_name_that_does_not_resolve_keeps_messages_queued_until_the_directory_
         "gangseo",
         &format!("https://gangseo.invalid:{gangseo_port}"),
     );
+    // A well-formed name is a valid directory: whether it resolves is a matter of the
+    // moment, not of the configuration.
+    let config = fed.config_path("suwon").display().to_string();
+    let checked = run_to_exit(
+        &["check-config", "--config", &config],
+        fed.dir(),
+        Duration::from_secs(30),
+    );
+    assert!(checked.status.success(), "{checked:?}");
     let a = fed.start("suwon");
     let b = fed.start("gangseo");
     let (referral, _, recipient) = referral_and_answer(&fed);
@@ -200,6 +211,50 @@ async fn a_name_that_does_not_resolve_keeps_messages_queued_until_the_directory_
         &format!("https://localhost:{gangseo_port}"),
     );
     a.hangup();
-    assert_eq!(pull_one(&b, &recipient).await, [id.clone()]);
+    assert_eq!(pull_one(&b, &recipient).await, [id.as_str()]);
     wait_for_status(&a, &id, |s| s["state"] == "delivered").await;
+}
+
+/// An officer's `plusgate privacy … --url` names the node by host name too; a name that
+/// does not resolve is "unreachable, try later" (69), a malformed one a usage error (2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reaches_a_node_by_host_name() {
+    let fed = Federation::with_centers(&["suwon"]);
+    let node = fed.start("suwon");
+    let port = node.addr().port();
+    let cert = fed.identity("suwon/privacy-officer");
+    let ca = fed.dir().join("ca.crt").display().to_string();
+    let (c, k) = (
+        cert.cert.display().to_string(),
+        cert.key.display().to_string(),
+    );
+    let consents = |url: &str| -> Finished {
+        run_to_exit(
+            &[
+                "privacy", "consents", "--url", url, "--ca", &ca, "--cert", &c, "--key", &k,
+            ],
+            fed.dir(),
+            Duration::from_secs(30),
+        )
+    };
+    let out = consents(&format!("https://localhost:{port}"));
+    assert!(out.status.success(), "{out:?}");
+    let body: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert!(body["consents"].is_array(), "{body}");
+
+    let out = consents(&format!("https://suwon.invalid:{port}"));
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("the host name suwon.invalid does not resolve"),
+        "{}",
+        out.stderr
+    );
+    let out = consents(&format!("https://suwon_node:{port}"));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains("host name of letters"),
+        "{}",
+        out.stderr
+    );
 }

@@ -9,7 +9,7 @@ use rcgen::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivateKeyDer;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn check_url(url: &str, expected: Option<(&str, &str)>) {
     let got = parse_https_url(url)
