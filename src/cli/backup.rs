@@ -98,10 +98,10 @@ impl BackupCliError {
     /// codes (3 refused, 69 unreachable), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            BackupCliError::Config(_) => crate::cli::EXIT_CONFIG,
+            BackupCliError::Config(_) => crate::cli::exit::EXIT_CONFIG,
             BackupCliError::Node(e) => e.exit_code(),
-            BackupCliError::OutNotEmpty(_) => crate::cli::EXIT_USAGE,
-            _ => crate::cli::EXIT_FAILURE,
+            BackupCliError::OutNotEmpty(_) => crate::cli::exit::EXIT_USAGE,
+            _ => crate::cli::exit::EXIT_FAILURE,
         }
     }
 }

@@ -3,15 +3,17 @@
 //! `--url` and `--ca` (an officer at their own desk has no node config); the certificate
 //! presented is the node's own (outbox) or the privacy officer's (privacy).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::Method;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::node::client::{self, Agent, ClientError, HttpVersion, Response};
+use crate::core::directory::{Host, NodeUrl};
+use crate::node::client::{self, ClientError, Connection, HttpVersion, Response};
 
 /// Why an operator's (or a privacy officer's, see `report`) command against a running node
 /// failed.
@@ -23,11 +25,12 @@ pub enum AdminError {
     /// `--url` is not a node URL.
     #[error("{0}")]
     Url(Box<ClientError>),
-    /// The node could not be reached (not running?) or TLS failed.
-    #[error("cannot reach the node at {addr}: {source} (is it running?)")]
+    /// The node could not be reached (not running? a host name that does not resolve?) or
+    /// TLS failed.
+    #[error("cannot reach the node at {node}: {source} (is it running?)")]
     Unreachable {
-        /// Where we tried.
-        addr: SocketAddr,
+        /// Where we tried (`HOST:PORT`).
+        node: String,
         /// Why it failed.
         source: Box<ClientError>,
     },
@@ -53,8 +56,7 @@ impl AdminError {
 /// Which node a command talks to, and the CA its certificate is checked against.
 #[derive(Debug, Clone)]
 pub struct Target {
-    addr: SocketAddr,
-    server_name: String,
+    url: NodeUrl,
     ca: PathBuf,
 }
 
@@ -67,20 +69,20 @@ impl Target {
             addr.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
         }
         Target {
-            addr,
-            server_name: addr.ip().to_string(),
+            url: NodeUrl {
+                host: Host::Ip(addr.ip()),
+                explicit_port: Some(addr.port()),
+            },
             ca: config.tls.client_ca.clone(),
         }
     }
 
-    /// The node at `url` (`https://IP:PORT`, as in the federation directory), its
-    /// certificate checked against `ca`.
+    /// The node at `url` (`https://HOST:PORT`, as in the federation directory; a host name
+    /// is resolved at each connection), its certificate checked against `ca` and the host.
     pub fn at(url: &str, ca: &Path) -> Result<Target, AdminError> {
-        let (addr, server_name) =
-            client::parse_https_url(url).map_err(|e| AdminError::Url(Box::new(e)))?;
+        let url = client::parse_https_url(url).map_err(|e| AdminError::Url(Box::new(e)))?;
         Ok(Target {
-            addr,
-            server_name,
+            url,
             ca: ca.to_owned(),
         })
     }
@@ -90,7 +92,8 @@ impl Target {
 /// key files), trusting the config's CA.
 #[derive(Debug)]
 pub(crate) struct NodeClient {
-    agent: Agent,
+    url: NodeUrl,
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl NodeClient {
@@ -99,12 +102,8 @@ impl NodeClient {
         let tls = client::client_config(&target.ca, Some(identity), HttpVersion::Http1)
             .map_err(|e| AdminError::Tls(Box::new(e)))?;
         Ok(NodeClient {
-            agent: Agent::new(
-                target.addr,
-                target.server_name.clone(),
-                tls,
-                HttpVersion::Http1,
-            ),
+            url: target.url.clone(),
+            tls,
         })
     }
 
@@ -116,16 +115,20 @@ impl NodeClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Response, AdminError> {
-        let addr = self.agent.addr;
+        let unreachable = |source| AdminError::Unreachable {
+            // `HOST:PORT`, as a socket address is written (IPv6 in brackets).
+            node: format!("{}:{}", self.url.host, self.url.port()),
+            source: Box::new(source),
+        };
         let payload = body.map(|b| (Bytes::from(b.to_string()), "application/json"));
-        let response = self
-            .agent
-            .request(method, path, payload)
+        let mut conn =
+            Connection::connect_url(&self.url, Arc::clone(&self.tls), HttpVersion::Http1)
+                .await
+                .map_err(unreachable)?;
+        let response = conn
+            .send(method, path, payload)
             .await
-            .map_err(|source| AdminError::Unreachable {
-                addr,
-                source: Box::new(source),
-            })?;
+            .map_err(unreachable)?;
         if !response.status.is_success() {
             let body: Value = response.json().unwrap_or_else(|_| json!({}));
             let detail = body["detail"]

@@ -19,7 +19,7 @@ pub struct NodeArgs {
     /// The node's config file.
     #[arg(long)]
     pub config: PathBuf,
-    /// Reach the node at this URL (`https://IP:PORT`) instead of its configured listen
+    /// Reach the node at this URL (`https://HOST:PORT`) instead of its configured listen
     /// address (e.g. when it listens on another interface than loopback).
     #[arg(long)]
     pub url: Option<String>,

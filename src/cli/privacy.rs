@@ -27,7 +27,7 @@ pub struct OfficerArgs {
     /// The node's config file (for its listen address and CA), on the node's host.
     #[arg(long, required_unless_present = "url", conflicts_with_all = ["url", "ca"])]
     pub config: Option<PathBuf>,
-    /// Elsewhere (an officer's own desk): the node's URL, `https://IP:PORT`.
+    /// Elsewhere (an officer's own desk): the node's URL, `https://HOST:PORT`.
     #[arg(long, requires = "ca")]
     pub url: Option<String>,
     /// With `--url`: the CA certificate (PEM) the node's certificate is checked against.

@@ -20,7 +20,6 @@
 //! rest of the node sees a validated [`Directory`].
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -32,6 +31,10 @@ use crate::core::hex;
 use crate::core::identity::{AgencyId, CenterId};
 use crate::core::keys::{PublicKey, SigningKey, SIGNATURE_LEN};
 use crate::core::message::MessageType;
+
+pub use self::url::{parse_https_url, Host, HostName, NodeUrl, UrlError, DEFAULT_PORT};
+
+mod url;
 
 /// File name `dev-init` gives the directory (next to the centers' folders).
 pub const DIRECTORY_FILE: &str = "directory.json";
@@ -52,7 +55,8 @@ pub struct Directory {
 /// One center: its node and its agencies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CenterEntry {
-    /// Base URL of the center's node, `https://host:port`.
+    /// Base URL of the center's node, `https://host:port` (the host an IP address or a
+    /// DNS name, see [`parse_https_url`]).
     pub url: String,
     /// The node's Ed25519 public key for receipts and checkpoints.
     pub signing_key: PublicKey,
@@ -405,81 +409,19 @@ fn message_types(field: &str, names: Vec<String>) -> Result<Vec<MessageType>, Di
     Ok(types)
 }
 
-/// A node URL must be exactly `https://host:port`: an IP address (or `localhost`) and an
+/// A node URL must be exactly `https://HOST:PORT`: an IP address or a host name, and an
 /// explicit port, nothing after it, so paths can be appended to it.
 fn check_url(field: &str, url: &str) -> Result<(), DirectoryError> {
-    const EXPECTED: &str = "must be https://host:port, e.g. https://10.20.0.5:7443";
-    parse_https_url(url).map_err(|e| invalid(field, format!("{EXPECTED} ({e})")))?;
-    let authority = url.strip_prefix("https://").unwrap_or(url);
-    let port = authority
-        .rsplit_once(':')
-        .map(|(_, port)| port)
-        .filter(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
-    if authority.contains('/') || port.is_none() {
+    const EXPECTED: &str =
+        "must be https://host:port, e.g. https://node.suwon.example:7443 or https://10.20.0.5:7443";
+    let parsed = parse_https_url(url).map_err(|e| invalid(field, format!("{EXPECTED} ({e})")))?;
+    if parsed.explicit_port.is_none() || url.ends_with('/') {
         return Err(invalid(
             field,
             format!("{EXPECTED}: `{url}` has no port or has a path"),
         ));
     }
-    match port.and_then(|p| p.parse::<u16>().ok()) {
-        Some(0) => Err(invalid(
-            field,
-            format!("{EXPECTED}: port 0 cannot be connected to"),
-        )),
-        Some(_) => Ok(()),
-        None => Err(invalid(
-            field,
-            format!("{EXPECTED}: the port of `{url}` is above 65535"),
-        )),
-    }
-}
-
-/// A node URL that is not of the form `https://IP[:PORT][/]`: the directory's (the
-/// federation authority's) or the operator's mistake; it never works on a retry.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid URL {url:?}: {reason}")]
-pub struct UrlError {
-    /// The URL as given.
-    pub url: String,
-    /// Why it was refused.
-    pub reason: &'static str,
-}
-
-/// Splits a node URL of the form `https://HOST[:PORT][/]` into the socket address to
-/// connect to and the host name to verify the server certificate against.
-///
-/// HOST must be an IP address (IPv6 in brackets) or `localhost` (mapped to 127.0.0.1);
-/// other names are refused rather than resolved, so that this never blocks on DNS.
-/// PORT defaults to 443. Pure parsing: `node::client` connects.
-pub fn parse_https_url(url: &str) -> Result<(SocketAddr, String), UrlError> {
-    let refuse = |reason| UrlError {
-        url: url.to_owned(),
-        reason,
-    };
-    let uri: hyper::Uri = url.parse().map_err(|_| refuse("not a URL"))?;
-    if uri.scheme_str() != Some("https") {
-        return Err(refuse("scheme must be https"));
-    }
-    let authority = uri.authority().ok_or_else(|| refuse("missing host"))?;
-    if authority.as_str().contains('@') {
-        return Err(refuse("user information is not allowed"));
-    }
-    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return Err(refuse("must not have a path or query"));
-    }
-    let host = authority.host();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        host.parse()
-            .map_err(|_| refuse("host must be an IP address or localhost"))?
-    };
-    let port = authority.port_u16().unwrap_or(443);
-    Ok((SocketAddr::new(ip, port), host.to_ascii_lowercase()))
+    Ok(())
 }
 
 /// Deserialises one value of the directory with serde, naming `field` in any error.

@@ -7,8 +7,16 @@
 //! `Connection` (HTTP/1.1: one request in flight; HTTP/2: [`Connection::try_clone`] shares
 //! the connection between concurrent streams).
 //!
-//! Every network step is bounded in time ([`CONNECT_TIMEOUT`], [`REQUEST_TIMEOUT`]) and
-//! every response body in size ([`RESPONSE_BODY_BYTES_MAX`]).
+//! Every network step is bounded in time ([`RESOLVE_TIMEOUT`], [`ADDRESS_CONNECT_TIMEOUT`],
+//! [`CONNECT_TIMEOUT`], [`REQUEST_TIMEOUT`]) and every response body in size
+//! ([`RESPONSE_BODY_BYTES_MAX`]).
+//!
+//! Host names: [`Connection::connect_url`] resolves a URL's host name (tokio's resolver,
+//! that is the system's: `/etc/hosts`, then DNS) every time it connects, and tries the
+//! addresses in the order the resolver gives them, IPv6 and IPv4 alike, until one accepts
+//! the TCP connection. Nothing is cached here, so a node whose address changes in DNS is
+//! reached at the new one with the next connection. TLS names the server by its host: SNI
+//! carries a host name, and none is sent for an IP address (RFC 6066 allows only names).
 //!
 //! TLS 1.3 and client certificates: the server checks the client certificate after the
 //! client has already sent its `Finished`, so a rejected (or missing) certificate shows up
@@ -22,7 +30,6 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -41,10 +48,21 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::core::directory::UrlError;
+use crate::core::directory::{Host, NodeUrl, UrlError};
 
-/// Upper bound on TCP connect plus TLS handshake.
+/// Upper bound on TCP connect plus TLS handshake (to one address).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Upper bound on resolving a host name (the system resolver's own retries included).
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Upper bound on the TCP connect to each resolved address before the next is tried: an
+/// address that does not answer (a black-holed IPv6 route) must not use up the whole
+/// [`CONNECT_TIMEOUT`].
+pub const ADDRESS_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Most resolved addresses tried per connection, in the resolver's order.
+pub const ADDRESSES_TRIED_MAX: usize = 8;
 
 /// Default upper bound on one request/response exchange, body included.
 ///
@@ -83,133 +101,52 @@ impl fmt::Display for HttpVersion {
     }
 }
 
-/// What went wrong in the client, grouped by who is likely at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The private key file is open to other users.
-    #[error(transparent)]
-    Exposed(#[from] crate::node::files::ExposedKey),
-    /// A PEM file could not be read or holds no usable item (local setup at fault).
-    #[error("reading {what} from {}: {source}", path.display())]
-    Pem {
-        /// The file that was read.
-        path: PathBuf,
-        /// What was expected in it ("CA certificates", "client certificate", "private key").
-        what: &'static str,
-        /// The PEM reader's error.
-        #[source]
-        source: rustls_pki_types::pem::Error,
-    },
-    /// The TLS configuration could not be built, e.g. a key that does not match its
-    /// certificate or a CA certificate rustls refuses (local setup at fault).
-    #[error("TLS configuration: {detail}")]
-    Config {
-        /// What was being configured and why it failed.
-        detail: String,
-    },
-    /// The server name is neither a DNS name nor an IP address.
-    #[error("invalid TLS server name {0:?}")]
-    ServerName(String),
-    /// A URL given to [`parse_https_url`] is not of the form `https://IP[:PORT][/]`.
-    #[error("invalid URL {url:?}: {reason}")]
-    Url {
-        /// The URL as given.
-        url: String,
-        /// Why it was refused.
-        reason: &'static str,
-    },
-    /// The TCP connection could not be established (server down, wrong address).
-    #[error("connecting to {addr}: {source}")]
-    Connect {
-        /// The server address.
-        addr: SocketAddr,
-        /// The socket error.
-        #[source]
-        source: io::Error,
-    },
-    /// The TLS layer failed: during the handshake (e.g. untrusted server certificate) or
-    /// afterwards through a fatal alert from the server (e.g. our client certificate was
-    /// refused under TLS 1.3). The rustls error text is kept as is.
-    #[error("TLS with {addr}: {source}")]
-    Tls {
-        /// The server address.
-        addr: SocketAddr,
-        /// The rustls error, for example `received fatal alert: CertificateRequired`.
-        #[source]
-        source: rustls::Error,
-    },
-    /// The connection broke during the TLS handshake without a TLS error (e.g. the server
-    /// closed it).
-    #[error("TLS handshake with {addr}: {source}")]
-    Handshake {
-        /// The server address.
-        addr: SocketAddr,
-        /// The I/O error.
-        #[source]
-        source: io::Error,
-    },
-    /// The server did not agree to the HTTP version we asked for by ALPN.
-    #[error("{addr} did not negotiate {wanted} by ALPN (server chose {chosen:?})")]
-    Alpn {
-        /// The server address.
-        addr: SocketAddr,
-        /// The version asked for.
-        wanted: HttpVersion,
-        /// The protocol the server selected, if any.
-        chosen: Option<String>,
-    },
-    /// The request could not be built (e.g. a path that is not `/…`); caller at fault.
-    #[error("building request: {0}")]
-    Request(String),
-    /// An HTTP protocol or transport failure after the handshake (connection reset,
-    /// malformed response, GOAWAY, …). `detail` is the whole error chain.
-    #[error("HTTP with {addr}: {detail}")]
-    Http {
-        /// The server address.
-        addr: SocketAddr,
-        /// The error and its causes, joined with `: `.
-        detail: String,
-    },
-    /// A step did not finish within its time bound.
-    #[error("timed out after {after:?} {during} {addr}")]
-    Timeout {
-        /// The server address.
-        addr: SocketAddr,
-        /// What was being done ("connecting to", "waiting for a response from").
-        during: &'static str,
-        /// The bound that expired.
-        after: Duration,
-    },
-    /// The response body is larger than [`RESPONSE_BODY_BYTES_MAX`].
-    #[error("response body from {addr} exceeds {RESPONSE_BODY_BYTES_MAX} bytes")]
-    BodyTooLarge {
-        /// The server address.
-        addr: SocketAddr,
-    },
-    /// The response body is not the JSON the caller expected.
-    #[error("response body is not the expected JSON: {0}")]
-    Json(#[source] serde_json::Error),
-}
+pub use self::config::{client_config, client_config_with_crls, peer_node_config};
+pub use self::error::ClientError;
+pub use self::peer::{NotANode, PeerNodeVerifier};
 
-impl ClientError {
-    /// True when the failure is the TLS layer refusing the connection: a TLS error
-    /// (handshake failure or fatal alert) or the connection dropped mid-handshake.
-    pub fn is_tls_refusal(&self) -> bool {
-        matches!(
-            self,
-            ClientError::Tls { .. } | ClientError::Handshake { .. }
-        )
-    }
-}
-
-pub use self::config::{client_config, client_config_with_crls};
-
-/// Splits a node URL of the form `https://HOST[:PORT][/]` into the socket address to
-/// connect to and the host name to verify the server certificate against (the parsing is
-/// [`crate::core::directory::parse_https_url`]; its rules apply).
-pub fn parse_https_url(url: &str) -> Result<(SocketAddr, String), ClientError> {
+/// Parses a node URL of the form `https://HOST[:PORT][/]`, HOST an IP address or a host
+/// name ([`crate::core::directory::parse_https_url`]; its rules apply), for
+/// [`Connection::connect_url`].
+pub fn parse_https_url(url: &str) -> Result<NodeUrl, ClientError> {
     crate::core::directory::parse_https_url(url)
         .map_err(|UrlError { url, reason }| ClientError::Url { url, reason })
+}
+
+/// The addresses to try for `url`, in order: its IP address, or what its host name
+/// resolves to now (at most [`ADDRESSES_TRIED_MAX`]).
+pub async fn resolve(url: &NodeUrl) -> Result<Vec<SocketAddr>, ClientError> {
+    let name = match &url.host {
+        Host::Ip(ip) => return Ok(vec![SocketAddr::new(*ip, url.port())]),
+        Host::Name(name) => name.as_str(),
+    };
+    let failed = |source| ClientError::Resolve {
+        host: name.to_owned(),
+        source,
+    };
+    let found = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name, url.port())))
+        .await
+        .map_err(|_| {
+            failed(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {RESOLVE_TIMEOUT:?}"),
+            ))
+        })?
+        .map_err(failed)?;
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for addr in found {
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    addrs.truncate(ADDRESSES_TRIED_MAX);
+    if addrs.is_empty() {
+        return Err(failed(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the resolver returned no address",
+        )));
+    }
+    Ok(addrs)
 }
 
 /// A response with its body read completely.
@@ -287,15 +224,82 @@ impl Connection {
         config: Arc<ClientConfig>,
         version: HttpVersion,
     ) -> Result<Connection, ClientError> {
-        let name = ServerName::try_from(server_name.to_owned())
-            .map_err(|_| ClientError::ServerName(server_name.to_owned()))?;
-        let tls = tokio::time::timeout(CONNECT_TIMEOUT, handshake(addr, name, config))
-            .await
-            .map_err(|_| ClientError::Timeout {
-                addr,
-                during: "connecting to",
-                after: CONNECT_TIMEOUT,
-            })??;
+        let name = server_name_of(server_name)?;
+        let tls = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            handshake(addr, tcp_connect(addr).await?, name, config).await
+        })
+        .await
+        .map_err(|_| ClientError::Timeout {
+            addr,
+            during: "connecting to",
+            after: CONNECT_TIMEOUT,
+        })??;
+        Connection::establish(tls, addr, server_name, version).await
+    }
+
+    /// Connects to the node at `url`: resolves its host name now (an IP address is taken
+    /// as it is, see [`resolve`]), tries each address in turn until one takes the TCP
+    /// connection (each within [`ADDRESS_CONNECT_TIMEOUT`]), then as
+    /// [`connect`](Self::connect) with the URL's host as the server name. A TLS or HTTP
+    /// failure with the address that answered is returned as it is, without trying the
+    /// next address: another address of the same name is the same server.
+    pub async fn connect_url(
+        url: &NodeUrl,
+        config: Arc<ClientConfig>,
+        version: HttpVersion,
+    ) -> Result<Connection, ClientError> {
+        let server_name = url.server_name();
+        let name = server_name_of(&server_name)?;
+        let addrs = resolve(url).await?;
+        let mut attempts = Vec::new();
+        for addr in addrs {
+            let tcp = match tokio::time::timeout(ADDRESS_CONNECT_TIMEOUT, tcp_connect(addr)).await {
+                Ok(Ok(tcp)) => tcp,
+                Ok(Err(ClientError::Connect { source, .. })) => {
+                    attempts.push((addr, source));
+                    continue;
+                }
+                Ok(Err(other)) => return Err(other),
+                Err(_) => {
+                    attempts.push((
+                        addr,
+                        io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("no answer within {ADDRESS_CONNECT_TIMEOUT:?}"),
+                        ),
+                    ));
+                    continue;
+                }
+            };
+            let tls = tokio::time::timeout(CONNECT_TIMEOUT, handshake(addr, tcp, name, config))
+                .await
+                .map_err(|_| ClientError::Timeout {
+                    addr,
+                    during: "connecting to",
+                    after: CONNECT_TIMEOUT,
+                })??;
+            return Connection::establish(tls, addr, &server_name, version).await;
+        }
+        Err(match (&url.host, attempts.len()) {
+            (Host::Ip(_), 1) => {
+                let (addr, source) = attempts.remove(0);
+                ClientError::Connect { addr, source }
+            }
+            _ => ClientError::ConnectEach {
+                host: server_name,
+                attempts,
+            },
+        })
+    }
+
+    /// The HTTP connection over a completed TLS handshake: checks ALPN, reads the server's
+    /// identity, spawns the connection driver.
+    async fn establish(
+        tls: TlsStream<TcpStream>,
+        addr: SocketAddr,
+        server_name: &str,
+        version: HttpVersion,
+    ) -> Result<Connection, ClientError> {
         let chosen = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
         let server_identity = Arc::new(
             tls.get_ref()
@@ -519,17 +523,30 @@ impl Connection {
     }
 }
 
-/// TCP connect (no Nagle: requests are small and latency matters) and TLS handshake.
-async fn handshake(
-    addr: SocketAddr,
-    name: ServerName<'static>,
-    config: Arc<ClientConfig>,
-) -> Result<TlsStream<TcpStream>, ClientError> {
+/// The TLS server name for `server_name`: an IP address (then rustls sends no SNI) or a
+/// DNS name (sent as SNI).
+fn server_name_of(server_name: &str) -> Result<ServerName<'static>, ClientError> {
+    ServerName::try_from(server_name.to_owned())
+        .map_err(|_| ClientError::ServerName(server_name.to_owned()))
+}
+
+/// TCP connect, without Nagle: requests are small and latency matters.
+async fn tcp_connect(addr: SocketAddr) -> Result<TcpStream, ClientError> {
     let tcp = TcpStream::connect(addr)
         .await
         .map_err(|source| ClientError::Connect { addr, source })?;
     tcp.set_nodelay(true)
         .map_err(|source| ClientError::Connect { addr, source })?;
+    Ok(tcp)
+}
+
+/// The TLS handshake over `tcp`, connected to `addr`.
+async fn handshake(
+    addr: SocketAddr,
+    tcp: TcpStream,
+    name: ServerName<'static>,
+    config: Arc<ClientConfig>,
+) -> Result<TlsStream<TcpStream>, ClientError> {
     TlsConnector::from(config)
         .connect(name, tcp)
         .await
@@ -675,16 +692,6 @@ impl Agent {
         }
     }
 
-    /// An agent for a node URL such as `https://127.0.0.1:7443` (see [`parse_https_url`]).
-    pub fn from_url(
-        url: &str,
-        config: Arc<ClientConfig>,
-        version: HttpVersion,
-    ) -> Result<Agent, ClientError> {
-        let (addr, host) = parse_https_url(url)?;
-        Ok(Agent::new(addr, host, config, version))
-    }
-
     /// Opens a new connection.
     pub async fn connect(&self) -> Result<Connection, ClientError> {
         let mut conn = Connection::connect(
@@ -726,5 +733,7 @@ impl Agent {
 }
 
 mod config;
+mod error;
+mod peer;
 #[cfg(test)]
 mod tests;

@@ -153,16 +153,12 @@ impl Reloadable {
 
 /// The TLS config a federated node's forwarders connect to other nodes with: this node's
 /// certificate and key as client certificate, peers' server certificates checked against
-/// the CA bundle and the CRLs.
+/// the CA bundle, the CRLs and the node identity (`client::peer_node_config`; the center
+/// itself is checked by the forwarder).
 pub fn forwarding_config(
     tls: &TlsConfig,
 ) -> Result<Arc<rustls::ClientConfig>, crate::node::client::ClientError> {
-    crate::node::client::client_config_with_crls(
-        &tls.client_ca,
-        &tls.crls,
-        Some((&tls.cert, &tls.key)),
-        crate::node::client::HttpVersion::Http2,
-    )
+    crate::node::client::peer_node_config(&tls.client_ca, &tls.crls, (&tls.cert, &tls.key))
 }
 
 /// The config file and every TLS file it names, stamped as they are now.

@@ -30,11 +30,13 @@
 //! - `console`: the privacy officer's web console in headless Chromium (playwright-core);
 //! - `federation`: delivery between centers, crashes and outages on the way, dead letters,
 //!   the operator's outbox commands and the signed directory;
+//! - `addressing`: nodes named by host name or IPv6 address, checked by their identity;
 //! - `upgrade`: a store of an older format is refused, and `plusgate migrate` upgrades it;
 //! - `deploy`: `deploy/federation.sh` starting, using and stopping a whole federation.
 
 mod support;
 
+mod addressing;
 mod audit;
 mod audit_export;
 mod backup;

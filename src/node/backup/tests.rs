@@ -1,3 +1,6 @@
+//! The backup format and `Backups`: written and restored for real on a sled store in a
+//! temporary folder; damaged, cut-off and foreign files; one held backup at a time.
+
 use super::*;
 use crate::core::identity::AgencyId;
 use crate::core::message::MessageId;

@@ -34,15 +34,7 @@ pub fn client_config_with_crls(
     identity: Option<(&Path, &Path)>,
     version: HttpVersion,
 ) -> Result<Arc<ClientConfig>, ClientError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in read_certs(ca_pem, "CA certificates")? {
-        roots.add(cert).map_err(|e| ClientError::Config {
-            detail: format!("CA certificate in {}: {e}", ca_pem.display()),
-        })?;
-    }
-    let crls = crate::node::tls::read_crls(crls, &roots).map_err(|e| ClientError::Config {
-        detail: e.to_string(),
-    })?;
+    let (roots, crls) = read_trust(ca_pem, crls)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
         Arc::new(roots),
@@ -54,12 +46,73 @@ pub fn client_config_with_crls(
     .map_err(|e| ClientError::Config {
         detail: format!("server certificate verifier: {e}"),
     })?;
+    finish(provider, verifier, identity, version)
+}
+
+/// The configuration a node forwards to its peers with (HTTP/2, this node's certificate
+/// `identity` as client certificate): [`client_config_with_crls`], but a peer's server
+/// certificate is checked by [`PeerNodeVerifier`](super::peer::PeerNodeVerifier): the CA,
+/// the CRLs, serverAuth and a node identity, not the host name it was reached by.
+pub fn peer_node_config(
+    ca_pem: &Path,
+    crls: &[PathBuf],
+    identity: (&Path, &Path),
+) -> Result<Arc<ClientConfig>, ClientError> {
+    let (roots, crls) = read_trust(ca_pem, crls)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        super::peer::PeerNodeVerifier::new(Arc::new(roots), &crls, &provider).map_err(|e| {
+            ClientError::Config {
+                detail: format!("peer certificate verifier: {e}"),
+            }
+        })?;
+    finish(
+        provider,
+        Arc::new(verifier),
+        Some(identity),
+        HttpVersion::Http2,
+    )
+}
+
+/// The CA certificates of `ca_pem` and the CRLs of `crls` (checked as `tls::read_crls`
+/// checks them).
+fn read_trust(
+    ca_pem: &Path,
+    crls: &[PathBuf],
+) -> Result<
+    (
+        rustls::RootCertStore,
+        Vec<rustls_pki_types::CertificateRevocationListDer<'static>>,
+    ),
+    ClientError,
+> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in read_certs(ca_pem, "CA certificates")? {
+        roots.add(cert).map_err(|e| ClientError::Config {
+            detail: format!("CA certificate in {}: {e}", ca_pem.display()),
+        })?;
+    }
+    let crls = crate::node::tls::read_crls(crls, &roots).map_err(|e| ClientError::Config {
+        detail: e.to_string(),
+    })?;
+    Ok((roots, crls))
+}
+
+/// TLS 1.3 only, `verifier` for the server certificate, the client certificate and key
+/// of `identity` if any, `version` offered by ALPN.
+fn finish(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+    identity: Option<(&Path, &Path)>,
+    version: HttpVersion,
+) -> Result<Arc<ClientConfig>, ClientError> {
     let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| ClientError::Config {
             detail: format!("protocol versions: {e}"),
         })?
-        .with_webpki_verifier(verifier);
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
     let mut config = match identity {
         Some((cert_path, key_path)) => {
             let chain = read_certs(cert_path, "client certificate")?;

@@ -9,19 +9,18 @@ use rcgen::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivateKeyDer;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn check_url(url: &str, expected: Option<(&str, &str)>) {
-    let got = parse_https_url(url).ok();
-    let expected = expected.map(|(addr, host)| {
-        (
-            addr.parse::<SocketAddr>().expect("test address"),
-            host.to_owned(),
-        )
-    });
+    let got = parse_https_url(url)
+        .ok()
+        .map(|u| (u.socket_addr(), u.server_name()));
+    let expected = expected.map(|(addr, host)| (addr.parse::<SocketAddr>().ok(), host.to_owned()));
     assert_eq!(got, expected, "{url}");
 }
 
+/// The grammar itself is tested in `core::directory`; here, what the client makes of it:
+/// an address to connect to as it is, or a name to resolve (no address yet).
 #[test]
 fn parse_https_url_cases() {
     check_url(
@@ -33,14 +32,15 @@ fn parse_https_url_cases() {
         Some(("127.0.0.1:7443", "127.0.0.1")),
     );
     check_url("https://127.0.0.1", Some(("127.0.0.1:443", "127.0.0.1")));
+    check_url("https://localhost:8443", Some(("", "localhost")));
     check_url(
-        "https://localhost:8443",
-        Some(("127.0.0.1:8443", "localhost")),
+        "https://Node.Suwon.example:8443",
+        Some(("", "node.suwon.example")),
     );
     check_url("https://[::1]:7443", Some(("[::1]:7443", "::1")));
     check_url("http://127.0.0.1:7443", None);
     check_url("127.0.0.1:7443", None);
-    check_url("https://example.org:7443", None);
+    check_url("https://node_1.example:7443", None);
     check_url("https://127.0.0.1:7443/v1", None);
     check_url("https://127.0.0.1:7443/?a=b", None);
     check_url("https://user@127.0.0.1:7443", None);
@@ -101,6 +101,9 @@ fn pki() -> Pki {
         SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
     ];
     leaf(dir.path(), "server", node, &ca);
+    // A node certificate that names no address at all: peers reach it by its identity.
+    let node_uri = SanType::URI("urn:plusgate:node:test".try_into().expect("uri"));
+    leaf(dir.path(), "node", vec![node_uri], &ca);
     let uri = SanType::URI("urn:plusgate:agency:test:a".try_into().expect("uri"));
     leaf(dir.path(), "client", vec![uri.clone()], &ca);
     let other = new_ca("other CA");
@@ -112,6 +115,11 @@ fn pki() -> Pki {
 /// A TLS 1.3 server requiring client certificates from `ca.crt` that answers every
 /// request with 200 and the request's method, path and host.
 async fn serve(pki: &Pki) -> SocketAddr {
+    serve_as(pki, "server").await
+}
+
+/// [`serve`] presenting the certificate `<stem>.crt`.
+async fn serve_as(pki: &Pki, stem: &str) -> SocketAddr {
     use hyper::service::service_fn;
     use rustls::server::WebPkiClientVerifier;
 
@@ -129,8 +137,8 @@ async fn serve(pki: &Pki) -> SocketAddr {
         .expect("versions")
         .with_client_cert_verifier(verifier)
         .with_single_cert(
-            read_certs(&pki.path("server.crt"), "server").expect("cert"),
-            PrivateKeyDer::from_pem_file(pki.path("server.key")).expect("key"),
+            read_certs(&pki.path(&format!("{stem}.crt")), "server").expect("cert"),
+            PrivateKeyDer::from_pem_file(pki.path(&format!("{stem}.key"))).expect("key"),
         )
         .expect("server config");
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -267,4 +275,125 @@ fn missing_pem_file_names_the_file() {
     let err = client_config(Path::new("/nonexistent/ca.crt"), None, HttpVersion::Http1)
         .expect_err("no file");
     assert!(err.to_string().contains("/nonexistent/ca.crt"), "{err}");
+}
+
+/// The configuration a node forwards with, presenting `client.crt`.
+fn peer_config(pki: &Pki) -> Arc<ClientConfig> {
+    let (cert, key) = (pki.path("client.crt"), pki.path("client.key"));
+    peer_node_config(&pki.path("ca.crt"), &[], (&cert, &key)).expect("config")
+}
+
+async fn connect_url_to(
+    url: &str,
+    config: Arc<ClientConfig>,
+    version: HttpVersion,
+) -> Result<Connection, ClientError> {
+    let url = parse_https_url(url).expect("url");
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        Connection::connect_url(&url, config, version),
+    )
+    .await
+    .expect("connect must not hang")
+}
+
+/// A peer node is trusted for its identity, by whatever name or address it was reached:
+/// its certificate need not name either. Clients without an identity to expect still
+/// match the host name.
+#[tokio::test]
+async fn a_peer_node_is_checked_by_identity_not_by_the_name_it_was_reached_by() {
+    let pki = pki();
+    let addr = serve_as(&pki, "node").await;
+    for url in [
+        format!("https://localhost:{}", addr.port()),
+        format!("https://127.0.0.1:{}", addr.port()),
+    ] {
+        let mut conn = connect_url_to(&url, peer_config(&pki), HttpVersion::Http2)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(
+            conn.server_identity()
+                .as_ref()
+                .map(ToString::to_string)
+                .ok(),
+            Some("node test".to_owned()),
+            "{url}"
+        );
+        let response = conn.send(Method::GET, "/", None).await.expect("request");
+        // The name asked for is what the request says, not the address it resolved to.
+        let host = url.trim_start_matches("https://");
+        assert_eq!(response.text(), format!("GET / {host}"));
+    }
+    let (cert, key) = (pki.path("client.crt"), pki.path("client.key"));
+    let usual = client_config(&pki.path("ca.crt"), Some((&cert, &key)), HttpVersion::Http2)
+        .expect("config");
+    let url = format!("https://localhost:{}", addr.port());
+    let err = connect_url_to(&url, usual, HttpVersion::Http2)
+        .await
+        .expect_err("the usual verifier wants the name in the certificate");
+    assert!(err.is_tls_refusal(), "{err}");
+}
+
+#[tokio::test]
+async fn a_server_without_a_node_identity_is_no_peer_whatever_its_name() {
+    let pki = pki();
+    // Chains to the CA and names localhost, but carries no urn:plusgate:node identity.
+    let addr = serve(&pki).await;
+    let url = format!("https://localhost:{}", addr.port());
+    let err = connect_url_to(&url, peer_config(&pki), HttpVersion::Http2)
+        .await
+        .expect_err("not a node");
+    assert!(err.is_tls_refusal(), "{err}");
+    assert!(err.to_string().contains("urn:plusgate:node"), "{err}");
+}
+
+#[tokio::test]
+async fn a_name_that_does_not_resolve_is_its_own_error() {
+    let pki = pki();
+    // RFC 6761: names under .invalid never resolve.
+    let err = connect_url_to(
+        "https://node.suwon.invalid:7443",
+        peer_config(&pki),
+        HttpVersion::Http2,
+    )
+    .await
+    .expect_err("no such name");
+    match &err {
+        ClientError::Resolve { host, .. } => assert_eq!(host, "node.suwon.invalid"),
+        other => panic!("expected a resolve error, got {other:?}"),
+    }
+    assert!(err.to_string().contains("does not resolve"), "{err}");
+}
+
+#[tokio::test]
+async fn every_address_that_refuses_is_named() {
+    let pki = pki();
+    // A port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let err = connect_url_to(
+        &format!("https://localhost:{port}"),
+        peer_config(&pki),
+        HttpVersion::Http2,
+    )
+    .await
+    .expect_err("nothing listens");
+    match &err {
+        ClientError::ConnectEach { host, attempts } => {
+            assert_eq!(host, "localhost");
+            assert!(!attempts.is_empty());
+            assert!(attempts.iter().all(|(a, _)| a.port() == port), "{err}");
+        }
+        other => panic!("expected connect errors, got {other:?}"),
+    }
+    let err = connect_url_to(
+        &format!("https://127.0.0.1:{port}"),
+        peer_config(&pki),
+        HttpVersion::Http2,
+    )
+    .await
+    .expect_err("nothing listens");
+    assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
 }

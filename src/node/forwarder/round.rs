@@ -521,9 +521,13 @@ async fn connected<'c>(
         (entry.url.clone(), entry.signing_key.clone())
     };
     if conn.as_ref().is_none_or(Connection::is_closed) {
-        let (addr, host) = client::parse_https_url(&url)?;
+        // Parsed, and a host name resolved, for every new connection: a directory reload
+        // or a DNS change takes effect with the next one.
+        let target = client::parse_https_url(&url)?;
         let tls = ctx.tls.borrow().clone();
-        let c = Connection::connect(addr, &host, tls, HttpVersion::Http2).await?;
+        let c = Connection::connect_url(&target, tls, HttpVersion::Http2).await?;
+        // The TLS verifier took any node of the federation (`client::peer`); it must be
+        // this center's, whatever address or name it was reached by.
         match c.server_identity() {
             Ok(Identity::Node(c)) if c == peer => {}
             other => {

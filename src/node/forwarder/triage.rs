@@ -50,8 +50,10 @@ pub(super) enum RoundError {
     /// directory; a reload may list it again).
     #[error("center {0} is not in the federation directory")]
     UnknownPeer(CenterId),
-    /// Connecting, TLS or HTTP failed. Upstream, except for this node's own setup (a bad
-    /// URL in its directory, its TLS files, a request it could not build).
+    /// Resolving the peer's host name, connecting, TLS or HTTP failed. Upstream (a name
+    /// that does not resolve is the peer's DNS or the directory's, and may pass: it is
+    /// retried like a peer that is down), except for this node's own setup (a bad URL in
+    /// its directory, its TLS files, a request it could not build).
     #[error("{0}")]
     Client(#[from] client::ClientError),
     /// The server at the peer's address is not the peer's node. Upstream (or a directory
@@ -112,7 +114,9 @@ impl RoundError {
                 | C::Request(_),
             ) => Fault::Internal,
             RoundError::Client(
-                C::Connect { .. }
+                C::Resolve { .. }
+                | C::ConnectEach { .. }
+                | C::Connect { .. }
                 | C::Tls { .. }
                 | C::Handshake { .. }
                 | C::Alpn { .. }

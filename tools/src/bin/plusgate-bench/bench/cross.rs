@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail};
 use harness::{identity_in, try_register_consent, Federation, Node};
 use hyper::Method;
 use plusgate::dev::manifest::LoadedManifest;
-use plusgate::node::client::{self, Agent, HttpVersion};
+use plusgate::node::client::{Agent, HttpVersion};
 use tokio::time::Instant;
 
 use super::cross_report::{CrossReport, ThroughputReport};
@@ -190,7 +190,7 @@ impl CrossSetup {
         let url_a = manifest.center(&center_a)?.url.clone();
         let url_b = manifest.center(&center_b)?.url.clone();
         let agent_at = |url: &str, id: &str| -> anyhow::Result<Agent> {
-            let (addr, server_name) = client::parse_https_url(url)?;
+            let (addr, server_name) = super::ip_url(url)?;
             let cert = identity_in(manifest, id)?;
             bench_agent(manifest, addr, &server_name, &cert, HttpVersion::Http2)
         };
@@ -228,7 +228,7 @@ impl CrossNodes {
             let node = federation
                 .spawn_node(center, "")
                 .map_err(doing(format!("starting node {center}")))?;
-            let (want, _) = client::parse_https_url(url)?;
+            let (want, _) = super::ip_url(url)?;
             if node.addr() != want {
                 bail!(
                     "node {center} listens on {} but the federation lists it at {url}",

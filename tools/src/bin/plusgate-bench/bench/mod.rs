@@ -202,6 +202,16 @@ fn bench_agent(
     Ok(agent)
 }
 
+/// The address and TLS server name of a node URL with an IP address, as dev-init writes
+/// them: the bench opens many connections to one address, so it does not resolve names.
+fn ip_url(url: &str) -> anyhow::Result<(SocketAddr, String)> {
+    let parsed = plusgate::node::client::parse_https_url(url)?;
+    let addr = parsed
+        .socket_addr()
+        .ok_or_else(|| anyhow!("{url}: the bench needs a node URL with an IP address"))?;
+    Ok((addr, parsed.server_name()))
+}
+
 /// The tag of `version` in message ids.
 fn tag(version: HttpVersion) -> &'static str {
     match version {
@@ -223,7 +233,8 @@ fn micros(d: Duration) -> u64 {
 /// A short name for a client failure, used to group errors in the report.
 fn error_kind(e: &ClientError) -> &'static str {
     match e {
-        ClientError::Connect { .. } => "connect",
+        ClientError::Connect { .. } | ClientError::ConnectEach { .. } => "connect",
+        ClientError::Resolve { .. } => "resolve",
         ClientError::Tls { .. } | ClientError::Handshake { .. } | ClientError::Alpn { .. } => "tls",
         ClientError::Timeout { .. } => "timeout",
         ClientError::Http { .. } => "http",

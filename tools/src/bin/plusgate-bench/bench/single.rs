@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use harness::{identity_in, try_drain_inbox, try_register_consent, ClientCert, Federation, Node};
 use plusgate::dev::manifest::{LoadedManifest, Manifest};
-use plusgate::node::client::{self, Agent, HttpVersion};
+use plusgate::node::client::{Agent, HttpVersion};
 use tokio::time::Instant;
 
 use super::load::{
@@ -17,7 +17,9 @@ use super::load::{
 use super::report::{LatencyMs, PullReport, Report, RunReport};
 use super::usage::{node_usage, NodeUsage};
 use super::{amqp, broker};
-use super::{bench_agent, bench_consent, doing, plusgate, tag, BenchArgs, BENCH_CONSENT_ID};
+use super::{
+    bench_agent, bench_consent, doing, ip_url, plusgate, tag, BenchArgs, BENCH_CONSENT_ID,
+};
 
 /// The one center of the federation the bench creates.
 const CENTER: &str = "suwon";
@@ -76,7 +78,7 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         Some(node) => format!("https://{}", node.addr()),
         None => setup.node_url.clone(),
     };
-    let (addr, server_name) = client::parse_https_url(&url)?;
+    let (addr, server_name) = ip_url(&url)?;
 
     let run_tag = uuid::Uuid::now_v7().simple().to_string();
     let template = BodyTemplate::new(&setup.envelope)?;
@@ -95,7 +97,7 @@ pub(super) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             // The bench's own node serves the recipient too (one-center federation).
             let (addr, server_name) = match &node {
                 Some(_) => (addr, server_name.clone()),
-                None => client::parse_https_url(manifest.url_of(&setup.recipient)?)?,
+                None => ip_url(manifest.url_of(&setup.recipient)?)?,
             };
             let cert = identity_in(&manifest, &setup.recipient)?;
             let agent = bench_agent(&manifest, addr, &server_name, &cert, HttpVersion::Http2)?;
