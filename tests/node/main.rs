@@ -31,7 +31,11 @@
 //! - `federation`: delivery between centers, crashes and outages on the way, dead letters,
 //!   the operator's outbox commands and the signed directory;
 //! - `upgrade`: a store of an older format is refused, and `plusgate migrate` upgrades it;
-//! - `deploy`: `deploy/federation.sh` starting, using and stopping a whole federation.
+//! - `deploy`: `deploy/federation.sh` starting, using and stopping a whole federation;
+//! - `csr`: `plusgate csr`, a certificate request signed by an authority, and a node
+//!   joining with the result;
+//! - `packages`: the systemd unit, the Debian package, the container's read-only
+//!   confinement, and the alert rules against a real node's metrics.
 
 mod support;
 
@@ -40,6 +44,7 @@ mod audit_export;
 mod consent;
 mod consent_ids;
 mod console;
+mod csr;
 mod deploy;
 mod durability;
 mod endpoints;
@@ -51,6 +56,7 @@ mod memory;
 mod message_ids;
 mod openapi;
 mod ops;
+mod packages;
 mod privacy;
 mod push;
 mod reports;
