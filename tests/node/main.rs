@@ -34,6 +34,8 @@
 //! - `deploy`: `deploy/federation.sh` starting, using and stopping a whole federation;
 //! - `csr`: `plusgate csr`, a certificate request signed by an authority, and a node
 //!   joining with the result;
+//! - `install`: the operator guide followed on a fresh system, from installing the
+//!   Debian package to a node serving agencies;
 //! - `packages`: the systemd unit, the Debian package, the container's read-only
 //!   confinement, and the alert rules against a real node's metrics.
 
@@ -51,6 +53,7 @@ mod endpoints;
 mod enforcement;
 mod federation;
 mod inbox;
+mod install;
 mod limits;
 mod memory;
 mod message_ids;

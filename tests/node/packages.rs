@@ -158,7 +158,7 @@ fn the_unit_verifies_and_is_confined_as_the_node_needs() {
 
 /// `cargo deb` of the binary under test (cargo-deb's `--profile dev`: no release build in
 /// the test), into `out`.
-fn build_deb(out: &Path) -> PathBuf {
+pub(crate) fn build_deb(out: &Path) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let present = Command::new(&cargo)
         .args(["deb", "--version"])
@@ -325,7 +325,7 @@ fn chown(path: &Path, uid: &str) {
     assert!(status.success(), "chown {}", path.display());
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -333,7 +333,7 @@ fn is_root() -> bool {
 }
 
 /// `GET path` on the plain-HTTP operations listener; (status, body).
-fn ops_get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn ops_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut tcp = TcpStream::connect(addr).expect("connect to the operations listener");
     tcp.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
