@@ -92,8 +92,7 @@ exec setpriv --reuid plusgate --regid plusgate --init-groups --no-new-privs -- \
 async fn the_operator_guide_installs_and_starts_a_node_on_a_fresh_system() {
     // The federation authority: the development CA and authority key.
     let fed = Federation::with_centers(&["suwon"]);
-    let out = tempfile::tempdir().expect("temporary folder");
-    let deb = build_deb(out.path());
+    let deb = build_deb();
     let ports = harness::free_port_range(2).unwrap_or_else(|e| panic!("{e}"));
     let (port, ops_port) = (ports, ports + 1);
 

@@ -15,6 +15,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use plusgate::node::client::HttpVersion;
@@ -156,34 +157,31 @@ fn the_unit_verifies_and_is_confined_as_the_node_needs() {
     }
 }
 
-/// `cargo deb` of the binary under test (cargo-deb's `--profile dev`: no release build in
-/// the test), into `out`.
-pub(crate) fn build_deb(out: &Path) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let present = Command::new(&cargo)
-        .args(["deb", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        present,
-        "cargo-deb is not installed: run .ci/test, which installs it (cargo install cargo-deb --locked)"
-    );
-    let deb = out.join("plusgate.deb");
-    let mut command = Command::new(&cargo);
-    command
-        .args([
-            "deb",
-            "--no-build",
-            "--profile",
-            "dev",
-            "--fast",
-            "--output",
-        ])
-        .arg(&deb)
-        .current_dir(ROOT);
-    let done = run_command_to_exit(command, Duration::from_secs(300));
-    assert!(done.status.success(), "cargo deb: {done:?}");
-    deb
+/// The Debian package of the binary under test, built once per test run (cargo-deb's
+/// `--profile dev`: no release build in the test) into cargo's temporary folder for tests.
+/// Once, because two `cargo deb` at a time would share its intermediate files.
+pub(crate) fn build_deb() -> &'static Path {
+    static DEB: OnceLock<PathBuf> = OnceLock::new();
+    DEB.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let present = Command::new(&cargo)
+            .args(["deb", "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            present,
+            "cargo-deb is not installed: run .ci/test, which installs it (cargo install cargo-deb --locked)"
+        );
+        let deb = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plusgate-under-test.deb");
+        let mut command = Command::new(&cargo);
+        command
+            .args(["deb", "--no-build", "--profile", "dev", "--fast", "--output"])
+            .arg(&deb)
+            .current_dir(ROOT);
+        let done = run_command_to_exit(command, Duration::from_secs(300));
+        assert!(done.status.success(), "cargo deb: {done:?}");
+        deb
+    })
 }
 
 /// A control member of the package (`postinst`, `conffiles`, …).
@@ -206,9 +204,9 @@ fn dpkg_deb(args: &[&str], deb: &Path) -> String {
 #[test]
 fn the_debian_package_installs_the_binary_the_hardened_unit_and_an_example_config() {
     let out = tempfile::tempdir().expect("temporary folder");
-    let deb = build_deb(out.path());
+    let deb = build_deb();
 
-    let control = dpkg_deb(&["--field"], &deb);
+    let control = dpkg_deb(&["--field"], deb);
     for line in ["Package: plusgate", "Architecture: amd64", "Section: net"] {
         assert!(control.lines().any(|l| l == line), "{line} in\n{control}");
     }
@@ -220,7 +218,7 @@ fn the_debian_package_installs_the_binary_the_hardened_unit_and_an_example_confi
     assert!(depends.contains("libc6"), "Depends: {depends}");
 
     // path → (mode, owner) of every entry.
-    let listing = dpkg_deb(&["--contents"], &deb);
+    let listing = dpkg_deb(&["--contents"], deb);
     let entries: BTreeMap<&str, (&str, &str)> = listing
         .lines()
         .filter_map(|l| {
@@ -245,10 +243,10 @@ fn the_debian_package_installs_the_binary_the_hardened_unit_and_an_example_confi
     assert!(!entries.contains_key("./etc/plusgate/plusgate.toml"));
 
     assert_eq!(
-        deb_member(&deb, "conffiles").trim(),
+        deb_member(deb, "conffiles").trim(),
         "/etc/plusgate/plusgate.toml.example"
     );
-    let postinst = deb_member(&deb, "postinst");
+    let postinst = deb_member(deb, "postinst");
     assert!(
         postinst.contains("adduser --system --group") && postinst.contains("plusgate"),
         "the postinst makes the plusgate system user:\n{postinst}"
@@ -265,7 +263,7 @@ fn the_debian_package_installs_the_binary_the_hardened_unit_and_an_example_confi
     // What is inside is the unit in deploy/, and the binary runs.
     let root = out.path().join("root");
     let mut extract = Command::new("dpkg-deb");
-    extract.arg("--extract").arg(&deb).arg(&root);
+    extract.arg("--extract").arg(deb).arg(&root);
     let done = run_command_to_exit(extract, COMMAND_TIMEOUT);
     assert!(done.status.success(), "{done:?}");
     let unit = root.join("usr/lib/systemd/system/plusgate.service");
