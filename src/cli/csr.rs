@@ -45,7 +45,7 @@ pub struct CsrArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// A DNS name the node is reached at (its URL's host in the directory); repeatable.
-    #[arg(long = "dns", value_name = "NAME", value_parser = parse_dns)]
+    #[arg(long = "dns", value_name = "NAME", value_parser = parse_dns, required_unless_present = "ip")]
     pub dns: Vec<String>,
     /// An IP address the node is reached at; repeatable.
     #[arg(long = "ip", value_name = "IP")]
@@ -98,6 +98,14 @@ pub enum CsrError {
         path: PathBuf,
         /// The underlying error.
         source: io::Error,
+    },
+    /// A later file failed after earlier ones were written: they belong to no request yet.
+    #[error("{source}; already written: {}: remove them, then run again", .written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    Partial {
+        /// The files written before the failure.
+        written: Vec<PathBuf>,
+        /// What failed.
+        source: Box<CsrError>,
     },
     /// Generating a key or the request failed (a bug or an unusable name).
     #[error("cannot make the certificate request: {0}")]
@@ -163,12 +171,30 @@ pub fn run(args: &CsrArgs) -> Result<String, CsrError> {
     let signing = if args.no_signing_key {
         None
     } else {
-        let (signing, pem) = SigningKey::generate()?;
-        write_new(&args.out, &signing_path, pem.as_bytes(), true)?;
-        Some(signing.public_key())
+        Some(SigningKey::generate()?)
     };
-    write_new(&args.out, &key_path, key.serialize_pem().as_bytes(), true)?;
-    write_new(&args.out, &csr_path, csr.as_bytes(), false)?;
+    let mut files = vec![
+        (&key_path, key.serialize_pem(), true),
+        (&csr_path, csr, false),
+    ];
+    if let Some((_, pem)) = &signing {
+        files.insert(0, (&signing_path, pem.clone(), true));
+    }
+    let mut written = Vec::new();
+    for (path, contents, secret) in files {
+        write_new(&args.out, path, contents.as_bytes(), secret).map_err(|source| {
+            if written.is_empty() {
+                source
+            } else {
+                CsrError::Partial {
+                    written: written.clone(),
+                    source: Box::new(source),
+                }
+            }
+        })?;
+        written.push(path.clone());
+    }
+    let signing = signing.map(|(key, _)| key.public_key());
 
     let sans: Vec<String> = std::iter::once(format!("URI:{}", role.san_uri()))
         .chain(args.dns.iter().map(|d| format!("DNS:{d}")))
