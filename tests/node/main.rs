@@ -31,6 +31,8 @@
 //! - `federation`: delivery between centers, crashes and outages on the way, dead letters,
 //!   the operator's outbox commands and the signed directory;
 //! - `upgrade`: a store of an older format is refused, and `plusgate migrate` upgrades it;
+//! - `syscalls`: every system call, socket family and mapping the node makes is one the
+//!   unit's sandbox allows (traced with strace);
 //! - `deploy`: `deploy/federation.sh` starting, using and stopping a whole federation;
 //! - `csr`: `plusgate csr`, a certificate request signed by an authority, and a node
 //!   joining with the result;
@@ -67,5 +69,6 @@ mod revocation;
 mod startup;
 mod status;
 mod storage;
+mod syscalls;
 mod tls;
 mod upgrade;
