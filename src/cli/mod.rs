@@ -1,12 +1,13 @@
 //! The command line, one file per command group: `serve` and `check-config` ([`serve`]),
 //! `dev-init`, `audit verify|export` ([`audit`], with the export file in [`export`]),
 //! `outbox list|retry|drop` ([`outbox`]), `privacy …` ([`privacy`]), `directory sign|verify`
-//! ([`directory`]). Parses arguments, calls into the library, maps failures to exit
+//! ([`directory`]), `csr` ([`csr`]). Parses arguments, calls into the library, maps failures to exit
 //! codes (78 = configuration, 1 = other). `anyhow` lives here and nowhere deeper.
 
 pub mod audit;
 pub mod backup;
 pub mod compact;
+pub mod csr;
 pub mod directory;
 pub mod exit;
 pub mod export;
@@ -83,6 +84,9 @@ pub enum Command {
     /// Replace a stopped node's data directory with a backup (the one replaced is kept
     /// beside it).
     Restore(backup::RestoreArgs),
+    /// Make this node's TLS key, a certificate request for the federation authority and
+    /// the node's signing key (joining a federation, renewing the certificate).
+    Csr(csr::CsrArgs),
     /// Bring a stopped node's store to this version's format (after an upgrade), keeping a
     /// copy of it as it was next to the data directory.
     Migrate(migrate::MigrateArgs),
@@ -152,6 +156,10 @@ pub fn run(cli: Cli) -> ExitCode {
             backup::run_restore(&args),
             backup::BackupCliError::exit_code,
         ),
+        Command::Csr(args) => finish(csr::run(&args), |e| match e {
+            csr::CsrError::Exists(_) | csr::CsrError::NoAddress => EXIT_CONFIG,
+            _ => EXIT_FAILURE,
+        }),
         Command::Migrate(args) => finish(migrate::run(&args), |e| match e {
             migrate::MigrateError::Config(_) => EXIT_CONFIG,
             _ => EXIT_FAILURE,

@@ -32,7 +32,15 @@
 //!   the operator's outbox commands and the signed directory;
 //! - `addressing`: nodes named by host name or IPv6 address, checked by their identity;
 //! - `upgrade`: a store of an older format is refused, and `plusgate migrate` upgrades it;
-//! - `deploy`: `deploy/federation.sh` starting, using and stopping a whole federation.
+//! - `syscalls`: every system call, socket family and mapping the node makes is one the
+//!   unit's sandbox allows (traced with strace);
+//! - `deploy`: `deploy/federation.sh` starting, using and stopping a whole federation;
+//! - `csr`: `plusgate csr`, a certificate request signed by an authority, and a node
+//!   joining with the result;
+//! - `install`: the operator guide followed on a fresh system, from installing the
+//!   Debian package to a node serving agencies;
+//! - `packages`: the systemd unit, the Debian package, the container's read-only
+//!   confinement, and the alert rules against a real node's metrics.
 
 mod support;
 
@@ -43,17 +51,20 @@ mod backup;
 mod consent;
 mod consent_ids;
 mod console;
+mod csr;
 mod deploy;
 mod durability;
 mod endpoints;
 mod enforcement;
 mod federation;
 mod inbox;
+mod install;
 mod limits;
 mod memory;
 mod message_ids;
 mod openapi;
 mod ops;
+mod packages;
 mod privacy;
 mod push;
 mod reports;
@@ -61,5 +72,6 @@ mod revocation;
 mod startup;
 mod status;
 mod storage;
+mod syscalls;
 mod tls;
 mod upgrade;
