@@ -174,7 +174,11 @@ pub async fn fetch(
     let copied = copy(&node, &id, &summary, out).await;
     // Free the node's copy whatever happened here; it drops it by itself later anyway.
     if let Err(e) = node
-        .send(Method::DELETE, &format!("/admin/v1/backups/{id}"), None)
+        .send(
+            Method::POST,
+            &format!("/admin/v1/backups/{id}/release"),
+            None,
+        )
         .await
     {
         eprintln!("plusgate: note: the node keeps its copy until it drops it unread: {e}");

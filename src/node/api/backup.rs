@@ -4,7 +4,8 @@
 //! `POST` has the ledger's writer write the backup (`node::backup`) and answers 201 with its
 //! description and id; `GET …/{id}?offset=N` answers the next piece of at most
 //! [`PIECE_BYTES`] from `offset` (an empty body at the end), so the operator's command reads
-//! it at its own pace, resumes after a broken connection, and no answer is large; `DELETE`
+//! it at its own pace, resumes after a broken connection, and no answer is large; `POST
+//! …/{id}/release`
 //! frees its space at once (the node also drops one left unread, `backup::IDLE_MAX`).
 //! Only this node's own certificate gets in, as for every admin endpoint (`api::admin`).
 
@@ -119,7 +120,7 @@ impl Api {
         Ok(resp)
     }
 
-    /// `DELETE /admin/v1/backups/{id}`.
+    /// `POST /admin/v1/backups/{id}/release`.
     pub(super) fn backup_release(&self, id: &str) -> Result<Resp, Problem> {
         self.backups.release(id).map_err(held_problem)?;
         let mut resp = Response::new(http_body_util::Full::new(Bytes::new()));

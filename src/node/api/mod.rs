@@ -246,7 +246,7 @@ impl Api {
                 self.operator(peer)?;
                 self.backup_piece(id, req.uri().query()).await
             }
-            (["admin", "v1", "backups", id], &Method::DELETE) => {
+            (["admin", "v1", "backups", id, "release"], &Method::POST) => {
                 self.operator(peer)?;
                 self.backup_release(id)
             }

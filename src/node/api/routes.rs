@@ -55,7 +55,7 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/admin/v1/outbox/{action}", "outboxAction"),
     route("POST", "/admin/v1/backups", "takeBackup"),
     route("GET", "/admin/v1/backups/{id}", "readBackup"),
-    route("DELETE", "/admin/v1/backups/{id}", "releaseBackup"),
+    route("POST", "/admin/v1/backups/{id}/release", "releaseBackup"),
     route(
         "GET",
         "/v1/privacy/subjects/{subject}/disclosures",
