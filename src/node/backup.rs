@@ -18,7 +18,7 @@
 //! the anchor of that state. It writes into an unnamed file in the data directory (Linux
 //! `O_TMPFILE`: no name, so nothing is left behind by a crash and nothing else in the data
 //! directory sees it) at the speed of the page cache, without fsync; writes wait only that
-//! long. The operator's command then reads the file in pieces at its own pace
+//! long. The digest is added after, off the writer ([`seal`]). The operator's command then reads the file in pieces at its own pace
 //! (`GET /admin/v1/backups/{id}?offset=N`) and makes its own copy durable.
 //!
 //! Invariants:
@@ -146,17 +146,15 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> BackupEr
     move |source| BackupError::Io { what, path, source }
 }
 
-/// A writer that hashes and counts what passes through it.
-struct Hashing<W> {
+/// A writer that counts what passes through it.
+struct Counting<W> {
     inner: W,
-    digest: Context,
     bytes: u64,
 }
 
-impl<W: Write> Write for Hashing<W> {
+impl<W: Write> Write for Counting<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.digest.update(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
     }
@@ -166,16 +164,28 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// Writes a backup of `store` and of the node's files in `data_dir` to `out`. Consistent
+/// A backup's content as written, before its digest: what [`seal`] finishes.
+#[derive(Debug, Clone)]
+pub struct Written {
+    header: Header,
+    records: u64,
+    files: u64,
+    len: u64,
+}
+
+/// Writes a backup of `store` and of the node's files in `data_dir` to `out` (at its
+/// start), all but the digest: [`seal`] adds that once the writes may go on. Consistent
 /// only while nothing writes to the store (the ledger's writer calls it: `Ledger::backup`).
-pub fn write(
+/// Hashing is left out of here because here the node's writes wait: hashing hundreds of
+/// megabytes would double the wait.
+pub fn write_body(
     store: &Store,
     data_dir: &Path,
     center: &CenterId,
     now: OffsetDateTime,
     out: &mut File,
-) -> Result<Summary, BackupError> {
-    let werr = io_err("writing the backup in", data_dir);
+) -> Result<Written, BackupError> {
+    let werr = || io_err("writing the backup in", data_dir);
     let head = store.audit_head()?;
     let header = Header {
         center: center.to_string(),
@@ -185,13 +195,12 @@ pub fn write(
         audit_head: head.map(|e| e.hash),
         plusgate_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    let mut w = Hashing {
+    let mut w = Counting {
         inner: BufWriter::with_capacity(1 << 20, &mut *out),
-        digest: Context::new(&SHA256),
         bytes: 0,
     };
     let header_json = serde_json::to_vec(&header).expect("a header serializes");
-    let put = |w: &mut Hashing<_>, parts: &[&[u8]]| -> io::Result<()> {
+    let put = |w: &mut Counting<_>, parts: &[&[u8]]| -> io::Result<()> {
         parts.iter().try_for_each(|p| w.write_all(p))
     };
     put(
@@ -202,7 +211,7 @@ pub fn write(
             &header_json,
         ],
     )
-    .map_err(werr)?;
+    .map_err(werr())?;
     let mut records = 0u64;
     for item in store.records() {
         let (k, v) = item?;
@@ -217,7 +226,7 @@ pub fn write(
                 &v,
             ],
         )
-        .map_err(io_err("writing the backup in", data_dir))?;
+        .map_err(werr())?;
     }
     let mut files = 0u64;
     for (name, path) in node_files(data_dir)? {
@@ -233,34 +242,65 @@ pub fn write(
                 &bytes,
             ],
         )
-        .map_err(io_err("writing the backup in", data_dir))?;
+        .map_err(werr())?;
     }
     put(
         &mut w,
         &[b"E", &records.to_be_bytes(), &files.to_be_bytes()],
     )
-    .map_err(io_err("writing the backup in", data_dir))?;
-    let Hashing {
-        mut inner,
-        digest,
-        bytes,
-    } = w;
+    .map_err(werr())?;
+    w.flush().map_err(werr())?;
+    Ok(Written {
+        header,
+        records,
+        files,
+        len: w.bytes,
+    })
+}
+
+/// Finishes a backup [`write_body`] wrote into `file`: reads it back, appends the SHA-256
+/// of everything before, and returns its description with the whole file's SHA-256.
+pub fn seal(file: &File, written: Written) -> Result<Summary, BackupError> {
+    use std::os::unix::fs::FileExt;
+    let rerr = |source| BackupError::Io {
+        what: "sealing",
+        path: PathBuf::from("the backup being written"),
+        source,
+    };
+    let mut digest = Context::new(&SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < written.len {
+        let want = buf.len().min((written.len - at) as usize);
+        file.read_exact_at(&mut buf[..want], at).map_err(rerr)?;
+        digest.update(&buf[..want]);
+        at += want as u64;
+    }
     // The file's own SHA-256 covers the digest too: the hash so far, then those 32 bytes.
     let mut whole = digest.clone();
     let body_digest = digest.finish();
     whole.update(body_digest.as_ref());
-    inner
-        .write_all(body_digest.as_ref())
-        .and_then(|()| inner.flush())
-        .map_err(io_err("writing the backup in", data_dir))?;
-    let len = bytes + body_digest.as_ref().len() as u64;
+    file.write_all_at(body_digest.as_ref(), written.len)
+        .map_err(rerr)?;
     Ok(Summary {
-        header,
-        records,
-        files,
-        bytes: len,
+        header: written.header,
+        records: written.records,
+        files: written.files,
+        bytes: written.len + body_digest.as_ref().len() as u64,
         sha256: hex::encode(whole.finish().as_ref()),
     })
+}
+
+/// [`write_body`] then [`seal`].
+pub fn write(
+    store: &Store,
+    data_dir: &Path,
+    center: &CenterId,
+    now: OffsetDateTime,
+    out: &mut File,
+) -> Result<Summary, BackupError> {
+    let written = write_body(store, data_dir, center, now, out)?;
+    seal(out, written)
 }
 
 /// The node's own files in `data_dir` (not the engine's), by name, in name order.

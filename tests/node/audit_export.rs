@@ -106,7 +106,8 @@ async fn an_exported_chain_verifies_offline_and_every_alteration_is_named() {
     let done = export(&fed, &out, None);
     assert!(done.status.success(), "{}", done.stderr);
     assert!(
-        done.stderr.contains("the node is running; reading a backup"),
+        done.stderr
+            .contains("the node is running; reading a backup"),
         "{}",
         done.stderr
     );

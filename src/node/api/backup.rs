@@ -62,8 +62,16 @@ impl Api {
             )
             .await
             .map_err(ledger_problem)?;
-        let summary = written.map_err(|e| held_problem(e.into()))?;
+        let written = written.map_err(|e| held_problem(e.into()))?;
+        // Writes go on meanwhile: the digest is the only pass over the whole file here.
         let took_ms = started.elapsed().as_millis() as u64;
+        let (file, summary) = tokio::task::spawn_blocking(move || {
+            let sealed = crate::node::backup::seal(&file, written);
+            (file, sealed)
+        })
+        .await
+        .map_err(|e| Problem::internal("backup-failed", &e))?;
+        let summary = summary.map_err(|e| held_problem(e.into()))?;
         let id = self
             .backups
             .hold(file, summary.clone())

@@ -22,7 +22,7 @@ use crate::core::consent::{ConsentKey, ConsentRecord, ConsentStatus, StatusChang
 use crate::core::identity::{AgencyId, CenterId, Identity, OfficerId};
 use crate::core::message::MessageId;
 use crate::core::wire::{Receipt, WithheldReport};
-use crate::node::backup::{BackupError, Summary};
+use crate::node::backup::{BackupError, Written};
 use crate::node::store::DirectorySeen;
 
 type Reply<T> = oneshot::Sender<Result<T, LedgerError>>;
@@ -146,19 +146,14 @@ impl Ledger {
         data_dir: std::path::PathBuf,
         center: CenterId,
         mut out: std::fs::File,
-    ) -> Result<(std::fs::File, Result<Summary, BackupError>), LedgerError> {
+    ) -> Result<(std::fs::File, Result<Written, BackupError>), LedgerError> {
         self.call(move |w, g| {
             let started = std::time::Instant::now();
-            let written = crate::node::backup::write(&w.store, &data_dir, &center, g.now, &mut out);
+            let written =
+                crate::node::backup::write_body(&w.store, &data_dir, &center, g.now, &mut out);
             let took_ms = started.elapsed().as_millis() as u64;
             match &written {
-                Ok(s) => tracing::info!(
-                    took_ms,
-                    bytes = s.bytes,
-                    records = s.records,
-                    audit_length = s.header.audit_length,
-                    "backup written; writes waited meanwhile"
-                ),
+                Ok(_) => tracing::info!(took_ms, "backup written; writes waited meanwhile"),
                 Err(e) => tracing::warn!(took_ms, error = %e, "backup failed"),
             }
             Ok((out, written))
