@@ -31,8 +31,13 @@ pub enum BuildError<E: std::error::Error + 'static> {
     Store(#[from] StoreError),
 }
 
-/// Key and value bytes a batch of the new store collects before it is applied.
-const BUILD_BATCH_BYTES: usize = 8 << 20;
+/// Key and value bytes a batch of the new store collects before it is applied. Small on
+/// purpose: sled frees the tree nodes an insert replaces through its epoch-based
+/// reclamation, which collects only every so many pins, and a batch pins once; with 8 MiB
+/// batches a build pinned too rarely to ever collect and held everything it replaced
+/// (measured on 894,174 records, 784 MiB: 5.1 GB resident for a restore, 1.9 GB for
+/// `compact`; with 64 KiB batches 0.98 GB and 0.56 GB, and a little faster).
+const BUILD_BATCH_BYTES: usize = 64 << 10;
 
 impl Store {
     /// Every key and value, in key order (see the module's invariants for when this is
@@ -45,7 +50,7 @@ impl Store {
     }
 
     /// Creates a store at `dir` (which must not exist) holding `records`, and makes it
-    /// durable. `progress` is told (records, bytes) every 8 MiB and at the end; the totals
+    /// durable. `progress` is told (records, bytes) after every batch and at the end; the totals
     /// are returned.
     pub fn build<E: std::error::Error + 'static>(
         dir: &Path,

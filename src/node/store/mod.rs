@@ -450,8 +450,8 @@ impl Store {
     /// space of segments it half emptied (its cleaner runs only in a background thread the
     /// node does not start, and gains little when it runs), so an offline copy is how a
     /// store returns to the size of what it holds. `progress` is told (records, bytes)
-    /// every 8 MiB. Only a stopped node's store may be compacted (the caller holds its
-    /// lock by having opened it).
+    /// after every batch of the copy. Only a stopped node's store may be compacted (the
+    /// caller holds its lock by having opened it).
     pub fn compact_into(
         &self,
         dir: &Path,
