@@ -212,7 +212,7 @@ pub enum StoreOpenError {
         source: StoreError,
     },
     /// The store could not be opened otherwise.
-    #[error("{0} (the data directory can be read only while the node is stopped)")]
+    #[error("{0}")]
     Other(StoreError),
 }
 
