@@ -547,9 +547,10 @@ async fn connected<'c>(
 }
 
 /// This node was restored from a backup taken at `taken_at`: asks `peer` to send again
-/// what it delivered since, and records that it was asked once it answered. A peer whose
-/// plusgate has no such endpoint (404) is warned of and not asked again: its operator must
-/// retry those messages by hand.
+/// what it delivered since, and records that it was asked once it answered. A peer that
+/// refuses for good (a 4xx but 408 and 429: e.g. 404 from a plusgate without the endpoint)
+/// is warned of and not asked again, its operator must put those messages back by hand;
+/// anything else is tried again with the round's backoff.
 async fn ask_resend(
     ctx: &Forwarding,
     peer: &CenterId,
@@ -571,11 +572,18 @@ async fn ask_resend(
                 backup_taken_at = taken_at,
                 "restored from a backup: the peer sends again what it delivered since");
         }
-        StatusCode::NOT_FOUND => {
-            tracing::warn!(%peer, backup_taken_at = taken_at,
-                "restored from a backup, but the peer's plusgate cannot send again what it \
-                 delivered since: ask its operator to (its outbox's delivered messages since \
-                 that time)");
+        // Refused for good (an older plusgate without the endpoint, or a peer that will not
+        // take this node's request): said once, and forwarding goes on; asking again at
+        // every round would hold up everything else for this peer.
+        status
+            if status.is_client_error()
+                && status != StatusCode::REQUEST_TIMEOUT
+                && status != StatusCode::TOO_MANY_REQUESTS =>
+        {
+            tracing::warn!(%peer, backup_taken_at = taken_at, %status, answer = %resp.text(),
+                "restored from a backup, but the peer will not send again what it delivered \
+                 since: ask its operator to put back what it delivered to this center since \
+                 then");
         }
         status => {
             return Err(RoundError::Refused {
