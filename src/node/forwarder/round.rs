@@ -575,11 +575,7 @@ async fn ask_resend(
         // Refused for good (an older plusgate without the endpoint, or a peer that will not
         // take this node's request): said once, and forwarding goes on; asking again at
         // every round would hold up everything else for this peer.
-        status
-            if status.is_client_error()
-                && status != StatusCode::REQUEST_TIMEOUT
-                && status != StatusCode::TOO_MANY_REQUESTS =>
-        {
+        status if resend_refused_for_good(status) => {
             tracing::warn!(%peer, backup_taken_at = taken_at, %status, answer = %resp.text(),
                 "restored from a backup, but the peer will not send again what it delivered \
                  since: ask its operator to put back what it delivered to this center since \
@@ -597,6 +593,15 @@ async fn ask_resend(
         .resend_told(peer.clone(), taken_at.to_owned())
         .await?;
     Ok(())
+}
+
+/// Whether a peer's answer `status` to a resend request means it will never do it (a
+/// client error the same request cannot cure: 404 from an older plusgate, 403, 400), as
+/// opposed to a failure worth asking again after the backoff (5xx, 408, 429).
+pub(super) fn resend_refused_for_good(status: StatusCode) -> bool {
+    status.is_client_error()
+        && status != StatusCode::REQUEST_TIMEOUT
+        && status != StatusCode::TOO_MANY_REQUESTS
 }
 
 pub(super) fn null_payload() -> Box<serde_json::value::RawValue> {

@@ -392,3 +392,16 @@ fn a_message_expires_exactly_after_its_time_to_live() {
     assert!(expired(accepted, at("2026-11-26T04:00:00.001Z"), ttl));
     assert!(expired("garbage", at("2026-11-26T03:00:00Z"), ttl));
 }
+
+#[test]
+fn a_resend_refused_with_a_client_error_is_not_asked_again_but_a_busy_or_broken_peer_is() {
+    use super::round::resend_refused_for_good;
+    for status in [404, 403, 400, 405, 413] {
+        let status = StatusCode::from_u16(status).expect("status");
+        assert!(resend_refused_for_good(status), "{status}");
+    }
+    for status in [408, 429, 500, 502, 503, 507] {
+        let status = StatusCode::from_u16(status).expect("status");
+        assert!(!resend_refused_for_good(status), "{status}");
+    }
+}
