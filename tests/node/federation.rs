@@ -376,6 +376,7 @@ async fn a_peer_whose_audit_log_was_cut_back_and_grew_again_is_caught_and_report
             .expect("read")
             .expect("B holds A's checkpoint")
     };
+    crate::support::wait_unlocked(&fed.data_dir(&center));
     // A's newest entries and checkpoints go, from before the checkpoint B holds, and the
     // anchor with them: A starts on a store consistent in itself.
     assert!(held.length > 4, "{held:?}");
@@ -391,6 +392,7 @@ async fn a_peer_whose_audit_log_was_cut_back_and_grew_again_is_caught_and_report
         .latest_checkpoint()
         .expect("read")
         .map_or(0, |c| c.length);
+    crate::support::wait_unlocked(&fed.data_dir("suwon"));
     let every = (held.length - left + 1).to_string();
     fed.set_option("suwon", "federation", "checkpoint_every", &every);
     a.restart();

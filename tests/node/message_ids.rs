@@ -204,6 +204,8 @@ async fn messages_stored_before_ids_were_scoped_are_followed_pulled_acked_and_wi
     }
     // A store of then recorded no format; `plusgate migrate` brings it to this one.
     {
+        // The store above was dropped; sled lets go of its lock a moment later.
+        crate::support::wait_unlocked(&fed.data_dir("suwon"));
         let db = sled::Config::new()
             .path(fed.data_dir("suwon"))
             .segment_size(8 << 20)

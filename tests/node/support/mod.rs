@@ -128,7 +128,24 @@ pub fn cut_audit_log(data_dir: &Path, keep: u64) -> u64 {
         }
     }
     db.flush().expect("flush");
+    drop(db);
+    wait_unlocked(data_dir);
     deleted
+}
+
+/// Waits (at most 10 s) until nothing in this process holds the lock of the store in
+/// `data_dir`: sled lets go of it from a thread of its own a moment after the last handle
+/// is dropped, and whatever opens the store next (a node, sled again) would find it taken.
+pub fn wait_unlocked(data_dir: &Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while plusgate::node::store::in_use(data_dir).expect("read the store's lock") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} stays locked",
+            data_dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The example consent as collected by `collector` under `id`, naming `recipients`.
