@@ -289,18 +289,6 @@ pub fn seal(file: &File, written: Written) -> Result<Summary, BackupError> {
     })
 }
 
-/// [`write_body`] then [`seal`].
-pub fn write(
-    store: &Store,
-    data_dir: &Path,
-    center: &CenterId,
-    now: OffsetDateTime,
-    out: &mut File,
-) -> Result<Summary, BackupError> {
-    let written = write_body(store, data_dir, center, now, out)?;
-    seal(out, written)
-}
-
 /// The node's own files in `data_dir` (not the engine's), by name, in name order.
 fn node_files(data_dir: &Path) -> Result<Vec<(String, PathBuf)>, BackupError> {
     let mut files = Vec::new();

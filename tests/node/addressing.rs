@@ -9,7 +9,7 @@ use plusgate::node::client::HttpVersion;
 use serde_json::{json, Value};
 
 use crate::support::{
-    ack, ids_of, pull, push_accepted, run_to_exit, status, Federation, Finished, Node,
+    ack, ids_of, pull, push_accepted, run_to_exit, wait_for_status, Federation, Finished, Node,
 };
 
 /// Longest a test waits for forwarding to catch up.
@@ -44,20 +44,6 @@ fn name_node(fed: &Federation, center: &str, url: &str) {
 /// Whether this machine can listen on the IPv6 loopback address.
 fn has_ipv6_loopback() -> bool {
     std::net::TcpListener::bind("[::1]:0").is_ok()
-}
-
-/// Polls suwon/employment's view of message `id` at `node` until `done` holds.
-async fn wait_for_status(node: &Node, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let agent = node.agent("suwon/employment", HttpVersion::Http1);
-    let deadline = Instant::now() + CATCH_UP;
-    loop {
-        let seen: Value = status(&agent, id).await.json().expect("status JSON");
-        if done(&seen) {
-            return seen;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting; last: {seen}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Pulls `agency`'s inbox at `node` until a message arrives, acknowledges what came, and

@@ -4,16 +4,15 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use plusgate::node::client::{Agent, HttpVersion};
 use serde_json::{json, Value};
 
 use crate::support::{
-    assert_problem, ids_of, run_to_exit, status, with_id, Federation, Finished, Node,
+    assert_problem, collect, once_each, run_to_exit, status, wait_for_status, wait_for_status_as,
+    with_id, Federation, Finished, Node,
 };
-
-const CATCH_UP: Duration = Duration::from_secs(90);
 
 /// `plusgate backup` of `center`'s running node into `out`.
 fn backup(fed: &Federation, center: &str, out: &Path) -> Finished {
@@ -41,46 +40,6 @@ async fn push_each(agent: &Agent, template: &Value, ids: &[String]) {
     }
 }
 
-/// Pulls and acknowledges at `agent` until `want` ids arrived or nothing more comes for
-/// `quiet` after that; returns every id seen, duplicates included.
-async fn collect(agent: &Agent, want: usize, quiet: Duration) -> Vec<String> {
-    let deadline = Instant::now() + CATCH_UP;
-    let mut seen: Vec<String> = Vec::new();
-    let mut quiet_until = None;
-    while Instant::now() < deadline {
-        if seen.len() >= want {
-            let until = *quiet_until.get_or_insert_with(|| Instant::now() + quiet);
-            if Instant::now() >= until {
-                break;
-            }
-        }
-        let response = agent.get("/v1/inbox?max=100&wait=1").await.expect("pull");
-        assert_eq!(response.status.as_u16(), 200, "{}", response.text());
-        let body: Value = response.json().expect("pull body");
-        let ids = ids_of(body["messages"].as_array().expect("messages"));
-        if ids.is_empty() {
-            continue;
-        }
-        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let acked = agent
-            .post_json("/v1/inbox/ack", &json!({ "ids": refs }))
-            .await
-            .expect("ack");
-        assert_eq!(acked.status.as_u16(), 200, "{}", acked.text());
-        seen.extend(ids);
-    }
-    seen
-}
-
-/// Each id once; panics naming the first duplicate.
-fn once_each(ids: &[String]) -> BTreeSet<String> {
-    let mut set = BTreeSet::new();
-    for id in ids {
-        assert!(set.insert(id.clone()), "{id} arrived twice");
-    }
-    set
-}
-
 fn numbered(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i:04}")).collect()
 }
@@ -91,17 +50,8 @@ fn recipient(fed: &Federation, template: &str) -> String {
 
 /// Waits until the sender sees every message of `ids` delivered to the other center.
 async fn wait_delivered(node: &Node, ids: &[String]) {
-    let agent = node.agent("suwon/employment", HttpVersion::Http1);
-    let deadline = Instant::now() + CATCH_UP;
     for id in ids {
-        loop {
-            let seen: Value = status(&agent, id).await.json().expect("status");
-            if seen["state"] == "delivered" {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{id} not delivered: {seen}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_status(node, id, |s| s["state"] == "delivered").await;
     }
 }
 
@@ -201,16 +151,7 @@ async fn a_backup_taken_mid_stream_and_restored_loses_nothing_and_duplicates_not
     let all_answers: Vec<String> = answers.concat();
     let answered_by = b.agent(&remote_to, HttpVersion::Http1);
     for id in &all_answers {
-        let deadline = Instant::now() + CATCH_UP;
-        while status(&answered_by, id)
-            .await
-            .json::<Value>()
-            .expect("status")["state"]
-            != "delivered"
-        {
-            assert!(Instant::now() < deadline, "{id} not delivered");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_status_as(&answered_by, id, |s| s["state"] == "delivered").await;
     }
     a.kill_hard();
 

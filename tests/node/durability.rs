@@ -3,7 +3,7 @@
 //! The crash test follows sled's own crash tests: kill a child process mid-write, restart
 //! it on the same data directory, and check that everything acknowledged is still there.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,18 +13,9 @@ use plusgate::node::client::HttpVersion;
 use serde_json::{json, Value};
 
 use crate::support::{
-    ack, assert_problem, drain_inbox, ids_of, pull, push, push_accepted, push_referrals, status,
-    with_id, Federation,
+    ack, assert_problem, drain_inbox, ids_of, once_each, pull, push, push_accepted, push_referrals,
+    status, with_id, Federation,
 };
-
-/// Each id exactly once, as a set; panics naming the first duplicate.
-fn once_each(ids: &[String]) -> BTreeSet<String> {
-    let mut set = BTreeSet::new();
-    for id in ids {
-        assert!(set.insert(id.clone()), "{id} was delivered twice");
-    }
-    set
-}
 
 fn numbered(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i:04}")).collect()

@@ -8,16 +8,13 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use plusgate::dev::pki::{Role, Validity};
-use plusgate::node::client::{Agent, HttpVersion};
+use plusgate::node::client::HttpVersion;
 use serde_json::{json, Value};
 
 use crate::support::{
-    ack, assert_problem, ids_of, pull, push, push_accepted, run_to_exit, status, with_id,
-    Federation, Node,
+    ack, assert_problem, collect, ids_of, once_each, pull, push, push_accepted, run_to_exit,
+    status, wait_for_status, with_id, Federation, Node, CATCH_UP,
 };
-
-/// Longest a test waits for forwarding to catch up.
-const CATCH_UP: Duration = Duration::from_secs(120);
 
 /// A three-center federation whose forwarders retry quickly (tests must not wait a minute
 /// for a backoff to expire).
@@ -70,60 +67,6 @@ fn status_answer(fed: &Federation, referral: &Value, id: &str, status: &str) -> 
             .remove("outcome");
     }
     body
-}
-
-/// Pulls (long-polling) and acknowledges until `want` messages arrived or `CATCH_UP`
-/// passes; returns every id seen, duplicates included.
-async fn collect(agent: &Agent, want: usize) -> Vec<String> {
-    let deadline = Instant::now() + CATCH_UP;
-    let mut seen = Vec::new();
-    while seen.len() < want && Instant::now() < deadline {
-        let Ok(response) = agent.get("/v1/inbox?max=100&wait=2").await else {
-            // The node is restarting; try again.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        };
-        if response.status.as_u16() != 200 {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        }
-        let body: Value = response.json().expect("pull body");
-        let ids = ids_of(body["messages"].as_array().expect("messages"));
-        if ids.is_empty() {
-            continue;
-        }
-        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let acked = agent
-            .post_json("/v1/inbox/ack", &json!({ "ids": refs }))
-            .await
-            .expect("ack");
-        assert_eq!(acked.status.as_u16(), 200, "{}", acked.text());
-        seen.extend(ids);
-    }
-    seen
-}
-
-/// Each id at most once; panics naming the first duplicate.
-fn once_each(ids: &[String]) -> BTreeSet<String> {
-    let mut set = BTreeSet::new();
-    for id in ids {
-        assert!(set.insert(id.clone()), "{id} was delivered twice");
-    }
-    set
-}
-
-/// Polls the sender's view of message `id` at `node` until `done` holds.
-async fn wait_for_status(node: &Node, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let agent = node.agent("suwon/employment", HttpVersion::Http1);
-    let deadline = Instant::now() + CATCH_UP;
-    loop {
-        let seen: Value = status(&agent, id).await.json().expect("status JSON");
-        if done(&seen) {
-            return seen;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting; last: {seen}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// `plusgate audit verify` on a stopped node.
@@ -241,7 +184,7 @@ async fn a_referral_to_another_center_arrives_once_and_its_status_comes_back() {
     push_accepted(&b_agency, &stale).await;
     // The stale status reached A (it is in the inbox) but the referral stays completed.
     assert_eq!(
-        collect(&employment, 2).await,
+        collect(&employment, 2, Duration::ZERO).await,
         ["st-remote-loop-2", "st-remote-loop-3"]
     );
     let seen: Value = status(&employment, "ref-remote-loop")
@@ -544,7 +487,12 @@ async fn messages_from_one_sender_arrive_in_the_order_they_were_accepted() {
     for id in &ids[150..] {
         push_accepted(&agent, &remote_referral(&fed, id)).await;
     }
-    let got = collect(&b.agent(&recipient, HttpVersion::Http2), ids.len()).await;
+    let got = collect(
+        &b.agent(&recipient, HttpVersion::Http2),
+        ids.len(),
+        Duration::ZERO,
+    )
+    .await;
     assert_eq!(got, ids);
 }
 
@@ -580,7 +528,12 @@ async fn crashes_of_either_node_lose_nothing_and_duplicate_nothing() {
     a.kill_hard();
     a.restart();
 
-    let got = collect(&b.agent(&recipient, HttpVersion::Http2), ids.len()).await;
+    let got = collect(
+        &b.agent(&recipient, HttpVersion::Http2),
+        ids.len(),
+        Duration::ZERO,
+    )
+    .await;
     let got = once_each(&got);
     let want: BTreeSet<String> = ids.iter().cloned().collect();
     assert_eq!(
@@ -629,7 +582,12 @@ async fn a_peer_unreachable_through_many_backoff_rounds_gets_everything_once_it_
     assert!(waiting["forwarding"]["last_error"].is_string(), "{waiting}");
 
     let mut b = fed.start(&center);
-    let got = collect(&b.agent(&recipient, HttpVersion::Http2), ids.len()).await;
+    let got = collect(
+        &b.agent(&recipient, HttpVersion::Http2),
+        ids.len(),
+        Duration::ZERO,
+    )
+    .await;
     assert_eq!(got, ids, "all of them, once, in order");
     let mut a = a;
     assert!(a.stop().success());
@@ -676,7 +634,7 @@ async fn an_undeliverable_message_is_dead_lettered_and_an_operator_can_retry_it(
         Duration::from_secs(30),
     );
     assert!(retried.status.success(), "{retried:?}");
-    let got = collect(&b.agent(&recipient, HttpVersion::Http2), 1).await;
+    let got = collect(&b.agent(&recipient, HttpVersion::Http2), 1, Duration::ZERO).await;
     assert_eq!(got, ["ref-dead"]);
     wait_for_status(&a, "ref-dead", |s| s["state"] == "delivered").await;
 
@@ -741,7 +699,7 @@ async fn an_operator_retries_every_dead_letter_for_a_center_at_once() {
         "{}",
         retried.stdout
     );
-    let mut got = collect(&b.agent(&recipient, HttpVersion::Http2), 3).await;
+    let mut got = collect(&b.agent(&recipient, HttpVersion::Http2), 3, Duration::ZERO).await;
     got.sort();
     assert_eq!(got, ids);
     let other_one: Value = status(&agent, "ref-other-center")
@@ -787,7 +745,7 @@ async fn a_damaged_record_in_an_outbox_is_dead_lettered_and_blocks_nothing() {
 
     a.restart();
     let b = fed.start(&center);
-    let got = collect(&b.agent(&recipient, HttpVersion::Http2), 1).await;
+    let got = collect(&b.agent(&recipient, HttpVersion::Http2), 1, Duration::ZERO).await;
     assert_eq!(got, ["ref-fed-intact"]);
     let config = fed.config_path("suwon").display().to_string();
     let deadline = Instant::now() + CATCH_UP;
@@ -875,7 +833,12 @@ async fn a_center_that_is_down_does_not_hold_up_the_others() {
         for_b.push(id);
     }
     let started = Instant::now();
-    let got = collect(&b.agent(&recipient, HttpVersion::Http2), for_b.len()).await;
+    let got = collect(
+        &b.agent(&recipient, HttpVersion::Http2),
+        for_b.len(),
+        Duration::ZERO,
+    )
+    .await;
     assert_eq!(got, for_b);
     assert!(
         started.elapsed() < Duration::from_secs(20),
@@ -953,10 +916,13 @@ async fn logs_carry_ids_and_never_what_a_message_says() {
     let mut with_rrn = fed.referral("ref-logs-rrn");
     with_rrn["payload"]["summary"] = json!(format!("주민번호 {}", secrets[3]));
     assert_problem(&push(&employment, &with_rrn).await, 422, "schema-violation");
-    let got = collect(&b.agent(&recipient, HttpVersion::Http2), 1).await;
+    let got = collect(&b.agent(&recipient, HttpVersion::Http2), 1, Duration::ZERO).await;
     assert_eq!(got, ["ref-logs-remote"]);
     let welfare = a.agent("suwon/welfare", HttpVersion::Http1);
-    assert_eq!(collect(&welfare, 1).await, ["ref-logs-local"]);
+    assert_eq!(
+        collect(&welfare, 1, Duration::ZERO).await,
+        ["ref-logs-local"]
+    );
     wait_for_status(&a, "ref-logs-remote", |s| s["state"] == "delivered").await;
 
     for (node, log) in [("suwon", a.log()), (center.as_str(), b.log())] {

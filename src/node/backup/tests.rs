@@ -6,6 +6,18 @@ use crate::core::identity::AgencyId;
 use crate::core::message::MessageId;
 use crate::node::store::WriteSet;
 
+/// A whole backup, as the node makes one: [`write_body`] then [`seal`].
+fn write(
+    store: &Store,
+    data_dir: &Path,
+    center: &CenterId,
+    now: OffsetDateTime,
+    out: &mut File,
+) -> Result<Summary, BackupError> {
+    let written = write_body(store, data_dir, center, now, out)?;
+    seal(out, written)
+}
+
 fn center() -> CenterId {
     CenterId::parse("suwon").expect("center")
 }

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use plusgate::node::client::Response;
+use plusgate::node::client::{Agent, HttpVersion, Response};
 use serde_json::{json, Value};
 
 pub use harness::{
@@ -146,6 +146,79 @@ pub fn wait_unlocked(data_dir: &Path) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Longest a test waits for forwarding between nodes to catch up.
+pub const CATCH_UP: Duration = Duration::from_secs(120);
+
+/// Each id exactly once, as a set; panics naming the first duplicate.
+pub fn once_each(ids: &[String]) -> std::collections::BTreeSet<String> {
+    let mut set = std::collections::BTreeSet::new();
+    for id in ids {
+        assert!(set.insert(id.clone()), "{id} was delivered twice");
+    }
+    set
+}
+
+/// Pulls (long-polling) and acknowledges at `agent` until `want` messages arrived and then
+/// nothing more for `quiet`, or [`CATCH_UP`] passes; returns every id seen, duplicates
+/// included. A failed pull (the node restarting) is tried again.
+pub async fn collect(agent: &Agent, want: usize, quiet: Duration) -> Vec<String> {
+    let deadline = std::time::Instant::now() + CATCH_UP;
+    let mut seen = Vec::new();
+    let mut quiet_until = None;
+    while std::time::Instant::now() < deadline {
+        if seen.len() >= want {
+            let until = *quiet_until.get_or_insert_with(|| std::time::Instant::now() + quiet);
+            if std::time::Instant::now() >= until {
+                break;
+            }
+        }
+        let Ok(response) = agent.get("/v1/inbox?max=100&wait=1").await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        if response.status.as_u16() != 200 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let body: Value = response.json().expect("pull body");
+        let ids = ids_of(body["messages"].as_array().expect("messages"));
+        if ids.is_empty() {
+            continue;
+        }
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let acked = agent
+            .post_json("/v1/inbox/ack", &json!({ "ids": refs }))
+            .await
+            .expect("ack");
+        assert_eq!(acked.status.as_u16(), 200, "{}", acked.text());
+        seen.extend(ids);
+    }
+    seen
+}
+
+/// Polls the sender's view of message `id` at `agent` until `done` holds, at most
+/// [`CATCH_UP`]; returns it.
+pub async fn wait_for_status_as(agent: &Agent, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + CATCH_UP;
+    loop {
+        let seen: Value = status(agent, id).await.json().expect("status JSON");
+        if done(&seen) {
+            return seen;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting for {id}; last: {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// [`wait_for_status_as`] as suwon/employment, the examples' sender, at `node`.
+pub async fn wait_for_status(node: &Node, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let agent = node.agent("suwon/employment", HttpVersion::Http1);
+    wait_for_status_as(&agent, id, done).await
 }
 
 /// The example consent as collected by `collector` under `id`, naming `recipients`.
