@@ -26,6 +26,7 @@
 //!   nearest-rank: the p-quantile of n values is the ⌈p·n⌉-th smallest.
 
 pub mod report;
+pub mod signed;
 pub mod suppress;
 
 use std::collections::{BTreeMap, HashMap};

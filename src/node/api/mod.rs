@@ -105,8 +105,9 @@ pub struct Api {
     pub data_keys: Option<Arc<crate::core::vault::DataKeys>>,
     /// This node's center.
     pub center: CenterId,
-    /// Privacy officers registered at this node; replaced whole by a reload.
-    pub officers: tokio::sync::watch::Receiver<Arc<Vec<crate::core::identity::OfficerId>>>,
+    /// Privacy officers and center managers registered at this node; replaced whole by a
+    /// reload.
+    pub officers: tokio::sync::watch::Receiver<Arc<crate::core::routing::Staff>>,
     /// Limits.
     pub limits: Limits,
     /// Bytes of request bodies buffered at once (`limits.body_budget_*`).

@@ -76,7 +76,7 @@ impl Api {
     /// The privacy officer certificate behind the connection, if registered here.
     fn registered_officer<'p>(&self, peer: &'p Peer) -> Result<&'p OfficerId, Problem> {
         match peer {
-            Ok(Identity::Officer(o)) if self.officers.borrow().contains(o) => Ok(o),
+            Ok(Identity::Officer(o)) if self.officers.borrow().officers.contains(o) => Ok(o),
             Ok(Identity::Officer(o)) => Err(Problem::forbidden(
                 "unknown-identity",
                 format!("officer {o} is not registered at this node"),
