@@ -21,9 +21,11 @@
 //!   or `completed`, and completed at its first `completed`; both times are the status's
 //!   `changed_at` (the handling agency's word, which the lifecycle orders by too); time to
 //!   first pull is the node's (the recipient's node, reported back to the sender's);
-//! - durations are whole seconds kept to three significant digits (at most 0.5 % off,
-//!   [`quantize`]), so a day's record stays small whatever the volume; quantiles are
-//!   nearest-rank: the p-quantile of n values is the ⌈p·n⌉-th smallest.
+//! - durations are whole seconds cut to four significant digits (at most 0.1 % short,
+//!   [`quantize`]), so a day's record stays small whatever the volume; every band edge
+//!   of [`ACCEPTANCE_BANDS`] has four digits, so cutting never moves a time into another
+//!   band; quantiles are nearest-rank: the p-quantile of n values is the ⌈p·n⌉-th
+//!   smallest.
 
 pub mod report;
 pub mod signed;
@@ -99,14 +101,15 @@ pub fn takes_on(status: &str) -> bool {
     matches!(status, "accepted" | "in-progress" | "on-hold" | "completed")
 }
 
-/// `seconds` kept to three significant digits, rounded half up: exact below 1,000 s
-/// (16 min), to 10 s below 10,000 s, and so on (at most 0.5 % off).
+/// `seconds` cut (not rounded) to four significant digits: exact below 10,000 s (2 h 46
+/// min), to 10 s below 100,000 s (27 h), and so on (at most 0.1 % short). Cut rather than
+/// rounded so a time never crosses up into the next band.
 pub fn quantize(seconds: u64) -> u64 {
     let mut unit = 1u64;
-    while seconds / unit >= 1000 {
+    while seconds / unit >= 10_000 {
         unit *= 10;
     }
-    (seconds + unit / 2) / unit * unit
+    seconds / unit * unit
 }
 
 /// Durations as a sorted list of (seconds, how many), seconds [`quantize`]d.

@@ -293,8 +293,7 @@ impl Node {
             data_keys.clone(),
         );
         let (routing_tx, routing_rx) = watch::channel(Arc::new(routing));
-        let (officers_tx, officers_rx) =
-            watch::channel(Arc::new(config.directory.staff()));
+        let (officers_tx, officers_rx) = watch::channel(Arc::new(config.directory.staff()));
         let api = Api {
             schemas,
             ledger,
@@ -305,6 +304,7 @@ impl Node {
             data_keys,
             center: config.center.clone(),
             officers: officers_rx,
+            federation_tls: federated.as_ref().map(|f| f.forwarding_tls.subscribe()),
             limits: config.limits.clone(),
             body_budget: crate::node::api::budget::BodyBudget::new(
                 config.limits.body_budget_bytes,

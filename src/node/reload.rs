@@ -22,8 +22,8 @@ use tokio::sync::watch;
 use super::tls::Trust;
 use crate::config::{Config, TlsConfig};
 use crate::core::identity::CenterId;
-use crate::core::routing::Staff;
 use crate::core::routing::Routing;
+use crate::core::routing::Staff;
 
 /// How often the watched files' modification times are compared with the last reload's.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);

@@ -7,7 +7,8 @@
 //!   and the grand total;
 //! - `outcomes`: a row per agency pair, a column per [`OUTCOME_COLUMNS`]; a row's total is
 //!   the pair's referrals in the range, the same number as the pair's `referral` row total
-//!   in `messages`, so the two tables are protected together;
+//!   in `messages`, so the two tables are protected together, and this one has no column
+//!   totals (they would tie its rows together, see `suppress`);
 //! - `acceptance_distribution`: a row per pair, a column per [`ACCEPTANCE_BANDS`];
 //! - `refusals`: a row per reason, a column per period; `withdrawals`: one row;
 //! - `times`: median and 90th percentile per pair and measure, published only when at
@@ -82,6 +83,18 @@ fn hide(v: u64, hidden: bool) -> Value {
 fn table_json<K>(rows: &Rows<K>, mask: &Mask, key: impl Fn(&K) -> Map<String, Value>) -> Value {
     let n = rows.keys.len();
     let cols = rows.grid.cells.first().map_or(0, Vec::len) - 1;
+    let mut table = rows_json(rows, mask, key);
+    let totals: Vec<Value> = (0..cols)
+        .map(|c| hide(rows.grid.cells[n][c], mask[n][c]))
+        .collect();
+    table["totals"] = Value::Array(totals);
+    table["total"] = hide(rows.grid.cells[n][cols], mask[n][cols]);
+    table
+}
+
+/// The rows of a table, each with its counts and total, without the column totals.
+fn rows_json<K>(rows: &Rows<K>, mask: &Mask, key: impl Fn(&K) -> Map<String, Value>) -> Value {
+    let cols = rows.grid.cells.first().map_or(0, Vec::len) - 1;
     let out: Vec<Value> = rows
         .keys
         .iter()
@@ -99,10 +112,7 @@ fn table_json<K>(rows: &Rows<K>, mask: &Mask, key: impl Fn(&K) -> Map<String, Va
             Value::Object(m)
         })
         .collect();
-    let totals: Vec<Value> = (0..cols)
-        .map(|c| hide(rows.grid.cells[n][c], mask[n][c]))
-        .collect();
-    json!({"rows": out, "totals": totals, "total": hide(rows.grid.cells[n][cols], mask[n][cols])})
+    json!({ "rows": out })
 }
 
 fn times_json(d: &Durations) -> Value {
@@ -162,35 +172,35 @@ impl Report {
             keys: o_keys,
         };
 
-        // The shared cells: an outcomes row's total is its pair's referral row total.
-        let links: Vec<(usize, usize)> = outcomes
+        // The shared cells: an outcomes row's total is its pair's referral row total (see
+        // `suppress`: the outcomes rows are single sums, protected with the messages).
+        let links: Vec<Option<usize>> = outcomes
             .keys
             .iter()
-            .enumerate()
-            .filter_map(|(ro, pair)| {
+            .map(|pair| {
                 messages
                     .keys
                     .iter()
                     .position(|(p, t)| p == pair && t == "referral")
-                    .map(|rm| (rm, ro))
             })
             .collect();
         let (m_total_col, o_total_col) = (np, OUTCOME_COLUMNS.len());
         let mut forced_m = Vec::new();
-        let mut forced_o = Vec::new();
         let (m_mask, o_mask) = loop {
             let mm = protect(&messages.grid, &forced_m);
-            let om = protect(&outcomes.grid, &forced_o);
+            let mut om: Mask = Vec::new();
             let mut changed = false;
-            for &(rm, ro) in &links {
-                if mm[rm][m_total_col] && !om[ro][o_total_col] {
-                    forced_o.push((ro, o_total_col));
-                    changed = true;
+            for (ro, link) in links.iter().enumerate() {
+                let shared_hidden = link.is_some_and(|rm| mm[rm][m_total_col]);
+                let forced: &[usize] = if shared_hidden { &[o_total_col] } else { &[] };
+                let row = protect_line(&outcomes.grid.cells[ro], forced);
+                if let Some(rm) = link {
+                    if row[o_total_col] && !mm[*rm][m_total_col] {
+                        forced_m.push((*rm, m_total_col));
+                        changed = true;
+                    }
                 }
-                if om[ro][o_total_col] && !mm[rm][m_total_col] {
-                    forced_m.push((rm, m_total_col));
-                    changed = true;
-                }
+                om.push(row);
             }
             if !changed {
                 break (mm, om);
@@ -224,7 +234,7 @@ impl Report {
         let mut w = raw.withdrawals.clone();
         w.resize(np, 0);
         w.push(w.iter().sum());
-        let w_mask = protect_line(&w);
+        let w_mask = protect_line(&w, &[]);
 
         let pairs = &raw.pairs;
         let json = json!({
@@ -244,7 +254,7 @@ impl Report {
                 m
             }),
             "outcomes": with_columns(
-                table_json(&outcomes, &o_mask, |i| pair_key(&pairs[*i].from, &pairs[*i].to)),
+                rows_json(&outcomes, &o_mask, |i| pair_key(&pairs[*i].from, &pairs[*i].to)),
                 &OUTCOME_COLUMNS,
             ),
             "times": {"rows": pairs.iter()
@@ -337,18 +347,29 @@ impl Report {
             let cols = column_names(table);
             let t = &j[table];
             for row in t["rows"].as_array().into_iter().flatten() {
-                for (c, v) in cols.iter().zip(row["counts"].as_array().into_iter().flatten()) {
+                for (c, v) in cols
+                    .iter()
+                    .zip(row["counts"].as_array().into_iter().flatten())
+                {
                     line(table, row, c, v);
                 }
                 line(table, row, "total", &row["total"]);
             }
-            for (c, v) in cols.iter().zip(t["totals"].as_array().into_iter().flatten()) {
+            for (c, v) in cols
+                .iter()
+                .zip(t["totals"].as_array().into_iter().flatten())
+            {
                 line(table, &all, c, v);
             }
-            line(table, &all, "total", &t["total"]);
+            if !t["total"].is_null() || t.get("totals").is_some() {
+                line(table, &all, "total", &t["total"]);
+            }
         }
         let w = &j["withdrawals"];
-        for (c, v) in labels.iter().zip(w["counts"].as_array().into_iter().flatten()) {
+        for (c, v) in labels
+            .iter()
+            .zip(w["counts"].as_array().into_iter().flatten())
+        {
             line("withdrawals", &all, c, v);
         }
         line("withdrawals", &all, "total", &w["total"]);

@@ -138,17 +138,30 @@ mod tests {
         let suwon = CenterId::parse("suwon").unwrap();
         let asked = ("2026-01-01", "2026-01-31", By::Month);
         let signed = Signed::sign(&key, &statement());
-        assert_eq!(signed.open(&suwon, &key.public_key(), asked, 1), Ok(statement()));
+        assert_eq!(
+            signed.open(&suwon, &key.public_key(), asked, 1),
+            Ok(statement())
+        );
         assert!(matches!(
             signed.open(&suwon, &other.public_key(), asked, 1),
             Err(SignedError::Signature(_))
         ));
         assert!(matches!(
-            signed.open(&suwon, &key.public_key(), ("2026-01-01", "2026-01-30", By::Month), 1),
+            signed.open(
+                &suwon,
+                &key.public_key(),
+                ("2026-01-01", "2026-01-30", By::Month),
+                1
+            ),
             Err(SignedError::Mismatch(_))
         ));
         assert!(matches!(
-            signed.open(&CenterId::parse("jeonju").unwrap(), &key.public_key(), asked, 1),
+            signed.open(
+                &CenterId::parse("jeonju").unwrap(),
+                &key.public_key(),
+                asked,
+                1
+            ),
             Err(SignedError::Mismatch(_))
         ));
         assert!(matches!(

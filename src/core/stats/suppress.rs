@@ -20,11 +20,18 @@
 //! protects nothing a reader could not guess), and the totals always offer such a
 //! rectangle, so this ends.
 //!
-//! Two tables that share cells (the outcomes table's row totals are the messages table's
-//! referral row totals) are protected together by [`protect`]ing each with the other's
-//! hidden shared cells forced, until neither changes: a change that keeps each table's
-//! sums and agrees on the shared cells keeps both, so the argument holds for the pair.
-//! A one-row table (no column totals to publish) is a single sum: [`protect_line`].
+//! A table published without column totals is a set of single sums, one per row
+//! ([`protect_line`]): a hidden cell is safe iff its row hides at least two. The outcomes
+//! table is one: each of its rows splits a pair's referrals by outcome, and its total is
+//! the messages table's total of that pair's referral row, so the two are protected
+//! together (`report`): the messages table by [`protect`] with the hidden shared totals
+//! forced, each outcomes row by [`protect_line`] with its total forced if hidden there,
+//! until neither hides more. Then every change that keeps the messages table's sums
+//! extends to the outcomes rows (a row whose total is hidden hides another cell to absorb
+//! it), and every hidden outcomes cell can change (with another of its row, or with its
+//! hidden total), so nothing hidden can be worked out from both. Publishing the outcomes'
+//! column totals would break this: they tie the rows together (their grand total is a sum
+//! of shared totals), which is why the outcomes table has none.
 
 /// Counts below this (and above zero) are never published.
 pub const MIN_COUNT: u64 = 5;
@@ -106,7 +113,11 @@ pub fn protect(grid: &Grid, forced: &[(usize, usize)]) -> Mask {
                         new += 1;
                     }
                 }
-                if usable && best.as_ref().is_none_or(|(bc, bn, _)| (cost, new) < (*bc, *bn)) {
+                if usable
+                    && best
+                        .as_ref()
+                        .is_none_or(|(bc, bn, _)| (cost, new) < (*bc, *bn))
+                {
                     best = Some((cost, new, corners));
                 }
             }
@@ -126,10 +137,13 @@ pub fn protect(grid: &Grid, forced: &[(usize, usize)]) -> Mask {
     hidden
 }
 
-/// The cells of a single sum (`values` with the total last) to hide: the small ones and,
-/// if exactly one is hidden, the smallest other count over zero as well.
-pub fn protect_line(values: &[u64]) -> Vec<bool> {
+/// The cells of a single sum (`values` with the total last) to hide: the small ones, the
+/// `forced` ones and, if exactly one is hidden, the smallest other count over zero as well.
+pub fn protect_line(values: &[u64], forced: &[usize]) -> Vec<bool> {
     let mut hidden: Vec<bool> = values.iter().map(|v| is_small(*v)).collect();
+    for &i in forced {
+        hidden[i] = true;
+    }
     if hidden.iter().filter(|h| **h).count() == 1 {
         let other = values
             .iter()
@@ -292,7 +306,11 @@ mod tests {
             let rows = 1 + next(6) as usize;
             let cols = 1 + next(8) as usize;
             let inner = (0..rows)
-                .map(|_| (0..cols).map(|_| [0, 1, 2, 4, 5, 7, 30][next(7) as usize]).collect())
+                .map(|_| {
+                    (0..cols)
+                        .map(|_| [0, 1, 2, 4, 5, 7, 30][next(7) as usize])
+                        .collect()
+                })
                 .collect();
             let grid = Grid::with_totals(inner, cols);
             let mask = protect(&grid, &[]);
@@ -302,7 +320,10 @@ mod tests {
                     assert!(!mask[y][x] || *v > 0 || is_small(*v), "a zero hidden");
                 }
             }
-            assert!(no_hidden_cell_is_determined(&grid, &mask), "{grid:?} {mask:?}");
+            assert!(
+                no_hidden_cell_is_determined(&grid, &mask),
+                "{grid:?} {mask:?}"
+            );
         }
     }
 
@@ -316,9 +337,16 @@ mod tests {
 
     #[test]
     fn a_line_never_hides_just_one_count() {
-        assert_eq!(protect_line(&[3, 10, 20, 33]), vec![true, true, false, false]);
-        assert_eq!(protect_line(&[3, 2, 20, 25]), vec![true, true, false, false]);
-        assert_eq!(protect_line(&[0, 10, 10]), vec![false, false, false]);
-        assert_eq!(protect_line(&[4, 0, 4]), vec![true, false, true]);
+        assert_eq!(
+            protect_line(&[3, 10, 20, 33], &[]),
+            vec![true, true, false, false]
+        );
+        assert_eq!(
+            protect_line(&[3, 2, 20, 25], &[]),
+            vec![true, true, false, false]
+        );
+        assert_eq!(protect_line(&[0, 10, 10], &[]), vec![false, false, false]);
+        assert_eq!(protect_line(&[4, 0, 4], &[]), vec![true, false, true]);
+        assert_eq!(protect_line(&[6, 9, 15], &[2]), vec![true, false, true]);
     }
 }

@@ -12,15 +12,24 @@ fn periods_are_clipped_calendar_months_iso_weeks_and_days() {
     let m = periods(date!(2026 - 01 - 15), date!(2026 - 03 - 02), By::Month).unwrap();
     let labels: Vec<_> = m.iter().map(|p| p.label.as_str()).collect();
     assert_eq!(labels, ["2026-01", "2026-02", "2026-03"]);
-    assert_eq!((m[0].from, m[0].to), (date!(2026 - 01 - 15), date!(2026 - 01 - 31)));
-    assert_eq!((m[2].from, m[2].to), (date!(2026 - 03 - 01), date!(2026 - 03 - 02)));
+    assert_eq!(
+        (m[0].from, m[0].to),
+        (date!(2026 - 01 - 15), date!(2026 - 01 - 31))
+    );
+    assert_eq!(
+        (m[2].from, m[2].to),
+        (date!(2026 - 03 - 01), date!(2026 - 03 - 02))
+    );
 
     // 2026-01-01 is a Thursday, in ISO week 2026-W01.
     let w = periods(date!(2026 - 01 - 01), date!(2026 - 01 - 12), By::Week).unwrap();
     let labels: Vec<_> = w.iter().map(|p| p.label.as_str()).collect();
     assert_eq!(labels, ["2026-W01", "2026-W02", "2026-W03"]);
     assert_eq!(w[0].to, date!(2026 - 01 - 04));
-    assert_eq!((w[1].from, w[1].to), (date!(2026 - 01 - 05), date!(2026 - 01 - 11)));
+    assert_eq!(
+        (w[1].from, w[1].to),
+        (date!(2026 - 01 - 05), date!(2026 - 01 - 11))
+    );
 
     let d = periods(date!(2024 - 02 - 28), date!(2024 - 03 - 01), By::Day).unwrap();
     assert_eq!(d.len(), 3, "2024 is a leap year");
@@ -34,19 +43,24 @@ fn periods_are_clipped_calendar_months_iso_weeks_and_days() {
         Err(RangeError::TooLong(730))
     ));
     assert_eq!(
-        periods(date!(2026 - 01 - 01), date!(2026 - 12 - 31), By::Day).unwrap().len(),
+        periods(date!(2026 - 01 - 01), date!(2026 - 12 - 31), By::Day)
+            .unwrap()
+            .len(),
         365
     );
 }
 
 #[test]
 fn durations_keep_three_digits_and_quantiles_are_nearest_rank() {
-    assert_eq!(quantize(999), 999);
-    assert_eq!(quantize(1234), 1230);
-    assert_eq!(quantize(1235), 1240);
-    assert_eq!(quantize(86_400), 86_400);
-    assert_eq!(quantize(172_800), 173_000);
-    assert_eq!(quantize(99_950), 100_000);
+    assert_eq!(quantize(9_999), 9_999);
+    assert_eq!(quantize(12_345), 12_340);
+    assert_eq!(quantize(86_409), 86_400);
+    assert_eq!(quantize(3_110_430), 3_110_000);
+    // Every band edge survives, and a time just under one stays under it.
+    for (_, edge) in &ACCEPTANCE_BANDS[..ACCEPTANCE_BANDS.len() - 1] {
+        assert_eq!(quantize(*edge), *edge);
+        assert!(quantize(edge - 1) < *edge);
+    }
 
     let mut d = Durations::default();
     for s in [10, 20, 30, 40] {
@@ -72,8 +86,14 @@ fn outcome_columns_follow_the_referral_status_schema() {
     assert_eq!(outcome_column(None, None), "no-answer");
     assert_eq!(outcome_column(Some("requested"), None), "no-answer");
     assert_eq!(outcome_column(Some("on-hold"), None), "on-hold");
-    assert_eq!(outcome_column(Some("completed"), Some("employed")), "completed:employed");
-    assert_eq!(outcome_column(Some("completed"), Some("unheard-of")), "completed:other");
+    assert_eq!(
+        outcome_column(Some("completed"), Some("employed")),
+        "completed:employed"
+    );
+    assert_eq!(
+        outcome_column(Some("completed"), Some("unheard-of")),
+        "completed:other"
+    );
     assert!(takes_on("in-progress") && !takes_on("declined") && !takes_on("requested"));
     // Every status of the schema but `requested` has its own column.
     let schema: serde_json::Value =
@@ -116,7 +136,11 @@ fn folding_puts_days_into_their_periods_and_merging_adds_answers() {
     );
     let (_, mut raw) = f.finish();
     assert_eq!(raw.pairs.len(), 1);
-    assert_eq!(raw.pairs[0].messages["referral"], vec![3, 4], "March is outside");
+    assert_eq!(
+        raw.pairs[0].messages["referral"],
+        vec![3, 4],
+        "March is outside"
+    );
     assert_eq!(raw.pairs[0].outcomes["no-answer"], 4);
     assert_eq!(raw.refusals["consent-expired"], vec![0, 2]);
     assert_eq!(raw.withdrawals, vec![0, 1]);
@@ -141,8 +165,18 @@ fn the_report_suppresses_small_counts_and_the_cells_that_would_give_them_away() 
     f.add_pair(date!(2026 - 01 - 05), "a/x", "a/y", &day(3, "accepted"));
     f.add_pair(date!(2026 - 02 - 05), "a/x", "a/y", &day(12, "no-answer"));
     // a/x -> b/z: 20 and 30, all completed as employed.
-    f.add_pair(date!(2026 - 01 - 07), "a/x", "b/z", &day(20, "completed:employed"));
-    f.add_pair(date!(2026 - 02 - 07), "a/x", "b/z", &day(30, "completed:employed"));
+    f.add_pair(
+        date!(2026 - 01 - 07),
+        "a/x",
+        "b/z",
+        &day(20, "completed:employed"),
+    );
+    f.add_pair(
+        date!(2026 - 02 - 07),
+        "a/x",
+        "b/z",
+        &day(30, "completed:employed"),
+    );
     let (ps, raw) = f.finish();
     let ctx = Context {
         scope: "center",
@@ -160,17 +194,27 @@ fn the_report_suppresses_small_counts_and_the_cells_that_would_give_them_away() 
     assert_eq!(m["rows"][1]["direction"], "sent");
     // 3 is hidden, and so is a rectangle through it: 12 and 20, 30 or the totals.
     assert_eq!(m["rows"][0]["counts"][0], json!(null));
-    let hidden = |v: &serde_json::Value| v.as_array().unwrap().iter().filter(|x| x.is_null()).count();
+    let hidden =
+        |v: &serde_json::Value| v.as_array().unwrap().iter().filter(|x| x.is_null()).count();
     assert!(hidden(&m["rows"][0]["counts"]) + usize::from(m["rows"][0]["total"].is_null()) >= 2);
     // Outcomes: 3 accepted hidden; a/x->a/y's total equals its messages total, so both are
     // hidden or both shown.
     let o = &j["outcomes"];
     assert_eq!(o["rows"][0]["counts"][1], json!(null));
-    assert_eq!(o["rows"][0]["total"].is_null(), m["rows"][0]["total"].is_null());
+    assert_eq!(
+        o["rows"][0]["total"].is_null(),
+        m["rows"][0]["total"].is_null()
+    );
     assert_eq!(j["withdrawals"]["total"], json!(0));
     let csv = r.to_csv();
     assert!(csv.starts_with("table,from,to,type,direction,reason,column,value\r\n"));
-    assert!(csv.contains("messages,a/x,a/y,referral,within,,2026-01,x\r\n"), "{csv}");
-    assert!(csv.contains("outcomes,a/x,b/z,,sent,,completed:employed,50\r\n"), "{csv}");
+    assert!(
+        csv.contains("messages,a/x,a/y,referral,within,,2026-01,x\r\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("outcomes,a/x,b/z,,sent,,completed:employed,50\r\n"),
+        "{csv}"
+    );
     assert!(csv.contains("withdrawals,*,*,*,*,*,total,0\r\n"), "{csv}");
 }

@@ -21,7 +21,7 @@ use time::{Date, OffsetDateTime};
 use super::group::Group;
 use super::Writer;
 use crate::core::stats::{
-    outcome_column, seoul_day, takes_on, By, ConsentDay, Folder, PairDay, Period, Raw, RangeError,
+    outcome_column, seoul_day, takes_on, By, ConsentDay, Folder, PairDay, Period, RangeError, Raw,
 };
 use crate::core::time::parse as parse_rfc3339;
 use crate::node::store::{Lifecycle, MessageRecord, Store, StoreError, WriteSet};
@@ -158,7 +158,9 @@ impl Writer {
         let day = seoul_day(g.now);
         g.stats.consents.entry(day).or_insert_with(|| {
             let days = self.stats.days.read().unwrap_or_else(|p| p.into_inner());
-            days.get(&day).map(|c| c.consents.clone()).unwrap_or_default()
+            days.get(&day)
+                .map(|c| c.consents.clone())
+                .unwrap_or_default()
         })
     }
 
@@ -225,7 +227,10 @@ impl Writer {
             return;
         };
         let d = self.pair_day(g, seoul_day(start), &referral.from, &referral.to);
-        let was = outcome_column(old.map(|l| l.status.as_str()), old.and_then(|l| l.outcome.as_deref()));
+        let was = outcome_column(
+            old.map(|l| l.status.as_str()),
+            old.and_then(|l| l.outcome.as_deref()),
+        );
         let now = outcome_column(Some(new.status.as_str()), new.outcome.as_deref());
         d.move_outcome(was, now);
         if let Some(end) = instant(changed_at) {

@@ -40,7 +40,10 @@ pub(super) const PIECE: u8 = b'b';
 /// True for the families whose writes are deferred (see [`super::deferred`]): the delivery
 /// state and every index, all of which the overlay shadows until they are folded in.
 pub(super) fn is_deferred(family: u8) -> bool {
-    matches!(family, DELIVERY | INBOX | OUTBOX | RETENTION | BY_SUBJECT | STATS)
+    matches!(
+        family,
+        DELIVERY | INBOX | OUTBOX | RETENTION | BY_SUBJECT | STATS
+    )
 }
 
 /// True for the deferred families whose keys are written at most once and then perhaps

@@ -80,7 +80,8 @@ impl Store {
                 let (Some(from), Some(to)) = (parts.next(), parts.next()) else {
                     return Err(corrupt("key names no agency pair"));
                 };
-                let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| corrupt("not UTF-8"));
+                let text =
+                    |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| corrupt("not UTF-8"));
                 slot.pairs
                     .push(((text(from)?, text(to)?), decode_at("stats", &k, &v)?));
             }
