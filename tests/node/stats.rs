@@ -463,7 +463,7 @@ async fn three_centers_get_every_cell_true_or_suppressed_and_nothing_can_be_work
     assert_no_hidden_cell_is_determined(&[dist], &[]);
 
     let refusals = Published::of(&s["refusals"]);
-    let mut want = vec![
+    let mut want = [
         (wrong_recipient.clone(), vec![2, 0]),
         (no_consent.clone(), vec![6, 0]),
     ];
