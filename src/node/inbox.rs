@@ -319,6 +319,7 @@ impl Inbox {
                     subject: m.subject.clone(),
                     consent_id: m.consent_id.clone(),
                     consent_by: m.consent_by.clone(),
+                    digest: m.body_sha256.clone(),
                 })
             })
             .collect();

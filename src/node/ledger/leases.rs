@@ -13,7 +13,9 @@
 //!   consent that is missing or unreadable leases nothing and changes nothing);
 //! - the actor of a lease or an ack is the recipient agency itself;
 //! - an inbox entry leaves only through [`Writer::remove_inbox_entry`], which keeps the
-//!   inbox's count (`inbox_max`).
+//!   inbox's count (`inbox_max`);
+//! - a message from another center that is first pulled, or acknowledged, has a pickup
+//!   report for its origin queued in the same group (`pickups`).
 
 use std::collections::BTreeSet;
 
@@ -77,7 +79,12 @@ impl Writer {
             }
             d.state = DeliveryState::Pulled;
             d.lease_count = d.lease_count.saturating_add(1);
+            let first_pull = d.first_pulled_at.is_none();
             d.first_pulled_at.get_or_insert_with(|| g.at.clone());
+            if first_pull {
+                // From another center: its origin is to hear of it (`pickups`).
+                self.queue_pickup(&item.id, &item.from, &item.digest, &d, g);
+            }
             let entry = self.head.append(Event {
                 at: g.at.clone(),
                 actor: actor.uri(),
@@ -135,6 +142,8 @@ impl Writer {
             if !matches!(d.state, DeliveryState::Acked | DeliveryState::Withheld) {
                 d.state = DeliveryState::Acked;
                 d.acked_at = Some(g.at.clone());
+                // From another center: its origin is to hear of it (`pickups`).
+                self.queue_pickup(&id, &message.from, &message.body_sha256, &d, g);
                 let entry = self.head.append(Event {
                     at: g.at.clone(),
                     actor: actor.uri(),
