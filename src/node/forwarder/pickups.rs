@@ -53,10 +53,11 @@ impl State {
     /// The peer took the batch only without its reports.
     pub(super) fn refused(&mut self, peer: &CenterId, answer: &str) {
         if self.refused_at.is_none() {
+            let answer: String = answer.chars().take(300).collect();
             tracing::warn!(%peer, %answer, ask_again_s = ASK_AGAIN.as_secs(),
                 "the peer refused a batch carrying pickup reports (a plusgate from before \
-                 them?) and took it without: its senders do not see their messages pulled \
-                 until it takes them; they wait here");
+                 them?) and took it without them: its senders do not see when their messages \
+                 were pulled here until it takes them; the reports wait in this node's store");
         }
         self.refused_at = Some(tokio::time::Instant::now());
         self.waiting = None;
@@ -76,9 +77,11 @@ impl State {
         sent: &[PickupReport],
         answer: &[PickupResult],
     ) -> Vec<(MessageId, Option<String>)> {
+        let answered: std::collections::HashMap<&str, &PickupResult> =
+            answer.iter().map(|r| (r.message_id.as_str(), r)).collect();
         let mut done = Vec::with_capacity(answer.len());
         for report in sent {
-            let Some(result) = answer.iter().find(|r| r.message_id == report.message_id) else {
+            let Some(result) = answered.get(report.message_id.as_str()) else {
                 continue;
             };
             if let Some(reason) = &result.refused {

@@ -392,9 +392,6 @@ pub(super) async fn record(
             .notices_told(peer.clone(), handed.told, handed.reported)
             .await?;
     }
-    if !handed.picked.is_empty() {
-        ctx.ledger.pickups_told(peer.clone(), handed.picked).await?;
-    }
     if let Some(c) = handed.checkpoint {
         let via = crate::node::ledger::Via::Answer;
         crate::node::peers::keep_peer_checkpoints(
@@ -416,11 +413,16 @@ pub(super) async fn record(
     if !handed.unanswered.is_empty() {
         ctx.ledger
             .attempt_failed(
-                peer,
+                peer.clone(),
                 handed.unanswered,
                 "no valid receipt in the answer".into(),
             )
             .await?;
+    }
+    // Last: the peer holds these reports either way, and they are sent again harmlessly
+    // (answered again as taken) if this fails.
+    if !handed.picked.is_empty() {
+        ctx.ledger.pickups_told(peer, handed.picked).await?;
     }
     Ok(())
 }

@@ -125,7 +125,8 @@ impl Writer {
             return;
         }
         // An acknowledgement without a pull is the recipient's first contact with it.
-        let Some(first_pulled_at) = d.first_pulled_at.clone().or_else(|| d.acked_at.clone()) else {
+        let first = d.first_pulled_at.as_ref().or(d.acked_at.as_ref());
+        let Some(first_pulled_at) = first.cloned() else {
             return;
         };
         let pickup = Pickup {
@@ -147,9 +148,16 @@ impl Writer {
     ) -> Result<usize, LedgerError> {
         let mut n = 0;
         for (id, acked_at) in done {
-            let acked_since = self
-                .delivery(g, &id)?
-                .is_some_and(|d| d.acked_at.is_some() && d.acked_at != acked_at);
+            let acked_since = match self.delivery(g, &id) {
+                Ok(d) => d.is_some_and(|d| d.acked_at.is_some() && d.acked_at != acked_at),
+                // Answered all the same; a record gone bad is the store's matter, and must
+                // not keep a report (and every round after it) waiting.
+                Err(e) => {
+                    tracing::error!(message_id = %id, error = %e,
+                        "delivery record unreadable; its pickup report is taken as told");
+                    false
+                }
+            };
             if !acked_since {
                 g.writes.remove_pickup_report(origin, &id);
                 n += 1;
