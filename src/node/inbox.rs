@@ -321,6 +321,7 @@ impl Inbox {
                     consent_by: m.consent_by.clone(),
                     message_type: m.message_type.clone(),
                     accepted_at: m.accepted_at.clone(),
+                    digest: m.body_sha256.clone(),
                 })
             })
             .collect();

@@ -187,11 +187,13 @@ mod tests {
     }
 
     /// Every value the node can emit into a view (consent statuses, problem types and
-    /// refusal reasons, roles, message types, where a chain check started) has a Korean and
-    /// an English label, and so has every label key the page and the script use. The lists
-    /// come from the Rust types that define the values, not from a copy.
+    /// refusal reasons, roles, message types, where a chain check started, audit actions)
+    /// has a Korean and an English label, and so has every label key the page and the
+    /// script use. The lists come from the Rust types that define the values, not from a
+    /// copy.
     #[test]
     fn the_label_catalogue_covers_every_value_the_node_can_emit() {
+        use crate::core::audit::Action;
         use crate::core::consent::ConsentStatus;
         use crate::core::identity::Identity;
         use crate::core::message::MessageType;
@@ -220,6 +222,10 @@ mod tests {
         needed.extend(MessageType::ALL.map(|t| format!("type.{t}")));
         needed.extend(Identity::ROLES.map(|r| format!("role.{r}")));
         needed.extend(VerifiedFrom::ALL.map(|v| format!("verified_from.{}", v.as_str())));
+        needed.extend(Action::ALL.map(|a| {
+            let name = serde_json::to_value(a).expect("an action has a name");
+            format!("action.{}", name.as_str().expect("a string"))
+        }));
         let emitted = needed.len();
         needed.extend(keys_used(INDEX_HTML));
         needed.extend(keys_used(APP_JS));
