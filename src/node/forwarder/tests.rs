@@ -569,14 +569,7 @@ async fn a_peer_from_before_pickup_reports_gets_its_messages_and_the_reports_wai
     let pulled = taken[0].as_ref().expect("taken").id.clone();
     let m = store.message(&pulled).expect("read").expect("record");
     let recipient = AgencyId::parse(&m.to).expect("recipient");
-    let item = LeaseItem {
-        id: pulled.clone(),
-        from: m.from.clone(),
-        subject: m.subject.clone(),
-        consent_id: m.consent_id.clone(),
-        consent_by: m.consent_by.clone(),
-        digest: m.body_sha256.clone(),
-    };
+    let item = LeaseItem::of(pulled.clone(), &m);
     ledger
         .lease(recipient.clone(), vec![item])
         .await

@@ -252,6 +252,22 @@ pub struct LeaseItem {
     pub digest: String,
 }
 
+impl LeaseItem {
+    /// What a lease of message `id` needs of its record `m`.
+    pub fn of(id: MessageId, m: &MessageRecord) -> LeaseItem {
+        LeaseItem {
+            id,
+            from: m.from.clone(),
+            subject: m.subject.clone(),
+            consent_id: m.consent_id.clone(),
+            consent_by: m.consent_by.clone(),
+            message_type: m.message_type.clone(),
+            accepted_at: m.accepted_at.clone(),
+            digest: m.body_sha256.clone(),
+        }
+    }
+}
+
 /// Who a message is from, to and about: what an audit entry records of it. Callers that
 /// hold the message already pass it along, so the writer need not read the record again.
 #[derive(Debug, Clone)]

@@ -92,14 +92,7 @@ impl Fixture {
     /// Leases message `id` as its recipient would.
     async fn lease(&self, id: &MessageId) -> Vec<MessageId> {
         let m = self.store.message(id).expect("read").expect("record");
-        let item = LeaseItem {
-            id: id.clone(),
-            from: m.from.clone(),
-            subject: m.subject.clone(),
-            consent_id: m.consent_id.clone(),
-            consent_by: m.consent_by.clone(),
-            digest: m.body_sha256.clone(),
-        };
+        let item = LeaseItem::of(id.clone(), &m);
         let to = AgencyId::parse(&m.to).expect("recipient");
         self.ledger.lease(to, vec![item]).await.expect("leased")
     }
