@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::core::identity::{AgencyId, CenterId, OfficerId};
+use crate::core::identity::{AgencyId, CenterId, ManagerId, OfficerId};
 use crate::core::keys::PublicKey;
 use crate::core::message::MessageType;
 pub use crate::core::routing::LocalDirectory;
@@ -63,6 +63,8 @@ struct RawConfig {
     agencies: Vec<RawAgency>,
     #[serde(default)]
     officers: Vec<RawOfficer>,
+    #[serde(default)]
+    managers: Vec<RawOfficer>,
     federation: Option<RawFederation>,
     #[serde(default)]
     storage: RawStorage,
@@ -458,6 +460,20 @@ impl Config {
                 ));
             }
             directory.officers.push(id);
+        }
+        for (i, manager) in raw.managers.iter().enumerate() {
+            let key = format!("managers[{i}].id");
+            let id = ManagerId::parse(&manager.id).map_err(|e| invalid(&key, e.to_string()))?;
+            if id.center() != &center {
+                return Err(invalid(
+                    &key,
+                    format!(
+                        "names center `{}`, but this node is `{center}`",
+                        id.center()
+                    ),
+                ));
+            }
+            directory.managers.push(id);
         }
 
         Ok(Config {

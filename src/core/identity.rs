@@ -1,6 +1,6 @@
-//! Who is on the other end of a connection: agency, privacy officer or node identities,
-//! parsed from the SAN URI of a client certificate that rustls has already verified against
-//! the configured CA.
+//! Who is on the other end of a connection: agency, privacy officer, center manager or node
+//! identities, parsed from the SAN URI of a client certificate that rustls has already
+//! verified against the configured CA.
 //!
 //! Architecture invariant: identity comes only from the verified certificate, never from a
 //! request body. [`Peer`] is computed once per connection and handed to every request on it;
@@ -119,6 +119,11 @@ scoped_id!(
     /// A privacy officer at a center, e.g. `suwon/privacy-officer`.
     OfficerId
 );
+scoped_id!(
+    /// A center manager, e.g. `suwon/manager`: sees statistics, never a message, a subject
+    /// or a consent.
+    ManagerId
+);
 
 /// The identity a verified certificate proves.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -129,6 +134,8 @@ pub enum Identity {
     Officer(OfficerId),
     /// Another plusgate node.
     Node(CenterId),
+    /// A center manager.
+    Manager(ManagerId),
 }
 
 impl fmt::Display for Identity {
@@ -137,6 +144,7 @@ impl fmt::Display for Identity {
             Identity::Agency(a) => write!(f, "agency {a}"),
             Identity::Officer(o) => write!(f, "officer {o}"),
             Identity::Node(c) => write!(f, "node {c}"),
+            Identity::Manager(m) => write!(f, "manager {m}"),
         }
     }
 }
@@ -144,7 +152,7 @@ impl fmt::Display for Identity {
 impl Identity {
     /// Every [`Identity::role`]: the kinds of party an audit entry or a report can name
     /// (the console has a label for each).
-    pub const ROLES: [&'static str; 3] = ["agency", "officer", "node"];
+    pub const ROLES: [&'static str; 4] = ["agency", "officer", "node", "manager"];
 
     /// Its role, as its SAN URI names it (`urn:plusgate:<role>:…`).
     pub fn role(&self) -> &'static str {
@@ -152,6 +160,7 @@ impl Identity {
             Identity::Agency(_) => Identity::ROLES[0],
             Identity::Officer(_) => Identity::ROLES[1],
             Identity::Node(_) => Identity::ROLES[2],
+            Identity::Manager(_) => Identity::ROLES[3],
         }
     }
 
@@ -167,6 +176,10 @@ impl Identity {
                 format!("urn:plusgate:officer:{c}:{n}")
             }
             Identity::Node(c) => format!("urn:plusgate:node:{c}"),
+            Identity::Manager(m) => {
+                let (c, n) = m.as_str().split_once('/').unwrap_or_default();
+                format!("urn:plusgate:manager:{c}:{n}")
+            }
         }
     }
 
@@ -178,6 +191,7 @@ impl Identity {
             ["agency", c, n] => AgencyId::from_parts(c, n).ok().map(Identity::Agency),
             ["officer", c, n] => OfficerId::from_parts(c, n).ok().map(Identity::Officer),
             ["node", c] => CenterId::parse(c).ok().map(Identity::Node),
+            ["manager", c, n] => ManagerId::from_parts(c, n).ok().map(Identity::Manager),
             _ => None,
         }
     }

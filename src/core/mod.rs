@@ -17,6 +17,7 @@ pub mod message;
 pub mod routing;
 pub mod rrn;
 pub mod schema;
+pub mod stats;
 pub mod time;
 pub mod vault;
 pub mod wire;

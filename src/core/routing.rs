@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::core::directory::{CenterEntry, Directory};
-use crate::core::identity::{AgencyId, CenterId, OfficerId};
+use crate::core::identity::{AgencyId, CenterId, ManagerId, OfficerId};
 use crate::core::message::MessageType;
 
 /// The agencies and officers of this center, as the node knows them: from `[[agencies]]`
@@ -25,6 +25,28 @@ pub struct LocalDirectory {
     pub agencies: BTreeMap<AgencyId, Vec<MessageType>>,
     /// Privacy officers.
     pub officers: Vec<OfficerId>,
+    /// Center managers (`[[managers]]`): statistics only.
+    pub managers: Vec<ManagerId>,
+}
+
+impl LocalDirectory {
+    /// The people registered here: who may use the officers' and the managers' endpoints.
+    pub fn staff(&self) -> Staff {
+        Staff {
+            officers: self.officers.clone(),
+            managers: self.managers.clone(),
+        }
+    }
+}
+
+/// The privacy officers and center managers registered at this node; the node holds it
+/// behind a `watch` channel and a reload replaces it whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Staff {
+    /// Privacy officers.
+    pub officers: Vec<OfficerId>,
+    /// Center managers.
+    pub managers: Vec<ManagerId>,
 }
 
 /// Where a message for a recipient goes.

@@ -44,6 +44,10 @@ pub struct CenterEntry {
     pub agencies: BTreeMap<String, KeyPairPaths>,
     /// Client certificates of the center's officers, by officer id (`suwon/privacy-officer`).
     pub officers: BTreeMap<String, KeyPairPaths>,
+    /// Client certificates of the center's managers, by manager id (`suwon/manager`).
+    /// Absent from manifests written before managers existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub managers: BTreeMap<String, KeyPairPaths>,
 }
 
 /// A certificate and its private key, relative paths.
@@ -200,6 +204,17 @@ impl LoadedManifest {
             .ok_or_else(|| self.unknown("officer", officer_id))
     }
 
+    /// The certificate and key paths (resolved) of manager `manager_id`, e.g.
+    /// `suwon/manager`, looked up in every center.
+    pub fn manager_identity(&self, manager_id: &str) -> Result<(PathBuf, PathBuf), ManifestError> {
+        self.manifest
+            .centers
+            .values()
+            .find_map(|center| center.managers.get(manager_id))
+            .map(|pair| self.resolve_pair(pair))
+            .ok_or_else(|| self.unknown("manager", manager_id))
+    }
+
     /// The URL of the node that serves agency or officer `id` (`<center>/<name>`).
     pub fn url_of(&self, id: &str) -> Result<&str, ManifestError> {
         self.manifest
@@ -226,7 +241,8 @@ impl LoadedManifest {
         let mut rels = vec![m.ca_cert.as_str(), m.directory.as_str()];
         for center in m.centers.values() {
             rels.push(&center.config);
-            for pair in center.agencies.values().chain(center.officers.values()) {
+            let pairs = center.agencies.values().chain(center.officers.values());
+            for pair in pairs.chain(center.managers.values()) {
                 rels.push(&pair.cert);
                 rels.push(&pair.key);
             }

@@ -72,6 +72,13 @@ pub enum Role {
         /// Officer name within the center, e.g. `privacy-officer`.
         name: String,
     },
+    /// A center manager (client certificate), manager id `<center>/<name>`: statistics only.
+    Manager {
+        /// Center id, e.g. `suwon`.
+        center: String,
+        /// Manager name within the center, e.g. `manager`.
+        name: String,
+    },
     /// A center's node (server certificate, also usable as a client towards other nodes).
     Node {
         /// Center id, e.g. `suwon`.
@@ -86,6 +93,7 @@ impl Role {
         match self {
             Role::Agency { center, agency } => format!("urn:plusgate:agency:{center}:{agency}"),
             Role::Officer { center, name } => format!("urn:plusgate:officer:{center}:{name}"),
+            Role::Manager { center, name } => format!("urn:plusgate:manager:{center}:{name}"),
             Role::Node { center } => format!("urn:plusgate:node:{center}"),
         }
     }
@@ -95,7 +103,9 @@ impl Role {
     pub fn id(&self) -> String {
         match self {
             Role::Agency { center, agency } => format!("{center}/{agency}"),
-            Role::Officer { center, name } => format!("{center}/{name}"),
+            Role::Officer { center, name } | Role::Manager { center, name } => {
+                format!("{center}/{name}")
+            }
             Role::Node { center } => center.clone(),
         }
     }
@@ -104,7 +114,7 @@ impl Role {
     pub fn validate(&self) -> Result<(), PkiError> {
         let names: &[&String] = match self {
             Role::Agency { center, agency } => &[center, agency],
-            Role::Officer { center, name } => &[center, name],
+            Role::Officer { center, name } | Role::Manager { center, name } => &[center, name],
             Role::Node { center } => &[center],
         };
         match names.iter().find(|name| !is_valid_name(name)) {
@@ -121,6 +131,7 @@ impl fmt::Display for Role {
         let kind = match self {
             Role::Agency { .. } => "agency",
             Role::Officer { .. } => "officer",
+            Role::Manager { .. } => "manager",
             Role::Node { .. } => "node",
         };
         write!(f, "{kind} {}", self.id())

@@ -319,6 +319,8 @@ impl Inbox {
                     subject: m.subject.clone(),
                     consent_id: m.consent_id.clone(),
                     consent_by: m.consent_by.clone(),
+                    message_type: m.message_type.clone(),
+                    accepted_at: m.accepted_at.clone(),
                 })
             })
             .collect();

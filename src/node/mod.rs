@@ -52,7 +52,7 @@ use self::tls::{TlsError, Trust};
 use crate::config::{Config, FederationConfig, Limits};
 use crate::core::directory::{Directory, DirectoryError};
 use crate::core::hex;
-use crate::core::identity::{CenterId, Identity, OfficerId};
+use crate::core::identity::{CenterId, Identity};
 use crate::core::keys::{KeyError, PublicKey, SigningKey};
 use crate::core::routing::Routing;
 use crate::core::schema::{SchemaError, Schemas};
@@ -185,7 +185,7 @@ pub struct Node {
     routing: watch::Sender<Arc<Routing>>,
     federated: Option<Federated>,
     trust: watch::Sender<Arc<Trust>>,
-    officers: watch::Sender<Arc<Vec<OfficerId>>>,
+    officers: watch::Sender<Arc<crate::core::routing::Staff>>,
     /// What a reload starts from (the config file's path and what it named at build).
     config: Config,
     limits: Limits,
@@ -293,8 +293,7 @@ impl Node {
             data_keys.clone(),
         );
         let (routing_tx, routing_rx) = watch::channel(Arc::new(routing));
-        let (officers_tx, officers_rx) =
-            watch::channel(Arc::new(config.directory.officers.clone()));
+        let (officers_tx, officers_rx) = watch::channel(Arc::new(config.directory.staff()));
         let api = Api {
             schemas,
             ledger,
@@ -305,6 +304,7 @@ impl Node {
             data_keys,
             center: config.center.clone(),
             officers: officers_rx,
+            federation_tls: federated.as_ref().map(|f| f.forwarding_tls.subscribe()),
             limits: config.limits.clone(),
             body_budget: crate::node::api::budget::BodyBudget::new(
                 config.limits.body_budget_bytes,

@@ -21,8 +21,9 @@ use tokio::sync::watch;
 
 use super::tls::Trust;
 use crate::config::{Config, TlsConfig};
-use crate::core::identity::{CenterId, OfficerId};
+use crate::core::identity::CenterId;
 use crate::core::routing::Routing;
+use crate::core::routing::Staff;
 
 /// How often the watched files' modification times are compared with the last reload's.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -35,7 +36,7 @@ pub struct Reloadable {
     config_path: PathBuf,
     center: CenterId,
     trust: watch::Sender<Arc<Trust>>,
-    officers: watch::Sender<Arc<Vec<OfficerId>>>,
+    officers: watch::Sender<Arc<Staff>>,
     /// A standalone node's routing (its agencies come from the config file); `None` for a
     /// federated node, whose agencies come from the signed directory (reloaded on SIGHUP
     /// by the federation runtime).
@@ -52,7 +53,7 @@ impl Reloadable {
     pub fn new(
         config: &Config,
         trust: watch::Sender<Arc<Trust>>,
-        officers: watch::Sender<Arc<Vec<OfficerId>>>,
+        officers: watch::Sender<Arc<Staff>>,
         standalone_routing: Option<watch::Sender<Arc<Routing>>>,
         forwarding: Option<watch::Sender<Arc<rustls::ClientConfig>>>,
     ) -> Reloadable {
@@ -122,7 +123,7 @@ impl Reloadable {
             tx.send_replace(c);
         }
         self.officers
-            .send_replace(Arc::new(config.directory.officers.clone()));
+            .send_replace(Arc::new(config.directory.staff()));
         if let Some(routing) = &self.standalone_routing {
             routing.send_replace(Arc::new(Routing::standalone(
                 self.center.clone(),
@@ -133,6 +134,7 @@ impl Reloadable {
             why,
             crls = config.tls.crls.len(),
             officers = config.directory.officers.len(),
+            managers = config.directory.managers.len(),
             "reloaded the TLS trust (certificate, key, CA bundle, CRLs), officers and agencies"
         );
         self.rewatch(Some(&config.tls));

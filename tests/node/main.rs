@@ -70,6 +70,7 @@ mod push;
 mod reports;
 mod revocation;
 mod startup;
+mod stats;
 mod status;
 mod storage;
 mod syscalls;

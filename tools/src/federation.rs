@@ -406,11 +406,12 @@ impl Federation {
     }
 }
 
-/// The certificate of agency or officer `id` of the federation in `manifest`.
+/// The certificate of agency, officer or manager `id` of the federation in `manifest`.
 pub fn identity_in(manifest: &LoadedManifest, id: &str) -> Result<ClientCert, Error> {
     let (cert, key) = manifest
         .agency_identity(id)
-        .or_else(|_| manifest.officer_identity(id))?;
+        .or_else(|_| manifest.officer_identity(id))
+        .or_else(|_| manifest.manager_identity(id))?;
     Ok(ClientCert { cert, key })
 }
 

@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use super::layout::OFFICERS;
+use super::layout::{MANAGERS, OFFICERS};
 use crate::core::keys::PublicKey;
 
 /// The node configuration of one development center, in the documented format.
@@ -73,6 +73,12 @@ listen = "127.0.0.1:0"            # a free port, printed at start (several dev n
     );
     for officer in OFFICERS {
         let _ = write!(toml, "\n[[officers]]\nid = \"{center}/{officer}\"\n");
+    }
+    for manager in MANAGERS {
+        let _ = write!(
+            toml,
+            "\n[[managers]]                      # statistics only\nid = \"{center}/{manager}\"\n"
+        );
     }
     toml
 }

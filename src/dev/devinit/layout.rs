@@ -28,6 +28,9 @@ pub const AGENCIES: [&str; 5] = ["employment", "jobs", "welfare", "saeil", "fina
 /// Officers created at every center (client certificates and `[[officers]]` entries).
 pub const OFFICERS: [&str; 1] = ["privacy-officer"];
 
+/// Managers created at every center (client certificates and `[[managers]]` entries).
+pub const MANAGERS: [&str; 1] = ["manager"];
+
 /// File (in the federation folder) holding the federation authority's Ed25519 private key,
 /// which signs `directory.json`. A development convenience: in production it lives offline.
 pub const AUTHORITY_KEY_FILE: &str = "authority.key";
@@ -120,6 +123,7 @@ pub(super) fn write_center(
     create_dir(&center_dir)?;
     create_dir(&center_dir.join("agencies"))?;
     create_dir(&center_dir.join("officers"))?;
+    create_dir(&center_dir.join("managers"))?;
 
     let node = Role::Node { center: id.clone() };
     write_pair(&center_dir, "node", &issue(ca, &node, validity)?, &node)?;
@@ -159,6 +163,20 @@ pub(super) fn write_center(
         )?;
         officers.insert(role.id(), pair_paths(&format!("{id}/officers/{officer}")));
     }
+    let mut managers = BTreeMap::new();
+    for manager in MANAGERS {
+        let role = Role::Manager {
+            center: id.clone(),
+            name: manager.into(),
+        };
+        write_pair(
+            &center_dir.join("managers"),
+            manager,
+            &issue(ca, &role, validity)?,
+            &role,
+        )?;
+        managers.insert(role.id(), pair_paths(&format!("{id}/managers/{manager}")));
+    }
 
     let config_path = center_dir.join("plusgate.toml");
     write_file(
@@ -170,6 +188,7 @@ pub(super) fn write_center(
         url: format!("https://127.0.0.1:{}", center.port),
         agencies,
         officers,
+        managers,
     };
     Ok((entry, signing_key))
 }

@@ -139,7 +139,11 @@ impl Api {
             });
         }
         if let Some(lifecycle) = &delivery.lifecycle {
-            body["lifecycle"] = json!(lifecycle);
+            // What the referral's sender is told; the statistics' marks stay inside.
+            body["lifecycle"] = json!({
+                "status": lifecycle.status,
+                "changed_at": lifecycle.changed_at,
+            });
             // The status message's id as its sender wrote it (the record keeps its key).
             body["lifecycle"]["message_id"] =
                 json!(crate::core::message::public_of(&lifecycle.message_id));

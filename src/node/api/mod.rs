@@ -57,6 +57,7 @@ pub mod privacy;
 pub mod problem;
 pub mod routes;
 mod schemas;
+mod stats;
 
 use std::sync::Arc;
 
@@ -105,8 +106,12 @@ pub struct Api {
     pub data_keys: Option<Arc<crate::core::vault::DataKeys>>,
     /// This node's center.
     pub center: CenterId,
-    /// Privacy officers registered at this node; replaced whole by a reload.
-    pub officers: tokio::sync::watch::Receiver<Arc<Vec<crate::core::identity::OfficerId>>>,
+    /// Privacy officers and center managers registered at this node; replaced whole by a
+    /// reload.
+    pub officers: tokio::sync::watch::Receiver<Arc<crate::core::routing::Staff>>,
+    /// The client TLS configuration this node reaches other nodes with (its own
+    /// certificate), when federated: the statistics ask the other nodes with it.
+    pub federation_tls: Option<tokio::sync::watch::Receiver<Arc<rustls::ClientConfig>>>,
     /// Limits.
     pub limits: Limits,
     /// Bytes of request bodies buffered at once (`limits.body_budget_*`).
@@ -183,7 +188,10 @@ impl Api {
     ) -> Result<Resp, Problem> {
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         // The officer gate comes before any 404 or 405 there; `officer_route` asks the table.
-        if !matches!(segments.as_slice(), ["v1", "privacy", ..] | ["console", ..]) {
+        if !matches!(
+            segments.as_slice(),
+            ["v1", "privacy", ..] | ["console", ..] | ["v1", "stats"]
+        ) {
             routes::find(method, path, path)?;
         }
         match (segments.as_slice(), method) {
@@ -207,8 +215,8 @@ impl Api {
                 let recipient = self.agency(peer)?;
                 self.ack(req, recipient).await
             }
-            (["v1", "privacy", ..] | ["console", ..], _) => {
-                Ok(self.officer_endpoint(req, peer, method, &segments).await)
+            (["v1", "privacy", ..] | ["console", ..] | ["v1", "stats"], _) => {
+                Ok(self.staff_endpoint(req, peer, method, &segments).await)
             }
             (["v1", "consents"], &Method::POST) => {
                 let agency = self.agency(peer)?;
@@ -229,6 +237,10 @@ impl Api {
             (["federation", "v1", "resend"], &Method::POST) => {
                 let node = self.peer_node(peer)?;
                 self.resend(req, node).await
+            }
+            (["federation", "v1", "stats"], &Method::GET) => {
+                let node = self.peer_node(peer)?;
+                self.federation_stats(&req, node).await
             }
             (["admin", "v1", "outbox"], &Method::GET) => {
                 self.operator(peer)?;
@@ -260,21 +272,50 @@ impl Api {
     /// writes no audit entry. Every answer, a refusal included, is marked
     /// `Cache-Control: no-store`: it shows who received what about a person, and no cache
     /// between the officer and the node, nor the browser's own, may keep it.
-    async fn officer_endpoint(
+    ///
+    /// Center managers pass the same gate, to the statistics and the console only
+    /// (`manager_route`): a manager never sees a message, a subject or a consent.
+    async fn staff_endpoint(
         &self,
         req: Request<Incoming>,
         peer: &Peer,
         method: &Method,
         segments: &[&str],
     ) -> Resp {
-        let answer = match self.officer(peer, &req) {
-            Ok(officer) => self.officer_route(req, officer, method, segments).await,
+        let answer = match self.staff_member(peer, &req) {
+            Ok(privacy::Staffer::Officer(officer)) => {
+                self.officer_route(req, officer, method, segments).await
+            }
+            Ok(privacy::Staffer::Manager(manager)) => {
+                self.manager_route(req, manager, method, segments).await
+            }
             Err(refused) => Err(refused),
         };
         let mut resp = answer.unwrap_or_else(Problem::into_response);
         resp.headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         resp
+    }
+
+    /// The endpoints a center manager may use, once admitted: the statistics and the
+    /// console that shows them.
+    async fn manager_route(
+        &self,
+        req: Request<Incoming>,
+        manager: &crate::core::identity::ManagerId,
+        method: &Method,
+        segments: &[&str],
+    ) -> Result<Resp, Problem> {
+        let path = req.uri().path();
+        routes::find(method, path, &path_for_log(path))?;
+        match (segments, method) {
+            (["v1", "stats"], &Method::GET) => self.stats(&req).await,
+            (["console", rest @ ..], &Method::GET) => Ok(console::asset(rest)),
+            _ => Err(Problem::forbidden(
+                "wrong-role",
+                format!("manager {manager} sees statistics only"),
+            )),
+        }
     }
 
     /// The officer endpoints, once `officer` is admitted.
@@ -296,6 +337,7 @@ impl Api {
                 &Method::GET,
             ) => self.report(&req, officer, name).await,
             (["console", rest @ ..], &Method::GET) => Ok(console::asset(rest)),
+            (["v1", "stats"], &Method::GET) => self.stats(&req).await,
             _ => Err(routes::unhandled(method, &path_for_log(req.uri().path()))),
         }
     }

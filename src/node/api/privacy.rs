@@ -23,6 +23,7 @@ use crate::core::audit::Action;
 use crate::core::identity::{Identity, OfficerId, Peer};
 use crate::core::vault::DataKeys;
 use crate::node::store::{Store, StoreError};
+pub(super) use report::csv_response;
 use report::{to_csv, REPORT_ROWS_MAX};
 
 /// One message about the subject, as far as this node saw it.
@@ -58,25 +59,44 @@ pub struct Disclosure {
     pub acked_at: Option<String>,
 }
 
+/// Who passed the staff gate.
+#[derive(Debug)]
+pub(super) enum Staffer<'p> {
+    /// A privacy officer: every officer endpoint.
+    Officer(&'p OfficerId),
+    /// A center manager: statistics only.
+    Manager(&'p crate::core::identity::ManagerId),
+}
+
 impl Api {
-    /// The privacy officer behind the connection, if registered here and if the request is
-    /// not a cross-site one made by the officer's browser on another site's behalf
-    /// ([`cross_site`](super::cross_site)).
-    pub(super) fn officer<'p, B>(
+    /// The privacy officer or center manager behind the connection, if registered here and
+    /// if the request is not a cross-site one (the gate of `Api::staff_endpoint`).
+    pub(super) fn staff_member<'p, B>(
         &self,
         peer: &'p Peer,
         req: &Request<B>,
-    ) -> Result<&'p OfficerId, Problem> {
-        let officer = self.registered_officer(peer)?;
+    ) -> Result<Staffer<'p>, Problem> {
+        let who = match peer {
+            Ok(Identity::Manager(m)) if self.officers.borrow().managers.contains(m) => {
+                Staffer::Manager(m)
+            }
+            Ok(Identity::Manager(m)) => {
+                return Err(Problem::forbidden(
+                    "unknown-identity",
+                    format!("manager {m} is not registered at this node"),
+                ))
+            }
+            _ => Staffer::Officer(self.registered_officer(peer)?),
+        };
         super::cross_site::check(req.headers(), req.uri())
             .map_err(|e| Problem::forbidden("cross-site-request", e.to_string()))?;
-        Ok(officer)
+        Ok(who)
     }
 
     /// The privacy officer certificate behind the connection, if registered here.
     fn registered_officer<'p>(&self, peer: &'p Peer) -> Result<&'p OfficerId, Problem> {
         match peer {
-            Ok(Identity::Officer(o)) if self.officers.borrow().contains(o) => Ok(o),
+            Ok(Identity::Officer(o)) if self.officers.borrow().officers.contains(o) => Ok(o),
             Ok(Identity::Officer(o)) => Err(Problem::forbidden(
                 "unknown-identity",
                 format!("officer {o} is not registered at this node"),

@@ -269,6 +269,10 @@ impl Writer {
         });
         g.writes.put_audit(&entry);
         self.metrics.refused(refusal.kind());
+        // An agency's push: a hand-over refused here was counted at its origin.
+        if matches!(actor, Identity::Agency(_)) {
+            self.count_refusal(g, refusal.kind());
+        }
         Err(LedgerError::Refused(refusal))
     }
 

@@ -65,6 +65,8 @@ pub(super) struct Group {
     /// Messages taken in this group, by the consent they cite (a withdrawal in the same
     /// group cannot find them through the index yet).
     pub(super) under_consent: HashMap<ConsentKey, Vec<MessageId>>,
+    /// What the group counted (`stats`).
+    pub(super) stats: super::stats::StatsDelta,
 }
 
 impl Group {
@@ -86,6 +88,7 @@ impl Group {
             consents: HashMap::new(),
             metas: HashMap::new(),
             under_consent: HashMap::new(),
+            stats: Default::default(),
         }
     }
 }
@@ -132,12 +135,14 @@ impl Writer {
         if self.checkpoint_due() || group.checkpoint_requested {
             self.sign_checkpoint(&mut group);
         }
+        group.stats.write(&mut group.writes);
 
         let Group {
             writes,
             checkpoint,
             outbox_len_before,
             inbox_len_before,
+            stats,
             ..
         } = group;
         let outcome = if writes.is_empty() {
@@ -161,6 +166,7 @@ impl Writer {
             Ok(()) => {
                 // Publish before answering, so a sender that is told "accepted" and
                 // immediately asks the recipient to pull finds the message visible.
+                stats.publish(&self.stats);
                 self.durable.send_replace(self.head.next_seq);
                 self.metrics
                     .publish_depths(&self.inbox_len, &self.outbox_len);

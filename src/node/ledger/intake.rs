@@ -59,6 +59,8 @@ pub(super) struct StatusUpdate {
     pub(super) referral_id: MessageId,
     pub(super) status: String,
     pub(super) changed_at: String,
+    /// `/outcome/code`, for a completion.
+    pub(super) outcome: Option<String>,
     /// The referral's record at this node, looked up once by the writer (`find_referral`)
     /// for both the consent check (its purpose) and the lifecycle update.
     pub(super) referral: Option<MessageRecord>,
@@ -194,6 +196,10 @@ fn status_update(t: MessageType, payload: &serde_json::Value) -> Option<StatusUp
         referral_id: MessageId::parse(field("referral_id")?)?,
         status: field("status")?.to_owned(),
         changed_at: field("changed_at")?.to_owned(),
+        outcome: payload
+            .pointer("/outcome/code")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned),
         referral: None,
     })
 }
@@ -384,6 +390,13 @@ impl Writer {
         g.writes
             .put_message(m.record.stamped(entry.seq, &collector));
         g.writes.put_audit(&entry);
+        self.count_message(
+            g,
+            m.accepted_at.instant(),
+            m.from.as_str(),
+            m.to.as_str(),
+            &m.meta.message_type,
+        );
         // When its retention ends (counted from now). A withdrawal finds it through the
         // audit entry's subject (`withhold_under`).
         let end = retention.end(g.now).unix_timestamp().max(0) as u64;

@@ -77,7 +77,18 @@ impl Writer {
             }
             d.state = DeliveryState::Pulled;
             d.lease_count = d.lease_count.saturating_add(1);
-            d.first_pulled_at.get_or_insert_with(|| g.at.clone());
+            if d.first_pulled_at.is_none() {
+                d.first_pulled_at = Some(g.at.clone());
+                let at = g.at.clone();
+                self.count_first_pull(
+                    g,
+                    &item.message_type,
+                    &item.from,
+                    recipient.as_str(),
+                    &item.accepted_at,
+                    &at,
+                );
+            }
             let entry = self.head.append(Event {
                 at: g.at.clone(),
                 actor: actor.uri(),

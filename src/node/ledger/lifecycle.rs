@@ -69,17 +69,36 @@ impl Writer {
             }
             Err(e) => return Err(e),
         };
-        let newer = d
-            .lifecycle
+        let old = d.lifecycle.clone();
+        let newer = old
             .as_ref()
             .is_none_or(|l| !crate::core::time::is_before(&update.changed_at, &l.changed_at));
-        if newer {
-            d.lifecycle = Some(Lifecycle {
-                status: update.status,
-                changed_at: update.changed_at,
+        let mut new = match (&old, newer) {
+            (Some(l), false) => l.clone(),
+            _ => Lifecycle {
+                status: update.status.clone(),
+                changed_at: update.changed_at.clone(),
                 // The key; shown to the referral's sender as the status's own id.
                 message_id: status_id.to_string(),
-            });
+                outcome: (update.status == "completed")
+                    .then(|| update.outcome.clone())
+                    .flatten(),
+                taken_on_at: old.as_ref().and_then(|l| l.taken_on_at.clone()),
+                completed_at: old.as_ref().and_then(|l| l.completed_at.clone()),
+            },
+        };
+        // An older status changes nothing shown, but may be the first to take the
+        // referral on (statuses can arrive out of order): the statistics count it.
+        self.count_status(
+            g,
+            referral,
+            old.as_ref(),
+            &mut new,
+            &update.status,
+            &update.changed_at,
+        );
+        if old.as_ref() != Some(&new) {
+            d.lifecycle = Some(new);
             g.writes.put_delivery(&update.referral_id, &d);
             g.deliveries.insert(update.referral_id, d);
         }

@@ -65,7 +65,10 @@ mod lifecycle;
 mod outbox;
 mod queries;
 mod queue;
+mod stats;
 mod withdrawal;
+
+pub use stats::StatsBook;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
@@ -80,7 +83,7 @@ use crate::core::message::MessageId;
 use crate::core::time::Timestamp;
 use crate::node::clock::Clock;
 use crate::node::metrics::LedgerMetrics;
-use crate::node::store::{DeliveryState, MessageRecord, Store, StoreError};
+use crate::node::store::{DeliveryState, MessageRecord, Store, StoreError, WriteSet};
 
 pub use self::anchor::{Anchor, AnchorError, Unextended, ANCHOR_FILE};
 pub use self::checkpoints::{Via, EVIDENCE_PER_PEER_MAX, PEER_HISTORY_MAX};
@@ -237,6 +240,10 @@ pub struct LeaseItem {
     pub consent_id: String,
     /// Consent's collector (`None` in records from before consents were scoped).
     pub consent_by: Option<String>,
+    /// Its type (statistics count the first pull of a referral).
+    pub message_type: String,
+    /// When this node took it.
+    pub accepted_at: String,
 }
 
 /// Who a message is from, to and about: what an audit entry records of it. Callers that
@@ -370,6 +377,7 @@ pub struct Ledger {
     failed: Arc<OnceLock<Arc<StoreError>>>,
     checkpoint: watch::Receiver<Option<Checkpoint>>,
     clock: Arc<dyn Clock>,
+    stats: Arc<StatsBook>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -404,6 +412,15 @@ impl Ledger {
         if indexed > 0 {
             tracing::info!(entries = indexed, "built the audit index by subject");
         }
+        let (stats, counting_starts) = StatsBook::load(&store, &clock.now_rfc3339())?;
+        if counting_starts {
+            // No other writer yet: the ledger thread starts below.
+            let mut w = WriteSet::new();
+            w.put_stats_since(stats.since());
+            store.apply(w)?;
+            store.sync()?;
+        }
+        let stats = Arc::new(stats);
         let (tx, rx) = mpsc::channel(QUEUE_LEN_MAX);
         let options_queue_bytes_max = options.queue_bytes_max;
         let (durable_tx, durable) = watch::channel(head.next_seq);
@@ -427,6 +444,7 @@ impl Ledger {
             peer_history: HashMap::new(),
             peer_latest: HashMap::new(),
             metrics: options.metrics,
+            stats: stats.clone(),
         };
         writer
             .metrics
@@ -444,6 +462,7 @@ impl Ledger {
                 failed,
                 checkpoint,
                 clock,
+                stats,
             },
             thread,
         ))
@@ -472,6 +491,11 @@ impl Ledger {
     /// This node's latest durable checkpoint.
     pub fn latest_checkpoint(&self) -> Option<Checkpoint> {
         self.checkpoint.borrow().clone()
+    }
+
+    /// What the ledger counted (`stats`), for `GET /v1/stats` and the federation's.
+    pub fn stats(&self) -> &Arc<StatsBook> {
+        &self.stats
     }
 
     /// The clock every time in the ledger comes from. It is the node's clock: a handler
@@ -518,6 +542,8 @@ struct Writer {
     peer_latest: HashMap<(CenterId, Via), Checkpoint>,
     /// Where group commits, refusals, dead letters and depths are recorded.
     metrics: Arc<LedgerMetrics>,
+    /// What was counted, by day (`stats`): this thread is its only writer.
+    stats: Arc<StatsBook>,
 }
 
 /// The wire name of a delivery state.

@@ -95,6 +95,7 @@ impl Writer {
         c.history.push(change);
         let at = g.at.clone();
         let entry = self.consent_event(&actor, Action::ConsentWithdrawn, &c, &at, detail);
+        self.count_withdrawal(g);
         self.put_consent(&c, g);
         g.writes.put_audit(&entry);
         // In the same write: nothing under it is pulled or forwarded from here on, and the

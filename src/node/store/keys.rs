@@ -32,13 +32,18 @@ pub(super) const PEER_EVIDENCE: u8 = b'f';
 pub(super) const PEER_HISTORY: u8 = b'h';
 /// Journal records of deferred writes, by group (see [`super::deferred`]).
 pub(super) const JOURNAL: u8 = b'j';
+/// Statistics per day and agency pair (see [`super::stats`]).
+pub(super) const STATS: u8 = b't';
 /// Pieces of a message record too large to store as one value (see [`super::pieces`]).
 pub(super) const PIECE: u8 = b'b';
 
 /// True for the families whose writes are deferred (see [`super::deferred`]): the delivery
 /// state and every index, all of which the overlay shadows until they are folded in.
 pub(super) fn is_deferred(family: u8) -> bool {
-    matches!(family, DELIVERY | INBOX | OUTBOX | RETENTION | BY_SUBJECT)
+    matches!(
+        family,
+        DELIVERY | INBOX | OUTBOX | RETENTION | BY_SUBJECT | STATS
+    )
 }
 
 /// True for the deferred families whose keys are written at most once and then perhaps

@@ -22,7 +22,7 @@
 //! | `a`    | audit seq (BE)                       | [`AuditEntry`]        |
 //! | `o`    | peer center, `0x00`, seq (BE)        | message id (deferred) |
 //! | `r`    | message id                           | [`Receipt`]           |
-//! | `s`    | setting name                         | e.g. [`DirectorySeen`]; `format` ([`format`]); after a restore, `restored-from` and `resend-told/<peer>` (`resend`) |
+//! | `s`    | setting name                         | e.g. [`DirectorySeen`]; `format` ([`format`]); `stats-since` ([`stats`]); after a restore, `restored-from` and `resend-told/<peer>` (`resend`) |
 //! | `x`    | message id                           | empty: dead-lettered  |
 //! | `c`    | chain length (BE)                    | own [`Checkpoint`]    |
 //! | `p`    | peer center                          | its latest [`Checkpoint`] |
@@ -34,6 +34,7 @@
 //! | `j`    | group (BE), chunk (BE)               | journal record of a group's deferred writes |
 //! | `n`    | peer center, `0x00`, consent id, `0x00`, collector | empty: a consent change to tell that center |
 //! | `w`    | peer center, `0x00`, message id      | [`Erasure`]: tell that (origin) center its message was withheld here |
+//! | `t`    | Seoul day (BE), from, `0x00`, to; or day, `0x00` | `stats::PairDay` / `stats::ConsentDay`: what was counted that day ([`stats`], deferred) |
 //!
 //! A *message id* in a key or value is the message's key, `<from>/<id>` (`MessageId`): the
 //! sending agency and the id it chose, so ids never collide between senders. Records taken
@@ -85,6 +86,7 @@ pub mod record;
 mod records;
 pub mod reports;
 mod resend;
+pub mod stats;
 mod writes;
 
 use std::fs::File;

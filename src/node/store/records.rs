@@ -201,6 +201,16 @@ pub struct Lifecycle {
     pub changed_at: String,
     /// The `referral-status` message that reported it.
     pub message_id: String,
+    /// The outcome code, when `status` is `completed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// The `changed_at` of the first status that took the referral on (`core::stats`):
+    /// its time to acceptance has been counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_on_at: Option<String>,
+    /// The `changed_at` of its first `completed`: its time to completion has been counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
 }
 
 /// The mutable part of a message's life, kept apart from the (larger) message record so a

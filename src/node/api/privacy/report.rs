@@ -494,7 +494,7 @@ pub(super) fn to_csv<T: CsvRow>(rows: &[T]) -> String {
 pub const UTF8_BOM: &str = "\u{FEFF}";
 
 /// A `text/csv` answer, offered for download as `<name>.csv`: [`UTF8_BOM`], then `body`.
-pub(super) fn csv_response(name: &str, body: String) -> Resp {
+pub(in crate::node::api) fn csv_response(name: &str, body: String) -> Resp {
     let mut bytes = String::with_capacity(UTF8_BOM.len() + body.len());
     bytes.push_str(UTF8_BOM);
     bytes.push_str(&body);
