@@ -109,7 +109,8 @@ fn require_browser_tooling(dir: &Path) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_officer_uses_the_console_in_a_real_browser_and_an_agency_cannot() {
+async fn an_officer_uses_the_console_in_a_real_browser_a_manager_its_statistics_and_an_agency_neither(
+) {
     let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console");
     require_browser_tooling(&tests);
     let fed = Federation::new();
@@ -166,6 +167,7 @@ async fn an_officer_uses_the_console_in_a_real_browser_and_an_agency_cannot() {
 
     let officer = fed.identity("suwon/privacy-officer");
     let agency = fed.identity("suwon/welfare");
+    let manager = fed.identity("suwon/manager");
     let shots = std::env::var_os("CONSOLE_SCREENSHOTS")
         .map_or_else(|| fed.scratch("screenshots"), PathBuf::from);
     let mut command = Command::new("node");
@@ -177,6 +179,8 @@ async fn an_officer_uses_the_console_in_a_real_browser_and_an_agency_cannot() {
         .env("OFFICER_KEY", &officer.key)
         .env("AGENCY_CERT", &agency.cert)
         .env("AGENCY_KEY", &agency.key)
+        .env("MANAGER_CERT", &manager.cert)
+        .env("MANAGER_KEY", &manager.key)
         .env("SUBJECT", &subject)
         .env("CONSENT_ID", consent["id"].as_str().expect("id"))
         .env("WITHDRAWN_ID", "cns-console-withdrawn")

@@ -7,12 +7,15 @@
 //! the page) and date filters are Asia/Seoul days, as the reports take them.
 //!
 //! Architecture invariants:
-//! - Only registered officer certificates get any of it (`api::route` checks before calling
-//!   [`asset`]); agencies and nodes get a 403 problem, never the page.
+//! - Only registered officer and manager certificates get any of it (the staff gate runs
+//!   before [`asset`]); agencies and nodes get a 403 problem, never the page. A manager's
+//!   page shows the statistics view only (it learns the role from the node's 403
+//!   `wrong-role` to a manager on the audit status).
 //! - Every answer carries `Content-Security-Policy: default-src 'self'` (no inline script, no
 //!   other origin), `Cache-Control: no-store`, `X-Content-Type-Options: nosniff` and
 //!   refuses framing.
-//! - The script puts data into the page only as text (`textContent`), never as markup.
+//! - The scripts put data into the page only as text (`textContent`), never as markup, and
+//!   set no style (the statistics' SVG charts take their colours from `app.css` classes).
 //! - The label catalogue has a Korean and an English label for every status, problem type
 //!   (refusal reasons included), role, message type and verification start the node can
 //!   emit, taken from the Rust lists of them (a unit test), so no value shows untranslated.
@@ -200,7 +203,8 @@ mod tests {
     }
 
     /// Every value the node can emit into a view (consent statuses, problem types and
-    /// refusal reasons, roles, message types, where a chain check started) has a Korean and
+    /// refusal reasons, roles, message types, where a chain check started, the statistics'
+    /// outcome columns, acceptance bands and pair directions) has a Korean and
     /// an English label, and so has every label key the page and the script use. The lists
     /// come from the Rust types that define the values, not from a copy.
     #[test]
@@ -208,6 +212,7 @@ mod tests {
         use crate::core::consent::ConsentStatus;
         use crate::core::identity::Identity;
         use crate::core::message::MessageType;
+        use crate::core::stats;
         use crate::node::store::reports::VerifiedFrom;
 
         let catalogue: serde_json::Value =
@@ -233,6 +238,18 @@ mod tests {
         needed.extend(MessageType::ALL.map(|t| format!("type.{t}")));
         needed.extend(Identity::ROLES.map(|r| format!("role.{r}")));
         needed.extend(VerifiedFrom::ALL.map(|v| format!("verified_from.{}", v.as_str())));
+        // The statistics: outcome columns, acceptance bands, and every direction a pair can
+        // have (asked of the function that decides it).
+        needed.extend(stats::OUTCOME_COLUMNS.map(|c| format!("outcome.{c}")));
+        needed.extend(stats::ACCEPTANCE_BANDS.map(|(b, _)| format!("band.{b}")));
+        let (here, there, third) = ("suwon/welfare", "jeonju/jobs", "gangseo/saeil");
+        let directions: BTreeSet<&str> =
+            [(here, here), (here, there), (there, here), (there, third)]
+                .iter()
+                .map(|(from, to)| stats::report::direction(from, to, "suwon"))
+                .collect();
+        assert_eq!(directions.len(), 4, "{directions:?}");
+        needed.extend(directions.iter().map(|d| format!("direction.{d}")));
         let emitted = needed.len();
         needed.extend(keys_used(INDEX_HTML));
         needed.extend(keys_used(APP_JS));

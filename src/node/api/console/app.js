@@ -56,10 +56,11 @@ function hasLabel(key) {
 function applyLabels() {
   if (!LABELS) return; // still loading: the page's built-in Korean stays until then
   document.documentElement.lang = lang;
-  document.title = t('title');
   for (const e of document.querySelectorAll('[data-i18n]')) {
     e.textContent = t(e.dataset.i18n);
   }
+  // The page's title is the heading's (which names a manager's console differently).
+  document.title = t(document.getElementById('title').dataset.i18n);
   for (const e of document.querySelectorAll('[data-i18n-aria-label]')) {
     e.setAttribute('aria-label', t(e.dataset.i18nAriaLabel));
   }
@@ -437,6 +438,10 @@ async function detectRole() {
  */
 function applyRole(role) {
   document.body.dataset.role = role;
+  if (role === 'manager') {
+    document.getElementById('title').dataset.i18n = 'title.manager';
+    applyLabels();
+  }
   for (const button of document.querySelectorAll('nav button')) {
     button.hidden = role === 'manager' && button.dataset.view !== 'stats';
   }

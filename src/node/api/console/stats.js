@@ -145,11 +145,14 @@ function countsTable(id, captionKey, table, columns, withType, minCount) {
       for (const c of row.counts) tr.append(countCell(c, minCount));
       tr.append(countCell(row.total, minCount));
     }),
-    (tr) => {
-      totalsHeader(tr, lead.length);
-      for (const c of table.totals) tr.append(countCell(c, minCount));
-      tr.append(countCell(table.total, minCount));
-    },
+    // The outcomes have no column totals (they would let hidden cells be worked out).
+    Array.isArray(table.totals)
+      ? (tr) => {
+          totalsHeader(tr, lead.length);
+          for (const c of table.totals) tr.append(countCell(c, minCount));
+          tr.append(countCell(table.total, minCount));
+        }
+      : null,
   );
 }
 
@@ -425,7 +428,7 @@ function renderStats(result, stats) {
   const messages = countsTable('stats-messages', 'st.messages', stats.messages, periods, true, n);
   const outcomes = countsTable('stats-outcomes', 'st.outcomes', stats.outcomes, stats.outcomes.columns.map((c) => columnName('outcome.', c)), false, n);
   const acceptance = countsTable('stats-acceptance', 'st.acceptance', stats.acceptance_distribution, stats.acceptance_distribution.columns.map((c) => columnName('band.', c)), false, n);
-  const all = (table) => [...table.rows.flatMap((r) => [...r.counts, r.total]), ...table.totals, table.total];
+  const all = (table) => [...table.rows.flatMap((r) => [...r.counts, r.total]), ...(table.totals || []), table.total];
   const chartOr = (rows, draw, tableId) => {
     if (!rows.length) return el('p', t('empty'));
     const chart = draw(stats, tableId);
