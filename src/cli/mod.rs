@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod privacy;
 pub(crate) mod progress;
 pub mod serve;
+pub mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +73,10 @@ pub enum Command {
     /// subject's disclosures, the audit chain), over mTLS with the officer's certificate.
     #[command(subcommand)]
     Privacy(crate::cli::privacy::PrivacyCommand),
+    /// Referral statistics of the center or the federation (a manager's or officer's
+    /// certificate): messages, outcomes, times, refusals and withdrawals, small counts
+    /// suppressed.
+    Stats(crate::cli::stats::StatsArgs),
     /// Sign or verify the federation directory.
     #[command(subcommand)]
     Directory(directory::DirectoryCommand),
@@ -120,25 +125,18 @@ pub fn run(cli: Cli) -> ExitCode {
             against_node(crate::cli::outbox::run(&config, command))
         }
         Command::Privacy(command) => {
-            let officer = command.officer();
-            let target = match (&officer.config, &officer.url, &officer.ca) {
-                (Some(path), _, _) => match Config::load(path) {
-                    Ok(c) => node_client::Target::of_config(&c),
-                    Err(e) => return fail(EXIT_CONFIG, &e),
-                },
-                (None, Some(url), Some(ca)) => match node_client::Target::at(url, ca) {
-                    Ok(t) => t,
-                    Err(e) => return fail(e.exit_code(), &e),
-                },
-                // clap requires `--config`, or `--url` with `--ca`.
-                _ => {
-                    return fail(
-                        EXIT_USAGE,
-                        &"name the node: --config FILE, or --url URL --ca FILE",
-                    )
-                }
+            let target = match staff_target(command.officer()) {
+                Ok(t) => t,
+                Err(code) => return code,
             };
             against_node(async move { crate::cli::privacy::run(&target, &command).await })
+        }
+        Command::Stats(args) => {
+            let target = match staff_target(&args.caller) {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
+            against_node(async move { crate::cli::stats::run(&target, &args).await })
         }
         Command::Directory(command) => finish(directory::run(&command), |_| EXIT_FAILURE),
         Command::Compact(args) => finish(compact::run(&args), |e| match e {
@@ -170,6 +168,27 @@ pub fn run(cli: Cli) -> ExitCode {
 /// Runs `call` (a request to a running node) and prints its answer, or fails with the exit
 /// code its error says (`AdminError::exit_code`: refused, unreachable, or the caller's
 /// files).
+/// The node an officer's or manager's command asks: from its config on the node's host,
+/// or its URL and CA elsewhere; the exit code if neither works.
+fn staff_target(
+    caller: &crate::cli::privacy::OfficerArgs,
+) -> Result<node_client::Target, ExitCode> {
+    match (&caller.config, &caller.url, &caller.ca) {
+        (Some(path), _, _) => match Config::load(path) {
+            Ok(c) => Ok(node_client::Target::of_config(&c)),
+            Err(e) => Err(fail(EXIT_CONFIG, &e)),
+        },
+        (None, Some(url), Some(ca)) => {
+            node_client::Target::at(url, ca).map_err(|e| fail(e.exit_code(), &e))
+        }
+        // clap requires `--config`, or `--url` with `--ca`.
+        _ => Err(fail(
+            EXIT_USAGE,
+            &"name the node: --config FILE, or --url URL --ca FILE",
+        )),
+    }
+}
+
 fn against_node<Fut>(call: Fut) -> ExitCode
 where
     Fut: std::future::Future<Output = Result<String, crate::cli::node_client::AdminError>>,

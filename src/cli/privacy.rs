@@ -33,7 +33,8 @@ pub struct OfficerArgs {
     /// With `--url`: the CA certificate (PEM) the node's certificate is checked against.
     #[arg(long, requires = "url")]
     pub ca: Option<PathBuf>,
-    /// The officer's client certificate (PEM), SAN `urn:plusgate:officer:<center>:<name>`.
+    /// The officer's client certificate (PEM), SAN `urn:plusgate:officer:<center>:<name>`
+    /// (for `plusgate stats`, a manager's `urn:plusgate:manager:<center>:<name>` too).
     #[arg(long)]
     pub cert: PathBuf,
     /// Its private key (PKCS#8 PEM).
@@ -59,7 +60,7 @@ pub struct Range {
 const UTF8_BOM: char = '\u{FEFF}';
 
 /// `csv` starting with [`UTF8_BOM`], exactly once.
-fn with_bom(csv: String) -> String {
+pub(crate) fn with_bom(csv: String) -> String {
     if csv.starts_with(UTF8_BOM) {
         csv
     } else {

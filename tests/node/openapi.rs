@@ -527,6 +527,14 @@ async fn examples_and_real_answers_validate_against_the_document() {
         let response = officer.get(&path).await.expect("response");
         check_answer(&fetched, &path, "get", &response);
     }
+    let manager = node.agent("suwon/manager", HttpVersion::Http1);
+    let response = manager.get("/v1/stats?by=day").await.expect("response");
+    assert_eq!(response.status.as_u16(), 200, "{}", response.text());
+    check_answer(&fetched, "/v1/stats", "get", &response);
+    let response = manager.get("/v1/stats?by=hour").await.expect("response");
+    check_answer(&fetched, "/v1/stats", "get", &response);
+    let response = manager.get("/v1/privacy/consents").await.expect("response");
+    check_answer(&fetched, "/v1/privacy/consents", "get", &response);
     for path in ["/healthz", "/readyz"] {
         let response = welfare.get(path).await.expect("response");
         check_answer(&fetched, path, "get", &response);

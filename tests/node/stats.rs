@@ -463,7 +463,7 @@ async fn three_centers_get_every_cell_true_or_suppressed_and_nothing_can_be_work
     assert_no_hidden_cell_is_determined(&[dist], &[]);
 
     let refusals = Published::of(&s["refusals"]);
-    let mut want = vec![
+    let mut want = [
         (wrong_recipient.clone(), vec![2, 0]),
         (no_consent.clone(), vec![6, 0]),
     ];
@@ -674,6 +674,57 @@ async fn managers_and_officers_see_statistics_and_nobody_else_does() {
             "{query}: {p}"
         );
     }
+    // The command line: the same numbers.
+    let id = fed.identity("suwon/manager");
+    let config = fed.config_path("suwon").display().to_string();
+    let (cert, key) = (id.cert.display().to_string(), id.key.display().to_string());
+    let done = crate::support::run_to_exit(
+        &[
+            "stats",
+            "--config",
+            &config,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-02-28",
+            "--format",
+            "csv",
+        ],
+        fed.dir(),
+        std::time::Duration::from_secs(30),
+    );
+    assert!(done.status.success(), "{}", done.stderr);
+    assert!(
+        done.stdout
+            .starts_with("\u{feff}table,from,to,type,direction,reason,column,value\r\n"),
+        "{}",
+        done.stdout
+    );
+    assert!(done.stdout.contains("withdrawals,*,*,*,*,*,2026-02,0\r\n"));
+    let done = crate::support::run_to_exit(
+        &[
+            "stats", "--config", &config, "--cert", &cert, "--key", &key, "--by", "week",
+        ],
+        fed.dir(),
+        std::time::Duration::from_secs(30),
+    );
+    let answer: Value = serde_json::from_str(&done.stdout).expect("JSON");
+    assert_eq!(answer["by"], "week");
+    let officer_only = crate::support::run_to_exit(
+        &[
+            "privacy", "consents", "--config", &config, "--cert", &cert, "--key", &key,
+        ],
+        fed.dir(),
+        std::time::Duration::from_secs(30),
+    );
+    assert!(
+        !officer_only.status.success(),
+        "a manager cannot list consents"
+    );
     // CSV: a byte-order mark, the header, a line per cell.
     let r = manager
         .get("/v1/stats?format=csv&from=2026-01-01&to=2026-02-28")

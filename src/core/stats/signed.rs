@@ -118,7 +118,7 @@ mod tests {
 
     fn statement() -> Statement {
         Statement {
-            center: CenterId::parse("suwon").unwrap(),
+            center: CenterId::parse("suwon").expect("test value"),
             from: "2026-01-01".into(),
             to: "2026-01-31".into(),
             by: By::Month,
@@ -133,9 +133,9 @@ mod tests {
 
     #[test]
     fn a_signed_statement_opens_only_with_its_key_and_question() {
-        let key = SigningKey::generate().unwrap().0;
-        let other = SigningKey::generate().unwrap().0;
-        let suwon = CenterId::parse("suwon").unwrap();
+        let key = SigningKey::generate().expect("test value").0;
+        let other = SigningKey::generate().expect("test value").0;
+        let suwon = CenterId::parse("suwon").expect("test value");
         let asked = ("2026-01-01", "2026-01-31", By::Month);
         let signed = Signed::sign(&key, &statement());
         assert_eq!(
@@ -157,7 +157,7 @@ mod tests {
         ));
         assert!(matches!(
             signed.open(
-                &CenterId::parse("jeonju").unwrap(),
+                &CenterId::parse("jeonju").expect("test value"),
                 &key.public_key(),
                 asked,
                 1
@@ -171,7 +171,7 @@ mod tests {
         // One changed number breaks the signature.
         let text = signed.statement.get().replace("[3]", "[4]");
         let forged = Signed {
-            statement: RawValue::from_string(text).unwrap(),
+            statement: RawValue::from_string(text).expect("test value"),
             signature: signed.signature.clone(),
         };
         assert!(matches!(

@@ -74,6 +74,9 @@ impl Grid {
     }
 }
 
+/// The three cells that close a rectangle through a hidden one.
+type Corners = [(usize, usize); 3];
+
 /// Which cells of a [`Grid`] are hidden.
 pub type Mask = Vec<Vec<bool>>;
 
@@ -95,7 +98,8 @@ pub fn protect(grid: &Grid, forced: &[(usize, usize)]) -> Mask {
         hidden[r][c] = true;
     }
     while let Some((r, c)) = first_bridge(&hidden, rows, cols) {
-        let mut best: Option<(u64, usize, [(usize, usize); 3])> = None;
+        // (cost, cells newly hidden, the three corners)
+        let mut best: Option<(u64, usize, Corners)> = None;
         for r2 in (0..rows).filter(|r2| *r2 != r) {
             for c2 in (0..cols).filter(|c2| *c2 != c) {
                 let corners = [(r, c2), (r2, c), (r2, c2)];
@@ -125,8 +129,8 @@ pub fn protect(grid: &Grid, forced: &[(usize, usize)]) -> Mask {
         let Some((_, _, corners)) = best else {
             // Unreachable for a grid with its totals: the totals' rectangle is usable.
             // Hiding the whole row keeps the promise anyway.
-            for x in 0..cols {
-                hidden[r][x] = grid.cells[r][x] > 0 || hidden[r][x];
+            for (h, v) in hidden[r].iter_mut().zip(&grid.cells[r]) {
+                *h = *h || *v > 0;
             }
             break;
         };

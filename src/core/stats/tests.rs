@@ -9,7 +9,7 @@ use super::*;
 
 #[test]
 fn periods_are_clipped_calendar_months_iso_weeks_and_days() {
-    let m = periods(date!(2026 - 01 - 15), date!(2026 - 03 - 02), By::Month).unwrap();
+    let m = periods(date!(2026 - 01 - 15), date!(2026 - 03 - 02), By::Month).expect("test value");
     let labels: Vec<_> = m.iter().map(|p| p.label.as_str()).collect();
     assert_eq!(labels, ["2026-01", "2026-02", "2026-03"]);
     assert_eq!(
@@ -22,7 +22,7 @@ fn periods_are_clipped_calendar_months_iso_weeks_and_days() {
     );
 
     // 2026-01-01 is a Thursday, in ISO week 2026-W01.
-    let w = periods(date!(2026 - 01 - 01), date!(2026 - 01 - 12), By::Week).unwrap();
+    let w = periods(date!(2026 - 01 - 01), date!(2026 - 01 - 12), By::Week).expect("test value");
     let labels: Vec<_> = w.iter().map(|p| p.label.as_str()).collect();
     assert_eq!(labels, ["2026-W01", "2026-W02", "2026-W03"]);
     assert_eq!(w[0].to, date!(2026 - 01 - 04));
@@ -31,7 +31,7 @@ fn periods_are_clipped_calendar_months_iso_weeks_and_days() {
         (date!(2026 - 01 - 05), date!(2026 - 01 - 11))
     );
 
-    let d = periods(date!(2024 - 02 - 28), date!(2024 - 03 - 01), By::Day).unwrap();
+    let d = periods(date!(2024 - 02 - 28), date!(2024 - 03 - 01), By::Day).expect("test value");
     assert_eq!(d.len(), 3, "2024 is a leap year");
 
     assert!(matches!(
@@ -44,7 +44,7 @@ fn periods_are_clipped_calendar_months_iso_weeks_and_days() {
     ));
     assert_eq!(
         periods(date!(2026 - 01 - 01), date!(2026 - 12 - 31), By::Day)
-            .unwrap()
+            .expect("test value")
             .len(),
         365
     );
@@ -97,18 +97,22 @@ fn outcome_columns_follow_the_referral_status_schema() {
     assert!(takes_on("in-progress") && !takes_on("declined") && !takes_on("requested"));
     // Every status of the schema but `requested` has its own column.
     let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../../../schemas/referral-status.v1.json")).unwrap();
-    for s in schema["properties"]["status"]["enum"].as_array().unwrap() {
-        let s = s.as_str().unwrap();
+        serde_json::from_str(include_str!("../../../schemas/referral-status.v1.json"))
+            .expect("test value");
+    for s in schema["properties"]["status"]["enum"]
+        .as_array()
+        .expect("test value")
+    {
+        let s = s.as_str().expect("test value");
         let col = outcome_column(Some(s), Some("employed"));
         assert!(OUTCOME_COLUMNS.contains(&col));
         assert_eq!(col == "no-answer", s == "requested", "{s}");
     }
     for c in schema["properties"]["outcome"]["properties"]["code"]["enum"]
         .as_array()
-        .unwrap()
+        .expect("test value")
     {
-        let col = format!("completed:{}", c.as_str().unwrap());
+        let col = format!("completed:{}", c.as_str().expect("test value"));
         assert!(OUTCOME_COLUMNS.contains(&col.as_str()), "{col}");
     }
 }
@@ -122,7 +126,7 @@ fn day(referrals: u64, outcome: &str) -> PairDay {
 
 #[test]
 fn folding_puts_days_into_their_periods_and_merging_adds_answers() {
-    let ps = periods(date!(2026 - 01 - 01), date!(2026 - 02 - 28), By::Month).unwrap();
+    let ps = periods(date!(2026 - 01 - 01), date!(2026 - 02 - 28), By::Month).expect("test value");
     let mut f = Folder::new(ps.clone());
     f.add_pair(date!(2026 - 01 - 05), "a/x", "a/y", &day(3, "accepted"));
     f.add_pair(date!(2026 - 02 - 05), "a/x", "a/y", &day(4, "no-answer"));
@@ -149,7 +153,7 @@ fn folding_puts_days_into_their_periods_and_merging_adds_answers() {
     g.add_pair(date!(2026 - 01 - 09), "b/x", "a/y", &day(6, "declined"));
     g.add_pair(date!(2026 - 01 - 09), "a/x", "a/y", &day(1, "declined"));
     let (_, other) = g.finish();
-    other.check_shape(2).unwrap();
+    other.check_shape(2).expect("test value");
     raw.merge(other);
     assert_eq!(raw.pairs.len(), 2);
     assert_eq!(raw.pairs[0].messages["referral"], vec![4, 4]);
@@ -159,7 +163,7 @@ fn folding_puts_days_into_their_periods_and_merging_adds_answers() {
 
 #[test]
 fn the_report_suppresses_small_counts_and_the_cells_that_would_give_them_away() {
-    let ps = periods(date!(2026 - 01 - 01), date!(2026 - 02 - 28), By::Month).unwrap();
+    let ps = periods(date!(2026 - 01 - 01), date!(2026 - 02 - 28), By::Month).expect("test value");
     let mut f = Folder::new(ps.clone());
     // a/x -> a/y: 3 in January (accepted), 12 in February (no answer).
     f.add_pair(date!(2026 - 01 - 05), "a/x", "a/y", &day(3, "accepted"));
@@ -194,8 +198,13 @@ fn the_report_suppresses_small_counts_and_the_cells_that_would_give_them_away() 
     assert_eq!(m["rows"][1]["direction"], "sent");
     // 3 is hidden, and so is a rectangle through it: 12 and 20, 30 or the totals.
     assert_eq!(m["rows"][0]["counts"][0], json!(null));
-    let hidden =
-        |v: &serde_json::Value| v.as_array().unwrap().iter().filter(|x| x.is_null()).count();
+    let hidden = |v: &serde_json::Value| {
+        v.as_array()
+            .expect("test value")
+            .iter()
+            .filter(|x| x.is_null())
+            .count()
+    };
     assert!(hidden(&m["rows"][0]["counts"]) + usize::from(m["rows"][0]["total"].is_null()) >= 2);
     // Outcomes: 3 accepted hidden; a/x->a/y's total equals its messages total, so both are
     // hidden or both shown.

@@ -367,7 +367,7 @@ mod tests {
     #[test]
     fn a_question_takes_days_grouping_scope_and_format_and_nothing_else() {
         let today = date!(2026 - 11 - 30);
-        let q = Question::parse(None, today, true).unwrap();
+        let q = Question::parse(None, today, true).expect("test value");
         assert_eq!(
             (q.from, q.to, q.by, q.scope, q.csv),
             (
@@ -383,7 +383,7 @@ mod tests {
             today,
             true,
         )
-        .unwrap();
+        .expect("test value");
         assert_eq!((q.by, q.scope, q.csv), (By::Day, Scope::Federation, true));
         assert_eq!(default_from(date!(2026 - 01 - 15)), date!(2025 - 02 - 01));
         for bad in [

@@ -130,8 +130,9 @@ fn rank(mut m: Vec<Vec<f64>>) -> usize {
         for r in 0..m.len() {
             if r != rank && m[r][c].abs() > 1e-9 {
                 let f = m[r][c] / pivot;
-                for k in c..cols {
-                    m[r][k] -= f * m[rank][k];
+                let pivot_row = m[rank].clone();
+                for (x, p) in m[r].iter_mut().zip(&pivot_row).skip(c) {
+                    *x -= f * p;
                 }
             }
         }
