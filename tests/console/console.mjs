@@ -555,8 +555,8 @@ async function main() {
         if (m.type() === 'error') errors.push(`console error: ${m.text()}`);
       });
       await open(other);
-      assert.equal(await other.textContent('#title'), 'plusgate 센터 관리자 콘솔 (통계)');
-      assert.equal(await other.title(), 'plusgate 센터 관리자 콘솔 (통계)');
+      assert.equal(await other.textContent('#title'), 'plusgate 센터 운영 관리자 콘솔 (통계)');
+      assert.equal(await other.title(), 'plusgate 센터 운영 관리자 콘솔 (통계)');
       const tabs = await other.locator('nav button').evaluateAll((bs) => bs.filter((b) => !b.hidden).map((b) => b.dataset.view));
       assert.deepEqual(tabs, ['stats']);
       assert.equal(await other.isVisible('#view-stats'), true);

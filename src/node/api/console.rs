@@ -229,6 +229,12 @@ mod tests {
         };
         let (ko, en) = (language("ko"), language("en"));
         assert_eq!(ko, en, "Korean and English label the same keys");
+        // JSON lets a key repeat (the last wins), as a merge of two branches can leave it.
+        let label_lines = LABELS_JSON
+            .lines()
+            .filter(|l| l.starts_with("    \""))
+            .count();
+        assert_eq!(label_lines, ko.len() + en.len(), "a label key is repeated");
         assert_eq!(catalogue.as_object().map(|o| o.len()), Some(2));
 
         let mut needed: BTreeSet<String> = BTreeSet::new();
