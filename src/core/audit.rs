@@ -63,6 +63,32 @@ pub enum Action {
     /// A consent (or a change of its status) arrived from another center's node with a
     /// message or a withdrawal notice (actor: that node; detail: the status it brought).
     ConsentReceived,
+    /// The node of a forwarded message's recipient reported, signed, that the recipient
+    /// first pulled it or acknowledged it, and this node recorded that on the message's
+    /// delivery (actor: that node; detail: the times it reported and its signature).
+    PickupReported,
+}
+
+impl Action {
+    /// Every action, in declaration order: what the console's label catalogue must cover
+    /// (a unit test keeps the list whole).
+    pub const ALL: [Action; 15] = [
+        Action::Accepted,
+        Action::Leased,
+        Action::Acked,
+        Action::Received,
+        Action::Delivered,
+        Action::DeadLettered,
+        Action::Requeued,
+        Action::ConsentRegistered,
+        Action::ConsentWithdrawn,
+        Action::Queried,
+        Action::Refused,
+        Action::Withheld,
+        Action::Purged,
+        Action::ConsentReceived,
+        Action::PickupReported,
+    ];
 }
 
 /// One entry of the chain.

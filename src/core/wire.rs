@@ -37,6 +37,14 @@
 //! checkpoints that contradict each other), which the other checks against its own key and
 //! keeps: a node whose log was cut back learns it from its peers.
 //!
+//! The loop closes the other way with **pickup reports**: when an agency at B first pulls,
+//! and then acknowledges, a message A handed over, B signs what happened (the message's key
+//! and digest, B's center, when it was first pulled, when it was acknowledged) and a later
+//! batch from B to A carries it (`pickups`). A checks the signature against B's key in the
+//! directory and that it holds B's receipt for exactly that message, and answers each report
+//! (`BatchResult::pickups`): taken, or refused for good with the reason; a report left out of
+//! the answer is sent again.
+//!
 //! Architecture invariant: a receipt is signed only for a message already durable at the
 //! receiving node; a retried hand-over gets the original receipt (the same facts signed
 //! again: Ed25519 signatures are deterministic).
@@ -90,17 +98,30 @@ pub const LINKS_MAX: usize = 256;
 /// Most pieces of evidence a batch or an answer carries against the other node.
 pub const EVIDENCE_MAX: usize = 4;
 
+/// Most pickup reports a batch carries (more wait for the next batch).
+pub const PICKUPS_MAX: usize = 1000;
+
 /// Domain separation for receipt signatures (never valid as any other signed statement).
 const RECEIPT_CONTEXT: &[u8] = b"plusgate receipt v1";
 
+/// Domain separation for pickup report signatures (never valid as a receipt, a checkpoint
+/// or any other signed statement).
+const PICKUP_CONTEXT: &[u8] = b"plusgate pickup v1";
+
 /// A batch of messages handed from one node to another.
 ///
-/// The sender builds a `Batch` of [`WireMessage`]s. The receiver parses a `Batch<Value>`:
-/// the batch's shape is checked whole (a bad one is refused whole), each message on its own
-/// (a bad one is refused alone, with the reason, and the rest are taken).
+/// The sender builds a `Batch` of [`WireMessage`]s and [`PickupReport`]s. The receiver parses
+/// a `Batch<Value, Value>`: the batch's shape is checked whole (a bad one is refused whole),
+/// each message and each report on its own (a bad one is refused alone, with the reason,
+/// and the rest are taken).
+///
+/// Unknown members are refused (`deny_unknown_fields`), so a node that predates a member
+/// answers a batch carrying it with 400: the sender leaves out what is new (`pickups`) when
+/// its peer refuses it (`forwarder::round`), and the answer carries a new member only when
+/// the batch did.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Batch<M = WireMessage> {
+pub struct Batch<M = WireMessage, R = PickupReport> {
     /// In outbox order: the receiver takes them into inboxes in this order.
     pub messages: Vec<M>,
     /// The consents the messages cite, and consents whose withdrawal this center is to be
@@ -113,6 +134,11 @@ pub struct Batch<M = WireMessage> {
     /// sender's status can say so.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub withheld: Vec<WithheldReport>,
+    /// Messages the receiving node handed over earlier that an agency at the sending node
+    /// has since pulled or acknowledged, signed by the sending node; at most
+    /// [`PICKUPS_MAX`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pickups: Vec<R>,
     /// The sending node's latest checkpoint of its audit chain, for the receiver to keep.
     /// Absent when the sender has none (`null` is refused, as it always was).
     #[serde(
@@ -251,6 +277,11 @@ pub struct BatchResult {
     /// Evidence the receiver keeps against the sender, at most [`EVIDENCE_MAX`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<Evidence>,
+    /// What became of the batch's pickup reports: one for each report taken or refused for
+    /// good; a report without one is sent again later. Absent when the batch carried none,
+    /// so a sender that predates reports never sees the member.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pickups: Vec<PickupResult>,
 }
 
 /// What became of one message of a batch.
@@ -352,6 +383,140 @@ impl Receipt {
     }
 }
 
+/// A signed statement by the node of a message's recipient that the recipient pulled it
+/// (and perhaps acknowledged it): what closes the loop at the message's origin, which
+/// otherwise only knows that it delivered the message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PickupReport {
+    /// The message's key, `<from>/<id>` (`message::MessageId`): its sender is an agency of
+    /// the node the report goes to.
+    pub message_id: String,
+    /// The message's digest (hex SHA-256 fingerprint), as the origin's receipt names it.
+    pub digest: String,
+    /// The reporting node's center: the recipient's.
+    pub node: CenterId,
+    /// When the recipient first pulled it (RFC 3339, the reporting node's clock).
+    pub first_pulled_at: String,
+    /// When the recipient acknowledged it, once it has.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub acked_at: Option<String>,
+    /// Ed25519 signature (hex) by the reporting node's signing key.
+    pub signature: String,
+}
+
+impl PickupReport {
+    /// Signs a report as `node` with `key`.
+    pub fn sign(
+        key: &SigningKey,
+        node: &CenterId,
+        message_id: &str,
+        digest: &str,
+        first_pulled_at: &str,
+        acked_at: Option<&str>,
+    ) -> PickupReport {
+        let bytes = pickup_bytes(message_id, digest, node, first_pulled_at, acked_at);
+        PickupReport {
+            message_id: message_id.to_owned(),
+            digest: digest.to_owned(),
+            node: node.clone(),
+            first_pulled_at: first_pulled_at.to_owned(),
+            acked_at: acked_at.map(str::to_owned),
+            signature: crate::core::hex::encode(&key.sign(&bytes)),
+        }
+    }
+
+    /// True if the signature is `key`'s over this report's fields.
+    pub fn verify(&self, key: &PublicKey) -> bool {
+        let Some(signature) = crate::core::hex::decode(&self.signature) else {
+            return false;
+        };
+        let bytes = pickup_bytes(
+            &self.message_id,
+            &self.digest,
+            &self.node,
+            &self.first_pulled_at,
+            self.acked_at.as_deref(),
+        );
+        key.verify(&bytes, &signature)
+    }
+
+    /// Checks a report `sender` handed over: it must be `sender`'s own, its times RFC 3339,
+    /// and signed with `key`, `sender`'s key from the directory. (Whether the message went
+    /// to `sender` is the origin's store's to say.)
+    pub fn check(&self, sender: &CenterId, key: &PublicKey) -> Result<(), PickupError> {
+        if &self.node != sender {
+            return Err(PickupError::OtherNode {
+                named: self.node.clone(),
+                sender: sender.clone(),
+            });
+        }
+        let times = std::iter::once(("first_pulled_at", Some(&self.first_pulled_at)))
+            .chain(std::iter::once(("acked_at", self.acked_at.as_ref())));
+        for (field, value) in times {
+            if let Some(value) = value {
+                if crate::core::time::parse(value).is_none() {
+                    return Err(PickupError::NotATime {
+                        field,
+                        value: value.chars().take(40).collect(),
+                    });
+                }
+            }
+        }
+        if !self.verify(key) {
+            return Err(PickupError::BadSignature {
+                node: sender.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why a pickup report proves nothing by itself. The reporting node is at fault (or
+/// someone between the nodes); the report is refused for good, and changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PickupError {
+    /// It names another node than the one that sent it: a node reports only for its own
+    /// agencies (and never relays).
+    #[error("the report names node {named}, but {sender} sent it")]
+    OtherNode {
+        /// The node the report names.
+        named: CenterId,
+        /// The node that sent it.
+        sender: CenterId,
+    },
+    /// A time that is not RFC 3339.
+    #[error("{field} {value:?} is not an RFC 3339 time")]
+    NotATime {
+        /// Which field.
+        field: &'static str,
+        /// Its beginning.
+        value: String,
+    },
+    /// The signature is not the node's (per the directory).
+    #[error("the report's signature does not verify against {node}'s key in the directory")]
+    BadSignature {
+        /// The node that sent it.
+        node: CenterId,
+    },
+}
+
+/// What became of one pickup report of a batch: taken (`refused` absent), or refused for
+/// good with the reason. Either way the reporting node drops it from its queue.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PickupResult {
+    /// The report's `message_id`, as far as it could be read.
+    pub message_id: String,
+    /// Why the report will never be taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
 /// Why a receipt does not prove what it should. The receiving node is at fault (or someone
 /// between the nodes); the message stays in the outbox and is sent again, and the peer
 /// answers a resend with its original receipt.
@@ -406,76 +571,32 @@ fn signed_bytes(message_id: &str, digest: &str, node: &CenterId, received_at: &s
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn receipt(key: &SigningKey) -> Receipt {
-        Receipt::sign(
-            key,
-            &CenterId::parse("jeongeup").expect("center"),
-            "ref-1",
-            "ab12",
-            "2026-11-26T03:00:00.000Z",
-        )
+/// The bytes a pickup report's signature covers: a context string and each field,
+/// length-prefixed, with a presence byte before `acked_at`, so that no two different reports
+/// share the same bytes (an empty acknowledgement time is not an absent one).
+fn pickup_bytes(
+    message_id: &str,
+    digest: &str,
+    node: &CenterId,
+    first_pulled_at: &str,
+    acked_at: Option<&str>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(192);
+    let acked: &[u8] = if acked_at.is_some() { &[1] } else { &[0] };
+    for field in [
+        PICKUP_CONTEXT,
+        message_id.as_bytes(),
+        digest.as_bytes(),
+        node.as_str().as_bytes(),
+        first_pulled_at.as_bytes(),
+        acked,
+        acked_at.unwrap_or_default().as_bytes(),
+    ] {
+        out.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        out.extend_from_slice(field);
     }
-
-    #[test]
-    fn a_receipt_verifies_against_its_signers_key_only() {
-        let (key, _) = SigningKey::generate().expect("key");
-        let (other, _) = SigningKey::generate().expect("key");
-        let r = receipt(&key);
-        let peer = CenterId::parse("jeongeup").expect("center");
-        assert_eq!(r.check(&peer, &key.public_key(), "ref-1", "ab12"), Ok(()));
-        assert_eq!(
-            r.check(&peer, &other.public_key(), "ref-1", "ab12"),
-            Err(ReceiptError::BadSignature { peer: peer.clone() })
-        );
-    }
-
-    #[test]
-    fn every_field_is_covered_by_the_signature() {
-        let (key, _) = SigningKey::generate().expect("key");
-        let public = key.public_key();
-        let good = receipt(&key);
-        let mut altered = Vec::new();
-        let mut r = good.clone();
-        r.message_id.push('x');
-        altered.push(r);
-        let mut r = good.clone();
-        r.digest = "ab13".into();
-        altered.push(r);
-        let mut r = good.clone();
-        r.node = CenterId::parse("suwon").expect("center");
-        altered.push(r);
-        let mut r = good.clone();
-        r.received_at = "2026-11-26T03:00:01.000Z".into();
-        altered.push(r);
-        let mut r = good.clone();
-        r.signature.replace_range(0..2, "00");
-        altered.push(r);
-        for r in altered {
-            assert!(!r.verify(&public), "{r:?} must not verify");
-        }
-    }
-
-    #[test]
-    fn a_receipt_for_another_message_or_digest_or_node_is_refused() {
-        let (key, _) = SigningKey::generate().expect("key");
-        let r = receipt(&key);
-        let peer = CenterId::parse("jeongeup").expect("center");
-        let other = CenterId::parse("gangseo").expect("center");
-        assert!(matches!(
-            r.check(&other, &key.public_key(), "ref-1", "ab12"),
-            Err(ReceiptError::OtherNode { .. })
-        ));
-        assert!(matches!(
-            r.check(&peer, &key.public_key(), "ref-2", "ab12"),
-            Err(ReceiptError::OtherMessage { .. })
-        ));
-        assert!(matches!(
-            r.check(&peer, &key.public_key(), "ref-1", "ab13"),
-            Err(ReceiptError::OtherDigest { .. })
-        ));
-    }
+    out
 }
+
+#[cfg(test)]
+mod tests;

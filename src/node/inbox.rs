@@ -312,17 +312,7 @@ impl Inbox {
     ) -> Result<Vec<MessageRecord>, InboxError> {
         let items = taken
             .iter()
-            .filter_map(|m| {
-                Some(LeaseItem {
-                    id: MessageId::from_key(&m.id)?,
-                    from: m.from.clone(),
-                    subject: m.subject.clone(),
-                    consent_id: m.consent_id.clone(),
-                    consent_by: m.consent_by.clone(),
-                    message_type: m.message_type.clone(),
-                    accepted_at: m.accepted_at.clone(),
-                })
-            })
+            .filter_map(|m| Some(LeaseItem::of(MessageId::from_key(&m.id)?, m)))
             .collect();
         match self.ledger.lease(recipient.clone(), items).await {
             Ok(leased) => Ok(taken

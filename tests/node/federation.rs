@@ -193,13 +193,34 @@ async fn a_referral_to_another_center_arrives_once_and_its_status_comes_back() {
         .expect("JSON");
     assert_eq!(seen["lifecycle"]["status"], json!("completed"), "{seen}");
 
+    // B reported the pull and the ack back to A (signed pickup reports).
+    let seen = wait_for_status(&a, "ref-remote-loop", |s| s["acked_at"].is_string()).await;
+    assert!(seen["first_pulled_at"].is_string(), "{seen}");
+
     // Each side can prove afterwards what was handed over, when, and to whom.
     let (mut a, mut b) = (a, b);
     assert!(a.stop().success());
     assert!(b.stop().success());
     let signature = receipt["signature"].as_str().expect("signature").to_owned();
     let digest = receipt["digest"].as_str().expect("digest").to_owned();
-    let at_a = audit_of(&fed, "suwon", "ref-remote-loop");
+    let mut at_a = audit_of(&fed, "suwon", "ref-remote-loop");
+    // The pull and the ack, reported by B: as one report, or two when the pull's went
+    // before the ack.
+    let reported = at_a.split_off(2);
+    assert!((1..=2).contains(&reported.len()), "{reported:?}");
+    for (action, actor, detail) in &reported {
+        assert_eq!(action, "pickup-reported");
+        assert_eq!(*actor, format!("urn:plusgate:node:{center}"));
+        assert!(
+            detail.as_deref().is_some_and(|d| d.contains("signature")),
+            "{detail:?}"
+        );
+    }
+    let last = reported.last().and_then(|(_, _, d)| d.as_deref());
+    assert!(
+        last.is_some_and(|d| d.contains("acknowledged at")),
+        "{last:?}"
+    );
     assert_eq!(
         at_a,
         [

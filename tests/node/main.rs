@@ -30,6 +30,8 @@
 //! - `console`: the privacy officer's web console in headless Chromium (playwright-core);
 //! - `federation`: delivery between centers, crashes and outages on the way, dead letters,
 //!   the operator's outbox commands and the signed directory;
+//! - `pickups`: the sender sees when its message was first pulled and acknowledged at
+//!   another center (signed reports from the recipient's node), across crashes and outages;
 //! - `addressing`: nodes named by host name or IPv6 address, checked by their identity;
 //! - `upgrade`: a store of an older format is refused, and `plusgate migrate` upgrades it;
 //! - `syscalls`: every system call, socket family and mapping the node makes is one the
@@ -65,6 +67,7 @@ mod message_ids;
 mod openapi;
 mod ops;
 mod packages;
+mod pickups;
 mod privacy;
 mod push;
 mod reports;

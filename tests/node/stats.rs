@@ -342,9 +342,10 @@ async fn three_centers_get_every_cell_true_or_suppressed_and_nothing_can_be_work
         );
         push_accepted(&jeonju_welfare, &body).await;
     }
+    // ... and suwon hears of their first pulls at jeonju (reported back, signed).
     for (id, _) in &across {
         wait_for_status_as(&suwon_employment, id, |s| {
-            s["lifecycle"]["status"] == "accepted"
+            s["lifecycle"]["status"] == "accepted" && s["first_pulled_at"].is_string()
         })
         .await;
     }
@@ -452,6 +453,11 @@ async fn three_centers_get_every_cell_true_or_suppressed_and_nothing_can_be_work
         times(&times_rows[1], "acceptance"),
         (json!(259_200), json!(259_200)),
         "6 after 3 days"
+    );
+    assert_eq!(
+        times(&times_rows[1], "first_pull"),
+        (json!(3_110_000), json!(3_110_000)),
+        "6 pulled at jeonju 36 days later, as jeonju reported"
     );
 
     let dist = Published::of(&s["acceptance_distribution"]);

@@ -55,3 +55,36 @@ fn a_long_detail_is_bounded_when_appended() {
     let short = "refused by center gangseo: /payload/urgency: is not one of the allowed values";
     assert_eq!(bound_detail(short.to_owned()), short);
 }
+
+#[test]
+fn every_action_is_listed_once_under_its_own_name() {
+    // A new action does not compile here until it is placed; placing it means listing it
+    // in `Action::ALL` too, which the assertions below check.
+    let position = |a: Action| match a {
+        Action::Accepted => 0,
+        Action::Leased => 1,
+        Action::Acked => 2,
+        Action::Received => 3,
+        Action::Delivered => 4,
+        Action::DeadLettered => 5,
+        Action::Requeued => 6,
+        Action::ConsentRegistered => 7,
+        Action::ConsentWithdrawn => 8,
+        Action::Queried => 9,
+        Action::Refused => 10,
+        Action::Withheld => 11,
+        Action::Purged => 12,
+        Action::ConsentReceived => 13,
+        Action::PickupReported => 14,
+    };
+    for (i, action) in Action::ALL.into_iter().enumerate() {
+        assert_eq!(position(action), i, "{action:?}");
+        let name = serde_json::to_value(action).expect("name");
+        let back: Action = serde_json::from_value(name).expect("parses");
+        assert_eq!(back, action);
+    }
+    assert_eq!(
+        serde_json::to_value(Action::PickupReported).expect("name"),
+        "pickup-reported"
+    );
+}

@@ -203,12 +203,13 @@ mod tests {
     }
 
     /// Every value the node can emit into a view (consent statuses, problem types and
-    /// refusal reasons, roles, message types, where a chain check started, the statistics'
-    /// outcome columns, acceptance bands and pair directions) has a Korean and
-    /// an English label, and so has every label key the page and the script use. The lists
-    /// come from the Rust types that define the values, not from a copy.
+    /// refusal reasons, roles, message types, where a chain check started, audit actions,
+    /// the statistics' outcome columns, acceptance bands and pair directions) has a Korean
+    /// and an English label, and so has every label key the page and the scripts use. The
+    /// lists come from the Rust types that define the values, not from a copy.
     #[test]
     fn the_label_catalogue_covers_every_value_the_node_can_emit() {
+        use crate::core::audit::Action;
         use crate::core::consent::ConsentStatus;
         use crate::core::identity::Identity;
         use crate::core::message::MessageType;
@@ -256,6 +257,10 @@ mod tests {
                 .collect();
         assert_eq!(directions.len(), 4, "{directions:?}");
         needed.extend(directions.iter().map(|d| format!("direction.{d}")));
+        needed.extend(Action::ALL.map(|a| {
+            let name = serde_json::to_value(a).expect("an action has a name");
+            format!("action.{}", name.as_str().expect("a string"))
+        }));
         let emitted = needed.len();
         needed.extend(keys_used(INDEX_HTML));
         needed.extend(keys_used(APP_JS));

@@ -9,6 +9,10 @@
 //! - A receipt is signed only from what the ledger reports durable: the message, its inbox
 //!   entry and its `received` audit entry, written together. A resend gets the same receipt
 //!   again (same facts; Ed25519 signatures are deterministic).
+//! - A pickup report is answered only once the ledger has checked it (signed by the calling
+//!   node with its key from the directory, about a message this node delivered to exactly
+//!   that node) and made its effect durable; each report is answered on its own, and one
+//!   the ledger could not look at now is left unanswered, so the caller sends it again.
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -28,10 +32,11 @@ use crate::core::routing::{HandoverError, Route};
 use crate::core::schema::Violation;
 use crate::core::vault::VaultError;
 use crate::core::wire::{
-    Batch, BatchResult, ItemResult, Receipt, ResendAnswer, ResendRequest, WireConsent, WireMessage,
-    BATCH_LEN_MAX, EVIDENCE_MAX, LINKS_MAX, RESEND_MARGIN_S,
+    Batch, BatchResult, ItemResult, PickupReport, PickupResult, Receipt, ResendAnswer,
+    ResendRequest, WireConsent, WireMessage, BATCH_LEN_MAX, EVIDENCE_MAX, LINKS_MAX, PICKUPS_MAX,
+    RESEND_MARGIN_S,
 };
-use crate::node::ledger::{LedgerError, Submission};
+use crate::node::ledger::{LedgerError, PickupOutcome, Submission};
 use crate::node::store::StoreError;
 
 /// Largest batch body accepted (a forwarder builds at most `outbox::BATCH_BYTES_MAX`).
@@ -186,21 +191,27 @@ impl Api {
             messages,
             consents,
             withheld,
+            pickups,
             checkpoint,
             links,
             holds,
             evidence,
-        } = serde_json::from_value::<Batch<Value>>(body).map_err(|e| {
+        } = serde_json::from_value::<Batch<Value, Value>>(body).map_err(|e| {
             Problem::bad_request(format!(
                 "expected {{\"messages\": [...], \"consents\"?: [...], \"withheld\"?: [...], \
-                 \"checkpoint\"?: {{...}}, \"links\"?: [...], \"holds\"?: N, \
-                 \"evidence\"?: [...]}}: {}",
+                 \"pickups\"?: [...], \"checkpoint\"?: {{...}}, \"links\"?: [...], \
+                 \"holds\"?: N, \"evidence\"?: [...]}}: {}",
                 crate::core::json::describe_error(&e)
             ))
         })?;
         if messages.len() > BATCH_LEN_MAX {
             return Err(Problem::bad_request(format!(
                 "a batch holds at most {BATCH_LEN_MAX} messages"
+            )));
+        }
+        if pickups.len() > PICKUPS_MAX {
+            return Err(Problem::bad_request(format!(
+                "a batch carries at most {PICKUPS_MAX} pickup reports"
             )));
         }
         if links.len() > LINKS_MAX || evidence.len() > EVIDENCE_MAX {
@@ -249,6 +260,9 @@ impl Api {
                 .await
                 .map_err(ledger_problem)?
         };
+        // The pickup reports are independent of the messages (they are about messages
+        // this node sent the caller earlier).
+        let pickups = self.take_pickups(node, pickups).await;
         // Durable now: sign the receipts (in parallel too; a signature is tens of µs).
         let center = &self.center;
         let signed = crate::node::parallel::map_owned(outcomes, |outcome| {
@@ -364,8 +378,74 @@ impl Api {
             links: answer_links,
             holds: answer_holds,
             evidence: answer_evidence,
+            pickups,
         };
         Ok(json_response(StatusCode::OK, &answer))
+    }
+
+    /// Takes the pickup reports `node` sent: each is parsed on its own (a malformed one is
+    /// refused alone), then the ledger checks each signature against `node`'s key in the
+    /// directory and each message against its records, and applies what checks out. One
+    /// result per report taken or refused for good; a report the ledger could not look at
+    /// now (a failure of this node, or a message whose receipt it has not recorded yet) gets
+    /// none, and comes again.
+    async fn take_pickups(&self, node: &CenterId, reports: Vec<Value>) -> Vec<PickupResult> {
+        if reports.is_empty() {
+            return Vec::new();
+        }
+        let mut results = Vec::with_capacity(reports.len());
+        let mut parsed: Vec<PickupReport> = Vec::with_capacity(reports.len());
+        for r in reports {
+            let message_id = r
+                .get("message_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect::<String>();
+            match serde_json::from_value::<PickupReport>(r) {
+                Ok(report) => parsed.push(report),
+                Err(e) => {
+                    let reason = format!(
+                        "not a pickup report: {}",
+                        crate::core::json::describe_error(&e)
+                    );
+                    tracing::warn!(%node, %message_id, %reason, "refused a pickup report");
+                    results.push(PickupResult {
+                        message_id,
+                        refused: Some(reason),
+                    });
+                }
+            }
+        }
+        let Some(key) = self.routing().peer(node).map(|p| p.signing_key.clone()) else {
+            return results;
+        };
+        let ids: Vec<String> = parsed.iter().map(|r| r.message_id.clone()).collect();
+        let outcomes = match self.ledger.picked_up(node.clone(), key, parsed).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                tracing::warn!(%node, error = %e, "pickup reports not taken now");
+                return results;
+            }
+        };
+        for (message_id, outcome) in ids.into_iter().zip(outcomes) {
+            match outcome {
+                PickupOutcome::Taken => results.push(PickupResult {
+                    message_id,
+                    refused: None,
+                }),
+                PickupOutcome::Refused(why) => {
+                    tracing::warn!(%node, %message_id, reason = %why, "refused a pickup report");
+                    results.push(PickupResult {
+                        message_id,
+                        refused: Some(why.to_string()),
+                    });
+                }
+                PickupOutcome::Later => {}
+            }
+        }
+        results
     }
 
     /// `POST /federation/v1/resend`: `node` was restored from a backup and asks for what

@@ -8,6 +8,7 @@
 //!                                 ├─ receipts: check against the peer's key in the signed
 //!                                 │  directory → ledger.delivered (leaves the outbox)
 //!                                 ├─ refusals (permanent) → ledger.dead_letter
+//!                                 ├─ pickup reports answered → ledger.pickups_told
 //!                                 └─ transport failure → ledger.attempt_failed, back off
 //! ```
 //!
@@ -27,9 +28,11 @@
 //!
 //! Files: this one (the per-peer task and its options), `backoff` (exponential backoff with
 //! jitter, time to live), `triage` (what a failure means: `Retry` and `Fault`), `round` (one
-//! round: read the outbox, hand a batch over, check the receipts, record the outcome).
+//! round: read the outbox, hand a batch over, check the receipts, record the outcome),
+//! `pickups` (the pickup reports a batch carries, and a peer that does not take them).
 
 mod backoff;
+mod pickups;
 mod round;
 #[cfg(test)]
 mod tests;
@@ -126,13 +129,24 @@ pub async fn forward(ctx: Arc<Forwarding>, peer: CenterId) {
     // How far the peer holds this node's checkpoints, as its last answer said (unknown
     // after a start: the first batch carries no links).
     let mut peer_holds: Option<u64> = None;
+    // Whether the peer takes pickup reports, and whether some wait for its answer.
+    let mut reports = pickups::State::new(&ctx);
     let mut recording: Option<tokio::task::JoinHandle<Result<(), RoundError>>> = None;
     tracing::debug!(%peer, "forwarder started");
     loop {
         if *closing.borrow() {
             break;
         }
-        match round(&ctx, &peer, &mut conn, cursor, &mut peer_holds).await {
+        match round(
+            &ctx,
+            &peer,
+            &mut conn,
+            cursor,
+            &mut peer_holds,
+            &mut reports,
+        )
+        .await
+        {
             Ok(Some(handed)) => {
                 if backoff.failures() > 0 {
                     tracing::info!(%peer, failures = backoff.failures(), "forwarding works again");
@@ -154,10 +168,13 @@ pub async fn forward(ctx: Arc<Forwarding>, peer: CenterId) {
                     continue;
                 }
                 cursor = None;
-                // Nothing to send: wait for something new to become durable.
+                // Nothing to send: wait for something new to become durable, or for the
+                // time to send again pickup reports the peer could not take yet.
+                let again = reports.retry_in();
                 tokio::select! {
                     _ = durable.changed() => {}
                     _ = closing.changed() => {}
+                    _ = ctx.clock.sleep(again.unwrap_or_default()), if again.is_some() => {}
                 }
             }
             Err(e) => {

@@ -1,7 +1,8 @@
 //! One round of a forwarder: read up to `batch_max` durable outbox entries in order,
 //! dead-letter what can never go, hand the rest over as one batch (HTTP/2, mTLS as this
-//! node), check every receipt against the peer's key in the directory, and record the
-//! outcome through the ledger.
+//! node) with the consents, withheld and pickup reports owed to the peer, check every
+//! receipt against the peer's key in the directory, and record the outcome through the
+//! ledger.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,13 +17,14 @@ use crate::core::identity::{CenterId, Identity};
 use crate::core::keys::PublicKey;
 use crate::core::message::MessageId;
 use crate::core::wire::{
-    Batch, BatchResult, ResendAnswer, ResendRequest, WireConsent, WireMessage, WithheldReport,
-    BATCHES_PATH, RESEND_PATH,
+    Batch, BatchResult, PickupReport, ResendAnswer, ResendRequest, WireConsent, WireMessage,
+    WithheldReport, BATCHES_PATH, RESEND_PATH,
 };
 use crate::node::client::{self, Connection, HttpVersion};
 use crate::node::ledger::Parties;
 use crate::node::store::{MessageRecord, StoreError};
 
+use super::pickups;
 use super::triage::{triage, Retry, RoundError, Undelivered};
 use super::{expired, Forwarding, BATCH_BYTES_MAX};
 
@@ -45,6 +47,9 @@ pub(super) struct Handed {
     pub(super) told: Vec<(ConsentKey, ConsentStatus)>,
     /// Withheld reports the batch carried.
     pub(super) reported: Vec<MessageId>,
+    /// Pickup reports the peer answered (taken or refused for good), each with the
+    /// acknowledgement time it carried.
+    pub(super) picked: Vec<(MessageId, Option<String>)>,
 }
 
 /// What a peer's answer carried of its checkpoints: its newest, the ones before it that
@@ -59,23 +64,26 @@ pub(super) struct PeerCheckpoints {
 pub(super) struct Extras {
     pub(super) consents: Vec<WireConsent>,
     pub(super) withheld: Vec<WithheldReport>,
+    pub(super) pickups: Vec<PickupReport>,
 }
 
 impl Extras {
     pub(super) fn is_empty(&self) -> bool {
-        self.consents.is_empty() && self.withheld.is_empty()
+        self.consents.is_empty() && self.withheld.is_empty() && self.pickups.is_empty()
     }
 }
 
 /// One round: dead-letter what expired, send one batch of what comes after `cursor`, check
 /// the answer. `None`: nothing to send. `peer_holds`: how far the peer holds this node's
-/// checkpoints, as its last answer said (updated from this one's).
+/// checkpoints, as its last answer said (updated from this one's); `reports`: whether the
+/// peer takes pickup reports, and whether some await an answer (updated likewise).
 pub(super) async fn round(
     ctx: &Forwarding,
     peer: &CenterId,
     conn: &mut Option<Connection>,
     cursor: Option<u64>,
     peer_holds: &mut Option<u64>,
+    reports: &mut pickups::State,
 ) -> Result<Option<Handed>, RoundError> {
     // Restored from a backup: first ask the peer for what it delivered since.
     if let Some(taken_at) = ctx.store.resend_pending(peer)? {
@@ -211,20 +219,29 @@ pub(super) async fn round(
         .iter()
         .filter_map(|r| MessageId::from_key(&r.id))
         .collect();
-    let extras = Extras { consents, withheld };
+    let extras = Extras {
+        consents,
+        withheld,
+        pickups: pickups::read(ctx, peer, reports),
+    };
     if batch.is_empty() {
         if extras.is_empty() {
             return Ok(None);
         }
-        // Only consent notices or withheld reports: once the peer answered, it holds them
-        // durably.
-        hand_over(ctx, peer, conn, &batch, extras, peer_holds).await?;
-        ctx.ledger
-            .notices_told(peer.clone(), told, reported)
-            .await?;
+        // Only consent notices, withheld or pickup reports: once the peer answered, it
+        // holds them durably.
+        let handed = hand_over(ctx, peer, conn, &batch, extras, peer_holds, reports).await?;
+        if !told.is_empty() || !reported.is_empty() {
+            ctx.ledger
+                .notices_told(peer.clone(), told, reported)
+                .await?;
+        }
+        if !handed.picked.is_empty() {
+            ctx.ledger.pickups_told(peer.clone(), handed.picked).await?;
+        }
         return Ok(None);
     }
-    match hand_over(ctx, peer, conn, &batch, extras, peer_holds).await {
+    match hand_over(ctx, peer, conn, &batch, extras, peer_holds, reports).await {
         Ok(mut handed) => {
             handed.last_seq = last_seq;
             record_lag(ctx, peer, &batch, &handed, ctx.clock.now());
@@ -396,18 +413,25 @@ pub(super) async fn record(
     if !handed.unanswered.is_empty() {
         ctx.ledger
             .attempt_failed(
-                peer,
+                peer.clone(),
                 handed.unanswered,
                 "no valid receipt in the answer".into(),
             )
             .await?;
+    }
+    // Last: the peer holds these reports either way, and they are sent again harmlessly
+    // (answered again as taken) if this fails.
+    if !handed.picked.is_empty() {
+        ctx.ledger.pickups_told(peer, handed.picked).await?;
     }
     Ok(())
 }
 
 /// Sends `batch` to `peer` and checks the answer. The batch carries this node's newest
 /// checkpoint, the ones after what the peer holds (`peer_holds`) to link it, and how far
-/// this node holds the peer's; `peer_holds` is then updated from the answer.
+/// this node holds the peer's; `peer_holds` is then updated from the answer. A peer that
+/// refuses the batch for its pickup reports gets it again without them (`reports` then
+/// says so, see `pickups`).
 pub(super) async fn hand_over(
     ctx: &Forwarding,
     peer: &CenterId,
@@ -415,6 +439,7 @@ pub(super) async fn hand_over(
     batch: &[MessageRecord],
     extras: Extras,
     peer_holds: &mut Option<u64>,
+    reports: &mut pickups::State,
 ) -> Result<Handed, RoundError> {
     let (c, key) = connected(ctx, peer, conn).await?;
     let checkpoint = ctx.ledger.latest_checkpoint();
@@ -431,13 +456,14 @@ pub(super) async fn hand_over(
         tracing::warn!(%peer, error = %e, "cannot read the checkpoints to link");
         (Vec::new(), None, Vec::new())
     });
-    let body = Batch {
+    let mut body = Batch {
         checkpoint,
         links,
         holds,
         evidence,
         consents: extras.consents,
         withheld: extras.withheld,
+        pickups: extras.pickups,
         messages: batch
             .iter()
             .map(|m| WireMessage {
@@ -459,14 +485,17 @@ pub(super) async fn hand_over(
             })
             .collect(),
     };
-    let bytes = Bytes::from(serde_json::to_vec(&body).expect("batches always serialize"));
-    let resp = c
-        .send(
-            Method::POST,
-            BATCHES_PATH,
-            Some((bytes, "application/json")),
-        )
-        .await?;
+    let mut resp = send_batch(c, &body).await?;
+    if resp.status == StatusCode::BAD_REQUEST && !body.pickups.is_empty() {
+        // A peer from before pickup reports refuses the member whole (`Batch` denies
+        // unknown members). The same batch without them tells whether that was it.
+        let refusal = resp.text();
+        body.pickups.clear();
+        resp = send_batch(c, &body).await?;
+        if resp.status == StatusCode::OK {
+            reports.refused(peer, &refusal);
+        }
+    }
     if resp.status != StatusCode::OK {
         return Err(RoundError::Refused {
             peer: peer.clone(),
@@ -476,6 +505,11 @@ pub(super) async fn hand_over(
     }
     let answer: BatchResult = resp.json()?;
     *peer_holds = answer.holds;
+    let picked = if body.pickups.is_empty() {
+        Vec::new()
+    } else {
+        reports.answered(peer, &body.pickups, &answer.pickups)
+    };
     // Signature checks are the bulk of the work here; spread them over the cores.
     let checked = check_receipts(peer, &key, batch, &answer);
     let mut receipts = Vec::new();
@@ -503,7 +537,19 @@ pub(super) async fn hand_over(
         evidence: answer.evidence,
         told: Vec::new(),
         reported: Vec::new(),
+        picked,
     })
+}
+
+/// POSTs `body` to the peer's batch endpoint.
+async fn send_batch(c: &mut Connection, body: &Batch) -> Result<client::Response, RoundError> {
+    let bytes = Bytes::from(serde_json::to_vec(body).expect("batches always serialize"));
+    Ok(c.send(
+        Method::POST,
+        BATCHES_PATH,
+        Some((bytes, "application/json")),
+    )
+    .await?)
 }
 
 /// The connection to `peer` (made, at its directory URL, if there is none open) whose

@@ -405,3 +405,247 @@ fn a_resend_refused_with_a_client_error_is_not_asked_again_but_a_busy_or_broken_
         assert!(!resend_refused_for_good(status), "{status}");
     }
 }
+
+/// A peer from before pickup reports, as a TLS server with its node's certificate: it
+/// refuses a batch carrying `pickups` whole (400, as its `deny_unknown_fields` did) and
+/// answers any other with a receipt, signed with its key, for each message. Every batch
+/// it got, as JSON, goes into `seen`.
+async fn serve_older_peer(
+    config: &crate::config::Config,
+    key: crate::core::keys::SigningKey,
+    seen: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use http_body_util::{BodyExt, Full};
+    use hyper::service::service_fn;
+
+    let tls = crate::node::tls::server_config(&config.tls).expect("server TLS");
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .expect("bind the peer's port");
+    let key = Arc::new(key);
+    let center = config.center.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, key, center, seen) =
+                (acceptor.clone(), key.clone(), center.clone(), seen.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let (key, center, seen) = (key.clone(), center.clone(), seen.clone());
+                    async move {
+                        let bytes = req.into_body().collect().await?.to_bytes();
+                        let batch: serde_json::Value =
+                            serde_json::from_slice(&bytes).expect("a batch is JSON");
+                        seen.lock().expect("lock").push(batch.clone());
+                        let (status, answer) = if batch.get("pickups").is_some() {
+                            let refusal = "expected {\"messages\": [...], …}: unknown field \
+                                           `pickups`";
+                            (
+                                StatusCode::BAD_REQUEST,
+                                serde_json::json!({ "detail": refusal }),
+                            )
+                        } else {
+                            let results: Vec<serde_json::Value> = batch["messages"]
+                                .as_array()
+                                .expect("messages")
+                                .iter()
+                                .map(|m| {
+                                    let id = m["id"].as_str().expect("id");
+                                    let digest = m["digest"].as_str().expect("digest");
+                                    let receipt = crate::core::wire::Receipt::sign(
+                                        &key,
+                                        &center,
+                                        id,
+                                        digest,
+                                        "2026-11-26T03:00:00.000Z",
+                                    );
+                                    serde_json::json!({ "id": id, "receipt": receipt })
+                                })
+                                .collect();
+                            (StatusCode::OK, serde_json::json!({ "results": results }))
+                        };
+                        let mut resp =
+                            hyper::Response::new(Full::new(bytes::Bytes::from(answer.to_string())));
+                        *resp.status_mut() = status;
+                        Ok::<_, hyper::Error>(resp)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+            });
+        }
+    });
+}
+
+/// Mixed versions: gangseo owes suwon a pickup report and has a message for it, and suwon
+/// runs a plusgate from before reports. The batch carrying the report is refused, sent
+/// again without it and taken (the message delivered); later batches carry no report, and
+/// the report waits in gangseo's queue, updated by the acknowledgement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_from_before_pickup_reports_gets_its_messages_and_the_reports_wait() {
+    use crate::config::Config;
+    use crate::core::directory::Directory;
+    use crate::core::identity::AgencyId;
+    use crate::core::message::Envelope;
+    use crate::core::routing::Route;
+    use crate::node::clock::ManualClock;
+    use crate::node::ledger::{LeaseItem, LedgerOptions, Submission};
+    use crate::node::store::DeliveryState;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let args = crate::dev::devinit::DevInitArgs {
+        out: tmp.path().join("fed"),
+        centers: vec!["suwon".into(), "gangseo".into()],
+        base_port,
+    };
+    let manifest = crate::dev::devinit::run(&args).expect("dev-init");
+    let load = |center: &str| {
+        Config::load(&manifest.config_path(center).expect("center")).expect("config")
+    };
+    let (older, config) = (load("suwon"), load("gangseo"));
+    let older_key = crate::core::keys::SigningKey::load(
+        &older.federation.as_ref().expect("federated").signing_key,
+    )
+    .expect("suwon's signing key");
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    serve_older_peer(&older, older_key, seen.clone()).await;
+
+    // gangseo's node: its ledger, with the consents the examples cite.
+    let f = config.federation.clone().expect("federated");
+    let directory = Directory::load(&f.directory, &f.authority_key).expect("directory");
+    let routing = Arc::new(Routing::federated(
+        config.center.clone(),
+        Arc::new(directory),
+    ));
+    let store = Store::open(&tmp.path().join("data")).expect("store");
+    let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+    let options = LedgerOptions {
+        federated_as: Some(config.center.clone()),
+        ..LedgerOptions::default()
+    };
+    let (ledger, _thread) = Ledger::start(store.clone(), options, clock.clone()).expect("ledger");
+    let example = |name: &str| {
+        let (path, sender) = manifest.example(name).expect("example");
+        let body: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).expect("read")).expect("JSON");
+        (body, AgencyId::parse(sender).expect("sender"))
+    };
+    for name in ["consent", "consent-reply-remote"] {
+        let (consent, collector) = example(name);
+        let record =
+            crate::core::consent::Registration::new(&consent, &collector, &clock.now_rfc3339())
+                .expect("registration")
+                .record;
+        ledger
+            .register_consent(collector, record)
+            .await
+            .expect("registered");
+    }
+    let submission = |name: &str, route: Route| {
+        let (body, sender) = example(name);
+        let envelope = Envelope::from_validated(body, &sender).expect("envelope");
+        Submission::new(&sender, envelope, route, None, clock.now()).expect("submission")
+    };
+    // A message suwon handed over, pulled here: a report for suwon is queued.
+    let taken = ledger
+        .receive(
+            older.center.clone(),
+            Vec::new(),
+            Vec::new(),
+            vec![submission("referral-remote", Route::Local)],
+        )
+        .await
+        .expect("received");
+    let pulled = taken[0].as_ref().expect("taken").id.clone();
+    let m = store.message(&pulled).expect("read").expect("record");
+    let recipient = AgencyId::parse(&m.to).expect("recipient");
+    let item = LeaseItem::of(pulled.clone(), &m);
+    ledger
+        .lease(recipient.clone(), vec![item])
+        .await
+        .expect("leased");
+    let queued = |store: &Store| -> Vec<crate::node::store::Pickup> {
+        store
+            .pickup_reports(&older.center)
+            .map(|r| r.expect("entry").1)
+            .collect()
+    };
+    assert_eq!(queued(&store).len(), 1);
+    // And the answer to it, for suwon.
+    let answer = submission(
+        "referral-status-remote",
+        Route::Remote(older.center.clone()),
+    );
+    let answer = ledger.accept(answer).await.expect("accepted").id;
+
+    let (_routing_tx, routing_rx) = watch::channel(routing);
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let tls = crate::node::reload::forwarding_config(&config.tls).expect("tls");
+    let (_tls_tx, tls) = tokio::sync::watch::channel(tls);
+    let ctx = Arc::new(Forwarding {
+        center: config.center.clone(),
+        store: store.clone(),
+        ledger: ledger.clone(),
+        routing: routing_rx,
+        tls,
+        options: ForwardOptions {
+            batch_max: 256,
+            retry_initial: Duration::from_millis(50),
+            retry_max: Duration::from_secs(1),
+            message_ttl: Duration::from_secs(3600),
+        },
+        closing: closing_rx,
+        clock: clock.clone(),
+        keys: None,
+        signing_key: Arc::new(
+            crate::core::keys::SigningKey::load(&f.signing_key).expect("gangseo's key"),
+        ),
+        metrics: Arc::default(),
+    });
+    let task = tokio::spawn(forward(ctx, older.center.clone()));
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = store.delivery(&answer).expect("read").expect("delivery");
+        if d.state == DeliveryState::Delivered {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not delivered: {d:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    {
+        let seen = seen.lock().expect("lock");
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0]["pickups"].as_array().map(Vec::len), Some(1));
+        assert_eq!(seen[0]["messages"], seen[1]["messages"]);
+        assert!(seen[1].get("pickups").is_none(), "{}", seen[1]);
+    }
+
+    // The acknowledgement updates the waiting report, and the next batches carry none.
+    ledger
+        .ack(recipient, vec![pulled])
+        .await
+        .expect("acknowledged");
+    let reports = queued(&store);
+    assert_eq!(reports.len(), 1);
+    assert!(reports[0].acked_at.is_some(), "{reports:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .skip(1)
+        .all(|b| b.get("pickups").is_none()));
+    closing_tx.send_replace(true);
+    task.await.expect("forwarder stops on closing");
+}

@@ -16,12 +16,15 @@ use tokio::sync::oneshot;
 use super::checkpoints::Via;
 use super::group::Group;
 use super::queue::QueuedBytes;
-use super::{Accepted, LeaseItem, Ledger, LedgerError, Parties, Received, Submission, Writer};
+use super::{
+    Accepted, LeaseItem, Ledger, LedgerError, Parties, PickupOutcome, Received, Submission, Writer,
+};
 use crate::core::audit::{Checkpoint, Evidence, Link};
 use crate::core::consent::{ConsentKey, ConsentRecord, ConsentStatus, StatusChange};
 use crate::core::identity::{AgencyId, CenterId, Identity, OfficerId};
+use crate::core::keys::PublicKey;
 use crate::core::message::MessageId;
-use crate::core::wire::{Receipt, WithheldReport};
+use crate::core::wire::{PickupReport, Receipt, WithheldReport};
 use crate::node::backup::{BackupError, Written};
 use crate::node::store::DirectorySeen;
 
@@ -186,6 +189,37 @@ impl Ledger {
             w.receive_batch(peer, consents, withheld, items, g)
         })
         .await
+    }
+
+    /// Takes the pickup reports `peer` sent (its agencies pulled or acknowledged messages
+    /// this node handed over to it): each must be signed with `key`, `peer`'s key from the
+    /// directory, and name a message this node holds `peer`'s receipt for. One outcome per
+    /// report, in order. The signatures are checked here, on the caller's task and spread
+    /// over the cores, so the writer thread only reads and writes the store.
+    pub async fn picked_up(
+        &self,
+        peer: CenterId,
+        key: PublicKey,
+        reports: Vec<PickupReport>,
+    ) -> Result<Vec<PickupOutcome>, LedgerError> {
+        let checked = crate::node::parallel::map_owned(reports, |r| {
+            let signed = r.check(&peer, &key);
+            (r, signed)
+        });
+        self.call(move |w, g| w.picked_up_at_peer(&peer, checked, g))
+            .await
+    }
+
+    /// `origin` answered the pickup reports in `done` (taken or refused for good; each
+    /// with the acknowledgement time it carried): they leave the queue unless their message
+    /// was acknowledged since. Returns how many left.
+    pub async fn pickups_told(
+        &self,
+        origin: CenterId,
+        done: Vec<(MessageId, Option<String>)>,
+    ) -> Result<usize, LedgerError> {
+        self.call(move |w, g| w.pickups_told(&origin, done, g))
+            .await
     }
 
     /// Records receipts `peer` returned for messages in its outbox (already checked against

@@ -13,7 +13,9 @@
 //!   consent that is missing or unreadable leases nothing and changes nothing);
 //! - the actor of a lease or an ack is the recipient agency itself;
 //! - an inbox entry leaves only through [`Writer::remove_inbox_entry`], which keeps the
-//!   inbox's count (`inbox_max`).
+//!   inbox's count (`inbox_max`);
+//! - a message from another center that is first pulled, or acknowledged, has a pickup
+//!   report for its origin queued in the same group (`pickups`).
 
 use std::collections::BTreeSet;
 
@@ -88,6 +90,8 @@ impl Writer {
                     &item.accepted_at,
                     &at,
                 );
+                // From another center: its origin is to hear of it (`pickups`).
+                self.queue_pickup(&item.id, &item.from, &item.digest, &d, g);
             }
             let entry = self.head.append(Event {
                 at: g.at.clone(),
@@ -146,6 +150,8 @@ impl Writer {
             if !matches!(d.state, DeliveryState::Acked | DeliveryState::Withheld) {
                 d.state = DeliveryState::Acked;
                 d.acked_at = Some(g.at.clone());
+                // From another center: its origin is to hear of it (`pickups`).
+                self.queue_pickup(&id, &message.from, &message.body_sha256, &d, g);
                 let entry = self.head.append(Event {
                     at: g.at.clone(),
                     actor: actor.uri(),

@@ -18,9 +18,10 @@
 //! One file per concept, each an `impl Writer` block: `commands` (the handle's requests),
 //! `group` (the thread's loop and group commit), `intake` (accept and receive), `consent`
 //! (registration, the check, consents from peers), `withdrawal` (withdrawal, erasure,
-//! notices, retention purge), `outbox`, `leases`, `checkpoints`, `anchor` (the newest own
-//! checkpoint outside the store, and the start-up check against it), `lifecycle`,
-//! `queries`.
+//! notices, retention purge), `outbox`, `leases`, `pickups` (reports that the recipient
+//! pulled or acknowledged a message, queued for its origin, and applied there),
+//! `checkpoints`, `anchor` (the newest own checkpoint outside the store, and the start-up
+//! check against it), `lifecycle`, `queries`.
 //!
 //! Architecture invariants, enforced here:
 //! - A command is answered with success only after its writes are durable.
@@ -63,6 +64,7 @@ mod intake;
 mod leases;
 mod lifecycle;
 mod outbox;
+mod pickups;
 mod queries;
 mod queue;
 mod stats;
@@ -90,6 +92,7 @@ pub use self::checkpoints::{Via, EVIDENCE_PER_PEER_MAX, PEER_HISTORY_MAX};
 use self::commands::Command;
 pub use self::commands::Queued;
 pub use self::intake::Submission;
+pub use self::pickups::{PickupOutcome, PickupRefusal};
 pub use self::queue::QUEUE_WAIT_MAX;
 pub use self::withdrawal::{purge_every, PURGE_BATCH};
 
@@ -244,6 +247,25 @@ pub struct LeaseItem {
     pub message_type: String,
     /// When this node took it.
     pub accepted_at: String,
+    /// Its digest (the fingerprint): what a pickup report to its origin center names
+    /// (`pickups`), read here with the record so the writer need not read it again.
+    pub digest: String,
+}
+
+impl LeaseItem {
+    /// What a lease of message `id` needs of its record `m`.
+    pub fn of(id: MessageId, m: &MessageRecord) -> LeaseItem {
+        LeaseItem {
+            id,
+            from: m.from.clone(),
+            subject: m.subject.clone(),
+            consent_id: m.consent_id.clone(),
+            consent_by: m.consent_by.clone(),
+            message_type: m.message_type.clone(),
+            accepted_at: m.accepted_at.clone(),
+            digest: m.body_sha256.clone(),
+        }
+    }
 }
 
 /// Who a message is from, to and about: what an audit entry records of it. Callers that

@@ -28,6 +28,8 @@ pub(super) const BY_SUBJECT: u8 = b'u';
 pub(super) const RETENTION: u8 = b'e';
 pub(super) const NOTICE: u8 = b'n';
 pub(super) const WITHHELD_REPORT: u8 = b'w';
+/// Pickup reports owed to a message's origin center (see [`super::records::Pickup`]).
+pub(super) const PICKUP_REPORT: u8 = b'q';
 pub(super) const PEER_EVIDENCE: u8 = b'f';
 pub(super) const PEER_HISTORY: u8 = b'h';
 /// Journal records of deferred writes, by group (see [`super::deferred`]).
@@ -85,6 +87,14 @@ pub(super) fn retention_key(end: u64, seq: u64) -> Vec<u8> {
 
 pub(super) fn report_key(peer: &CenterId, id: &MessageId) -> Vec<u8> {
     let mut k = queue_prefix(WITHHELD_REPORT, peer.as_str());
+    k.extend_from_slice(id.as_str().as_bytes());
+    k
+}
+
+/// `q`, the origin center, NUL, the message's key: one entry per (origin, message), so a
+/// later report of the same message (its acknowledgement) replaces the earlier one.
+pub(super) fn pickup_key(origin: &CenterId, id: &MessageId) -> Vec<u8> {
+    let mut k = queue_prefix(PICKUP_REPORT, origin.as_str());
     k.extend_from_slice(id.as_str().as_bytes());
     k
 }

@@ -35,6 +35,7 @@
 //! | `n`    | peer center, `0x00`, consent id, `0x00`, collector | empty: a consent change to tell that center |
 //! | `w`    | peer center, `0x00`, message id      | [`Erasure`]: tell that (origin) center its message was withheld here |
 //! | `t`    | Seoul day (BE), from, `0x00`, to; or day, `0x00` | `stats::PairDay` / `stats::ConsentDay`: what was counted that day ([`stats`], deferred) |
+//! | `q`    | peer center, `0x00`, message id      | [`Pickup`]: tell that (origin) center its message was pulled (and acknowledged) here; one per message, the acknowledgement replacing the pull |
 //!
 //! A *message id* in a key or value is the message's key, `<from>/<id>` (`MessageId`): the
 //! sending agency and the id it chose, so ids never collide between senders. Records taken
@@ -99,7 +100,7 @@ use keys::{is_deferred, key, JOURNAL, MESSAGE};
 pub use record::RecordError;
 pub use records::{
     DeliveryRecord, DeliveryState, DirectorySeen, EncodedMessage, Erasure, Lifecycle,
-    MessageRecord, QueueEntry,
+    MessageRecord, Pickup, QueueEntry,
 };
 pub use writes::WriteSet;
 

@@ -1,6 +1,7 @@
 //! Ordered scans of the queues and indexes that point at messages: the inboxes (`i`) and
 //! outboxes (`o`), scheduled purges (`e`), consent
-//! notices (`n`) and withheld reports (`w`) owed to a peer, and the dead letters (`x`).
+//! notices (`n`), withheld reports (`w`) and pickup reports (`q`) owed to a peer, and the
+//! dead letters (`x`).
 //!
 //! Invariants kept here:
 //! - a scan stays inside its owner's prefix (see [`super::keys`]) and returns entries in
@@ -9,9 +10,10 @@
 //!   skipped: a queue never silently loses a message.
 
 use super::keys::{
-    key, queue_key, queue_prefix, retention_key, DEAD, INBOX, OUTBOX, RETENTION, WITHHELD_REPORT,
+    key, queue_key, queue_prefix, retention_key, DEAD, INBOX, OUTBOX, PICKUP_REPORT, RETENTION,
+    WITHHELD_REPORT,
 };
-use super::records::{Erasure, QueueEntry};
+use super::records::{Erasure, Pickup, QueueEntry};
 use super::{decode_at, RecordError, Store, StoreError};
 use crate::core::identity::{AgencyId, CenterId};
 use crate::core::message::MessageId;
@@ -124,6 +126,28 @@ impl Store {
                     source: RecordError::Body("key is not a message id".into()),
                 })?;
             Ok((id, decode_at("withheld report", &k, &v)?))
+        })
+    }
+
+    /// Pickup reports owed to center `origin` (messages its agencies sent that were pulled
+    /// or acknowledged here since), in the order of their keys.
+    pub fn pickup_reports(
+        &self,
+        origin: &CenterId,
+    ) -> impl Iterator<Item = Result<(MessageId, Pickup), StoreError>> + '_ {
+        let prefix = queue_prefix(PICKUP_REPORT, origin.as_str());
+        let prefix_len = prefix.len();
+        self.db.scan_prefix(prefix).map(move |item| {
+            let (k, v) = item?;
+            let id = std::str::from_utf8(&k[prefix_len..])
+                .ok()
+                .and_then(MessageId::from_key)
+                .ok_or_else(|| StoreError::Corrupt {
+                    family: "pickup report",
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    source: RecordError::Body("key is not a message id".into()),
+                })?;
+            Ok((id, decode_at("pickup report", &k, &v)?))
         })
     }
 

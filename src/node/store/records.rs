@@ -1,8 +1,8 @@
 //! The values the store keeps, as the rest of the node sees them: a message as accepted
 //! ([`MessageRecord`], with its payload plain or sealed), its delivery state
 //! ([`DeliveryRecord`], [`DeliveryState`], [`Lifecycle`]), why a payload was erased
-//! ([`Erasure`]), the newest directory loaded ([`DirectorySeen`]), and a queue entry as a
-//! scan returns it ([`QueueEntry`]). How they are laid out in bytes is [`super::record`].
+//! ([`Erasure`]), a pickup report owed to another center ([`Pickup`]), the newest directory
+//! loaded ([`DirectorySeen`]), and a queue entry as a scan returns it ([`QueueEntry`]). How they are laid out in bytes is [`super::record`].
 //!
 //! Invariants kept here:
 //! - a message record is written once and changed only to erase its payload, which keeps
@@ -273,6 +273,20 @@ impl DeliveryRecord {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// A pickup report waiting to go to a message's origin center (`q`): what this node will
+/// sign and send there (`wire::PickupReport`), kept unsigned so the writer thread does no
+/// signing; the forwarder signs it when it carries it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Pickup {
+    /// The message's digest (its fingerprint, which the origin's receipt names).
+    pub digest: String,
+    /// When its recipient here first pulled it (or acknowledged it, if it never pulled it).
+    pub first_pulled_at: String,
+    /// When its recipient acknowledged it, once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_at: Option<String>,
 }
 
 /// The newest federation directory this node has ever loaded: an older one is refused

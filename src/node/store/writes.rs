@@ -15,12 +15,13 @@ use super::consents::{consent_key, notice_key};
 use super::deferred::Op;
 use super::keys::is_deferred;
 use super::keys::{
-    inbox_key, key, outbox_key, queue_key, queue_prefix, report_key, retention_key, AUDIT,
-    BY_SUBJECT, CHECKPOINT, DEAD, DELIVERY, DIRECTORY_SEEN, PEER_CHECKPOINT, RECEIPT, SETTING,
+    inbox_key, key, outbox_key, pickup_key, queue_key, queue_prefix, report_key, retention_key,
+    AUDIT, BY_SUBJECT, CHECKPOINT, DEAD, DELIVERY, DIRECTORY_SEEN, PEER_CHECKPOINT, RECEIPT,
+    SETTING,
 };
 use super::pieces;
 use super::record;
-use super::records::{DeliveryRecord, DirectorySeen, EncodedMessage, Erasure};
+use super::records::{DeliveryRecord, DirectorySeen, EncodedMessage, Erasure, Pickup};
 use crate::core::audit::{AuditEntry, Checkpoint, Evidence};
 use crate::core::consent::{ConsentKey, ConsentRecord};
 use crate::core::identity::{AgencyId, CenterId};
@@ -171,6 +172,15 @@ impl WriteSet {
     /// `peer` was told.
     pub fn remove_withheld_report(&mut self, peer: &CenterId, id: &MessageId) {
         self.remove(report_key(peer, id));
+    }
+    /// Notes that center `origin`, where message `id` came from, is to be told that its
+    /// recipient here pulled it (or acknowledged it): replaces what was noted before.
+    pub fn put_pickup_report(&mut self, origin: &CenterId, id: &MessageId, pickup: &Pickup) {
+        self.put(pickup_key(origin, id), record::encode(pickup));
+    }
+    /// `origin` took (or refused for good) the report of message `id`.
+    pub fn remove_pickup_report(&mut self, origin: &CenterId, id: &MessageId) {
+        self.remove(pickup_key(origin, id));
     }
     /// Records the newest directory loaded.
     pub fn put_directory_seen(&mut self, seen: &DirectorySeen) {
