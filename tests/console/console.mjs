@@ -1,8 +1,9 @@
 // Browser test of the privacy officer's console: Debian's headless Chromium driven by
 // playwright-core, presenting the officer's client certificate to a real node that
 // tests/node/console.rs started and filled (its clock at 23:30 UTC, so every record is on
-// the next Seoul day), and axe-core checking every view in both languages. Exits 0 if every
-// check holds, 1 naming the first that failed.
+// the next Seoul day), and axe-core checking every view in both languages. The statistics
+// view's tables and charts are checked against the JSON the same browser fetches; a center
+// manager gets that view only. Exits 0 if every check holds, 1 naming the first that failed.
 //
 // Environment (set by tests/node/console.rs):
 //   PLUSGATE_URL               https://127.0.0.1:PORT of the node
@@ -13,6 +14,7 @@
 //   WITHDRAWN_ID               a withdrawn consent; its reason is markup that must stay text
 //   MESSAGE_IDS                comma-separated ids of messages about SUBJECT
 //   REFUSED_ID                 a message refused because it cited WITHDRAWN_ID
+//   MANAGER_CERT, MANAGER_KEY  a center manager's, who gets the statistics view only
 //   SCREENSHOT_DIR             optional: where to leave screenshots of the views
 //   CHROMIUM                   optional: the browser (default /usr/bin/chromium)
 
@@ -35,7 +37,8 @@ const withdrawnId = env('WITHDRAWN_ID');
 const messageIds = env('MESSAGE_IDS').split(',');
 const refusedId = env('REFUSED_ID');
 const UTF8_BOM = [0xef, 0xbb, 0xbf];
-const VIEWS = ['consents', 'disclosures', 'refusals', 'withdrawals', 'audit'];
+const VIEWS = ['consents', 'disclosures', 'refusals', 'withdrawals', 'audit', 'stats'];
+const CSV_HEADER = 'table,from,to,type,direction,reason,column,value';
 const shots = process.env.SCREENSHOT_DIR;
 
 const LAUNCH = {
@@ -123,6 +126,103 @@ async function submit(page, view) {
     `${view}-result`,
   );
   return result;
+}
+
+/** A count as the statistics tables carry it in data-value: the number, `x` if suppressed. */
+const shown = (v) => (v === null ? 'x' : String(v));
+
+/** The data-value of the cells of table `id`: its body rows, and its footer row if any. */
+async function tableValues(page, id) {
+  return page.evaluate((tableId) => {
+    const table = document.getElementById(tableId);
+    const values = (tr) => Array.from(tr.querySelectorAll('td[data-value]'), (td) => td.dataset.value);
+    return {
+      body: Array.from(table.tBodies[0].rows, values),
+      foot: table.tFoot ? values(table.tFoot.rows[0]) : null,
+      rowHeads: Array.from(table.tBodies[0].rows, (tr) => tr.querySelector('th[scope=row]').textContent),
+      caption: table.caption.textContent,
+    };
+  }, id);
+}
+
+/** The statistics the page shows, as the node answers the same query to the same browser. */
+async function statsJson(page) {
+  const href = await page.getAttribute('#stats-csv', 'href');
+  const query = new URL(href, origin).searchParams;
+  assert.equal(query.get('format'), 'csv', href);
+  query.delete('format');
+  return page.evaluate(async (q) => {
+    const resp = await fetch(`/v1/stats?${q}`, { headers: { accept: 'application/json' } });
+    return resp.json();
+  }, query.toString());
+}
+
+/** Every table of the statistics view holds the numbers of `stats`, hidden ones as `x`. */
+async function tablesMatch(page, stats) {
+  for (const [id, table] of [
+    ['stats-messages', stats.messages],
+    ['stats-outcomes', stats.outcomes],
+    ['stats-acceptance', stats.acceptance_distribution],
+    ['stats-refusals', stats.refusals],
+  ]) {
+    const got = await tableValues(page, id);
+    assert.deepEqual(got.body, table.rows.map((r) => [...r.counts, r.total].map(shown)), id);
+    // The outcomes have no column totals: no totals row either.
+    const foot = table.totals ? [...table.totals, table.total].map(shown) : null;
+    assert.deepEqual(got.foot, foot, `${id} totals`);
+    const heads = table.rows.map((r) => r.from || r.reason);
+    if (id !== 'stats-refusals') assert.deepEqual(got.rowHeads, heads, `${id} row headers`);
+  }
+  const withdrawals = await tableValues(page, 'stats-withdrawals');
+  assert.deepEqual(withdrawals.body, [[...stats.withdrawals.counts, stats.withdrawals.total].map(shown)]);
+  const times = await tableValues(page, 'stats-times');
+  const measured = (m) => [m.median_s, m.p90_s].map(shown);
+  assert.deepEqual(
+    times.body,
+    stats.times.rows.map((r) => [...measured(r.first_pull), ...measured(r.acceptance), ...measured(r.completion)]),
+    'times',
+  );
+  const centers = await tableValues(page, 'stats-centers');
+  assert.deepEqual(centers.rowHeads, stats.centers.map((c) => c.center), 'centers');
+}
+
+/** Each chart: an accessible SVG image with one bar per shown value, hatched for hidden ones. */
+async function chartsMatch(page, stats) {
+  for (const [id, tableId, values] of [
+    ['stats-chart-messages', 'stats-messages', stats.messages.rows.flatMap((r) => r.counts)],
+    ['stats-chart-outcomes', 'stats-outcomes', stats.outcomes.rows.flatMap((r) => r.counts)],
+    ['stats-chart-acceptance', 'stats-acceptance', stats.acceptance_distribution.totals],
+  ]) {
+    const chart = await page.evaluate((chartId) => {
+      const svg = document.getElementById(chartId);
+      if (!svg) return null;
+      return {
+        tag: svg.namespaceURI,
+        role: svg.getAttribute('role'),
+        labelledby: svg.getAttribute('aria-labelledby'),
+        describedby: svg.getAttribute('aria-describedby'),
+        title: svg.querySelector(':scope > title')?.textContent,
+        titleId: svg.querySelector(':scope > title')?.id,
+        desc: svg.querySelector(':scope > desc')?.textContent,
+        descId: svg.querySelector(':scope > desc')?.id,
+        bars: svg.querySelectorAll('rect.bar:not(.suppressed)').length,
+        hatched: Array.from(svg.querySelectorAll('rect.bar.suppressed'), (r) => r.getAttribute('fill')),
+        styled: svg.querySelectorAll('[style]').length,
+      };
+    }, id);
+    assert.ok(chart, `${id} is drawn`);
+    assert.equal(chart.tag, 'http://www.w3.org/2000/svg', id);
+    assert.equal(chart.role, 'img', id);
+    assert.ok(chart.title && chart.desc, `${id} has a title and a description`);
+    assert.equal(chart.labelledby, chart.titleId, id);
+    assert.deepEqual(chart.describedby.split(' '), [chart.descId, tableId], id);
+    const hidden = values.filter((v) => v === null).length;
+    assert.equal(chart.bars, values.length - hidden, `${id}: one bar per shown value`);
+    assert.equal(chart.hatched.length, hidden, `${id}: one hatched bar per hidden value`);
+    assert.ok(chart.hatched.every((f) => f === `url(#${id}-hatch)`), `${id}: hidden bars are hatched`);
+    assert.ok(chart.desc.includes(String(hidden)), `${id}: the description counts the hidden values: ${chart.desc}`);
+    assert.equal(chart.styled, 0, `${id}: no inline style`);
+  }
 }
 
 async function main() {
@@ -342,6 +442,95 @@ async function main() {
       await page.click('#lang-toggle');
     });
 
+    await check('the statistics view shows the numbers the node answers, some of them hidden', async () => {
+      await page.click('nav button[data-view=stats]');
+      assert.equal(await page.isVisible('#view-stats'), true);
+      assert.equal(await page.textContent('nav button[data-view=stats]'), '통계');
+      await submit(page, 'stats');
+      assert.equal(await page.isVisible('#error'), false, await page.textContent('#error'));
+      const stats = await statsJson(page);
+      assert.equal(stats.scope, 'center');
+      assert.equal(stats.by, 'month');
+      assert.equal(stats.time_zone, 'Asia/Seoul');
+      // The scene has counts the node publishes and counts it hides.
+      const cells = stats.messages.rows.flatMap((r) => r.counts);
+      assert.ok(cells.some((v) => v !== null && v >= stats.min_count), JSON.stringify(stats.messages));
+      assert.ok(cells.some((v) => v === null), JSON.stringify(stats.messages));
+      await tablesMatch(page, stats);
+      assert.ok(stats.times.rows.some((r) => r.first_pull.median_s !== null), JSON.stringify(stats.times));
+      // What the page shows, beyond the numbers: the marker, the periods, the labels.
+      const hidden = page.locator('#stats-messages td.suppressed').first();
+      assert.equal(await hidden.textContent(), '숨김');
+      assert.match(await hidden.locator('span').getAttribute('title'), /5건 미만/);
+      const messages = await tableValues(page, 'stats-messages');
+      assert.equal(messages.caption, '표: 기관 쌍별 기간별 메시지 수');
+      const periods = await page.locator('#stats-messages thead th').allTextContents();
+      assert.deepEqual(periods.slice(4, -1), stats.periods.map((p) => p.label));
+      assert.equal(await page.textContent('#stats-messages tbody td:nth-child(4)'), '센터 안');
+      await chartsMatch(page, stats);
+      await shot(page, 'stats');
+    });
+
+    await check('the statistics CSV is the same query, with the UTF-8 BOM', async () => {
+      const href = await page.getAttribute('#stats-csv', 'href');
+      assert.ok(href.startsWith('/v1/stats?') && href.includes('format=csv') && href.includes('by=month'), href);
+      const csv = await downloadCsv(page, 'stats-csv');
+      assert.ok(csv.startsWith(`${CSV_HEADER}\r\n`) || csv.startsWith(`${CSV_HEADER}\n`), csv.slice(0, 200));
+      assert.match(csv, /\nmessages,suwon\/employment,suwon\/jobs,referral,within,,[^,\r\n]+,\d+\r?\n/);
+      assert.match(csv, /,x\r?\n/, 'a suppressed value is written x');
+    });
+
+    await check('the statistics view follows the language toggle, charts included', async () => {
+      await page.click('#lang-toggle');
+      assert.equal(await page.textContent('nav button[data-view=stats]'), 'Statistics');
+      assert.equal((await tableValues(page, 'stats-messages')).caption, 'Table: Messages per period by agency pair');
+      assert.equal(await page.textContent('#stats-messages td.suppressed'), 'hidden');
+      assert.equal(await page.textContent('#stats-messages tbody td:nth-child(4)'), 'Within the center');
+      assert.equal(
+        await page.textContent('#stats-chart-messages > title'),
+        'Messages per period by agency pair (bar chart)',
+      );
+      assert.match(await page.textContent('#stats-chart-outcomes > desc'), /hidden values/);
+      await tablesMatch(page, await statsJson(page));
+      await page.click('#lang-toggle');
+      assert.equal(await page.textContent('#stats-chart-messages > title'), '기관 쌍별 기간별 메시지 수 (막대 그래프)');
+    });
+
+    await check('by week and by day, the periods and numbers still match the node', async () => {
+      for (const by of ['week', 'day']) {
+        await page.selectOption('#stats-by', by);
+        await submit(page, 'stats');
+        const stats = await statsJson(page);
+        assert.equal(stats.by, by);
+        await tablesMatch(page, stats);
+        await chartsMatch(page, stats);
+      }
+      await page.selectOption('#stats-by', 'month');
+    });
+
+    await check('the federation scope says which centers answered, and when', async () => {
+      await page.selectOption('#stats-scope', 'federation');
+      await submit(page, 'stats');
+      assert.equal(await page.isVisible('#error'), false, await page.textContent('#error'));
+      const stats = await statsJson(page);
+      assert.equal(stats.scope, 'federation');
+      await tablesMatch(page, stats);
+      // Each center's row: its name, when it answered (KST), since when it counts, or why not.
+      const rowsShown = await page.locator('#stats-centers tbody tr').evaluateAll((trs) =>
+        trs.map((tr) => Array.from(tr.cells, (c) => c.textContent)),
+      );
+      assert.equal(rowsShown.length, stats.centers.length);
+      for (const [i, c] of stats.centers.entries()) {
+        const row = rowsShown[i];
+        assert.equal(row[0], c.center);
+        if (c.error) assert.equal(row[3], c.error, JSON.stringify(row));
+        else assert.match(row[1], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+09:00$/, JSON.stringify(row));
+      }
+      assert.ok(stats.centers.some((c) => c.center === 'suwon' && !c.error), JSON.stringify(stats.centers));
+      await page.selectOption('#stats-scope', 'center');
+      await submit(page, 'stats');
+    });
+
     await check('axe-core finds no accessibility violation on any view, in either language', async () => {
       for (const language of ['ko', 'en']) {
         if ((await page.getAttribute('html', 'lang')) !== language) await page.click('#lang-toggle');
@@ -357,10 +546,45 @@ async function main() {
     assert.deepEqual(problems, [], 'no script errors, no dialogs');
     await officer.close();
 
+    await check('a center manager sees the statistics view only, and it works', async () => {
+      const manager = await contextAs(browser, env('MANAGER_CERT'), env('MANAGER_KEY'));
+      const other = await manager.newPage();
+      const errors = [];
+      other.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+      other.on('console', (m) => {
+        if (m.type() === 'error') errors.push(`console error: ${m.text()}`);
+      });
+      await open(other);
+      assert.equal(await other.textContent('#title'), 'plusgate 센터 운영 관리자 콘솔 (통계)');
+      assert.equal(await other.title(), 'plusgate 센터 운영 관리자 콘솔 (통계)');
+      const tabs = await other.locator('nav button').evaluateAll((bs) => bs.filter((b) => !b.hidden).map((b) => b.dataset.view));
+      assert.deepEqual(tabs, ['stats']);
+      assert.equal(await other.isVisible('#view-stats'), true);
+      for (const view of VIEWS.filter((v) => v !== 'stats')) {
+        assert.equal(await other.isVisible(`#view-${view}`), false, view);
+      }
+      await submit(other, 'stats');
+      assert.equal(await other.isVisible('#error'), false, await other.textContent('#error'));
+      const stats = await statsJson(other);
+      await tablesMatch(other, stats);
+      await chartsMatch(other, stats);
+      await accessible(other, 'stats for a manager (ko)');
+      await other.click('#lang-toggle');
+      await accessible(other, 'stats for a manager (en)');
+      // The node agrees: the officer's reports are not the manager's.
+      const refused = await other.evaluate(() => fetch('/v1/privacy/consents').then((r) => r.status));
+      assert.equal(refused, 403);
+      await shot(other, 'stats-manager');
+      // The one expected error: the node's 403 to the probe above (and to the role check).
+      const unexpected = errors.filter((e) => !/status of 403/.test(e));
+      assert.deepEqual(unexpected, [], 'no script errors');
+      await manager.close();
+    });
+
     await check('an agency certificate does not get the console', async () => {
       const agency = await contextAs(browser, env('AGENCY_CERT'), env('AGENCY_KEY'));
       const other = await agency.newPage();
-      for (const path of ['/console/', '/console/app.js']) {
+      for (const path of ['/console/', '/console/app.js', '/console/stats.js', '/v1/stats']) {
         const resp = await other.goto(`${origin}${path}`);
         assert.equal(resp.status(), 403, path);
         const body = await resp.text();

@@ -17,9 +17,63 @@ use std::process::Command;
 use std::time::Duration;
 
 use plusgate::node::client::HttpVersion;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::support::{ack, ids_of, pull, push_accepted, run_command_to_exit, Federation};
+use crate::support::{
+    ack, consent_of, ids_of, pull, push_accepted, referral_between, register_consent,
+    run_command_to_exit, with_id, Federation, Node,
+};
+
+/// The subject of the messages the statistics count, apart from the officer views'
+/// subject so that their exact lists stay as they are.
+const STATS_SUBJECT: &str = "ps-57a7500000000001";
+
+/// Fills `node` (suwon) with what the statistics view shows, on top of the officer views'
+/// scene: referrals from suwon/employment to welfare (6, all pulled, 5 taken on), jobs (7)
+/// and saeil (2, a count the node must suppress, with a complement), and welfare's 5
+/// answers. So the tables have published counts, suppressed ones and measured times.
+async fn fill_statistics(fed: &Federation, node: &Node) {
+    let employment = node.agent("suwon/employment", HttpVersion::Http2);
+    let welfare = node.agent("suwon/welfare", HttpVersion::Http1);
+    let of_subject = |mut body: Value| {
+        body["subject"] = json!(STATS_SUBJECT);
+        body
+    };
+    let mut reply = of_subject(fed.example("consent-reply"));
+    reply["id"] = json!("cns-stats-reply");
+    register_consent(&welfare, &reply).await;
+    let mut sent = Vec::new();
+    for (to, n) in [("suwon/welfare", 6), ("suwon/jobs", 7), ("suwon/saeil", 2)] {
+        let agency = to.split('/').nth(1).expect("agency name");
+        let consent_id = format!("cns-stats-{agency}");
+        let consent = of_subject(consent_of(fed, &consent_id, "suwon/employment", &[to]));
+        register_consent(&employment, &consent).await;
+        for i in 1..=n {
+            let id = format!("ref-stats-{agency}-{i}");
+            let referral = referral_between(fed, &id, "suwon/employment", to, &consent_id);
+            push_accepted(&employment, &of_subject(referral)).await;
+            sent.push((to, id));
+        }
+    }
+    let to_welfare: Vec<&str> = (sent.iter())
+        .filter(|(to, _)| *to == "suwon/welfare")
+        .map(|(_, id)| id.as_str())
+        .collect();
+    assert_eq!(ids_of(&pull(&welfare, "max=10").await), to_welfare);
+    assert_eq!(ack(&welfare, &to_welfare).await.status.as_u16(), 200);
+    for (i, referral_id) in to_welfare.iter().take(5).enumerate() {
+        let mut answer = of_subject(with_id(
+            fed.example("referral-status"),
+            &format!("sts-stats-{i}"),
+        ));
+        answer["consent_id"] = json!("cns-stats-reply");
+        answer["payload"]["referral_id"] = json!(referral_id);
+        answer["payload"]["status"] = json!("accepted");
+        let payload = answer["payload"].as_object_mut().expect("payload");
+        payload.remove("outcome");
+        push_accepted(&welfare, &answer).await;
+    }
+}
 
 /// Longest the browser test may take (it bounds itself at 120 s).
 const BROWSER_TEST_TIMEOUT: Duration = Duration::from_secs(180);
@@ -55,7 +109,8 @@ fn require_browser_tooling(dir: &Path) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_officer_uses_the_console_in_a_real_browser_and_an_agency_cannot() {
+async fn an_officer_uses_the_console_in_a_real_browser_a_manager_its_statistics_and_an_agency_neither(
+) {
     let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console");
     require_browser_tooling(&tests);
     let fed = Federation::new();
@@ -108,9 +163,11 @@ async fn an_officer_uses_the_console_in_a_real_browser_and_an_agency_cannot() {
         .expect("response");
     assert_eq!(r.status.as_u16(), 403, "{}", r.text());
     assert!(r.text().contains("consent-withdrawn"), "{}", r.text());
+    fill_statistics(&fed, &node).await;
 
     let officer = fed.identity("suwon/privacy-officer");
     let agency = fed.identity("suwon/welfare");
+    let manager = fed.identity("suwon/manager");
     let shots = std::env::var_os("CONSOLE_SCREENSHOTS")
         .map_or_else(|| fed.scratch("screenshots"), PathBuf::from);
     let mut command = Command::new("node");
@@ -122,6 +179,8 @@ async fn an_officer_uses_the_console_in_a_real_browser_and_an_agency_cannot() {
         .env("OFFICER_KEY", &officer.key)
         .env("AGENCY_CERT", &agency.cert)
         .env("AGENCY_KEY", &agency.key)
+        .env("MANAGER_CERT", &manager.cert)
+        .env("MANAGER_KEY", &manager.key)
         .env("SUBJECT", &subject)
         .env("CONSENT_ID", consent["id"].as_str().expect("id"))
         .env("WITHDRAWN_ID", "cns-console-withdrawn")

@@ -1,17 +1,21 @@
-//! The privacy officer's web console at `/console/`: one HTML page, its script, its style
-//! sheet and its label catalogue (`labels.json`, Korean and English), compiled into the
-//! binary (plain HTML, CSS and JavaScript, no build step, no external resources). The page
-//! calls the `/v1/privacy/…` endpoints of the same node; the browser presents the officer's
-//! client certificate for both. Times are shown in Korea Standard Time (+09:00, stated on
+//! The privacy officer's web console at `/console/`: one HTML page, its scripts (`app.js`,
+//! and `stats.js` for the statistics view), its style sheet and its label catalogue
+//! (`labels.json`, Korean and English), compiled into the binary (plain HTML, CSS and
+//! JavaScript, no build step, no external resources). The page calls the `/v1/privacy/…`
+//! and `/v1/stats` endpoints of the same node; the browser presents the officer's client
+//! certificate for both. Times are shown in Korea Standard Time (+09:00, stated on
 //! the page) and date filters are Asia/Seoul days, as the reports take them.
 //!
 //! Architecture invariants:
-//! - Only registered officer certificates get any of it (`api::route` checks before calling
-//!   [`asset`]); agencies and nodes get a 403 problem, never the page.
+//! - Only registered officer and manager certificates get any of it (the staff gate runs
+//!   before [`asset`]); agencies and nodes get a 403 problem, never the page. A manager's
+//!   page shows the statistics view only (it learns the role from the node's 403
+//!   `wrong-role` to a manager on the audit status).
 //! - Every answer carries `Content-Security-Policy: default-src 'self'` (no inline script, no
 //!   other origin), `Cache-Control: no-store`, `X-Content-Type-Options: nosniff` and
 //!   refuses framing.
-//! - The script puts data into the page only as text (`textContent`), never as markup.
+//! - The scripts put data into the page only as text (`textContent`), never as markup, and
+//!   set no style (the statistics' SVG charts take their colours from `app.css` classes).
 //! - The label catalogue has a Korean and an English label for every status, problem type
 //!   (refusal reasons included), role, message type and verification start the node can
 //!   emit, taken from the Rust lists of them (a unit test), so no value shows untranslated.
@@ -28,6 +32,7 @@ use super::{Problem, Resp};
 
 const INDEX_HTML: &str = include_str!("console/index.html");
 const APP_JS: &str = include_str!("console/app.js");
+const STATS_JS: &str = include_str!("console/stats.js");
 const APP_CSS: &str = include_str!("console/app.css");
 const FAVICON_SVG: &str = include_str!("console/favicon.svg");
 const LABELS_JSON: &str = include_str!("console/labels.json");
@@ -49,6 +54,7 @@ pub fn asset(rest: &[&str]) -> Resp {
         }
         [""] | ["index.html"] => (StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML),
         ["app.js"] => (StatusCode::OK, "text/javascript; charset=utf-8", APP_JS),
+        ["stats.js"] => (StatusCode::OK, "text/javascript; charset=utf-8", STATS_JS),
         ["app.css"] => (StatusCode::OK, "text/css; charset=utf-8", APP_CSS),
         ["favicon.svg"] => (StatusCode::OK, "image/svg+xml", FAVICON_SVG),
         ["labels.json"] => (
@@ -99,6 +105,7 @@ mod tests {
         for (path, content_type) in [
             (vec![""], "text/html; charset=utf-8"),
             (vec!["app.js"], "text/javascript; charset=utf-8"),
+            (vec!["stats.js"], "text/javascript; charset=utf-8"),
             (vec!["app.css"], "text/css; charset=utf-8"),
             (vec!["favicon.svg"], "image/svg+xml"),
             (vec!["labels.json"], "application/json; charset=utf-8"),
@@ -119,23 +126,32 @@ mod tests {
     }
 
     /// The page loads nothing from elsewhere and holds no inline script or style (the
-    /// policy would block them anyway), and the script never writes markup.
+    /// policy would block them anyway), and the scripts never write markup nor set a style
+    /// (the charts take their colours from classes of `app.css`). The one URL allowed is
+    /// the SVG namespace, which names elements and is never fetched.
     #[test]
     fn the_assets_stay_within_the_policy() {
-        for text in [INDEX_HTML, APP_JS, APP_CSS] {
+        let stats_js = STATS_JS.replace("'http://www.w3.org/2000/svg'", "");
+        for text in [INDEX_HTML, APP_JS, APP_CSS, &stats_js] {
             assert!(!text.contains("http://") && !text.contains("https://"));
             assert!(!text.contains("style=\""));
         }
-        assert_eq!(INDEX_HTML.matches("<script").count(), 1);
-        assert!(INDEX_HTML.contains("<script src=\"app.js\" defer></script>"));
-        for forbidden in [
-            "innerHTML",
-            "outerHTML",
-            "insertAdjacentHTML",
-            "document.write",
-            "eval(",
-        ] {
-            assert!(!APP_JS.contains(forbidden), "app.js uses {forbidden}");
+        assert_eq!(INDEX_HTML.matches("<script").count(), 2);
+        assert!(INDEX_HTML.contains(
+            "<script src=\"app.js\" defer></script>\n<script src=\"stats.js\" defer></script>"
+        ));
+        for (name, script) in [("app.js", APP_JS), ("stats.js", STATS_JS)] {
+            for forbidden in [
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
+                "eval(",
+                ".style",
+                "'style'",
+            ] {
+                assert!(!script.contains(forbidden), "{name} uses {forbidden}");
+            }
         }
     }
 
@@ -187,16 +203,17 @@ mod tests {
     }
 
     /// Every value the node can emit into a view (consent statuses, problem types and
-    /// refusal reasons, roles, message types, where a chain check started, audit actions)
-    /// has a Korean and an English label, and so has every label key the page and the
-    /// script use. The lists come from the Rust types that define the values, not from a
-    /// copy.
+    /// refusal reasons, roles, message types, where a chain check started, audit actions,
+    /// the statistics' outcome columns, acceptance bands and pair directions) has a Korean
+    /// and an English label, and so has every label key the page and the scripts use. The
+    /// lists come from the Rust types that define the values, not from a copy.
     #[test]
     fn the_label_catalogue_covers_every_value_the_node_can_emit() {
         use crate::core::audit::Action;
         use crate::core::consent::ConsentStatus;
         use crate::core::identity::Identity;
         use crate::core::message::MessageType;
+        use crate::core::stats;
         use crate::node::store::reports::VerifiedFrom;
 
         let catalogue: serde_json::Value =
@@ -213,6 +230,12 @@ mod tests {
         };
         let (ko, en) = (language("ko"), language("en"));
         assert_eq!(ko, en, "Korean and English label the same keys");
+        // JSON lets a key repeat (the last wins), as a merge of two branches can leave it.
+        let label_lines = LABELS_JSON
+            .lines()
+            .filter(|l| l.starts_with("    \""))
+            .count();
+        assert_eq!(label_lines, ko.len() + en.len(), "a label key is repeated");
         assert_eq!(catalogue.as_object().map(|o| o.len()), Some(2));
 
         let mut needed: BTreeSet<String> = BTreeSet::new();
@@ -222,6 +245,18 @@ mod tests {
         needed.extend(MessageType::ALL.map(|t| format!("type.{t}")));
         needed.extend(Identity::ROLES.map(|r| format!("role.{r}")));
         needed.extend(VerifiedFrom::ALL.map(|v| format!("verified_from.{}", v.as_str())));
+        // The statistics: outcome columns, acceptance bands, and every direction a pair can
+        // have (asked of the function that decides it).
+        needed.extend(stats::OUTCOME_COLUMNS.map(|c| format!("outcome.{c}")));
+        needed.extend(stats::ACCEPTANCE_BANDS.map(|(b, _)| format!("band.{b}")));
+        let (here, there, third) = ("suwon/welfare", "jeonju/jobs", "gangseo/saeil");
+        let directions: BTreeSet<&str> =
+            [(here, here), (here, there), (there, here), (there, third)]
+                .iter()
+                .map(|(from, to)| stats::report::direction(from, to, "suwon"))
+                .collect();
+        assert_eq!(directions.len(), 4, "{directions:?}");
+        needed.extend(directions.iter().map(|d| format!("direction.{d}")));
         needed.extend(Action::ALL.map(|a| {
             let name = serde_json::to_value(a).expect("an action has a name");
             format!("action.{}", name.as_str().expect("a string"))
@@ -229,6 +264,7 @@ mod tests {
         let emitted = needed.len();
         needed.extend(keys_used(INDEX_HTML));
         needed.extend(keys_used(APP_JS));
+        needed.extend(keys_used(STATS_JS));
         assert!(
             needed.len() > emitted + 50,
             "the key scan found too few keys: {needed:?}"

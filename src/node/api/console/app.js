@@ -35,6 +35,8 @@ function setLanguage(next) {
     // Not remembered, but still switched.
   }
   applyLabels();
+  // Views that composed text from labels (the statistics) draw it again.
+  document.dispatchEvent(new Event('console-language'));
 }
 
 /** The label `key` in the current language. A missing one is a bug: logged, and the key shown. */
@@ -54,10 +56,11 @@ function hasLabel(key) {
 function applyLabels() {
   if (!LABELS) return; // still loading: the page's built-in Korean stays until then
   document.documentElement.lang = lang;
-  document.title = t('title');
   for (const e of document.querySelectorAll('[data-i18n]')) {
     e.textContent = t(e.dataset.i18n);
   }
+  // The page's title is the heading's (which names a manager's console differently).
+  document.title = t(document.getElementById('title').dataset.i18n);
   for (const e of document.querySelectorAll('[data-i18n-aria-label]')) {
     e.setAttribute('aria-label', t(e.dataset.i18nAriaLabel));
   }
@@ -358,51 +361,92 @@ async function runAudit() {
   result.replaceChildren(label('p', 'loading'));
   result.setAttribute('aria-busy', 'true');
   try {
-    const s = await getJson(`/v1/privacy/audit${full ? '?verify=full' : ''}`);
-    const list = el('dl', null, { id: 'audit-status' });
-    auditRow(list, 'a.verified', label('span', s.verified ? 'a.ok' : 'a.broken')).className = s.verified
-      ? 'ok'
-      : 'bad';
-    auditRow(list, 'a.length', s.length);
-    auditRow(list, 'a.head', s.head);
-    auditRow(list, 'a.verified_from', coded('verified_from.', s.verified_from));
-    auditRow(list, 'a.entries_checked', `${s.entries_checked} (${s.check_ms} ms)`);
-    if (s.problem) auditRow(list, 'a.problem', nodeText(s.problem)).className = 'bad';
-    const cp = s.checkpoint;
-    if (cp) {
-      auditRow(list, 'a.cp_seq', `${cp.seq} (${cp.length})`);
-      auditRow(list, 'a.cp_head', cp.head);
-      auditRow(list, 'a.cp_signed_at', timeOf(cp.signed_at));
-      const sig = cp.signature_valid === true ? 'a.sig_ok' : cp.signature_valid === false ? 'a.sig_bad' : 'a.sig_unknown';
-      auditRow(list, 'a.cp_signature', label('span', sig)).className = cp.signature_valid === false ? 'bad' : '';
-    } else {
-      auditRow(list, 'a.checkpoint', label('span', 'a.none'));
-    }
-    // What this node holds of each center's checkpoints, and any two that contradict.
-    for (const p of s.peers || []) {
-      const held = el('span', `${p.center}: `);
-      if (p.checkpoint) {
-        held.append(document.createTextNode(`${p.checkpoint.length} (`), timeOf(p.checkpoint.signed_at), document.createTextNode(')'));
-      } else {
-        held.append(document.createTextNode('-'));
-      }
-      auditRow(list, 'a.peer', held);
-      auditRow(list, 'a.peer_status', label('span', p.consistent ? 'a.consistent' : 'a.contradicted'))
-        .className = p.consistent ? '' : 'bad';
-      for (const e of p.evidence) {
-        const found = el('span');
-        found.append(timeOf(e.found_at), document.createTextNode(': '), nodeText(e.problem));
-        auditRow(list, 'a.evidence', found).className = 'bad';
-      }
-    }
-    auditRow(list, 'a.checked_at', timeOf(s.checked_at));
-    result.replaceChildren(list);
+    renderAudit(result, await getJson(`/v1/privacy/audit${full ? '?verify=full' : ''}`));
   } catch (e) {
     result.replaceChildren();
     showFailure(e);
   } finally {
     result.setAttribute('aria-busy', 'false');
   }
+}
+
+/** The audit chain's status `s` (GET /v1/privacy/audit) as a list in `result`. */
+function renderAudit(result, s) {
+  const list = el('dl', null, { id: 'audit-status' });
+  auditRow(list, 'a.verified', label('span', s.verified ? 'a.ok' : 'a.broken')).className = s.verified
+    ? 'ok'
+    : 'bad';
+  auditRow(list, 'a.length', s.length);
+  auditRow(list, 'a.head', s.head);
+  auditRow(list, 'a.verified_from', coded('verified_from.', s.verified_from));
+  auditRow(list, 'a.entries_checked', `${s.entries_checked} (${s.check_ms} ms)`);
+  if (s.problem) auditRow(list, 'a.problem', nodeText(s.problem)).className = 'bad';
+  const cp = s.checkpoint;
+  if (cp) {
+    auditRow(list, 'a.cp_seq', `${cp.seq} (${cp.length})`);
+    auditRow(list, 'a.cp_head', cp.head);
+    auditRow(list, 'a.cp_signed_at', timeOf(cp.signed_at));
+    const sig = cp.signature_valid === true ? 'a.sig_ok' : cp.signature_valid === false ? 'a.sig_bad' : 'a.sig_unknown';
+    auditRow(list, 'a.cp_signature', label('span', sig)).className = cp.signature_valid === false ? 'bad' : '';
+  } else {
+    auditRow(list, 'a.checkpoint', label('span', 'a.none'));
+  }
+  // What this node holds of each center's checkpoints, and any two that contradict.
+  for (const p of s.peers || []) {
+    const held = el('span', `${p.center}: `);
+    if (p.checkpoint) {
+      held.append(document.createTextNode(`${p.checkpoint.length} (`), timeOf(p.checkpoint.signed_at), document.createTextNode(')'));
+    } else {
+      held.append(document.createTextNode('-'));
+    }
+    auditRow(list, 'a.peer', held);
+    auditRow(list, 'a.peer_status', label('span', p.consistent ? 'a.consistent' : 'a.contradicted'))
+      .className = p.consistent ? '' : 'bad';
+    for (const e of p.evidence) {
+      const found = el('span');
+      found.append(timeOf(e.found_at), document.createTextNode(': '), nodeText(e.problem));
+      auditRow(list, 'a.evidence', found).className = 'bad';
+    }
+  }
+  auditRow(list, 'a.checked_at', timeOf(s.checked_at));
+  result.replaceChildren(list);
+}
+
+/**
+ * Who the browser's certificate is, as far as the views go: `manager` or `officer`. The
+ * page cannot read its own client certificate, so it asks the node for the audit status,
+ * an officer-only endpoint: a center manager, who may use the statistics only, is refused
+ * with 403 `wrong-role`. For an officer the answer is not wasted: it fills the audit view
+ * (and is audited, as every officer query is).
+ */
+async function detectRole() {
+  let resp;
+  try {
+    resp = await fetch('/v1/privacy/audit', { headers: { accept: 'application/json' }, cache: 'no-store' });
+  } catch (e) {
+    return 'officer'; // the node is unreachable: the views will say so themselves
+  }
+  const body = await resp.json().catch(() => null);
+  if (resp.status === 403 && body && body.type === 'urn:plusgate:problem:wrong-role') return 'manager';
+  if (resp.ok && body) renderAudit(document.getElementById('audit-result'), body);
+  return 'officer';
+}
+
+/**
+ * Shows the views `role` may use: a manager only the statistics, an officer all of them.
+ * Until then the page shows no view and no tabs, so a manager never sees the officer's.
+ */
+function applyRole(role) {
+  document.body.dataset.role = role;
+  if (role === 'manager') {
+    document.getElementById('title').dataset.i18n = 'title.manager';
+    applyLabels();
+  }
+  for (const button of document.querySelectorAll('nav button')) {
+    button.hidden = role === 'manager' && button.dataset.view !== 'stats';
+  }
+  showView(role === 'manager' ? 'stats' : 'consents');
+  document.querySelector('nav').hidden = false;
 }
 
 function showView(name) {
@@ -439,12 +483,12 @@ document.addEventListener('DOMContentLoaded', async () => {
     event.preventDefault();
     runAudit();
   });
-  showView('consents');
   try {
     await loadLabels();
     applyLabels();
   } catch (e) {
     showError([el('span', '화면 문구를 불러오지 못했습니다 / Could not load the labels: '), nodeText(e.message)]);
   }
+  applyRole(await detectRole());
   document.body.dataset.ready = 'true';
 });
