@@ -31,7 +31,7 @@ pub mod report;
 pub mod signed;
 pub mod suppress;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use ::time::{Date, Duration, Month, OffsetDateTime};
 use serde::{Deserialize, Serialize};
@@ -171,21 +171,27 @@ impl Durations {
         out
     }
 
-    fn pour_into(&self, acc: &mut HashMap<u64, u64>) {
-        for (v, n) in &self.0 {
-            *acc.entry(*v).or_insert(0) += n;
-        }
+    /// Appends this list's entries to `acc`, unsorted; [`Durations::from_acc`] sorts and
+    /// adds up equal values once at the end (cheaper than a map for a year of days).
+    fn pour_into(&self, acc: &mut Vec<(u64, u64)>) {
+        acc.extend_from_slice(&self.0);
     }
 
-    fn from_acc(acc: HashMap<u64, u64>) -> Durations {
-        let mut v: Vec<(u64, u64)> = acc.into_iter().collect();
-        v.sort_unstable();
-        Durations(v)
+    fn from_acc(mut acc: Vec<(u64, u64)>) -> Durations {
+        acc.sort_unstable_by_key(|(v, _)| *v);
+        let mut out: Vec<(u64, u64)> = Vec::with_capacity(acc.len());
+        for (v, n) in acc {
+            match out.last_mut() {
+                Some((last, k)) if *last == v => *k += n,
+                _ => out.push((v, n)),
+            }
+        }
+        Durations(out)
     }
 
     /// Both together.
     pub fn merge(&mut self, other: &Durations) {
-        let mut acc = HashMap::new();
+        let mut acc = Vec::with_capacity(self.0.len() + other.0.len());
         self.pour_into(&mut acc);
         other.pour_into(&mut acc);
         *self = Durations::from_acc(acc);
@@ -439,9 +445,9 @@ pub struct Folder {
 struct PairAcc {
     messages: BTreeMap<String, Vec<u64>>,
     outcomes: BTreeMap<String, u64>,
-    first_pull: HashMap<u64, u64>,
-    acceptance: HashMap<u64, u64>,
-    completion: HashMap<u64, u64>,
+    first_pull: Vec<(u64, u64)>,
+    acceptance: Vec<(u64, u64)>,
+    completion: Vec<(u64, u64)>,
 }
 
 impl Folder {
