@@ -625,8 +625,17 @@ async fn managers_and_officers_see_statistics_and_nobody_else_does() {
             .map(|v| v.to_str().unwrap_or("")),
         Some("no-store")
     );
+    // The console is theirs too, and says whose it is (the page shows its views by it).
+    let role = |r: &plusgate::node::client::Response| {
+        r.headers
+            .get("plusgate-role")
+            .map(|v| v.to_str().unwrap_or("").to_owned())
+    };
     let r = manager.get("/console/").await.expect("response");
     assert_eq!(r.status.as_u16(), 200);
+    assert_eq!(role(&r).as_deref(), Some("manager"));
+    let r = officer.get("/console/labels.json").await.expect("response");
+    assert_eq!(role(&r).as_deref(), Some("officer"));
     // Agencies, other centers' managers and nodes do not.
     assert_problem(
         &agency.get("/v1/stats").await.expect("response"),

@@ -43,8 +43,9 @@ pub const CONTENT_SECURITY_POLICY_VALUE: &str =
     "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// The console file at `rest` (the path segments after `console`): `[]` is `/console`,
-/// redirected to `/console/`; `[""]` the page.
-pub fn asset(rest: &[&str]) -> Resp {
+/// redirected to `/console/`; `[""]` the page. `role` is the role the staff gate admitted
+/// (`officer` or `manager`), sent as `Plusgate-Role` for the page to show its views by.
+pub fn asset(rest: &[&str], role: &'static str) -> Resp {
     let (status, content_type, body) = match rest {
         [] => {
             let mut resp = with_headers(StatusCode::PERMANENT_REDIRECT, "text/plain", "");
@@ -68,7 +69,11 @@ pub fn asset(rest: &[&str]) -> Resp {
             return resp;
         }
     };
-    with_headers(status, content_type, body)
+    let mut resp = with_headers(status, content_type, body);
+    // The role the gate admitted (`officer` or `manager`): the page shows its views by it.
+    resp.headers_mut()
+        .insert("plusgate-role", HeaderValue::from_static(role));
+    resp
 }
 
 fn with_headers(status: StatusCode, content_type: &'static str, body: &'static str) -> Resp {
@@ -111,7 +116,7 @@ mod tests {
             (vec!["labels.json"], "application/json; charset=utf-8"),
             (vec!["nope.js"], "application/problem+json"),
         ] {
-            let resp = asset(&path);
+            let resp = asset(&path, "officer");
             let h = resp.headers();
             assert_eq!(h[CONTENT_TYPE], content_type, "{path:?}");
             assert_eq!(h[CACHE_CONTROL], "no-store");
@@ -120,7 +125,7 @@ mod tests {
                 .to_str()
                 .is_ok_and(|v| v.starts_with("default-src 'self'")));
         }
-        let redirect = asset(&[]);
+        let redirect = asset(&[], "officer");
         assert_eq!(redirect.status(), StatusCode::PERMANENT_REDIRECT);
         assert_eq!(redirect.headers()[LOCATION], "/console/");
     }

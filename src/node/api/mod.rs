@@ -310,7 +310,7 @@ impl Api {
         routes::find(method, path, &path_for_log(path))?;
         match (segments, method) {
             (["v1", "stats"], &Method::GET) => self.stats(&req).await,
-            (["console", rest @ ..], &Method::GET) => Ok(console::asset(rest)),
+            (["console", rest @ ..], &Method::GET) => Ok(console::asset(rest, "manager")),
             _ => Err(Problem::forbidden(
                 "wrong-role",
                 format!("manager {manager} sees statistics only"),
@@ -336,7 +336,7 @@ impl Api {
                 ["v1", "privacy", name @ ("consents" | "refusals" | "withdrawals" | "audit")],
                 &Method::GET,
             ) => self.report(&req, officer, name).await,
-            (["console", rest @ ..], &Method::GET) => Ok(console::asset(rest)),
+            (["console", rest @ ..], &Method::GET) => Ok(console::asset(rest, "officer")),
             (["v1", "stats"], &Method::GET) => self.stats(&req).await,
             _ => Err(routes::unhandled(method, &path_for_log(req.uri().path()))),
         }

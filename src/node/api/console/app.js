@@ -414,23 +414,11 @@ function renderAudit(result, s) {
 
 /**
  * Who the browser's certificate is, as far as the views go: `manager` or `officer`. The
- * page cannot read its own client certificate, so it asks the node for the audit status,
- * an officer-only endpoint: a center manager, who may use the statistics only, is refused
- * with 403 `wrong-role`. For an officer the answer is not wasted: it fills the audit view
- * (and is audited, as every officer query is).
+ * page cannot read its own client certificate; the node names the role it admitted in the
+ * `Plusgate-Role` header of every console file, read here from the label catalogue's
+ * answer (so finding the role queries nothing and writes no audit entry).
  */
-async function detectRole() {
-  let resp;
-  try {
-    resp = await fetch('/v1/privacy/audit', { headers: { accept: 'application/json' }, cache: 'no-store' });
-  } catch (e) {
-    return 'officer'; // the node is unreachable: the views will say so themselves
-  }
-  const body = await resp.json().catch(() => null);
-  if (resp.status === 403 && body && body.type === 'urn:plusgate:problem:wrong-role') return 'manager';
-  if (resp.ok && body) renderAudit(document.getElementById('audit-result'), body);
-  return 'officer';
-}
+let ROLE = 'officer';
 
 /**
  * Shows the views `role` may use: a manager only the statistics, an officer all of them.
@@ -463,6 +451,7 @@ function showView(name) {
 async function loadLabels() {
   const resp = await fetch('labels.json', { cache: 'no-store' });
   if (!resp.ok) throw new Error(`labels.json: ${resp.status}`);
+  if (resp.headers.get('plusgate-role') === 'manager') ROLE = 'manager';
   LABELS = await resp.json();
 }
 
@@ -489,6 +478,6 @@ document.addEventListener('DOMContentLoaded', async () => {
   } catch (e) {
     showError([el('span', '화면 문구를 불러오지 못했습니다 / Could not load the labels: '), nodeText(e.message)]);
   }
-  applyRole(await detectRole());
+  applyRole(ROLE);
   document.body.dataset.ready = 'true';
 });

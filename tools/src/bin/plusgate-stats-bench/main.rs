@@ -97,7 +97,8 @@ fn fill(data_dir: &std::path::Path, args: &Args) -> anyhow::Result<(usize, f64)>
             let mut cell = PairDay::default();
             cell.messages.insert("referral".into(), referrals);
             cell.messages.insert("referral-status".into(), statuses);
-            cell.messages.insert("case-summary".into(), n - referrals - statuses);
+            cell.messages
+                .insert("case-summary".into(), n - referrals - statuses);
             for _ in 0..referrals {
                 let column = OUTCOME_COLUMNS[rng.below(OUTCOME_COLUMNS.len() as u64) as usize];
                 *cell.outcomes.entry(column.to_owned()).or_insert(0) += 1;
@@ -145,7 +146,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let federation = Federation::create(plusgate, &["suwon", "gangseo"])?;
     let mut node = federation.start("suwon");
     node.stop();
-    eprintln!("stats-bench: writing a year of statistics for {} messages", args.messages);
+    eprintln!(
+        "stats-bench: writing a year of statistics for {} messages",
+        args.messages
+    );
     let (records, fill_s) = fill(&federation.data_dir("suwon"), &args)?;
     eprintln!("stats-bench: {records} day records in {fill_s:.1} s; starting the node");
     let started = Instant::now();
@@ -154,9 +158,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let agent = node.agent("suwon/manager", HttpVersion::Http1);
     let mut conn = agent.connect().await?;
     let questions = [
-        ("year by month", "/v1/stats?from=2026-01-01&to=2026-12-31&by=month"),
-        ("year by week", "/v1/stats?from=2026-01-01&to=2026-12-31&by=week"),
-        ("year by day", "/v1/stats?from=2026-01-01&to=2026-12-31&by=day"),
+        (
+            "year by month",
+            "/v1/stats?from=2026-01-01&to=2026-12-31&by=month",
+        ),
+        (
+            "year by week",
+            "/v1/stats?from=2026-01-01&to=2026-12-31&by=week",
+        ),
+        (
+            "year by day",
+            "/v1/stats?from=2026-01-01&to=2026-12-31&by=day",
+        ),
         ("no-op (/healthz)", "/healthz"),
     ];
     println!(
@@ -179,7 +192,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let v: serde_json::Value = r.json()?;
                 let total = v["messages"]["total"].as_u64().unwrap_or(0);
                 if total != args.messages {
-                    bail!("{path}: the answer counts {total} messages, not {}", args.messages);
+                    bail!(
+                        "{path}: the answer counts {total} messages, not {}",
+                        args.messages
+                    );
                 }
             }
             bytes = r.body.len();
@@ -199,7 +215,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("plusgate-stats-bench: cannot start the async runtime: {e}");
