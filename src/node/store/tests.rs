@@ -264,7 +264,11 @@ fn a_format_1_store_is_refused_and_migrate_rewrites_its_consents_under_collector
         store.db.remove(key(SETTING, b"format")).expect("remove");
         store.sync().expect("sync");
     }
-    // A node refuses it, naming the command; the command migrates it.
+    // A node refuses it, naming the command; the command migrates it. (Once sled has let go
+    // of the dropped store's lock, or the refusal would be for the lock.)
+    while super::in_use(dir.path()).expect("read the lock") {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let refused = Store::open_with(dir.path(), StoreOptions::default()).expect_err("old");
     assert!(
         matches!(refused, StoreError::OldFormat { found: 1, .. }),
