@@ -234,6 +234,51 @@ impl PairDay {
     }
 }
 
+/// One of a referral's measured times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// From its node taking it to its first pull.
+    FirstPull,
+    /// ... to being taken on.
+    Acceptance,
+    /// ... to completion.
+    Completion,
+}
+
+impl Measure {
+    /// Every measure.
+    pub const ALL: [Measure; 3] = [Measure::FirstPull, Measure::Acceptance, Measure::Completion];
+}
+
+impl PairDay {
+    /// The durations of `m`.
+    pub fn durations(&self, m: Measure) -> &Durations {
+        match m {
+            Measure::FirstPull => &self.first_pull,
+            Measure::Acceptance => &self.acceptance,
+            Measure::Completion => &self.completion,
+        }
+    }
+
+    /// The durations of `m`, to change.
+    pub fn durations_mut(&mut self, m: Measure) -> &mut Durations {
+        match m {
+            Measure::FirstPull => &mut self.first_pull,
+            Measure::Acceptance => &mut self.acceptance,
+            Measure::Completion => &mut self.completion,
+        }
+    }
+
+    /// The counts alone (messages and outcomes), without the times.
+    pub fn counts(&self) -> PairDay {
+        PairDay {
+            messages: self.messages.clone(),
+            outcomes: self.outcomes.clone(),
+            ..PairDay::default()
+        }
+    }
+}
+
 /// What a node counted on one Seoul day about consents.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsentDay {

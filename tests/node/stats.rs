@@ -755,3 +755,73 @@ async fn managers_and_officers_see_statistics_and_nobody_else_does() {
         r.text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_numbers_survive_a_sigkill_exactly_as_answered_before_it() {
+    let (fed, mut nodes) = quick_federation(&["suwon", "gangseo"], &["suwon"]);
+    let node = &mut nodes[0];
+    let employment = node.agent("suwon/employment", HttpVersion::Http1);
+    let consent = fed.referral("x")["consent_id"]
+        .as_str()
+        .expect("consent")
+        .to_owned();
+    let mut sent = Vec::new();
+    for i in 0..7 {
+        let id = format!("kill-{i}");
+        let body = referral_between(
+            &fed,
+            &id,
+            "suwon/employment",
+            "suwon/welfare",
+            &consent,
+        );
+        let accepted = push_accepted(&employment, &body).await;
+        sent.push((id, accepted["accepted_at"].as_str().expect("at").to_owned()));
+    }
+    let welfare = node.agent("suwon/welfare", HttpVersion::Http1);
+    assert_eq!(pull(&welfare, "max=50").await.len(), 7);
+    let reply = fed.example("consent-reply")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    for (id, at) in &sent[..6] {
+        let body = status_of(
+            &fed,
+            &format!("st-{id}"),
+            (id, "suwon/employment", "suwon/welfare", at),
+            "accepted",
+            1,
+            &reply,
+        );
+        push_accepted(&welfare, &body).await;
+    }
+    let query = "by=day";
+    let before = stats(&node.agent("suwon/manager", HttpVersion::Http1), query).await;
+    node.kill_hard();
+    node.restart();
+    let after = stats(&node.agent("suwon/manager", HttpVersion::Http1), query).await;
+    let strip = |mut v: Value| {
+        v["generated_at"] = Value::Null;
+        v["centers"] = Value::Null;
+        v
+    };
+    assert_eq!(
+        strip(before.clone()),
+        strip(after),
+        "the numbers changed across a SIGKILL"
+    );
+    // And they are the ones pushed: 7 referrals, 6 accepted a day after, 6 answers.
+    let row = before["times"]["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["from"] == "suwon/employment" && r["to"] == "suwon/welfare")
+        .cloned()
+        .expect("the pair");
+    assert_eq!(
+        row["acceptance"],
+        json!({"median_s": 86_400, "p90_s": 86_400})
+    );
+    assert!(row["first_pull"]["median_s"].is_u64(), "{row}");
+    assert_eq!(before["messages"]["total"], json!(13));
+}

@@ -21,7 +21,8 @@ use time::{Date, OffsetDateTime};
 use super::group::Group;
 use super::Writer;
 use crate::core::stats::{
-    outcome_column, seoul_day, takes_on, By, ConsentDay, Folder, PairDay, Period, RangeError, Raw,
+    outcome_column, seoul_day, takes_on, By, ConsentDay, Folder, Measure, PairDay, Period,
+    RangeError, Raw,
 };
 use crate::core::time::parse as parse_rfc3339;
 use crate::node::store::{Lifecycle, MessageRecord, Store, StoreError, WriteSet};
@@ -101,18 +102,37 @@ impl StatsBook {
     }
 }
 
-/// What a group counted, before it is durable: the touched records, whole.
+/// A pair's day as a group changed it, and which of its records (`store::stats`: the
+/// counts, and each measure's times) the group must write.
+#[derive(Debug)]
+struct Touched {
+    day: PairDay,
+    counts: bool,
+    measures: Vec<Measure>,
+}
+
+/// What a group counted, before it is durable: the touched records, by day, sending and
+/// receiving agency (nested, so a lookup needs no owned key).
 #[derive(Debug, Default)]
 pub(super) struct StatsDelta {
-    pairs: BTreeMap<(Date, String, String), PairDay>,
+    pairs: BTreeMap<Date, BTreeMap<String, BTreeMap<String, Touched>>>,
     consents: BTreeMap<Date, ConsentDay>,
 }
 
 impl StatsDelta {
     /// Writes the touched records into the group's write set.
     pub(super) fn write(&self, writes: &mut WriteSet) {
-        for ((day, from, to), d) in &self.pairs {
-            writes.put_pair_day(*day, from, to, d);
+        for (day, froms) in &self.pairs {
+            for (from, tos) in froms {
+                for (to, t) in tos {
+                    if t.counts {
+                        writes.put_pair_counts(*day, from, to, &t.day);
+                    }
+                    for m in &t.measures {
+                        writes.put_pair_durations(*day, from, to, *m, t.day.durations(*m));
+                    }
+                }
+            }
         }
         for (day, d) in &self.consents {
             writes.put_consent_day(*day, d);
@@ -125,10 +145,13 @@ impl StatsDelta {
             return;
         }
         let mut days = book.days.write().unwrap_or_else(|p| p.into_inner());
-        for ((day, from, to), d) in self.pairs {
-            Arc::make_mut(days.entry(day).or_default())
-                .pairs
-                .insert((from, to), d);
+        for (day, froms) in self.pairs {
+            let cells = Arc::make_mut(days.entry(day).or_default());
+            for (from, tos) in froms {
+                for (to, t) in tos {
+                    cells.pairs.insert((from.clone(), to), t.day);
+                }
+            }
         }
         for (day, d) in self.consents {
             Arc::make_mut(days.entry(day).or_default()).consents = d;
@@ -140,18 +163,51 @@ fn instant(t: &str) -> Option<OffsetDateTime> {
     parse_rfc3339(t)
 }
 
+/// Adds one to `counts[k]`, allocating the key only the first time.
+fn bump(counts: &mut BTreeMap<String, u64>, k: &str) {
+    match counts.get_mut(k) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(k.to_owned(), 1);
+        }
+    }
+}
+
+impl Touched {
+    /// The group changed the times of `m`.
+    fn mark(&mut self, m: Measure) {
+        if !self.measures.contains(&m) {
+            self.measures.push(m);
+        }
+    }
+}
+
 impl Writer {
-    fn pair_day<'g>(&self, g: &'g mut Group, day: Date, from: &str, to: &str) -> &'g mut PairDay {
-        g.stats
-            .pairs
-            .entry((day, from.to_owned(), to.to_owned()))
-            .or_insert_with(|| {
-                let days = self.stats.days.read().unwrap_or_else(|p| p.into_inner());
-                days.get(&day)
-                    .and_then(|c| c.pairs.get(&(from.to_owned(), to.to_owned())))
-                    .cloned()
-                    .unwrap_or_default()
-            })
+    /// The group's copy of a pair's day, taken from the book the first time the group
+    /// touches it.
+    fn pair_day<'g>(&self, g: &'g mut Group, day: Date, from: &str, to: &str) -> &'g mut Touched {
+        let froms = g.stats.pairs.entry(day).or_default();
+        if !froms.contains_key(from) {
+            froms.insert(from.to_owned(), BTreeMap::new());
+        }
+        let tos = froms.get_mut(from).expect("inserted above");
+        if !tos.contains_key(to) {
+            let days = self.stats.days.read().unwrap_or_else(|p| p.into_inner());
+            let day = days
+                .get(&day)
+                .and_then(|c| c.pairs.get(&(from.to_owned(), to.to_owned())))
+                .cloned()
+                .unwrap_or_default();
+            tos.insert(
+                to.to_owned(),
+                Touched {
+                    day,
+                    counts: false,
+                    measures: Vec::new(),
+                },
+            );
+        }
+        tos.get_mut(to).expect("inserted above")
     }
 
     fn consent_day<'g>(&self, g: &'g mut Group) -> &'g mut ConsentDay {
@@ -178,12 +234,11 @@ impl Writer {
         to: &str,
         message_type: &str,
     ) {
-        let d = self.pair_day(g, seoul_day(at), from, to);
-        *d.messages.entry(message_type.to_owned()).or_insert(0) += 1;
+        let t = self.pair_day(g, seoul_day(at), from, to);
+        t.counts = true;
+        bump(&mut t.day.messages, message_type);
         if message_type == "referral" {
-            *d.outcomes
-                .entry(crate::core::stats::NO_ANSWER.to_owned())
-                .or_insert(0) += 1;
+            bump(&mut t.day.outcomes, crate::core::stats::NO_ANSWER);
         }
     }
 
@@ -204,9 +259,9 @@ impl Writer {
         let (Some(start), Some(end)) = (instant(accepted_at), instant(pulled_at)) else {
             return;
         };
-        self.pair_day(g, seoul_day(start), from, to)
-            .first_pull
-            .add_between(start, end);
+        let t = self.pair_day(g, seoul_day(start), from, to);
+        t.day.first_pull.add_between(start, end);
+        t.mark(Measure::FirstPull);
     }
 
     /// A status moved `referral` from `old` to `new` (the lifecycle as it will be
@@ -226,20 +281,25 @@ impl Writer {
         let Some(start) = instant(&referral.accepted_at) else {
             return;
         };
-        let d = self.pair_day(g, seoul_day(start), &referral.from, &referral.to);
+        let t = self.pair_day(g, seoul_day(start), &referral.from, &referral.to);
         let was = outcome_column(
             old.map(|l| l.status.as_str()),
             old.and_then(|l| l.outcome.as_deref()),
         );
         let now = outcome_column(Some(new.status.as_str()), new.outcome.as_deref());
-        d.move_outcome(was, now);
+        if was != now {
+            t.day.move_outcome(was, now);
+            t.counts = true;
+        }
         if let Some(end) = instant(changed_at) {
             if takes_on(status) && new.taken_on_at.is_none() {
-                d.acceptance.add_between(start, end);
+                t.day.acceptance.add_between(start, end);
+                t.mark(Measure::Acceptance);
                 new.taken_on_at = Some(changed_at.to_owned());
             }
             if status == "completed" && new.completed_at.is_none() {
-                d.completion.add_between(start, end);
+                t.day.completion.add_between(start, end);
+                t.mark(Measure::Completion);
                 new.completed_at = Some(changed_at.to_owned());
             }
         }

@@ -34,7 +34,7 @@
 //! | `j`    | group (BE), chunk (BE)               | journal record of a group's deferred writes |
 //! | `n`    | peer center, `0x00`, consent id, `0x00`, collector | empty: a consent change to tell that center |
 //! | `w`    | peer center, `0x00`, message id      | [`Erasure`]: tell that (origin) center its message was withheld here |
-//! | `t`    | Seoul day (BE), from, `0x00`, to; or day, `0x00` | `stats::PairDay` / `stats::ConsentDay`: what was counted that day ([`stats`], deferred) |
+//! | `t`    | Seoul day (BE), from, `0x00`, to [, `0x00`, `p`/`a`/`c`]; or day, `0x00` | a pair's counts (`stats::PairDay` without times), its times to first pull, acceptance or completion (`stats::Durations`), or the day's `stats::ConsentDay` ([`stats`], deferred) |
 //! | `q`    | peer center, `0x00`, message id      | [`Pickup`]: tell that (origin) center its message was pulled (and acknowledged) here; one per message, the acknowledgement replacing the pull |
 //!
 //! A *message id* in a key or value is the message's key, `<from>/<id>` (`MessageId`): the

@@ -3,8 +3,13 @@
 //! `stats-since`, the time this store began counting.
 //!
 //! Keys: `t`, the day as a big-endian day number (so a scan returns days in order), then
-//! `<from> NUL <to>` for a pair, or a lone NUL for the consent record (an agency id never
-//! starts with NUL, so the two never meet).
+//! `<from> NUL <to>` for a pair's counts (messages by type, referrals by outcome),
+//! `<from> NUL <to> NUL <p|a|c>` for its times to first pull, acceptance and completion, or
+//! a lone NUL for the consent record (an agency id never starts with NUL, so none meet).
+//!
+//! A pair's day is split so that what changes most often stays small: every push rewrites
+//! its day's counts record (a few numbers), while a day's list of times, which grows with
+//! the referrals measured, is rewritten only by the pull or status that adds to it.
 //!
 //! The family is deferred (`super::deferred`): a group commit rewrites the records it
 //! touched (today's, and the day of each referral whose status changed), and the overlay
@@ -13,9 +18,11 @@
 
 use ::time::Date;
 
+use std::collections::BTreeMap;
+
 use super::keys::{key, SETTING, STATS};
 use super::{decode_at, Store, StoreError, WriteSet};
-use crate::core::stats::{ConsentDay, PairDay};
+use crate::core::stats::{ConsentDay, Durations, Measure, PairDay};
 
 const SINCE: &[u8] = b"stats-since";
 
@@ -34,6 +41,21 @@ fn pair_key(day: Date, from: &str, to: &str) -> Vec<u8> {
     rest.push(0);
     rest.extend_from_slice(to.as_bytes());
     key(STATS, &rest)
+}
+
+fn measure_byte(m: Measure) -> u8 {
+    match m {
+        Measure::FirstPull => b'p',
+        Measure::Acceptance => b'a',
+        Measure::Completion => b'c',
+    }
+}
+
+fn durations_key(day: Date, from: &str, to: &str, m: Measure) -> Vec<u8> {
+    let mut k = pair_key(day, from, to);
+    k.push(0);
+    k.push(measure_byte(m));
+    k
 }
 
 fn consent_key(day: Date) -> Vec<u8> {
@@ -55,6 +77,13 @@ impl Store {
     /// Every counted day, oldest first.
     pub fn stats_days(&self) -> Result<Vec<(Date, StoredDay)>, StoreError> {
         let mut out: Vec<(Date, StoredDay)> = Vec::new();
+        // The day being read: its pairs, put together from their records.
+        let mut pairs: BTreeMap<(String, String), PairDay> = BTreeMap::new();
+        let finish = |out: &mut Vec<(Date, StoredDay)>, pairs: &mut BTreeMap<_, _>| {
+            if let Some((_, slot)) = out.last_mut() {
+                slot.pairs = std::mem::take(pairs).into_iter().collect();
+            }
+        };
         for item in self.scan_prefix(vec![STATS]) {
             let (k, v) = item?;
             let corrupt = |why: &str| StoreError::Corrupt {
@@ -69,6 +98,7 @@ impl Store {
                 .ok_or_else(|| corrupt("key names no day"))?;
             let day = day_of(n).ok_or_else(|| corrupt("key names no valid day"))?;
             if out.last().is_none_or(|(d, _)| *d != day) {
+                finish(&mut out, &mut pairs);
                 out.push((day, StoredDay::default()));
             }
             let slot = &mut out.last_mut().expect("pushed above").1;
@@ -76,16 +106,32 @@ impl Store {
             if rest == [0] {
                 slot.consents = decode_at("stats", &k, &v)?;
             } else {
-                let mut parts = rest.splitn(2, |b| *b == 0);
-                let (Some(from), Some(to)) = (parts.next(), parts.next()) else {
-                    return Err(corrupt("key names no agency pair"));
-                };
+                let parts: Vec<&[u8]> = rest.split(|b| *b == 0).collect();
                 let text =
                     |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| corrupt("not UTF-8"));
-                slot.pairs
-                    .push(((text(from)?, text(to)?), decode_at("stats", &k, &v)?));
+                let (from, to, measure) = match parts.as_slice() {
+                    [from, to] => (from, to, None),
+                    [from, to, [m]] => (from, to, Some(*m)),
+                    _ => return Err(corrupt("key names no agency pair")),
+                };
+                let pair = pairs.entry((text(from)?, text(to)?)).or_default();
+                match measure {
+                    None => {
+                        let counts: PairDay = decode_at("stats", &k, &v)?;
+                        pair.messages = counts.messages;
+                        pair.outcomes = counts.outcomes;
+                    }
+                    Some(m) => {
+                        let m = Measure::ALL
+                            .into_iter()
+                            .find(|x| measure_byte(*x) == m)
+                            .ok_or_else(|| corrupt("key names no measure"))?;
+                        *pair.durations_mut(m) = decode_at::<Durations>("stats", &k, &v)?;
+                    }
+                }
             }
         }
+        finish(&mut out, &mut pairs);
         Ok(out)
     }
 
@@ -105,9 +151,30 @@ impl Store {
 }
 
 impl WriteSet {
-    /// What was counted on `day` about messages from `from` to `to`.
+    /// What was counted on `day` about messages from `from` to `to`: its counts (`d`'s
+    /// times are left out, see [`WriteSet::put_pair_durations`]).
+    pub fn put_pair_counts(&mut self, day: Date, from: &str, to: &str, d: &PairDay) {
+        self.put(pair_key(day, from, to), super::record::encode(&d.counts()));
+    }
+
+    /// The times `m` measured of the referrals `from` sent `to` on `day`.
+    pub fn put_pair_durations(
+        &mut self,
+        day: Date,
+        from: &str,
+        to: &str,
+        m: Measure,
+        d: &Durations,
+    ) {
+        self.put(durations_key(day, from, to, m), super::record::encode(d));
+    }
+
+    /// All of a pair's day: its counts and its times.
     pub fn put_pair_day(&mut self, day: Date, from: &str, to: &str, d: &PairDay) {
-        self.put(pair_key(day, from, to), super::record::encode(d));
+        self.put_pair_counts(day, from, to, d);
+        for m in Measure::ALL {
+            self.put_pair_durations(day, from, to, m, d.durations(m));
+        }
     }
 
     /// What was counted on `day` about consents.
