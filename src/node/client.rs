@@ -197,6 +197,8 @@ pub struct Connection {
     /// The first rustls error seen on this connection's socket, if any.
     tls_error: Arc<OnceLock<rustls::Error>>,
     timeout: Duration,
+    /// The largest answer body read.
+    body_max: usize,
     /// The plusgate identity in the server's (verified) certificate.
     server_identity: Arc<crate::core::identity::Peer>,
 }
@@ -356,6 +358,7 @@ impl Connection {
             authority: authority(server_name, addr.port()).into(),
             tls_error,
             timeout: REQUEST_TIMEOUT,
+            body_max: RESPONSE_BODY_BYTES_MAX,
             server_identity,
         })
     }
@@ -384,6 +387,13 @@ impl Connection {
         self.timeout = timeout;
     }
 
+    /// Sets the largest answer body each later [`send`](Self::send) reads (default
+    /// [`RESPONSE_BODY_BYTES_MAX`]): for an answer known to be larger, such as another
+    /// node's statistics of a busy year.
+    pub fn set_body_max(&mut self, bytes: usize) {
+        self.body_max = bytes;
+    }
+
     /// A second handle on the same connection for concurrent streams: `Some` for
     /// HTTP/2, `None` for HTTP/1.1 (one request at a time; open another connection).
     pub fn try_clone(&self) -> Option<Connection> {
@@ -395,6 +405,7 @@ impl Connection {
                 authority: Arc::clone(&self.authority),
                 tls_error: Arc::clone(&self.tls_error),
                 timeout: self.timeout,
+                body_max: self.body_max,
                 server_identity: Arc::clone(&self.server_identity),
             }),
         }
@@ -505,7 +516,7 @@ impl Connection {
         };
         let response = result.map_err(|e| transport_error(addr, &self.tls_error, &e))?;
         let (parts, body) = response.into_parts();
-        let collected = Limited::new(body, RESPONSE_BODY_BYTES_MAX)
+        let collected = Limited::new(body, self.body_max)
             .collect()
             .await
             .map_err(|e| {

@@ -768,13 +768,7 @@ async fn the_numbers_survive_a_sigkill_exactly_as_answered_before_it() {
     let mut sent = Vec::new();
     for i in 0..7 {
         let id = format!("kill-{i}");
-        let body = referral_between(
-            &fed,
-            &id,
-            "suwon/employment",
-            "suwon/welfare",
-            &consent,
-        );
+        let body = referral_between(&fed, &id, "suwon/employment", "suwon/welfare", &consent);
         let accepted = push_accepted(&employment, &body).await;
         sent.push((id, accepted["accepted_at"].as_str().expect("at").to_owned()));
     }

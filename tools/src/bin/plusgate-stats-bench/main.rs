@@ -206,6 +206,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let (p50, p90, max) = quantiles(times);
         println!("| {name} | {p50:.1} | {p90:.1} | {max:.1} | {bytes} |");
     }
+    // What another node gets when it merges the federation's: the year unsuppressed, signed.
+    let peer = node.agent_as(
+        Some(&federation.node_identity("gangseo")),
+        HttpVersion::Http1,
+    );
+    let mut conn = peer.connect().await?;
+    conn.set_body_max(usize::MAX);
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let r = conn
+            .send(
+                Method::GET,
+                "/federation/v1/stats?from=2026-01-01&to=2026-12-31&by=month",
+                None,
+            )
+            .await?;
+        times.push(t.elapsed());
+        if r.status.as_u16() != 200 {
+            bail!("federation statistics: {} {}", r.status, r.text());
+        }
+        bytes = r.body.len();
+    }
+    let (p50, _, max) = quantiles(times);
+    println!("| federation answer for another node (year by month, signed) | {p50:.1} | | {max:.1} | {bytes} |");
     if let Some(rss) = node.pid().and_then(rss_mib) {
         println!("node RSS after the questions: {rss:.0} MiB");
     }
