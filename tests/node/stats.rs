@@ -596,6 +596,57 @@ async fn three_centers_get_every_cell_true_or_suppressed_and_nothing_can_be_work
         f["withdrawals"],
         json!({"counts": [null, 0], "total": null})
     );
+    // The times across the federation: each referral measured once, at its sender's node
+    // (jeonju's 3 were pulled at suwon, as suwon reported back to jeonju).
+    assert_eq!(
+        keys(&f["times"], &["from", "to"]),
+        [
+            "jeonju/jobs|suwon/welfare",
+            "suwon/employment|jeonju/welfare",
+            "suwon/employment|suwon/welfare"
+        ]
+    );
+    let ft = &f["times"]["rows"];
+    let null = (json!(null), json!(null));
+    let days_36 = (json!(3_110_000), json!(3_110_000));
+    assert_eq!(times(&ft[0], "first_pull"), null, "3 pulls");
+    assert_eq!(times(&ft[0], "acceptance"), null);
+    assert_eq!(times(&ft[1], "first_pull"), days_36);
+    assert_eq!(
+        times(&ft[1], "acceptance"),
+        (json!(259_200), json!(259_200))
+    );
+    assert_eq!(times(&ft[1], "completion"), null);
+    assert_eq!(times(&ft[2], "first_pull"), days_36);
+    assert_eq!(times(&ft[2], "acceptance"), (json!(86_400), json!(172_800)));
+    assert_eq!(times(&ft[2], "completion"), null, "3 completions");
+    let fd = Published::of(&f["acceptance_distribution"]);
+    assert_true_or_hidden(
+        "federation acceptance",
+        &fd,
+        &[vec![0, 0, 0, 6, 0, 0], vec![0, 0, 5, 0, 0, 0]],
+    );
+    assert_no_hidden_cell_is_determined(&[fd], &[]);
+
+    // gangseo's own view: two referrals within it, every count of them hidden.
+    let gangseo_manager = nodes[2].agent("gangseo/manager", HttpVersion::Http1);
+    let g = stats(&gangseo_manager, RANGE).await;
+    assert_eq!(
+        keys(&g["messages"], &["from", "to", "type", "direction"]),
+        ["gangseo/employment|gangseo/finance|referral|within"]
+    );
+    let gm = Published::of(&g["messages"]);
+    assert_true_or_hidden("gangseo messages", &gm, &[vec![2, 0]]);
+    let go = Published::of(&g["outcomes"]);
+    assert_true_or_hidden(
+        "gangseo outcomes",
+        &go,
+        &outcome_truth(&g["outcomes"]["columns"], &[&[("no-answer", 2)]]),
+    );
+    assert_no_hidden_cell_is_determined(&[gm, go], &[((0, 0, 2), (1, 0, o_total))]);
+    assert_eq!(g["times"]["rows"], json!([]));
+    assert_eq!(g["refusals"]["rows"], json!([]));
+    assert_eq!(g["withdrawals"], json!({"counts": [0, 0], "total": 0}));
 
     // A center that does not answer is named, and the rest is shown.
     nodes[2].stop();
