@@ -1,7 +1,8 @@
 //! A node's answer to another node's statistics question (`GET /federation/v1/stats`):
 //! its [`Raw`] numbers of the messages its own agencies sent, signed with its Ed25519 key,
 //! so the node that merges them (and anyone it shows them to) can tell which center said
-//! what, and no party in between can change a number.
+//! what, and no party in between can change a number. A statement is believed only for the
+//! answering center's own agencies: one that counts another center's is refused whole.
 //!
 //! The signature covers the exact bytes of the `statement` member, checked before anything
 //! in it is parsed (like the directory's), prefixed with a domain-separation context, so a
@@ -108,6 +109,16 @@ impl Signed {
         s.raw
             .check_shape(periods)
             .map_err(|e| SignedError::Shape(e.to_string()))?;
+        // A node answers for what its own agencies sent, and nothing else: numbers it
+        // claims for another center's agencies would be counted twice, or forged.
+        if let Some(p) = s.raw.pairs.iter().find(|p| {
+            crate::core::identity::AgencyId::parse(&p.from).map_or(true, |a| a.center() != center)
+        }) {
+            return Err(SignedError::Mismatch(format!(
+                "it counts messages sent by {}, not an agency of {center}",
+                p.from.chars().take(80).collect::<String>()
+            )));
+        }
         Ok(s)
     }
 }
@@ -167,6 +178,17 @@ mod tests {
         assert!(matches!(
             signed.open(&suwon, &key.public_key(), asked, 2),
             Err(SignedError::Shape(_))
+        ));
+        // A node that claims another center's messages is not believed, signed or not.
+        let mut claims = statement();
+        claims.raw.pairs.push(super::super::RawPair {
+            from: "jeonju/employment".into(),
+            to: "suwon/welfare".into(),
+            ..Default::default()
+        });
+        assert!(matches!(
+            Signed::sign(&key, &claims).open(&suwon, &key.public_key(), asked, 1),
+            Err(SignedError::Mismatch(_))
         ));
         // One changed number breaks the signature.
         let text = signed.statement.get().replace("[3]", "[4]");
