@@ -91,6 +91,18 @@ fn consent_since_march(fed: &Federation, id: &str, collector: &str, recipients: 
     c
 }
 
+/// The statistics once `ready` holds of them (within [`crate::support::CATCH_UP`]).
+async fn stats_once(agent: &Agent, query: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + crate::support::CATCH_UP;
+    loop {
+        let s = stats(agent, query).await;
+        if ready(&s) || std::time::Instant::now() > deadline {
+            return s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn stats(agent: &Agent, query: &str) -> Value {
     let r = agent
         .get(&format!("/v1/stats?{query}"))
@@ -350,9 +362,24 @@ async fn three_centers_get_every_cell_true_or_suppressed_and_nothing_can_be_work
         .await;
     }
 
-    // suwon's own view.
+    // suwon's own view. A status's lifecycle is readable from the store a moment before
+    // its group is durable and the statistics are published with it, so the test waits
+    // for the last of them to be counted (their acceptances, their first pulls).
     let manager = nodes[0].agent("suwon/manager", HttpVersion::Http1);
-    let s = stats(&manager, RANGE).await;
+    let s = stats_once(&manager, RANGE, |s| {
+        let row = |table: &str, from: &str, to: &str| {
+            s[table]["rows"]
+                .as_array()
+                .and_then(|rows| rows.iter().find(|r| r["from"] == from && r["to"] == to))
+                .cloned()
+                .unwrap_or_default()
+        };
+        // Every message counted (a status with its outcome and time, in one write), and the
+        // first pulls jeonju reported.
+        let times = row("times", "suwon/employment", "jeonju/welfare");
+        s["messages"]["total"] == 36 && times["first_pull"]["median_s"].is_u64()
+    })
+    .await;
     assert_eq!(s["scope"], "center");
     let labels: Vec<&str> = s["periods"]
         .as_array()

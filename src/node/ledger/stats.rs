@@ -6,7 +6,9 @@
 //! Invariants kept here:
 //! - the book and the store's `t` records change only after the group that counted is
 //!   durable, in the same write as what was counted, so the numbers match the record
-//!   exactly, after a crash too;
+//!   exactly, after a crash too. (A reader of the store can see a group's records, such as
+//!   a referral's lifecycle, a moment before that group's fsync; the statistics appear
+//!   with the fsync, so they may lag such a read by one group, never lead it.)
 //! - the writer is the book's only writer; a reader copies out the days it needs (each an
 //!   `Arc`) under a short read lock, and the writer copies a day a reader still holds
 //!   before changing it (`Arc::make_mut`), so neither waits on the other's work;
