@@ -10,6 +10,8 @@
 //! - `message_ids`: message ids are per sender: no conflict, squatting or telling;
 //! - `inbox`: pull, leases, long poll and acknowledgement;
 //! - `tls`: who may connect, and who may use the agency API;
+//! - `tls_scan`: an independent scanner (sslyze) finds only TLS 1.2 and 1.3, ECDHE with
+//!   AEAD suites, and none of the known weaknesses;
 //! - `revocation`: revoked certificates (new connections, resumed sessions, open
 //!   connections), the connection age bound, and reloading trust and config;
 //! - `limits`: connection budgets before and after authentication, idle connections,
@@ -78,4 +80,5 @@ mod status;
 mod storage;
 mod syscalls;
 mod tls;
+mod tls_scan;
 mod upgrade;
