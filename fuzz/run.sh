@@ -6,6 +6,7 @@
 # read; what the fuzzer finds goes to fuzz/target/corpus/<target>, and a crashing input to
 # fuzz/target/artifacts/<target>/, so a run never changes the repository. Exits non-zero
 # on the first target that fails, after printing its crash.
+# -O: the release build, as the node ships, with AddressSanitizer (cargo-fuzz's default).
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-60}"
