@@ -142,6 +142,34 @@ struct RawAgency {
     sends: Vec<String>,
 }
 
+/// The ids of `[[section]]` (`officers`, `managers`): each one valid and of this node's
+/// `center`; otherwise the entry's key and what is wrong with it.
+fn people<T>(
+    entries: &[RawOfficer],
+    section: &str,
+    center: &CenterId,
+    parse: impl Fn(&str) -> Result<T, crate::core::identity::IdError>,
+    center_of: impl Fn(&T) -> &CenterId,
+) -> Result<Vec<T>, (String, String)> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let key = format!("{section}[{i}].id");
+            let id = parse(&entry.id).map_err(|e| (key.clone(), e.to_string()))?;
+            if center_of(&id) != center {
+                let named = center_of(&id);
+                return Err((
+                    key,
+                    format!("names center `{named}`, but this node is `{center}`"),
+                ));
+            }
+            Ok(id)
+        })
+        .collect()
+}
+
+/// An `[[officers]]` or `[[managers]]` entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOfficer {
@@ -447,34 +475,14 @@ impl Config {
                 return Err(invalid(&key, "is listed twice".into()));
             }
         }
-        for (i, officer) in raw.officers.iter().enumerate() {
-            let key = format!("officers[{i}].id");
-            let id = OfficerId::parse(&officer.id).map_err(|e| invalid(&key, e.to_string()))?;
-            if id.center() != &center {
-                return Err(invalid(
-                    &key,
-                    format!(
-                        "names center `{}`, but this node is `{center}`",
-                        id.center()
-                    ),
-                ));
-            }
-            directory.officers.push(id);
-        }
-        for (i, manager) in raw.managers.iter().enumerate() {
-            let key = format!("managers[{i}].id");
-            let id = ManagerId::parse(&manager.id).map_err(|e| invalid(&key, e.to_string()))?;
-            if id.center() != &center {
-                return Err(invalid(
-                    &key,
-                    format!(
-                        "names center `{}`, but this node is `{center}`",
-                        id.center()
-                    ),
-                ));
-            }
-            directory.managers.push(id);
-        }
+        directory.officers = people(&raw.officers, "officers", &center, OfficerId::parse, |o| {
+            o.center()
+        })
+        .map_err(|(key, problem)| invalid(&key, problem))?;
+        directory.managers = people(&raw.managers, "managers", &center, ManagerId::parse, |m| {
+            m.center()
+        })
+        .map_err(|(key, problem)| invalid(&key, problem))?;
 
         Ok(Config {
             path: path.to_owned(),

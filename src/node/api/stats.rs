@@ -71,14 +71,13 @@ impl Question {
         federation_allowed: bool,
     ) -> Result<Question, Problem> {
         let mut seen = std::collections::BTreeMap::new();
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let v = percent_decode(v);
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let v = v.into_owned();
             let known = ["from", "to", "by", "scope", "format"];
-            let Some(k) = known.iter().find(|n| **n == k) else {
+            let Some(k) = known.iter().find(|n| **n == k.as_ref()) else {
                 return Err(Problem::bad_request(format!(
                     "unknown parameter `{}`: the statistics take from, to, by, scope and format",
-                    shorten(k)
+                    shorten(&k)
                 )));
             };
             if seen.insert(*k, v).is_some() {
@@ -148,32 +147,6 @@ impl Question {
 /// At most 40 characters of a value from the query, for an error message.
 fn shorten(s: &str) -> String {
     s.chars().take(40).collect()
-}
-
-/// `%XX` and `+` decoded; anything malformed is kept as written.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn center_of(agency: &str) -> Option<CenterId> {

@@ -113,20 +113,7 @@ impl Store {
         &self,
         peer: &CenterId,
     ) -> impl Iterator<Item = Result<(MessageId, Erasure), StoreError>> + '_ {
-        let prefix = queue_prefix(WITHHELD_REPORT, peer.as_str());
-        let prefix_len = prefix.len();
-        self.db.scan_prefix(prefix).map(move |item| {
-            let (k, v) = item?;
-            let id = std::str::from_utf8(&k[prefix_len..])
-                .ok()
-                .and_then(MessageId::from_key)
-                .ok_or_else(|| StoreError::Corrupt {
-                    family: "withheld report",
-                    key: String::from_utf8_lossy(&k).into_owned(),
-                    source: RecordError::Body("key is not a message id".into()),
-                })?;
-            Ok((id, decode_at("withheld report", &k, &v)?))
-        })
+        self.reports_to(WITHHELD_REPORT, "withheld report", peer)
     }
 
     /// Pickup reports owed to center `origin` (messages its agencies sent that were pulled
@@ -135,7 +122,17 @@ impl Store {
         &self,
         origin: &CenterId,
     ) -> impl Iterator<Item = Result<(MessageId, Pickup), StoreError>> + '_ {
-        let prefix = queue_prefix(PICKUP_REPORT, origin.as_str());
+        self.reports_to(PICKUP_REPORT, "pickup report", origin)
+    }
+
+    /// The reports of `family` owed to center `peer`, keyed by message: (message, value).
+    fn reports_to<T: serde::de::DeserializeOwned>(
+        &self,
+        family: u8,
+        what: &'static str,
+        peer: &CenterId,
+    ) -> impl Iterator<Item = Result<(MessageId, T), StoreError>> + '_ {
+        let prefix = queue_prefix(family, peer.as_str());
         let prefix_len = prefix.len();
         self.db.scan_prefix(prefix).map(move |item| {
             let (k, v) = item?;
@@ -143,11 +140,11 @@ impl Store {
                 .ok()
                 .and_then(MessageId::from_key)
                 .ok_or_else(|| StoreError::Corrupt {
-                    family: "pickup report",
+                    family: what,
                     key: String::from_utf8_lossy(&k).into_owned(),
                     source: RecordError::Body("key is not a message id".into()),
                 })?;
-            Ok((id, decode_at("pickup report", &k, &v)?))
+            Ok((id, decode_at(what, &k, &v)?))
         })
     }
 
