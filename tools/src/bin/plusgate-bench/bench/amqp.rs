@@ -46,7 +46,7 @@ use tokio::time::Instant;
 use super::broker::{Broker, DEBIAN_SERVER, QUEUE, USER};
 use super::load::{join_workers, BodyTemplate, Window, WorkerStats};
 use super::report::{LatencyMs, RabbitReport, RunReport};
-use super::usage::{group_usage, NodeUsage};
+use super::usage::{group_usage, NodeUsage, RssSampler, Watched};
 use super::{doing, micros, BenchArgs, RECONNECT_PAUSE, REQUEST_TIMEOUT};
 
 /// Bound on the broker's boot (first AMQP connection accepted); a busy 2-core machine
@@ -165,8 +165,10 @@ async fn measure(
     }
     tokio::time::sleep_until(window.start).await;
     let usage_start = broker.group().and_then(group_usage);
+    let rss = RssSampler::start(broker.group().map(Watched::Group));
     tokio::time::sleep_until(window.end).await;
     let usage_end = broker.group().and_then(group_usage);
+    let rss_mib = rss.finish().await;
     let total = join_workers(tasks, window).await?;
 
     let queued = first
@@ -212,6 +214,7 @@ async fn measure(
             errors: total.errors,
             reconnects: total.reconnects,
             node: NodeUsage::between(usage_start, usage_end, measured_s, total.accepted),
+            rss_mib,
             pull: None,
         },
         plusgate_over_rabbitmq: BTreeMap::new(),

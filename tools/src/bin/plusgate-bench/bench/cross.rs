@@ -22,7 +22,7 @@ use super::load::{
 use super::open_loop::latency_phase;
 use super::pullers::{Arrivals, Pullers, PULLERS, PULL_WAIT_S};
 use super::report::LatencyMs;
-use super::usage::{node_usage, process_usage, NodeUsage, ProcessUsage};
+use super::usage::{node_usage, process_usage, NodeUsage, ProcessUsage, Watched};
 use super::{bench_agent, bench_consent, doing, plusgate, truncate, BenchArgs, BENCH_CONSENT_ID};
 
 /// The two centers of the cross-center federation, sender's first (the `referral-remote`
@@ -254,6 +254,14 @@ impl CrossNodes {
             node_usage(&self.a),
             node_usage(&self.b),
             process_usage("self").ok(),
+        ]
+    }
+
+    /// What to sample the memory of: A and B.
+    pub(super) fn watched(&self) -> [Option<Watched>; 2] {
+        [
+            self.a.pid().map(Watched::Process),
+            self.b.pid().map(Watched::Process),
         ]
     }
 

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::report::LatencyMs;
-use super::usage::NodeUsage;
+use super::usage::{NodeUsage, RssSample};
 use super::ErrorCount;
 
 /// Waiting for B to receive a phase's backlog.
@@ -92,6 +92,10 @@ pub(super) struct LatencyReport {
     pub(super) node_b: Option<NodeUsage>,
     /// The bench's own CPU use (pushers and pullers) during the window, 100 = one core.
     pub(super) bench_cpu_percent: Option<f64>,
+    /// A's and B's resident memory once a second over the window: with a long
+    /// `--duration-s`, whether memory settles or keeps growing.
+    pub(super) rss_a_mib: Vec<RssSample>,
+    pub(super) rss_b_mib: Vec<RssSample>,
 }
 
 /// The `--cross` report, printed as a table or as JSON.
@@ -434,6 +438,8 @@ mod tests {
                 node_a: Some(usage.clone()),
                 node_b: Some(usage),
                 bench_cpu_percent: None,
+                rss_a_mib: Vec::new(),
+                rss_b_mib: Vec::new(),
             },
             pulls: 900,
             duplicates: 0,

@@ -18,7 +18,7 @@ use super::histogram::Histogram;
 use super::load::{BodyTemplate, Window, WorkerStats};
 use super::pullers::Arrivals;
 use super::report::LatencyMs;
-use super::usage::NodeUsage;
+use super::usage::{NodeUsage, RssSampler};
 use super::{doing, error_kind, micros, BenchArgs, REQUEST_TIMEOUT, STREAMS_PER_H2_CONNECTION};
 
 /// Largest `--rate`.
@@ -232,11 +232,14 @@ pub(super) async fn latency_phase(
     let in_flight = Arc::new(Semaphore::new(in_flight_max));
     let mut tasks = JoinSet::new();
     let mut usage_start = None;
+    let mut rss = None;
     for i in 0..sends {
         let due = t0 + schedule.offset(i);
         tokio::time::sleep_until(due).await;
         if i == shared.measured_first {
             usage_start = Some(nodes.usage());
+            let [a, b] = nodes.watched();
+            rss = Some([RssSampler::start(a), RssSampler::start(b)]);
         }
         let permit = Arc::clone(&in_flight)
             .acquire_owned()
@@ -248,6 +251,10 @@ pub(super) async fn latency_phase(
     tokio::time::sleep_until(window.end).await;
     let [a_end, b_end, bench_end] = nodes.usage();
     let [a_start, b_start, bench_start] = usage_start.unwrap_or([None, None, None]);
+    let [rss_a, rss_b] = match rss {
+        Some([a, b]) => [a.finish().await, b.finish().await],
+        None => [Vec::new(), Vec::new()],
+    };
     let deadline = window.end + REQUEST_TIMEOUT + Duration::from_secs(5);
     while let Some(joined) = tokio::time::timeout_at(deadline, tasks.join_next())
         .await
@@ -319,6 +326,8 @@ pub(super) async fn latency_phase(
         node_b: NodeUsage::between(b_start, b_end, measured_s, tally.arrived),
         bench_cpu_percent: NodeUsage::between(bench_start, bench_end, measured_s, 0)
             .map(|u| u.cpu_percent),
+        rss_a_mib: rss_a,
+        rss_b_mib: rss_b,
     })
 }
 

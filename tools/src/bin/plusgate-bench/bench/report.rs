@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::histogram::Histogram;
-use super::usage::NodeUsage;
+use super::usage::{NodeUsage, RssSample};
 use super::ErrorCount;
 
 /// Latency summary in milliseconds.
@@ -60,6 +60,8 @@ pub(super) struct RunReport {
     pub(super) errors: BTreeMap<String, ErrorCount>,
     pub(super) reconnects: u64,
     pub(super) node: Option<NodeUsage>,
+    /// The node's (or broker's) resident memory once a second over the measured window.
+    pub(super) rss_mib: Vec<RssSample>,
     pub(super) pull: Option<PullReport>,
 }
 

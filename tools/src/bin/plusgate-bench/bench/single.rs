@@ -15,7 +15,7 @@ use super::load::{
     connect_workers, join_workers, push_first, spawn_workers, BodyTemplate, Window, WorkerShared,
 };
 use super::report::{LatencyMs, PullReport, Report, RunReport};
-use super::usage::{node_usage, NodeUsage};
+use super::usage::{node_usage, NodeUsage, RssSampler, Watched};
 use super::{amqp, broker};
 use super::{
     bench_agent, bench_consent, doing, ip_url, plusgate, tag, BenchArgs, BENCH_CONSENT_ID,
@@ -222,8 +222,10 @@ async fn load(
 
     tokio::time::sleep_until(window.start).await;
     let cpu_start = node.and_then(node_usage);
+    let rss = RssSampler::start(node.and_then(Node::pid).map(Watched::Process));
     tokio::time::sleep_until(window.end).await;
     let cpu_end = node.and_then(node_usage);
+    let rss_mib = rss.finish().await;
     let total = join_workers(tasks, window).await?;
 
     let measured_s = window.seconds();
@@ -239,6 +241,7 @@ async fn load(
         errors: total.errors,
         reconnects: total.reconnects,
         node: NodeUsage::between(cpu_start, cpu_end, measured_s, total.accepted),
+        rss_mib,
         pull: None,
     })
 }

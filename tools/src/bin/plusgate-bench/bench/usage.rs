@@ -112,6 +112,85 @@ fn parse_pgrp(stat: &str) -> Option<u32> {
     after_comm.split_whitespace().nth(2)?.parse().ok()
 }
 
+/// What a memory sample is taken of: one process, or every process of a group (the
+/// broker's).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Watched {
+    Process(u32),
+    Group(u32),
+}
+
+impl Watched {
+    /// Resident memory now (VmRSS, summed over a group), in KiB; `None` when nothing
+    /// can be read (the process is gone).
+    fn rss_kib(self) -> Option<u64> {
+        let read = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|status| parse_status_kib(&status, "VmRSS:"))
+        };
+        match self {
+            Watched::Process(pid) => read(pid),
+            Watched::Group(pgid) => group_members(pgid).into_iter().map(read).sum(),
+        }
+    }
+}
+
+/// One reading of [`RssSampler`]: seconds since the window started, resident MiB.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(super) struct RssSample {
+    pub(super) t_s: f64,
+    pub(super) rss_mib: f64,
+}
+
+/// Reads a process's resident memory once per [`RSS_SAMPLE_EVERY`] during a measured
+/// window, in a task of its own, so a long run's report holds memory over time, not just
+/// the peak (VmHWM says how high it went, not whether it keeps growing).
+pub(super) struct RssSampler {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Vec<RssSample>>,
+}
+
+/// Interval of [`RssSampler`]'s readings.
+pub(super) const RSS_SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl RssSampler {
+    /// Starts sampling `watched` now (the first reading is taken at once); `None` watched
+    /// gives an empty series.
+    pub(super) fn start(watched: Option<Watched>) -> RssSampler {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let Some(watched) = watched else {
+                return samples;
+            };
+            let started = tokio::time::Instant::now();
+            let mut every = tokio::time::interval(RSS_SAMPLE_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {
+                        if let Some(kib) = watched.rss_kib() {
+                            samples.push(RssSample {
+                                t_s: started.elapsed().as_secs_f64(),
+                                rss_mib: kib as f64 / 1024.0,
+                            });
+                        }
+                    }
+                    _ = stopped.changed() => return samples,
+                }
+            }
+        });
+        RssSampler { stop, task }
+    }
+
+    /// Stops sampling and returns the series (empty if the task failed).
+    pub(super) async fn finish(self) -> Vec<RssSample> {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap_or_default()
+    }
+}
+
 /// utime + stime from `/proc/<pid>/stat`. The command name (field 2) may contain
 /// spaces and parentheses, so fields are counted after its last `)`.
 fn parse_cpu_ticks(stat: &str) -> Option<u64> {
@@ -124,9 +203,14 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
 
 /// VmHWM in KiB from `/proc/<pid>/status`.
 fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
+    parse_status_kib(status, "VmHWM:")
+}
+
+/// The KiB value of the `/proc/<pid>/status` line starting with `key` (e.g. `VmRSS:`).
+fn parse_status_kib(status: &str, key: &str) -> Option<u64> {
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .find_map(|line| line.strip_prefix(key))?
         .split_whitespace()
         .next()?
         .parse()
@@ -147,5 +231,6 @@ mod tests {
         let status = "Name:\tplusgate\nVmPeak:\t  9000 kB\nVmHWM:\t    4321 kB\nVmRSS:\t 4000 kB\n";
         assert_eq!(parse_vm_hwm_kib(status), Some(4321));
         assert_eq!(parse_vm_hwm_kib("Name: x\n"), None);
+        assert_eq!(parse_status_kib(status, "VmRSS:"), Some(4000));
     }
 }
