@@ -19,7 +19,10 @@ const PERCENTILES_AT: u32 = 64;
 /// Every chart, by file stem, in the order the README shows them.
 pub fn all(results: &Results) -> Vec<(&'static str, Chart)> {
     vec![
-        ("throughput-by-connections", throughput_by_connections(results)),
+        (
+            "throughput-by-connections",
+            throughput_by_connections(results),
+        ),
         ("p99-by-connections", p99_by_connections(results)),
         ("latency-percentiles", latency_percentiles(results)),
         ("memory-by-connections", memory_by_connections(results)),
@@ -38,7 +41,13 @@ fn provenance<R>(runs: &[&Measured<R>]) -> String {
     commits.dedup();
     let loads: Vec<f64> = runs
         .iter()
-        .filter_map(|m| m.load_average_at_start.split_whitespace().next()?.parse().ok())
+        .filter_map(|m| {
+            m.load_average_at_start
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .collect();
     let load = match (
         loads.iter().copied().reduce(f64::min),
@@ -240,7 +249,10 @@ fn cross_center_latency(results: &Results) -> Chart {
     let cross = &results.cross;
     let latency = &cross.report.latency;
     let (categories, series) = percentile_bars(vec![
-        ("push at A → 202 (durable at A)".into(), &latency.push_latency_ms),
+        (
+            "push at A → 202 (durable at A)".into(),
+            &latency.push_latency_ms,
+        ),
         ("push at A → pullable at B".into(), &latency.latency_ms),
     ]);
     Chart {

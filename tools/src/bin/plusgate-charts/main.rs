@@ -52,7 +52,9 @@ fn strays(dir: &Path, drawn: &[(String, String)]) -> anyhow::Result<Vec<PathBuf>
         Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
     };
     for entry in entries {
-        let path = entry.with_context(|| format!("reading {}", dir.display()))?.path();
+        let path = entry
+            .with_context(|| format!("reading {}", dir.display()))?
+            .path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name.ends_with(".svg") && !drawn.iter().any(|(drawn, _)| drawn == name) {
             strays.push(path);

@@ -548,7 +548,10 @@ mod tests {
     #[test]
     fn log_axes_tick_at_powers() {
         let axis = Axis::fit(Scale::Log2, &[1.0, 256.0], 0.0, 80.0);
-        assert_eq!(axis.ticks, vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]);
+        assert_eq!(
+            axis.ticks,
+            vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]
+        );
         assert_eq!(axis.position(16.0), 40.0);
         let axis = Axis::fit(Scale::Log10, &[3.0, 40.0], 0.0, 100.0);
         assert_eq!(axis.ticks, vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]);
@@ -570,7 +573,9 @@ mod tests {
         let chart = lines(vec![(1.0, 2.0), (4.0, 8.0)], Scale::Log2);
         let svg = chart.to_svg().expect("draws");
         assert!(svg.contains("<title>t &lt;&amp;&gt;</title>"));
-        assert!(svg.contains("<desc>Drawn by plusgate-charts from the results of: bench &lt;1&gt;</desc>"));
+        assert!(svg.contains(
+            "<desc>Drawn by plusgate-charts from the results of: bench &lt;1&gt;</desc>"
+        ));
         assert!(!svg.contains("t <&>"));
         assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
         assert!(svg.ends_with("</svg>\n"));
