@@ -165,6 +165,24 @@ async fn long_poll_is_cut_to_the_configured_maximum() {
     assert!(took < Duration::from_secs(10), "waited {took:?}");
 }
 
+/// A `wait` of more seconds than a u64 holds is a long wait like any other, shortened to
+/// the node's maximum, not refused (found by schemathesis, `api_properties`: the document
+/// allows any whole number).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_too_large_for_any_integer_type_is_shortened_not_refused() {
+    let fed = Federation::new();
+    fed.set_limit("suwon", "inbox_wait_s_max", 1);
+    let node = fed.start("suwon");
+    let welfare = node.agent("suwon/welfare", HttpVersion::Http1);
+    for wait in ["18446744073709551616", "2051779378402059299586048000"] {
+        let response = pull_response(&welfare, &format!("wait={wait}&max=3")).await;
+        assert_eq!(response.status.as_u16(), 200, "{wait}: {}", response.text());
+    }
+    for query in ["wait=", "wait=1e30", "wait=soon"] {
+        assert_problem(&pull_response(&welfare, query).await, 400, "bad-request");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_pulls_never_hand_out_a_message_twice() {
     let fed = Federation::new();

@@ -20,6 +20,8 @@
 //!   ledger queue's bytes, the inbox bound, report rows, and pulls that do not stall each
 //!   other;
 //! - `endpoints`: health, readiness, OpenAPI, unknown paths and methods;
+//! - `api_properties`: schemathesis' generated requests, valid and invalid, as every role,
+//!   against the document the node serves: no finding;
 //! - `openapi`: the OpenAPI document is the router's endpoints, resolves from the node,
 //!   describes real requests and answers, and a standard validator accepts it;
 //! - `ops`: the operations listener: metrics, health and readiness over plain HTTP;
@@ -49,6 +51,7 @@
 mod support;
 
 mod addressing;
+mod api_properties;
 mod audit;
 mod audit_export;
 mod backup;

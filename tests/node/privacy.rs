@@ -460,3 +460,42 @@ async fn officer_endpoints_refuse_cross_site_requests_and_answer_no_store() {
         .count();
     assert_eq!(queries, same_origin.len(), "queries audited");
 }
+
+/// The disclosures report reads `format` as the other reports do: `csv` or `json` (or
+/// empty: not given); any other value is refused with 400, where it once answered 200 with
+/// JSON (found by schemathesis, `api_properties`). Given, it wins over `Accept`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disclosures_format_other_than_csv_or_json_is_refused() {
+    let fed = Federation::new();
+    let node = fed.start("suwon");
+    let officer = node.agent("suwon/privacy-officer", HttpVersion::Http1);
+    let path = "/v1/privacy/subjects/ps-0123456789abcdef/disclosures";
+    for bad in ["AAA", "CSV", "xml"] {
+        let response = officer
+            .get(&format!("{path}?format={bad}"))
+            .await
+            .expect("response");
+        assert_problem(&response, 400, "bad-request");
+    }
+    for (query, csv) in [("", false), ("?format=", false), ("?format=json", false)] {
+        let response = officer
+            .get(&format!("{path}{query}"))
+            .await
+            .expect("response");
+        assert_eq!(
+            response.status.as_u16(),
+            200,
+            "{query}: {}",
+            response.text()
+        );
+        let media = response.headers["content-type"].to_str().expect("ASCII");
+        assert_eq!(media.starts_with("text/csv"), csv, "{query}: {media}");
+    }
+    let response = officer
+        .get(&format!("{path}?format=csv"))
+        .await
+        .expect("response");
+    assert_eq!(response.status.as_u16(), 200, "{}", response.text());
+    let media = response.headers["content-type"].to_str().expect("ASCII");
+    assert!(media.starts_with("text/csv"), "{media}");
+}

@@ -48,9 +48,16 @@ impl Api {
                         })?;
                 }
                 "wait" => {
-                    let secs = v.parse::<u64>().map_err(|_| {
-                        Problem::bad_request("wait must be a whole number of seconds")
-                    })?;
+                    // A whole number too large for a u64 is still a whole number, and
+                    // shortened like any other long wait (it was once refused with 400).
+                    let whole = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+                    let secs = v
+                        .parse::<u64>()
+                        .ok()
+                        .or(whole.then_some(u64::MAX))
+                        .ok_or_else(|| {
+                            Problem::bad_request("wait must be a whole number of seconds")
+                        })?;
                     // Longer waits are shortened, not refused: a client asking for more
                     // than the node allows still gets a useful long poll.
                     wait = Duration::from_secs(secs).min(self.limits.inbox_wait_max);

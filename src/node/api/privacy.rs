@@ -118,21 +118,17 @@ impl Api {
         officer: &OfficerId,
         subject: &str,
     ) -> Result<Resp, Problem> {
-        let csv = req
-            .uri()
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .any(|p| p == "format=csv")
-            || req
-                .headers()
-                .get(hyper::header::ACCEPT)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|a| a.contains("text/csv"));
-        let limit = match disclosure_limit(req.uri().query()) {
-            Ok(limit) => limit,
+        let (limit, format) = match disclosure_query(req.uri().query()) {
+            Ok(parsed) => parsed,
             Err(e) => return Err(Problem::bad_request(e.to_string())),
         };
+        // `format` decides when given; without it, an `Accept` naming CSV does.
+        let csv = format.unwrap_or_else(|| {
+            req.headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("text/csv"))
+        });
         let (store, keys, who) = (
             self.store.clone(),
             self.data_keys.clone(),
@@ -176,16 +172,30 @@ impl Api {
     }
 }
 
-/// The disclosures report's `limit` (the only parameter it checks; `format` is read as
-/// before): [`REPORT_ROWS_MAX`] when not given.
-fn disclosure_limit(query: Option<&str>) -> Result<usize, report::FilterError> {
+/// The disclosures report's `limit` ([`REPORT_ROWS_MAX`] when not given) and `format`
+/// (`Some(true)` for `csv`, `Some(false)` for `json`, `None` when not given). An empty value
+/// is no value, as in the other reports; any other `format` is refused, as there: it was
+/// once read as JSON, which answered a caller asking for something else with 200.
+fn disclosure_query(query: Option<&str>) -> Result<(usize, Option<bool>), report::FilterError> {
     let mut limit = REPORT_ROWS_MAX;
+    let mut csv = None;
     for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        if k == "limit" && !v.is_empty() {
-            limit = report::parse_limit(&v)?;
+        if v.is_empty() {
+            continue;
+        }
+        match k.as_ref() {
+            "limit" => limit = report::parse_limit(&v)?,
+            "format" => {
+                csv = match v.as_ref() {
+                    "csv" => Some(true),
+                    "json" => Some(false),
+                    _ => return Err(report::FilterError::Format(v.into_owned())),
+                }
+            }
+            _ => {}
         }
     }
-    Ok(limit)
+    Ok((limit, csv))
 }
 
 /// The messages about `subject`, oldest first, at most `limit` of them, and whether more

@@ -70,7 +70,32 @@ pub fn all_types() -> impl Iterator<Item = &'static str> {
         .chain(Refusal::KINDS.into_iter().filter(|k| !TYPES.contains(k)))
 }
 
-/// A problem response body.
+/// Longest `detail`, in characters, as `docs/openapi.json` bounds it (`Problem.detail`): a
+/// detail may quote the caller's input, which has no bound of its own.
+pub const DETAIL_CHARS_MAX: usize = 4000;
+/// Longest violation `message`, in characters (`Problem.violations[].message`): a message
+/// may list every member a body should not have, as many as the body has.
+pub const VIOLATION_MESSAGE_CHARS_MAX: usize = 1000;
+/// Longest violation `pointer`, in characters (`Problem.violations[].pointer`).
+pub const VIOLATION_POINTER_CHARS_MAX: usize = 1024;
+/// Most violations in one answer (`Problem.violations`).
+pub const VIOLATIONS_MAX: usize = 1000;
+
+/// `text` cut to at most `max` characters, the last of them `…` when it was cut.
+fn bounded(mut text: String, max: usize) -> String {
+    if let Some((at, _)) = text.char_indices().nth(max) {
+        let keep = text[..at]
+            .char_indices()
+            .nth(max.saturating_sub(1))
+            .map_or(at, |(i, _)| i);
+        text.truncate(keep);
+        text.push('…');
+    }
+    text
+}
+
+/// A problem response body. Its strings and lists are bounded as the document says
+/// ([`DETAIL_CHARS_MAX`] …), whatever the input they quote.
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
     /// A URI naming the kind of problem (`urn:plusgate:problem:<slug>`).
@@ -103,16 +128,23 @@ impl Problem {
             kind: format!("urn:plusgate:problem:{slug}"),
             title,
             status: status.as_u16(),
-            detail: detail.into(),
+            detail: bounded(detail.into(), DETAIL_CHARS_MAX),
             violations: Vec::new(),
             retry_after_s: None,
             allow: None,
         }
     }
 
-    /// Adds violations.
+    /// Adds violations: the first [`VIOLATIONS_MAX`], each bounded.
     pub fn with_violations(mut self, violations: Vec<Violation>) -> Problem {
-        self.violations = violations;
+        self.violations = violations
+            .into_iter()
+            .take(VIOLATIONS_MAX)
+            .map(|v| Violation {
+                pointer: bounded(v.pointer, VIOLATION_POINTER_CHARS_MAX),
+                message: bounded(v.message, VIOLATION_MESSAGE_CHARS_MAX),
+            })
+            .collect();
         self
     }
 
@@ -339,6 +371,31 @@ mod tests {
     use crate::core::identity::{AgencyId, CenterId};
     use crate::core::message::MessageId;
     use crate::node::store::RecordError;
+
+    /// A violation message listing every unknown member of a large body, and a detail
+    /// quoting a long query value, stay within the document's `maxLength`s (schemathesis
+    /// found the first: 64 unknown members made a 1,400-character message).
+    #[test]
+    fn problem_strings_stay_within_the_documents_bounds() {
+        let long = "x\u{d55c}".repeat(3000);
+        let many = (0..VIOLATIONS_MAX + 5)
+            .map(|i| Violation {
+                pointer: format!("/{}", long.clone() + &i.to_string()),
+                message: long.clone(),
+            })
+            .collect();
+        let p = Problem::invalid(many);
+        assert_eq!(p.violations.len(), VIOLATIONS_MAX);
+        for v in &p.violations {
+            assert_eq!(v.message.chars().count(), VIOLATION_MESSAGE_CHARS_MAX);
+            assert!(v.message.ends_with('…'));
+            assert_eq!(v.pointer.chars().count(), VIOLATION_POINTER_CHARS_MAX);
+        }
+        let p = Problem::bad_request(long.clone());
+        assert_eq!(p.detail.chars().count(), DETAIL_CHARS_MAX);
+        assert_eq!(bounded("short".into(), 5), "short");
+        assert_eq!(bounded("longer".into(), 5), "long…");
+    }
 
     /// [`LedgerError::retryable`] decides between 503 with `Retry-After` and a final answer:
     /// every retryable error is a 503 asking to come back, every other one is not.
