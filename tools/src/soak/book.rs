@@ -175,7 +175,10 @@ impl Book {
             if sent.route != inbox {
                 books.violate(
                     ViolationKind::WrongInbox,
-                    format!("{id}, pushed for the {:?} inbox, came from the {inbox:?} inbox", sent.route),
+                    format!(
+                        "{id}, pushed for the {:?} inbox, came from the {inbox:?} inbox",
+                        sent.route
+                    ),
                 );
             }
             if message.marker.as_deref() != Some(sent.marker.as_str()) {

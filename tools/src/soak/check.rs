@@ -63,7 +63,11 @@ pub(super) struct Cli<'a> {
 
 /// Waits (at most `drain_max`) for every acknowledged push to be delivered while the
 /// pullers go on; records the rest as lost once the pullers are stopped by the caller.
-pub(super) async fn wait_for_delivery(book: &Book, pair: &mut Pair, drain_max: Duration) -> (bool, f64) {
+pub(super) async fn wait_for_delivery(
+    book: &Book,
+    pair: &mut Pair,
+    drain_max: Duration,
+) -> (bool, f64) {
     let started = Instant::now();
     let mut last_print = Instant::now();
     loop {
@@ -92,7 +96,12 @@ pub(super) async fn wait_for_delivery(book: &Book, pair: &mut Pair, drain_max: D
 
 /// Drains both inboxes (the pullers are stopped), then counts what is still undelivered
 /// as lost.
-pub(super) async fn drain_and_count_lost(book: &Book, pullers: &[Puller], counts: &PullCounts, end: &mut EndReport) {
+pub(super) async fn drain_and_count_lost(
+    book: &Book,
+    pullers: &[Puller],
+    counts: &PullCounts,
+    end: &mut EndReport,
+) {
     let mut empty = true;
     for puller in pullers {
         empty &= puller.drain(book, counts, DRAIN_FAILURES_MAX).await;
@@ -129,7 +138,8 @@ pub(super) async fn drain_and_count_lost(book: &Book, pullers: &[Puller], counts
 pub(super) fn check_outboxes(cli: &Cli<'_>, book: &Book, end: &mut EndReport) {
     let started = Instant::now();
     loop {
-        let lists: Vec<Result<(u64, u64), String>> = cli.configs.iter().map(|c| outbox(cli, c)).collect();
+        let lists: Vec<Result<(u64, u64), String>> =
+            cli.configs.iter().map(|c| outbox(cli, c)).collect();
         let mut queued = 0;
         let mut dead = 0;
         let mut failed = None;
@@ -156,7 +166,10 @@ pub(super) fn check_outboxes(cli: &Cli<'_>, book: &Book, end: &mut EndReport) {
                 );
             }
             if dead > 0 {
-                book.violate(ViolationKind::Outbox, format!("{dead} messages were dead-lettered"));
+                book.violate(
+                    ViolationKind::Outbox,
+                    format!("{dead} messages were dead-lettered"),
+                );
             }
             return;
         }
@@ -179,15 +192,24 @@ fn outbox(cli: &Cli<'_>, config: &Path) -> Result<(u64, u64), String> {
 
 /// SIGTERM to both nodes (B last), then `plusgate audit verify --config` of each.
 pub(super) fn stop_and_verify(cli: &Cli<'_>, mut pair: Pair, book: &Book, end: &mut EndReport) {
-    for (i, (name, node)) in [("A", &mut pair.a), ("B", &mut pair.b)].into_iter().enumerate() {
+    for (i, (name, node)) in [("A", &mut pair.a), ("B", &mut pair.b)]
+        .into_iter()
+        .enumerate()
+    {
         end.node_exits[i] = match node.terminate() {
             Ok(status) if status.success() => status.to_string(),
             Ok(status) => {
-                book.violate(ViolationKind::Audit, format!("node {name} did not stop cleanly: {status}"));
+                book.violate(
+                    ViolationKind::Audit,
+                    format!("node {name} did not stop cleanly: {status}"),
+                );
                 status.to_string()
             }
             Err(e) => {
-                book.violate(ViolationKind::Audit, format!("node {name} did not stop: {e}"));
+                book.violate(
+                    ViolationKind::Audit,
+                    format!("node {name} did not stop: {e}"),
+                );
                 e.to_string()
             }
         };
@@ -197,7 +219,10 @@ pub(super) fn stop_and_verify(cli: &Cli<'_>, mut pair: Pair, book: &Book, end: &
         end.audit[i] = match run_cli(cli, &["audit", "verify", "--config", &config]) {
             Ok(_) => "ok".to_owned(),
             Err(e) => {
-                book.violate(ViolationKind::Audit, format!("audit verify of node {name}: {e}"));
+                book.violate(
+                    ViolationKind::Audit,
+                    format!("audit verify of node {name}: {e}"),
+                );
                 e
             }
         };
@@ -221,7 +246,9 @@ fn run_cli(cli: &Cli<'_>, args: &[&str]) -> Result<String, String> {
     let Some(status) = wait_with_timeout(&mut child, CLI_TIMEOUT) else {
         let _ = child.kill();
         let _ = child.wait();
-        return Err(format!("plusgate {args:?} did not finish within {CLI_TIMEOUT:?}"));
+        return Err(format!(
+            "plusgate {args:?} did not finish within {CLI_TIMEOUT:?}"
+        ));
     };
     let read = |name: &str| std::fs::read_to_string(out.path().join(name)).unwrap_or_default();
     if status.success() {

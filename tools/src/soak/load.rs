@@ -164,7 +164,12 @@ enum Attempt {
 
 impl Pusher {
     /// Pushes new messages until `stop`, each to a definite end (202, refusal, or given up).
-    pub(super) async fn run(mut self, book: Arc<Book>, counts: Arc<PushCounts>, stop: Arc<AtomicBool>) {
+    pub(super) async fn run(
+        mut self,
+        book: Arc<Book>,
+        counts: Arc<PushCounts>,
+        stop: Arc<AtomicBool>,
+    ) {
         let mut conn: Option<Connection> = None;
         let mut acked: Vec<String> = Vec::new();
         let mut n: u64 = 0;
@@ -179,7 +184,8 @@ impl Pusher {
                 if !acked.is_empty() && self.rng.percent(self.conflict_percent) {
                     let pick = self.rng.between(0, acked.len() as u64 - 1);
                     let earlier = usize::try_from(pick).map_or(&acked[0], |i| &acked[i]);
-                    self.probe_conflict(&mut conn, earlier, &book, &counts).await;
+                    self.probe_conflict(&mut conn, earlier, &book, &counts)
+                        .await;
                 }
             }
             if !self.pause.is_zero() {
@@ -262,7 +268,15 @@ impl Pusher {
         PushCounts::add(&counts.conflict_probes);
         let marker = format!("soak conflicting body of {id}");
         let bytes = Bytes::from(body(&self.template, id, &marker).to_string());
-        match send(conn, &self.agent, Method::POST, "/v1/messages", Some(&bytes)).await {
+        match send(
+            conn,
+            &self.agent,
+            Method::POST,
+            "/v1/messages",
+            Some(&bytes),
+        )
+        .await
+        {
             Attempt::Answer(r) if r.status == StatusCode::CONFLICT => {
                 PushCounts::add(&counts.conflicts_refused);
             }
@@ -362,7 +376,9 @@ impl Puller {
         counts: &PullCounts,
     ) -> Option<usize> {
         let path = format!("/v1/inbox?max={PULL_MAX}&wait={wait_s}");
-        let response = self.answer(conn, Method::GET, &path, None, book, counts).await?;
+        let response = self
+            .answer(conn, Method::GET, &path, None, book, counts)
+            .await?;
         counts.pulls.fetch_add(1, Ordering::Relaxed);
         let (page, keys) = match parse_page(&response) {
             Ok(parsed) => parsed,
@@ -381,7 +397,14 @@ impl Puller {
         let ids: Vec<String> = page.into_iter().map(|m| m.id).collect();
         let ack = Bytes::from(json!({ "ids": keys }).to_string());
         if self
-            .answer(conn, Method::POST, "/v1/inbox/ack", Some(&ack), book, counts)
+            .answer(
+                conn,
+                Method::POST,
+                "/v1/inbox/ack",
+                Some(&ack),
+                book,
+                counts,
+            )
             .await
             .is_none()
         {
@@ -398,13 +421,28 @@ impl Puller {
     pub(super) async fn ack_again(&self, key: &str, book: &Book, counts: &PullCounts) -> bool {
         let mut conn = None;
         let ack = Bytes::from(json!({ "ids": [key] }).to_string());
-        match send(&mut conn, &self.agent, Method::POST, "/v1/inbox/ack", Some(&ack)).await {
+        match send(
+            &mut conn,
+            &self.agent,
+            Method::POST,
+            "/v1/inbox/ack",
+            Some(&ack),
+        )
+        .await
+        {
             Attempt::Answer(r) if r.status == StatusCode::OK => true,
             Attempt::Answer(r) if r.status == StatusCode::NOT_FOUND => false,
             _ => {
                 // Anything else is reported like any other answer.
                 let _ = self
-                    .answer(&mut conn, Method::POST, "/v1/inbox/ack", Some(&ack), book, counts)
+                    .answer(
+                        &mut conn,
+                        Method::POST,
+                        "/v1/inbox/ack",
+                        Some(&ack),
+                        book,
+                        counts,
+                    )
                     .await;
                 false
             }
@@ -458,12 +496,18 @@ fn parse_page(response: &Response) -> Result<(Vec<Pulled>, Vec<String>), String>
     let mut keys = Vec::with_capacity(messages.len());
     for m in messages {
         let (Some(id), Some(from)) = (m["id"].as_str(), m["from"].as_str()) else {
-            return Err(format!("a message without id or from: {}", truncate(&m.to_string(), 200)));
+            return Err(format!(
+                "a message without id or from: {}",
+                truncate(&m.to_string(), 200)
+            ));
         };
         keys.push(format!("{from}/{id}"));
         page.push(Pulled {
             id: id.to_owned(),
-            marker: m.pointer(MARKER_POINTER).and_then(Value::as_str).map(str::to_owned),
+            marker: m
+                .pointer(MARKER_POINTER)
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         });
     }
     Ok((page, keys))

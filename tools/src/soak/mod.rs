@@ -145,10 +145,14 @@ pub async fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
     let started = Instant::now();
     let mut rng = Rng::new(config.seed);
     let killer_rng = rng.split();
-    let mut federation = Federation::create(config.plusgate.clone(), &CENTERS)
-        .context("creating the federation")?;
+    let mut federation =
+        Federation::create(config.plusgate.clone(), &CENTERS).context("creating the federation")?;
     federation.set_keep(config.keep);
-    eprintln!("soak: seed {}, federation in {}", config.seed, federation.dir().display());
+    eprintln!(
+        "soak: seed {}, federation in {}",
+        config.seed,
+        federation.dir().display()
+    );
     for center in CENTERS {
         // Quick retries (a restarted peer is back within a second), and the smallest
         // overlay, so kills land during folds of deferred writes as well.
@@ -157,8 +161,12 @@ pub async fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
         federation.set_option(center, "storage", "overlay_mb", "1");
     }
     // B first, so A's forwarder finds it up.
-    let b = federation.spawn_node(CENTERS[1], "").context("starting node B")?;
-    let a = federation.spawn_node(CENTERS[0], "").context("starting node A")?;
+    let b = federation
+        .spawn_node(CENTERS[1], "")
+        .context("starting node B")?;
+    let a = federation
+        .spawn_node(CENTERS[0], "")
+        .context("starting node A")?;
     for (collector, consent) in federation.example_consents(CENTERS[0]) {
         try_register_consent(&a.agent(&collector, HttpVersion::Http1), &consent)
             .await
@@ -273,8 +281,7 @@ pub async fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
     }
     eprintln!("soak: waiting for every acknowledged push to be delivered");
     let mut end = EndReport::default();
-    (end.drained, end.drain_s) =
-        check::wait_for_delivery(&book, &mut pair, config.drain_max).await;
+    (end.drained, end.drain_s) = check::wait_for_delivery(&book, &mut pair, config.drain_max).await;
     let cli = check::Cli {
         plusgate: &config.plusgate,
         dir: federation.dir(),
@@ -399,12 +406,14 @@ impl SoakReport {
 
 /// What can be found out about this machine.
 fn machine(plusgate: &Plusgate) -> Machine {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|text| {
-        text.lines()
-            .find(|l| l.starts_with("model name"))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, name)| name.trim().to_owned())
-    });
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, name)| name.trim().to_owned())
+        });
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .ok()
         .map(|k| k.trim().to_owned());

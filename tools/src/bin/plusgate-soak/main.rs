@@ -96,7 +96,10 @@ fn main() -> ExitCode {
             drain_max: Duration::from_secs(args.drain_max_s),
             keep: args.keep,
         };
-        eprintln!("plusgate-soak: seed {} (repeat with --seed {})", config.seed, config.seed);
+        eprintln!(
+            "plusgate-soak: seed {} (repeat with --seed {})",
+            config.seed, config.seed
+        );
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -135,5 +138,6 @@ fn clock_seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     // Keep it short enough to type: 48 bits.
-    (u64::try_from(nanos % (1 << 48)).unwrap_or(0) ^ u64::from(std::process::id())) & ((1 << 48) - 1)
+    (u64::try_from(nanos % (1 << 48)).unwrap_or(0) ^ u64::from(std::process::id()))
+        & ((1 << 48) - 1)
 }
