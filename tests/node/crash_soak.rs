@@ -20,6 +20,8 @@ async fn sigkills_of_either_node_under_load_lose_nothing_and_duplicate_nothing()
             after_max_ms: 1500,
             down_min_ms: 0,
             down_max_ms: 300,
+            startup_percent: 30,
+            startup_max_ms: 300,
         },
         pushers_local: 2,
         pushers_remote: 2,
@@ -31,6 +33,8 @@ async fn sigkills_of_either_node_under_load_lose_nothing_and_duplicate_nothing()
     };
     let report = soak::run(&config).await.unwrap_or_else(|e| panic!("{e:#}"));
     let summary = report.summary();
+    // Shown with `--nocapture`: the numbers behind a pass.
+    eprintln!("{summary}");
     assert!(report.passed, "{summary}");
     assert_eq!(report.kills.node_a + report.kills.node_b, 14, "{summary}");
     assert!(

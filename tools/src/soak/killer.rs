@@ -1,7 +1,10 @@
 //! The killer: at a random moment after a node is up, SIGKILL node A or node B (a fair
 //! coin), keep it down a random while, restart it on the same data directory and wait for
-//! its listening line; again, `kills` times. It runs on a thread of its own (stopping and
-//! starting processes blocks) with its own generator split off the run's seed.
+//! its listening line; again, `kills` times. Some of the time (`startup_percent`) the first
+//! restart is itself SIGKILLed a random moment after its spawn, during start-up (store
+//! open, journal replay, catch-up), before the restart that is waited for. It runs on a
+//! thread of its own (stopping and starting processes blocks) with its own generator split
+//! off the run's seed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +43,10 @@ pub struct KillPlan {
     pub down_min_ms: u64,
     /// …and at most this many.
     pub down_max_ms: u64,
+    /// Percent of kills followed by a second kill during the restart's start-up.
+    pub startup_percent: u8,
+    /// That second kill lands uniformly within this many milliseconds of the spawn.
+    pub startup_max_ms: u64,
 }
 
 /// What the killer did.
@@ -51,6 +58,10 @@ pub struct KillReport {
     pub node_b: u32,
     /// Restarts that came up (listening) again.
     pub restarts: u32,
+    /// Extra kills during a restart's start-up.
+    pub startup_kills: u32,
+    /// Of those, kills that landed before the node was listening.
+    pub startup_kills_before_listening: u32,
     /// Mean time from spawn to listening over the restarts, milliseconds.
     pub restart_mean_ms: f64,
     /// Longest such time, milliseconds.
@@ -92,6 +103,21 @@ pub(super) fn run(
         node.kill_hard();
         let down = rng.between(plan.down_min_ms, plan.down_max_ms);
         std::thread::sleep(Duration::from_millis(down));
+        if rng.percent(plan.startup_percent) {
+            let after = Duration::from_millis(rng.between(0, plan.startup_max_ms));
+            report.startup_kills += 1;
+            match node.start_and_kill_after(after) {
+                Ok(listening) => report.startup_kills_before_listening += u32::from(!listening),
+                Err(e) => {
+                    book.violate(
+                        ViolationKind::NodeDown,
+                        format!("node {name} failed during start-up after kill {kill}: {e}"),
+                    );
+                    report.stopped_early = true;
+                    break;
+                }
+            }
+        }
         let started = Instant::now();
         if let Err(e) = node.try_restart_within(RESTART_TIMEOUT) {
             book.violate(

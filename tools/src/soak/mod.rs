@@ -243,7 +243,8 @@ pub async fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
 
     eprintln!(
         "soak: {} kills, each {}–{} ms after the node is up, down {}–{} ms; {} pushers to \
-         {local_to}, {} to {remote_to}, pausing {:?} after each message",
+         {local_to}, {} to {remote_to}, pausing {:?} after each message; {} % of restarts \
+         killed again within {} ms of their spawn",
         config.plan.kills,
         config.plan.after_min_ms,
         config.plan.after_max_ms,
@@ -251,7 +252,9 @@ pub async fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
         config.plan.down_max_ms,
         config.pushers_local,
         config.pushers_remote,
-        config.push_pause
+        config.push_pause,
+        config.plan.startup_percent,
+        config.plan.startup_max_ms
     );
     let plan = config.plan;
     let killer_book = Arc::clone(&book);
@@ -334,11 +337,14 @@ impl SoakReport {
         let _ = writeln!(s, "crash soak {verdict} (seed {})", self.seed);
         let _ = writeln!(
             s,
-            "  kills: {} of {} (node A {}, node B {}), restart mean {:.0} ms, max {:.0} ms",
+            "  kills: {} of {} (node A {}, node B {}) and {} more during start-up ({} before \
+             listening), restart mean {:.0} ms, max {:.0} ms",
             self.kills.node_a + self.kills.node_b,
             self.plan.kills,
             self.kills.node_a,
             self.kills.node_b,
+            self.kills.startup_kills,
+            self.kills.startup_kills_before_listening,
             self.kills.restart_mean_ms,
             self.kills.restart_max_ms
         );

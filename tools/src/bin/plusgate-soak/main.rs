@@ -39,6 +39,13 @@ struct Args {
     /// Longest a killed node stays down before its restart, milliseconds (at least 0).
     #[arg(long, default_value_t = 300)]
     down_max_ms: u64,
+    /// Percent of kills after which the restart is itself SIGKILLed during its start-up,
+    /// before the restart that is waited for.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    startup_kill_percent: u8,
+    /// Latest moment of such a start-up kill after the spawn, milliseconds.
+    #[arg(long, default_value_t = 300)]
+    startup_kill_max_ms: u64,
     /// Pushers sending to the agency at node A.
     #[arg(long, default_value_t = 3)]
     pushers_local: usize,
@@ -87,6 +94,8 @@ fn main() -> ExitCode {
                 after_max_ms: args.kill_after_max_ms,
                 down_min_ms: 0,
                 down_max_ms: args.down_max_ms,
+                startup_percent: args.startup_kill_percent,
+                startup_max_ms: args.startup_kill_max_ms,
             },
             pushers_local: args.pushers_local,
             pushers_remote: args.pushers_remote,
