@@ -26,6 +26,8 @@
 //!   describes real requests and answers, and a standard validator accepts it;
 //! - `ops`: the operations listener: metrics, health and readiness over plain HTTP;
 //! - `durability`: restart, crash under load, and corrupt records;
+//! - `crash_soak`: either node of two SIGKILLed at random moments under load, a dozen
+//!   times, then exactly-once delivery and both audit chains (the short `plusgate-soak`);
 //! - `audit`: the audit chain on disk and `plusgate audit verify`;
 //! - `audit_export`: `plusgate audit export` and the offline `audit verify --file`;
 //! - `startup`: configurations and schemas that must stop a node, and `serve --dev`;
@@ -58,6 +60,7 @@ mod backup;
 mod consent;
 mod consent_ids;
 mod console;
+mod crash_soak;
 mod csr;
 mod deploy;
 mod durability;

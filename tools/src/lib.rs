@@ -13,7 +13,9 @@
 //! - [`free_port_range`]: loopback ports for nodes that must listen where the signed
 //!   directory says;
 //! - the API helpers ([`push`], [`pull`], [`ack`], [`register_consent`], [`drain_inbox`],
-//!   …) over [`plusgate::node::client::Agent`].
+//!   …) over [`plusgate::node::client::Agent`];
+//! - [`soak`]: the crash soak (nodes SIGKILLed at random under load, then exactly-once and
+//!   audit checks), shared by `plusgate-soak` and the short version in the tests.
 //!
 //! Two kinds of function: fallible ones (`Result<_, Error>`: [`Federation::create`],
 //! [`Federation::spawn_node`], [`Node::spawn`], [`Node::terminate`], [`try_register_consent`],
@@ -28,6 +30,7 @@ mod federation;
 mod node;
 mod ports;
 mod process;
+pub mod soak;
 mod trickle;
 
 pub use api::{

@@ -197,6 +197,27 @@ impl Node {
             .unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// Starts the node again on the same config and data directory (SIGKILLing it first if
+    /// it still runs) and SIGKILLs the new process `after` its spawn, whether or not it is
+    /// listening by then: a kill during start-up (store open, journal replay, catch-up).
+    /// Returns whether it was listening; the node is left stopped. A process that ended by
+    /// itself before `after` is [`Error::NotListening`] (a crash during start-up).
+    pub fn start_and_kill_after(&mut self, after: Duration) -> Result<bool, Error> {
+        self.kill_hard();
+        match spawn(&self.plusgate, &self.spec, after) {
+            Ok((child, addr, ops_addr)) => {
+                self.child = Some(child);
+                self.addr = addr;
+                self.ops_addr = ops_addr;
+                self.kill_hard();
+                Ok(true)
+            }
+            // `spawn` SIGKILLed it at the deadline: the kill we wanted.
+            Err(Error::NotListening { exit, .. }) if exit.contains("signal: 9") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// [`Node::restart`], waiting up to `timeout` for the listening line and returning a
     /// failure instead of panicking.
     pub fn try_restart_within(&mut self, timeout: Duration) -> Result<(), Error> {

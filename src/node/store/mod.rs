@@ -313,9 +313,19 @@ impl Store {
                 source,
             },
         };
-        let db = sled_config(dir, options.cache_bytes)
-            .open()
-            .map_err(open_err)?;
+        let db = match sled_config(dir, options.cache_bytes).open() {
+            Ok(db) => db,
+            // A kill while sled wrote a snapshot leaves it refusing to open (below); once
+            // the unfinished file is gone it opens from the last complete snapshot and its log.
+            Err(sled::Error::Corruption { .. })
+                if remove_unfinished_snapshots(dir).map_err(|e| open_err(e.into()))? > 0 =>
+            {
+                sled_config(dir, options.cache_bytes)
+                    .open()
+                    .map_err(open_err)?
+            }
+            Err(e) => return Err(open_err(e)),
+        };
         let overlay = Arc::new(Overlay::new(options.overlay_bytes));
         let store = Store {
             db,
@@ -619,6 +629,30 @@ pub fn in_use(dir: &Path) -> std::io::Result<bool> {
         Err(e) if e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => Ok(true),
         Err(e) => Err(e),
     }
+}
+
+/// Removes the snapshots sled 0.34 left unfinished in `dir` (`snap.<lsn>.generating`);
+/// returns how many. sled writes a snapshot under that name, fsyncs it and renames it to
+/// `snap.<lsn>`, so such a file is by construction one whose writer was killed. But its
+/// reader picks the snapshot whose *name* sorts last, `.generating` included, and a newer
+/// unfinished one fails its checksum: the store would never open again (sled issue #1527).
+/// The complete snapshot before it is still there (sled deletes older ones only after the
+/// rename), and sled's log, from which a snapshot is only a summary, is untouched.
+fn remove_unfinished_snapshots(dir: &Path) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(&path)?;
+            tracing::warn!(file = %path.display(), "removed a storage snapshot a crash left unfinished");
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// How every store in `dir` is opened (a copy made by `compact_into` too: sled refuses to
