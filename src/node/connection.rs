@@ -41,6 +41,21 @@ use crate::core::identity::{self, Anonymous, Peer};
 /// send its answers (an HTTP/2 window held at zero) would otherwise hold a closing
 /// connection, and the answers, for ever.
 const CLOSE_GRACE_EXTRA: Duration = Duration::from_secs(5);
+/// Largest HTTP/1.1 read buffer, so the largest request head: the API's heads are a few
+/// hundred bytes; a longer head is answered 431 by hyper and the connection closed.
+/// (hyper's default, ~400 KiB, named here so an upgrade cannot move it.)
+const H1_BUF_BYTES_MAX: usize = 64 << 10;
+/// Most headers of an HTTP/1.1 request; more are answered 431 (hyper's default).
+const H1_HEADERS_MAX: usize = 100;
+/// Largest decoded HTTP/2 header list; a larger one ends the stream or connection (hyper's
+/// default), as does a CONTINUATION flood long before it is buffered.
+const H2_HEADER_LIST_BYTES_MAX: u32 = 16 << 10;
+/// HTTP/2 streams a client may reset before the node accepted them; past it the connection
+/// gets GOAWAY ENHANCE_YOUR_CALM (the rapid-reset guard, CVE-2023-44487; h2's default).
+const H2_PENDING_ACCEPT_RESETS_MAX: usize = 20;
+/// HTTP/2 streams the node may reset for a client's protocol errors on one connection
+/// before it sends GOAWAY (hyper's default).
+const H2_LOCAL_ERROR_RESETS_MAX: usize = 1024;
 /// Most concurrent HTTP/2 streams per connection.
 const H2_STREAMS_MAX: u32 = 256;
 /// HTTP/2 pings this often while the connection is open, so a peer that vanished (no FIN,
@@ -92,7 +107,9 @@ impl Connections {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout);
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(H1_BUF_BYTES_MAX)
+            .max_headers(H1_HEADERS_MAX);
         // Flow control bounds what a client can make the node buffer unread: at most the
         // connection's window per connection, whatever its streams do. Named rather than
         // hyper's defaults (which may change), and never adaptive: hyper's adaptive window
@@ -105,6 +122,9 @@ impl Connections {
             .initial_stream_window_size(limits.h2_stream_window_bytes)
             .initial_connection_window_size(limits.h2_connection_window_bytes)
             .max_concurrent_streams(H2_STREAMS_MAX)
+            .max_header_list_size(H2_HEADER_LIST_BYTES_MAX)
+            .max_pending_accept_reset_streams(H2_PENDING_ACCEPT_RESETS_MAX)
+            .max_local_error_reset_streams(H2_LOCAL_ERROR_RESETS_MAX)
             .keep_alive_interval(Some(H2_KEEP_ALIVE_INTERVAL))
             .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
         Arc::new(Connections {

@@ -89,9 +89,9 @@ async fn check(names: &[&str]) {
         );
     }
     assert!(wrong.is_empty(), "unexpected outcomes:\n{}", wrong.join("\n"));
-    for version in [HttpVersion::Http1, HttpVersion::Http2] {
+    for (i, version) in [HttpVersion::Http1, HttpVersion::Http2].into_iter().enumerate() {
         let agent = node.agent("suwon/employment", version);
-        push_accepted(&agent, &fed.referral(&format!("after-attacks-{version}"))).await;
+        push_accepted(&agent, &fed.referral(&format!("after-attacks-{i}"))).await;
     }
 }
 
