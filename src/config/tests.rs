@@ -101,7 +101,10 @@ fn each_mistake_names_its_key() {
         ),
         ("idle_timeout_ms = 0", "limits.idle_timeout_ms"),
         ("body_read_timeout_ms = 0", "limits.body_read_timeout_ms"),
-        ("header_read_timeout_ms = 0", "limits.header_read_timeout_ms"),
+        (
+            "header_read_timeout_ms = 0",
+            "limits.header_read_timeout_ms",
+        ),
         (
             "header_read_timeout_ms = 60001",
             "limits.header_read_timeout_ms",

@@ -337,7 +337,10 @@ mod tests {
         activity.no_first_request_within(timeout).await;
         drop(activity.begin());
         let waited = tokio::time::timeout(timeout * 4, activity.no_first_request_within(timeout));
-        assert!(waited.await.is_err(), "a connection that had a request is not headless");
+        assert!(
+            waited.await.is_err(),
+            "a connection that had a request is not headless"
+        );
     }
 
     /// Regression (hostile clients): a request whose answer a client never lets the node

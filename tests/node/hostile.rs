@@ -77,7 +77,9 @@ async fn check(names: &[&str]) {
     let (fed, mut node, target) = node();
     let mut wrong = Vec::new();
     for name in names {
-        let outcomes = hostile::round(name, &target).await.expect("the attack runs");
+        let outcomes = hostile::round(name, &target)
+            .await
+            .expect("the attack runs");
         assert!(!outcomes.is_empty(), "{name}: no outcome");
         if outcomes.iter().any(|o| !o.ok) {
             wrong.push(format!("{name}:\n{}", describe(&outcomes)));
@@ -88,8 +90,15 @@ async fn check(names: &[&str]) {
             node.log_tail(40)
         );
     }
-    assert!(wrong.is_empty(), "unexpected outcomes:\n{}", wrong.join("\n"));
-    for (i, version) in [HttpVersion::Http1, HttpVersion::Http2].into_iter().enumerate() {
+    assert!(
+        wrong.is_empty(),
+        "unexpected outcomes:\n{}",
+        wrong.join("\n")
+    );
+    for (i, version) in [HttpVersion::Http1, HttpVersion::Http2]
+        .into_iter()
+        .enumerate()
+    {
         let agent = node.agent("suwon/employment", version);
         push_accepted(&agent, &fed.referral(&format!("after-attacks-{i}"))).await;
     }

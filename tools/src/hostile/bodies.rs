@@ -35,7 +35,8 @@ pub(super) async fn declared_over_limit(t: &Target) -> Vec<Outcome> {
     let same = exchange(t, Who::Same, vec![Step::Write(head)], wait).await;
     // The body is started (a byte a second), never ended: the node must answer on the
     // declared length alone.
-    let h2 = super::h2::trickled_post(t, Who::Other, Some(length), Duration::from_secs(1), wait).await;
+    let h2 =
+        super::h2::trickled_post(t, Who::Other, Some(length), Duration::from_secs(1), wait).await;
     vec![
         Outcome::judged("h1 other", h1, &too_large()),
         Outcome::judged("h1 same", same, &too_large()),
@@ -55,7 +56,13 @@ pub(super) async fn streamed_over_limit(t: &Target) -> Vec<Outcome> {
     body.extend_from_slice(b"0\r\n\r\n");
     let head = post_head("transfer-encoding: chunked\r\n");
     let wait = t.limits.body_read_timeout + GRACE;
-    let h1 = exchange(t, Who::Other, vec![Step::Write(head), Step::Write(body)], wait).await;
+    let h1 = exchange(
+        t,
+        Who::Other,
+        vec![Step::Write(head), Step::Write(body)],
+        wait,
+    )
+    .await;
     let h2 = match h2_post(t).body(()) {
         Ok(req) => {
             let body = Bytes::from(vec![b' '; total]);
@@ -200,7 +207,11 @@ fn json_cases(attack: JsonAttack) -> Vec<(&'static str, Vec<u8>, Expect)> {
                 ("invalid UTF-8", invalid, bad()),
                 ("BOM", bom, bad()),
                 ("raw NUL", raw_nul, bad()),
-                ("escaped NUL", referral_with(r#","s":"\u0000""#), bad_or_invalid()),
+                (
+                    "escaped NUL",
+                    referral_with(r#","s":"\u0000""#),
+                    bad_or_invalid(),
+                ),
             ]
         }
     }

@@ -23,7 +23,11 @@ const IDLE_EXTRA: usize = 8;
 
 /// Reads until the connection ends; how long after `start` it did, or `None` if it was
 /// still open at `start + wait`.
-async fn ended<R: AsyncReadExt + Unpin>(rd: &mut R, start: Instant, wait: Duration) -> Option<Duration> {
+async fn ended<R: AsyncReadExt + Unpin>(
+    rd: &mut R,
+    start: Instant,
+    wait: Duration,
+) -> Option<Duration> {
     let mut buf = [0u8; 1024];
     let left = wait.saturating_sub(start.elapsed());
     let read = async {

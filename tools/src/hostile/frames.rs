@@ -80,9 +80,20 @@ struct Raw {
 /// Error code names of RFC 9113 §7.
 fn code_name(code: u32) -> String {
     const NAMES: [&str; 14] = [
-        "NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",
-        "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR",
-        "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED",
+        "NO_ERROR",
+        "PROTOCOL_ERROR",
+        "INTERNAL_ERROR",
+        "FLOW_CONTROL_ERROR",
+        "SETTINGS_TIMEOUT",
+        "STREAM_CLOSED",
+        "FRAME_SIZE_ERROR",
+        "REFUSED_STREAM",
+        "CANCEL",
+        "COMPRESSION_ERROR",
+        "CONNECT_ERROR",
+        "ENHANCE_YOUR_CALM",
+        "INADEQUATE_SECURITY",
+        "HTTP_1_1_REQUIRED",
     ];
     NAMES
         .get(code as usize)
@@ -143,7 +154,12 @@ fn request_block(t: &Target, post: bool, path: &str, extra: &[(&str, String)]) -
 impl Raw {
     /// Connects as `who`, sends the preface and `settings`; reads (tallying, answering
     /// PINGs and SETTINGS) only if `read`.
-    async fn open(t: &Target, who: Who, settings: &[(u16, u32)], read: bool) -> Result<Raw, String> {
+    async fn open(
+        t: &Target,
+        who: Who,
+        settings: &[(u16, u32)],
+        read: bool,
+    ) -> Result<Raw, String> {
         let start = Instant::now();
         let tls = connect(t, who, HttpVersion::Http2).await?;
         let (rd, mut wr) = tokio::io::split(tls);
@@ -180,7 +196,9 @@ impl Raw {
                 if rd.read_exact(&mut head).await.is_err() {
                     break;
                 }
-                let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+                let len = (usize::from(head[0]) << 16)
+                    | (usize::from(head[1]) << 8)
+                    | usize::from(head[2]);
                 let mut payload = vec![0u8; len];
                 if rd.read_exact(&mut payload).await.is_err() {
                     break;
@@ -192,24 +210,24 @@ impl Raw {
                         .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
                         .unwrap_or(0)
                 };
-                let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
-                match kind {
-                    HEADERS => tally.answers += 1,
-                    RST_STREAM => *tally.resets.entry(code_name(code(0))).or_default() += 1,
-                    GOAWAY => {
-                        if tally.goaway.is_none() {
+                let answer = {
+                    let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
+                    match kind {
+                        HEADERS => tally.answers += 1,
+                        RST_STREAM => *tally.resets.entry(code_name(code(0))).or_default() += 1,
+                        GOAWAY if tally.goaway.is_none() => {
                             tally.goaway = Some((code_name(code(4)), since(start)));
                         }
+                        _ => {}
                     }
-                    PING if flags & ACK == 0 => {
-                        drop(tally);
-                        let _ = wr.lock().await.write_all(&frame(PING, ACK, 0, &payload)).await;
+                    match kind {
+                        PING if flags & ACK == 0 => Some(frame(PING, ACK, 0, &payload)),
+                        SETTINGS if flags & ACK == 0 => Some(frame(SETTINGS, ACK, 0, &[])),
+                        _ => None,
                     }
-                    SETTINGS if flags & ACK == 0 => {
-                        drop(tally);
-                        let _ = wr.lock().await.write_all(&frame(SETTINGS, ACK, 0, &[])).await;
-                    }
-                    _ => {}
+                };
+                if let Some(answer) = answer {
+                    let _ = wr.lock().await.write_all(&answer).await;
                 }
             }
             tally.lock().unwrap_or_else(PoisonError::into_inner).closed = Some(since(start));
@@ -223,7 +241,10 @@ impl Raw {
     }
 
     fn tally(&self) -> Tally {
-        self.tally.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.tally
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Waits until the connection ends or `wait` has passed since it opened.
@@ -248,7 +269,11 @@ impl Drop for Raw {
 
 /// A tally judged: `ok` says whether it is what a hardened node does.
 fn tallied(variant: &str, tally: &Tally, expected: &'static str, ok: bool) -> Outcome {
-    Outcome::judged(variant, Got::Tally(tally.summary()), &Expect::Tally(expected, ok))
+    Outcome::judged(
+        variant,
+        Got::Tally(tally.summary()),
+        &Expect::Tally(expected, ok),
+    )
 }
 
 /// HEADERS then RST_STREAM(CANCEL), 20,000 times on one connection, each a long poll of
@@ -257,7 +282,13 @@ fn tallied(variant: &str, tally: &Tally, expected: &'static str, ok: bool) -> Ou
 pub(super) async fn rapid_reset(t: &Target) -> Vec<Outcome> {
     let raw = match Raw::open(t, Who::Other, &[], true).await {
         Ok(raw) => raw,
-        Err(e) => return vec![Outcome::judged("h2 other", Got::Refused(e), &Expect::Tally("", false))],
+        Err(e) => {
+            return vec![Outcome::judged(
+                "h2 other",
+                Got::Refused(e),
+                &Expect::Tally("", false),
+            )]
+        }
     };
     let block = request_block(t, false, "/v1/inbox?wait_s=30", &[]);
     let mut sent = 0usize;
@@ -274,7 +305,9 @@ pub(super) async fn rapid_reset(t: &Target) -> Vec<Outcome> {
         }
         sent += 100;
     }
-    let tally = raw.wait_end(raw.start.elapsed() + Duration::from_secs(1)).await;
+    let tally = raw
+        .wait_end(raw.start.elapsed() + Duration::from_secs(1))
+        .await;
     let expected = "GOAWAY, or every stream absorbed with the node healthy";
     let variant = format!("h2 other ({sent} streams reset)");
     vec![tallied(&variant, &tally, expected, true)]
@@ -287,7 +320,13 @@ pub(super) async fn stream_flood(t: &Target) -> Vec<Outcome> {
     const STREAMS: u32 = 600;
     let raw = match Raw::open(t, Who::Other, &[], true).await {
         Ok(raw) => raw,
-        Err(e) => return vec![Outcome::judged("h2 other", Got::Refused(e), &Expect::Tally("", false))],
+        Err(e) => {
+            return vec![Outcome::judged(
+                "h2 other",
+                Got::Refused(e),
+                &Expect::Tally("", false),
+            )]
+        }
     };
     let extra = [
         ("content-type", "application/json".to_owned()),
@@ -340,7 +379,13 @@ pub(super) async fn stream_flood(t: &Target) -> Vec<Outcome> {
 pub(super) async fn control_flood(t: &Target) -> Vec<Outcome> {
     let mut raw = match Raw::open(t, Who::Other, &[], false).await {
         Ok(raw) => raw,
-        Err(e) => return vec![Outcome::judged("h2 other", Got::Refused(e), &Expect::Tally("", false))],
+        Err(e) => {
+            return vec![Outcome::judged(
+                "h2 other",
+                Got::Refused(e),
+                &Expect::Tally("", false),
+            )]
+        }
     };
     let mut batch = Vec::new();
     for i in 0..10_000u64 {
@@ -356,7 +401,12 @@ pub(super) async fn control_flood(t: &Target) -> Vec<Outcome> {
     raw.read();
     let tally = raw.wait_end(raw.start.elapsed() + GRACE).await;
     let variant = format!("h2 other ({wrote})");
-    vec![tallied(&variant, &tally, "GOAWAY, closed, or answered within the flow of TCP", true)]
+    vec![tallied(
+        &variant,
+        &tally,
+        "GOAWAY, closed, or answered within the flow of TCP",
+        true,
+    )]
 }
 
 /// A HEADERS frame without END_HEADERS, then CONTINUATION frames of 16 KiB of headers
@@ -365,7 +415,13 @@ pub(super) async fn control_flood(t: &Target) -> Vec<Outcome> {
 pub(super) async fn continuation_flood(t: &Target) -> Vec<Outcome> {
     let raw = match Raw::open(t, Who::Other, &[], true).await {
         Ok(raw) => raw,
-        Err(e) => return vec![Outcome::judged("h2 other", Got::Refused(e), &Expect::Tally("", false))],
+        Err(e) => {
+            return vec![Outcome::judged(
+                "h2 other",
+                Got::Refused(e),
+                &Expect::Tally("", false),
+            )]
+        }
     };
     let block = request_block(t, false, "/healthz", &[]);
     let _ = raw.send(&frame(HEADERS, END_STREAM, 1, &block)).await;
@@ -389,7 +445,12 @@ pub(super) async fn continuation_flood(t: &Target) -> Vec<Outcome> {
     let tally = raw.wait_end(raw.start.elapsed() + GRACE).await;
     let ok = tally.ended().is_some() || tally.answers > 0 || !tally.resets.is_empty();
     let variant = format!("h2 other ({} KiB sent)", sent >> 10);
-    vec![tallied(&variant, &tally, "431, RST_STREAM or GOAWAY, or closed", ok)]
+    vec![tallied(
+        &variant,
+        &tally,
+        "431, RST_STREAM or GOAWAY, or closed",
+        ok,
+    )]
 }
 
 /// A GET of `path` (1 MiB) as one HEADERS frame and CONTINUATION frames of 16 KiB: the
@@ -397,7 +458,13 @@ pub(super) async fn continuation_flood(t: &Target) -> Vec<Outcome> {
 pub(super) async fn huge_path(t: &Target, path: &str) -> Vec<Outcome> {
     let raw = match Raw::open(t, Who::Other, &[], true).await {
         Ok(raw) => raw,
-        Err(e) => return vec![Outcome::judged("h2 other", Got::Refused(e), &Expect::Tally("", false))],
+        Err(e) => {
+            return vec![Outcome::judged(
+                "h2 other",
+                Got::Refused(e),
+                &Expect::Tally("", false),
+            )]
+        }
     };
     let block = request_block(t, false, path, &[]);
     let mut pieces = block.chunks(16 << 10).peekable();
@@ -418,14 +485,23 @@ pub(super) async fn huge_path(t: &Target, path: &str) -> Vec<Outcome> {
     let deadline = raw.start.elapsed() + GRACE;
     loop {
         let tally = raw.tally();
-        if tally.ended().is_some() || tally.answers > 0 || !tally.resets.is_empty() || raw.start.elapsed() >= deadline {
+        if tally.ended().is_some()
+            || tally.answers > 0
+            || !tally.resets.is_empty()
+            || raw.start.elapsed() >= deadline
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let tally = raw.tally();
     let ok = tally.ended().is_some() || tally.answers > 0 || !tally.resets.is_empty();
-    vec![tallied("h2 other", &tally, "an answer, RST_STREAM or GOAWAY, or closed", ok)]
+    vec![tallied(
+        "h2 other",
+        &tally,
+        "an answer, RST_STREAM or GOAWAY, or closed",
+        ok,
+    )]
 }
 
 /// A zero stream window (SETTINGS_INITIAL_WINDOW_SIZE 0), 100 requests for the OpenAPI
@@ -437,7 +513,13 @@ pub(super) async fn zero_window(t: &Target) -> Vec<Outcome> {
     let settings = [(SETTINGS_INITIAL_WINDOW_SIZE, 0u32)];
     let raw = match Raw::open(t, Who::Other, &settings, true).await {
         Ok(raw) => raw,
-        Err(e) => return vec![Outcome::judged("h2 other", Got::Refused(e), &Expect::Tally("", false))],
+        Err(e) => {
+            return vec![Outcome::judged(
+                "h2 other",
+                Got::Refused(e),
+                &Expect::Tally("", false),
+            )]
+        }
     };
     let block = request_block(t, false, "/v1/openapi.json", &[]);
     let mut batch = Vec::new();
@@ -460,7 +542,12 @@ pub(super) async fn slow_headers(t: &Target, wait: Duration) -> Got {
         Err(e) => return Got::Refused(e),
     };
     let extra = [("content-length", "2".to_owned())];
-    let bytes = frame(HEADERS, END_HEADERS, 1, &request_block(t, true, "/v1/messages", &extra));
+    let bytes = frame(
+        HEADERS,
+        END_HEADERS,
+        1,
+        &request_block(t, true, "/v1/messages", &extra),
+    );
     let wait = wait.max(t.limits.idle_timeout + GRACE * 2);
     // Let the SETTINGS exchange finish first: the reader's ACK must not land inside the
     // frame being trickled.

@@ -78,7 +78,11 @@ async fn read_answer<R: AsyncReadExt + Unpin>(rd: &mut R, start: Instant) -> Got
             break i + 4;
         }
         match rd.read(&mut chunk).await {
-            Ok(0) | Err(_) => return Got::Closed { after: since(start) },
+            Ok(0) | Err(_) => {
+                return Got::Closed {
+                    after: since(start),
+                }
+            }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     };
@@ -173,7 +177,11 @@ pub(super) async fn h2_exchange(
 pub(super) fn h2_error(e: &::h2::Error, start: Instant) -> Got {
     match e.reason() {
         Some(reason) if e.is_go_away() || e.is_reset() => Got::Reset {
-            frame: if e.is_go_away() { "GOAWAY" } else { "RST_STREAM" },
+            frame: if e.is_go_away() {
+                "GOAWAY"
+            } else {
+                "RST_STREAM"
+            },
             reason: format!("{reason:?}"),
             after: since(start),
         },
@@ -206,13 +214,28 @@ pub(super) async fn headers_many(t: &Target) -> Vec<Outcome> {
     for i in 0..10_000 {
         lines.push_str(&format!("x-h{i}: v\r\n"));
     }
-    let h1 = exchange(t, Who::Other, vec![Step::Write(post_head(&lines))], GRACE * 2).await;
+    let h1 = exchange(
+        t,
+        Who::Other,
+        vec![Step::Write(post_head(&lines))],
+        GRACE * 2,
+    )
+    .await;
     let mut req = h2_post(t);
     for i in 0..10_000 {
         req = req.header(format!("x-h{i}"), "v");
     }
     let h2 = match req.body(()) {
-        Ok(req) => h2_exchange(t, Who::Other, req, Some(Bytes::from_static(b"{}")), GRACE * 2).await,
+        Ok(req) => {
+            h2_exchange(
+                t,
+                Who::Other,
+                req,
+                Some(Bytes::from_static(b"{}")),
+                GRACE * 2,
+            )
+            .await
+        }
         Err(e) => Got::Refused(e.to_string()),
     };
     vec![
@@ -232,7 +255,16 @@ pub(super) async fn header_huge(t: &Target) -> Vec<Outcome> {
     )
     .await;
     let h2 = match h2_post(t).header("x-huge", value.as_str()).body(()) {
-        Ok(req) => h2_exchange(t, Who::Other, req, Some(Bytes::from_static(b"{}")), GRACE * 2).await,
+        Ok(req) => {
+            h2_exchange(
+                t,
+                Who::Other,
+                req,
+                Some(Bytes::from_static(b"{}")),
+                GRACE * 2,
+            )
+            .await
+        }
         Err(e) => Got::Refused(e.to_string()),
     };
     vec![
@@ -245,7 +277,13 @@ pub(super) async fn header_huge(t: &Target) -> Vec<Outcome> {
 pub(super) async fn uri_huge(t: &Target) -> Vec<Outcome> {
     let path = format!("/v1/messages/{}", "a".repeat(1 << 20));
     let head = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n");
-    let h1 = exchange(t, Who::Other, vec![Step::Write(head.into_bytes())], GRACE * 2).await;
+    let h1 = exchange(
+        t,
+        Who::Other,
+        vec![Step::Write(head.into_bytes())],
+        GRACE * 2,
+    )
+    .await;
     // The `http` crate refuses to build a URI this long: HTTP/2 is written by hand.
     let mut outcomes = vec![Outcome::judged("h1 other", h1, &header_refusal())];
     outcomes.extend(super::frames::huge_path(t, &path).await);
@@ -257,7 +295,10 @@ pub(super) async fn uri_huge(t: &Target) -> Vec<Outcome> {
 /// be closed within `limits.header_read_timeout_ms`.
 pub(super) async fn slow_headers(t: &Target) -> Vec<Outcome> {
     let limit = t.limits.header_read_timeout;
-    let expect = Expect::AnyOf(vec![Expect::EndedWithin(limit + GRACE), Expect::Status(408)]);
+    let expect = Expect::AnyOf(vec![
+        Expect::EndedWithin(limit + GRACE),
+        Expect::Status(408),
+    ]);
     let head = post_head("content-length: 2\r\n");
     let steps = || {
         vec![Step::Trickle {

@@ -252,26 +252,106 @@ pub struct Attack {
 
 /// Every attack, in the order the tool runs them.
 pub const ATTACKS: &[Attack] = &[
-    Attack { name: "body-declared-over-limit", what: "Content-Length over limits.body_bytes_max (HTTP/1.1, HTTP/2)", copies: 4 },
-    Attack { name: "body-streamed-over-limit", what: "a body without length growing over the limit (chunked HTTP/1.1, HTTP/2 DATA)", copies: 4 },
-    Attack { name: "body-never-ends", what: "a chunked body of small chunks that never ends (HTTP/1.1, HTTP/2)", copies: 4 },
-    Attack { name: "json-deep", what: "100,000 nested arrays", copies: 4 },
-    Attack { name: "json-duplicate-keys", what: "a referral with a duplicate key at the top and nested", copies: 4 },
-    Attack { name: "json-huge-numbers", what: "1e400 and a 400-digit integer in a referral", copies: 4 },
-    Attack { name: "json-bad-bytes", what: "invalid UTF-8 in a string, a BOM, a raw NUL, an escaped NUL", copies: 4 },
-    Attack { name: "headers-many", what: "10,000 headers (HTTP/1.1, HTTP/2)", copies: 4 },
-    Attack { name: "header-huge", what: "one 1 MiB header (HTTP/1.1, HTTP/2)", copies: 4 },
-    Attack { name: "uri-huge", what: "a 1 MiB request target (HTTP/1.1, HTTP/2)", copies: 4 },
-    Attack { name: "slow-headers", what: "slowloris: request headers a byte a second (HTTP/1.1, HTTP/2)", copies: 8 },
-    Attack { name: "slow-body", what: "a declared body sent a byte a second (HTTP/1.1, HTTP/2)", copies: 8 },
-    Attack { name: "flood-no-hello", what: "1,000 TCP connections that never send a ClientHello", copies: 1 },
-    Attack { name: "flood-handshakes", what: "TLS handshakes as fast as 16 loops can (with and without a certificate)", copies: 1 },
-    Attack { name: "flood-idle", what: "more idle authenticated connections than the identity may hold", copies: 1 },
-    Attack { name: "h2-rapid-reset", what: "HEADERS then RST_STREAM in a loop (CVE-2023-44487)", copies: 2 },
-    Attack { name: "h2-stream-flood", what: "more streams than max concurrent streams, bodies never sent", copies: 2 },
-    Attack { name: "h2-control-flood", what: "SETTINGS and PING frames in a loop, answers never read", copies: 2 },
-    Attack { name: "h2-continuation-flood", what: "a header block of endless CONTINUATION frames (CVE-2024-27316 class)", copies: 2 },
-    Attack { name: "h2-zero-window", what: "a zero flow-control window and responses never read", copies: 2 },
+    Attack {
+        name: "body-declared-over-limit",
+        what: "Content-Length over limits.body_bytes_max (HTTP/1.1, HTTP/2)",
+        copies: 4,
+    },
+    Attack {
+        name: "body-streamed-over-limit",
+        what: "a body without length growing over the limit (chunked HTTP/1.1, HTTP/2 DATA)",
+        copies: 4,
+    },
+    Attack {
+        name: "body-never-ends",
+        what: "a chunked body of small chunks that never ends (HTTP/1.1, HTTP/2)",
+        copies: 4,
+    },
+    Attack {
+        name: "json-deep",
+        what: "100,000 nested arrays",
+        copies: 4,
+    },
+    Attack {
+        name: "json-duplicate-keys",
+        what: "a referral with a duplicate key at the top and nested",
+        copies: 4,
+    },
+    Attack {
+        name: "json-huge-numbers",
+        what: "1e400 and a 400-digit integer in a referral",
+        copies: 4,
+    },
+    Attack {
+        name: "json-bad-bytes",
+        what: "invalid UTF-8 in a string, a BOM, a raw NUL, an escaped NUL",
+        copies: 4,
+    },
+    Attack {
+        name: "headers-many",
+        what: "10,000 headers (HTTP/1.1, HTTP/2)",
+        copies: 4,
+    },
+    Attack {
+        name: "header-huge",
+        what: "one 1 MiB header (HTTP/1.1, HTTP/2)",
+        copies: 4,
+    },
+    Attack {
+        name: "uri-huge",
+        what: "a 1 MiB request target (HTTP/1.1, HTTP/2)",
+        copies: 4,
+    },
+    Attack {
+        name: "slow-headers",
+        what: "slowloris: request headers a byte a second (HTTP/1.1, HTTP/2)",
+        copies: 8,
+    },
+    Attack {
+        name: "slow-body",
+        what: "a declared body sent a byte a second (HTTP/1.1, HTTP/2)",
+        copies: 8,
+    },
+    Attack {
+        name: "flood-no-hello",
+        what: "1,000 TCP connections that never send a ClientHello",
+        copies: 1,
+    },
+    Attack {
+        name: "flood-handshakes",
+        what: "TLS handshakes as fast as 16 loops can (with and without a certificate)",
+        copies: 1,
+    },
+    Attack {
+        name: "flood-idle",
+        what: "more idle authenticated connections than the identity may hold",
+        copies: 1,
+    },
+    Attack {
+        name: "h2-rapid-reset",
+        what: "HEADERS then RST_STREAM in a loop (CVE-2023-44487)",
+        copies: 2,
+    },
+    Attack {
+        name: "h2-stream-flood",
+        what: "more streams than max concurrent streams, bodies never sent",
+        copies: 2,
+    },
+    Attack {
+        name: "h2-control-flood",
+        what: "SETTINGS and PING frames in a loop, answers never read",
+        copies: 2,
+    },
+    Attack {
+        name: "h2-continuation-flood",
+        what: "a header block of endless CONTINUATION frames (CVE-2024-27316 class)",
+        copies: 2,
+    },
+    Attack {
+        name: "h2-zero-window",
+        what: "a zero flow-control window and responses never read",
+        copies: 2,
+    },
 ];
 
 /// Runs one round of attack `name` against `target`.
@@ -344,5 +424,9 @@ fn since(start: Instant) -> Duration {
 fn problem_slug(body: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     let kind = value.get("type")?.as_str()?;
-    Some(kind.strip_prefix("urn:plusgate:problem:").unwrap_or(kind).to_owned())
+    Some(
+        kind.strip_prefix("urn:plusgate:problem:")
+            .unwrap_or(kind)
+            .to_owned(),
+    )
 }

@@ -25,7 +25,10 @@ impl Resources {
     /// The node's resources now (zeros if /proc cannot tell).
     pub fn of(node: &Node) -> Resources {
         let Some(pid) = node.pid() else {
-            return Resources { fds: 0, rss_mib: 0.0 };
+            return Resources {
+                fds: 0,
+                rss_mib: 0.0,
+            };
         };
         let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .map(|d| d.count())

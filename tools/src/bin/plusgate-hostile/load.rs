@@ -47,6 +47,9 @@ pub struct GoodClient {
     pub referral: Value,
 }
 
+/// Push latencies (ms), failed pushes, the first failure.
+type Pushes = (Vec<f64>, usize, Option<String>);
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -75,7 +78,7 @@ pub async fn run(good: &GoodClient, rate: u32, duration: Duration, tag: &str) ->
     let t0 = Instant::now();
     let sends = u64::from(rate) * duration.as_secs();
     let slot = Arc::new(AsyncMutex::new(None::<Connection>));
-    let pushes: Arc<Mutex<(Vec<f64>, usize, Option<String>)>> = Arc::default();
+    let pushes: Arc<Mutex<Pushes>> = Arc::default();
     let mut set = JoinSet::new();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let puller = tokio::spawn(pull_loop(good.recipient.clone(), Arc::clone(&stop)));
@@ -89,7 +92,11 @@ pub async fn run(good: &GoodClient, rate: u32, duration: Duration, tag: &str) ->
         set.spawn(async move {
             let answer = match connection(&agent, &slot).await {
                 Some(mut conn) => conn
-                    .send(Method::POST, "/v1/messages", Some((body, "application/json")))
+                    .send(
+                        Method::POST,
+                        "/v1/messages",
+                        Some((body, "application/json")),
+                    )
                     .await
                     .map_err(|e| e.to_string()),
                 None => Err("could not connect".to_owned()),
@@ -100,7 +107,9 @@ pub async fn run(good: &GoodClient, rate: u32, duration: Duration, tag: &str) ->
                 Ok(r) if r.status == StatusCode::ACCEPTED => pushes.0.push(took),
                 Ok(r) => {
                     pushes.1 += 1;
-                    pushes.2.get_or_insert(format!("{} {}", r.status.as_u16(), r.text()));
+                    pushes
+                        .2
+                        .get_or_insert(format!("{} {}", r.status.as_u16(), r.text()));
                 }
                 Err(e) => {
                     pushes.1 += 1;
@@ -158,7 +167,11 @@ async fn pull_loop(agent: Agent, stop: Arc<std::sync::atomic::AtomicBool>) -> Ve
             if !ids.is_empty() {
                 let body = Bytes::from(json!({ "ids": ids }).to_string());
                 let _ = conn
-                    .send(Method::POST, "/v1/inbox/ack", Some((body, "application/json")))
+                    .send(
+                        Method::POST,
+                        "/v1/inbox/ack",
+                        Some((body, "application/json")),
+                    )
                     .await;
             }
         } else {

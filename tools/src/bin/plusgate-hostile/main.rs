@@ -38,7 +38,10 @@ const LIMITS: &[(&str, u64)] = &[
 ];
 
 #[derive(Debug, Parser)]
-#[command(name = "plusgate-hostile", about = "Hostile clients against a plusgate node")]
+#[command(
+    name = "plusgate-hostile",
+    about = "Hostile clients against a plusgate node"
+)]
 struct Args {
     /// An attack to run (repeatable); default: all.
     #[arg(long = "attack")]
@@ -68,7 +71,10 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
@@ -130,8 +136,18 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     };
     let duration = Duration::from_secs(args.duration_s.max(1));
     eprintln!("warming up ({} s)", duration.as_secs().min(5));
-    load::run(&good, args.rate, duration.min(Duration::from_secs(5)), "warmup").await;
-    eprintln!("baseline: {} pushes/s for {} s", args.rate, duration.as_secs());
+    load::run(
+        &good,
+        args.rate,
+        duration.min(Duration::from_secs(5)),
+        "warmup",
+    )
+    .await;
+    eprintln!(
+        "baseline: {} pushes/s for {} s",
+        args.rate,
+        duration.as_secs()
+    );
     let baseline = load::run(&good, args.rate, duration, "baseline").await;
     eprintln!(
         "baseline: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -184,7 +200,10 @@ fn target(fed: &Federation, node: &Node) -> anyhow::Result<Target> {
                 "body_read_timeout_ms",
                 l::BODY_READ_TIMEOUT_MS_DEFAULT,
             )),
-            idle_timeout: Duration::from_millis(limit("idle_timeout_ms", l::IDLE_TIMEOUT_MS_DEFAULT)),
+            idle_timeout: Duration::from_millis(limit(
+                "idle_timeout_ms",
+                l::IDLE_TIMEOUT_MS_DEFAULT,
+            )),
             inbox_wait_max: Duration::from_secs(limit("inbox_wait_s_max", 30)),
             handshakes_max: l::HANDSHAKES_MAX_DEFAULT,
             connections_per_identity_max: l::CONNECTIONS_PER_IDENTITY_MAX_DEFAULT,
@@ -236,7 +255,9 @@ async fn attack(
     let mut outcomes = Vec::new();
     let mut error = None;
     while let Some(joined) = loops.join_next().await {
-        let Ok((n, first, e, bad)) = joined else { continue };
+        let Ok((n, first, e, bad)) = joined else {
+            continue;
+        };
         rounds += n;
         error = error.or(e);
         // A loop that ever got a wrong answer reports that round, not its first.
@@ -248,5 +269,7 @@ async fn attack(
     }
     let attack_s = started.elapsed().as_secs_f64();
     let health = health::check(node, target, resting).await;
-    AttackReport::new(name, rounds, attack_s, outcomes, error, during, baseline, health)
+    AttackReport::new(
+        name, rounds, attack_s, outcomes, error, during, baseline, health,
+    )
 }

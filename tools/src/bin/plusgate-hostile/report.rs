@@ -182,7 +182,11 @@ impl Report {
         }
         out.push_str(&format!(
             "\n{}\n",
-            if self.all_ok() { "all attacks got the expected outcome" } else { "SOME ATTACKS GOT AN UNEXPECTED OUTCOME" }
+            if self.all_ok() {
+                "all attacks got the expected outcome"
+            } else {
+                "SOME ATTACKS GOT AN UNEXPECTED OUTCOME"
+            }
         ));
         out
     }
