@@ -37,7 +37,24 @@ pub struct Latency {
     pub pull_p99_ms: f64,
 }
 
+impl Latency {
+    /// A phase that could not run: no pushes, the reason as its first error.
+    fn failed(why: String) -> Latency {
+        Latency {
+            pushes: 0,
+            push_errors: 1,
+            first_error: Some(why),
+            p50_ms: f64::NAN,
+            p99_ms: f64::NAN,
+            max_ms: f64::NAN,
+            pulls: 0,
+            pull_p99_ms: f64::NAN,
+        }
+    }
+}
+
 /// Who the good client is: the pushing agent and the pulling one.
+#[derive(Clone)]
 pub struct GoodClient {
     /// suwon/employment, HTTP/2.
     pub sender: Agent,
@@ -70,6 +87,34 @@ async fn connection(agent: &Agent, slot: &AsyncMutex<Option<Connection>>) -> Opt
     let clone = conn.try_clone();
     *slot = Some(conn);
     clone
+}
+
+/// [`run`] on a thread and runtime of its own, apart from the attackers' tasks: on one
+/// shared runtime an attacker busy encrypting a megabyte body holds a worker thread, and
+/// the good client's pushes would wait for it inside this process, a delay no real client
+/// on another machine has. What is left is what the node (and the shared CPU) does to it.
+pub async fn run_apart(good: &GoodClient, rate: u32, duration: Duration, tag: &str) -> Latency {
+    let good = good.clone();
+    let tag = tag.to_owned();
+    let (done, result) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("good-client".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let latency = match runtime {
+                Ok(runtime) => runtime.block_on(run(&good, rate, duration, &tag)),
+                Err(e) => Latency::failed(format!("cannot start the good client's runtime: {e}")),
+            };
+            let _ = done.send(latency);
+        });
+    if let Err(e) = spawned {
+        return Latency::failed(format!("cannot start the good client's thread: {e}"));
+    }
+    result.await.unwrap_or_else(|_| {
+        Latency::failed("the good client's thread ended without a result".into())
+    })
 }
 
 /// Runs the good client for `duration` at `rate` pushes a second; `tag` makes its ids

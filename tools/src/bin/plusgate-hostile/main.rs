@@ -136,7 +136,7 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     };
     let duration = Duration::from_secs(args.duration_s.max(1));
     eprintln!("warming up ({} s)", duration.as_secs().min(5));
-    load::run(
+    load::run_apart(
         &good,
         args.rate,
         duration.min(Duration::from_secs(5)),
@@ -148,7 +148,7 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         args.rate,
         duration.as_secs()
     );
-    let baseline = load::run(&good, args.rate, duration, "baseline").await;
+    let baseline = load::run_apart(&good, args.rate, duration, "baseline").await;
     eprintln!(
         "baseline: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         baseline.p50_ms, baseline.p99_ms, baseline.max_ms
@@ -250,7 +250,7 @@ async fn attack(
             }
         });
     }
-    let during = load::run(good, args.rate, duration, name).await;
+    let during = load::run_apart(good, args.rate, duration, name).await;
     let mut rounds = 0;
     let mut outcomes = Vec::new();
     let mut error = None;
