@@ -365,6 +365,9 @@ pub struct Limits {
     pub connections_per_identity_max: usize,
     /// A connection without an open request for this long is closed.
     pub idle_timeout: Duration,
+    /// An HTTP/1.1 request head (request line and headers), and the first request head of
+    /// any connection, must arrive whole within this time, else the connection is closed.
+    pub header_read_timeout: Duration,
     /// A request body must arrive whole within this time, else 408.
     pub body_read_timeout: Duration,
     /// A connection older than this is closed gracefully, whatever it does.

@@ -33,6 +33,15 @@ pub const CONNECTIONS_PER_IDENTITY_MAX_DEFAULT: usize = 64;
 pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 60_000;
 /// Largest accepted `limits.idle_timeout_ms`.
 pub const IDLE_TIMEOUT_MS_LIMIT: u64 = 3_600_000;
+/// Default `limits.header_read_timeout_ms`: an HTTP/1.1 client must send a request's whole
+/// head (request line and headers) within this time after the node starts waiting for it,
+/// and a connection of either protocol its first request head within this time of its
+/// handshake, else the connection is closed (the slowloris guard). A head is a few hundred bytes that
+/// any client sends at once; ten seconds is ample for a loaded client and a third of what a
+/// slowloris held before (hyper's 30 s default, hard-coded until then).
+pub const HEADER_READ_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Largest accepted `limits.header_read_timeout_ms`.
+pub const HEADER_READ_TIMEOUT_MS_LIMIT: u64 = 60_000;
 /// Default `limits.body_read_timeout_ms`: the whole request body must arrive within this
 /// time after the handler starts reading it (1 MiB at a slow 1 Mbit/s takes 8 s), else 408.
 pub const BODY_READ_TIMEOUT_MS_DEFAULT: u64 = 15_000;
@@ -109,6 +118,8 @@ pub(super) struct RawLimits {
     connections_per_identity_max: usize,
     #[serde(default = "default_idle_timeout_ms")]
     idle_timeout_ms: u64,
+    #[serde(default = "default_header_read_timeout_ms")]
+    header_read_timeout_ms: u64,
     #[serde(default = "default_body_read_timeout_ms")]
     body_read_timeout_ms: u64,
     #[serde(default = "default_connection_age_max_s")]
@@ -139,6 +150,7 @@ impl Default for RawLimits {
             handshakes_max: default_handshakes_max(),
             connections_per_identity_max: default_connections_per_identity_max(),
             idle_timeout_ms: default_idle_timeout_ms(),
+            header_read_timeout_ms: default_header_read_timeout_ms(),
             body_read_timeout_ms: default_body_read_timeout_ms(),
             connection_age_max_s: default_connection_age_max_s(),
             body_budget_bytes: default_body_budget_bytes(),
@@ -177,6 +189,9 @@ fn default_connections_per_identity_max() -> usize {
 }
 fn default_idle_timeout_ms() -> u64 {
     IDLE_TIMEOUT_MS_DEFAULT
+}
+fn default_header_read_timeout_ms() -> u64 {
+    HEADER_READ_TIMEOUT_MS_DEFAULT
 }
 fn default_body_read_timeout_ms() -> u64 {
     BODY_READ_TIMEOUT_MS_DEFAULT
@@ -248,6 +263,14 @@ pub(super) fn limits(
         return Err(invalid(
             "limits.idle_timeout_ms",
             format!("must be between 1 and {IDLE_TIMEOUT_MS_LIMIT}"),
+        ));
+    }
+    if limits.header_read_timeout_ms == 0
+        || limits.header_read_timeout_ms > HEADER_READ_TIMEOUT_MS_LIMIT
+    {
+        return Err(invalid(
+            "limits.header_read_timeout_ms",
+            format!("must be between 1 and {HEADER_READ_TIMEOUT_MS_LIMIT}"),
         ));
     }
     if limits.body_read_timeout_ms == 0 || limits.body_read_timeout_ms > BODY_READ_TIMEOUT_MS_LIMIT
@@ -346,6 +369,7 @@ pub(super) fn limits(
         handshakes_max: limits.handshakes_max,
         connections_per_identity_max: limits.connections_per_identity_max,
         idle_timeout: Duration::from_millis(limits.idle_timeout_ms),
+        header_read_timeout: Duration::from_millis(limits.header_read_timeout_ms),
         body_read_timeout: Duration::from_millis(limits.body_read_timeout_ms),
         connection_age_max: Duration::from_secs(limits.connection_age_max_s),
         inbox_lease: Duration::from_millis(limits.inbox_lease_ms),

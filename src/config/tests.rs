@@ -43,6 +43,7 @@ fn a_good_file_resolves_paths_against_its_folder_and_fills_defaults() {
     assert_eq!(c.limits.connections_per_identity_max, 64);
     assert_eq!(c.limits.idle_timeout, Duration::from_secs(60));
     assert_eq!(c.limits.body_read_timeout, Duration::from_secs(15));
+    assert_eq!(c.limits.header_read_timeout, Duration::from_secs(10));
     assert_eq!(c.limits.connection_age_max, Duration::from_secs(3600));
     assert_eq!(c.limits.h2_stream_window_bytes, 256 << 10);
     assert_eq!(c.limits.h2_connection_window_bytes, 1 << 20);
@@ -100,6 +101,14 @@ fn each_mistake_names_its_key() {
         ),
         ("idle_timeout_ms = 0", "limits.idle_timeout_ms"),
         ("body_read_timeout_ms = 0", "limits.body_read_timeout_ms"),
+        (
+            "header_read_timeout_ms = 0",
+            "limits.header_read_timeout_ms",
+        ),
+        (
+            "header_read_timeout_ms = 60001",
+            "limits.header_read_timeout_ms",
+        ),
         ("connection_age_max_s = 0", "limits.connection_age_max_s"),
         (
             "connection_age_max_s = 86401",

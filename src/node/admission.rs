@@ -16,7 +16,8 @@
 //!   slow or never-finished handshakes cannot take authenticated clients' slots;
 //! - one identity never holds more than `connections_per_identity_max` connections;
 //! - no connection stays open without an open request for longer than the idle timeout
-//!   (HTTP/2 keep-alive pings find dead peers while requests are open).
+//!   (HTTP/2 keep-alive pings find dead peers while requests are open), nor with open
+//!   requests none of which started or ended for the stall bound (`connection`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -121,6 +122,8 @@ struct ActivityState {
     open: AtomicUsize,
     /// When a request last started or ended, in milliseconds since `epoch`.
     last_ms: AtomicU64,
+    /// Whether any request has started on the connection.
+    started: std::sync::atomic::AtomicBool,
     epoch: Instant,
 }
 
@@ -137,6 +140,7 @@ impl Default for Activity {
             inner: Arc::new(ActivityState {
                 open: AtomicUsize::new(0),
                 last_ms: AtomicU64::new(0),
+                started: std::sync::atomic::AtomicBool::new(false),
                 epoch: Instant::now(),
             }),
         }
@@ -158,33 +162,58 @@ impl Activity {
     pub fn begin(&self) -> InFlight {
         // Touch first: a watcher that still reads no open request then sees a fresh time.
         self.inner.touch();
+        self.inner.started.store(true, Ordering::Relaxed);
         self.inner.open.fetch_add(1, Ordering::AcqRel);
         InFlight {
             inner: Arc::clone(&self.inner),
         }
     }
 
-    /// Completes once the connection has had no open request for `timeout` without a
-    /// break: any request that starts or ends starts the wait again.
-    pub async fn idle_for(&self, timeout: Duration) {
-        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        let mut wait = timeout;
+    /// Completes once the connection has had no open request for `idle` without a break
+    /// (any request that starts or ends starts the wait again), or has had open requests
+    /// of which none started or ended for `stall`: requests that make no progress, such as
+    /// answers a client never lets the node send (an HTTP/2 window held at zero).
+    pub async fn idle_or_stalled_for(&self, idle: Duration, stall: Duration) -> Quiet {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let (idle_ms, stall_ms) = (ms(idle), ms(stall));
+        let mut wait = idle.min(stall);
         loop {
             tokio::time::sleep(wait).await;
             let state = &self.inner;
-            if state.open.load(Ordering::Acquire) > 0 {
-                wait = timeout;
-                continue;
-            }
+            let open = state.open.load(Ordering::Acquire) > 0;
+            let bound_ms = if open { stall_ms } else { idle_ms };
             let quiet_ms = state
                 .now_ms()
                 .saturating_sub(state.last_ms.load(Ordering::Relaxed));
-            if quiet_ms >= timeout_ms {
-                return;
+            if quiet_ms >= bound_ms {
+                return if open { Quiet::Stalled } else { Quiet::Idle };
             }
-            wait = Duration::from_millis(timeout_ms - quiet_ms);
+            // Woken again when the bound would be reached if nothing happens, or when the
+            // other bound would be (requests may end or start meanwhile).
+            wait = Duration::from_millis((bound_ms - quiet_ms).min(idle_ms.min(stall_ms)).max(1));
         }
     }
+}
+
+impl Activity {
+    /// Completes if no request has started `timeout` after the connection began (its
+    /// first request head did not arrive in time: a slowloris, or a connection opened only
+    /// to be held); never otherwise.
+    pub async fn no_first_request_within(&self, timeout: Duration) {
+        tokio::time::sleep(timeout).await;
+        if self.inner.started.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// How a connection went quiet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quiet {
+    /// No open request for the idle timeout.
+    Idle,
+    /// Open requests, none of which started or ended for the stall bound.
+    Stalled,
 }
 
 impl Drop for InFlight {
@@ -290,14 +319,42 @@ mod tests {
         let idle_timeout = Duration::from_millis(50);
         let activity = Activity::default();
         let request = activity.begin();
-        let idle = activity.idle_for(idle_timeout);
+        let idle = activity.idle_or_stalled_for(idle_timeout, Duration::from_secs(3600));
         tokio::pin!(idle);
         // An open request: never idle, however long it takes.
         let waited = tokio::time::timeout(idle_timeout * 4, &mut idle).await;
         assert!(waited.is_err(), "idle while a request is open");
         drop(request);
         let started = std::time::Instant::now();
-        idle.await;
+        assert_eq!(idle.await, Quiet::Idle);
         assert!(started.elapsed() >= idle_timeout);
+    }
+
+    #[tokio::test]
+    async fn a_connection_without_a_first_request_is_found() {
+        let activity = Activity::default();
+        let timeout = Duration::from_millis(20);
+        activity.no_first_request_within(timeout).await;
+        drop(activity.begin());
+        let waited = tokio::time::timeout(timeout * 4, activity.no_first_request_within(timeout));
+        assert!(
+            waited.await.is_err(),
+            "a connection that had a request is not headless"
+        );
+    }
+
+    /// Regression (hostile clients): a request whose answer a client never lets the node
+    /// send kept its connection open until `connection_age_max_s`, an hour.
+    #[tokio::test]
+    async fn open_requests_without_progress_are_stalled() {
+        let stall = Duration::from_millis(50);
+        let activity = Activity::default();
+        let _stuck = activity.begin();
+        let started = std::time::Instant::now();
+        let quiet = activity
+            .idle_or_stalled_for(Duration::from_secs(3600), stall)
+            .await;
+        assert_eq!(quiet, Quiet::Stalled);
+        assert!(started.elapsed() >= stall);
     }
 }

@@ -3,7 +3,9 @@
 //! HTTP/1.1 or HTTP/2 (with the flow-control windows of `limits`) until the client closes,
 //! the connection is idle too long or older than `limits.connection_age_max_s`, a reload
 //! no longer accepts its client certificate (revoked, expired, CA removed), or the node
-//! shuts down. Every close the node starts is graceful.
+//! shuts down, or its open requests stall (none started or ended for the idle timeout plus
+//! the longest a request may wait). Every close the node starts is graceful, for at most
+//! `close_grace`; then the connection is dropped.
 //!
 //! Invariant: an HTTP/2 connection's request bytes that the node has not read are at most
 //! `limits.h2_connection_window_bytes` (a stream's at most `h2_stream_window_bytes`).
@@ -27,15 +29,33 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use super::admission::{Activity, IdentitySlots, RefusalLog};
+use super::admission::{Activity, IdentitySlots, Quiet, RefusalLog};
 use super::api::Api;
 use super::api::Holding;
 use super::tls::Trust;
 use crate::config::Limits;
 use crate::core::identity::{self, Anonymous, Peer};
 
-/// An HTTP/1.1 client must send a request's headers within this time (slowloris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// What a graceful close may take beyond the longest a request may legitimately last
+/// (`close_grace`), before the connection is dropped: a client that never lets the node
+/// send its answers (an HTTP/2 window held at zero) would otherwise hold a closing
+/// connection, and the answers, for ever.
+const CLOSE_GRACE_EXTRA: Duration = Duration::from_secs(5);
+/// Largest HTTP/1.1 read buffer, so the largest request head: the API's heads are a few
+/// hundred bytes; a longer head is answered 431 by hyper and the connection closed.
+/// (hyper's default, ~400 KiB, named here so an upgrade cannot move it.)
+const H1_BUF_BYTES_MAX: usize = 64 << 10;
+/// Most headers of an HTTP/1.1 request; more are answered 431 (hyper's default).
+const H1_HEADERS_MAX: usize = 100;
+/// Largest decoded HTTP/2 header list; a larger one ends the stream or connection (hyper's
+/// default), as does a CONTINUATION flood long before it is buffered.
+const H2_HEADER_LIST_BYTES_MAX: u32 = 16 << 10;
+/// HTTP/2 streams a client may reset before the node accepted them; past it the connection
+/// gets GOAWAY ENHANCE_YOUR_CALM (the rapid-reset guard, CVE-2023-44487; h2's default).
+const H2_PENDING_ACCEPT_RESETS_MAX: usize = 20;
+/// HTTP/2 streams the node may reset for a client's protocol errors on one connection
+/// before it sends GOAWAY (hyper's default).
+const H2_LOCAL_ERROR_RESETS_MAX: usize = 1024;
 /// Most concurrent HTTP/2 streams per connection.
 const H2_STREAMS_MAX: u32 = 256;
 /// HTTP/2 pings this often while the connection is open, so a peer that vanished (no FIN,
@@ -54,6 +74,15 @@ pub struct Connections {
     api: Arc<Api>,
     handshake_timeout: Duration,
     idle_timeout: Duration,
+    /// Open requests none of which started or ended for this long are stalled, and the
+    /// connection is closed: `idle_timeout` plus the longest a request may wait on its own
+    /// (a body read, a long poll), so a legitimate request never stalls.
+    stall_timeout: Duration,
+    /// A connection's first request head must arrive within this (HTTP/1.1 and HTTP/2;
+    /// hyper bounds every HTTP/1.1 head by it too).
+    header_read_timeout: Duration,
+    /// The longest a graceful close may take before the connection is dropped.
+    close_grace: Duration,
     /// The bound on a connection's age, whatever it does (`limits.connection_age_max_s`).
     age_max: Duration,
     /// Connections in the TLS handshake (`limits.handshakes_max`).
@@ -78,7 +107,9 @@ impl Connections {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(H1_BUF_BYTES_MAX)
+            .max_headers(H1_HEADERS_MAX);
         // Flow control bounds what a client can make the node buffer unread: at most the
         // connection's window per connection, whatever its streams do. Named rather than
         // hyper's defaults (which may change), and never adaptive: hyper's adaptive window
@@ -91,6 +122,9 @@ impl Connections {
             .initial_stream_window_size(limits.h2_stream_window_bytes)
             .initial_connection_window_size(limits.h2_connection_window_bytes)
             .max_concurrent_streams(H2_STREAMS_MAX)
+            .max_header_list_size(H2_HEADER_LIST_BYTES_MAX)
+            .max_pending_accept_reset_streams(H2_PENDING_ACCEPT_RESETS_MAX)
+            .max_local_error_reset_streams(H2_LOCAL_ERROR_RESETS_MAX)
             .keep_alive_interval(Some(H2_KEEP_ALIVE_INTERVAL))
             .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
         Arc::new(Connections {
@@ -99,6 +133,10 @@ impl Connections {
             api,
             handshake_timeout: limits.handshake_timeout,
             idle_timeout: limits.idle_timeout,
+            stall_timeout: limits.idle_timeout
+                + limits.inbox_wait_max.max(limits.body_read_timeout),
+            header_read_timeout: limits.header_read_timeout,
+            close_grace: limits.inbox_wait_max.max(limits.body_read_timeout) + CLOSE_GRACE_EXTRA,
             age_max: limits.connection_age_max,
             handshakes: Arc::new(Semaphore::new(limits.handshakes_max)),
             authenticated: Arc::new(Semaphore::new(limits.connections_max)),
@@ -214,7 +252,13 @@ impl Connections {
                 }
                 return;
             }
-            _ = activity.idle_for(self.idle_timeout) => "idle",
+            quiet = activity.idle_or_stalled_for(self.idle_timeout, self.stall_timeout) => {
+                match quiet {
+                    Quiet::Idle => "idle",
+                    Quiet::Stalled => "requests stalled",
+                }
+            }
+            _ = activity.no_first_request_within(self.header_read_timeout) => "no request head in time",
             _ = tokio::time::sleep(self.age_max) => "age",
             _ = refused => "certificate no longer accepted",
             _ = closing.wait_for(|closing| *closing) => "shutdown",
@@ -223,8 +267,12 @@ impl Connections {
         // Graceful: HTTP/2 sends GOAWAY and finishes open streams; HTTP/1.1 closes after
         // the current response.
         conn.as_mut().graceful_shutdown();
-        if let Err(e) = conn.await {
-            tracing::debug!(%remote, error = %e, "connection ended with an error");
+        match tokio::time::timeout(self.close_grace, conn).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(%remote, error = %e, "connection ended with an error"),
+            // Dropped: the client did not let its streams finish (see CLOSE_GRACE_EXTRA).
+            Err(_) => tracing::info!(%remote, peer = ?who, why,
+                "graceful close took too long; connection dropped"),
         }
     }
 }

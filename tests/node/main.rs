@@ -16,6 +16,8 @@
 //!   connections), the connection age bound, and reloading trust and config;
 //! - `limits`: connection budgets before and after authentication, idle connections,
 //!   slow and oversized bodies, HTTP/2 flow-control windows;
+//! - `hostile`: hostile clients (oversized and malformed requests, slow senders,
+//!   connection floods, HTTP/2 frame abuse) get a clear error or a closed connection;
 //! - `memory`: what an authenticated flood can make a node hold: the body budget, the
 //!   ledger queue's bytes, the inbox bound, report rows, and pulls that do not stall each
 //!   other;
@@ -67,6 +69,7 @@ mod durability;
 mod endpoints;
 mod enforcement;
 mod federation;
+mod hostile;
 mod inbox;
 mod install;
 mod limits;

@@ -33,6 +33,8 @@ mod process;
 pub mod soak;
 mod trickle;
 
+pub mod hostile;
+
 pub use api::{
     ack, drain_inbox, drain_inbox_by, ids_of, messages_of, pull, pull_response, push,
     push_accepted, push_raw, push_referrals, register_consent, status, try_drain_inbox,

@@ -34,6 +34,7 @@ handshakes_max = 128              # connections still in the TLS handshake
 handshake_timeout_ms = 3000
 connections_per_identity_max = 64 # per client-certificate identity
 idle_timeout_ms = 60000           # a connection without an open request is closed
+header_read_timeout_ms = 10000    # a request head must arrive within this, else closed
 connection_age_max_s = 3600       # an older connection is closed gracefully (and reconnects)
 body_read_timeout_ms = 15000      # a request body must arrive within this, else 408
 inbox_lease_ms = 30000
