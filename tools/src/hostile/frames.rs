@@ -154,6 +154,22 @@ fn request_block(t: &Target, post: bool, path: &str, extra: &[(&str, String)]) -
 impl Raw {
     /// Connects as `who`, sends the preface and `settings`; reads (tallying, answering
     /// PINGs and SETTINGS) only if `read`.
+    /// [`Raw::open`] as the other agency; a refused connection is the attack's one
+    /// outcome, ready to return.
+    async fn open_other(
+        t: &Target,
+        settings: &[(u16, u32)],
+        read: bool,
+    ) -> Result<Raw, Vec<Outcome>> {
+        Raw::open(t, Who::Other, settings, read).await.map_err(|e| {
+            vec![Outcome::judged(
+                "h2 other",
+                Got::Refused(e),
+                &Expect::Tally("", false),
+            )]
+        })
+    }
+
     async fn open(
         t: &Target,
         who: Who,
@@ -280,15 +296,9 @@ fn tallied(variant: &str, tally: &Tally, expected: &'static str, ok: bool) -> Ou
 /// the inbox (work the node would start for nothing). The node must end the connection
 /// (GOAWAY) or absorb it, and stay healthy (checked by the caller).
 pub(super) async fn rapid_reset(t: &Target) -> Vec<Outcome> {
-    let raw = match Raw::open(t, Who::Other, &[], true).await {
+    let raw = match Raw::open_other(t, &[], true).await {
         Ok(raw) => raw,
-        Err(e) => {
-            return vec![Outcome::judged(
-                "h2 other",
-                Got::Refused(e),
-                &Expect::Tally("", false),
-            )]
-        }
+        Err(refused) => return refused,
     };
     let block = request_block(t, false, "/v1/inbox?wait_s=30", &[]);
     let mut sent = 0usize;
@@ -318,15 +328,9 @@ pub(super) async fn rapid_reset(t: &Target) -> Vec<Outcome> {
 /// GOAWAY), the others answered 408 or closed within `limits.body_read_timeout_ms`.
 pub(super) async fn stream_flood(t: &Target) -> Vec<Outcome> {
     const STREAMS: u32 = 600;
-    let raw = match Raw::open(t, Who::Other, &[], true).await {
+    let raw = match Raw::open_other(t, &[], true).await {
         Ok(raw) => raw,
-        Err(e) => {
-            return vec![Outcome::judged(
-                "h2 other",
-                Got::Refused(e),
-                &Expect::Tally("", false),
-            )]
-        }
+        Err(refused) => return refused,
     };
     let extra = [
         ("content-type", "application/json".to_owned()),
@@ -377,15 +381,9 @@ pub(super) async fn stream_flood(t: &Target) -> Vec<Outcome> {
 /// in its socket): the node must bound what it queues (GOAWAY or stop reading) and the
 /// connection end or be answered.
 pub(super) async fn control_flood(t: &Target) -> Vec<Outcome> {
-    let mut raw = match Raw::open(t, Who::Other, &[], false).await {
+    let mut raw = match Raw::open_other(t, &[], false).await {
         Ok(raw) => raw,
-        Err(e) => {
-            return vec![Outcome::judged(
-                "h2 other",
-                Got::Refused(e),
-                &Expect::Tally("", false),
-            )]
-        }
+        Err(refused) => return refused,
     };
     let mut batch = Vec::new();
     for i in 0..10_000u64 {
@@ -413,15 +411,9 @@ pub(super) async fn control_flood(t: &Target) -> Vec<Outcome> {
 /// each, up to 64 MiB: the node must end it (431, RST_STREAM or GOAWAY, or close) long
 /// before, without buffering it.
 pub(super) async fn continuation_flood(t: &Target) -> Vec<Outcome> {
-    let raw = match Raw::open(t, Who::Other, &[], true).await {
+    let raw = match Raw::open_other(t, &[], true).await {
         Ok(raw) => raw,
-        Err(e) => {
-            return vec![Outcome::judged(
-                "h2 other",
-                Got::Refused(e),
-                &Expect::Tally("", false),
-            )]
-        }
+        Err(refused) => return refused,
     };
     let block = request_block(t, false, "/healthz", &[]);
     let _ = raw.send(&frame(HEADERS, END_STREAM, 1, &block)).await;
@@ -456,15 +448,9 @@ pub(super) async fn continuation_flood(t: &Target) -> Vec<Outcome> {
 /// A GET of `path` (1 MiB) as one HEADERS frame and CONTINUATION frames of 16 KiB: the
 /// node must answer (431, 414, 400), reset the stream, or end the connection.
 pub(super) async fn huge_path(t: &Target, path: &str) -> Vec<Outcome> {
-    let raw = match Raw::open(t, Who::Other, &[], true).await {
+    let raw = match Raw::open_other(t, &[], true).await {
         Ok(raw) => raw,
-        Err(e) => {
-            return vec![Outcome::judged(
-                "h2 other",
-                Got::Refused(e),
-                &Expect::Tally("", false),
-            )]
-        }
+        Err(refused) => return refused,
     };
     let block = request_block(t, false, path, &[]);
     let mut pieces = block.chunks(16 << 10).peekable();
@@ -511,15 +497,9 @@ pub(super) async fn huge_path(t: &Target, path: &str) -> Vec<Outcome> {
 /// answers until `connection_age_max_s`.
 pub(super) async fn zero_window(t: &Target) -> Vec<Outcome> {
     let settings = [(SETTINGS_INITIAL_WINDOW_SIZE, 0u32)];
-    let raw = match Raw::open(t, Who::Other, &settings, true).await {
+    let raw = match Raw::open_other(t, &settings, true).await {
         Ok(raw) => raw,
-        Err(e) => {
-            return vec![Outcome::judged(
-                "h2 other",
-                Got::Refused(e),
-                &Expect::Tally("", false),
-            )]
-        }
+        Err(refused) => return refused,
     };
     let block = request_block(t, false, "/v1/openapi.json", &[]);
     let mut batch = Vec::new();

@@ -10,7 +10,7 @@
 //!   at B;
 //! - `memory-long-run`: both nodes' resident memory over the long open-loop run.
 
-use super::input::{LatencyMs, Measured, Results, RunReport};
+use super::input::{LatencyMs, Measured, Results, RunReport, PERCENTILES};
 use super::svg::{BarSeries, Chart, Marks, Scale, Series};
 
 /// The connection count whose latency percentiles are drawn (the bench's default).
@@ -157,31 +157,15 @@ fn memory_by_connections(results: &Results) -> Chart {
 
 /// Bars of percentiles, one series per `(name, latency)`.
 fn percentile_bars(series: Vec<(String, &LatencyMs)>) -> (Vec<String>, Vec<BarSeries>) {
-    let categories = LatencyMs::percentile_names();
+    let categories = PERCENTILES.iter().map(|name| (*name).to_owned()).collect();
     let series = series
         .into_iter()
         .map(|(name, latency)| BarSeries {
             name,
-            values: latency.percentiles().iter().map(|(_, v)| *v).collect(),
+            values: latency.percentiles().to_vec(),
         })
         .collect();
     (categories, series)
-}
-
-impl LatencyMs {
-    fn percentile_names() -> Vec<String> {
-        LatencyMs {
-            p50: None,
-            p90: None,
-            p99: None,
-            p99_9: None,
-            max: None,
-        }
-        .percentiles()
-        .iter()
-        .map(|(name, _)| (*name).to_owned())
-        .collect()
-    }
 }
 
 fn latency_percentiles(results: &Results) -> Chart {

@@ -70,16 +70,13 @@ pub struct LatencyMs {
     pub max: Option<f64>,
 }
 
+/// The labels of [`LatencyMs::percentiles`], in its order.
+pub const PERCENTILES: [&str; 5] = ["p50", "p90", "p99", "p99.9", "max"];
+
 impl LatencyMs {
-    /// The percentiles the charts show, with their labels.
-    pub fn percentiles(&self) -> [(&'static str, Option<f64>); 5] {
-        [
-            ("p50", self.p50),
-            ("p90", self.p90),
-            ("p99", self.p99),
-            ("p99.9", self.p99_9),
-            ("max", self.max),
-        ]
+    /// The percentiles the charts show, in the order of [`PERCENTILES`].
+    pub fn percentiles(&self) -> [Option<f64>; 5] {
+        [self.p50, self.p90, self.p99, self.p99_9, self.max]
     }
 }
 
