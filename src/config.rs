@@ -360,6 +360,11 @@ pub struct Limits {
     /// Concurrent connections still in the TLS handshake; a TCP connection beyond it is
     /// closed at once, before a byte is read.
     pub handshakes_max: usize,
+    /// TLS handshakes one source address (an IPv6 /64) may start a second after its burst;
+    /// a connection over it is closed at once, before the handshake. 0: no such limit.
+    pub handshakes_per_address_per_s: u32,
+    /// Handshakes one source address may start at once before the rate applies.
+    pub handshakes_per_address_burst: u32,
     /// Concurrent connections of one identity (the SAN URI of the client certificate); one
     /// more is closed right after its handshake.
     pub connections_per_identity_max: usize,

@@ -24,6 +24,25 @@ pub const HANDSHAKE_TIMEOUT_MS_LIMIT: u64 = 30_000;
 /// authenticated). Small next to `connections_max`, so unauthenticated sockets can never
 /// take the slots of authenticated clients.
 pub const HANDSHAKES_MAX_DEFAULT: usize = 128;
+/// Default `limits.handshakes_per_address_per_s`: TLS handshakes one source address (an
+/// IPv6 /64) may start a second, after its burst. A client that keeps its connections (up
+/// to `connection_age_max_s`) starts a few handshakes a minute, and even a batch job that
+/// opens a connection per request rarely needs more than this; an address over it has its
+/// connections closed at once, before the handshake, like a full handshake budget. A
+/// handshake is the costliest thing a client can make the node do before it is
+/// authenticated (a signature, a key exchange, the certificate's verification: about a
+/// millisecond of CPU), so this bounds one source at about 6 % of a core, and the
+/// handshake thread's lower priority keeps even that behind authenticated requests.
+pub const HANDSHAKES_PER_ADDRESS_PER_S_DEFAULT: u32 = 64;
+/// Largest accepted `limits.handshakes_per_address_per_s`.
+pub const HANDSHAKES_PER_ADDRESS_PER_S_LIMIT: u32 = 100_000;
+/// Default `limits.handshakes_per_address_burst`: handshakes one address may start at once
+/// before the rate applies: as many as the handshake budget (`handshakes_max`), so after
+/// a node restart two agencies' whole pools (`connections_per_identity_max` each) behind
+/// one address reconnect at once, and no address fills the budget twice in a row.
+pub const HANDSHAKES_PER_ADDRESS_BURST_DEFAULT: u32 = 128;
+/// Largest accepted `limits.handshakes_per_address_burst`.
+pub const HANDSHAKES_PER_ADDRESS_BURST_LIMIT: u32 = 1_000_000;
 /// Default `limits.connections_per_identity_max`: one agency system's pool of connections
 /// (HTTP/2 multiplexes up to 256 requests on each), so one identity (or one leaked key)
 /// cannot hold every slot.
@@ -114,6 +133,10 @@ pub(super) struct RawLimits {
     handshake_timeout_ms: u64,
     #[serde(default = "default_handshakes_max")]
     handshakes_max: usize,
+    #[serde(default = "default_handshakes_per_address_per_s")]
+    handshakes_per_address_per_s: u32,
+    #[serde(default = "default_handshakes_per_address_burst")]
+    handshakes_per_address_burst: u32,
     #[serde(default = "default_connections_per_identity_max")]
     connections_per_identity_max: usize,
     #[serde(default = "default_idle_timeout_ms")]
@@ -148,6 +171,8 @@ impl Default for RawLimits {
             inbox_pull_max: default_inbox_pull_max(),
             handshake_timeout_ms: default_handshake_timeout_ms(),
             handshakes_max: default_handshakes_max(),
+            handshakes_per_address_per_s: default_handshakes_per_address_per_s(),
+            handshakes_per_address_burst: default_handshakes_per_address_burst(),
             connections_per_identity_max: default_connections_per_identity_max(),
             idle_timeout_ms: default_idle_timeout_ms(),
             header_read_timeout_ms: default_header_read_timeout_ms(),
@@ -183,6 +208,12 @@ fn default_handshake_timeout_ms() -> u64 {
 }
 fn default_handshakes_max() -> usize {
     HANDSHAKES_MAX_DEFAULT
+}
+fn default_handshakes_per_address_per_s() -> u32 {
+    HANDSHAKES_PER_ADDRESS_PER_S_DEFAULT
+}
+fn default_handshakes_per_address_burst() -> u32 {
+    HANDSHAKES_PER_ADDRESS_BURST_DEFAULT
 }
 fn default_connections_per_identity_max() -> usize {
     CONNECTIONS_PER_IDENTITY_MAX_DEFAULT
@@ -246,6 +277,22 @@ pub(super) fn limits(
         return Err(invalid(
             "limits.handshakes_max",
             "must be at least 1".into(),
+        ));
+    }
+    // 0 turns the per-address rate off: for a node behind a TCP proxy or load balancer,
+    // where every client shares the proxy's address.
+    if limits.handshakes_per_address_per_s > HANDSHAKES_PER_ADDRESS_PER_S_LIMIT {
+        return Err(invalid(
+            "limits.handshakes_per_address_per_s",
+            format!("must be between 0 (no limit) and {HANDSHAKES_PER_ADDRESS_PER_S_LIMIT}"),
+        ));
+    }
+    if limits.handshakes_per_address_burst == 0
+        || limits.handshakes_per_address_burst > HANDSHAKES_PER_ADDRESS_BURST_LIMIT
+    {
+        return Err(invalid(
+            "limits.handshakes_per_address_burst",
+            format!("must be between 1 and {HANDSHAKES_PER_ADDRESS_BURST_LIMIT}"),
         ));
     }
     if limits.connections_per_identity_max == 0
@@ -367,6 +414,8 @@ pub(super) fn limits(
         connections_max: limits.connections_max,
         handshake_timeout: Duration::from_millis(limits.handshake_timeout_ms),
         handshakes_max: limits.handshakes_max,
+        handshakes_per_address_per_s: limits.handshakes_per_address_per_s,
+        handshakes_per_address_burst: limits.handshakes_per_address_burst,
         connections_per_identity_max: limits.connections_per_identity_max,
         idle_timeout: Duration::from_millis(limits.idle_timeout_ms),
         header_read_timeout: Duration::from_millis(limits.header_read_timeout_ms),

@@ -40,6 +40,14 @@ fn a_good_file_resolves_paths_against_its_folder_and_fills_defaults() {
     assert_eq!(c.limits.body_bytes_max, 1 << 20);
     assert_eq!(c.limits.handshake_timeout, Duration::from_secs(3));
     assert_eq!(c.limits.handshakes_max, HANDSHAKES_MAX_DEFAULT);
+    assert_eq!(
+        c.limits.handshakes_per_address_per_s,
+        HANDSHAKES_PER_ADDRESS_PER_S_DEFAULT
+    );
+    assert_eq!(
+        c.limits.handshakes_per_address_burst,
+        HANDSHAKES_PER_ADDRESS_BURST_DEFAULT
+    );
     assert_eq!(c.limits.connections_per_identity_max, 64);
     assert_eq!(c.limits.idle_timeout, Duration::from_secs(60));
     assert_eq!(c.limits.body_read_timeout, Duration::from_secs(15));
@@ -91,6 +99,14 @@ fn each_mistake_names_its_key() {
             "limits.handshake_timeout_ms",
         ),
         ("handshakes_max = 0", "limits.handshakes_max"),
+        (
+            "handshakes_per_address_per_s = 100001",
+            "limits.handshakes_per_address_per_s",
+        ),
+        (
+            "handshakes_per_address_burst = 0",
+            "limits.handshakes_per_address_burst",
+        ),
         (
             "connections_per_identity_max = 0",
             "limits.connections_per_identity_max",

@@ -1,9 +1,15 @@
 //! Admission: which connections the node holds, and for how long, before and after
 //! authentication.
 //!
-//! A connection passes two budgets. While it is in the TLS handshake it holds a slot of the
-//! small **handshake budget** (`limits.handshakes_max`) and nothing else; a TCP connection
-//! that finds that budget full is closed at once. Once the client certificate is verified,
+//! Before its TLS handshake, a TCP connection must find a token in its source address's
+//! **handshake rate** ([`AddressRate`], `limits.handshakes_per_address_per_s` after a burst
+//! of `limits.handshakes_per_address_burst`), else it is closed at once: a handshake is the
+//! costliest work a client can cause before it is authenticated, and this bounds how much
+//! of it one source can cause a second.
+//!
+//! A connection then passes two budgets. While it is in the TLS handshake it holds a slot
+//! of the small **handshake budget** (`limits.handshakes_max`) and nothing else; a TCP
+//! connection that finds that budget full is closed at once. Once the client certificate is verified,
 //! the connection gives the handshake slot back and takes one of `limits.connections_max`
 //! and one of its identity's `limits.connections_per_identity_max` ([`IdentitySlots`]); if
 //! either is full the connection is closed right after the handshake (the client sees the
@@ -15,11 +21,14 @@
 //! - an unauthenticated connection never holds a slot of `connections_max`, so a flood of
 //!   slow or never-finished handshakes cannot take authenticated clients' slots;
 //! - one identity never holds more than `connections_per_identity_max` connections;
+//! - one source address (an IPv6 /64) never starts more than its burst plus its rate's
+//!   worth of handshakes, and the rate's state is at most [`ADDRESSES_MAX`] addresses;
 //! - no connection stays open without an open request for longer than the idle timeout
 //!   (HTTP/2 keep-alive pings find dead peers while requests are open), nor with open
 //!   requests none of which started or ended for the stall bound (`connection`).
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,6 +42,135 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 /// File descriptors the node needs besides its connections: the store's files, the log,
 /// the listener, connections to peer nodes. A generous estimate; used only to warn.
 pub const OTHER_FILES_MAX: u64 = 256;
+
+/// Source addresses whose handshake rate the node tracks at once (a few MiB). An attacker
+/// with more addresses than this (an IPv6 /48 has 65,536 /64s) cannot grow the map: once
+/// it is full, addresses whose bucket has refilled are forgotten, and until some have, a
+/// connection from an address not tracked is closed at once (the handshake budget and the
+/// authenticated connections are untouched).
+pub const ADDRESSES_MAX: usize = 65_536;
+
+/// What identifies one source of connections: an IPv4 address, or the /64 network of an
+/// IPv6 address (one host, or one site, can use any address of its /64, so a per-address
+/// bound keyed on the whole address would bound nothing). An IPv4-mapped IPv6 address
+/// counts as its IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// An IPv4 address.
+    V4(Ipv4Addr),
+    /// The first four segments (the /64) of an IPv6 address.
+    V6Net([u16; 4]),
+}
+
+impl Source {
+    /// The source `ip` belongs to.
+    pub fn of(ip: IpAddr) -> Source {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => Source::V4(v4),
+            IpAddr::V6(v6) => {
+                let [a, b, c, d, ..] = v6.segments();
+                Source::V6Net([a, b, c, d])
+            }
+        }
+    }
+}
+
+/// The per-source handshake rate: a token bucket per [`Source`], `burst` tokens deep,
+/// refilled at `per_s` a second; each handshake takes a token, and a connection that finds
+/// none is closed before its handshake.
+#[derive(Debug)]
+pub struct AddressRate {
+    per_s: f64,
+    burst: f64,
+    /// How long an empty bucket takes to refill: a bucket untouched this long is full, and
+    /// forgetting it changes nothing.
+    refill: Duration,
+    state: Mutex<Buckets>,
+}
+
+#[derive(Debug, Default)]
+struct Buckets {
+    map: HashMap<Source, Bucket>,
+    /// When full buckets were last forgotten (at most once per `refill`, so an attacker who
+    /// keeps the map full cannot make every connection scan it).
+    pruned: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl AddressRate {
+    /// `per_s` handshakes a second per source after a burst of `burst`; `None` if `per_s`
+    /// is 0 (no per-address limit).
+    pub fn new(per_s: u32, burst: u32) -> Option<AddressRate> {
+        if per_s == 0 {
+            return None;
+        }
+        let (per_s, burst) = (f64::from(per_s), f64::from(burst.max(1)));
+        Some(AddressRate {
+            per_s,
+            burst,
+            refill: Duration::from_secs_f64(burst / per_s),
+            state: Mutex::new(Buckets::default()),
+        })
+    }
+
+    /// Takes a handshake token of `ip`'s source at `now`; false if it has none left (or if
+    /// it is not tracked and the map is full of sources still refilling).
+    pub fn admit(&self, ip: IpAddr, now: Instant) -> bool {
+        let source = Source::of(ip);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bucket) = state.map.get_mut(&source) {
+            let refilled = now.saturating_duration_since(bucket.at).as_secs_f64() * self.per_s;
+            bucket.tokens = (bucket.tokens + refilled).min(self.burst);
+            bucket.at = now;
+            if bucket.tokens < 1.0 {
+                return false;
+            }
+            bucket.tokens -= 1.0;
+            return true;
+        }
+        if state.map.len() >= ADDRESSES_MAX && !self.prune(&mut state, now) {
+            return false;
+        }
+        state.map.insert(
+            source,
+            Bucket {
+                tokens: self.burst - 1.0,
+                at: now,
+            },
+        );
+        true
+    }
+
+    /// Forgets the sources whose bucket is full again, if that was not done within the last
+    /// `refill`; whether the map has room now.
+    fn prune(&self, state: &mut Buckets, now: Instant) -> bool {
+        if state
+            .pruned
+            .is_none_or(|last| now.saturating_duration_since(last) >= self.refill)
+        {
+            state.pruned = Some(now);
+            let (per_s, burst) = (self.per_s, self.burst);
+            state.map.retain(|_, b| {
+                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_s < burst
+            });
+        }
+        state.map.len() < ADDRESSES_MAX
+    }
+
+    /// Sources tracked now.
+    pub fn tracked(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map
+            .len()
+    }
+}
 
 /// Why a connection that completed its handshake is not served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -312,6 +450,74 @@ mod tests {
         drop(first);
         assert_eq!(slots.held(&a), 1);
         let _third = slots.take(&a).expect("a slot came back");
+    }
+
+    fn v4(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
+    }
+
+    #[test]
+    fn an_address_gets_its_burst_then_its_rate() {
+        let rate = AddressRate::new(10, 4).expect("a rate");
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            assert!(rate.admit(v4(1), t0));
+        }
+        assert!(!rate.admit(v4(1), t0), "past the burst");
+        // Another address has its own bucket.
+        assert!(rate.admit(v4(2), t0));
+        // A tenth of a second later one token is back (10 a second), and only one.
+        let later = t0 + Duration::from_millis(100);
+        assert!(rate.admit(v4(1), later));
+        assert!(!rate.admit(v4(1), later));
+        // Never more than the burst, however long the address was quiet.
+        let much_later = t0 + Duration::from_secs(3600);
+        for _ in 0..4 {
+            assert!(rate.admit(v4(1), much_later));
+        }
+        assert!(!rate.admit(v4(1), much_later));
+    }
+
+    #[test]
+    fn an_ipv6_source_is_its_slash_64_and_a_mapped_ipv4_its_ipv4() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().expect("v6");
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().expect("v6");
+        let other_net: IpAddr = "2001:db8:1:3::1".parse().expect("v6");
+        assert_eq!(Source::of(a), Source::of(b));
+        assert_ne!(Source::of(a), Source::of(other_net));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().expect("mapped");
+        assert_eq!(Source::of(mapped), Source::of(v4(1)));
+
+        let rate = AddressRate::new(1, 1).expect("a rate");
+        let now = Instant::now();
+        assert!(rate.admit(a, now));
+        assert!(!rate.admit(b, now), "the same /64 shares one bucket");
+        assert!(rate.admit(other_net, now));
+    }
+
+    #[test]
+    fn no_rate_means_no_limit() {
+        assert!(AddressRate::new(0, 64).is_none());
+    }
+
+    #[test]
+    fn the_map_stays_bounded_and_forgets_refilled_sources() {
+        let rate = AddressRate::new(1, 1).expect("a rate");
+        let t0 = Instant::now();
+        let many = |n: usize| {
+            let n = u32::try_from(n).expect("fits");
+            IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n))
+        };
+        for n in 0..ADDRESSES_MAX {
+            assert!(rate.admit(many(n), t0));
+        }
+        // Full of sources still refilling: a new one is turned away, the map does not grow.
+        assert!(!rate.admit(many(ADDRESSES_MAX), t0));
+        assert_eq!(rate.tracked(), ADDRESSES_MAX);
+        // Once their buckets are full again they are forgotten and a new source gets in.
+        let refilled = t0 + Duration::from_secs(2);
+        assert!(rate.admit(many(ADDRESSES_MAX), refilled));
+        assert_eq!(rate.tracked(), 1);
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
-//! One client connection's life: the TLS handshake on the handshake budget (under the
-//! current [`Trust`]), admission by identity onto the main budget (`admission`), then
+//! One client connection's life: its source address's handshake rate, then the TLS
+//! handshake on the handshake budget and the handshake thread (under the current
+//! [`Trust`]), admission by identity onto the main budget (`admission`), then
 //! HTTP/1.1 or HTTP/2 (with the flow-control windows of `limits`) until the client closes,
 //! the connection is idle too long or older than `limits.connection_age_max_s`, a reload
 //! no longer accepts its client certificate (revoked, expired, CA removed), or the node
@@ -29,9 +30,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use super::admission::{Activity, IdentitySlots, Quiet, RefusalLog};
+use super::admission::{Activity, AddressRate, IdentitySlots, Quiet, RefusalLog};
 use super::api::Api;
 use super::api::Holding;
+use super::handshakes::{HandshakeError, Handshakes};
 use super::tls::Trust;
 use crate::config::Limits;
 use crate::core::identity::{self, Anonymous, Peer};
@@ -85,12 +87,18 @@ pub struct Connections {
     close_grace: Duration,
     /// The bound on a connection's age, whatever it does (`limits.connection_age_max_s`).
     age_max: Duration,
+    /// Handshakes a second per source address (`limits.handshakes_per_address_*`); `None`:
+    /// no such limit.
+    address_rate: Option<AddressRate>,
     /// Connections in the TLS handshake (`limits.handshakes_max`).
     handshakes: Arc<Semaphore>,
+    /// Where the handshakes run.
+    handshake_thread: Handshakes,
     /// Authenticated connections (`limits.connections_max`).
     authenticated: Arc<Semaphore>,
     identities: Arc<IdentitySlots>,
     closing: watch::Receiver<bool>,
+    refused_rate: RefusalLog,
     refused_unauthenticated: RefusalLog,
     refused_authenticated: RefusalLog,
 }
@@ -101,6 +109,7 @@ impl Connections {
         trust: watch::Receiver<Arc<Trust>>,
         api: Arc<Api>,
         limits: &Limits,
+        handshake_thread: Handshakes,
         closing: watch::Receiver<bool>,
     ) -> Arc<Connections> {
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -138,18 +147,31 @@ impl Connections {
             header_read_timeout: limits.header_read_timeout,
             close_grace: limits.inbox_wait_max.max(limits.body_read_timeout) + CLOSE_GRACE_EXTRA,
             age_max: limits.connection_age_max,
+            address_rate: AddressRate::new(
+                limits.handshakes_per_address_per_s,
+                limits.handshakes_per_address_burst,
+            ),
             handshakes: Arc::new(Semaphore::new(limits.handshakes_max)),
+            handshake_thread,
             authenticated: Arc::new(Semaphore::new(limits.connections_max)),
             identities: IdentitySlots::new(limits.connections_per_identity_max),
             closing,
+            refused_rate: RefusalLog::new("handshakes_per_address_per_s reached"),
             refused_unauthenticated: RefusalLog::new("handshakes_max reached"),
             refused_authenticated: RefusalLog::new("connections_max reached"),
         })
     }
 
-    /// Takes a freshly accepted TCP connection: closes it at once if the handshake budget
-    /// is full, else serves it on its own task.
+    /// Takes a freshly accepted TCP connection: closes it at once if its source address has
+    /// no handshake left this second or the handshake budget is full, else serves it on its
+    /// own task.
     pub fn spawn(self: &Arc<Self>, tcp: TcpStream, remote: SocketAddr) {
+        if let Some(rate) = &self.address_rate {
+            if !rate.admit(remote.ip(), std::time::Instant::now()) {
+                self.refused_rate.refused();
+                return;
+            }
+        }
         let Ok(handshake) = Arc::clone(&self.handshakes).try_acquire_owned() else {
             self.refused_unauthenticated.refused();
             return;
@@ -170,16 +192,19 @@ impl Connections {
     async fn serve(&self, tcp: TcpStream, remote: SocketAddr, handshake: OwnedSemaphorePermit) {
         let mut trust = self.trust.clone();
         let acceptor = TlsAcceptor::from(Arc::clone(&trust.borrow_and_update().server));
-        let accepted = tokio::time::timeout(self.handshake_timeout, acceptor.accept(tcp)).await;
+        let accepted = self
+            .handshake_thread
+            .accept(tcp, acceptor, self.handshake_timeout)
+            .await;
         drop(handshake);
         let tls = match accepted {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
-                tracing::info!(%remote, error = %e, "TLS handshake refused");
+            Ok(tls) => tls,
+            Err(e @ HandshakeError::TimedOut) => {
+                tracing::debug!(%remote, error = %e, "connection closed in its handshake");
                 return;
             }
-            Err(_) => {
-                tracing::debug!(%remote, "TLS handshake timed out");
+            Err(e) => {
+                tracing::info!(%remote, error = %e, "connection closed in its handshake");
                 return;
             }
         };

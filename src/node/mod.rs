@@ -18,6 +18,7 @@ pub mod clock;
 pub mod connection;
 pub mod files;
 pub mod forwarder;
+pub mod handshakes;
 pub mod inbox;
 pub mod ledger;
 pub mod metrics;
@@ -107,6 +108,9 @@ pub enum NodeError {
     /// The client side of node-to-node TLS could not be set up.
     #[error("node-to-node TLS: {0}")]
     Client(#[from] client::ClientError),
+    /// The thread that runs TLS handshakes could not start (out of threads or memory).
+    #[error("cannot start the TLS handshake thread: {0}")]
+    Handshakes(std::io::Error),
 }
 
 /// Why a directory whose signature verifies is still not one this node may run with. The
@@ -191,6 +195,8 @@ pub struct Node {
     limits: Limits,
     store: Store,
     ledger_thread: JoinHandle<()>,
+    /// The thread TLS handshakes run on (`handshakes`).
+    handshakes: handshakes::Handshakes,
     closing: watch::Sender<bool>,
     /// Every metric, for the operations listener.
     metrics: Arc<Metrics>,
@@ -338,6 +344,7 @@ impl Node {
             limits: config.limits.clone(),
             store,
             ledger_thread,
+            handshakes: handshakes::Handshakes::start().map_err(NodeError::Handshakes)?,
             closing,
             metrics: Arc::new(metrics),
             ledger_metrics,
@@ -367,6 +374,7 @@ impl Node {
             limits,
             store,
             ledger_thread,
+            handshakes,
             closing,
             metrics,
             ledger_metrics,
@@ -384,8 +392,13 @@ impl Node {
         admission::raise_open_files_limit(
             (limits.connections_max + limits.handshakes_max) as u64 + admission::OTHER_FILES_MAX,
         );
-        let connections =
-            Connections::new(trust.subscribe(), api.clone(), &limits, closing.subscribe());
+        let connections = Connections::new(
+            trust.subscribe(),
+            api.clone(),
+            &limits,
+            handshakes,
+            closing.subscribe(),
+        );
         tokio::pin!(shutdown);
 
         let forwarding_tls = federated.as_ref().map(|f| f.forwarding_tls.clone());

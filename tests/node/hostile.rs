@@ -7,6 +7,7 @@
 //! Functional only: how much the attacks slow a good client is measured by
 //! `plusgate-hostile` (docs/hostile-clients.md), never asserted here.
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use harness::hostile::{self, Outcome, Target, TargetLimits};
@@ -35,9 +36,19 @@ fn node() -> (Federation, Node, Target) {
     ] {
         fed.set_option("suwon", "limits", key, &value.to_string());
     }
+    // The default handshake rate per address, which the harness turns off for its clients:
+    // every attack comes from an address of its own, the good client from 127.0.0.1.
+    use plusgate::config::{HANDSHAKES_PER_ADDRESS_BURST_DEFAULT, HANDSHAKES_PER_ADDRESS_PER_S_DEFAULT};
+    for (key, value) in [
+        ("handshakes_per_address_per_s", HANDSHAKES_PER_ADDRESS_PER_S_DEFAULT),
+        ("handshakes_per_address_burst", HANDSHAKES_PER_ADDRESS_BURST_DEFAULT),
+    ] {
+        fed.set_option("suwon", "limits", key, &value.to_string());
+    }
     let node = fed.start("suwon");
     let target = Target {
         addr: node.addr(),
+        source: Ipv4Addr::new(127, 0, 0, 2),
         ca: fed.manifest().ca_path(),
         other: fed.identity("suwon/saeil"),
         same: fed.identity("suwon/employment"),
@@ -76,7 +87,14 @@ fn describe(outcomes: &[Outcome]) -> String {
 async fn check(names: &[&str]) {
     let (fed, mut node, target) = node();
     let mut wrong = Vec::new();
-    for name in names {
+    for (i, name) in (10u8..).zip(names) {
+        // Each attack from a loopback address of its own, as from a machine of its own: the
+        // floods use up their address's handshake rate, which is not what the next attack
+        // is about.
+        let target = Target {
+            source: Ipv4Addr::new(127, 0, 0, i),
+            ..target.clone()
+        };
         let outcomes = hostile::round(name, &target)
             .await
             .expect("the attack runs");
@@ -129,7 +147,13 @@ async fn slow_senders_are_cut_off_within_their_timeouts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_floods_are_bounded_and_released() {
-    check(&["flood-no-hello", "flood-handshakes", "flood-idle"]).await;
+    check(&[
+        "flood-no-hello",
+        "flood-handshakes",
+        "flood-handshakes-spread",
+        "flood-idle",
+    ])
+    .await;
 }
 
 /// Regression (h2-zero-window): a client that never opens its window held its connection

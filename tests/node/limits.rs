@@ -1,8 +1,10 @@
-//! Limits before and after authentication: sockets that never finish their TLS handshake
-//! cannot take authenticated clients' slots, a body must arrive in time, one identity holds
+//! Limits before and after authentication: one source address starts a bounded number of
+//! handshakes a second, sockets that never finish their TLS handshake cannot take
+//! authenticated clients' slots, a body must arrive in time, one identity holds
 //! a bounded number of connections, an oversized HTTP/2 body gets its 413, and HTTP/2 flow
 //! control lets a client send only the configured windows ahead of what the node reads.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +14,8 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use plusgate::node::client::{client_config, HttpVersion};
 use rustls_pki_types::ServerName;
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -43,6 +46,83 @@ async fn tls_as(
         .connect(name, tcp)
         .await
         .expect("TLS handshake")
+}
+
+/// A TCP connection to `to` from loopback address `from` (any 127.0.0.0/8 address is this
+/// machine's): another source address, as another client machine would be.
+async fn tcp_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(IpAddr::V4(from), 0))
+        .expect("bind a loopback source address");
+    socket.connect(to).await.expect("connect")
+}
+
+/// A TLS handshake with `node` as `identity` from `from`; the error if it failed.
+async fn handshake_from(
+    fed: &Federation,
+    node: &Node,
+    identity: &str,
+    from: Ipv4Addr,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let cert = fed.identity(identity);
+    let config = client_config(
+        &fed.manifest().ca_path(),
+        Some((&cert.cert, &cert.key)),
+        HttpVersion::Http1,
+    )
+    .expect("client config");
+    let tcp = tcp_from(from, node.addr()).await;
+    let name = ServerName::try_from("localhost").expect("name");
+    TlsConnector::from(config).connect(name, tcp).await
+}
+
+/// One address may start `handshakes_per_address_burst` handshakes at once, then
+/// `handshakes_per_address_per_s`; past that its connections are closed before the node
+/// sends a byte, while other addresses are served as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_starts_a_bounded_number_of_handshakes_while_others_are_served() {
+    let fed = Federation::new();
+    fed.set_option("suwon", "limits", "handshakes_per_address_per_s", "1");
+    fed.set_option("suwon", "limits", "handshakes_per_address_burst", "3");
+    // A connection the node waits on is held far longer than PROMPT: closed within it is
+    // closed at once.
+    fed.set_option("suwon", "limits", "handshake_timeout_ms", "30000");
+    let node = fed.start("suwon");
+    let flooder = Ipv4Addr::new(127, 0, 0, 9);
+    let mut held = Vec::new();
+    for n in 0..3 {
+        held.push(
+            handshake_from(&fed, &node, "suwon/saeil", flooder)
+                .await
+                .unwrap_or_else(|e| panic!("handshake {n} is within the burst: {e}")),
+        );
+    }
+    // Past the burst: closed at once, before the node's first TLS byte.
+    let mut tcp = tcp_from(flooder, node.addr()).await;
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(PROMPT, tcp.read(&mut byte))
+        .await
+        .expect("closed at once, not held");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the node answered a connection over the rate: {read:?}"
+    );
+    // Another address is served meanwhile.
+    handshake_from(
+        &fed,
+        &node,
+        "suwon/employment",
+        Ipv4Addr::new(127, 0, 0, 10),
+    )
+    .await
+    .expect("another address is served");
+    // A second later the address has one handshake again, and only one.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    handshake_from(&fed, &node, "suwon/saeil", flooder)
+        .await
+        .expect("the rate refilled one handshake");
+    drop(held);
 }
 
 /// POSTs a streamed body to `/v1/messages` over `version`; returns the status of the answer
@@ -111,9 +191,11 @@ async fn sockets_that_never_handshake_do_not_starve_authenticated_clients() {
     fed.set_option("suwon", "limits", "handshakes_max", "2");
     fed.set_option("suwon", "limits", "handshake_timeout_ms", "1000");
     let node = fed.start("suwon");
+    // From an address of their own, as an attacker's would be (their handshake rate is not
+    // what this test is about).
     let mut silent = Vec::new();
     for _ in 0..16 {
-        silent.push(TcpStream::connect(node.addr()).await.expect("connect"));
+        silent.push(tcp_from(Ipv4Addr::new(127, 0, 0, 2), node.addr()).await);
     }
     for version in VERSIONS {
         let agent = node.agent("suwon/employment", version);

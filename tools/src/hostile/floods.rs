@@ -1,12 +1,13 @@
 //! Connection floods: TCP connections that never send a ClientHello, TLS handshakes as
-//! fast as the attacker can make them (with and without a certificate), and more idle
-//! authenticated connections than an identity may hold.
+//! fast as the attacker can make them (with and without a certificate; from one address,
+//! or spread over thousands), and more idle authenticated connections than an identity
+//! may hold.
 
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use plusgate::node::client::HttpVersion;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use super::{connect, Expect, Got, Outcome, Target, Who, GRACE};
@@ -18,6 +19,10 @@ const SILENT_CONNECTIONS: usize = 600;
 const HANDSHAKE_LOOPS: usize = 16;
 /// How long the handshake flood runs.
 const HANDSHAKE_FLOOD: Duration = Duration::from_secs(5);
+/// Addresses each loop of the spread handshake flood cycles through (127.1.L.1–250 for
+/// loop L): 4,000 in all, so that each stays far below its handshake rate and only the
+/// node's other defences are left.
+const SPREAD_ADDRESSES: usize = 250;
 /// Idle connections opened past the identity's bound.
 const IDLE_EXTRA: usize = 8;
 
@@ -71,7 +76,7 @@ pub(super) async fn no_hello(t: &Target) -> Vec<Outcome> {
     let mut set = JoinSet::new();
     let mut failed = 0usize;
     for _ in 0..SILENT_CONNECTIONS {
-        match TcpStream::connect(t.addr).await {
+        match super::tcp(t).await {
             Ok(mut tcp) => {
                 set.spawn(async move {
                     let opened = Instant::now();
@@ -113,18 +118,44 @@ async fn refused(t: &Target, who: Who) -> bool {
     }
 }
 
+/// Where the handshake flood comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sources {
+    /// The target's source address: its handshake rate applies.
+    One,
+    /// [`SPREAD_ADDRESSES`] addresses per loop (a botnet, or an IPv6 /48): no address
+    /// reaches its rate.
+    Spread,
+}
+
+/// The `n`th source address of loop `lp` of the spread flood.
+fn spread_source(lp: usize, n: usize) -> Ipv4Addr {
+    let (lp, host) = (lp % 256, n % SPREAD_ADDRESSES + 1);
+    Ipv4Addr::new(
+        127,
+        1,
+        u8::try_from(lp).unwrap_or(0),
+        u8::try_from(host).unwrap_or(1),
+    )
+}
+
 /// [`HANDSHAKE_LOOPS`] loops handshaking for [`HANDSHAKE_FLOOD`] as another agency, and as
 /// many without a certificate: every certificate-less one refused, the node alive.
-pub(super) async fn handshakes(t: &Target) -> Vec<Outcome> {
+pub(super) async fn handshakes(t: &Target, from: Sources) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     for who in [Who::Other, Who::NoCert] {
         let start = Instant::now();
         let mut set = JoinSet::new();
-        for _ in 0..HANDSHAKE_LOOPS {
-            let t = t.clone();
+        for lp in 0..HANDSHAKE_LOOPS {
+            let mut t = t.clone();
             set.spawn(async move {
-                let (mut done, mut refused) = (0usize, 0usize);
+                let (mut done, mut refused, mut turned) = (0usize, 0usize, 0usize);
+                let mut n = 0usize;
                 while start.elapsed() < HANDSHAKE_FLOOD {
+                    if from == Sources::Spread {
+                        t.source = spread_source(lp, n);
+                        n += 1;
+                    }
                     match who {
                         Who::NoCert => {
                             if super::floods::refused(&t, who).await {
@@ -135,21 +166,25 @@ pub(super) async fn handshakes(t: &Target) -> Vec<Outcome> {
                         }
                         _ => match connect(&t, who, HttpVersion::Http1).await {
                             Ok(_) => done += 1,
+                            Err(Got::TurnedAway) => turned += 1,
                             Err(_) => refused += 1,
                         },
                     }
                 }
-                (done, refused)
+                (done, refused, turned)
             });
         }
-        let (mut done, mut refused_n) = (0usize, 0usize);
-        while let Some(Ok((d, r))) = set.join_next().await {
+        let (mut done, mut refused_n, mut turned_n) = (0usize, 0usize, 0usize);
+        while let Some(Ok((d, r, a))) = set.join_next().await {
             done += d;
             refused_n += r;
+            turned_n += a;
         }
         let secs = start.elapsed().as_secs_f64();
-        let rate = (done + refused_n) as f64 / secs;
-        let text = format!("{done} completed, {refused_n} refused ({rate:.0}/s)");
+        let rate = (done + refused_n + turned_n) as f64 / secs;
+        let text = format!(
+            "{done} completed, {refused_n} refused, {turned_n} closed before the handshake ({rate:.0}/s)"
+        );
         let (expected, ok) = match who {
             Who::NoCert => ("every handshake refused", done == 0),
             _ => ("handshakes served or refused, node healthy", true),

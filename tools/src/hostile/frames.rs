@@ -161,21 +161,12 @@ impl Raw {
         settings: &[(u16, u32)],
         read: bool,
     ) -> Result<Raw, Vec<Outcome>> {
-        Raw::open(t, Who::Other, settings, read).await.map_err(|e| {
-            vec![Outcome::judged(
-                "h2 other",
-                Got::Refused(e),
-                &Expect::Tally("", false),
-            )]
-        })
+        Raw::open(t, Who::Other, settings, read)
+            .await
+            .map_err(|got| vec![Outcome::judged("h2 other", got, &Expect::Tally("", false))])
     }
 
-    async fn open(
-        t: &Target,
-        who: Who,
-        settings: &[(u16, u32)],
-        read: bool,
-    ) -> Result<Raw, String> {
+    async fn open(t: &Target, who: Who, settings: &[(u16, u32)], read: bool) -> Result<Raw, Got> {
         let start = Instant::now();
         let tls = connect(t, who, HttpVersion::Http2).await?;
         let (rd, mut wr) = tokio::io::split(tls);
@@ -186,7 +177,9 @@ impl Raw {
         }
         let mut hello = PREFACE.to_vec();
         hello.extend_from_slice(&frame(SETTINGS, 0, 0, &payload));
-        wr.write_all(&hello).await.map_err(|e| e.to_string())?;
+        wr.write_all(&hello)
+            .await
+            .map_err(|e| Got::Refused(e.to_string()))?;
         let mut raw = Raw {
             wr: Arc::new(AsyncMutex::new(wr)),
             tally: Arc::default(),
@@ -519,7 +512,7 @@ pub(super) async fn zero_window(t: &Target) -> Vec<Outcome> {
 pub(super) async fn slow_headers(t: &Target, wait: Duration) -> Got {
     let raw = match Raw::open(t, Who::Other, &[], true).await {
         Ok(raw) => raw,
-        Err(e) => return Got::Refused(e),
+        Err(got) => return got,
     };
     let extra = [("content-length", "2".to_owned())];
     let bytes = frame(

@@ -31,7 +31,7 @@ pub(super) async fn exchange(t: &Target, who: Who, steps: Vec<Step>, wait: Durat
     let start = Instant::now();
     let tls = match connect(t, who, HttpVersion::Http1).await {
         Ok(tls) => tls,
-        Err(e) => return Got::Refused(e),
+        Err(got) => return got,
     };
     let (mut rd, mut wr) = tokio::io::split(tls);
     let writer = tokio::spawn(async move {
@@ -138,7 +138,7 @@ pub(super) async fn h2_exchange(
     let start = Instant::now();
     let tls = match connect(t, who, HttpVersion::Http2).await {
         Ok(tls) => tls,
-        Err(e) => return Got::Refused(e),
+        Err(got) => return got,
     };
     let attempt = async {
         let (client, conn) = ::h2::client::Builder::new()

@@ -21,7 +21,7 @@ pub(super) async fn trickled_post(
     let start = Instant::now();
     let tls = match connect(t, who, HttpVersion::Http2).await {
         Ok(tls) => tls,
-        Err(e) => return Got::Refused(e),
+        Err(got) => return got,
     };
     let mut request = h2_post(t);
     if let Some(n) = declared {

@@ -13,13 +13,13 @@
 //! [`GRACE`] for an answer and reports "no answer" otherwise.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plusgate::node::client::{client_config, HttpVersion};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
@@ -44,6 +44,10 @@ const OVER_LIMIT_BYTES: usize = 512 << 10;
 pub struct Target {
     /// The node's TLS address.
     pub addr: SocketAddr,
+    /// The loopback address the attacker connects from (any of 127.0.0.0/8 is this
+    /// machine): an address of its own, as an attacker's machine would have, so the node's
+    /// per-address handshake rate applies to it and not to the good client.
+    pub source: Ipv4Addr,
     /// The federation's CA bundle (PEM), to verify the node.
     pub ca: PathBuf,
     /// An agency other than the well-behaved client's (the usual attacker).
@@ -133,6 +137,10 @@ pub enum Got {
     },
     /// The TLS handshake (or the connection) was refused.
     Refused(String),
+    /// The node closed the connection before its TLS handshake: the attacker's address
+    /// is over its handshake rate, or the handshake budget is full. A defence, but the
+    /// attack's request was never looked at.
+    TurnedAway,
     /// Nothing at all within the wait: the node still holds the request or connection.
     Silent {
         /// How long the attacker waited.
@@ -156,6 +164,7 @@ impl fmt::Display for Got {
                 after,
             } => write!(f, "{frame} {reason} after {:.1} s", after.as_secs_f64()),
             Got::Refused(why) => write!(f, "refused: {why}"),
+            Got::TurnedAway => f.write_str("closed before the TLS handshake"),
             Got::Silent { waited } => write!(f, "no answer in {:.0} s", waited.as_secs_f64()),
             Got::Tally(text) => f.write_str(text),
         }
@@ -323,6 +332,11 @@ pub const ATTACKS: &[Attack] = &[
         copies: 1,
     },
     Attack {
+        name: "flood-handshakes-spread",
+        what: "the handshake flood from 4,000 addresses, none over its handshake rate",
+        copies: 1,
+    },
+    Attack {
         name: "flood-idle",
         what: "more idle authenticated connections than the identity may hold",
         copies: 1,
@@ -371,7 +385,8 @@ pub async fn round(name: &str, target: &Target) -> anyhow::Result<Vec<Outcome>> 
         "slow-headers" => h1::slow_headers(t).await,
         "slow-body" => bodies::slow_body(t).await,
         "flood-no-hello" => floods::no_hello(t).await,
-        "flood-handshakes" => floods::handshakes(t).await,
+        "flood-handshakes" => floods::handshakes(t, floods::Sources::One).await,
+        "flood-handshakes-spread" => floods::handshakes(t, floods::Sources::Spread).await,
         "flood-idle" => floods::idle(t).await,
         "h2-rapid-reset" => frames::rapid_reset(t).await,
         "h2-stream-flood" => frames::stream_flood(t).await,
@@ -387,12 +402,21 @@ pub fn attack(name: &str) -> Option<&'static Attack> {
     ATTACKS.iter().find(|a| a.name == name)
 }
 
-/// A TLS connection to the target as `who`, offering only `version` by ALPN.
+/// A TCP connection to the target from the attacker's address.
+pub async fn tcp(t: &Target) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(IpAddr::V4(t.source), 0))?;
+    socket.connect(t.addr).await
+}
+
+/// A TLS connection to the target as `who`, offering only `version` by ALPN; the error is
+/// [`Got::TurnedAway`] if the node closed the connection before its handshake, else
+/// [`Got::Refused`].
 pub async fn connect(
     t: &Target,
     who: Who,
     version: HttpVersion,
-) -> Result<TlsStream<TcpStream>, String> {
+) -> Result<TlsStream<TcpStream>, Got> {
     let cert = match who {
         Who::Other => Some(&t.other),
         Who::Same => Some(&t.same),
@@ -403,16 +427,25 @@ pub async fn connect(
         cert.map(|c| (c.cert.as_path(), c.key.as_path())),
         version,
     )
-    .map_err(|e| format!("client config: {e}"))?;
-    let tcp = TcpStream::connect(t.addr)
+    .map_err(|e| Got::Refused(format!("client config: {e}")))?;
+    let tcp = tcp(t)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(|e| Got::Refused(format!("connect: {e}")))?;
     let _ = tcp.set_nodelay(true);
-    let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("localhost").map_err(|e| Got::Refused(e.to_string()))?;
     TlsConnector::from(Arc::clone(&config))
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("TLS: {e}"))
+        .map_err(|e| {
+            // The node says nothing to a connection it turns away: the client's handshake
+            // meets the end of the stream (or a reset) instead of a ServerHello. A refused
+            // certificate is a TLS alert, after the client's side of the handshake.
+            use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+            match e.kind() {
+                UnexpectedEof | ConnectionReset | BrokenPipe => Got::TurnedAway,
+                _ => Got::Refused(format!("TLS: {e}")),
+            }
+        })
 }
 
 /// Seconds since `start`, for `Got`.

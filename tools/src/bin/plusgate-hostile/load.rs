@@ -62,6 +62,8 @@ pub struct GoodClient {
     pub recipient: Agent,
     /// The referral example (its id replaced per push).
     pub referral: Value,
+    /// The CPUs its thread runs on (empty: any).
+    pub cpus: Vec<usize>,
 }
 
 /// Push latencies (ms), failed pushes, the first failure.
@@ -100,6 +102,10 @@ pub async fn run_apart(good: &GoodClient, rate: u32, duration: Duration, tag: &s
     let spawned = std::thread::Builder::new()
         .name("good-client".into())
         .spawn(move || {
+            if let Err(e) = super::cpus::pin_this_thread(&good.cpus) {
+                let _ = done.send(Latency::failed(format!("cannot pin the good client: {e}")));
+                return;
+            }
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build();
