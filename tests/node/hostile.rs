@@ -38,10 +38,18 @@ fn node() -> (Federation, Node, Target) {
     }
     // The default handshake rate per address, which the harness turns off for its clients:
     // every attack comes from an address of its own, the good client from 127.0.0.1.
-    use plusgate::config::{HANDSHAKES_PER_ADDRESS_BURST_DEFAULT, HANDSHAKES_PER_ADDRESS_PER_S_DEFAULT};
+    use plusgate::config::{
+        HANDSHAKES_PER_ADDRESS_BURST_DEFAULT, HANDSHAKES_PER_ADDRESS_PER_S_DEFAULT,
+    };
     for (key, value) in [
-        ("handshakes_per_address_per_s", HANDSHAKES_PER_ADDRESS_PER_S_DEFAULT),
-        ("handshakes_per_address_burst", HANDSHAKES_PER_ADDRESS_BURST_DEFAULT),
+        (
+            "handshakes_per_address_per_s",
+            HANDSHAKES_PER_ADDRESS_PER_S_DEFAULT,
+        ),
+        (
+            "handshakes_per_address_burst",
+            HANDSHAKES_PER_ADDRESS_BURST_DEFAULT,
+        ),
     ] {
         fed.set_option("suwon", "limits", key, &value.to_string());
     }
