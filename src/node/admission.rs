@@ -162,8 +162,9 @@ impl AddressRate {
         state.map.len() < ADDRESSES_MAX
     }
 
-    /// Sources tracked now.
-    pub fn tracked(&self) -> usize {
+    /// Sources tracked now (for the bound's test).
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
         self.state
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -211,55 +211,37 @@ fn header_refusal() -> Expect {
 /// 10,000 headers.
 pub(super) async fn headers_many(t: &Target) -> Vec<Outcome> {
     let mut lines = String::new();
+    let mut request = h2_post(t);
     for i in 0..10_000 {
         lines.push_str(&format!("x-h{i}: v\r\n"));
+        request = request.header(format!("x-h{i}"), "v");
     }
-    let h1 = exchange(
-        t,
-        Who::Other,
-        vec![Step::Write(post_head(&lines))],
-        GRACE * 2,
-    )
-    .await;
-    let mut req = h2_post(t);
-    for i in 0..10_000 {
-        req = req.header(format!("x-h{i}"), "v");
-    }
-    let h2 = match req.body(()) {
-        Ok(req) => {
-            h2_exchange(
-                t,
-                Who::Other,
-                req,
-                Some(Bytes::from_static(b"{}")),
-                GRACE * 2,
-            )
-            .await
-        }
-        Err(e) => Got::Refused(e.to_string()),
-    };
-    vec![
-        Outcome::judged("h1 other", h1, &header_refusal()),
-        Outcome::judged("h2 other", h2, &header_refusal()),
-    ]
+    oversized_head(t, &lines, request).await
 }
 
 /// One header of 1 MiB.
 pub(super) async fn header_huge(t: &Target) -> Vec<Outcome> {
     let value = "a".repeat(1 << 20);
+    let request = h2_post(t).header("x-huge", value.as_str());
+    oversized_head(t, &format!("x-huge: {value}\r\n"), request).await
+}
+
+/// A push whose head is too large, as the other agency: over HTTP/1.1 with `lines` as its
+/// header lines, over HTTP/2 as `request`. Both must be refused.
+async fn oversized_head(t: &Target, lines: &str, request: http::request::Builder) -> Vec<Outcome> {
     let h1 = exchange(
         t,
         Who::Other,
-        vec![Step::Write(post_head(&format!("x-huge: {value}\r\n")))],
+        vec![Step::Write(post_head(lines))],
         GRACE * 2,
     )
     .await;
-    let h2 = match h2_post(t).header("x-huge", value.as_str()).body(()) {
-        Ok(req) => {
+    let h2 = match request.body(()) {
+        Ok(request) => {
             h2_exchange(
                 t,
                 Who::Other,
-                req,
+                request,
                 Some(Bytes::from_static(b"{}")),
                 GRACE * 2,
             )

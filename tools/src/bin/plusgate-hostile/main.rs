@@ -272,6 +272,7 @@ fn target(fed: &Federation, node: &Node, limits: &[(String, u64)]) -> anyhow::Re
             .find(|(k, _)| k == key)
             .map_or(default, |(_, v)| *v)
     };
+    let ms = |key: &str, default: u64| Duration::from_millis(limit(key, default));
     use plusgate::config as l;
     Ok(Target {
         addr: node.addr(),
@@ -281,22 +282,10 @@ fn target(fed: &Federation, node: &Node, limits: &[(String, u64)]) -> anyhow::Re
         same: fed.identity("suwon/employment"),
         limits: TargetLimits {
             body_bytes_max: 1 << 20,
-            handshake_timeout: Duration::from_millis(limit(
-                "handshake_timeout_ms",
-                l::HANDSHAKE_TIMEOUT_MS_DEFAULT,
-            )),
-            header_read_timeout: Duration::from_millis(limit(
-                "header_read_timeout_ms",
-                l::HEADER_READ_TIMEOUT_MS_DEFAULT,
-            )),
-            body_read_timeout: Duration::from_millis(limit(
-                "body_read_timeout_ms",
-                l::BODY_READ_TIMEOUT_MS_DEFAULT,
-            )),
-            idle_timeout: Duration::from_millis(limit(
-                "idle_timeout_ms",
-                l::IDLE_TIMEOUT_MS_DEFAULT,
-            )),
+            handshake_timeout: ms("handshake_timeout_ms", l::HANDSHAKE_TIMEOUT_MS_DEFAULT),
+            header_read_timeout: ms("header_read_timeout_ms", l::HEADER_READ_TIMEOUT_MS_DEFAULT),
+            body_read_timeout: ms("body_read_timeout_ms", l::BODY_READ_TIMEOUT_MS_DEFAULT),
+            idle_timeout: ms("idle_timeout_ms", l::IDLE_TIMEOUT_MS_DEFAULT),
             inbox_wait_max: Duration::from_secs(limit("inbox_wait_s_max", 30)),
             handshakes_max: usize::try_from(limit(
                 "handshakes_max",
